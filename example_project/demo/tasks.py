@@ -1,0 +1,43 @@
+"""Example tasks: one of each kind trigger_celery supports so far."""
+
+import asyncio
+import random
+
+from pydantic import BaseModel
+
+from trigger_celery import AbortTaskRunError, logger, metadata, schema_task, task
+
+
+@task(id="hello-world", description="Says hello and returns the message.")
+def hello_world(payload, ctx):
+    logger.info("Hello, world!", message=payload.get("message"))
+    return {"message": payload.get("message", "hi"), "attempt": ctx.attempt.number}
+
+
+@task(id="unreliable", retry={"max_attempts": 5, "min_timeout_in_ms": 500, "factor": 2})
+def unreliable(payload, ctx):
+    """Fails at random; the retry policy brings it home."""
+    metadata.set("attempt_seen", ctx.attempt.number)
+    if random.random() < payload.get("failure_rate", 0.5):
+        raise RuntimeError(f"unlucky on attempt {ctx.attempt.number}")
+    return {"lucky_on": ctx.attempt.number}
+
+
+class Invoice(BaseModel):
+    customer: str
+    amount_cents: int
+    currency: str = "EUR"
+
+
+@schema_task(id="send-invoice", schema=Invoice)
+def send_invoice(invoice: Invoice, ctx):
+    if invoice.amount_cents <= 0:
+        raise AbortTaskRunError("refusing to send an invoice for nothing")
+    logger.info("invoice sent", customer=invoice.customer)
+    return {"sent_to": invoice.customer, "total": f"{invoice.amount_cents / 100:.2f} {invoice.currency}"}
+
+
+@task(id="async-fetch")
+async def async_fetch(payload, ctx):
+    await asyncio.sleep(0.2)
+    return {"fetched": payload.get("url", "https://example.com")}

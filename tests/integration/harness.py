@@ -1,0 +1,116 @@
+"""Real ``celery worker`` / ``celery beat`` processes for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TC_USE_TEST_DB"] = "1"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+class Process:
+    """A child process whose output goes to a log file, stopped on ``stop()``."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=_env(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as an OOM killer or a lost machine would."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self._log.close()
+
+
+def start_worker(
+    log_dir: Path,
+    *,
+    name: str = "worker",
+    concurrency: int = 4,
+    pool: str = "prefork",
+    queues: str = "celery",
+    env: dict[str, str] | None = None,
+) -> Process:
+    args = [
+        sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
+        "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "-Q", queues,
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+        "--prefetch-multiplier", "1",
+    ]
+    worker = Process(name, args, log_dir, env)
+    try:
+        wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=60, what=f"{name} to be ready")
+    except AssertionError:
+        worker.stop()
+        raise
+    if not worker.alive():
+        raise RuntimeError(f"worker {name} exited:\n{worker.log()[-4000:]}")
+    return worker
+
+
+def start_beat(log_dir: Path, *, name: str = "beat", env: dict[str, str] | None = None) -> Process:
+    args = [
+        sys.executable, "-m", "celery", "-A", "tests.celery_app", "beat",
+        "-S", "trigger_celery.beat:Scheduler", "-l", "INFO",
+        "--pidfile=", "-s", str(log_dir / f"{name}-schedule"),
+    ]
+    beat = Process(name, args, log_dir, env)
+    wait_for(
+        lambda: "beat: Starting" in beat.log() or not beat.alive(), timeout=60, what=f"{name} to start"
+    )
+    if not beat.alive():
+        raise RuntimeError(f"beat {name} exited:\n{beat.log()[-4000:]}")
+    return beat

@@ -1,0 +1,233 @@
+"""Defining, triggering, executing and recording runs, with real workers (SPEC 2, 3, 6)."""
+
+from __future__ import annotations
+
+import pytest
+from celery.signals import before_task_publish
+from pydantic import ValidationError
+
+from tests.integration.harness import wait_for
+from tests.taskapp import events
+from tests.taskapp.tasks import greet, hello_world
+from trigger_celery import runs, tasks
+from trigger_celery.models import Attempt, LogEntry, Run
+
+pytestmark = pytest.mark.integration
+
+
+def finished(handle, timeout: float = 30.0):
+    return wait_for(
+        lambda: (r := runs.retrieve(handle)).is_completed and r,
+        timeout=timeout,
+        what=f"run {handle} to finish",
+    )
+
+
+def test_hello_world_run_completes_with_its_output_and_one_attempt(live):
+    handle = hello_world.trigger({"message": "hi"})
+    assert handle.id.startswith("run_")
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.is_success and not run.is_failed
+    assert run.output == {"message": "hi", "attempt": 1, "run": handle.id}
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "COMPLETED")]
+    assert run.started_at <= run.finished_at
+    assert LogEntry.objects.filter(run_id=handle.id, message="hello").exists()
+
+
+def test_celery_message_carries_only_the_run_id_and_attempt(live):
+    bodies = []
+
+    def capture(body=None, headers=None, **kwargs):
+        if headers and headers.get("task") == "trigger_celery.execute_run":
+            bodies.append(body)
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        handle = tasks.trigger("hello-world", {"message": "secret payload"})
+        finished(handle)
+    finally:
+        before_task_publish.disconnect(capture)
+    assert bodies, "no execute_run message was published"
+    args, kwargs, _embed = bodies[0]
+    assert args == [] or args == ()
+    assert kwargs == {"run_id": handle.id, "attempt": 1}
+
+
+def test_retries_are_spaced_by_the_backoff_formula_then_succeed(live):
+    handle = tasks.trigger("flaky", {"succeed_on": 3})
+    run = finished(handle, timeout=40)
+    assert run.status == "COMPLETED"
+    assert run.output == {"succeeded_on": 3}
+    assert [a.status for a in run.attempts] == ["FAILED", "FAILED", "COMPLETED"]
+    starts = [e["t"] for e in events.read(f"flaky:{handle.id}")]
+    assert len(starts) == 3
+    gap1, gap2 = starts[1] - starts[0], starts[2] - starts[1]
+    # min_timeout 1000 ms, factor 2, no jitter: 1 s then 2 s (never earlier).
+    assert gap1 >= 1.0
+    assert gap2 >= 2.0
+    assert gap2 > gap1
+    # Dispatch happens when due, not at some later sweep: generous upper bounds.
+    assert gap1 < 1.0 + 3.0
+    assert gap2 < 2.0 + 3.0
+
+
+def test_exhausted_retries_fail_the_run_and_call_on_failure_once(live):
+    handle = tasks.trigger("always-fails", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.attempt_count == 3
+    assert events.values(f"attempts:{handle.id}") == [1, 2, 3]
+    assert run.error["type"] == "ValueError"
+    assert run.error["message"] == "this task always fails"
+    assert "Traceback" in run.error["stack"]
+    assert len(events.values(f"on_failure:{handle.id}")) == 1
+    assert all(a.error["type"] == "ValueError" for a in run.attempts)
+
+
+def test_max_attempts_trigger_option_overrides_the_task_retry_policy(live):
+    handle = tasks.trigger("always-fails", {}, max_attempts=1)
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert events.values(f"attempts:{handle.id}") == [1]
+
+
+def test_abort_task_run_error_is_never_retried(live):
+    handle = tasks.trigger("aborts", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "AbortTaskRunError"
+    assert events.values(f"attempts:{handle.id}") == [1]
+
+
+def test_schema_task_receives_the_parsed_model(live):
+    handle = greet.trigger({"name": "Ada"})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output == {"type": "Greeting", "text": "hello Ada"}
+
+
+def test_schema_task_trigger_validates_and_creates_no_run(live):
+    with pytest.raises(ValidationError) as info:
+        greet.trigger({"count": 2})
+    assert "name" in str(info.value)
+    assert not Run.objects.exists()
+
+
+def test_schema_failure_in_worker_fails_without_retry(live):
+    # Triggering by id does not validate: the worker does, before the attempt.
+    handle = tasks.trigger("greet", {"count": "many"})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "TaskPayloadParsedError"
+    assert run.error["code"] == "TASK_INPUT_ERROR"
+    assert run.attempt_count == 1
+    assert events.values(f"attempts:{handle.id}") == []
+
+
+def test_catch_error_skip_retrying_fails_after_one_attempt(live):
+    handle = tasks.trigger("catch-skip", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert events.values(f"attempts:{handle.id}") == [1]
+
+
+def test_catch_error_retry_delay_overrides_the_policy(live):
+    handle = tasks.trigger("catch-delay", {})
+    run = finished(handle, timeout=20)
+    assert run.status == "COMPLETED"
+    assert run.output == "second attempt"
+    assert run.attempt_count == 2
+
+
+def test_error_inside_catch_error_is_a_handle_error_error(live):
+    handle = tasks.trigger("catch-raises", {})
+    run = finished(handle)
+    assert run.status == "CRASHED"
+    assert run.error["code"] == "HANDLE_ERROR_ERROR"
+    assert "the handler itself is broken" in run.error["message"]
+    assert run.attempt_count == 1
+
+
+def test_hook_order_when_the_first_attempt_fails(live):
+    handle = tasks.trigger("hook-order", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert events.values(f"hooks:{handle.id}") == [
+        "on_start_attempt",
+        "run",
+        "on_start_attempt",
+        "run",
+        "on_success",
+        "on_complete",
+    ]
+
+
+def test_non_json_output_fails_with_a_clear_error(live):
+    handle = tasks.trigger("bad-output", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "SerializationError"
+    assert "output" in run.error["message"] and "object" in run.error["message"]
+    assert events.values(f"attempts:{handle.id}") == [1]
+
+
+def test_async_run_function(live):
+    handle = tasks.trigger("async-task", {"n": 21})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output == {"doubled": 42, "attempt": 1}
+
+
+def test_global_middleware_run_locals_init_and_metadata(live):
+    handle = tasks.trigger("uses-middleware", {}, metadata={"source": "test"}, tags=["t1"])
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {
+        "local": "set by middleware for uses-middleware",
+        "init": {"from": "global init"},
+    }
+    assert run.metadata == {"source": "test", "progress": 1}
+    assert run.tags == ["t1"]
+
+
+def test_unknown_task_id_waits_in_pending_version(live):
+    handle = tasks.trigger("not-deployed-yet", {"x": 1})
+    run = runs.retrieve(handle)
+    assert run.status == "PENDING_VERSION"
+    assert run.is_queued
+
+
+def test_a_retry_waiting_for_its_time_holds_no_worker(live):
+    # Five runs wait a minute for their retry; the worker has four processes.
+    waiting = [tasks.trigger("retry-later", {}) for _ in range(5)]
+    wait_for(
+        lambda: Run.objects.filter(id__in=[h.id for h in waiting], status="QUEUED", attempt_count=1).count() == 5,
+        what="the five runs to be waiting for their retry",
+    )
+    quick = [hello_world.trigger({"message": str(i)}) for i in range(8)]
+    for handle in quick:
+        assert finished(handle).status == "COMPLETED"
+    for handle in waiting:
+        run = Run.objects.get(id=handle.id)
+        assert run.status == "QUEUED"
+        assert run.available_at is not None and run.available_at > run.queued_at
+    assert Attempt.objects.filter(run_id__in=[h.id for h in waiting], status="EXECUTING").count() == 0
+
+
+def test_runs_list_pages_through_every_run_newest_first(live):
+    handles = [tasks.trigger("not-deployed-yet", {"i": i}, tags=["paged"]) for i in range(7)]
+    page = runs.list(tag="paged", limit=3)
+    assert [r.id for r in page.data] == [h.id for h in reversed(handles)][:3]
+    assert page.has_next_page()
+    second = page.get_next_page()
+    assert [r.id for r in second.data] == [h.id for h in reversed(handles)][3:6]
+    # New runs created meanwhile do not shift the cursor.
+    tasks.trigger("not-deployed-yet", {"i": "late"}, tags=["paged"])
+    third = second.get_next_page()
+    assert [r.id for r in third.data] == [handles[0].id]
+    assert not third.has_next_page()
+    assert [r.id for r in runs.list(tag="paged", limit=3)][1:] == [h.id for h in reversed(handles)]
+    assert {r.id for r in runs.list(status="PENDING_VERSION", task_identifier="not-deployed-yet")} >= {
+        h.id for h in handles
+    }

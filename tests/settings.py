@@ -1,0 +1,94 @@
+"""Django settings for the test suite.
+
+``TC_TEST_DB=postgres`` runs on PostgreSQL (database ``test`` on 127.0.0.1, or
+``TC_PG_*``); otherwise SQLite in a file, so worker subprocesses share it.
+``TC_REDIS_URL`` points at the Redis the tests use (a private one by default).
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+RUN_DIR = Path(os.environ.get("TC_TEST_RUN_DIR", BASE_DIR.parent / ".test-run"))
+RUN_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "trigger_celery",
+    "tests.taskapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+MEDIA_ROOT = str(RUN_DIR / "media")
+
+if os.environ.get("TC_TEST_DB") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("TC_PG_NAME", "test"),
+            "USER": os.environ.get("TC_PG_USER", "postgres"),
+            "HOST": os.environ.get("TC_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TC_PG_PORT", "5432"),
+            "TEST": {"NAME": os.environ.get("TC_PG_TEST_NAME", "test_trigger_celery")},
+        }
+    }
+    if os.environ.get("TC_USE_TEST_DB"):
+        # A worker process started by the tests: use the database the tests created.
+        DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(RUN_DIR / "db.sqlite3"),
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": str(RUN_DIR / "test-db.sqlite3")},
+        }
+    }
+    if os.environ.get("TC_USE_TEST_DB"):
+        DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
+
+REDIS_URL = os.environ.get("TC_REDIS_URL", "redis://127.0.0.1:6379/15")
+TRIGGER_CELERY = {
+    "REDIS_URL": REDIS_URL,
+    "ENVIRONMENT": "PRODUCTION",
+    "PUMP_INTERVAL": 0.2,
+}
+CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TC_CELERY_QUEUE", "celery")

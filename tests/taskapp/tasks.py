@@ -1,0 +1,147 @@
+"""Tasks the integration tests trigger; they report what they saw through ``events``."""
+
+import asyncio
+
+from pydantic import BaseModel
+
+from tests.taskapp import events
+from trigger_celery import AbortTaskRunError, logger, metadata, run_locals, schema_task, task
+from trigger_celery.runtime.run_locals import RunLocal
+
+FAST_RETRY = {"max_attempts": 3, "min_timeout_in_ms": 100, "max_timeout_in_ms": 1000, "factor": 2}
+
+
+@task(id="hello-world")
+def hello_world(payload, ctx):
+    logger.info("hello", who=payload.get("message"))
+    return {"message": payload["message"], "attempt": ctx.attempt.number, "run": ctx.run.id}
+
+
+@task(
+    id="flaky",
+    retry={"max_attempts": 4, "min_timeout_in_ms": 1000, "factor": 2, "randomize": False},
+)
+def flaky(payload, ctx):
+    events.record(f"flaky:{ctx.run.id}", ctx.attempt.number)
+    if ctx.attempt.number < payload["succeed_on"]:
+        raise RuntimeError(f"attempt {ctx.attempt.number} fails on purpose")
+    return {"succeeded_on": ctx.attempt.number}
+
+
+def _record_failure(ctx, error):
+    events.record(f"on_failure:{ctx.run.id}", str(error))
+
+
+@task(id="always-fails", retry=FAST_RETRY, on_failure=_record_failure)
+def always_fails(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    raise ValueError("this task always fails")
+
+
+@task(id="aborts", retry=FAST_RETRY)
+def aborts(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    raise AbortTaskRunError("stop right here")
+
+
+class Greeting(BaseModel):
+    name: str
+    count: int = 1
+
+
+@schema_task(id="greet", schema=Greeting, retry=FAST_RETRY)
+def greet(payload: Greeting, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    return {"type": type(payload).__name__, "text": f"hello {payload.name}" * payload.count}
+
+
+def _skip(error):
+    return {"skip_retrying": True}
+
+
+@task(id="catch-skip", retry=FAST_RETRY, catch_error=_skip)
+def catch_skip(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    raise RuntimeError("skip me")
+
+
+def _broken_handler(error):
+    raise KeyError("the handler itself is broken")
+
+
+@task(id="catch-raises", retry=FAST_RETRY, catch_error=_broken_handler)
+def catch_raises(payload, ctx):
+    raise RuntimeError("original problem")
+
+
+def _retry_soon(error, retry_delay_in_ms):
+    return {"retry_delay_in_ms": 50}
+
+
+@task(id="catch-delay", retry={"max_attempts": 2, "min_timeout_in_ms": 30_000}, catch_error=_retry_soon)
+def catch_delay(payload, ctx):
+    if ctx.attempt.number == 1:
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+
+def _hook(name):
+    def hook(ctx):
+        events.record(f"hooks:{ctx.run.id}", name)
+
+    return hook
+
+
+@task(
+    id="hook-order",
+    retry=FAST_RETRY,
+    on_start_attempt=_hook("on_start_attempt"),
+    on_success=_hook("on_success"),
+    on_complete=_hook("on_complete"),
+    on_failure=_hook("on_failure"),
+)
+def hook_order(payload, ctx):
+    events.record(f"hooks:{ctx.run.id}", "run")
+    if ctx.attempt.number == 1:
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+@task(id="bad-output", retry=FAST_RETRY)
+def bad_output(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    return {"socket": object()}
+
+
+@task(id="async-task")
+async def async_task(payload, ctx):
+    await asyncio.sleep(0.01)
+    return {"doubled": payload["n"] * 2, "attempt": ctx.attempt.number}
+
+
+MIDDLEWARE_LOCAL: RunLocal = run_locals.create("middleware-value")
+
+
+@task(id="uses-middleware")
+def uses_middleware(payload, ctx):
+    metadata.set("progress", 1)
+    return {"local": run_locals.get_or_throw(MIDDLEWARE_LOCAL), "init": ctx.init}
+
+
+@task(id="sleepy")
+def sleepy(payload, ctx):
+    import time
+
+    events.record(f"start:{payload.get('tag', 'sleepy')}", ctx.run.id)
+    time.sleep(payload.get("seconds", 1))
+    events.record(f"end:{payload.get('tag', 'sleepy')}", ctx.run.id)
+    return "slept"
+
+
+def _retry_in_a_minute(error):
+    return {"retry_delay_in_ms": 60_000}
+
+
+@task(id="retry-later", retry={"max_attempts": 2}, catch_error=_retry_in_a_minute)
+def retry_later(payload, ctx):
+    raise RuntimeError("come back in a minute")

@@ -1,0 +1,17 @@
+"""Global hooks and middleware for the test tasks, imported by every worker."""
+
+from tests.taskapp.tasks import MIDDLEWARE_LOCAL
+from trigger_celery import run_locals, tasks
+
+
+def _middleware(ctx, payload, next):
+    run_locals.set(MIDDLEWARE_LOCAL, f"set by middleware for {ctx.task.id}")
+    return next()
+
+
+tasks.middleware("test-locals", _middleware)
+
+
+@tasks.init
+def _global_init(ctx):
+    return {"from": "global init"}

@@ -1,0 +1,86 @@
+"""Django system checks: misconfiguration is reported by ``manage.py check``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core import checks
+
+from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
+
+
+@checks.register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    problems: list[checks.CheckMessage] = []
+    raw = getattr(django_settings, "TRIGGER_CELERY", None)
+    if raw is not None and not isinstance(raw, dict):
+        return [checks.Error(f"TRIGGER_CELERY must be a dict, got {raw!r}", id="trigger_celery.E001")]
+    for key in unknown_keys():
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY has an unknown key {key!r}",
+                hint="See trigger_celery.conf.Settings for the accepted keys.",
+                id="trigger_celery.E002",
+            )
+        )
+    s = get_settings()
+    if s.ENVIRONMENT not in ENVIRONMENTS:
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['ENVIRONMENT'] is {s.ENVIRONMENT!r}",
+                hint=f"Use one of {', '.join(ENVIRONMENTS)}.",
+                id="trigger_celery.E003",
+            )
+        )
+    if isinstance(s.CONCURRENCY_LIMIT, bool) or not isinstance(s.CONCURRENCY_LIMIT, int) or s.CONCURRENCY_LIMIT < 1:
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['CONCURRENCY_LIMIT'] is {s.CONCURRENCY_LIMIT!r}; it must be an int >= 1",
+                id="trigger_celery.E004",
+            )
+        )
+    if not isinstance(s.BURST_FACTOR, int | float) or s.BURST_FACTOR < 1:
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['BURST_FACTOR'] is {s.BURST_FACTOR!r}; it must be a number >= 1",
+                id="trigger_celery.E005",
+            )
+        )
+    if s.STORE not in (None, "redis", "database"):
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['STORE'] is {s.STORE!r}; use 'redis' or 'database'",
+                id="trigger_celery.E006",
+            )
+        )
+    if s.store_kind == "redis" and not s.REDIS_URL:
+        problems.append(
+            checks.Error("TRIGGER_CELERY['STORE'] is 'redis' but REDIS_URL is not set", id="trigger_celery.E007")
+        )
+    if s.LEASE_SECONDS <= s.HEARTBEAT_SECONDS * 2:
+        problems.append(
+            checks.Warning(
+                f"LEASE_SECONDS ({s.LEASE_SECONDS}) should be well above twice HEARTBEAT_SECONDS "
+                f"({s.HEARTBEAT_SECONDS}), or live runs may be taken for crashed",
+                id="trigger_celery.W001",
+            )
+        )
+    try:
+        from trigger_celery.core.retry import RetryPolicy
+
+        RetryPolicy.from_value(s.RETRY)
+    except ValueError as exc:
+        problems.append(checks.Error(f"TRIGGER_CELERY['RETRY'] is invalid: {exc}", id="trigger_celery.E008"))
+    serializer = getattr(django_settings, "CELERY_TASK_SERIALIZER", "json")
+    accept = getattr(django_settings, "CELERY_ACCEPT_CONTENT", ["json"])
+    if serializer != "json" or any(c not in ("json", "application/json") for c in accept):
+        problems.append(
+            checks.Error(
+                "trigger_celery requires JSON-only Celery messages "
+                f"(CELERY_TASK_SERIALIZER={serializer!r}, CELERY_ACCEPT_CONTENT={accept!r})",
+                hint="Remove pickle: set CELERY_TASK_SERIALIZER='json' and CELERY_ACCEPT_CONTENT=['json'].",
+                id="trigger_celery.E009",
+            )
+        )
+    return problems

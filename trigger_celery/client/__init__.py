@@ -1,0 +1,1 @@
+"""The APIs users call from web code and from runs: trigger, batch, runs."""

@@ -1,0 +1,268 @@
+"""The runs API (SPEC 6): ``runs.retrieve`` and ``runs.list``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from trigger_celery.client.handles import RunHandle
+from trigger_celery.client.payloads import load_payload
+from trigger_celery.core.statuses import (
+    EXECUTING_STATUSES,
+    FAILED_STATUSES,
+    FINAL_STATUSES,
+    QUEUED_STATUSES,
+    RunStatus,
+)
+from trigger_celery.errors import RunNotFoundError
+from trigger_celery.models import Run
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    number: int
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A snapshot of a run, as ``runs.retrieve`` and ``runs.list`` return it."""
+
+    id: str
+    task_identifier: str
+    status: str
+    payload: Any
+    output: Any
+    error: dict[str, Any] | None
+    attempts: list[AttemptRecord]
+    attempt_count: int
+    tags: list[str]
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    queue: str
+    concurrency_key: str | None
+    batch_id: str | None
+    parent_id: str | None
+    root_id: str | None
+    depth: int
+    schedule_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    delayed_until: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    expired_at: datetime | None
+    ttl: int | None
+    max_attempts: int
+    max_duration: int | None
+    environment: str
+    replayed_from: str | None
+    priority: float = 0
+    machine: str = ""
+    region: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_queued(self) -> bool:
+        return self.status in QUEUED_STATUSES
+
+    @property
+    def is_executing(self) -> bool:
+        return self.status in EXECUTING_STATUSES
+
+    @property
+    def is_waiting(self) -> bool:
+        return self.status == RunStatus.WAITING
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def is_canceled(self) -> bool:
+        return self.status == RunStatus.CANCELED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    @property
+    def is_success(self) -> bool:
+        return self.status == RunStatus.COMPLETED
+
+    @classmethod
+    def from_model(cls, run: Run, *, with_attempts: bool = True) -> RunRecord:
+        attempts = (
+            [
+                AttemptRecord(a.number, a.status, a.started_at, a.finished_at, a.error)
+                for a in run.attempts.all()
+            ]
+            if with_attempts
+            else []
+        )
+        return cls(
+            id=run.id,
+            task_identifier=run.task_identifier,
+            status=run.status,
+            payload=load_payload(run.payload, run.payload_ref),
+            output=load_payload(run.output, run.output_ref),
+            error=run.error,
+            attempts=attempts,
+            attempt_count=run.attempt_count,
+            tags=list(run.tags),
+            metadata=dict(run.metadata),
+            idempotency_key=run.idempotency_key,
+            queue=run.queue,
+            concurrency_key=run.concurrency_key,
+            batch_id=run.batch_id,
+            parent_id=run.parent_id,
+            root_id=run.root_id,
+            depth=run.depth,
+            schedule_id=run.schedule_id,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+            delayed_until=run.delayed_until,
+            queued_at=run.queued_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            expired_at=run.expired_at,
+            ttl=run.ttl,
+            max_attempts=run.max_attempts,
+            max_duration=run.max_duration,
+            environment=run.environment,
+            replayed_from=run.replayed_from_id,
+            priority=run.priority,
+            machine=run.machine,
+            region=run.region,
+            options=dict(run.options),
+        )
+
+
+def _run_id(id_or_handle: str | RunHandle | RunRecord) -> str:
+    if isinstance(id_or_handle, RunHandle | RunRecord):
+        return id_or_handle.id
+    if isinstance(id_or_handle, str) and id_or_handle:
+        return id_or_handle
+    raise ValueError(f"expected a run id or handle, got {id_or_handle!r}")
+
+
+@dataclass
+class RunPage:
+    """One page of ``runs.list``; iterate it to walk every following page too."""
+
+    data: list[RunRecord]
+    _filters: dict[str, Any]
+    _limit: int
+    _next_cursor: str | None
+
+    def has_next_page(self) -> bool:
+        return self._next_cursor is not None
+
+    def get_next_page(self) -> RunPage:
+        if self._next_cursor is None:
+            raise StopIteration("this is the last page")
+        return _list(self._filters, self._limit, self._next_cursor)
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        page: RunPage | None = self
+        while page is not None:
+            yield from page.data
+            page = page.get_next_page() if page.has_next_page() else None
+
+
+def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
+    qs = Run.objects.all().prefetch_related("attempts").order_by("-id")
+    status = filters.get("status")
+    if status:
+        statuses = [status] if isinstance(status, str) else list(status)
+        bad = [s for s in statuses if s not in RunStatus.__members__]
+        if bad:
+            raise ValueError(f"unknown status {bad!r}; use one of {', '.join(RunStatus)}")
+        qs = qs.filter(status__in=statuses)
+    task_identifier = filters.get("task_identifier")
+    if task_identifier:
+        ids = [task_identifier] if isinstance(task_identifier, str) else list(task_identifier)
+        qs = qs.filter(task_identifier__in=ids)
+    if filters.get("from_") is not None:
+        qs = qs.filter(created_at__gte=filters["from_"])
+    if filters.get("to") is not None:
+        qs = qs.filter(created_at__lt=filters["to"])
+    tag = filters.get("tag")
+    if tag:
+        for t in [tag] if isinstance(tag, str) else list(tag):
+            qs = qs.filter(tags__contains=[t]) if _json_contains_supported() else qs.filter(
+                tags__icontains=f'"{t}"'
+            )
+    if filters.get("batch"):
+        qs = qs.filter(batch_id=filters["batch"])
+    if filters.get("schedule"):
+        qs = qs.filter(schedule_id=filters["schedule"])
+    if filters.get("queue"):
+        qs = qs.filter(queue=filters["queue"])
+    if after:
+        qs = qs.filter(id__lt=after)
+    rows = list(qs[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return RunPage(
+        data=[RunRecord.from_model(r) for r in rows],
+        _filters=filters,
+        _limit=limit,
+        _next_cursor=rows[-1].id if more and rows else None,
+    )
+
+
+def _json_contains_supported() -> bool:
+    from django.db import connection
+
+    return bool(connection.features.supports_json_field_contains)
+
+
+class RunsAPI:
+    """``runs.retrieve(id)``, ``runs.list(...)``."""
+
+    def retrieve(self, id_or_handle: str | RunHandle | RunRecord) -> RunRecord:
+        run_id = _run_id(id_or_handle)
+        try:
+            run = Run.objects.prefetch_related("attempts").get(id=run_id)
+        except Run.DoesNotExist:
+            raise RunNotFoundError(f"no run with id {run_id!r}") from None
+        return RunRecord.from_model(run)
+
+    def list(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        task_identifier: str | list[str] | None = None,
+        from_: datetime | None = None,
+        to: datetime | None = None,
+        tag: str | list[str] | None = None,
+        batch: str | None = None,
+        schedule: str | None = None,
+        queue: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+    ) -> RunPage:
+        """Runs, newest first, ``limit`` per page (1-100); cursor-based, stable under inserts."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise ValueError(f"limit must be an int from 1 to 100, got {limit!r}")
+        filters = {
+            "status": status,
+            "task_identifier": task_identifier,
+            "from_": from_,
+            "to": to,
+            "tag": tag,
+            "batch": batch,
+            "schedule": schedule,
+            "queue": queue,
+        }
+        return _list(filters, limit, after)
+
+
+runs = RunsAPI()

@@ -1,0 +1,125 @@
+"""Creating runs: ``my_task.trigger(...)`` and ``tasks.trigger("id", ...)``.
+
+A trigger validates everything first (options, payload, sizes), then writes one Run
+row. Only after the row is committed does the run enter its queue, so a worker can
+never receive a run the database does not have yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+
+from trigger_celery import dispatch
+from trigger_celery.client.handles import RunHandle
+from trigger_celery.client.payloads import store_payload
+from trigger_celery.conf import get_settings
+from trigger_celery.core.ids import new_id
+from trigger_celery.core.options import TriggerOptions, parse_trigger_options
+from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.definition import TaskDefinition, registry
+from trigger_celery.models import Run
+from trigger_celery.runtime.context import optional_scope
+
+
+def trigger_task(
+    task_id: str,
+    payload: Any,
+    options: Mapping[str, Any] | TriggerOptions | None,
+    extra: Mapping[str, Any],
+    *,
+    definition: TaskDefinition | None = None,
+) -> RunHandle:
+    """Trigger ``task_id``. With ``definition`` given the payload is validated first
+    (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
+    opts = parse_trigger_options(options, **extra)
+    validate = definition is not None
+    if definition is None:
+        definition = registry.get_task(task_id)
+    if validate and definition is not None:
+        definition.parse_payload(payload)
+    run = build_run(task_id, payload, opts, definition)
+    with transaction.atomic():
+        run.save(force_insert=True)
+    if run.status == RunStatus.QUEUED:
+        transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
+    return RunHandle(run.id, task_id)
+
+
+def build_run(
+    task_id: str,
+    payload: Any,
+    opts: TriggerOptions,
+    definition: TaskDefinition | None,
+) -> Run:
+    """Everything about a new run except saving it: the one place options become fields."""
+    settings = get_settings()
+    now = dispatch.now_utc()
+    run_id = new_id("run")
+    payload_json = to_jsonable(payload, what="payload")
+    inline, ref = store_payload(run_id, "payload", payload_json, limit=settings.PAYLOAD_MAX_SIZE)
+
+    if opts.queue is not None:
+        queue_name = registry.require_queue(opts.queue).name
+    elif definition is not None:
+        queue_name = definition.queue.name
+    else:
+        queue_name = task_id
+
+    if opts.max_attempts is not None:
+        max_attempts = opts.max_attempts
+    elif definition is not None and definition.retry is not None:
+        max_attempts = definition.retry.max_attempts
+    else:
+        max_attempts = int(settings.RETRY.get("max_attempts", 3))
+
+    ttl = opts.ttl
+    if ttl is None and settings.ENVIRONMENT == "DEVELOPMENT":
+        ttl = settings.DEVELOPMENT_TTL
+
+    delayed_until = opts.delay_until(now)
+    if definition is None:
+        status = RunStatus.PENDING_VERSION
+    elif delayed_until is not None:
+        status = RunStatus.DELAYED
+    else:
+        status = RunStatus.QUEUED
+    queued = status == RunStatus.QUEUED
+
+    parent_id = root_id = None
+    depth = 0
+    scope = optional_scope()
+    if scope is not None:
+        parent_id = scope.ctx.run.id
+        root_id = scope.ctx.run.root_id or scope.ctx.run.id
+        depth = scope.ctx.run.depth + 1
+
+    return Run(
+        id=run_id,
+        task_identifier=task_id,
+        status=status,
+        environment=settings.ENVIRONMENT,
+        payload=inline,
+        payload_ref=ref,
+        options=opts.to_dict(),
+        queue=queue_name,
+        concurrency_key=opts.concurrency_key,
+        priority=opts.priority or 0,
+        machine=opts.machine or (definition.machine if definition else None) or "",
+        region=opts.region or "",
+        tags=list(opts.tags or ()),
+        metadata=dict(opts.metadata or {}),
+        max_attempts=max_attempts,
+        max_duration=opts.max_duration or (definition.max_duration if definition else None),
+        ttl=ttl,
+        parent_id=parent_id,
+        root_id=root_id,
+        depth=depth,
+        delayed_until=delayed_until,
+        queued_at=now if queued else None,
+        ttl_expires_at=now + timedelta(seconds=ttl) if queued and ttl else None,
+    )

@@ -1,0 +1,70 @@
+"""Typed, lazy settings read from ``settings.TRIGGER_CELERY``.
+
+Values are read on every access, so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.conf import settings as django_settings
+
+ENVIRONMENTS = ("PRODUCTION", "STAGING", "PREVIEW", "DEVELOPMENT")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Coordination store. "redis://..." for Redis; "database" for the embedded store.
+    REDIS_URL: str | None = None
+    STORE: str | None = None  # "redis" | "database"; derived from REDIS_URL when None
+    ENVIRONMENT: str = "DEVELOPMENT"
+    CONCURRENCY_LIMIT: int = 100
+    BURST_FACTOR: float = 1.0
+    # Default retry policy of tasks without their own (SPEC 2).
+    RETRY: dict[str, Any] = field(
+        default_factory=lambda: {
+            "max_attempts": 3,
+            "factor": 2,
+            "min_timeout_in_ms": 1000,
+            "max_timeout_in_ms": 60_000,
+            "randomize": True,
+        }
+    )
+    # Seconds a claimed run keeps its slot without a heartbeat.
+    LEASE_SECONDS: float = 30.0
+    HEARTBEAT_SECONDS: float = 5.0
+    # Longest pause of the scheduler loop; it wakes earlier when a run is due sooner.
+    PUMP_INTERVAL: float = 0.5
+    # Default ttl (seconds) of runs in the DEVELOPMENT environment (SPEC 5).
+    DEVELOPMENT_TTL: int | None = 600
+    # Celery queue that runs without machine/region go to.
+    CELERY_QUEUE: str = "celery"
+    PAYLOAD_INLINE_LIMIT: int = 512 * 1024
+    PAYLOAD_MAX_SIZE: int = 10 * 1024 * 1024
+    OUTPUT_MAX_SIZE: int = 100 * 1024 * 1024
+    LOG_LINES_PER_RUN: int = 1000
+    STORAGE_PREFIX: str = "trigger_celery"
+    # Dotted paths of global hook functions, by hook name (SPEC 3).
+    HOOKS: dict[str, list[str]] = field(default_factory=dict)
+    MIDDLEWARE: list[str] = field(default_factory=list)
+
+    @property
+    def store_kind(self) -> str:
+        if self.STORE:
+            return self.STORE
+        return "redis" if self.REDIS_URL else "database"
+
+
+KNOWN_KEYS = frozenset(f.name for f in fields(Settings))
+
+
+def get_settings() -> Settings:
+    """Build the settings object from Django settings (cheap; call freely)."""
+    raw = getattr(django_settings, "TRIGGER_CELERY", None) or {}
+    return Settings(**{k: v for k, v in raw.items() if k in KNOWN_KEYS})
+
+
+def unknown_keys() -> list[str]:
+    raw = getattr(django_settings, "TRIGGER_CELERY", None) or {}
+    return sorted(k for k in raw if k not in KNOWN_KEYS)

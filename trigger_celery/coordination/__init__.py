@@ -1,0 +1,19 @@
+"""Coordination stores: the interface and its Redis and database implementations."""
+
+from trigger_celery.coordination.base import (
+    Claim,
+    CoordinationStore,
+    EnvironmentLimits,
+    Entry,
+    QueueConfig,
+    QueueStats,
+)
+
+__all__ = [
+    "Claim",
+    "CoordinationStore",
+    "Entry",
+    "EnvironmentLimits",
+    "QueueConfig",
+    "QueueStats",
+]

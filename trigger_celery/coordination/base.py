@@ -1,0 +1,184 @@
+"""The coordination store: the fast, rebuildable side of the run queue.
+
+The database holds every run; the store holds what must be decided atomically and
+quickly across processes: which queued runs are waiting in which queue, in what order,
+and which runs hold a concurrency slot right now (as leases). Everything in it can be
+rebuilt from the database (see ``trigger_celery.dispatch.reconcile``).
+
+Two implementations pass one contract suite (``tests/contract``):
+
+* ``RedisStore`` - production; every decision is one Lua script.
+* ``DatabaseStore`` - the embedded default for ``trigger_dev``: tables in the project's
+  own database, so several processes on one SQLite file still agree.
+
+Vocabulary
+----------
+queue
+    A named queue declared in code (``queue(name=...)`` or the task's own queue).
+concurrency key
+    Optional tenant key; each key value is its own copy of the queue ("sub-queue")
+    with the queue's ``concurrency_limit``. Keys of one queue are served round-robin.
+score
+    Sort order inside a sub-queue and the time (unix seconds) before which the entry
+    may not start: ``queued_at - priority`` for a fresh run, ``retry_at`` for a retry.
+    An entry is *ready* when ``score <= now``.
+slot / lease
+    A claimed run holds one slot of its sub-queue, of its queue's total (when the queue
+    has ``total_limit``) and of the environment until released, or until its lease
+    expires without a heartbeat.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Limits of one named queue. ``None`` means unbounded (but for the environment)."""
+
+    name: str
+    concurrency_limit: int | None = None
+    # Cap on slots held across all concurrency keys of this queue together.
+    total_limit: int | None = None
+    # At most ``rate_limit_count`` starts per ``rate_limit_period`` seconds, globally.
+    rate_limit_count: int | None = None
+    rate_limit_period: float | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentLimits:
+    """The environment's base limit and burst factor (SPEC 4).
+
+    All queues together may hold ``floor(concurrency_limit * burst_factor)`` slots;
+    one queue (all its keys together) never more than ``concurrency_limit``.
+    """
+
+    concurrency_limit: int = 100
+    burst_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A run waiting in a queue for a slot."""
+
+    run_id: str
+    queue: str
+    score: float
+    concurrency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run that won a slot: the caller must now dispatch it (or release it)."""
+
+    run_id: str
+    queue: str
+    concurrency_key: str | None
+    lease_expires_at: float
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Live counts of one sub-queue (queue + concurrency key)."""
+
+    queue: str
+    concurrency_key: str | None
+    queued: int  # entries waiting (ready or not)
+    executing: int  # slots held
+    concurrency_limit: int | None
+    paused: bool
+
+
+class CoordinationStore(ABC):
+    """Interface every store implements; see the module docstring for the vocabulary.
+
+    Every method is atomic with respect to every other caller, in every process.
+    Every method is idempotent where the docstring says so, because callers retry
+    after crashes and the reconciler replays state from the database.
+    """
+
+    # -- configuration ----------------------------------------------------------------
+    @abstractmethod
+    def configure_queue(self, config: QueueConfig) -> None:
+        """Create or replace a queue's limits. Unconfigured queues are unbounded."""
+
+    @abstractmethod
+    def set_environment_limits(self, limits: EnvironmentLimits) -> None:
+        """Set the environment limit and burst factor used by every claim."""
+
+    @abstractmethod
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue: a paused queue is never claimed from."""
+
+    @abstractmethod
+    def is_paused(self, queue: str) -> bool: ...
+
+    # -- the queue --------------------------------------------------------------------
+    @abstractmethod
+    def enqueue(self, entries: Sequence[Entry]) -> None:
+        """Add entries; an entry for a run already queued replaces it (idempotent).
+
+        Enqueuing a run that currently holds a slot is allowed (a retry or a resume):
+        the caller releases the slot separately.
+        """
+
+    @abstractmethod
+    def remove(self, run_id: str) -> bool:
+        """Take a run out of its queue (cancel, expiry). True if it was queued."""
+
+    @abstractmethod
+    def claim(
+        self,
+        now: float,
+        *,
+        max_count: int,
+        lease_seconds: float,
+        queue: str | None = None,
+    ) -> list[Claim]:
+        """Atomically move up to ``max_count`` ready entries into slots.
+
+        Only entries with ``score <= now`` of unpaused queues are eligible. Limits:
+        each sub-queue at most its queue's ``concurrency_limit``; the queue's keys
+        together at most ``total_limit`` and at most ``min(any, env base limit)``; the
+        environment at most ``floor(base * burst)``; starts at most the rate limit.
+        Within a sub-queue the lowest score goes first; between the sub-queues of one
+        queue, round-robin (a key just served goes to the back); between queues, the
+        queue whose ready head is oldest goes first. ``queue`` restricts the claim to one
+        queue (all its keys). A claimed entry leaves the queue and holds a slot whose
+        lease ends at ``now + lease_seconds``.
+        """
+
+    @abstractmethod
+    def heartbeat(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        """Extend a held lease to ``now + lease_seconds``. False if the run holds none."""
+
+    @abstractmethod
+    def release(self, run_id: str) -> bool:
+        """Give a run's slot back (idempotent). True if it held one."""
+
+    @abstractmethod
+    def expired_leases(self, now: float) -> list[Claim]:
+        """Slots whose lease ended before ``now`` (not released by this call)."""
+
+    # -- introspection and repair -----------------------------------------------------
+    @abstractmethod
+    def next_ready_at(self) -> float | None:
+        """The lowest score of any queued entry of an unpaused queue, or None."""
+
+    @abstractmethod
+    def queued_run_ids(self) -> set[str]: ...
+
+    @abstractmethod
+    def holding_run_ids(self) -> set[str]:
+        """Runs that hold a slot (leased), expired or not."""
+
+    @abstractmethod
+    def stats(self, queue: str | None = None) -> list[QueueStats]:
+        """Counts per sub-queue that has entries or held slots (and per paused queue)."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Forget everything (tests, and the 'Redis was flushed' recovery scenario)."""

@@ -1,0 +1,55 @@
+"""``manage.py trigger_dev``: dashboard, worker and scheduler in one process.
+
+For development on the embedded default (SQLite, no Redis): the web server and the
+scheduler pump run in threads; a Celery worker with a thread pool runs in the main
+thread and consumes what the pump and any other process (a Django shell) dispatch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger("trigger_celery.dev")
+
+
+def serve_http(addr: str, port: int, stop: threading.Event) -> threading.Thread:
+    from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
+
+    def target() -> None:
+        run(addr, port, get_internal_wsgi_application(), threading=True, server_cls=WSGIServer)
+
+    thread = threading.Thread(target=target, name="trigger-dev-http", daemon=True)
+    thread.start()
+    return thread
+
+
+def pump_forever(stop: threading.Event) -> threading.Thread:
+    from django.db import close_old_connections
+
+    from trigger_celery.pump import Pump
+
+    def target() -> None:
+        pump = Pump()
+        while not stop.is_set():
+            close_old_connections()
+            stop.wait(pump.tick())
+
+    thread = threading.Thread(target=target, name="trigger-dev-pump", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_worker(concurrency: int, loglevel: str) -> None:
+    from celery import current_app
+
+    worker: Any = current_app.Worker(
+        pool="threads",
+        concurrency=concurrency,
+        loglevel=loglevel,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+    )
+    worker.start()

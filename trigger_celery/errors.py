@@ -1,0 +1,79 @@
+"""Every public error of trigger_celery, under one base class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TriggerCeleryError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigurationError(TriggerCeleryError, ValueError):
+    """A setting, task definition or queue declaration is wrong."""
+
+
+class DuplicateTaskIdError(ConfigurationError):
+    """Two tasks were defined with the same id."""
+
+
+class UnknownTaskError(TriggerCeleryError, LookupError):
+    """A task id that no definition registered."""
+
+
+class RunNotFoundError(TriggerCeleryError, LookupError):
+    """No run has the given id."""
+
+
+class InvalidRunStateError(TriggerCeleryError):
+    """The run is not in a status that allows the requested change."""
+
+
+class PayloadTooLargeError(TriggerCeleryError, ValueError):
+    """A payload is over the size limit."""
+
+
+class SerializationError(TriggerCeleryError, TypeError):
+    """A payload or output cannot be encoded as JSON."""
+
+
+class AbortTaskRunError(TriggerCeleryError):
+    """Raise from a run to fail it at once, with no retry."""
+
+
+class TaskPayloadParsedError(TriggerCeleryError):
+    """The payload did not pass the schema task's schema; never retried."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class OutsideRunError(TriggerCeleryError, RuntimeError):
+    """A run-only API (wait, metadata, run_locals...) was called outside a run."""
+
+
+class MaxDurationExceededError(TriggerCeleryError):
+    """The attempt ran longer than its max_duration."""
+
+
+class RunCanceledError(TriggerCeleryError):
+    """The run was canceled while it executed."""
+
+
+class HandleErrorError(TriggerCeleryError):
+    """A catch_error hook itself raised (code HANDLE_ERROR_ERROR)."""
+
+
+class SubtaskUnwrapError(TriggerCeleryError):
+    """A child run failed and its result was unwrapped."""
+
+    def __init__(self, run_id: str, task_id: str, cause: Any) -> None:
+        super().__init__(f"Run {run_id} of task {task_id!r} did not succeed: {cause}")
+        self.run_id = run_id
+        self.task_id = task_id
+        self.cause = cause
+
+
+class StaleAttemptError(TriggerCeleryError):
+    """A worker tried to write for an attempt that is no longer the run's current one."""

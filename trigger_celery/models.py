@@ -1,0 +1,314 @@
+"""Rows are the source of truth: every run, attempt, batch, waitpoint and schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from trigger_celery.core.statuses import AttemptStatus, RunStatus
+
+RUN_STATUS_CHOICES = [(s.value, s.value.replace("_", " ").title()) for s in RunStatus]
+ATTEMPT_STATUS_CHOICES = [(s.value, s.value.title()) for s in AttemptStatus]
+
+
+class Batch(models.Model):
+    """A group of runs triggered by one batch call."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    environment = models.CharField(max_length=32)
+    task_identifier = models.CharField(max_length=255, blank=True, help_text="Empty for mixed batches.")
+    run_count = models.PositiveIntegerField(default=0)
+    parent_run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_batches"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def final(self) -> RunQuerySet:
+        from trigger_celery.core.statuses import FINAL_STATUSES
+
+        return self.filter(status__in=[s.value for s in FINAL_STATUSES])
+
+    def due_delayed(self, now: Any) -> RunQuerySet:
+        return self.filter(status=RunStatus.DELAYED, delayed_until__lte=now)
+
+
+class Run(models.Model):
+    """One triggered execution of a task, across all its attempts."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    task_identifier = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=20, choices=RUN_STATUS_CHOICES, db_index=True)
+    environment = models.CharField(max_length=32)
+
+    # Payload and output: inline JSON, or a Django storage path when large.
+    payload = models.JSONField(null=True, blank=True)
+    payload_ref = models.CharField(max_length=255, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    output_ref = models.CharField(max_length=255, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="{type, message, stack, code}")
+
+    # Options, as resolved at trigger time (kept whole in `options` for replay).
+    options = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=255)
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
+    priority = models.FloatField(default=0)
+    machine = models.CharField(max_length=32, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    max_attempts = models.PositiveIntegerField()
+    max_duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds")
+    ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds")
+
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)
+    idempotency_key_expires_at = models.DateTimeField(null=True, blank=True)
+    debounce_key = models.CharField(max_length=255, null=True, blank=True)
+    debounce_first_at = models.DateTimeField(null=True, blank=True)
+
+    attempt_count = models.PositiveIntegerField(default=0)
+    # Replay of waits (SPEC 7): how many wait steps the run has recorded.
+    step_count = models.PositiveIntegerField(default=0)
+
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    batch_index = models.PositiveIntegerField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    root = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="descendants"
+    )
+    depth = models.PositiveIntegerField(default=0)
+    resume_parent_on_completion = models.BooleanField(default=False)
+    replayed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    schedule = models.ForeignKey(
+        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    schedule_tick_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delayed_until = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # Not before: the due time of a queued retry (the run waits in its queue until then).
+    available_at = models.DateTimeField(null=True, blank=True)
+    ttl_expires_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    # Compute time used by earlier attempts' executions of this run, for max_duration.
+    execution_ms = models.PositiveBigIntegerField(default=0)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "delayed_until"], name="tc_run_status_delay"),
+            models.Index(fields=["task_identifier", "-id"], name="tc_run_task"),
+            models.Index(fields=["schedule", "-id"], name="tc_run_schedule"),
+            models.Index(fields=["created_at"], name="tc_run_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "task_identifier", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="tc_run_unique_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["environment", "task_identifier", "debounce_key"],
+                condition=Q(debounce_key__isnull=False, status="DELAYED"),
+                name="tc_run_unique_pending_debounce",
+            ),
+            models.UniqueConstraint(
+                fields=["schedule", "schedule_tick_at"],
+                condition=Q(schedule__isnull=False, schedule_tick_at__isnull=False),
+                name="tc_run_one_per_schedule_tick",
+            ),
+        ]
+        permissions = [
+            ("cancel_run", "Can cancel runs"),
+            ("replay_run", "Can replay runs"),
+            ("trigger_run", "Can trigger runs from the dashboard"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.task_identifier}, {self.status})"
+
+
+class Attempt(models.Model):
+    """One execution of a run's function in a worker."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=ATTEMPT_STATUS_CHOICES)
+    worker = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="tc_attempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} #{self.number}"
+
+
+class LogEntry(models.Model):
+    """A structured log line written by ``logger`` inside a run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    attempt_number = models.PositiveIntegerField()
+    level = models.CharField(max_length=8)
+    message = models.TextField()
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        verbose_name_plural = "log entries"
+
+
+class Waitpoint(models.Model):
+    """Something a run waits for: a child run, a batch, or a point in time (SPEC 7)."""
+
+    class Kind(models.TextChoices):
+        RUN = "RUN"
+        BATCH = "BATCH"
+        DATETIME = "DATETIME"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waitpoints")
+    # Call order of the wait inside the run function; replay matches on it.
+    step = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # What the step was (task id, "wait.for", ...) so changed code fails clearly on replay.
+    label = models.CharField(max_length=255)
+    child_run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resume_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step"], name="tc_waitpoint_unique_step"),
+        ]
+
+
+class Schedule(models.Model):
+    """A cron schedule of a ``schedules.task`` task (SPEC 8)."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    task_identifier = models.CharField(max_length=255)
+    cron = models.CharField(max_length=255)
+    timezone = models.CharField(max_length=64, default="UTC")
+    external_id = models.CharField(max_length=255, blank=True)
+    deduplication_key = models.CharField(max_length=255)
+    environments = models.JSONField(default=list, blank=True)
+    active = models.BooleanField(default=True)
+    declarative = models.BooleanField(default=False)
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    next_tick_at = models.DateTimeField(null=True, blank=True)
+    problem = models.TextField(blank=True, help_text="Why the scheduler skipped this schedule.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deduplication_key"], name="tc_schedule_unique_dedup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_identifier} {self.cron} ({self.timezone})"
+
+
+class QueueState(models.Model):
+    """Durable per-queue switches (pause) that the coordination store mirrors."""
+
+    name = models.CharField(primary_key=True, max_length=255)
+    paused = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# -- tables of the embedded (database) coordination store -------------------------------
+
+
+class StoreEntry(models.Model):
+    """A run waiting in a queue (``DatabaseStore``)."""
+
+    run_id = models.CharField(primary_key=True, max_length=40)
+    queue = models.CharField(max_length=255)
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
+    score = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["queue", "concurrency_key", "score"], name="tc_store_entry_order")]
+
+
+class StoreSlot(models.Model):
+    """A held concurrency slot with its lease (``DatabaseStore``)."""
+
+    run_id = models.CharField(primary_key=True, max_length=40)
+    queue = models.CharField(max_length=255)
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
+    lease_expires_at = models.FloatField()
+    claimed_at = models.FloatField()
+
+
+class StoreQueue(models.Model):
+    """A queue's limits and round-robin bookkeeping (``DatabaseStore``)."""
+
+    name = models.CharField(primary_key=True, max_length=255)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    total_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_count = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_period = models.FloatField(null=True, blank=True)
+    paused = models.BooleanField(default=False)
+
+
+class StoreKeyTurn(models.Model):
+    """When a concurrency key of a queue was last served (round-robin)."""
+
+    queue = models.CharField(max_length=255)
+    concurrency_key = models.CharField(max_length=255)
+    served_at = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "concurrency_key"], name="tc_store_key_turn_unique")
+        ]
+
+
+class StoreStart(models.Model):
+    """A start counted against a queue's rate limit (``DatabaseStore``)."""
+
+    queue = models.CharField(max_length=255, db_index=True)
+    started_at = models.FloatField()
+
+
+class StoreSetting(models.Model):
+    """Environment-wide values of the store (limit, burst)."""
+
+    key = models.CharField(primary_key=True, max_length=64)
+    value = models.FloatField()

@@ -1,0 +1,45 @@
+"""The periodic work of the system, run by beat (and by ``trigger_dev``).
+
+One pass: DELAYED runs that are due become QUEUED, runs past their ttl expire, ready
+runs are dispatched, dead workers' leases are reaped, and every few seconds the store
+is reconciled with the database. Every step is safe with several beats at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from trigger_celery import dispatch, recovery
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination.factory import get_store
+
+log = logging.getLogger("trigger_celery.pump")
+
+RECONCILE_EVERY = 5.0
+
+
+class Pump:
+    """Call :meth:`tick` in a loop; it returns how long to sleep before the next call."""
+
+    def __init__(self) -> None:
+        self._last_reconcile = 0.0
+
+    def tick(self) -> float:
+        settings = get_settings()
+        try:
+            now_ts = time.time()
+            if now_ts - self._last_reconcile >= RECONCILE_EVERY:
+                self._last_reconcile = now_ts
+                dispatch.reconcile()
+            dispatch.promote_delayed()
+            dispatch.expire_due()
+            recovery.reap_expired_leases()
+            dispatch.dispatch_ready()
+            next_ready = get_store().next_ready_at()
+        except Exception:
+            log.exception("trigger_celery pump pass failed; retrying")
+            return settings.PUMP_INTERVAL
+        if next_ready is None:
+            return settings.PUMP_INTERVAL
+        return max(0.0, min(settings.PUMP_INTERVAL, next_ready - time.time()))

@@ -1,0 +1,1 @@
+"""What a worker does with a run: context, hooks, the executor and its Celery task."""

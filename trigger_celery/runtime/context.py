@@ -1,0 +1,127 @@
+"""The ``ctx`` a run function receives, the abort signal, and the current-run context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from trigger_celery.errors import OutsideRunError
+
+
+class AbortSignal:
+    """Set when the run is canceled or passes its max duration.
+
+    Check ``signal.is_set()`` in long loops, or ``signal.wait(timeout)`` instead of
+    ``time.sleep``; async code can ``await signal.wait_async()``.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def aborted(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    async def wait_async(self, poll: float = 0.05) -> None:
+        while not self._event.is_set():
+            await asyncio.sleep(poll)
+
+
+@dataclass
+class RunInfo:
+    id: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    idempotency_key: str | None
+    parent_id: str | None
+    root_id: str | None
+    depth: int
+    created_at: datetime
+    max_attempts: int
+    max_duration: int | None
+    concurrency_key: str | None
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    number: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    id: str
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    id: str
+
+
+@dataclass
+class Context:
+    """What a run knows about itself: ``ctx.run.id``, ``ctx.attempt.number``, ..."""
+
+    run: RunInfo
+    attempt: AttemptInfo
+    task: TaskInfo
+    queue: QueueInfo
+    environment: str
+    batch: BatchInfo | None
+    signal: AbortSignal = field(default_factory=AbortSignal)
+    init: Any = None
+
+
+@dataclass
+class RunScope:
+    """Per-attempt state shared by the APIs usable inside a run."""
+
+    ctx: Context
+    locals: dict[int, Any] = field(default_factory=dict)
+    step: int = 0  # next wait step (replay of waits, SPEC 7)
+
+
+_current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
+    "trigger_celery_run", default=None
+)
+
+
+def current_scope(api: str) -> RunScope:
+    """The scope of the run executing here; a clear error when called outside a run."""
+    scope = _current.get()
+    if scope is None:
+        raise OutsideRunError(f"{api} can only be used inside a run (a task's run function or its hooks)")
+    return scope
+
+
+def optional_scope() -> RunScope | None:
+    return _current.get()
+
+
+def enter(scope: RunScope) -> contextvars.Token[RunScope | None]:
+    return _current.set(scope)
+
+
+def leave(token: contextvars.Token[RunScope | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,78 @@
+"""Celery signal wiring: what a worker does when it starts.
+
+* imports every installed app's ``trigger_init.py`` (global hooks and middleware);
+* pushes queue limits from code to the coordination store;
+* queues PENDING_VERSION runs of the tasks this worker knows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from typing import Any
+
+log = logging.getLogger("trigger_celery.worker")
+_imported = False
+
+
+def import_trigger_init_modules() -> list[str]:
+    """Import ``<app>.trigger_init`` for every installed app that has one (once)."""
+    global _imported
+    from django.apps import apps
+
+    found: list[str] = []
+    if _imported:
+        return found
+    _imported = True
+    for config in apps.get_app_configs():
+        name = f"{config.name}.trigger_init"
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is None:
+            continue
+        importlib.import_module(name)
+        found.append(name)
+    return found
+
+
+def on_worker_init(**_: Any) -> None:
+    from trigger_celery.definition import registry
+
+    import_trigger_init_modules()
+    registry._autodiscover()
+
+
+def on_worker_ready(**_: Any) -> None:
+    from trigger_celery import dispatch
+    from trigger_celery.definition import registry
+
+    try:
+        dispatch.configure_queues()
+        promoted = dispatch.promote_pending_versions(list(registry.tasks))
+        if promoted:
+            log.info("queued %d run(s) that waited for a worker knowing their task", promoted)
+            dispatch.dispatch_ready()
+    except Exception:
+        log.exception("trigger_celery worker start-up step failed")
+
+
+def on_worker_process_init(**_: Any) -> None:
+    # A forked pool child must not share the parent's Redis connections.
+    from trigger_celery.coordination.factory import reset_store_cache
+
+    reset_store_cache()
+    import_trigger_init_modules()
+
+
+def connect() -> None:
+    from celery import signals
+
+    signals.worker_init.connect(on_worker_init, weak=False, dispatch_uid="tc_worker_init")
+    signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="tc_worker_ready")
+    signals.worker_process_init.connect(
+        on_worker_process_init, weak=False, dispatch_uid="tc_worker_process_init"
+    )
+    signals.beat_init.connect(on_worker_init, weak=False, dispatch_uid="tc_beat_init")

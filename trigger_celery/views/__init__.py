@@ -1,0 +1,1 @@
+"""Dashboard views: server-rendered, staff-only, read paths cheap on large tables."""
