@@ -50,10 +50,29 @@ def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = open(ROOT / "bench" / ".worker.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "-P", "prefork",
-         "-c", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-l", "WARNING", "--prefetch-multiplier", "4"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+            "--prefetch-multiplier",
+            "4",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     return proc
 
@@ -181,18 +200,29 @@ def main() -> None:
             p50, p99 = measure_latency(kind, args.latency_runs, args.concurrency)
             r["p50"].append(p50)
             r["p99"].append(p99)
-            print(f"{kind}: enqueue {rate:.0f}/s drain {drain:.0f}/s p50 {p50:.2f} ms p99 {p99:.2f} ms", flush=True)
+            print(
+                f"{kind}: enqueue {rate:.0f}/s drain {drain:.0f}/s p50 {p50:.2f} ms p99 {p99:.2f} ms",
+                flush=True,
+            )
 
     print()
-    print(f"runs={args.runs} latency_runs={args.latency_runs} repeat={args.repeat} "
-          f"pool=prefork concurrency={args.concurrency} broker=redis db=postgresql")
+    print(
+        f"runs={args.runs} latency_runs={args.latency_runs} repeat={args.repeat} "
+        f"pool=prefork concurrency={args.concurrency} broker=redis db=postgresql"
+    )
     print(f"{'metric':28} {'system':8} {'min':>8} {'median':>8} {'max':>8}")
-    rows = [("enqueue/trigger rate (/s)", "enqueue"), ("drain throughput (/s)", "drain"),
-            ("trigger->start p50 (ms)", "p50"), ("trigger->start p99 (ms)", "p99")]
+    rows = [
+        ("enqueue/trigger rate (/s)", "enqueue"),
+        ("drain throughput (/s)", "drain"),
+        ("trigger->start p50 (ms)", "p50"),
+        ("trigger->start p99 (ms)", "p99"),
+    ]
     for label, key in rows:
         for kind in ("plain", "trigger"):
             print(f"{label:28} {kind:8} {spread(results[kind][key])}")
-        ratio = statistics.median(results["trigger"][key]) / statistics.median(results["plain"][key])
+        ratio = statistics.median(results["trigger"][key]) / statistics.median(
+            results["plain"][key]
+        )
         print(f"{'':28} {'ratio':8} {ratio:8.2f}  (trigger_celery / plain Celery, medians)")
 
 

@@ -10,6 +10,8 @@ class TriggerCeleryConfig(AppConfig):
 
     def ready(self) -> None:
         from trigger_celery import checks  # noqa: F401  (registers system checks)
-        from trigger_celery.runtime import worker_signals
+        from trigger_celery.runtime import celery_task, worker_signals  # noqa: F401
+
+        # celery_task registers ``trigger_celery.execute_run`` with every Celery app.
 
         worker_signals.connect()

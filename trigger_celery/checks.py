@@ -15,7 +15,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     problems: list[checks.CheckMessage] = []
     raw = getattr(django_settings, "TRIGGER_CELERY", None)
     if raw is not None and not isinstance(raw, dict):
-        return [checks.Error(f"TRIGGER_CELERY must be a dict, got {raw!r}", id="trigger_celery.E001")]
+        return [
+            checks.Error(f"TRIGGER_CELERY must be a dict, got {raw!r}", id="trigger_celery.E001")
+        ]
     for key in unknown_keys():
         problems.append(
             checks.Error(
@@ -33,7 +35,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.E003",
             )
         )
-    if isinstance(s.CONCURRENCY_LIMIT, bool) or not isinstance(s.CONCURRENCY_LIMIT, int) or s.CONCURRENCY_LIMIT < 1:
+    if (
+        isinstance(s.CONCURRENCY_LIMIT, bool)
+        or not isinstance(s.CONCURRENCY_LIMIT, int)
+        or s.CONCURRENCY_LIMIT < 1
+    ):
         problems.append(
             checks.Error(
                 f"TRIGGER_CELERY['CONCURRENCY_LIMIT'] is {s.CONCURRENCY_LIMIT!r}; it must be an int >= 1",
@@ -56,7 +62,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     if s.store_kind == "redis" and not s.REDIS_URL:
         problems.append(
-            checks.Error("TRIGGER_CELERY['STORE'] is 'redis' but REDIS_URL is not set", id="trigger_celery.E007")
+            checks.Error(
+                "TRIGGER_CELERY['STORE'] is 'redis' but REDIS_URL is not set",
+                id="trigger_celery.E007",
+            )
         )
     if s.LEASE_SECONDS <= s.HEARTBEAT_SECONDS * 2:
         problems.append(
@@ -71,7 +80,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
         RetryPolicy.from_value(s.RETRY)
     except ValueError as exc:
-        problems.append(checks.Error(f"TRIGGER_CELERY['RETRY'] is invalid: {exc}", id="trigger_celery.E008"))
+        problems.append(
+            checks.Error(f"TRIGGER_CELERY['RETRY'] is invalid: {exc}", id="trigger_celery.E008")
+        )
     serializer = getattr(django_settings, "CELERY_TASK_SERIALIZER", "json")
     accept = getattr(django_settings, "CELERY_ACCEPT_CONTENT", ["json"])
     if serializer != "json" or any(c not in ("json", "application/json") for c in accept):

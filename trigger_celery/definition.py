@@ -73,8 +73,7 @@ class Registry:
                 if not declared:
                     return existing
                 raise ConfigurationError(
-                    f"queue {q.name!r} is declared twice with different limits: "
-                    f"{existing} and {q}"
+                    f"queue {q.name!r} is declared twice with different limits: {existing} and {q}"
                 )
             self.queues[q.name] = q
             return q
@@ -186,7 +185,9 @@ class TaskDefinition:
         middleware: Iterable[tuple[str, Hook]] | None = None,
     ) -> None:
         if not isinstance(id, str) or not id.strip() or len(id) > 255:
-            raise ConfigurationError(f"task id must be a non-empty string of at most 255 characters, got {id!r}")
+            raise ConfigurationError(
+                f"task id must be a non-empty string of at most 255 characters, got {id!r}"
+            )
         if not callable(run):
             raise ConfigurationError(f"task {id!r}: run must be a function, got {run!r}")
         self.id = id
@@ -250,7 +251,9 @@ class TaskDefinition:
         return custom() if callable(custom) else None
 
     # -- triggering (the implementations live in trigger_celery.client) ------------------
-    def trigger(self, payload: Any = None, options: Mapping[str, Any] | None = None, **kw: Any) -> RunHandle:
+    def trigger(
+        self, payload: Any = None, options: Mapping[str, Any] | None = None, **kw: Any
+    ) -> RunHandle:
         """Create a run of this task; returns its handle at once.
 
         >>> handle = hello_world.trigger({"message": "hi"}, tags=["user_1"])

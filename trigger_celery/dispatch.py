@@ -87,9 +87,7 @@ def enqueue(runs: Iterable[Run]) -> None:
     if not runs:
         return
     configure_queues({r.queue for r in runs})
-    get_store().enqueue(
-        [Entry(r.id, r.queue, score_of(r), r.concurrency_key) for r in runs]
-    )
+    get_store().enqueue([Entry(r.id, r.queue, score_of(r), r.concurrency_key) for r in runs])
 
 
 def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
@@ -225,9 +223,11 @@ def reconcile() -> dict[str, int]:
     reset_caches()
     configure_queues()
     queued_in_store = store.queued_run_ids()
-    missing = Run.objects.filter(status=RunStatus.QUEUED).exclude(id__in=queued_in_store) if len(
-        queued_in_store
-    ) < 5000 else Run.objects.filter(status=RunStatus.QUEUED)
+    missing = (
+        Run.objects.filter(status=RunStatus.QUEUED).exclude(id__in=queued_in_store)
+        if len(queued_in_store) < 5000
+        else Run.objects.filter(status=RunStatus.QUEUED)
+    )
     missing_runs = [r for r in missing.iterator() if r.id not in queued_in_store]
     enqueue(missing_runs)
     holding = store.holding_run_ids()

@@ -18,7 +18,9 @@ class Batch(models.Model):
 
     id = models.CharField(primary_key=True, max_length=40, editable=False)
     environment = models.CharField(max_length=32)
-    task_identifier = models.CharField(max_length=255, blank=True, help_text="Empty for mixed batches.")
+    task_identifier = models.CharField(
+        max_length=255, blank=True, help_text="Empty for mixed batches."
+    )
     run_count = models.PositiveIntegerField(default=0)
     parent_run = models.ForeignKey(
         "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_batches"
@@ -79,7 +81,9 @@ class Run(models.Model):
     # Replay of waits (SPEC 7): how many wait steps the run has recorded.
     step_count = models.PositiveIntegerField(default=0)
 
-    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
     batch_index = models.PositiveIntegerField(null=True, blank=True)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
@@ -200,7 +204,9 @@ class Waitpoint(models.Model):
     child_run = models.ForeignKey(
         Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     resume_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -263,7 +269,9 @@ class StoreEntry(models.Model):
     score = models.FloatField()
 
     class Meta:
-        indexes = [models.Index(fields=["queue", "concurrency_key", "score"], name="tc_store_entry_order")]
+        indexes = [
+            models.Index(fields=["queue", "concurrency_key", "score"], name="tc_store_entry_order")
+        ]
 
 
 class StoreSlot(models.Model):
@@ -296,7 +304,9 @@ class StoreKeyTurn(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["queue", "concurrency_key"], name="tc_store_key_turn_unique")
+            models.UniqueConstraint(
+                fields=["queue", "concurrency_key"], name="tc_store_key_turn_unique"
+            )
         ]
 
 

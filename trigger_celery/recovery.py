@@ -64,8 +64,12 @@ def _crash_attempt(run: Run) -> None:
         fields = (
             {"status": RunStatus.QUEUED, "available_at": now, "error": error}
             if retry
-            else {"status": RunStatus.CRASHED, "error": error, "finished_at": now,
-                  "idempotency_key": None}
+            else {
+                "status": RunStatus.CRASHED,
+                "error": error,
+                "finished_at": now,
+                "idempotency_key": None,
+            }
         )
         won = Run.objects.filter(
             id=run.id, status=RunStatus.EXECUTING, attempt_count=attempt
@@ -75,6 +79,8 @@ def _crash_attempt(run: Run) -> None:
         Attempt.objects.filter(run_id=run.id, number=attempt).update(
             status=AttemptStatus.CRASHED, finished_at=now, error=error
         )
-    log.warning("run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else "CRASHED")
+    log.warning(
+        "run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else "CRASHED"
+    )
     if retry:
         dispatch.enqueue([Run.objects.get(id=run.id)])

@@ -34,7 +34,10 @@ def send_invoice(invoice: Invoice, ctx):
     if invoice.amount_cents <= 0:
         raise AbortTaskRunError("refusing to send an invoice for nothing")
     logger.info("invoice sent", customer=invoice.customer)
-    return {"sent_to": invoice.customer, "total": f"{invoice.amount_cents / 100:.2f} {invoice.currency}"}
+    return {
+        "sent_to": invoice.customer,
+        "total": f"{invoice.amount_cents / 100:.2f} {invoice.currency}",
+    }
 
 
 @task(id="async-fetch")

@@ -43,7 +43,9 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def services(django_db_setup, django_db_blocker, redis_url: str, log_dir: Path) -> Iterator[dict[str, Process]]:
+def services(
+    django_db_setup, django_db_blocker, redis_url: str, log_dir: Path
+) -> Iterator[dict[str, Process]]:
     """One worker (prefork, 4 processes) and one beat for the whole session."""
     redis.Redis.from_url(redis_url).flushdb()
     with django_db_blocker.unblock():

@@ -14,7 +14,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -38,12 +40,19 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Process:
     """A child process whose output goes to a log file, stopped on ``stop()``."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=_env(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=ROOT,
+            env=_env(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
@@ -85,14 +94,35 @@ def start_worker(
     env: dict[str, str] | None = None,
 ) -> Process:
     args = [
-        sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
-        "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "-Q", queues,
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
-        "--prefetch-multiplier", "1",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.celery_app",
+        "worker",
+        "-n",
+        f"{name}@%h",
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "-Q",
+        queues,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        "INFO",
+        "--prefetch-multiplier",
+        "1",
     ]
     worker = Process(name, args, log_dir, env)
     try:
-        wait_for(lambda: "ready." in worker.log() or not worker.alive(), timeout=60, what=f"{name} to be ready")
+        wait_for(
+            lambda: "ready." in worker.log() or not worker.alive(),
+            timeout=60,
+            what=f"{name} to be ready",
+        )
     except AssertionError:
         worker.stop()
         raise
@@ -103,13 +133,25 @@ def start_worker(
 
 def start_beat(log_dir: Path, *, name: str = "beat", env: dict[str, str] | None = None) -> Process:
     args = [
-        sys.executable, "-m", "celery", "-A", "tests.celery_app", "beat",
-        "-S", "trigger_celery.beat:Scheduler", "-l", "INFO",
-        "--pidfile=", "-s", str(log_dir / f"{name}-schedule"),
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.celery_app",
+        "beat",
+        "-S",
+        "trigger_celery.beat:Scheduler",
+        "-l",
+        "INFO",
+        "--pidfile=",
+        "-s",
+        str(log_dir / f"{name}-schedule"),
     ]
     beat = Process(name, args, log_dir, env)
     wait_for(
-        lambda: "beat: Starting" in beat.log() or not beat.alive(), timeout=60, what=f"{name} to start"
+        lambda: "beat: Starting" in beat.log() or not beat.alive(),
+        timeout=60,
+        what=f"{name} to start",
     )
     if not beat.alive():
         raise RuntimeError(f"beat {name} exited:\n{beat.log()[-4000:]}")

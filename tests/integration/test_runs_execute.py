@@ -202,7 +202,12 @@ def test_a_retry_waiting_for_its_time_holds_no_worker(live):
     # Five runs wait a minute for their retry; the worker has four processes.
     waiting = [tasks.trigger("retry-later", {}) for _ in range(5)]
     wait_for(
-        lambda: Run.objects.filter(id__in=[h.id for h in waiting], status="QUEUED", attempt_count=1).count() == 5,
+        lambda: (
+            Run.objects.filter(
+                id__in=[h.id for h in waiting], status="QUEUED", attempt_count=1
+            ).count()
+            == 5
+        ),
         what="the five runs to be waiting for their retry",
     )
     quick = [hello_world.trigger({"message": str(i)}) for i in range(8)]
@@ -212,7 +217,9 @@ def test_a_retry_waiting_for_its_time_holds_no_worker(live):
         run = Run.objects.get(id=handle.id)
         assert run.status == "QUEUED"
         assert run.available_at is not None and run.available_at > run.queued_at
-    assert Attempt.objects.filter(run_id__in=[h.id for h in waiting], status="EXECUTING").count() == 0
+    assert (
+        Attempt.objects.filter(run_id__in=[h.id for h in waiting], status="EXECUTING").count() == 0
+    )
 
 
 def test_runs_list_pages_through_every_run_newest_first(live):
@@ -228,6 +235,6 @@ def test_runs_list_pages_through_every_run_newest_first(live):
     assert [r.id for r in third.data] == [handles[0].id]
     assert not third.has_next_page()
     assert [r.id for r in runs.list(tag="paged", limit=3)][1:] == [h.id for h in reversed(handles)]
-    assert {r.id for r in runs.list(status="PENDING_VERSION", task_identifier="not-deployed-yet")} >= {
-        h.id for h in handles
-    }
+    assert {
+        r.id for r in runs.list(status="PENDING_VERSION", task_identifier="not-deployed-yet")
+    } >= {h.id for h in handles}

@@ -78,7 +78,11 @@ def _retry_soon(error, retry_delay_in_ms):
     return {"retry_delay_in_ms": 50}
 
 
-@task(id="catch-delay", retry={"max_attempts": 2, "min_timeout_in_ms": 30_000}, catch_error=_retry_soon)
+@task(
+    id="catch-delay",
+    retry={"max_attempts": 2, "min_timeout_in_ms": 30_000},
+    catch_error=_retry_soon,
+)
 def catch_delay(payload, ctx):
     if ctx.attempt.number == 1:
         raise RuntimeError("first attempt fails")

@@ -196,8 +196,10 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     tag = filters.get("tag")
     if tag:
         for t in [tag] if isinstance(tag, str) else list(tag):
-            qs = qs.filter(tags__contains=[t]) if _json_contains_supported() else qs.filter(
-                tags__icontains=f'"{t}"'
+            qs = (
+                qs.filter(tags__contains=[t])
+                if _json_contains_supported()
+                else qs.filter(tags__icontains=f'"{t}"')
             )
     if filters.get("batch"):
         qs = qs.filter(batch_id=filters["batch"])

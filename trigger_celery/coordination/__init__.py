@@ -3,8 +3,8 @@
 from trigger_celery.coordination.base import (
     Claim,
     CoordinationStore,
-    EnvironmentLimits,
     Entry,
+    EnvironmentLimits,
     QueueConfig,
     QueueStats,
 )

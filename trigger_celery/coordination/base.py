@@ -166,7 +166,11 @@ class CoordinationStore(ABC):
     # -- introspection and repair -----------------------------------------------------
     @abstractmethod
     def next_ready_at(self) -> float | None:
-        """The lowest score of any queued entry of an unpaused queue, or None."""
+        """When the next queued entry that is not ready yet becomes ready, or None.
+
+        Entries already ready but blocked by a limit are not reported: releasing a
+        slot dispatches them.
+        """
 
     @abstractmethod
     def queued_run_ids(self) -> set[str]: ...

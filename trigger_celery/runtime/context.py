@@ -111,7 +111,9 @@ def current_scope(api: str) -> RunScope:
     """The scope of the run executing here; a clear error when called outside a run."""
     scope = _current.get()
     if scope is None:
-        raise OutsideRunError(f"{api} can only be used inside a run (a task's run function or its hooks)")
+        raise OutsideRunError(
+            f"{api} can only be used inside a run (a task's run function or its hooks)"
+        )
     return scope
 
 

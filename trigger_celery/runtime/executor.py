@@ -227,7 +227,9 @@ def run_attempt(definition: TaskDefinition, run: Run, ctx: Context) -> Outcome:
         return Failed(err, traceback.format_exc())
 
 
-def _wrap_middleware(mw: Hook, inner: Callable[[], Any], common: dict[str, Any]) -> Callable[[], Any]:
+def _wrap_middleware(
+    mw: Hook, inner: Callable[[], Any], common: dict[str, Any]
+) -> Callable[[], Any]:
     def step() -> Any:
         def next_() -> Any:
             return inner()
@@ -260,7 +262,9 @@ def decide_after_failure(
     attempt = ctx.attempt.number
     now = dispatch.now_utc()
     default_delay = next_delay_ms(policy, attempt)
-    default_retry_at = now + timedelta(milliseconds=default_delay) if default_delay is not None else None
+    default_retry_at = (
+        now + timedelta(milliseconds=default_delay) if default_delay is not None else None
+    )
 
     verdict: Any = None
     for fn in definition.hooks.get("catch_error") + global_hooks.get("catch_error"):
@@ -312,7 +316,9 @@ def decide_after_failure(
     return Decision(RunStatus.QUEUED, retry_at=default_retry_at, error=error)
 
 
-def _call_recorded(definition: TaskDefinition, run_id: str, attempt: int, name: str, **kw: Any) -> None:
+def _call_recorded(
+    definition: TaskDefinition, run_id: str, attempt: int, name: str, **kw: Any
+) -> None:
     """Call hooks whose errors are ignored, but recorded on the run as log lines."""
     for fn in _hooks(definition, name):
         try:
@@ -337,10 +343,17 @@ def _fenced(run_id: str, attempt: int, **fields: Any) -> bool:
     )
 
 
-def settle(definition: TaskDefinition, run: Run, ctx: Context, outcome: Outcome, elapsed_ms: int) -> None:
+def settle(
+    definition: TaskDefinition, run: Run, ctx: Context, outcome: Outcome, elapsed_ms: int
+) -> None:
     attempt = ctx.attempt.number
     now = dispatch.now_utc()
-    common: dict[str, Any] = {"ctx": ctx, "signal": ctx.signal, "task": definition.id, "init": ctx.init}
+    common: dict[str, Any] = {
+        "ctx": ctx,
+        "signal": ctx.signal,
+        "task": definition.id,
+        "init": ctx.init,
+    }
     payload = None
     if not isinstance(outcome, Completed):
         try:
@@ -352,19 +365,32 @@ def settle(definition: TaskDefinition, run: Run, ctx: Context, outcome: Outcome,
     if isinstance(outcome, Completed):
         output = outcome.output
         try:
-            inline, ref = store_payload(run.id, "output", output, limit=get_settings().OUTPUT_MAX_SIZE)
+            inline, ref = store_payload(
+                run.id, "output", output, limit=get_settings().OUTPUT_MAX_SIZE
+            )
         except ValueError as err:
             outcome = Failed(err, "")
         else:
             _call_recorded(definition, run.id, attempt, "on_success", **common, output=output)
             _call_recorded(
-                definition, run.id, attempt, "on_complete", **common,
-                result=TaskResult(ok=True, output=output), output=output,
+                definition,
+                run.id,
+                attempt,
+                "on_complete",
+                **common,
+                result=TaskResult(ok=True, output=output),
+                output=output,
             )
             with transaction.atomic():
                 if _fenced(
-                    run.id, attempt, status=RunStatus.COMPLETED, output=inline, output_ref=ref,
-                    finished_at=now, execution_ms=run.execution_ms + elapsed_ms, error=None,
+                    run.id,
+                    attempt,
+                    status=RunStatus.COMPLETED,
+                    output=inline,
+                    output_ref=ref,
+                    finished_at=now,
+                    execution_ms=run.execution_ms + elapsed_ms,
+                    error=None,
                 ):
                     Attempt.objects.filter(run_id=run.id, number=attempt).update(
                         status=AttemptStatus.COMPLETED, finished_at=now
@@ -388,8 +414,12 @@ def settle(definition: TaskDefinition, run: Run, ctx: Context, outcome: Outcome,
         log.info("run %s attempt %d failed; retry at %s", run.id, attempt, decision.retry_at)
         with transaction.atomic():
             if _fenced(
-                run.id, attempt, status=RunStatus.QUEUED, available_at=decision.retry_at,
-                error=decision.error, execution_ms=run.execution_ms + elapsed_ms,
+                run.id,
+                attempt,
+                status=RunStatus.QUEUED,
+                available_at=decision.retry_at,
+                error=decision.error,
+                execution_ms=run.execution_ms + elapsed_ms,
             ):
                 Attempt.objects.filter(run_id=run.id, number=attempt).update(**attempt_fields)
         retried = Run.objects.get(id=run.id)
@@ -403,13 +433,24 @@ def settle(definition: TaskDefinition, run: Run, ctx: Context, outcome: Outcome,
         _call_recorded(definition, run.id, attempt, "on_failure", **common, error=outcome.error)
     if decision.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED):
         _call_recorded(
-            definition, run.id, attempt, "on_complete", **common,
-            result=TaskResult(ok=False, error=decision.error), error=outcome.error,
+            definition,
+            run.id,
+            attempt,
+            "on_complete",
+            **common,
+            result=TaskResult(ok=False, error=decision.error),
+            error=outcome.error,
         )
-    final_attempt = AttemptStatus.CANCELED if decision.status == RunStatus.CANCELED else AttemptStatus.FAILED
+    final_attempt = (
+        AttemptStatus.CANCELED if decision.status == RunStatus.CANCELED else AttemptStatus.FAILED
+    )
     with transaction.atomic():
         if _fenced(
-            run.id, attempt, status=decision.status, error=decision.error, finished_at=now,
+            run.id,
+            attempt,
+            status=decision.status,
+            error=decision.error,
+            finished_at=now,
             idempotency_key=None if decision.status != RunStatus.CANCELED else run.idempotency_key,
             execution_ms=run.execution_ms + elapsed_ms,
         ):
@@ -463,8 +504,11 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     definition = registry.get_task(run.task_identifier)
     if definition is None:
         now = dispatch.now_utc()
-        err = {"type": "TaskNotFound", "message": f"no task {run.task_identifier!r} in this worker",
-               "code": "COULD_NOT_FIND_TASK"}
+        err = {
+            "type": "TaskNotFound",
+            "message": f"no task {run.task_identifier!r} in this worker",
+            "code": "COULD_NOT_FIND_TASK",
+        }
         with transaction.atomic():
             _fenced(run.id, attempt, status=RunStatus.SYSTEM_FAILURE, error=err, finished_at=now)
             Attempt.objects.filter(run_id=run.id, number=attempt).update(

@@ -21,7 +21,9 @@ def _save_metadata(api: str, new: dict[str, Any]) -> None:
     scope = current_scope(api)
     new = to_jsonable(new, what="metadata")
     if json_size(new) > METADATA_MAX_BYTES:
-        raise ValueError(f"metadata would be {json_size(new):,} bytes; the limit is {METADATA_MAX_BYTES:,}")
+        raise ValueError(
+            f"metadata would be {json_size(new):,} bytes; the limit is {METADATA_MAX_BYTES:,}"
+        )
     scope.ctx.run.metadata = new
     Run.objects.filter(id=scope.ctx.run.id).update(metadata=new)
 
@@ -89,7 +91,9 @@ class RunTags:
             if tag not in tags:
                 tags.append(tag)
         if len(tags) > MAX_TAGS:
-            raise ValueError(f"a run has at most {MAX_TAGS} tags; adding {flat!r} makes {len(tags)}")
+            raise ValueError(
+                f"a run has at most {MAX_TAGS} tags; adding {flat!r} makes {len(tags)}"
+            )
         scope.ctx.run.tags = tags
         Run.objects.filter(id=scope.ctx.run.id).update(tags=tags)
 

@@ -10,7 +10,12 @@ from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.runtime.context import optional_scope
 
 _py_logger = logging.getLogger("trigger_celery.run")
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class RunLogger:

@@ -12,7 +12,7 @@ from typing import Any
 from trigger_celery.errors import TriggerCeleryError
 
 
-class SuspendRun(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class SuspendRun(BaseException):
     """Raised inside a run to end the attempt at an unsatisfied wait.
 
     It derives from BaseException so a user's ``except Exception`` does not swallow it.

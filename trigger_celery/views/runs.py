@@ -18,7 +18,14 @@ PAGE_SIZE = 50
 @staff_member_required
 def run_list(request: HttpRequest) -> HttpResponse:
     qs = Run.objects.only(
-        "id", "task_identifier", "status", "created_at", "started_at", "finished_at", "attempt_count", "queue"
+        "id",
+        "task_identifier",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempt_count",
+        "queue",
     ).order_by("-id")
     status = request.GET.get("status") or ""
     task_id = request.GET.get("task") or ""

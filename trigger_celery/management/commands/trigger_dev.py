@@ -18,7 +18,9 @@ class Command(BaseCommand):
         stop = threading.Event()
         devserver.serve_http(addr or "127.0.0.1", int(port), stop)
         devserver.pump_forever(stop)
-        self.stdout.write(f"trigger_celery dev: dashboard on http://{addr or '127.0.0.1'}:{port}/trigger/")
+        self.stdout.write(
+            f"trigger_celery dev: dashboard on http://{addr or '127.0.0.1'}:{port}/trigger/"
+        )
         try:
             devserver.run_worker(int(options["concurrency"]), str(options["loglevel"]))  # type: ignore[arg-type]
         finally:

@@ -1,0 +1,39 @@
+"""The process-wide store, built from settings."""
+
+from __future__ import annotations
+
+import threading
+
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination.base import CoordinationStore
+
+_lock = threading.Lock()
+_store: CoordinationStore | None = None
+_built_for: tuple[str, str | None, str] | None = None
+
+
+def get_store() -> CoordinationStore:
+    """The store for the current settings (rebuilt if the settings changed)."""
+    global _store, _built_for
+    settings = get_settings()
+    wanted = (settings.store_kind, settings.REDIS_URL, settings.ENVIRONMENT)
+    with _lock:
+        if _store is None or _built_for != wanted:
+            if settings.store_kind == "redis":
+                from trigger_celery.coordination.redis import RedisStore
+
+                assert settings.REDIS_URL
+                _store = RedisStore(settings.REDIS_URL, namespace=settings.ENVIRONMENT)
+            else:
+                from trigger_celery.coordination.database import DatabaseStore
+
+                _store = DatabaseStore()
+            _built_for = wanted
+        return _store
+
+
+def reset_store_cache() -> None:
+    global _store, _built_for
+    with _lock:
+        _store = None
+        _built_for = None

@@ -1,0 +1,306 @@
+"""Trigger and queue options, validated once with pydantic (SPEC 4, 5).
+
+Every error names the option and the value it got.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from trigger_celery.core.durations import parse_delay, parse_duration
+from trigger_celery.core.idempotency import MAX_KEY_LENGTH
+from trigger_celery.core.retry import MAX_ATTEMPTS_CAP
+from trigger_celery.core.serialization import json_size, to_jsonable
+
+MACHINE_PRESETS = (
+    "micro",
+    "small-1x",
+    "small-2x",
+    "medium-1x",
+    "medium-2x",
+    "large-1x",
+    "large-2x",
+)
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 128
+METADATA_MAX_BYTES = 256 * 1024
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
+_PERIODS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+def validate_tag(tag: Any) -> str:
+    if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
+        raise ValueError(f"tags: {tag!r} is not a string of 1 to {MAX_TAG_LENGTH} characters")
+    return tag
+
+
+def parse_rate_limit(value: Any) -> tuple[int, float]:
+    """``"100/m"`` -> (100, 60.0)."""
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"rate_limit: {value!r} is not a rate; use e.g. '10/s', '100/m', '1000/h'")
+    return int(match.group(1)), _PERIODS[match.group(2)]
+
+
+def _strict_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: {value!r} is not an int")
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name}: {value!r} is out of range; it must be {bound}")
+    return value
+
+
+def _non_empty_str(name: str, value: Any, max_length: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise ValueError(
+            f"{name}: {value!r} is not a non-empty string of at most {max_length} characters"
+        )
+    return value
+
+
+class DebounceOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    delay: float
+    mode: Literal["leading", "trailing"] = "leading"
+    max_delay: float | None = None
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key(cls, v: Any) -> str:
+        return _non_empty_str("debounce.key", v, 512)
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, v: Any) -> float:
+        seconds = parse_duration(v, name="debounce.delay").total_seconds()
+        if seconds <= 0:
+            raise ValueError(f"debounce.delay: {v!r} must be longer than 0s")
+        return seconds
+
+    @field_validator("max_delay", mode="before")
+    @classmethod
+    def _max_delay(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v, name="debounce.max_delay").total_seconds()
+
+
+class TriggerOptions(BaseModel):
+    """The options every trigger function takes (SPEC 5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    delay: Any = None
+    ttl: int | None = None
+    idempotency_key: str | tuple[str, ...] | None = None
+    idempotency_key_ttl: int | None = None
+    debounce: DebounceOptions | None = None
+    queue: str | None = None
+    concurrency_key: str | None = None
+    max_attempts: int | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: dict[str, Any] | None = None
+    max_duration: int | None = None
+    priority: float | None = None
+    region: str | None = None
+    machine: str | None = None
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, v: Any) -> Any:
+        if v is not None:
+            parse_delay(v, now=datetime.now(UTC))  # validates; resolved at trigger time
+        return v
+
+    @field_validator("ttl", "idempotency_key_ttl", mode="before")
+    @classmethod
+    def _positive_duration(cls, v: Any, info: Any) -> int | None:
+        if v is None:
+            return None
+        seconds = parse_duration(v, name=info.field_name).total_seconds()
+        if seconds < 1:
+            raise ValueError(f"{info.field_name}: {v!r} must be at least 1s")
+        return math.ceil(seconds)
+
+    @field_validator("max_duration", mode="before")
+    @classmethod
+    def _max_duration(cls, v: Any) -> int | None:
+        if v is None:
+            return None
+        return math.ceil(parse_duration(v, name="max_duration", minimum=5).total_seconds())
+
+    @field_validator("idempotency_key", mode="before")
+    @classmethod
+    def _idempotency_key(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        parts = [v] if isinstance(v, str) else v
+        if (
+            not isinstance(parts, list | tuple)
+            or not parts
+            or any(not isinstance(p, str) or not p for p in parts)
+        ):
+            raise ValueError(f"idempotency_key: {v!r} is not a non-empty string or list of strings")
+        length = len("-".join(parts))
+        if length > MAX_KEY_LENGTH:
+            raise ValueError(
+                f"idempotency_key is {length} characters; the limit is {MAX_KEY_LENGTH}"
+            )
+        return v if isinstance(v, str) else tuple(parts)
+
+    @field_validator("queue", mode="before")
+    @classmethod
+    def _queue(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        name = getattr(v, "name", v)  # a queue(...) object is accepted too
+        return _non_empty_str("queue", name, 255)
+
+    @field_validator("concurrency_key", mode="before")
+    @classmethod
+    def _concurrency_key(cls, v: Any) -> str | None:
+        return None if v is None else _non_empty_str("concurrency_key", v, 255)
+
+    @field_validator("max_attempts", mode="before")
+    @classmethod
+    def _max_attempts(cls, v: Any) -> int | None:
+        return None if v is None else _strict_int("max_attempts", v, 1, MAX_ATTEMPTS_CAP)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list | tuple):
+            raise ValueError(f"tags: {v!r} is not a string or a list of strings")
+        if len(items) > MAX_TAGS:
+            raise ValueError(f"tags: {len(items)} tags given; at most {MAX_TAGS} are allowed")
+        return tuple(validate_tag(t) for t in items)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, v: Any) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        if not isinstance(v, Mapping):
+            raise ValueError(f"metadata: {v!r} is not a dict")
+        data = to_jsonable(dict(v), what="metadata")
+        size = json_size(data)
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"metadata is {size:,} bytes; the limit is {METADATA_MAX_BYTES:,}")
+        return dict(data)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, v: Any) -> float | None:
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"priority: {v!r} is not a finite number of seconds")
+        return float(v)
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _region(cls, v: Any) -> str | None:
+        return None if v is None else _non_empty_str("region", v, 64)
+
+    @field_validator("machine", mode="before")
+    @classmethod
+    def _machine(cls, v: Any) -> str | None:
+        if v is not None and v not in MACHINE_PRESETS:
+            raise ValueError(
+                f"machine: {v!r} is not a preset; use one of {', '.join(MACHINE_PRESETS)}"
+            )
+        return v
+
+    def delay_until(self, now: datetime) -> datetime | None:
+        return None if self.delay is None else parse_delay(self.delay, now=now)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that were set, JSON-able (stored on the run for replay)."""
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, BaseModel):
+                value = value.model_dump()
+            elif isinstance(value, datetime | date):
+                value = value.isoformat()
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+
+TRIGGER_OPTION_NAMES = tuple(TriggerOptions.model_fields)
+
+
+def parse_trigger_options(
+    options: Mapping[str, Any] | TriggerOptions | None = None, /, **kwargs: Any
+) -> TriggerOptions:
+    """Validate trigger options given as a dict, keyword arguments, or both."""
+    if isinstance(options, TriggerOptions) and not kwargs:
+        return options
+    merged: dict[str, Any] = {}
+    if isinstance(options, TriggerOptions):
+        merged.update({k: getattr(options, k) for k in options.model_fields_set})
+    elif options is not None:
+        if not isinstance(options, Mapping):
+            raise ValueError(f"options must be a dict of trigger options, got {options!r}")
+        merged.update(options)
+    merged.update(kwargs)
+    unknown = sorted(set(merged) - set(TRIGGER_OPTION_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown trigger option(s) {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(TRIGGER_OPTION_NAMES)}"
+        )
+    return TriggerOptions(**merged)
+
+
+class QueueOptions(BaseModel):
+    """A queue declaration: ``queue(name=..., concurrency_limit=...)`` or a task's dict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    concurrency_limit: int | None = None
+    total_limit: int | None = None
+    rate_limit: str | None = None
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> str | None:
+        return None if v is None else _non_empty_str("queue name", v, 255)
+
+    @field_validator("concurrency_limit", "total_limit", mode="before")
+    @classmethod
+    def _limit(cls, v: Any, info: Any) -> int | None:
+        return None if v is None else _strict_int(info.field_name, v, 1)
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate(cls, v: Any) -> str | None:
+        if v is not None:
+            parse_rate_limit(v)
+        return v
