@@ -159,12 +159,14 @@ class DatabaseStore(CoordinationStore):
                         if entry is None:
                             continue
                         expiry = now + lease_seconds
-                        entry.delete()
+                        run_id, entry_key = entry.run_id, entry.concurrency_key
+                        # Model.delete() clears the instance's primary key: read it first.
+                        StoreEntry.objects.filter(run_id=run_id).delete()
                         StoreSlot.objects.update_or_create(
-                            run_id=entry.run_id,
+                            run_id=run_id,
                             defaults={
                                 "queue": q,
-                                "concurrency_key": entry.concurrency_key,
+                                "concurrency_key": entry_key,
                                 "lease_expires_at": expiry,
                                 "claimed_at": now,
                             },
@@ -180,7 +182,7 @@ class DatabaseStore(CoordinationStore):
                         StoreKeyTurn.objects.update_or_create(
                             queue=q, concurrency_key=ck, defaults={"served_at": (turn or 0) + 1}
                         )
-                        claims.append(Claim(entry.run_id, q, entry.concurrency_key, expiry))
+                        claims.append(Claim(run_id, q, entry_key, expiry))
                         held_per_key[ck] += 1
                         env_held += 1
                         q_held += 1

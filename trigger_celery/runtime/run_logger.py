@@ -47,21 +47,21 @@ class RunLogger:
             attributes=to_jsonable(attributes, what="log attributes") if attributes else {},
         )
 
-    def debug(self, message: str, **attributes: Any) -> None:
+    def debug(self, message: str, /, **attributes: Any) -> None:
         self._log("debug", message, attributes)
 
-    def info(self, message: str, **attributes: Any) -> None:
+    def info(self, message: str, /, **attributes: Any) -> None:
         self._log("info", message, attributes)
 
-    def log(self, message: str, **attributes: Any) -> None:
+    def log(self, message: str, /, **attributes: Any) -> None:
         self._log("info", message, attributes)
 
-    def warn(self, message: str, **attributes: Any) -> None:
+    def warn(self, message: str, /, **attributes: Any) -> None:
         self._log("warn", message, attributes)
 
     warning = warn
 
-    def error(self, message: str, **attributes: Any) -> None:
+    def error(self, message: str, /, **attributes: Any) -> None:
         self._log("error", message, attributes)
 
 
