@@ -41,15 +41,23 @@ class Process:
     """A child process whose output goes to a log file, stopped on ``stop()``."""
 
     def __init__(
-        self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        args: list[str],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        cwd: Path = ROOT,
+        test_settings: bool = True,
     ) -> None:
+        """``test_settings=False`` runs with exactly ``env`` (e.g. the example project)."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             args,
-            cwd=ROOT,
-            env=_env(env),
+            cwd=cwd,
+            env=_env(env) if test_settings else env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
