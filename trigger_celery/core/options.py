@@ -201,7 +201,10 @@ class TriggerOptions(BaseModel):
             return None
         if not isinstance(v, Mapping):
             raise ValueError(f"metadata: {v!r} is not a dict")
-        data = to_jsonable(dict(v), what="metadata")
+        try:
+            data = to_jsonable(dict(v), what="metadata")
+        except TypeError as exc:  # SerializationError: report it as a bad option value
+            raise ValueError(str(exc)) from None
         size = json_size(data)
         if size > METADATA_MAX_BYTES:
             raise ValueError(f"metadata is {size:,} bytes; the limit is {METADATA_MAX_BYTES:,}")

@@ -1,0 +1,215 @@
+"""The coordination store contract (``trigger_celery.coordination.base``)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from trigger_celery.coordination.base import (
+    CoordinationStore,
+    EnvironmentLimits,
+    Entry,
+    QueueConfig,
+)
+
+NOW = 1_000_000.0
+LEASE = 30.0
+
+
+def claim(
+    store: CoordinationStore, n: int = 10, now: float = NOW, queue: str | None = None
+) -> list[str]:
+    return [c.run_id for c in store.claim(now, max_count=n, lease_seconds=LEASE, queue=queue)]
+
+
+def test_claims_in_score_order_and_only_ready_entries(store):
+    store.enqueue(
+        [Entry("b", "q", NOW - 5), Entry("a", "q", NOW - 10), Entry("later", "q", NOW + 60)]
+    )
+    assert claim(store) == ["a", "b"]
+    assert claim(store) == []
+    assert claim(store, now=NOW + 61) == ["later"]
+
+
+def test_claim_returns_queue_key_and_lease(store):
+    store.enqueue([Entry("r", "q", NOW, "tenant-1")])
+    [c] = store.claim(NOW, max_count=1, lease_seconds=LEASE)
+    assert (c.run_id, c.queue, c.concurrency_key, c.lease_expires_at) == (
+        "r",
+        "q",
+        "tenant-1",
+        NOW + LEASE,
+    )
+    assert store.holding_run_ids() == {"r"}
+    assert store.queued_run_ids() == set()
+
+
+def test_enqueue_again_replaces_the_entry(store):
+    store.enqueue([Entry("r", "q", NOW + 100)])
+    store.enqueue([Entry("r", "q", NOW - 1)])
+    assert store.queued_run_ids() == {"r"}
+    assert claim(store) == ["r"]
+
+
+def test_remove_takes_a_run_out_of_its_queue(store):
+    store.enqueue([Entry("r", "q", NOW), Entry("s", "q", NOW)])
+    assert store.remove("r") is True
+    assert store.remove("r") is False
+    assert claim(store) == ["s"]
+
+
+def test_queue_limit_is_never_exceeded_and_release_frees_a_slot(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=2))
+    store.enqueue([Entry(f"r{i}", "q", NOW + i * 0.001 - 1) for i in range(5)])
+    assert claim(store) == ["r0", "r1"]
+    assert claim(store) == []
+    assert store.release("r0") is True
+    assert store.release("r0") is False  # double release is harmless
+    assert claim(store) == ["r2"]
+    assert claim(store) == []
+
+
+def test_each_concurrency_key_gets_the_queue_limit(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry(f"{k}{i}", "q", NOW - 10 + i, k) for k in "abc" for i in range(3)])
+    got = claim(store)
+    assert sorted(got) == ["a0", "b0", "c0"]
+    assert claim(store) == []
+    store.release("b0")
+    assert claim(store) == ["b1"]
+
+
+def test_keys_are_served_round_robin_under_a_total_limit(store):
+    store.configure_queue(QueueConfig("q", total_limit=1))
+    store.enqueue([Entry(f"busy{i}", "q", NOW - 100 + i, "busy") for i in range(50)])
+    store.enqueue([Entry("quiet", "q", NOW - 1, "quiet")])
+    served = []
+    for _ in range(3):
+        [run_id] = claim(store, n=1)
+        served.append(run_id)
+        store.release(run_id)
+    assert "quiet" in served[:2]
+
+
+def test_environment_limit_with_burst_across_queues(store):
+    store.set_environment_limits(EnvironmentLimits(concurrency_limit=2, burst_factor=1.5))
+    store.enqueue([Entry(f"{q}{i}", q, NOW - 10 + i) for q in ("x", "y") for i in range(3)])
+    got = claim(store)
+    assert len(got) == 3  # floor(2 * 1.5)
+    assert sum(1 for r in got if r.startswith("x")) <= 2  # one queue never above the base
+    assert sum(1 for r in got if r.startswith("y")) <= 2
+
+
+def test_paused_queue_starts_nothing_until_resumed(store):
+    store.set_paused("q", True)
+    assert store.is_paused("q")
+    store.enqueue([Entry("r", "q", NOW), Entry("other", "p", NOW)])
+    assert claim(store) == ["other"]
+    store.set_paused("q", False)
+    assert not store.is_paused("q")
+    assert claim(store) == ["r"]
+
+
+def test_rate_limit_counts_starts_inside_the_window(store):
+    store.configure_queue(QueueConfig("q", rate_limit_count=2, rate_limit_period=10))
+    store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(4)])
+    assert claim(store) == ["r0", "r1"]
+    for r in ("r0", "r1"):
+        store.release(r)
+    assert claim(store, now=NOW + 5) == []
+    assert claim(store, now=NOW + 10.5) == ["r2", "r3"]
+
+
+def test_leases_expire_and_heartbeats_extend_them(store):
+    store.enqueue([Entry("a", "q", NOW), Entry("b", "q", NOW)])
+    assert sorted(claim(store)) == ["a", "b"]
+    assert store.heartbeat("a", NOW + 20, LEASE) is True
+    expired = store.expired_leases(NOW + LEASE + 1)
+    assert [c.run_id for c in expired] == ["b"]
+    assert store.heartbeat("nobody", NOW, LEASE) is False
+    store.release("b")
+    assert store.expired_leases(NOW + LEASE + 1) == []
+
+
+def test_next_ready_at_is_the_next_future_score(store):
+    assert store.next_ready_at() is None
+    soon = time.time() + 30
+    store.enqueue([Entry("later", "q", soon + 30), Entry("soon", "q", soon)])
+    assert abs(store.next_ready_at() - soon) < 0.01
+
+
+def test_stats_count_queued_and_executing_per_key(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue(
+        [Entry("a1", "q", NOW, "a"), Entry("a2", "q", NOW, "a"), Entry("b1", "q", NOW, "b")]
+    )
+    claim(store)
+    rows = {(s.queue, s.concurrency_key): s for s in store.stats("q")}
+    assert (rows[("q", "a")].queued, rows[("q", "a")].executing) == (1, 1)
+    assert (rows[("q", "b")].queued, rows[("q", "b")].executing) == (0, 1)
+    assert rows[("q", "a")].concurrency_limit == 1
+    store.set_paused("q", True)
+    assert all(s.paused for s in store.stats("q"))
+
+
+def test_claim_can_be_restricted_to_one_queue(store):
+    store.enqueue([Entry("a", "qa", NOW - 5), Entry("b", "qb", NOW)])
+    assert claim(store, queue="qb") == ["b"]
+    assert claim(store) == ["a"]
+
+
+def test_flush_forgets_everything(store):
+    store.enqueue([Entry("a", "q", NOW), Entry("b", "q", NOW)])
+    claim(store, n=1)
+    store.flush()
+    assert store.queued_run_ids() == set()
+    assert store.holding_run_ids() == set()
+
+
+def test_concurrent_claimers_never_exceed_the_limit(store):
+    from django.db import connection
+
+    store.configure_queue(QueueConfig("q", concurrency_limit=3))
+    store.enqueue([Entry(f"r{i:03d}", "q", NOW - 100 + i) for i in range(60)])
+    lock = threading.Lock()
+    holding: set[str] = set()
+    peak = 0
+    finished = 0
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        nonlocal peak, finished
+        try:
+            rng = random.Random()
+            while True:
+                got = claim(store, n=1)
+                if not got:
+                    with lock:
+                        if finished >= 60:
+                            return
+                    time.sleep(0.001)
+                    continue
+                with lock:
+                    holding.update(got)
+                    peak = max(peak, len(holding))
+                time.sleep(rng.random() * 0.003)
+                with lock:
+                    holding.difference_update(got)
+                    finished += len(got)
+                for run_id in got:
+                    store.release(run_id)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert finished == 60
+    assert 1 <= peak <= 3
+    assert store.holding_run_ids() == set()

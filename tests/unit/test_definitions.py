@@ -1,0 +1,129 @@
+"""Task and queue definitions fail at import time, with the bad value named."""
+
+import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from trigger_celery import queue, schema_task, task
+from trigger_celery.definition import registry
+from trigger_celery.errors import ConfigurationError, DuplicateTaskIdError, TaskPayloadParsedError
+
+
+def _run(payload, ctx):
+    return payload
+
+
+def test_decorator_and_call_styles_register_the_task():
+    @task(id="unit-decorated")
+    def decorated(payload, ctx):
+        return 1
+
+    plain = task(id="unit-plain", run=_run, description="plain")
+    assert registry.tasks["unit-decorated"] is decorated
+    assert registry.tasks["unit-plain"] is plain
+    assert plain.queue.name == "unit-plain"  # every task has its own queue by default
+
+
+def test_duplicate_task_id_is_refused_naming_both_definitions():
+    task(id="unit-dup", run=_run)
+
+    def other(payload, ctx):
+        return None
+
+    with pytest.raises(DuplicateTaskIdError) as info:
+        task(id="unit-dup", run=other)
+    assert "'unit-dup'" in str(info.value)
+    assert "_run" in str(info.value) and "other" in str(info.value)
+
+
+def test_unknown_task_option_is_refused_with_the_accepted_ones():
+    with pytest.raises(ConfigurationError) as info:
+        task(id="unit-typo", run=_run, retries={"max_attempts": 2})
+    assert "retries" in str(info.value)
+    assert "accepted:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"retry": {"max_attempts": 0}}, "max_attempts"),
+        ({"retry": {"tries": 2}}, "'tries'"),
+        ({"machine": "gigantic"}, "'gigantic'"),
+        ({"max_duration": 3}, "max_duration"),
+        ({"queue": {"concurrency_limit": 0}}, "concurrency_limit"),
+        ({"queue": 5}, "5"),
+        ({"queue": "no-such-queue"}, "'no-such-queue' is not declared"),
+        ({"on_success": "not callable"}, "on_success"),
+    ],
+)
+def test_bad_task_options_fail_at_definition(options, fragment):
+    with pytest.raises(ValueError) as info:
+        task(id=f"unit-bad-{abs(hash(repr(options)))}", run=_run, **options)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("bad_id", ["", "   ", None, 5, "x" * 256])
+def test_bad_task_ids(bad_id):
+    with pytest.raises(ConfigurationError):
+        task(id=bad_id, run=_run)
+
+
+def test_shared_queue_objects_and_conflicting_redeclaration():
+    shared = queue(name="unit-shared", concurrency_limit=2)
+    a = task(id="unit-shared-a", run=_run, queue=shared)
+    b = task(id="unit-shared-b", run=_run, queue="unit-shared")
+    assert a.queue is b.queue or a.queue == b.queue == shared
+    with pytest.raises(ConfigurationError, match="declared twice"):
+        queue(name="unit-shared", concurrency_limit=3)
+    with pytest.raises(ValueError, match="concurrency_limit"):
+        queue(name="unit-zero", concurrency_limit=0)
+
+
+class Order(BaseModel):
+    sku: str
+    quantity: int = 1
+
+
+def test_schema_task_with_a_pydantic_model():
+    t = schema_task(id="unit-schema-model", schema=Order, run=_run)
+    assert t.parse_payload({"sku": "A"}) == Order(sku="A", quantity=1)
+    with pytest.raises(ValidationError):
+        t.parse_payload({"quantity": 2})
+    with pytest.raises(TaskPayloadParsedError, match="Parsing payload with schema failed"):
+        t.parse_payload_in_worker({"quantity": 2})
+    assert t.json_schema()["required"] == ["sku"]
+
+
+def test_schema_task_with_a_type_adapter_and_a_callable():
+    adapter = schema_task(id="unit-schema-adapter", schema=TypeAdapter(list[int]), run=_run)
+    assert adapter.parse_payload(["1", 2]) == [1, 2]
+    assert adapter.json_schema() == {"items": {"type": "integer"}, "type": "array"}
+
+    def parser(value):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value.upper()
+
+    custom = schema_task(id="unit-schema-callable", schema=parser, run=_run)
+    assert custom.parse_payload("abc") == "ABC"
+    assert custom.json_schema() is None
+    with pytest.raises(TaskPayloadParsedError):
+        custom.parse_payload_in_worker(3)
+
+
+def test_schema_task_needs_a_usable_schema():
+    with pytest.raises(ConfigurationError):
+        schema_task(id="unit-schema-missing", run=_run)
+    with pytest.raises(ConfigurationError):
+        schema_task(id="unit-schema-bad", schema=42, run=_run)
+
+
+def test_hook_decorators_register_on_the_task():
+    t = task(id="unit-hooks", run=_run)
+
+    @t.on_success
+    def done(output):
+        return output
+
+    assert t.hooks.get("on_success") == [done]
+    with pytest.raises(AttributeError):
+        t.on_sucess  # noqa: B018 - a typo is an AttributeError, not a silent hook

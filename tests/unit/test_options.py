@@ -1,0 +1,120 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from trigger_celery.core.options import (
+    TRIGGER_OPTION_NAMES,
+    QueueOptions,
+    parse_rate_limit,
+    parse_trigger_options,
+)
+
+
+def test_every_spec_option_name_is_accepted():
+    assert set(TRIGGER_OPTION_NAMES) == {
+        "delay", "ttl", "idempotency_key", "idempotency_key_ttl", "debounce", "queue",
+        "concurrency_key", "max_attempts", "tags", "metadata", "max_duration", "priority",
+        "region", "machine",
+    }  # fmt: skip
+
+
+def test_valid_options_are_normalised():
+    opts = parse_trigger_options(
+        {"ttl": "10m"},
+        delay="1h",
+        idempotency_key=["a", "b"],
+        idempotency_key_ttl=timedelta(days=1),
+        debounce={"key": "k", "delay": "5s", "mode": "trailing", "max_delay": "1m"},
+        queue="paid",
+        concurrency_key="user_1",
+        max_attempts=5,
+        tags="one",
+        metadata={"when": datetime(2026, 1, 1, tzinfo=UTC)},
+        max_duration="5m",
+        priority=10,
+        region="eu",
+        machine="small-2x",
+    )
+    assert opts.ttl == 600
+    assert opts.idempotency_key == ("a", "b")
+    assert opts.idempotency_key_ttl == 86_400
+    assert opts.debounce is not None and opts.debounce.delay == 5 and opts.debounce.max_delay == 60
+    assert opts.tags == ("one",)
+    assert opts.metadata == {"when": "2026-01-01T00:00:00+00:00"}
+    assert opts.max_duration == 300
+    assert opts.priority == 10.0
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert opts.delay_until(now) == now + timedelta(hours=1)
+    assert opts.to_dict()["tags"] == ["one"]
+
+
+def test_unknown_option_names_are_listed_with_the_accepted_ones():
+    with pytest.raises(ValueError) as info:
+        parse_trigger_options(delayy="1h", retries=3)
+    message = str(info.value)
+    assert "'delayy'" in message and "'retries'" in message
+    assert "accepted: delay, ttl" in message
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("delay", "tomorrow-ish"),
+        ("delay", [1]),
+        ("ttl", "5 minutes"),
+        ("ttl", 0),
+        ("ttl", -3),
+        ("idempotency_key", ""),
+        ("idempotency_key", 42),
+        ("idempotency_key", "x" * 2049),
+        ("idempotency_key_ttl", "forever"),
+        ("debounce", {"key": "k"}),
+        ("debounce", {"key": "k", "delay": "5s", "mode": "sideways"}),
+        ("debounce", {"key": "", "delay": "5s"}),
+        ("debounce", "k"),
+        ("queue", ""),
+        ("queue", 7),
+        ("concurrency_key", 123),
+        ("concurrency_key", ""),
+        ("max_attempts", 0),
+        ("max_attempts", 251),
+        ("max_attempts", "3"),
+        ("max_attempts", True),
+        ("tags", ["a"] * 11),
+        ("tags", [""]),
+        ("tags", ["x" * 129]),
+        ("tags", 5),
+        ("metadata", ["not", "a", "dict"]),
+        ("metadata", {"big": "x" * 300_000}),
+        ("metadata", {"obj": object()}),
+        ("max_duration", 4),
+        ("max_duration", "soon"),
+        ("priority", "high"),
+        ("priority", float("inf")),
+        ("region", ""),
+        ("machine", "huge-9x"),
+    ],
+)
+def test_bad_option_value_is_a_clear_error_naming_option_and_value(option, value):
+    with pytest.raises(ValueError) as info:
+        parse_trigger_options(**{option: value})
+    message = str(info.value)
+    assert option in message
+    shown = repr(value)
+    assert (
+        shown[:40] in message or str(len(value) if isinstance(value, str | list) else "") in message
+    )
+
+
+def test_queue_declaration_limits():
+    assert QueueOptions(name="q", concurrency_limit=3).concurrency_limit == 3
+    for bad in (0, -1, "2", 1.5):
+        with pytest.raises(ValueError, match="concurrency_limit"):
+            QueueOptions(name="q", concurrency_limit=bad)
+
+
+def test_rate_limits():
+    assert parse_rate_limit("100/m") == (100, 60.0)
+    assert parse_rate_limit("5/s") == (5, 1.0)
+    with pytest.raises(ValueError, match="'fast'"):
+        parse_rate_limit("fast")
