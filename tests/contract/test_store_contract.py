@@ -8,8 +8,8 @@ import time
 
 from trigger_celery.coordination.base import (
     CoordinationStore,
-    EnvironmentLimits,
     Entry,
+    EnvironmentLimits,
     QueueConfig,
 )
 

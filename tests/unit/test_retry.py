@@ -58,7 +58,7 @@ def test_from_value_normalises_shorthands():
 
 
 def test_max_attempts_over_250_is_refused_naming_the_value():
-    with pytest.raises(ValueError, match="251.*cap is 250"):
+    with pytest.raises(ValueError, match=r"251.*cap is 250"):
         RetryPolicy(max_attempts=251)
 
 
