@@ -1,0 +1,119 @@
+"""Django integration: migrations, system checks, admin and dashboard access."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django.urls import reverse
+
+from trigger_celery.checks import check_settings
+from trigger_celery.models import Run
+
+
+@pytest.mark.django_db
+def test_no_model_change_is_missing_a_migration():
+    call_command("makemigrations", "trigger_celery", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.parametrize(
+    ("config", "check_id"),
+    [
+        ({"REDIS_URL": "redis://x", "NOT_A_SETTING": 1}, "trigger_celery.E002"),
+        ({"ENVIRONMENT": "PROD"}, "trigger_celery.E003"),
+        ({"CONCURRENCY_LIMIT": 0}, "trigger_celery.E004"),
+        ({"BURST_FACTOR": 0.5}, "trigger_celery.E005"),
+        ({"STORE": "memcached"}, "trigger_celery.E006"),
+        ({"STORE": "redis"}, "trigger_celery.E007"),
+        ({"RETRY": {"max_attempts": 0}}, "trigger_celery.E008"),
+        ({"LEASE_SECONDS": 5, "HEARTBEAT_SECONDS": 5}, "trigger_celery.W001"),
+    ],
+)
+def test_system_checks_report_misconfiguration(config, check_id):
+    with override_settings(TRIGGER_CELERY=config):
+        messages = check_settings()
+    assert check_id in {m.id for m in messages}
+    assert any(repr(v)[:20] in m.msg or k in m.msg for m in messages for k, v in config.items())
+
+
+def test_pickle_is_refused_by_a_system_check():
+    with override_settings(CELERY_TASK_SERIALIZER="pickle"):
+        assert "trigger_celery.E009" in {m.id for m in check_settings()}
+
+
+def test_a_correct_configuration_has_no_problem():
+    with override_settings(
+        TRIGGER_CELERY={"REDIS_URL": "redis://localhost/0", "ENVIRONMENT": "STAGING"}
+    ):
+        assert check_settings() == []
+
+
+def _run(run_id: str, **fields) -> Run:
+    defaults = {
+        "task_identifier": "hello-world",
+        "status": "COMPLETED",
+        "environment": "PRODUCTION",
+        "queue": "hello-world",
+        "max_attempts": 3,
+    }
+    defaults.update(fields)
+    return Run.objects.create(id=run_id, **defaults)
+
+
+@pytest.mark.django_db
+def test_dashboard_is_staff_only(client, django_user_model):
+    run = _run("run_staffonly")
+    urls = [reverse("trigger_celery:run-list"), reverse("trigger_celery:run-detail", args=[run.id])]
+    for url in urls:
+        assert client.get(url).status_code == 302
+    user = django_user_model.objects.create_user("plain", password="pw")
+    client.force_login(user)
+    for url in urls:
+        assert client.get(url).status_code == 302
+    user.is_staff = True
+    user.save()
+    for url in urls:
+        assert client.get(url).status_code == 200
+
+
+@pytest.mark.django_db
+def test_payloads_are_escaped_on_the_dashboard_and_in_admin(admin_client):
+    evil = "<script>alert(1)</script>"
+    run = _run("run_evil", payload={"name": evil}, output={"html": evil}, tags=[evil[:20]])
+    for url in (
+        reverse("trigger_celery:run-detail", args=[run.id]),
+        reverse("admin:trigger_celery_run_change", args=[run.id]),
+    ):
+        body = admin_client.get(url).content.decode()
+        assert evil not in body
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+@pytest.mark.django_db
+def test_admin_runs_are_read_only(admin_client):
+    _run("run_admin1")
+    assert admin_client.get(reverse("admin:trigger_celery_run_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:trigger_celery_run_add")).status_code == 403
+    assert (
+        admin_client.post(
+            reverse("admin:trigger_celery_run_delete", args=["run_admin1"])
+        ).status_code
+        == 403
+    )
+    assert Run.objects.filter(id="run_admin1").exists()
+    page = admin_client.get(
+        reverse("admin:trigger_celery_run_changelist") + "?status__exact=COMPLETED&q=hello"
+    )
+    assert page.status_code == 200 and "run_admin1" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_dashboard_run_list_filters_and_pages(admin_client):
+    for i in range(55):
+        _run(f"run_page{i:03d}", status="FAILED" if i % 2 else "COMPLETED")
+    page = admin_client.get(reverse("trigger_celery:run-list")).content.decode()
+    assert "after=run_page005" in page  # 50 newest shown, link to older ones
+    failed = admin_client.get(
+        reverse("trigger_celery:run-list") + "?status=FAILED"
+    ).content.decode()
+    assert "run_page053" in failed and "run_page054" not in failed

@@ -1,0 +1,186 @@
+"""Django admin: runs are read-only records; every value from a payload is escaped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from trigger_celery.client.payloads import load_payload
+from trigger_celery.models import Attempt, Batch, LogEntry, Run
+
+
+def _pretty(value: Any) -> str:
+    # format_html escapes the JSON text: payloads are user data, never markup.
+    return format_html(
+        '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False, default=str),
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AttemptInline(ReadOnlyInline):
+    model = Attempt
+    fields = ("number", "status", "started_at", "finished_at", "worker", "error_summary")
+    readonly_fields = fields
+
+    @admin.display(description="error")
+    def error_summary(self, obj: Attempt) -> str:
+        if not obj.error:
+            return ""
+        return f"{obj.error.get('type', '')}: {obj.error.get('message', '')}"
+
+
+class LogEntryInline(ReadOnlyInline):
+    model = LogEntry
+    fields = ("created_at", "attempt_number", "level", "message", "attributes")
+    readonly_fields = fields
+    max_num = 0
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).order_by("id")
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Tags of the most recent runs only: a full scan would not scale to big tables.
+        seen: dict[str, None] = {}
+        for tags in Run.objects.order_by("-id").values_list("tags", flat=True)[:500]:
+            for tag in tags or ():
+                seen.setdefault(tag, None)
+        return [(t, t) for t in sorted(seen)[:50]]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        if not value:
+            return queryset
+        from django.db import connection
+
+        if connection.features.supports_json_field_contains:
+            return queryset.filter(tags__contains=[value])
+        return queryset.filter(tags__icontains=json.dumps(value))
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "task_identifier",
+        "status",
+        "attempt_count",
+        "queue",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "environment", TagFilter, "task_identifier")
+    search_fields = ("=id", "task_identifier", "=idempotency_key")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_per_page = 50
+    inlines = (AttemptInline, LogEntryInline)
+    fieldsets = (
+        (None, {"fields": ("id", "task_identifier", "status", "environment", "error_view")}),
+        ("Data", {"fields": ("payload_view", "output_view", "metadata_view", "tags")}),
+        (
+            "Options",
+            {
+                "fields": (
+                    "queue",
+                    "concurrency_key",
+                    "priority",
+                    "machine",
+                    "region",
+                    "max_attempts",
+                    "max_duration",
+                    "ttl",
+                    "idempotency_key",
+                )
+            },
+        ),
+        (
+            "Lineage",
+            {"fields": ("parent", "root", "depth", "batch", "schedule", "replayed_from")},
+        ),
+        (
+            "Times",
+            {
+                "fields": (
+                    "created_at",
+                    "delayed_until",
+                    "queued_at",
+                    "available_at",
+                    "started_at",
+                    "finished_at",
+                    "expired_at",
+                )
+            },
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f for _, opts in self.fieldsets for f in opts["fields"]]
+
+    @admin.display(description="payload")
+    def payload_view(self, obj: Run) -> str:
+        return _pretty(load_payload(obj.payload, obj.payload_ref))
+
+    @admin.display(description="output")
+    def output_view(self, obj: Run) -> str:
+        return _pretty(load_payload(obj.output, obj.output_ref))
+
+    @admin.display(description="metadata")
+    def metadata_view(self, obj: Run) -> str:
+        return _pretty(obj.metadata)
+
+    @admin.display(description="error")
+    def error_view(self, obj: Run) -> str:
+        if not obj.error:
+            return "-"
+        return format_html(
+            "<strong>{}</strong>: {}<pre style='white-space: pre-wrap'>{}</pre>",
+            obj.error.get("type", ""),
+            obj.error.get("message", ""),
+            obj.error.get("stack", ""),
+        )
+
+
+@admin.register(Attempt)
+class AttemptAdmin(ReadOnlyAdmin):
+    list_display = ("run", "number", "status", "started_at", "finished_at", "worker")
+    list_filter = ("status",)
+    search_fields = ("=run__id",)
+    show_full_result_count = False
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdmin):
+    list_display = ("id", "task_identifier", "run_count", "created_at")
+    search_fields = ("=id",)
+    show_full_result_count = False
