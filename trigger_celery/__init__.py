@@ -35,6 +35,7 @@ _EXPORTS = {
     "TaskPayloadParsedError": "trigger_celery.errors",
     "SubtaskUnwrapError": "trigger_celery.errors",
     "RetryPolicy": "trigger_celery.core.retry",
+    "retry": "trigger_celery.runtime.retry_block",
 }
 
 __all__ = sorted(_EXPORTS)

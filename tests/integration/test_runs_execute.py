@@ -238,3 +238,36 @@ def test_runs_list_pages_through_every_run_newest_first(live):
     assert {
         r.id for r in runs.list(status="PENDING_VERSION", task_identifier="not-deployed-yet")
     } >= {h.id for h in handles}
+
+
+def test_every_lifecycle_hook_in_order_with_init_and_result(live):
+    handle = tasks.trigger("all-hooks", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"init_seen": {"attempt": 2}}
+    calls = events.values(f"all-hooks:{handle.id}")
+    assert [c[:2] for c in calls] == [
+        ["init", 1],
+        ["on_start", 1],  # first attempt only
+        ["on_start_attempt", 1],
+        ["run", 1],
+        ["cleanup", 1],  # after every attempt
+        ["init", 2],
+        ["on_start_attempt", 2],
+        ["run", 2],
+        ["cleanup", 2],
+        ["on_success", 2],
+        ["on_complete", 2],
+    ]
+    assert calls[3][2] == {"attempt": 1}  # ctx.init is the init hook's return value
+    assert calls[-1][2] == {"ok": True, "output": {"init_seen": {"attempt": 2}}}
+    # on_success raised: ignored, but recorded on the run.
+    assert LogEntry.objects.filter(run_id=handle.id, level="ERROR", message__startswith="on_success hook failed").exists()
+
+
+def test_an_error_in_on_start_attempt_fails_the_attempt_and_is_retried(live):
+    handle = tasks.trigger("start-attempt-fails", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output == 2
+    assert run.attempts[0].error["message"] == "on_start_attempt failed"

@@ -149,3 +149,44 @@ def _retry_in_a_minute(error):
 @task(id="retry-later", retry={"max_attempts": 2}, catch_error=_retry_in_a_minute)
 def retry_later(payload, ctx):
     raise RuntimeError("come back in a minute")
+
+
+def _record(name):
+    # Hooks get only the keyword arguments they name: ctx always, result for on_complete.
+    def hook(ctx, result=None):
+        detail = {"ok": result.ok, "output": result.output} if result is not None else None
+        events.record(f"all-hooks:{ctx.run.id}", [name, ctx.attempt.number, detail])
+        if name == "init":
+            return {"attempt": ctx.attempt.number}
+        if name == "on_success":
+            raise RuntimeError("on_success hooks may fail without failing the run")
+        return None
+
+    return hook
+
+
+@task(
+    id="all-hooks",
+    retry=FAST_RETRY,
+    init=_record("init"),
+    on_start=_record("on_start"),
+    on_start_attempt=_record("on_start_attempt"),
+    cleanup=_record("cleanup"),
+    on_success=_record("on_success"),
+    on_complete=_record("on_complete"),
+)
+def all_hooks(payload, ctx):
+    events.record(f"all-hooks:{ctx.run.id}", ["run", ctx.attempt.number, ctx.init])
+    if ctx.attempt.number == 1:
+        raise RuntimeError("first attempt fails")
+    return {"init_seen": ctx.init}
+
+
+def _failing_start_attempt(ctx):
+    if ctx.attempt.number == 1:
+        raise RuntimeError("on_start_attempt failed")
+
+
+@task(id="start-attempt-fails", retry=FAST_RETRY, on_start_attempt=_failing_start_attempt)
+def start_attempt_fails(payload, ctx):
+    return ctx.attempt.number

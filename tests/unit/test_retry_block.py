@@ -1,0 +1,58 @@
+import asyncio
+
+import pytest
+
+from trigger_celery import retry
+
+FAST = {"max_attempts": 3, "min_timeout_in_ms": 1, "max_timeout_in_ms": 2, "randomize": False}
+
+
+def flaky(fail_times):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) <= fail_times:
+            raise ConnectionError(f"call {len(calls)} failed")
+        return len(calls)
+
+    return fn, calls
+
+
+def test_on_throw_retries_until_success():
+    fn, calls = flaky(2)
+    assert retry.on_throw(fn, **FAST) == 3
+    assert len(calls) == 3
+
+
+def test_on_throw_reraises_after_max_attempts():
+    fn, calls = flaky(5)
+    with pytest.raises(ConnectionError, match="call 3 failed"):
+        retry.on_throw(fn, **FAST)
+    assert len(calls) == 3
+
+
+def test_decorator_form_sync_and_async():
+    fn, calls = flaky(1)
+
+    @retry.on_throw(**FAST)
+    def wrapped():
+        return fn()
+
+    assert wrapped() == 2
+
+    attempts = []
+
+    @retry.on_throw(**FAST)
+    async def coro():
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise TimeoutError("slow")
+        return "ok"
+
+    assert asyncio.run(coro()) == "ok"
+
+
+def test_bad_policy_is_refused():
+    with pytest.raises(ValueError, match="'tries'"):
+        retry.on_throw(lambda: 1, tries=3)
