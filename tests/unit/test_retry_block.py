@@ -40,6 +40,7 @@ def test_decorator_form_sync_and_async():
         return fn()
 
     assert wrapped() == 2
+    assert len(calls) == 2
 
     attempts = []
 
