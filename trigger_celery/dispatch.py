@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django.db.models import F
 
 from trigger_celery.conf import get_settings
@@ -102,12 +103,7 @@ def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
         if not claims:
             return sent
         ids = [c.run_id for c in claims]
-        Run.objects.filter(id__in=ids, status=RunStatus.QUEUED).update(status=RunStatus.DEQUEUED)
-        rows = list(
-            Run.objects.filter(id__in=ids, status=RunStatus.DEQUEUED).values_list(
-                "id", "attempt_count", "machine", "region"
-            )
-        )
+        rows = mark_dequeued(ids)
         won = {row[0] for row in rows}
         for run_id in ids:
             if run_id not in won:
@@ -118,6 +114,24 @@ def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
         sent += len(rows)
         if len(claims) < max_count:
             return sent
+
+
+def mark_dequeued(ids: list[str]) -> list[tuple[str, int, str, str]]:
+    """QUEUED -> DEQUEUED for the claimed runs, in one statement.
+
+    Returns ``(id, attempt_count, machine, region)`` of the runs that were still QUEUED
+    (a run canceled or expired while it sat in the queue is not among them).
+    """
+    table = connection.ops.quote_name(Run._meta.db_table)
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, updated_at = %s "
+            f"WHERE id IN ({marks}) AND status = %s "
+            "RETURNING id, attempt_count, machine, region",
+            [RunStatus.DEQUEUED.value, now_utc(), *ids, RunStatus.QUEUED.value],
+        )
+        return [tuple(row) for row in cursor.fetchall()]  # type: ignore[misc]
 
 
 def send_to_celery(run_id: str, attempt: int, machine: str, region: str) -> None:

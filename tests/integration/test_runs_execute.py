@@ -262,7 +262,9 @@ def test_every_lifecycle_hook_in_order_with_init_and_result(live):
     assert calls[3][2] == {"attempt": 1}  # ctx.init is the init hook's return value
     assert calls[-1][2] == {"ok": True, "output": {"init_seen": {"attempt": 2}}}
     # on_success raised: ignored, but recorded on the run.
-    assert LogEntry.objects.filter(run_id=handle.id, level="ERROR", message__startswith="on_success hook failed").exists()
+    assert LogEntry.objects.filter(
+        run_id=handle.id, level="ERROR", message__startswith="on_success hook failed"
+    ).exists()
 
 
 def test_an_error_in_on_start_attempt_fails_the_attempt_and_is_retried(live):

@@ -43,8 +43,7 @@ def trigger_task(
     if validate and definition is not None:
         definition.parse_payload(payload)
     run = build_run(task_id, payload, opts, definition)
-    with transaction.atomic():
-        run.save(force_insert=True)
+    run.save(force_insert=True)
     if run.status == RunStatus.QUEUED:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
     return RunHandle(run.id, task_id)

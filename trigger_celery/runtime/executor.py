@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import socket
 import threading
 import time
@@ -25,9 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Value
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
 
 from trigger_celery import dispatch
 from trigger_celery.client.payloads import load_payload, store_payload
@@ -117,15 +116,29 @@ def error_dict(err: BaseException, stack: str = "", code: str | None = None) -> 
 
 
 def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
-    """Win the run for this attempt, or return None for a stale/duplicate message."""
+    """Win the run for this attempt, or return None for a stale/duplicate message.
+
+    One ``UPDATE ... RETURNING`` both fences (status DEQUEUED, previous attempt number)
+    and loads the run; the Attempt row is written in the same transaction.
+    """
     now = dispatch.now_utc()
+    table = connection.ops.quote_name(Run._meta.db_table)
     with transaction.atomic():
-        won = Run.objects.filter(
-            id=run_id, status=RunStatus.DEQUEUED, attempt_count=attempt - 1
-        ).update(
-            status=RunStatus.EXECUTING,
-            attempt_count=attempt,
-            started_at=Coalesce("started_at", Value(now)),
+        won = list(
+            Run.objects.raw(
+                f"UPDATE {table} SET status = %s, attempt_count = %s, updated_at = %s, "
+                "started_at = COALESCE(started_at, %s) "
+                "WHERE id = %s AND status = %s AND attempt_count = %s RETURNING *",
+                [
+                    RunStatus.EXECUTING.value,
+                    attempt,
+                    now,
+                    now,
+                    run_id,
+                    RunStatus.DEQUEUED.value,
+                    attempt - 1,
+                ],
+            )
         )
         if not won:
             return None
@@ -136,7 +149,7 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
             started_at=now,
             worker=worker,
         )
-    return Run.objects.get(id=run_id)
+    return won[0]
 
 
 def build_context(run: Run, attempt: int, definition: TaskDefinition | None) -> Context:
@@ -472,27 +485,45 @@ def _release_and_dispatch(run: Run) -> None:
 
 
 class Heartbeat:
-    """Keeps the run's slot lease alive while the attempt executes."""
+    """One thread per worker process keeps the slot leases of its executing runs alive."""
+
+    _lock = threading.Lock()
+    _runs: set[str] = set()
+    _thread: threading.Thread | None = None
+    _pid: int | None = None
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        cls = type(self)
+        with cls._lock:
+            cls._runs.add(self.run_id)
+            # A forked pool child inherits the attribute but not the thread.
+            if cls._thread is None or cls._pid != os.getpid() or not cls._thread.is_alive():
+                cls._pid = os.getpid()
+                cls._thread = threading.Thread(
+                    target=cls._beat, name="trigger-heartbeat", daemon=True
+                )
+                cls._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        with type(self)._lock:
+            type(self)._runs.discard(self.run_id)
 
-    def _beat(self) -> None:
-        settings = get_settings()
-        while not self._stop.wait(settings.HEARTBEAT_SECONDS):
-            try:
-                get_store().heartbeat(self.run_id, time.time(), settings.LEASE_SECONDS)
-            except Exception:
-                log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
+    @classmethod
+    def _beat(cls) -> None:
+        while True:
+            settings = get_settings()
+            time.sleep(settings.HEARTBEAT_SECONDS)
+            with cls._lock:
+                runs = list(cls._runs)
+            for run_id in runs:
+                try:
+                    get_store().heartbeat(run_id, time.time(), settings.LEASE_SECONDS)
+                except Exception:
+                    log.warning("heartbeat of run %s failed", run_id, exc_info=True)
 
 
 def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
