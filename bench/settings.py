@@ -24,9 +24,12 @@ DATABASES = {
     }
 }
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-TRIGGER_CELERY = {"REDIS_URL": REDIS_URL, "ENVIRONMENT": "PRODUCTION", "CONCURRENCY_LIMIT": 1000}
+TRIGGER_CELERY = {"REDIS_URL": REDIS_URL, "ENVIRONMENT": "PRODUCTION", "CONCURRENCY_LIMIT": 100_000}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Keep database connections across tasks (Celery's Django fixup closes them after every
+# task otherwise); recommended for every trigger_celery worker.
+CELERY_DB_REUSE_MAX = 1000

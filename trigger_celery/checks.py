@@ -94,4 +94,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.E009",
             )
         )
+    if not getattr(django_settings, "CELERY_DB_REUSE_MAX", None):
+        problems.append(
+            checks.Warning(
+                "CELERY_DB_REUSE_MAX is not set: Celery closes the database connection after "
+                "every task, and each run then pays for a new connection",
+                hint="Set CELERY_DB_REUSE_MAX = 1000 in settings.",
+                id="trigger_celery.W002",
+            )
+        )
     return problems

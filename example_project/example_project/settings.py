@@ -105,6 +105,7 @@ else:
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "trigger_celery.beat:Scheduler"
+CELERY_DB_REUSE_MAX = 1000  # keep DB connections across tasks
 
 LOGGING = {
     "version": 1,
