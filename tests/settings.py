@@ -89,7 +89,14 @@ TRIGGER_CELERY = {
     "REDIS_URL": REDIS_URL,
     "ENVIRONMENT": "PRODUCTION",
     "PUMP_INTERVAL": 0.2,
+    # Short leases so crash tests see a dead worker's runs come back within seconds.
+    "LEASE_SECONDS": 4.0,
+    "HEARTBEAT_SECONDS": 1.0,
+    "CONCURRENCY_LIMIT": int(os.environ.get("TC_CONCURRENCY_LIMIT", "100")),
+    "BURST_FACTOR": float(os.environ.get("TC_BURST_FACTOR", "1.0")),
 }
-CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL)
+# The broker lives in another Redis database than the coordination store, so a test
+# can flush the store alone (the "Redis lost our state" scenario).
+CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")
 CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TC_CELERY_QUEUE", "celery")

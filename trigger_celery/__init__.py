@@ -25,6 +25,7 @@ _EXPORTS = {
     "TaskDefinition": "trigger_celery.definition",
     "tasks": "trigger_celery.client.tasks_api",
     "runs": "trigger_celery.client.runs",
+    "queues": "trigger_celery.client.queues",
     "RunHandle": "trigger_celery.client.handles",
     "logger": "trigger_celery.runtime.run_logger",
     "metadata": "trigger_celery.runtime.metadata",

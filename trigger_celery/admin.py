@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from trigger_celery.client.payloads import load_payload
-from trigger_celery.models import Attempt, Batch, LogEntry, Run
+from trigger_celery.models import Attempt, Batch, LogEntry, QueueState, Run
 
 
 def _pretty(value: Any) -> str:
@@ -184,3 +184,70 @@ class BatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "task_identifier", "run_count", "created_at")
     search_fields = ("=id",)
     show_full_result_count = False
+
+
+@admin.register(QueueState)
+class QueueAdmin(admin.ModelAdmin):
+    """Queues declared in code, their live counts, and pause/resume (change permission)."""
+
+    list_display = ("name", "paused", "limit", "executing", "queued")
+    actions = ("pause_queues", "resume_queues")
+    search_fields = ("name",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("name", "paused", "limit", "executing", "queued")
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        from trigger_celery.definition import registry
+
+        registry.ensure_discovered()
+        QueueState.objects.bulk_create(
+            [QueueState(name=name) for name in registry.queues], ignore_conflicts=True
+        )
+        self._stats = {}
+        try:
+            from trigger_celery.coordination.factory import get_store
+
+            for row in get_store().stats():
+                queued, executing = self._stats.get(row.queue, (0, 0))
+                self._stats[row.queue] = (queued + row.queued, executing + row.executing)
+        except Exception:  # the store is down: show the rows without live counts
+            self._stats = {}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="concurrency limit")
+    def limit(self, obj: QueueState) -> str:
+        from trigger_celery.definition import registry
+
+        q = registry.queues.get(obj.name)
+        return "-" if q is None or q.concurrency_limit is None else str(q.concurrency_limit)
+
+    @admin.display(description="executing")
+    def executing(self, obj: QueueState) -> int:
+        return getattr(self, "_stats", {}).get(obj.name, (0, 0))[1]
+
+    @admin.display(description="queued")
+    def queued(self, obj: QueueState) -> int:
+        return getattr(self, "_stats", {}).get(obj.name, (0, 0))[0]
+
+    @admin.action(description="Pause selected queues", permissions=["change"])
+    def pause_queues(self, request: HttpRequest, queryset: Any) -> None:
+        from trigger_celery.client.queues import queues
+
+        for state in queryset:
+            queues.pause(state.name)
+        self.message_user(request, f"Paused {queryset.count()} queue(s).")
+
+    @admin.action(description="Resume selected queues", permissions=["change"])
+    def resume_queues(self, request: HttpRequest, queryset: Any) -> None:
+        from trigger_celery.client.queues import queues
+
+        for state in queryset:
+            queues.resume(state.name)
+        self.message_user(request, f"Resumed {queryset.count()} queue(s).")

@@ -104,6 +104,11 @@ class Registry:
                 f"queue(name={name!r}, ...) (known queues: {known})"
             ) from None
 
+    def ensure_discovered(self) -> None:
+        """Import every app's tasks.py now if that has not happened in this process."""
+        if not self._autodiscovered:
+            self._autodiscover()
+
     def _autodiscover(self) -> None:
         """Import every app's tasks.py (Celery's autodiscovery), once per process."""
         self._autodiscovered = True

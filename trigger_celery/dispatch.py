@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import F
 
 from trigger_celery.conf import get_settings
-from trigger_celery.coordination import Entry, EnvironmentLimits, QueueConfig
+from trigger_celery.coordination import Claim, Entry, EnvironmentLimits, QueueConfig
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import RunStatus
@@ -105,10 +105,19 @@ def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
         ids = [c.run_id for c in claims]
         rows = mark_dequeued(ids)
         won = {row[0] for row in rows}
-        for run_id in ids:
-            if run_id not in won:
-                # Canceled, expired or already taken while it sat in the queue.
-                store.release(run_id)
+        lost = [run_id for run_id in ids if run_id not in won]
+        if lost:
+            # Canceled or expired while it sat in the queue: give the slot back. A run
+            # that is already dispatched or executing (a duplicate entry, e.g. put back
+            # by the reconciler mid-claim) keeps the slot it holds under the same id.
+            active = set(
+                Run.objects.filter(
+                    id__in=lost, status__in=[RunStatus.DEQUEUED, RunStatus.EXECUTING]
+                ).values_list("id", flat=True)
+            )
+            for run_id in lost:
+                if run_id not in active:
+                    store.release(run_id)
         for run_id, attempt_count, machine, region in rows:
             send_to_celery(run_id, attempt_count + 1, machine, region)
         sent += len(rows)
@@ -230,12 +239,18 @@ def promote_pending_versions(task_ids: Iterable[str]) -> int:
 def reconcile() -> dict[str, int]:
     """Make the store agree with the database (after a flush or a Redis restart).
 
-    Every QUEUED run is put back in its queue; every slot held by a run that is not
-    DEQUEUED/EXECUTING is freed.
+    Every QUEUED run is put back in its queue; every slot held by a run that is no
+    longer dispatched or executing is freed; every dispatched or executing run the
+    store forgot gets a slot lease again.
     """
+    from trigger_celery.models import QueueState
+
     store = get_store()
     reset_caches()
     configure_queues()
+    for name, paused in QueueState.objects.values_list("name", "paused"):
+        if store.is_paused(name) != paused:
+            store.set_paused(name, paused)
     queued_in_store = store.queued_run_ids()
     missing = (
         Run.objects.filter(status=RunStatus.QUEUED).exclude(id__in=queued_in_store)
@@ -245,18 +260,35 @@ def reconcile() -> dict[str, int]:
     missing_runs = [r for r in missing.iterator() if r.id not in queued_in_store]
     enqueue(missing_runs)
     holding = store.holding_run_ids()
-    live = set(
-        Run.objects.filter(
-            id__in=holding, status__in=[RunStatus.DEQUEUED, RunStatus.EXECUTING]
-        ).values_list("id", flat=True)
+    active = {
+        run_id: (queue, key, status, updated_at)
+        for run_id, queue, key, status, updated_at in Run.objects.filter(
+            status__in=[RunStatus.DEQUEUED, RunStatus.EXECUTING]
+        ).values_list("id", "queue", "concurrency_key", "status", "updated_at")
+    }
+    # A QUEUED run may hold a slot for an instant (claimed, not yet marked DEQUEUED, or
+    # a retry releasing it): leave those to their lease. Any other status frees it.
+    in_flight = set(
+        Run.objects.filter(id__in=holding - set(active), status=RunStatus.QUEUED).values_list(
+            "id", flat=True
+        )
     )
     freed = 0
-    for run_id in holding - live:
+    for run_id in holding - set(active) - in_flight:
         if store.release(run_id):
             freed += 1
-    # Runs the database says are executing but whose slot the store lost: give them a
-    # slot lease again so limits stay true until they finish or their lease expires.
-    return {"enqueued": len(missing_runs), "freed": freed}
+    # Runs the database says are dispatched or executing but whose slot the store lost:
+    # hold a slot for them again, with a fresh lease. A live worker's heartbeat keeps
+    # it; a dead one's expires and the reaper retries the run (or re-queues it, for a
+    # DEQUEUED run whose Celery message may have been lost with Redis).
+    settings = get_settings()
+    adopted = 0
+    expiry = time.time() + settings.LEASE_SECONDS
+    for run_id, (queue, key, _status, _updated) in active.items():
+        if run_id not in holding:
+            store.adopt(Claim(run_id, queue, key, expiry))
+            adopted += 1
+    return {"enqueued": len(missing_runs), "freed": freed, "adopted": adopted}
 
 
 def bump_execution_ms(run_id: str, ms: int) -> None:

@@ -213,3 +213,17 @@ def test_concurrent_claimers_never_exceed_the_limit(store):
     assert finished == 60
     assert 1 <= peak <= 3
     assert store.holding_run_ids() == set()
+
+
+def test_adopt_holds_a_slot_for_a_run_the_store_forgot(store):
+    from trigger_celery.coordination.base import Claim
+
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.adopt(Claim("running", "q", None, NOW + LEASE))
+    store.adopt(Claim("running", "q", None, NOW + LEASE))  # idempotent
+    assert store.holding_run_ids() == {"running"}
+    store.enqueue([Entry("next", "q", NOW)])
+    assert claim(store) == []  # the adopted slot counts against the limit
+    assert [c.run_id for c in store.expired_leases(NOW + LEASE + 1)] == ["running"]
+    store.release("running")
+    assert claim(store) == ["next"]

@@ -42,23 +42,87 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("processes")
 
 
+class Services:
+    """The session's shared worker and beat, which a test may stop and get back."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, Process] = {}
+        self.generation = 0
+
+    def start(self) -> None:
+        self.generation += 1
+        self.procs["worker"] = start_worker(self.log_dir, name=f"main-worker-{self.generation}")
+        self.procs["beat"] = start_beat(self.log_dir, name=f"main-beat-{self.generation}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+        self.procs.clear()
+
+    def check_alive(self) -> None:
+        for proc in self.procs.values():
+            assert proc.alive(), f"{proc.name} died:\n{proc.log()[-4000:]}"
+
+
 @pytest.fixture(scope="session")
 def services(
     django_db_setup, django_db_blocker, redis_url: str, log_dir: Path
-) -> Iterator[dict[str, Process]]:
+) -> Iterator[Services]:
     """One worker (prefork, 4 processes) and one beat for the whole session."""
     redis.Redis.from_url(redis_url).flushdb()
+    svc = Services(log_dir)
     with django_db_blocker.unblock():
-        worker = start_worker(log_dir, name="main-worker")
-        beat = start_beat(log_dir, name="main-beat")
-    yield {"worker": worker, "beat": beat}
-    beat.stop()
-    worker.stop()
+        svc.start()
+    yield svc
+    svc.stop()
 
 
 @pytest.fixture
-def live(services: dict[str, Process], transactional_db) -> dict[str, Process]:
+def live(services: Services, transactional_db) -> Services:
     """Request this in a test that needs the shared worker and beat."""
-    for proc in services.values():
-        assert proc.alive(), f"{proc.name} died:\n{proc.log()[-4000:]}"
+    if not services.procs:
+        services.start()
+    services.check_alive()
     return services
+
+
+class OwnProcesses:
+    """Workers and beats a test starts with its own shape; all stopped at its end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[Process] = []
+        self.count = 0
+
+    def worker(self, **kwargs) -> Process:
+        self.count += 1
+        kwargs.setdefault("name", f"own-worker-{os.getpid()}-{self.count}")
+        proc = start_worker(self.log_dir, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def beat(self, **kwargs) -> Process:
+        self.count += 1
+        kwargs.setdefault("name", f"own-beat-{os.getpid()}-{self.count}")
+        proc = start_beat(self.log_dir, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.alive():
+                proc.stop()
+            elif not proc._log.closed:
+                proc._log.close()
+
+
+@pytest.fixture
+def own(services: Services, transactional_db, log_dir: Path) -> Iterator[OwnProcesses]:
+    """Stop the shared worker and beat; the test starts exactly the processes it wants."""
+    services.stop()
+    procs = OwnProcesses(log_dir)
+    try:
+        yield procs
+    finally:
+        procs.stop()

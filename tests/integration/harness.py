@@ -164,3 +164,21 @@ def start_beat(log_dir: Path, *, name: str = "beat", env: dict[str, str] | None 
     if not beat.alive():
         raise RuntimeError(f"beat {name} exited:\n{beat.log()[-4000:]}")
     return beat
+
+
+def child_pids(proc: Process) -> list[int]:
+    """PIDs of a prefork worker's pool processes."""
+    out = subprocess.run(["pgrep", "-P", str(proc.proc.pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals that were open at one instant."""
+    points = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda p: (p[0], p[1])
+    )
+    current = peak = 0
+    for _, delta in points:
+        current += delta
+        peak = max(peak, current)
+    return peak

@@ -1,11 +1,14 @@
 """Tasks the integration tests trigger; they report what they saw through ``events``."""
 
 import asyncio
+import os
+import signal
+import time
 
 from pydantic import BaseModel
 
 from tests.taskapp import events
-from trigger_celery import AbortTaskRunError, logger, metadata, run_locals, schema_task, task
+from trigger_celery import AbortTaskRunError, logger, metadata, queue, run_locals, schema_task, task
 from trigger_celery.runtime.run_locals import RunLocal
 
 FAST_RETRY = {"max_attempts": 3, "min_timeout_in_ms": 100, "max_timeout_in_ms": 1000, "factor": 2}
@@ -190,3 +193,49 @@ def _failing_start_attempt(ctx):
 @task(id="start-attempt-fails", retry=FAST_RETRY, on_start_attempt=_failing_start_attempt)
 def start_attempt_fails(payload, ctx):
     return ctx.attempt.number
+
+
+# -- queues and limits (SPEC 4) ---------------------------------------------------------
+
+LIMIT_2 = queue(name="limit-2", concurrency_limit=2)
+SHARED_1 = queue(name="shared-1", concurrency_limit=1)
+PER_KEY_1 = queue(name="per-key-1", concurrency_limit=1)
+PRIO_1 = queue(name="prio-1", concurrency_limit=1)
+CHAOS_3 = queue(name="chaos-3", concurrency_limit=3)
+
+
+def _interval(payload, ctx):
+    """Record the start and end of this attempt as seen by the run itself."""
+    tag = payload.get("tag", "interval")
+    start = time.time()
+    events.record(f"start:{tag}", [ctx.run.id, ctx.run.concurrency_key, start, os.getpid()])
+    time.sleep(payload.get("seconds", 0.3))
+    events.record(f"interval:{tag}", [ctx.run.id, ctx.run.concurrency_key, start, time.time()])
+    return ctx.attempt.number
+
+
+task(id="limited-2", run=_interval, queue=LIMIT_2)
+task(id="shared-a", run=_interval, queue=SHARED_1)
+task(id="shared-b", run=_interval, queue=SHARED_1)
+task(id="per-key", run=_interval, queue=PER_KEY_1)
+task(id="prio", run=_interval, queue=PRIO_1)
+task(id="env-a", run=_interval)
+task(id="env-b", run=_interval)
+task(id="env-c", run=_interval)
+task(id="chaos", run=_interval, queue=CHAOS_3, retry={"max_attempts": 10, "min_timeout_in_ms": 50})
+
+
+def _kill_myself(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    if ctx.attempt.number in payload.get("die_on", [1]):
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+    return {"survived_attempt": ctx.attempt.number}
+
+
+task(
+    id="dies",
+    run=_kill_myself,
+    queue=queue(name="dies-1", concurrency_limit=1),
+    retry={"max_attempts": 2, "min_timeout_in_ms": 50},
+)
+task(id="after-death", run=_interval, queue="dies-1")

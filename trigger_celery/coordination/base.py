@@ -160,6 +160,11 @@ class CoordinationStore(ABC):
         """Give a run's slot back (idempotent). True if it held one."""
 
     @abstractmethod
+    def adopt(self, claim: Claim) -> None:
+        """Hold a slot for a run the database says is executing but the store forgot
+        (after a flush or a Redis restart). Idempotent; no limit is checked."""
+
+    @abstractmethod
     def expired_leases(self, now: float) -> list[Claim]:
         """Slots whose lease ended before ``now`` (not released by this call)."""
 

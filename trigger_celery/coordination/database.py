@@ -199,6 +199,18 @@ class DatabaseStore(CoordinationStore):
         with transaction.atomic():
             return StoreSlot.objects.filter(run_id=run_id).delete()[0] > 0
 
+    def adopt(self, claim: Claim) -> None:
+        with transaction.atomic():
+            StoreSlot.objects.update_or_create(
+                run_id=claim.run_id,
+                defaults={
+                    "queue": claim.queue,
+                    "concurrency_key": claim.concurrency_key,
+                    "lease_expires_at": claim.lease_expires_at,
+                    "claimed_at": claim.lease_expires_at,
+                },
+            )
+
     def expired_leases(self, now: float) -> list[Claim]:
         return [
             Claim(s.run_id, s.queue, s.concurrency_key, s.lease_expires_at)

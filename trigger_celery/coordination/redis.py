@@ -102,6 +102,17 @@ class RedisStore(CoordinationStore):
     def release(self, run_id: str) -> bool:
         return bool(self._scripts["release"](args=[self.p, run_id]))
 
+    def adopt(self, claim: Claim) -> None:
+        sq = keys.sub_queue_id(claim.queue, claim.concurrency_key)
+        pipe = self.client.pipeline()  # MULTI/EXEC: all or nothing
+        pipe.hset(f"{self.p}held", claim.run_id, sq)
+        pipe.zadd(f"{self.p}leases", {claim.run_id: claim.lease_expires_at})
+        pipe.sadd(f"{self.p}hs:{sq}", claim.run_id)
+        pipe.sadd(f"{self.p}hq:{claim.queue}", claim.run_id)
+        pipe.sadd(f"{self.p}known", claim.queue)
+        pipe.zadd(f"{self.p}subs:{claim.queue}", {sq: 0}, nx=True)
+        pipe.execute()
+
     def expired_leases(self, now: float) -> list[Claim]:
         expired = self.client.zrangebyscore(f"{self.p}leases", "-inf", f"({now!r}", withscores=True)
         if not expired:

@@ -1,0 +1,158 @@
+"""Queues, global concurrency limits, fairness, pause and routing (SPEC 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.harness import max_overlap, wait_for
+from tests.taskapp import events
+from trigger_celery import queues, runs, tasks
+from trigger_celery.errors import ConfigurationError
+from trigger_celery.models import Run
+
+pytestmark = pytest.mark.integration
+
+
+def intervals(tag: str) -> list[tuple[float, float]]:
+    return [(v[2], v[3]) for v in events.values(f"interval:{tag}")]
+
+
+def all_finished(handles, timeout: float = 60.0) -> list:
+    ids = [h.id for h in handles]
+    wait_for(
+        lambda: Run.objects.filter(id__in=ids, status="COMPLETED").count() == len(ids),
+        timeout=timeout,
+        what=f"{len(ids)} runs to complete",
+    )
+    return [runs.retrieve(h) for h in handles]
+
+
+def test_limit_2_queue_runs_exactly_two_at_a_time_across_two_worker_nodes(own):
+    own.worker(concurrency=4)
+    own.worker(concurrency=4)
+    own.beat()
+    handles = [tasks.trigger("limited-2", {"tag": "l2", "seconds": 0.4}) for _ in range(16)]
+    all_finished(handles)
+    spans = intervals("l2")
+    assert len(spans) == 16
+    assert max_overlap(spans) == 2
+    # They do run two at a time: far less than 16 x 0.4 s end to end.
+    total = max(e for _, e in spans) - min(s for s, _ in spans)
+    assert total < 16 * 0.4 * 0.75
+
+
+def test_two_tasks_sharing_a_limit_1_queue_never_overlap(live):
+    handles = [
+        tasks.trigger(t, {"tag": "shared", "seconds": 0.1}) for t in ["shared-a", "shared-b"] * 4
+    ]
+    all_finished(handles)
+    assert max_overlap(intervals("shared")) == 1
+
+
+def test_concurrency_keys_run_side_by_side_but_never_two_of_one_key(live):
+    handles = [
+        tasks.trigger("per-key", {"tag": "keys", "seconds": 0.3}, concurrency_key=f"tenant-{k}")
+        for _ in range(3)
+        for k in "abc"
+    ]
+    all_finished(handles)
+    spans = events.values("interval:keys")
+    assert max_overlap([(v[2], v[3]) for v in spans]) == 3
+    for key in ("tenant-a", "tenant-b", "tenant-c"):
+        assert max_overlap([(v[2], v[3]) for v in spans if v[1] == key]) == 1
+
+
+def test_a_quiet_key_starts_promptly_while_a_busy_key_has_20_queued(live):
+    busy = [
+        tasks.trigger("per-key", {"tag": "fair", "seconds": 0.1}, concurrency_key="busy")
+        for _ in range(20)
+    ]
+    wait_for(lambda: len(events.values("start:fair")) >= 1, what="the busy key to start")
+    quiet = tasks.trigger("per-key", {"tag": "fair", "seconds": 0.1}, concurrency_key="quiet")
+    all_finished([*busy, quiet])
+    starts = [v[0] for v in sorted(events.values("start:fair"), key=lambda v: v[2])]
+    # Each key has its own slot: the quiet run never waits behind the busy backlog.
+    assert starts.index(quiet.id) <= 2
+
+
+def test_priority_orders_starts_within_a_busy_queue(live):
+    blocker = tasks.trigger("prio", {"tag": "prio", "seconds": 1.0})
+    wait_for(lambda: events.values("start:prio"), what="the blocker to start")
+    low = tasks.trigger("prio", {"tag": "prio", "seconds": 0.05}, priority=0)
+    high = tasks.trigger("prio", {"tag": "prio", "seconds": 0.05}, priority=10)
+    mid = tasks.trigger("prio", {"tag": "prio", "seconds": 0.05}, priority=5)
+    all_finished([blocker, low, high, mid])
+    order = [v[0] for v in sorted(events.values("start:prio"), key=lambda v: v[2])]
+    assert order == [blocker.id, high.id, mid.id, low.id]
+
+
+def test_environment_limit_with_burst_across_queues(own):
+    env = {"TC_CONCURRENCY_LIMIT": "2", "TC_BURST_FACTOR": "1.5"}
+    from django.test import override_settings
+
+    from tests import settings as test_settings
+
+    config = {**test_settings.TRIGGER_CELERY, "CONCURRENCY_LIMIT": 2, "BURST_FACTOR": 1.5}
+    from trigger_celery import dispatch
+
+    with override_settings(TRIGGER_CELERY=config):
+        dispatch.reset_caches()
+        own.worker(concurrency=6, env=env)
+        own.beat(env=env)
+        handles = [
+            tasks.trigger(t, {"tag": "env", "seconds": 0.3})
+            for t in ["env-a", "env-b", "env-c"] * 4
+        ]
+        all_finished(handles)
+    dispatch.reset_caches()
+    spans = events.values("interval:env")
+    by_run = {r.id: r.task_identifier for r in Run.objects.filter(id__in=[h.id for h in handles])}
+    assert max_overlap([(v[2], v[3]) for v in spans]) == 3  # floor(2 x 1.5)
+    for task_id in ("env-a", "env-b", "env-c"):
+        assert max_overlap([(v[2], v[3]) for v in spans if by_run[v[0]] == task_id]) <= 2
+
+
+def test_paused_queue_starts_nothing_until_resumed(live):
+    queues.pause("shared-1")
+    try:
+        handle = tasks.trigger("shared-a", {"tag": "paused", "seconds": 0.05})
+        info = queues.retrieve("shared-1")
+        assert info.paused and info.queued == 1 and info.executing == 0
+        # The shared beat keeps dispatching other queues meanwhile.
+        other = tasks.trigger("hello-world", {"message": "still running"})
+        all_finished([other])
+        assert Run.objects.get(id=handle.id).status == "QUEUED"
+    finally:
+        queues.resume("shared-1")
+    all_finished([handle])
+
+
+def test_live_counts_per_queue_and_key(live):
+    blocker = tasks.trigger("per-key", {"tag": "counts", "seconds": 1.0}, concurrency_key="k1")
+    waiting = tasks.trigger("per-key", {"tag": "counts", "seconds": 0.05}, concurrency_key="k1")
+    wait_for(lambda: events.values("start:counts"), what="the first run to start")
+    info = queues.retrieve("per-key-1")
+    assert info.concurrency_limit == 1
+    assert info.keys["k1"] == (1, 1)
+    assert (info.queued, info.executing) == (1, 1)
+    all_finished([blocker, waiting])
+    assert queues.retrieve("per-key-1").executing == 0
+
+
+def test_bad_queue_options_are_clear_errors(live):
+    with pytest.raises(ConfigurationError, match="'nope' is not declared"):
+        tasks.trigger("hello-world", {}, queue="nope")
+    with pytest.raises(ValueError, match="concurrency_key"):
+        tasks.trigger("hello-world", {}, concurrency_key=42)
+    with pytest.raises(ValueError, match="machine"):
+        tasks.trigger("hello-world", {}, machine="xxl")
+    assert not Run.objects.exists()
+
+
+def test_machine_preset_routes_to_its_celery_queue(own):
+    own.worker(concurrency=1, queues="machine.large-1x")
+    own.beat()
+    handle = tasks.trigger("hello-world", {"message": "big"}, machine="large-1x")
+    [run] = all_finished([handle])
+    assert run.machine == "large-1x"
+    assert run.attempts[0].status == "COMPLETED"

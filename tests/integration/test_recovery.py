@@ -1,0 +1,127 @@
+"""Leases, crash recovery and reconciliation (SPEC 4, 6): nothing triggered is lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.management import call_command
+
+from tests.integration.harness import child_pids, max_overlap, wait_for
+from tests.taskapp import events
+from trigger_celery import runs, tasks
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core.statuses import FINAL_STATUSES
+from trigger_celery.models import Attempt, Run
+
+pytestmark = pytest.mark.integration
+FINAL = [s.value for s in FINAL_STATUSES]
+
+
+def finished(handle, timeout: float = 60.0):
+    return wait_for(
+        lambda: (r := runs.retrieve(handle)).is_completed and r,
+        timeout=timeout,
+        what=f"{handle} to end",
+    )
+
+
+def test_a_run_whose_worker_process_is_killed_is_retried_and_completes(live):
+    handle = tasks.trigger("dies", {"die_on": [1]})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output == {"survived_attempt": 2}
+    assert [a.status for a in run.attempts] == ["CRASHED", "COMPLETED"]
+    assert run.attempts[0].error["code"] == "TASK_PROCESS_CRASHED"
+    # The slot came back: the next run of that limit-1 queue starts.
+    after = tasks.trigger("after-death", {"tag": "after", "seconds": 0.01})
+    assert finished(after).status == "COMPLETED"
+
+
+def test_a_run_killed_on_its_last_attempt_ends_crashed_and_frees_its_slot(live):
+    handle = tasks.trigger("dies", {"die_on": [1, 2]})
+    run = finished(handle)
+    assert run.status == "CRASHED"
+    assert events.values(f"attempts:{handle.id}") == [1, 2]
+    assert [a.status for a in run.attempts] == ["CRASHED", "CRASHED"]
+    after = tasks.trigger("after-death", {"tag": "after2", "seconds": 0.01})
+    assert finished(after).status == "COMPLETED"
+    assert handle.id not in get_store().holding_run_ids()
+
+
+def test_a_thousand_runs_survive_five_worker_kills_without_loss_or_overlap(own):
+    workers = [own.worker(concurrency=3), own.worker(concurrency=3)]
+    own.beat()
+    handles = [
+        tasks.trigger("chaos", {"tag": "chaos", "seconds": random.uniform(0.02, 0.06)})
+        for _ in range(1000)
+    ]
+    ids = [h.id for h in handles]
+    pool = {pid for w in workers for pid in child_pids(w)}
+    killed = 0
+    last_kill = time.monotonic()
+    deadline = time.monotonic() + 60
+    while killed < 5 and time.monotonic() < deadline:
+        # Kill a pool process while it runs a run (a start with no end yet).
+        ended = {v[0] for v in events.values("interval:chaos")}
+        running = [v for v in events.values("start:chaos") if v[0] not in ended and v[3] in pool]
+        if not running:
+            time.sleep(0.01)
+            continue
+        pid = running[-1][3]
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        killed += 1
+        last_kill = time.monotonic()
+        pool.discard(pid)
+        time.sleep(0.5)
+        pool |= {p for w in workers for p in child_pids(w)}  # Celery replaced it
+    assert killed == 5
+    wait_for(
+        lambda: Run.objects.filter(id__in=ids, status__in=FINAL).count() == 1000,
+        timeout=60,
+        what="every run to reach a final status after the last kill",
+    )
+    assert time.monotonic() - last_kill < 60
+    statuses = dict(Run.objects.filter(id__in=ids).values_list("id", "status"))
+    assert len(statuses) == 1000  # nothing lost
+    assert set(statuses.values()) == {"COMPLETED"}
+    spans = [
+        (a.started_at.timestamp(), a.finished_at.timestamp())
+        for a in Attempt.objects.filter(run_id__in=ids)
+    ]
+    assert max_overlap(spans) <= 3
+    assert Attempt.objects.filter(run_id__in=ids, status="CRASHED").count() >= 1
+    assert not (get_store().holding_run_ids() & set(ids))
+
+
+def test_flushed_store_is_rebuilt_from_the_database(own):
+    own.worker(concurrency=2)
+    handles = [tasks.trigger("after-death", {"tag": "flush", "seconds": 0.05}) for _ in range(10)]
+    # A limit-1 queue: one run was dispatched, nine wait in the store. Lose the store.
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    assert get_store().queued_run_ids() == set()
+    own.beat()  # its periodic reconciler rebuilds the queue from the rows
+    for handle in handles:
+        assert finished(handle, timeout=60).status == "COMPLETED"
+    assert max_overlap([(v[2], v[3]) for v in events.values("interval:flush")]) == 1
+
+
+def test_trigger_reconcile_command_requeues_runs_on_demand(own):
+    handles = [tasks.trigger("after-death", {"tag": "cmd", "seconds": 0.01}) for _ in range(3)]
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    call_command("trigger_reconcile", verbosity=0)
+    assert get_store().queued_run_ids() | get_store().holding_run_ids() >= {
+        h.id for h in handles[1:]
+    }
+    own.worker(concurrency=1)
+    own.beat()
+    for handle in handles:
+        assert finished(handle).status == "COMPLETED"
