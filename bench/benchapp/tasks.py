@@ -10,7 +10,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-from trigger_celery import task
+from trigger_celery import queue, task
 
 _redis = None
 
@@ -38,3 +38,20 @@ def plain_noop(index: int) -> None:
 def trigger_noop(payload, ctx):
     _mark("trigger", payload["i"])
     return None
+
+
+LIMIT_1 = queue(name="bench-limit-1", concurrency_limit=1)
+PER_KEY_1 = queue(name="bench-per-key-1", concurrency_limit=1)
+
+
+@task(id="bench-limit1", queue=LIMIT_1, retry={"max_attempts": 1})
+def limit1_noop(payload, ctx):
+    r = _client()
+    r.hset("bench:limit1:start", payload["i"], repr(time.time()))
+    r.hset("bench:limit1:end", payload["i"], repr(time.time()))
+    r.incr("bench:limit1:done")
+
+
+@task(id="bench-keyed", queue=PER_KEY_1, retry={"max_attempts": 1})
+def keyed_noop(payload, ctx):
+    _mark("keyed", payload["i"])
