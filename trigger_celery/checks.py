@@ -83,6 +83,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         problems.append(
             checks.Error(f"TRIGGER_CELERY['RETRY'] is invalid: {exc}", id="trigger_celery.E008")
         )
+    problems.extend(_check_hook_paths(s.HOOKS, s.MIDDLEWARE))
     serializer = getattr(django_settings, "CELERY_TASK_SERIALIZER", "json")
     accept = getattr(django_settings, "CELERY_ACCEPT_CONTENT", ["json"])
     if serializer != "json" or any(c not in ("json", "application/json") for c in accept):
@@ -103,4 +104,43 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.W002",
             )
         )
+    return problems
+
+
+def _check_hook_paths(hooks: Any, middleware: Any) -> list[checks.CheckMessage]:
+    from django.utils.module_loading import import_string
+
+    from trigger_celery.runtime.hooks import HOOK_NAMES
+
+    problems: list[checks.CheckMessage] = []
+    if not isinstance(hooks, dict) or not isinstance(middleware, list | tuple):
+        return [
+            checks.Error(
+                "TRIGGER_CELERY HOOKS must be a dict and MIDDLEWARE a list",
+                id="trigger_celery.E010",
+            )
+        ]
+    entries = [
+        (name, p)
+        for name, paths in hooks.items()
+        for p in ([paths] if isinstance(paths, str) else paths)
+    ]
+    entries += [("middleware", p) for p in middleware]
+    for name, path in entries:
+        if name not in HOOK_NAMES and name != "middleware":
+            problems.append(
+                checks.Error(
+                    f"TRIGGER_CELERY HOOKS has an unknown hook {name!r}", id="trigger_celery.E010"
+                )
+            )
+            continue
+        try:
+            import_string(path)
+        except ImportError as exc:
+            problems.append(
+                checks.Error(
+                    f"TRIGGER_CELERY {name} hook {path!r} cannot be imported: {exc}",
+                    id="trigger_celery.E011",
+                )
+            )
     return problems

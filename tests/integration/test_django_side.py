@@ -117,3 +117,33 @@ def test_dashboard_run_list_filters_and_pages(admin_client):
         reverse("trigger_celery:run-list") + "?status=FAILED"
     ).content.decode()
     assert "run_page053" in failed and "run_page054" not in failed
+
+
+def test_hook_paths_in_settings_are_checked():
+    bad = {"HOOKS": {"on_succes": ["os.getcwd"], "on_failure": ["no.such.module.fn"]}}
+    with override_settings(TRIGGER_CELERY=bad):
+        ids = {m.id for m in check_settings()}
+    assert {"trigger_celery.E010", "trigger_celery.E011"} <= ids
+
+
+@pytest.mark.django_db
+def test_queue_admin_pauses_and_resumes_with_the_change_permission(
+    admin_client, client, django_user_model
+):
+    from trigger_celery.models import QueueState
+
+    changelist = reverse("admin:trigger_celery_queuestate_changelist")
+    assert admin_client.get(changelist).status_code == 200
+    assert QueueState.objects.filter(name="limit-2").exists()  # queues declared in code
+    data = {"action": "pause_queues", "_selected_action": ["limit-2"]}
+    admin_client.post(changelist, data)
+    assert QueueState.objects.get(name="limit-2").paused
+    admin_client.post(changelist, {**data, "action": "resume_queues"})
+    assert not QueueState.objects.get(name="limit-2").paused
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_queuestate"))
+    client.force_login(viewer)
+    client.post(changelist, data)
+    assert not QueueState.objects.get(name="limit-2").paused  # no change permission, no pause

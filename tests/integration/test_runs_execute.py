@@ -273,3 +273,23 @@ def test_an_error_in_on_start_attempt_fails_the_attempt_and_is_retried(live):
     assert run.status == "COMPLETED"
     assert run.output == 2
     assert run.attempts[0].error["message"] == "on_start_attempt failed"
+
+
+def test_global_hooks_named_in_settings_are_registered_in_workers(live):
+    handle = tasks.trigger("hello-world", {"message": "settings hook"})
+    assert finished(handle).status == "COMPLETED"
+    wait_for(lambda: events.values(f"settings-hook:{handle.id}"), what="the settings hook")
+    assert events.values(f"settings-hook:{handle.id}")[0]["message"] == "settings hook"
+
+
+def test_a_stale_attempt_cannot_write_to_a_run_another_attempt_owns(live):
+    from trigger_celery.runtime.executor import _fenced
+
+    run = Run.objects.create(
+        id="run_fencing", task_identifier="hello-world", status="EXECUTING",
+        environment="PRODUCTION", queue="hello-world", max_attempts=3, attempt_count=2,
+    )  # fmt: skip
+    assert _fenced(run.id, 1, status="COMPLETED", output={"late": True}) is False
+    run.refresh_from_db()
+    assert (run.status, run.output) == ("EXECUTING", None)
+    assert _fenced(run.id, 2, status="COMPLETED", output={"current": True}) is True

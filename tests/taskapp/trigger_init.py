@@ -15,3 +15,10 @@ tasks.middleware("test-locals", _middleware)
 @tasks.init
 def _global_init(ctx):
     return {"from": "global init"}
+
+
+def settings_on_success(ctx, output):
+    """Registered through TRIGGER_CELERY["HOOKS"] in tests/settings.py."""
+    from tests.taskapp import events
+
+    events.record(f"settings-hook:{ctx.run.id}", output)

@@ -38,10 +38,41 @@ def import_trigger_init_modules() -> list[str]:
     return found
 
 
+def register_hooks_from_settings() -> int:
+    """Register the global hooks and middleware named in ``TRIGGER_CELERY`` (once).
+
+    ``"HOOKS": {"on_failure": ["myapp.hooks.alert"]}``,
+    ``"MIDDLEWARE": ["myapp.hooks.with_db"]`` (registered under its dotted path).
+    """
+    global _settings_hooks_registered
+    if _settings_hooks_registered:
+        return 0
+    _settings_hooks_registered = True
+    from django.utils.module_loading import import_string
+
+    from trigger_celery.conf import get_settings
+    from trigger_celery.runtime.hooks import global_hooks
+
+    settings = get_settings()
+    count = 0
+    for name, paths in settings.HOOKS.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            global_hooks.add(name, import_string(path))
+            count += 1
+    for path in settings.MIDDLEWARE:
+        global_hooks.add_middleware(path, import_string(path))
+        count += 1
+    return count
+
+
+_settings_hooks_registered = False
+
+
 def on_worker_init(**_: Any) -> None:
     from trigger_celery.definition import registry
 
     import_trigger_init_modules()
+    register_hooks_from_settings()
     registry._autodiscover()
 
 
@@ -65,6 +96,7 @@ def on_worker_process_init(**_: Any) -> None:
 
     reset_store_cache()
     import_trigger_init_modules()
+    register_hooks_from_settings()
 
 
 def connect() -> None:
