@@ -111,6 +111,8 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
+    # Set by runs.cancel() on a run that is executing; its worker stops it (SPEC 6).
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     # Compute time used by earlier attempts' executions of this run, for max_duration.
     execution_ms = models.PositiveBigIntegerField(default=0)
 

@@ -239,3 +239,38 @@ task(
     retry={"max_attempts": 2, "min_timeout_in_ms": 50},
 )
 task(id="after-death", run=_interval, queue="dies-1")
+
+
+# -- options and run actions (SPEC 5, 6) -------------------------------------------------
+
+
+def _on_cancel(ctx, signal, run_finished):
+    events.record(f"on_cancel:{ctx.run.id}", signal.is_set())
+    run_finished.wait(10)  # on_cancel may wait for the run function to finish
+    events.record(f"on_cancel_done:{ctx.run.id}", True)
+
+
+@task(id="cooperative", on_cancel=_on_cancel)
+def cooperative(payload, ctx):
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    for _ in range(600):
+        if ctx.signal.wait(0.05):
+            events.record(f"saw_signal:{ctx.run.id}", ctx.signal.reason)
+            return "stopped early"
+    return "ran to the end"
+
+
+@task(id="stubborn", retry={"max_attempts": 3})
+def stubborn(payload, ctx):
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    deadline = time.time() + payload.get("seconds", 30)
+    while time.time() < deadline:
+        time.sleep(0.05)  # ignores ctx.signal on purpose
+    events.record(f"finished:{ctx.run.id}", ctx.attempt.number)
+    return "finished"
+
+
+@task(id="echo")
+def echo(payload, ctx):
+    events.record(f"echo:{ctx.run.id}", ctx.attempt.number)
+    return {"payload": payload, "tags": ctx.run.tags}

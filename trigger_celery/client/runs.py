@@ -266,5 +266,31 @@ class RunsAPI:
         }
         return _list(filters, limit, after)
 
+    # -- actions ---------------------------------------------------------------------------
+    def cancel(self, id_or_handle: str | RunHandle | RunRecord) -> RunRecord:
+        """Cancel a run (and its children still in progress). A finished run: no-op.
+
+        A DELAYED, QUEUED or dispatched run never executes. An executing run is marked
+        CANCELED at once (late writes of its worker are rejected); its worker sets the
+        abort signal, runs ``on_cancel`` hooks and then stops the attempt.
+        """
+        from trigger_celery.client.run_actions import cancel_run
+
+        cancel_run(_run_id(id_or_handle))
+        return self.retrieve(id_or_handle)
+
+    def replay(self, id_or_handle: str | RunHandle | RunRecord, **overrides: Any) -> RunHandle:
+        """A new run with the same payload and options, linked to the original."""
+        from trigger_celery.client.run_actions import replay_run
+
+        return replay_run(_run_id(id_or_handle), overrides)
+
+    def reschedule(self, id_or_handle: str | RunHandle | RunRecord, *, delay: Any) -> RunRecord:
+        """Move a DELAYED run's start; any other status is an ``InvalidRunStateError``."""
+        from trigger_celery.client.run_actions import reschedule_run
+
+        reschedule_run(_run_id(id_or_handle), delay)
+        return self.retrieve(id_or_handle)
+
 
 runs = RunsAPI()

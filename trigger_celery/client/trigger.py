@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from trigger_celery import dispatch
 from trigger_celery.client.handles import RunHandle
+from trigger_celery.client.idempotency import DEFAULT_TTL, find_cached, resolve_key
 from trigger_celery.client.payloads import store_payload
 from trigger_celery.conf import get_settings
 from trigger_celery.core.ids import new_id
@@ -33,6 +34,7 @@ def trigger_task(
     extra: Mapping[str, Any],
     *,
     definition: TaskDefinition | None = None,
+    replayed_from: str | None = None,
 ) -> RunHandle:
     """Trigger ``task_id``. With ``definition`` given the payload is validated first
     (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
@@ -43,7 +45,13 @@ def trigger_task(
     if validate and definition is not None:
         definition.parse_payload(payload)
     run = build_run(task_id, payload, opts, definition)
-    run.save(force_insert=True)
+    run.replayed_from_id = replayed_from
+    if opts.idempotency_key is not None:
+        cached = _save_idempotent(run, opts)
+        if cached is not None:
+            return RunHandle(cached.id, task_id, is_cached=True)
+    else:
+        run.save(force_insert=True)
     if run.status == RunStatus.QUEUED:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
     return RunHandle(run.id, task_id)
@@ -122,3 +130,29 @@ def build_run(
         queued_at=now if queued else None,
         ttl_expires_at=now + timedelta(seconds=ttl) if queued and ttl else None,
     )
+
+
+def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
+    """Save ``run`` under its idempotency key, or return the run that already holds it.
+
+    The unique constraint on (environment, task, key) decides races: of many concurrent
+    triggers exactly one insert succeeds and every other caller gets its handle.
+    """
+    assert opts.idempotency_key is not None
+    now = dispatch.now_utc()
+    key = resolve_key(opts.idempotency_key)
+    cached = find_cached(run.environment, run.task_identifier, key, now)
+    if cached is not None:
+        return cached
+    run.idempotency_key = key
+    ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
+    run.idempotency_key_expires_at = now + ttl
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+    except IntegrityError:
+        cached = find_cached(run.environment, run.task_identifier, key, now)
+        if cached is None:
+            raise
+        return cached
+    return None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import socket
 import threading
 import time
@@ -56,6 +55,7 @@ from trigger_celery.runtime.context import (
     TaskInfo,
 )
 from trigger_celery.runtime.hooks import Hook, call_hook, global_hooks, run_coroutine
+from trigger_celery.runtime.monitor import Watched, monitor
 
 log = logging.getLogger("trigger_celery.executor")
 
@@ -484,46 +484,45 @@ def _release_and_dispatch(run: Run) -> None:
 # -- the whole attempt -------------------------------------------------------------------------
 
 
-class Heartbeat:
-    """One thread per worker process keeps the slot leases of its executing runs alive."""
+def call_cancel_hooks(definition: TaskDefinition, ctx: Context, run_finished: Any = None) -> None:
+    """on_cancel hooks (task, then global); errors are logged. Called by the monitor."""
+    for fn in _hooks(definition, "on_cancel"):
+        try:
+            call_hook(
+                fn,
+                ctx=ctx,
+                signal=ctx.signal,
+                task=definition.id,
+                init=ctx.init,
+                run_finished=run_finished,
+            )
+        except Exception:
+            log.exception("on_cancel hook of run %s failed", ctx.run.id)
 
-    _lock = threading.Lock()
-    _runs: set[str] = set()
-    _thread: threading.Thread | None = None
-    _pid: int | None = None
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    def __enter__(self) -> Heartbeat:
-        cls = type(self)
-        with cls._lock:
-            cls._runs.add(self.run_id)
-            # A forked pool child inherits the attribute but not the thread.
-            if cls._thread is None or cls._pid != os.getpid() or not cls._thread.is_alive():
-                cls._pid = os.getpid()
-                cls._thread = threading.Thread(
-                    target=cls._beat, name="trigger-heartbeat", daemon=True
+def stop_unresponsive_attempt(w: Any, exc: type[BaseException]) -> None:
+    """Final writes for an attempt whose process is about to exit because it ignored a stop."""
+    now = dispatch.now_utc()
+    if exc is MaxDurationExceededError:
+        error = {
+            "type": "MaxDurationExceededError",
+            "message": "max_duration exceeded",
+            "code": "MAX_DURATION_EXCEEDED",
+        }
+        with transaction.atomic():
+            if _fenced(
+                w.run_id,
+                w.attempt,
+                status=RunStatus.TIMED_OUT,
+                error=error,
+                finished_at=now,
+                idempotency_key=None,
+            ):
+                Attempt.objects.filter(run_id=w.run_id, number=w.attempt).update(
+                    status=AttemptStatus.FAILED, finished_at=now, error=error
                 )
-                cls._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with type(self)._lock:
-            type(self)._runs.discard(self.run_id)
-
-    @classmethod
-    def _beat(cls) -> None:
-        while True:
-            settings = get_settings()
-            time.sleep(settings.HEARTBEAT_SECONDS)
-            with cls._lock:
-                runs = list(cls._runs)
-            for run_id in runs:
-                try:
-                    get_store().heartbeat(run_id, time.time(), settings.LEASE_SECONDS)
-                except Exception:
-                    log.warning("heartbeat of run %s failed", run_id, exc_info=True)
+    get_store().release(w.run_id)
+    dispatch.dispatch_ready()
 
 
 def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
@@ -550,11 +549,36 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     ctx = build_context(run, attempt, definition)
     token = context.enter(RunScope(ctx))
     started = time.monotonic()
+    watched = Watched(
+        run_id=run.id,
+        attempt=attempt,
+        thread_id=threading.get_ident(),
+        ctx=ctx,
+        definition=definition,
+        deadline=started + run.max_duration if run.max_duration else None,
+    )
+    monitor.watch(watched)
     try:
-        with Heartbeat(run.id):
+        try:
             outcome = run_attempt(definition, run, ctx)
-            elapsed_ms = int((time.monotonic() - started) * 1000)
-            settle(definition, run, ctx, outcome, elapsed_ms)
+            with watched.lock:
+                watched.done = True
+        except (RunCanceledError, MaxDurationExceededError) as late:
+            # The monitor's stop arrived just after the run function returned.
+            with watched.lock:
+                watched.done = True
+            outcome = Failed(late, traceback.format_exc())
+        watched.finished.set()
+        monitor.unwatch(run.id)
+        if watched.reason == "max_duration" and not isinstance(outcome, Suspended):
+            # The deadline passed: TIMED_OUT even if the function swallowed the stop.
+            err = MaxDurationExceededError(
+                f"the attempt ran longer than max_duration ({run.max_duration}s)"
+            )
+            outcome = Failed(err, "")
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        settle(definition, run, ctx, outcome, elapsed_ms)
     finally:
+        monitor.unwatch(run.id)
         context.leave(token)
     return type(outcome).__name__

@@ -1,0 +1,240 @@
+"""Trigger options and run actions: delay, ttl, idempotency, max_duration, cancel,
+replay and payload sizes (SPEC 5, 6), with real workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from tests.integration.harness import wait_for
+from tests.taskapp import events
+from trigger_celery import idempotency_keys, runs, tasks
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.errors import InvalidRunStateError, PayloadTooLargeError
+from trigger_celery.models import Run
+
+pytestmark = pytest.mark.integration
+
+
+def finished(handle, timeout: float = 30.0):
+    return wait_for(
+        lambda: (r := runs.retrieve(handle)).is_completed and r,
+        timeout=timeout,
+        what=f"{handle} to end",
+    )
+
+
+# -- delay and ttl ------------------------------------------------------------------------
+
+
+def test_delayed_run_starts_when_due_and_not_before(live):
+    handle = tasks.trigger("echo", {"n": 1}, delay="2s")
+    run = runs.retrieve(handle)
+    assert run.status == "DELAYED" and run.is_queued
+    assert run.delayed_until is not None
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.started_at >= run.delayed_until
+
+
+def test_delay_in_the_past_means_no_delay(live):
+    handle = tasks.trigger("echo", {}, delay=datetime(2020, 1, 1, tzinfo=UTC))
+    assert finished(handle).status == "COMPLETED"
+
+
+def test_reschedule_moves_a_delayed_run_and_refuses_other_statuses(live):
+    handle = tasks.trigger("echo", {}, delay="1h")
+    run = runs.reschedule(handle, delay="1s")
+    assert run.delayed_until < datetime.now(UTC) + timedelta(seconds=5)
+    done = finished(handle)
+    assert done.status == "COMPLETED"
+    with pytest.raises(InvalidRunStateError, match="COMPLETED"):
+        runs.reschedule(handle, delay="1h")
+
+
+def test_ttl_expires_a_run_that_could_not_start_in_time(live):
+    from trigger_celery import queues
+
+    queues.pause("shared-1")
+    try:
+        handle = tasks.trigger("shared-a", {"tag": "ttl"}, ttl="1s")
+        run = wait_for(
+            lambda: (r := runs.retrieve(handle)).status == "EXPIRED" and r, what="expiry"
+        )
+    finally:
+        queues.resume("shared-1")
+    assert run.is_failed and run.expired_at is not None and run.attempt_count == 0
+    assert events.values("start:ttl") == []
+
+
+def test_ttl_counts_from_the_end_of_the_delay(live):
+    handle = tasks.trigger("echo", {}, delay="2s", ttl="1s")
+    assert finished(handle).status == "COMPLETED"
+
+
+# -- idempotency ---------------------------------------------------------------------------
+
+
+def test_second_trigger_with_same_idempotency_key_returns_the_first_run(live):
+    first = tasks.trigger("echo", {"n": 1}, idempotency_key="order-42")
+    second = tasks.trigger("echo", {"n": 2}, idempotency_key="order-42")
+    assert not first.is_cached and second.is_cached
+    assert second.id == first.id
+    assert finished(first).status == "COMPLETED"
+    third = tasks.trigger("echo", {"n": 3}, idempotency_key="order-42")
+    assert third.is_cached and third.id == first.id  # completed runs keep their key
+    other_task = tasks.trigger("hello-world", {"message": "x"}, idempotency_key="order-42")
+    assert other_task.id != first.id  # keys are per task
+
+
+def test_failed_run_releases_its_idempotency_key(live):
+    first = tasks.trigger("always-fails", {}, idempotency_key="retry-me", max_attempts=1)
+    assert finished(first).status == "FAILED"
+    second = tasks.trigger("always-fails", {}, idempotency_key="retry-me", max_attempts=1)
+    assert not second.is_cached and second.id != first.id
+
+
+def test_idempotency_key_ttl_expires_the_key(live):
+    first = tasks.trigger("echo", {}, idempotency_key="short", idempotency_key_ttl=1)
+    time.sleep(1.2)  # the key's own ttl must pass; there is nothing to poll
+    second = tasks.trigger("echo", {}, idempotency_key="short", idempotency_key_ttl=1)
+    assert second.id != first.id and not second.is_cached
+
+
+def test_fifty_concurrent_triggers_with_one_key_make_one_run(live):
+    handles, errors = [], []
+    barrier = threading.Barrier(50)
+
+    def trigger():
+        try:
+            barrier.wait()
+            handles.append(tasks.trigger("echo", {}, idempotency_key="stampede"))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len({h.id for h in handles}) == 1
+    assert sum(not h.is_cached for h in handles) == 1
+    assert Run.objects.filter(task_identifier="echo").count() == 1
+
+
+def test_idempotency_key_over_2048_characters_is_refused(live):
+    with pytest.raises(ValueError, match="2049"):
+        tasks.trigger("echo", {}, idempotency_key="k" * 2049)
+
+
+def test_scoped_keys_outside_a_run_are_global():
+    assert idempotency_keys.create("a", scope="run") == idempotency_keys.create("a", scope="global")
+    with pytest.raises(ValueError, match="'forever'"):
+        idempotency_keys.create("a", scope="forever")
+
+
+# -- max_duration, cancel, replay -----------------------------------------------------
+
+
+def test_max_duration_stops_the_attempt_and_times_the_run_out_without_retry(live):
+    handle = tasks.trigger("stubborn", {"seconds": 30}, max_duration=5)
+    run = finished(handle, timeout=30)
+    assert run.status == "TIMED_OUT"
+    assert run.error["code"] == "MAX_DURATION_EXCEEDED"
+    assert run.attempt_count == 1
+    assert events.values(f"finished:{handle.id}") == []
+
+
+def test_cancel_of_a_queued_run_means_it_never_executes(live):
+    from trigger_celery import queues
+
+    queues.pause("shared-1")
+    try:
+        handle = tasks.trigger("shared-a", {"tag": "canceled"})
+        run = runs.cancel(handle)
+        assert run.status == "CANCELED" and run.is_canceled
+    finally:
+        queues.resume("shared-1")
+    time.sleep(0.5)  # give a wrongly dispatched run the chance to start
+    assert events.values("start:canceled") == []
+    assert runs.retrieve(handle).status == "CANCELED"
+
+
+def test_cancel_of_a_delayed_run(live):
+    handle = tasks.trigger("echo", {}, delay="1s")
+    assert runs.cancel(handle).status == "CANCELED"
+    time.sleep(1.5)
+    assert runs.retrieve(handle).status == "CANCELED"
+    assert events.values(f"echo:{handle.id}") == []
+
+
+def test_cancel_of_an_executing_run_signals_it_runs_on_cancel_and_stops_it(live):
+    handle = tasks.trigger("cooperative", {})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    run = runs.cancel(handle)
+    assert run.status == "CANCELED"
+    wait_for(lambda: events.values(f"on_cancel_done:{handle.id}"), what="on_cancel to finish")
+    assert events.values(f"on_cancel:{handle.id}") == [True]  # the signal was set first
+    assert events.values(f"saw_signal:{handle.id}") == ["canceled"]
+    run = runs.retrieve(handle)
+    assert run.status == "CANCELED" and run.output is None
+    assert run.attempts[0].status == "CANCELED"
+
+
+def test_cancel_stops_a_run_that_ignores_the_signal(live):
+    handle = tasks.trigger("stubborn", {"seconds": 30})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    runs.cancel(handle)
+    # The slot is released only when the attempt has really ended: long before the
+    # 30 s the function would take.
+    started = time.monotonic()
+    wait_for(
+        lambda: handle.id not in get_store().holding_run_ids(), timeout=20, what="the attempt to stop"
+    )
+    assert time.monotonic() - started < 20
+    assert runs.retrieve(handle).status == "CANCELED"
+    assert events.values(f"finished:{handle.id}") == []
+
+
+def test_cancelling_a_finished_run_is_a_no_op(live):
+    handle = tasks.trigger("echo", {})
+    assert finished(handle).status == "COMPLETED"
+    assert runs.cancel(handle).status == "COMPLETED"
+
+
+def test_replay_creates_a_new_linked_run_with_the_same_payload_and_options(live):
+    original = tasks.trigger("echo", {"n": 7}, tags=["replayed"], idempotency_key="once")
+    finished(original)
+    replay = runs.replay(original)
+    assert replay.id != original.id and not replay.is_cached
+    run = finished(replay)
+    assert run.replayed_from == original.id
+    assert run.payload == {"n": 7}
+    assert run.tags == ["replayed"]
+    assert run.idempotency_key is None
+
+
+# -- payload sizes -----------------------------------------------------------------------------
+
+
+def test_large_payload_is_stored_through_django_storage_and_loaded_transparently(live):
+    big = {"blob": "x" * (600 * 1024)}
+    handle = tasks.trigger("echo", big)
+    row = Run.objects.get(id=handle.id)
+    assert row.payload is None and row.payload_ref
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output["payload"] == big
+
+
+def test_payload_over_10_mb_is_refused_and_nothing_is_created(live):
+    with pytest.raises(PayloadTooLargeError, match="10,485,760"):
+        tasks.trigger("echo", {"blob": "x" * (10 * 1024 * 1024 + 1)})
+    assert not Run.objects.exists()
