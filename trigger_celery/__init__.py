@@ -26,6 +26,7 @@ _EXPORTS = {
     "tasks": "trigger_celery.client.tasks_api",
     "runs": "trigger_celery.client.runs",
     "queues": "trigger_celery.client.queues",
+    "batch": "trigger_celery.client.batches",
     "idempotency_keys": "trigger_celery.client.idempotency",
     "RunHandle": "trigger_celery.client.handles",
     "logger": "trigger_celery.runtime.run_logger",

@@ -267,6 +267,12 @@ class TaskDefinition:
 
         return trigger_task(self.id, payload, options, kw, definition=self)
 
+    def batch_trigger(self, items: Iterable[Mapping[str, Any]], **batch_options: Any) -> Any:
+        """Trigger up to 1,000 runs: items ``{"payload": ..., "options": {...}}``."""
+        from trigger_celery.client.batches import batch_trigger_task
+
+        return batch_trigger_task(self.id, self, items, batch_options)
+
     # -- hook decorators --------------------------------------------------------------
     def _hook_decorator(self, name: str) -> Callable[[Hook], Hook]:
         def register(fn: Hook) -> Hook:

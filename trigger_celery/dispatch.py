@@ -172,9 +172,10 @@ def promote_delayed(now: datetime | None = None, *, limit: int = 500) -> int:
         return 0
     promoted = []
     for run_id in ids:
-        updated = Run.objects.filter(id=run_id, status=RunStatus.DELAYED).update(
-            status=RunStatus.QUEUED, queued_at=now
-        )
+        # Re-check the time: a debounce may have pushed it since the select.
+        updated = Run.objects.filter(
+            id=run_id, status=RunStatus.DELAYED, delayed_until__lte=now
+        ).update(status=RunStatus.QUEUED, queued_at=now)
         if updated:
             promoted.append(run_id)
     runs = list(Run.objects.filter(id__in=promoted))
@@ -190,13 +191,14 @@ def expire_due(now: datetime | None = None, *, limit: int = 500) -> int:
     now = now or now_utc()
     store = get_store()
     ids = list(
-        Run.objects.filter(status=RunStatus.QUEUED, ttl_expires_at__lte=now).values_list(
-            "id", flat=True
-        )[:limit]
+        # A run that started once never expires (its retries wait QUEUED too).
+        Run.objects.filter(
+            status=RunStatus.QUEUED, ttl_expires_at__lte=now, started_at__isnull=True
+        ).values_list("id", flat=True)[:limit]
     )
     expired = 0
     for run_id in ids:
-        if Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
+        if Run.objects.filter(id=run_id, status=RunStatus.QUEUED, started_at__isnull=True).update(
             status=RunStatus.EXPIRED,
             expired_at=now,
             finished_at=now,

@@ -196,7 +196,9 @@ def test_cancel_stops_a_run_that_ignores_the_signal(live):
     # 30 s the function would take.
     started = time.monotonic()
     wait_for(
-        lambda: handle.id not in get_store().holding_run_ids(), timeout=20, what="the attempt to stop"
+        lambda: handle.id not in get_store().holding_run_ids(),
+        timeout=20,
+        what="the attempt to stop",
     )
     assert time.monotonic() - started < 20
     assert runs.retrieve(handle).status == "CANCELED"

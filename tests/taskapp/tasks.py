@@ -274,3 +274,33 @@ def stubborn(payload, ctx):
 def echo(payload, ctx):
     events.record(f"echo:{ctx.run.id}", ctx.attempt.number)
     return {"payload": payload, "tags": ctx.run.tags}
+
+
+@task(id="progress")
+def progress(payload, ctx):
+    from trigger_celery import tags as run_tags
+
+    metadata.set("progress", 0.5)
+    metadata.append("steps", "half")
+    metadata.increment("count", 2)
+    run_tags.add("halfway")
+    deadline = time.time() + 20
+    while not events.values(f"go:{ctx.run.id}") and time.time() < deadline:
+        time.sleep(0.05)
+    metadata.set("progress", 1.0)
+    metadata.remove("count")
+    return "done"
+
+
+@task(id="parent-once", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
+def parent_once(payload, ctx):
+    from trigger_celery import idempotency_keys
+    from trigger_celery import tasks as api
+
+    child = api.trigger(
+        "echo", {"from": ctx.run.id}, idempotency_key=idempotency_keys.create("child")
+    )
+    events.record(f"children:{ctx.run.id}", child.id)
+    if ctx.attempt.number == 1:
+        raise RuntimeError("fail after triggering the child")
+    return child.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -265,6 +266,23 @@ class RunsAPI:
             "queue": queue,
         }
         return _list(filters, limit, after)
+
+    def subscribe_to_run(
+        self, id_or_handle: str | RunHandle | RunRecord, *, poll_interval: float = 0.2
+    ) -> Iterator[RunRecord]:
+        """Yield a snapshot each time the run changes (status, metadata, tags, output),
+        starting with its current state and ending after a final status."""
+        run_id = _run_id(id_or_handle)
+        last: tuple[Any, ...] | None = None
+        while True:
+            record = self.retrieve(run_id)
+            key = (record.status, record.metadata, record.tags, record.output, record.attempt_count)
+            if key != last:
+                last = key
+                yield record
+            if record.is_completed:
+                return
+            time.sleep(poll_interval)
 
     # -- actions ---------------------------------------------------------------------------
     def cancel(self, id_or_handle: str | RunHandle | RunRecord) -> RunRecord:

@@ -25,6 +25,12 @@ class TasksAPI:
             raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
         return trigger_task(task_id, payload, options, kw)
 
+    def batch_trigger(self, task_id: str, items: Any, **batch_options: Any) -> Any:
+        """Trigger up to 1,000 runs of ``task_id``; payloads are not validated here."""
+        from trigger_celery.client.batches import batch_trigger_task
+
+        return batch_trigger_task(task_id, None, items, batch_options)
+
     def middleware(self, name: str, fn: Hook | None = None) -> Any:
         """Register global middleware: ``tasks.middleware("db", fn)`` or as a decorator."""
         if fn is None:

@@ -35,6 +35,7 @@ def trigger_task(
     *,
     definition: TaskDefinition | None = None,
     replayed_from: str | None = None,
+    batch: tuple[str, int] | None = None,
 ) -> RunHandle:
     """Trigger ``task_id``. With ``definition`` given the payload is validated first
     (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
@@ -46,10 +47,17 @@ def trigger_task(
         definition.parse_payload(payload)
     run = build_run(task_id, payload, opts, definition)
     run.replayed_from_id = replayed_from
+    if batch is not None:
+        run.batch_id, run.batch_index = batch
     if opts.idempotency_key is not None:
+        # Idempotency wins over debounce: a cached run is returned as it is.
         cached = _save_idempotent(run, opts)
         if cached is not None:
             return RunHandle(cached.id, task_id, is_cached=True)
+    elif opts.debounce is not None and run.status == RunStatus.DELAYED:
+        existing_id = _save_debounced(run, opts)
+        if existing_id is not None:
+            return RunHandle(existing_id, task_id)
     else:
         run.save(force_insert=True)
     if run.status == RunStatus.QUEUED:
@@ -89,6 +97,9 @@ def build_run(
         ttl = settings.DEVELOPMENT_TTL
 
     delayed_until = opts.delay_until(now)
+    if opts.debounce is not None and delayed_until is None:
+        # A debounced run waits for its window, like a delayed one.
+        delayed_until = now + timedelta(seconds=opts.debounce.delay)
     if definition is None:
         status = RunStatus.PENDING_VERSION
     elif delayed_until is not None:
@@ -156,3 +167,63 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
             raise
         return cached
     return None
+
+
+# What a trailing-mode debounce takes from the newest trigger.
+_TRAILING_FIELDS = (
+    "payload",
+    "payload_ref",
+    "metadata",
+    "tags",
+    "max_attempts",
+    "max_duration",
+    "machine",
+)
+
+
+def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
+    """Push the pending run of this debounce key instead of creating one (SPEC 5).
+
+    Returns the id of the run that absorbed this trigger, or None when ``run`` was saved
+    as a new pending run. The partial unique index on (task, debounce key) for DELAYED
+    runs makes concurrent first triggers produce one run.
+    """
+    assert opts.debounce is not None
+    debounce = opts.debounce
+    for _ in range(3):
+        now = dispatch.now_utc()
+        with transaction.atomic():
+            pending = (
+                Run.objects.select_for_update()
+                .filter(
+                    environment=run.environment,
+                    task_identifier=run.task_identifier,
+                    debounce_key=debounce.key,
+                    status=RunStatus.DELAYED,
+                )
+                .first()
+            )
+            if pending is not None:
+                start = max(pending.delayed_until or now, now + timedelta(seconds=debounce.delay))
+                first = pending.debounce_first_at or pending.created_at
+                if debounce.max_delay is None or start <= first + timedelta(
+                    seconds=debounce.max_delay
+                ):
+                    fields: dict[str, object] = {"delayed_until": start}
+                    if debounce.mode == "trailing":
+                        fields.update({f: getattr(run, f) for f in _TRAILING_FIELDS})
+                    Run.objects.filter(id=pending.id).update(**fields)
+                    return pending.id
+                # Postponed long enough: the pending run keeps its time and leaves the
+                # key; this trigger opens a new debounce window.
+                Run.objects.filter(id=pending.id).update(debounce_key=None)
+            run.debounce_key = debounce.key
+            run.debounce_first_at = now
+            run.delayed_until = now + timedelta(seconds=debounce.delay)
+            try:
+                with transaction.atomic():
+                    run.save(force_insert=True)
+            except IntegrityError:
+                continue  # another trigger created the pending run first: join it
+            return None
+    raise RuntimeError(f"debounce key {debounce.key!r} is too contended; try again")

@@ -1,0 +1,206 @@
+"""Debounce, batches, metadata while running, realtime snapshots (SPEC 5, 6)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from tests.integration.harness import wait_for
+from tests.taskapp import events
+from tests.taskapp.tasks import echo, greet
+from trigger_celery import batch, runs, tasks
+from trigger_celery.models import Run
+
+pytestmark = pytest.mark.integration
+
+
+def finished(handle, timeout: float = 30.0):
+    return wait_for(
+        lambda: (r := runs.retrieve(handle)).is_completed and r,
+        timeout=timeout,
+        what=f"{handle} to end",
+    )
+
+
+# -- debounce ---------------------------------------------------------------------------
+
+
+def test_debounce_leading_keeps_the_first_payload_and_pushes_the_start(live):
+    first = tasks.trigger("echo", {"n": 1}, debounce={"key": "user-1", "delay": "2s"})
+    until = runs.retrieve(first).delayed_until
+    second = tasks.trigger("echo", {"n": 2}, debounce={"key": "user-1", "delay": "2s"})
+    assert second.id == first.id
+    assert runs.retrieve(first).delayed_until >= until
+    run = finished(first)
+    assert run.output["payload"] == {"n": 1}
+    assert Run.objects.filter(task_identifier="echo").count() == 1
+    third = tasks.trigger("echo", {"n": 3}, debounce={"key": "user-1", "delay": "1s"})
+    assert third.id != first.id  # the first one has started: a new window
+
+
+def test_debounce_trailing_takes_the_latest_payload_and_tags(live):
+    opts = {"key": "user-2", "delay": "1s", "mode": "trailing"}
+    first = tasks.trigger("echo", {"n": 1}, debounce=opts, tags=["a"])
+    tasks.trigger("echo", {"n": 2}, debounce=opts, tags=["b"])
+    last = tasks.trigger("echo", {"n": 3}, debounce=opts, tags=["c"])
+    assert last.id == first.id
+    run = finished(first)
+    assert run.output == {"payload": {"n": 3}, "tags": ["c"]}
+
+
+def test_debounce_max_delay_starts_a_new_run_instead_of_postponing_forever(live):
+    opts = {"key": "user-3", "delay": "2s", "max_delay": "1s"}
+    first = tasks.trigger("echo", {"n": 1}, debounce=opts)
+    second = tasks.trigger("echo", {"n": 2}, debounce=opts)
+    assert second.id != first.id
+    assert finished(first).status == "COMPLETED"
+    assert finished(second).status == "COMPLETED"
+
+
+def test_debounce_keys_are_per_task_and_idempotency_wins(live):
+    a = tasks.trigger("echo", {}, debounce={"key": "shared", "delay": "1s"})
+    b = tasks.trigger("hello-world", {"message": "x"}, debounce={"key": "shared", "delay": "1s"})
+    assert a.id != b.id
+    first = tasks.trigger(
+        "echo", {"n": 1}, idempotency_key="idem", debounce={"key": "d", "delay": "1s"}
+    )
+    again = tasks.trigger(
+        "echo", {"n": 2}, idempotency_key="idem", debounce={"key": "d", "delay": "1s"}
+    )
+    assert again.is_cached and again.id == first.id
+
+
+def test_concurrent_debounced_triggers_make_one_run(live):
+    handles, errors = [], []
+    barrier = threading.Barrier(20)
+
+    def trigger(i):
+        try:
+            barrier.wait()
+            handles.append(tasks.trigger("echo", {"i": i}, debounce={"key": "herd", "delay": "2s"}))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len({h.id for h in handles}) == 1
+    assert finished(handles[0]).status == "COMPLETED"
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+def test_batch_trigger_from_a_generator_with_per_item_options(live):
+    def items():
+        for i in range(5):
+            yield {"payload": {"i": i}, "options": {"tags": [f"item-{i}"]}}
+
+    handle = echo.batch_trigger(items(), metadata={"batch": True})
+    assert len(handle.runs) == 5
+    for h in handle.runs:
+        finished(h)
+    record = batch.retrieve(handle.id)
+    assert record.run_count == 5
+    assert [r.payload for r in record.runs] == [{"i": i} for i in range(5)]
+    assert [r.tags for r in record.runs] == [[f"item-{i}"] for i in range(5)]
+    assert all(r.batch_id == handle.id and r.metadata == {"batch": True} for r in record.runs)
+
+
+def test_batch_of_1000_uses_a_constant_number_of_queries(live, django_assert_max_num_queries):
+    items = [{"payload": {"i": i}} for i in range(1000)]
+    # PostgreSQL inserts the 1,000 rows in two statements; SQLite caps a statement at
+    # 999 parameters, so Django splits the same bulk insert into ~21-row statements.
+    budget = 12 if connection.vendor == "postgresql" else 60
+    with django_assert_max_num_queries(budget):
+        handle = tasks.batch_trigger("not-deployed-yet", items)
+    assert len(handle.runs) == 1000
+    assert Run.objects.filter(batch_id=handle.id).count() == 1000
+
+
+def test_batch_over_1000_items_is_refused_and_creates_nothing(live):
+    with pytest.raises(ValueError, match="at most 1000"):
+        tasks.batch_trigger("echo", ({"payload": i} for i in range(1001)))
+    assert not Run.objects.exists()
+
+
+def test_batch_trigger_by_id_and_by_task(live):
+    mixed = batch.trigger(
+        [{"id": "echo", "payload": {"a": 1}}, {"id": "hello-world", "payload": {"message": "m"}}]
+    )
+    by_task = batch.trigger_by_task([{"task": greet, "payload": {"name": "Lin"}}])
+    assert finished(mixed.runs[0]).output["payload"] == {"a": 1}
+    assert finished(mixed.runs[1]).output["message"] == "m"
+    assert finished(by_task.runs[0]).output["text"] == "hello Lin"
+    with pytest.raises(ValueError, match="name"):
+        batch.trigger_by_task([{"task": greet, "payload": {}}])
+    with pytest.raises(ValueError, match="unknown key"):
+        batch.trigger([{"id": "echo", "payload": {}, "delay": "1s"}])
+
+
+# -- metadata, tags and realtime ------------------------------------------------------------
+
+
+def test_metadata_and_tags_are_visible_while_the_run_executes(live):
+    handle = tasks.trigger("progress", {}, metadata={"source": "test"}, tags=["t"])
+    running = wait_for(
+        lambda: (r := runs.retrieve(handle)).metadata.get("progress") == 0.5 and r,
+        what="progress 0.5",
+    )
+    assert running.status == "EXECUTING"
+    assert running.metadata == {"source": "test", "progress": 0.5, "steps": ["half"], "count": 2}
+    assert running.tags == ["t", "halfway"]
+    events.record(f"go:{handle.id}", True)
+    done = finished(handle)
+    assert done.metadata == {"source": "test", "progress": 1.0, "steps": ["half"]}
+
+
+def test_subscribe_to_run_yields_each_change_until_final(live):
+    handle = tasks.trigger("progress", {})
+    seen = []
+    for snapshot in runs.subscribe_to_run(handle, poll_interval=0.05):
+        seen.append((snapshot.status, snapshot.metadata.get("progress")))
+        if snapshot.metadata.get("progress") == 0.5:
+            events.record(f"go:{handle.id}", True)
+    assert seen[-1] == ("COMPLETED", 1.0)
+    assert ("EXECUTING", 0.5) in seen
+    assert len(seen) == len(set(seen))  # one snapshot per change
+
+
+# -- more idempotency and ttl edge cases --------------------------------------------------------
+
+
+def test_a_retried_parent_triggers_its_run_scoped_child_once(live):
+    parent = tasks.trigger("parent-once", {})
+    run = finished(parent)
+    assert run.status == "COMPLETED"
+    children = events.values(f"children:{parent.id}")
+    assert len(children) == 2 and children[0] == children[1] == run.output
+    assert Run.objects.filter(task_identifier="echo").count() == 1
+    child = runs.retrieve(run.output)
+    assert child.parent_id == parent.id and child.root_id == parent.id and child.depth == 1
+
+
+def test_development_environment_runs_get_a_ten_minute_ttl(live):
+    from tests import settings as test_settings
+
+    with override_settings(
+        TRIGGER_CELERY={**test_settings.TRIGGER_CELERY, "ENVIRONMENT": "DEVELOPMENT"}
+    ):
+        handle = tasks.trigger("not-deployed-yet", {})
+    assert runs.retrieve(handle).ttl == 600
+    assert runs.retrieve(tasks.trigger("not-deployed-yet", {})).ttl is None
+
+
+def test_a_started_run_waiting_for_its_retry_never_expires(live):
+    handle = tasks.trigger("flaky", {"succeed_on": 2}, ttl="1s")
+    run = finished(handle, timeout=30)
+    assert run.status == "COMPLETED" and run.attempt_count == 2
