@@ -95,6 +95,7 @@ TRIGGER_CELERY = {
     "CONCURRENCY_LIMIT": int(os.environ.get("TC_CONCURRENCY_LIMIT", "100")),
     "BURST_FACTOR": float(os.environ.get("TC_BURST_FACTOR", "1.0")),
     "HOOKS": {"on_success": ["tests.taskapp.trigger_init.settings_on_success"]},
+    "OUTPUT_MAX_SIZE": int(os.environ.get("TC_OUTPUT_MAX_SIZE", str(100 * 1024 * 1024))),
 }
 # The broker lives in another Redis database than the coordination store, so a test
 # can flush the store alone (the "Redis lost our state" scenario).

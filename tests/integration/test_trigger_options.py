@@ -240,3 +240,39 @@ def test_payload_over_10_mb_is_refused_and_nothing_is_created(live):
     with pytest.raises(PayloadTooLargeError, match="10,485,760"):
         tasks.trigger("echo", {"blob": "x" * (10 * 1024 * 1024 + 1)})
     assert not Run.objects.exists()
+
+
+def test_cancel_also_cancels_children_in_progress(live):
+    parent = tasks.trigger("spawner", {})
+    child_id = wait_for(lambda: events.values(f"child:{parent.id}"), what="the child")[0]
+    assert runs.retrieve(child_id).status == "DELAYED"
+    runs.cancel(parent)
+    assert runs.retrieve(child_id).status == "CANCELED"
+    assert finished(parent).status == "CANCELED"
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_max_duration_and_cancel_stop_attempts_on_other_pools(own, pool):
+    own.worker(pool=pool, concurrency=2 if pool == "threads" else 1)
+    own.beat()
+    timed = tasks.trigger("stubborn", {"seconds": 30}, max_duration=5)
+    run = finished(timed, timeout=30)
+    assert run.status == "TIMED_OUT"
+    assert events.values(f"finished:{timed.id}") == []
+    canceled = tasks.trigger("stubborn", {"seconds": 30})
+    wait_for(lambda: events.values(f"started:{canceled.id}"), what="the run to start")
+    runs.cancel(canceled)
+    wait_for(lambda: canceled.id not in get_store().holding_run_ids(), timeout=20, what="the stop")
+    # The worker process survived and takes the next run.
+    after = tasks.trigger("echo", {"after": pool})
+    assert finished(after).status == "COMPLETED"
+
+
+def test_an_output_over_the_limit_fails_the_attempt_clearly(own):
+    own.worker(concurrency=1, env={"TC_OUTPUT_MAX_SIZE": "1000"})
+    own.beat()
+    handle = tasks.trigger("big-output", {"size": 5000})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "PayloadTooLargeError"
+    assert "the limit is 1,000 bytes" in run.error["message"]

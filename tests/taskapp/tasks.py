@@ -304,3 +304,18 @@ def parent_once(payload, ctx):
     if ctx.attempt.number == 1:
         raise RuntimeError("fail after triggering the child")
     return child.id
+
+
+@task(id="spawner")
+def spawner(payload, ctx):
+    from trigger_celery import tasks as api
+
+    child = api.trigger("echo", {"child": True}, delay="1h")
+    events.record(f"child:{ctx.run.id}", child.id)
+    ctx.signal.wait(30)
+    return "stopped"
+
+
+@task(id="big-output", retry={"max_attempts": 1})
+def big_output(payload, ctx):
+    return {"blob": "y" * payload["size"]}

@@ -39,6 +39,7 @@ from trigger_celery.errors import (
     AbortTaskRunError,
     HandleErrorError,
     MaxDurationExceededError,
+    PayloadTooLargeError,
     RunCanceledError,
     SerializationError,
     TaskPayloadParsedError,
@@ -60,7 +61,7 @@ from trigger_celery.runtime.monitor import Watched, monitor
 log = logging.getLogger("trigger_celery.executor")
 
 # Errors that fail the run at once, whatever the retry policy says.
-NEVER_RETRIED = (AbortTaskRunError, TaskPayloadParsedError, SerializationError)
+NEVER_RETRIED = (AbortTaskRunError, TaskPayloadParsedError, SerializationError, PayloadTooLargeError)
 
 
 # -- outcomes --------------------------------------------------------------------------
