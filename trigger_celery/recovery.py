@@ -32,9 +32,12 @@ def reap_expired_leases(now: float | None = None) -> int:
     now = now if now is not None else time.time()
     reaped = 0
     for claim in store.expired_leases(now):
+        # Release first: once the run is back in its queue, a claim by another process
+        # holds a slot under the same run id, which a later release would take away.
+        store.release(claim.run_id)
+        reaped += 1
         run = Run.objects.filter(id=claim.run_id).first()
         if run is None:
-            store.release(claim.run_id)
             continue
         if run.status == RunStatus.DEQUEUED:
             requeued = Run.objects.filter(
@@ -44,8 +47,6 @@ def reap_expired_leases(now: float | None = None) -> int:
                 dispatch.enqueue([Run.objects.get(id=run.id)])
         elif run.status == RunStatus.EXECUTING:
             _crash_attempt(run)
-        store.release(claim.run_id)
-        reaped += 1
     if reaped:
         dispatch.dispatch_ready()
     return reaped

@@ -126,3 +126,35 @@ def own(services: Services, transactional_db, log_dir: Path) -> Iterator[OwnProc
         yield procs
     finally:
         procs.stop()
+
+
+def _retry_flush_on_lock_conflicts() -> None:
+    """Let the per-test flush retry when it meets a worker's transaction.
+
+    The shared worker and beat keep running between tests, so the TRUNCATE (PostgreSQL)
+    or DELETE (SQLite) that ends a transactional test can deadlock with, or wait on, one
+    of their short transactions; the database then aborts one side. Retrying the flush
+    is what a person would do; the tests' own assertions are untouched.
+    """
+    import time
+
+    from django.core.management.base import CommandError
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self):  # type: ignore[no-untyped-def]
+        for attempt in range(6):
+            try:
+                return original(self)
+            except (CommandError, OperationalError):
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    TransactionTestCase._fixture_teardown = teardown
+
+
+_retry_flush_on_lock_conflicts()

@@ -436,10 +436,12 @@ def settle(
                 execution_ms=run.execution_ms + elapsed_ms,
             ):
                 Attempt.objects.filter(run_id=run.id, number=attempt).update(**attempt_fields)
+        # Release before enqueueing: a claim of the retry holds a slot under the same
+        # run id, which a release after it would take away.
+        get_store().release(run.id)
         retried = Run.objects.get(id=run.id)
         if retried.status == RunStatus.QUEUED:
-            transaction.on_commit(lambda: dispatch.enqueue([retried]))
-        get_store().release(run.id)
+            dispatch.enqueue([retried])
         dispatch.dispatch_ready()
         return
 
