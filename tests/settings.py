@@ -31,6 +31,9 @@ INSTALLED_APPS = [
     "trigger_celery",
     "tests.taskapp",
 ]
+# Apps only some worker processes install (TC_EXTRA_APPS=tests.lateapp).
+INSTALLED_APPS += [a for a in os.environ.get("TC_EXTRA_APPS", "").split(",") if a]
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 from django.db.models import F
 
+from trigger_celery import realtime
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim, Entry, EnvironmentLimits, QueueConfig
 from trigger_celery.coordination.factory import get_store
@@ -120,6 +121,7 @@ def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
                     store.release(run_id)
         for run_id, attempt_count, machine, region in rows:
             send_to_celery(run_id, attempt_count + 1, machine, region)
+        realtime.notify(*won)
         sent += len(rows)
         if len(claims) < max_count:
             return sent
@@ -178,6 +180,7 @@ def promote_delayed(now: datetime | None = None, *, limit: int = 500) -> int:
         ).update(status=RunStatus.QUEUED, queued_at=now)
         if updated:
             promoted.append(run_id)
+    realtime.notify(*promoted)
     runs = list(Run.objects.filter(id__in=promoted))
     for run in runs:
         if run.ttl and run.ttl_expires_at is None:
@@ -206,6 +209,7 @@ def expire_due(now: datetime | None = None, *, limit: int = 500) -> int:
             error={"type": "EXPIRED", "message": "the run was not started within its ttl"},
         ):
             store.remove(run_id)
+            realtime.notify(run_id)
             expired += 1
     return expired
 

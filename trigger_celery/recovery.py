@@ -19,7 +19,7 @@ import time
 
 from django.db import transaction
 
-from trigger_celery import dispatch
+from trigger_celery import dispatch, realtime
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.models import Attempt, Run
@@ -80,6 +80,7 @@ def _crash_attempt(run: Run) -> None:
         Attempt.objects.filter(run_id=run.id, number=attempt).update(
             status=AttemptStatus.CRASHED, finished_at=now, error=error
         )
+    realtime.notify(run.id)
     log.warning(
         "run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else "CRASHED"
     )

@@ -164,15 +164,38 @@ def test_metadata_and_tags_are_visible_while_the_run_executes(live):
 
 
 def test_subscribe_to_run_yields_each_change_until_final(live):
-    handle = tasks.trigger("progress", {})
+    handle = tasks.trigger("progress", {}, delay="1s")
     seen = []
-    for snapshot in runs.subscribe_to_run(handle, poll_interval=0.05):
+    for snapshot in runs.subscribe_to_run(handle):
         seen.append((snapshot.status, snapshot.metadata.get("progress")))
         if snapshot.metadata.get("progress") == 0.5:
             events.record(f"go:{handle.id}", True)
+    statuses = [status for status, _ in seen]
+    assert statuses[0] == "DELAYED"
+    assert "EXECUTING" in statuses
     assert seen[-1] == ("COMPLETED", 1.0)
-    assert ("EXECUTING", 0.5) in seen
+    assert statuses.index("EXECUTING") < statuses.index("COMPLETED")
     assert len(seen) == len(set(seen))  # one snapshot per change
+
+
+def test_run_changes_are_published_on_the_runs_channel(live):
+    import redis
+    from django.conf import settings
+
+    from trigger_celery.realtime import channel
+
+    handle = tasks.trigger("echo", {}, delay="1s")
+    pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel(handle.id))
+    try:
+        finished(handle)
+        messages = []
+        while (m := pubsub.get_message(timeout=0.5)) is not None:
+            messages.append(m)
+    finally:
+        pubsub.close()
+    # Promoted, dispatched, started, completed: each change was pushed to subscribers.
+    assert len(messages) >= 4
 
 
 # -- more idempotency and ttl edge cases --------------------------------------------------------

@@ -276,3 +276,25 @@ def test_an_output_over_the_limit_fails_the_attempt_clearly(own):
     assert run.status == "FAILED"
     assert run.error["type"] == "PayloadTooLargeError"
     assert "the limit is 1,000 bytes" in run.error["message"]
+
+
+def test_pending_version_run_is_queued_when_a_worker_that_knows_the_task_starts(own):
+    handle = tasks.trigger("late-task", {"n": 1})
+    assert runs.retrieve(handle).status == "PENDING_VERSION"
+    own.worker(concurrency=1)  # does not know the task: the run stays, visible, not lost
+    own.beat()
+    time.sleep(1.0)  # a wrong promotion would happen at worker start; nothing to poll for
+    assert runs.retrieve(handle).status == "PENDING_VERSION"
+    own.worker(concurrency=1, env={"TC_EXTRA_APPS": "tests.lateapp"})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output == {"late": {"n": 1}}
+
+
+def test_reschedule_of_an_unknown_run_is_a_clear_error(live):
+    from trigger_celery.errors import RunNotFoundError
+
+    with pytest.raises(RunNotFoundError, match="run_nope"):
+        runs.reschedule("run_nope", delay="1s")
+    with pytest.raises(ValueError, match="'soon'"):
+        runs.reschedule("run_nope", delay="soon")

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from trigger_celery import dispatch
+from trigger_celery import dispatch, realtime
 from trigger_celery.client.handles import RunHandle
 from trigger_celery.client.payloads import load_payload
 from trigger_celery.coordination.factory import get_store
@@ -49,6 +49,7 @@ def cancel_run(run_id: str) -> bool:
             canceled = True
     if canceled:
         store.remove(run_id)
+        realtime.notify(run_id)
         if run.status in (RunStatus.DEQUEUED, RunStatus.WAITING):
             # No worker will settle it: give its slot back here (a no-op if none).
             store.release(run_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -267,22 +266,33 @@ class RunsAPI:
         }
         return _list(filters, limit, after)
 
-    def subscribe_to_run(
-        self, id_or_handle: str | RunHandle | RunRecord, *, poll_interval: float = 0.2
-    ) -> Iterator[RunRecord]:
+    def subscribe_to_run(self, id_or_handle: str | RunHandle | RunRecord) -> Iterator[RunRecord]:
         """Yield a snapshot each time the run changes (status, metadata, tags, output),
-        starting with its current state and ending after a final status."""
+        starting with its current state and ending after a final status.
+
+        With Redis, changes are pushed (pub/sub); the embedded default re-reads the row
+        at a short interval.
+        """
+        from trigger_celery.realtime import FALLBACK_SECONDS, Listener
+
         run_id = _run_id(id_or_handle)
         last: tuple[Any, ...] | None = None
-        while True:
-            record = self.retrieve(run_id)
-            key = (record.status, record.metadata, record.tags, record.output, record.attempt_count)
-            if key != last:
-                last = key
-                yield record
-            if record.is_completed:
-                return
-            time.sleep(poll_interval)
+        with Listener(run_id) as listener:  # subscribe before the first read: no gap
+            while True:
+                record = self.retrieve(run_id)
+                key = (
+                    record.status,
+                    record.metadata,
+                    record.tags,
+                    record.output,
+                    record.attempt_count,
+                )
+                if key != last:
+                    last = key
+                    yield record
+                if record.is_completed:
+                    return
+                listener.wait(FALLBACK_SECONDS)
 
     # -- actions ---------------------------------------------------------------------------
     def cancel(self, id_or_handle: str | RunHandle | RunRecord) -> RunRecord:

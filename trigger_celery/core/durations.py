@@ -11,10 +11,13 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-_UNITS = {"w": 604_800.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_GROUP = re.compile(r"(\d+(?:\.\d+)?)(ms|w|d|h|m|s)")
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|w|d|h|m|s))+")
+_UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+# Whole numbers with units, largest first: "1h52m18s". No fractions, no milliseconds.
+_GROUP = re.compile(r"(\d+)([wdhms])")
+_WHOLE = re.compile(r"(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?")
 ACCEPTED = "a number of seconds, a timedelta, or a string like '88s', '1h52m18s', '2d', '1w'"
+# Longer than this is a mistake, not a plan (and overflows datetimes soon after).
+MAX_SECONDS = 10 * 365 * 86_400
 
 
 def parse_duration(value: Any, *, name: str, minimum: float = 0) -> timedelta:
@@ -28,7 +31,7 @@ def parse_duration(value: Any, *, name: str, minimum: float = 0) -> timedelta:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
-        if not _WHOLE.fullmatch(text):
+        if not text or not _WHOLE.fullmatch(text):
             raise ValueError(f"{name}: {value!r} is not a duration; use {ACCEPTED}")
         seconds = sum(float(n) * _UNITS[u] for n, u in _GROUP.findall(text))
     else:
@@ -39,6 +42,8 @@ def parse_duration(value: Any, *, name: str, minimum: float = 0) -> timedelta:
         raise ValueError(f"{name}: {value!r} is not a finite duration")
     if seconds < 0:
         raise ValueError(f"{name}: {value!r} is negative; durations must be >= 0")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{name}: {value!r} is longer than the maximum of 10 years")
     if seconds < minimum:
         raise ValueError(f"{name}: {value!r} is below the minimum of {format_duration(minimum)}")
     return timedelta(seconds=seconds)
@@ -55,7 +60,7 @@ def parse_delay(value: Any, *, now: datetime) -> datetime | None:
         when = value if value.tzinfo else value.replace(tzinfo=UTC)
     elif isinstance(value, date):
         when = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    elif isinstance(value, str) and not _WHOLE.fullmatch(value.strip().lower()):
+    elif isinstance(value, str) and not (value.strip() and _WHOLE.fullmatch(value.strip().lower())):
         try:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:

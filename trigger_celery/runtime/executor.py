@@ -27,7 +27,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from trigger_celery import dispatch
+from trigger_celery import dispatch, realtime
 from trigger_celery.client.payloads import load_payload, store_payload
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
@@ -61,7 +61,12 @@ from trigger_celery.runtime.monitor import Watched, monitor
 log = logging.getLogger("trigger_celery.executor")
 
 # Errors that fail the run at once, whatever the retry policy says.
-NEVER_RETRIED = (AbortTaskRunError, TaskPayloadParsedError, SerializationError, PayloadTooLargeError)
+NEVER_RETRIED = (
+    AbortTaskRunError,
+    TaskPayloadParsedError,
+    SerializationError,
+    PayloadTooLargeError,
+)
 
 
 # -- outcomes --------------------------------------------------------------------------
@@ -150,6 +155,7 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
             started_at=now,
             worker=worker,
         )
+    realtime.notify(run_id)
     return won[0]
 
 
@@ -350,11 +356,15 @@ def _call_recorded(
 
 def _fenced(run_id: str, attempt: int, **fields: Any) -> bool:
     """Write to the run only if this attempt still owns it (fencing by attempt number)."""
-    return bool(
+    won = bool(
         Run.objects.filter(id=run_id, attempt_count=attempt, status=RunStatus.EXECUTING).update(
             **fields
         )
     )
+    if won:
+        # Inside a transaction the news must wait for the commit.
+        transaction.on_commit(lambda: realtime.notify(run_id))
+    return won
 
 
 def settle(
@@ -476,6 +486,22 @@ def settle(
     _release_and_dispatch(run)
 
 
+def _return_to_pending_version(run: Run, attempt: int) -> None:
+    """This worker does not know the task (an older deploy): undo the start and let a
+    worker that registers the task pick the run up (see ``promote_pending_versions``)."""
+    with transaction.atomic():
+        if Run.objects.filter(id=run.id, status=RunStatus.EXECUTING, attempt_count=attempt).update(
+            status=RunStatus.PENDING_VERSION, attempt_count=attempt - 1
+        ):
+            Attempt.objects.filter(run_id=run.id, number=attempt).delete()
+    log.warning(
+        "run %s: task %r is not registered in this worker; waiting for one that has it",
+        run.id,
+        run.task_identifier,
+    )
+    _release_and_dispatch(run)
+
+
 def _release_and_dispatch(run: Run) -> None:
     try:
         get_store().release(run.id)
@@ -536,19 +562,8 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
         return "stale"
     definition = registry.get_task(run.task_identifier)
     if definition is None:
-        now = dispatch.now_utc()
-        err = {
-            "type": "TaskNotFound",
-            "message": f"no task {run.task_identifier!r} in this worker",
-            "code": "COULD_NOT_FIND_TASK",
-        }
-        with transaction.atomic():
-            _fenced(run.id, attempt, status=RunStatus.SYSTEM_FAILURE, error=err, finished_at=now)
-            Attempt.objects.filter(run_id=run.id, number=attempt).update(
-                status=AttemptStatus.FAILED, finished_at=now, error=err
-            )
-        _release_and_dispatch(run)
-        return RunStatus.SYSTEM_FAILURE
+        _return_to_pending_version(run, attempt)
+        return RunStatus.PENDING_VERSION
     ctx = build_context(run, attempt, definition)
     token = context.enter(RunScope(ctx))
     started = time.monotonic()

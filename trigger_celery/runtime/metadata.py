@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trigger_celery import realtime
 from trigger_celery.core.options import MAX_TAGS, validate_tag
 from trigger_celery.core.serialization import json_size, to_jsonable
 from trigger_celery.runtime.context import current_scope
@@ -26,6 +27,7 @@ def _save_metadata(api: str, new: dict[str, Any]) -> None:
         )
     scope.ctx.run.metadata = new
     Run.objects.filter(id=scope.ctx.run.id).update(metadata=new)
+    realtime.notify(scope.ctx.run.id)
 
 
 class RunMetadata:
@@ -96,6 +98,7 @@ class RunTags:
             )
         scope.ctx.run.tags = tags
         Run.objects.filter(id=scope.ctx.run.id).update(tags=tags)
+        realtime.notify(scope.ctx.run.id)
 
 
 metadata = RunMetadata()

@@ -76,18 +76,45 @@ def on_worker_init(**_: Any) -> None:
     registry._autodiscover()
 
 
-def on_worker_ready(**_: Any) -> None:
+PENDING_VERSION_POLL_SECONDS = 5.0
+
+
+def _promote_known() -> None:
     from trigger_celery import dispatch
     from trigger_celery.definition import registry
 
+    promoted = dispatch.promote_pending_versions(list(registry.tasks))
+    if promoted:
+        log.info("queued %d run(s) that waited for a worker knowing their task", promoted)
+        dispatch.dispatch_ready()
+
+
+def _promote_forever() -> None:
+    import time
+
+    from django.db import close_old_connections
+
+    while True:
+        time.sleep(PENDING_VERSION_POLL_SECONDS)
+        try:
+            close_old_connections()
+            _promote_known()
+        except Exception:
+            log.warning("could not check for PENDING_VERSION runs", exc_info=True)
+
+
+def on_worker_ready(**_: Any) -> None:
+    import threading
+
+    from trigger_celery import dispatch
+
     try:
         dispatch.configure_queues()
-        promoted = dispatch.promote_pending_versions(list(registry.tasks))
-        if promoted:
-            log.info("queued %d run(s) that waited for a worker knowing their task", promoted)
-            dispatch.dispatch_ready()
+        _promote_known()
     except Exception:
         log.exception("trigger_celery worker start-up step failed")
+    # Runs handed back by workers of an older deploy wait for a worker that knows them.
+    threading.Thread(target=_promote_forever, name="trigger-pending-version", daemon=True).start()
 
 
 def on_worker_process_init(**_: Any) -> None:

@@ -1,0 +1,1 @@
+"""An app only some workers install: its task id is unknown to the test process."""
