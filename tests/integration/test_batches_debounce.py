@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -31,11 +33,14 @@ def finished(handle, timeout: float = 30.0):
 def test_debounce_leading_keeps_the_first_payload_and_pushes_the_start(live):
     first = tasks.trigger("echo", {"n": 1}, debounce={"key": "user-1", "delay": "2s"})
     until = runs.retrieve(first).delayed_until
+    time.sleep(1)  # the second trigger must come later for the push to be measurable
+    pushed_at = datetime.now(UTC)
     second = tasks.trigger("echo", {"n": 2}, debounce={"key": "user-1", "delay": "2s"})
     assert second.id == first.id
-    assert runs.retrieve(first).delayed_until >= until
+    assert runs.retrieve(first).delayed_until > until
     run = finished(first)
     assert run.output["payload"] == {"n": 1}
+    assert (run.started_at - pushed_at).total_seconds() >= 2.0  # measured from the last trigger
     assert Run.objects.filter(task_identifier="echo").count() == 1
     third = tasks.trigger("echo", {"n": 3}, debounce={"key": "user-1", "delay": "1s"})
     assert third.id != first.id  # the first one has started: a new window
@@ -45,10 +50,12 @@ def test_debounce_trailing_takes_the_latest_payload_and_tags(live):
     opts = {"key": "user-2", "delay": "1s", "mode": "trailing"}
     first = tasks.trigger("echo", {"n": 1}, debounce=opts, tags=["a"])
     tasks.trigger("echo", {"n": 2}, debounce=opts, tags=["b"])
+    last_at = datetime.now(UTC)
     last = tasks.trigger("echo", {"n": 3}, debounce=opts, tags=["c"])
     assert last.id == first.id
     run = finished(first)
     assert run.output == {"payload": {"n": 3}, "tags": ["c"]}
+    assert (run.started_at - last_at).total_seconds() >= 1.0
 
 
 def test_debounce_max_delay_starts_a_new_run_instead_of_postponing_forever(live):
@@ -116,7 +123,7 @@ def test_batch_trigger_from_a_generator_with_per_item_options(live):
 
 
 def test_batch_of_1000_uses_a_constant_number_of_queries(live, django_assert_max_num_queries):
-    items = [{"payload": {"i": i}} for i in range(1000)]
+    items = ({"payload": {"i": i}} for i in range(1000))  # a generator
     # PostgreSQL inserts the 1,000 rows in two statements; SQLite caps a statement at
     # 999 parameters, so Django splits the same bulk insert into ~21-row statements.
     budget = 12 if connection.vendor == "postgresql" else 60

@@ -31,14 +31,17 @@ def finished(handle, timeout: float = 30.0):
 # -- delay and ttl ------------------------------------------------------------------------
 
 
-def test_delayed_run_starts_when_due_and_not_before(live):
-    handle = tasks.trigger("echo", {"n": 1}, delay="2s")
+def test_a_3s_delay_runs_3s_later(live):
+    triggered = datetime.now(UTC)
+    handle = tasks.trigger("echo", {"n": 1}, delay="3s")
     run = runs.retrieve(handle)
     assert run.status == "DELAYED" and run.is_queued
     assert run.delayed_until is not None
     run = finished(handle)
     assert run.status == "COMPLETED"
+    waited = (run.started_at - triggered).total_seconds()
     assert run.started_at >= run.delayed_until
+    assert 3.0 <= waited < 3.0 + 2.0  # started soon after it was due
 
 
 def test_delay_in_the_past_means_no_delay(live):
@@ -69,6 +72,25 @@ def test_ttl_expires_a_run_that_could_not_start_in_time(live):
         queues.resume("shared-1")
     assert run.is_failed and run.expired_at is not None and run.attempt_count == 0
     assert events.values("start:ttl") == []
+
+
+def test_runs_behind_a_busy_queue_expire_and_never_execute(live):
+    blocker = tasks.trigger("shared-a", {"tag": "busy", "seconds": 2.5})
+    wait_for(lambda: events.values("start:busy"), what="the blocker to start")
+    waiting = [
+        tasks.trigger("shared-b", {"tag": "ttl30", "seconds": 0.05}, ttl="1s") for _ in range(30)
+    ]
+    finished(blocker)
+    ids = [h.id for h in waiting]
+    wait_for(
+        lambda: Run.objects.filter(id__in=ids, status__in=["EXPIRED", "COMPLETED"]).count() == 30,
+        what="all 30 to expire or complete",
+    )
+    expired = set(Run.objects.filter(id__in=ids, status="EXPIRED").values_list("id", flat=True))
+    assert expired  # some could not start within their ttl
+    executed = {v[0] for v in events.values("start:ttl30")}
+    assert not (expired & executed)
+    assert Run.objects.filter(id__in=list(expired), attempt_count__gt=0).count() == 0
 
 
 def test_ttl_counts_from_the_end_of_the_delay(live):
