@@ -27,6 +27,7 @@ _EXPORTS = {
     "runs": "trigger_celery.client.runs",
     "queues": "trigger_celery.client.queues",
     "batch": "trigger_celery.client.batches",
+    "wait": "trigger_celery.runtime.waits",
     "idempotency_keys": "trigger_celery.client.idempotency",
     "RunHandle": "trigger_celery.client.handles",
     "logger": "trigger_celery.runtime.run_logger",

@@ -273,6 +273,30 @@ class TaskDefinition:
 
         return batch_trigger_task(self.id, self, items, batch_options)
 
+    def trigger_and_wait(
+        self, payload: Any = None, options: Mapping[str, Any] | None = None, **kw: Any
+    ) -> Any:
+        """Trigger a child run and wait for it without holding a worker (SPEC 7).
+
+        >>> result = child.trigger_and_wait({"n": 1})
+        >>> result.ok, result.output, result.unwrap()
+        """
+        from trigger_celery.runtime.waits import trigger_and_wait
+
+        return trigger_and_wait(self.id, payload, {**(options or {}), **kw}, validate=self)
+
+    def batch_trigger_and_wait(self, items: Iterable[Mapping[str, Any]]) -> Any:
+        """Trigger children (``{"payload", "options"}`` items) and wait for all; ``.runs``
+        are results in item order."""
+        from trigger_celery.client.batches import _item_fields
+        from trigger_celery.runtime.waits import batch_trigger_and_wait
+
+        parsed = []
+        for i, item in enumerate(items):
+            _, payload, options = _item_fields(item, i, task_key=None)
+            parsed.append((self.id, payload, options, self))
+        return batch_trigger_and_wait(self.id, parsed)
+
     # -- hook decorators --------------------------------------------------------------
     def _hook_decorator(self, name: str) -> Callable[[Hook], Hook]:
         def register(fn: Hook) -> Hook:

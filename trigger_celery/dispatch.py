@@ -210,6 +210,9 @@ def expire_due(now: datetime | None = None, *, limit: int = 500) -> int:
         ):
             store.remove(run_id)
             realtime.notify(run_id)
+            from trigger_celery.runtime.waits import runs_finished
+
+            runs_finished([run_id])
             expired += 1
     return expired
 

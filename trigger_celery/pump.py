@@ -13,6 +13,7 @@ import time
 from trigger_celery import dispatch, recovery
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.runtime.waits import complete_due_datetimes
 
 log = logging.getLogger("trigger_celery.pump")
 
@@ -33,6 +34,7 @@ class Pump:
                 self._last_reconcile = now_ts
                 dispatch.reconcile()
             dispatch.promote_delayed()
+            complete_due_datetimes()
             dispatch.expire_due()
             recovery.reap_expired_leases()
             dispatch.dispatch_ready()

@@ -81,6 +81,10 @@ def _crash_attempt(run: Run) -> None:
             status=AttemptStatus.CRASHED, finished_at=now, error=error
         )
     realtime.notify(run.id)
+    if not retry:
+        from trigger_celery.runtime.waits import runs_finished
+
+        runs_finished([run.id])
     log.warning(
         "run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else "CRASHED"
     )

@@ -319,3 +319,105 @@ def spawner(payload, ctx):
 @task(id="big-output", retry={"max_attempts": 1})
 def big_output(payload, ctx):
     return {"blob": "y" * payload["size"]}
+
+
+# -- waits (SPEC 7) -------------------------------------------------------------------------
+
+WAIT_1 = queue(name="wait-1", concurrency_limit=1)
+
+
+@task(id="wait-parent")
+def wait_parent(payload, ctx):
+    events.record(f"before:{ctx.run.id}", ctx.attempt.number)
+    result = echo.trigger_and_wait({"from": "parent", **payload})
+    events.record(f"after:{ctx.run.id}", result.ok)
+    return {"ok": result.ok, "child": result.output, "child_id": result.id}
+
+
+@task(id="limited-child", queue=WAIT_1)
+def limited_child(payload, ctx):
+    return payload["n"] * 2
+
+
+@task(id="limited-parent", queue=WAIT_1)
+def limited_parent(payload, ctx):
+    return limited_child.trigger_and_wait({"n": payload["n"]}).unwrap() + 1
+
+
+@task(id="batch-parent")
+def batch_parent(payload, ctx):
+    results = echo.batch_trigger_and_wait([{"payload": {"i": i}} for i in range(payload["n"])])
+    return [r.output["payload"]["i"] for r in results.runs]
+
+
+@task(id="unwrap-parent")
+def unwrap_parent(payload, ctx):
+    from trigger_celery.errors import SubtaskUnwrapError
+
+    result = always_fails.trigger_and_wait({}, max_attempts=1)
+    try:
+        result.unwrap()
+    except SubtaskUnwrapError as err:
+        return {
+            "ok": result.ok,
+            "run_id": err.run_id,
+            "task_id": err.task_id,
+            "error": result.error["type"],
+        }
+    return "unwrapped?"
+
+
+@task(id="sleeper")
+def sleeper(payload, ctx):
+    from trigger_celery import wait
+
+    events.record(f"sleep-start:{ctx.run.id}", time.time())
+    wait.for_(seconds=payload["seconds"])
+    return "woke"
+
+
+@task(id="waits-on-long-child")
+def waits_on_long_child(payload, ctx):
+    result = cooperative.trigger_and_wait({})
+    events.record(f"after:{ctx.run.id}", True)
+    return result.ok
+
+
+@task(id="level")
+def level(payload, ctx):
+    if payload["n"] == 0:
+        return 0
+    return level.trigger_and_wait({"n": payload["n"] - 1}).unwrap() + 1
+
+
+def _on_wait(ctx):
+    events.record(f"wait-hooks:{ctx.run.id}", "on_wait")
+
+
+def _on_resume(ctx):
+    events.record(f"wait-hooks:{ctx.run.id}", "on_resume")
+
+
+@task(id="hooked-sleeper", on_wait=_on_wait, on_resume=_on_resume)
+def hooked_sleeper(payload, ctx):
+    from trigger_celery import wait
+
+    wait.for_(seconds=3)
+    return "ok"
+
+
+@task(id="replayer")
+def replayer(payload, ctx):
+    events.record(f"before:{ctx.run.id}", ctx.attempt.number)
+    result = sleeper.trigger_and_wait({"seconds": 3})  # long enough to suspend the parent
+    events.record(f"after:{ctx.run.id}", result.output)
+    return result.output
+
+
+@task(id="idem-parent")
+def idem_parent(payload, ctx):
+    from trigger_celery import idempotency_keys
+
+    key = idempotency_keys.create(payload["key"], scope="global")
+    result = echo.trigger_and_wait({"new": True}, idempotency_key=key)
+    return {"child": result.id, "output": result.output}

@@ -153,6 +153,28 @@ class BatchAPI:
 
         return create_batch(gen(), batch_options)
 
+    def trigger_and_wait(self, items: Iterable[Mapping[str, Any]]) -> Any:
+        """Like :meth:`trigger`, then wait for every run; ``.runs`` in item order."""
+        from trigger_celery.runtime.waits import batch_trigger_and_wait
+
+        parsed = []
+        for i, item in enumerate(items):
+            task_id, payload, options = _item_fields(item, i, task_key="id")
+            parsed.append((task_id, payload, options, None))
+        return batch_trigger_and_wait("batch", parsed)
+
+    def trigger_by_task_and_wait(self, items: Iterable[Mapping[str, Any]]) -> Any:
+        """Like :meth:`trigger_by_task`, then wait for every run."""
+        from trigger_celery.runtime.waits import batch_trigger_and_wait
+
+        parsed = []
+        for i, item in enumerate(items):
+            definition, payload, options = _item_fields(item, i, task_key="task")
+            if not isinstance(definition, TaskDefinition):
+                raise ValueError(f"batch item {i}: 'task' must be a task, got {definition!r}")
+            parsed.append((definition.id, payload, options, definition))
+        return batch_trigger_and_wait("batch", parsed)
+
     def retrieve(self, batch_id: str) -> BatchRecord:
         row = Batch.objects.filter(id=batch_id).first()
         if row is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -12,6 +13,7 @@ from trigger_celery.models import Run
 from trigger_celery.runtime.context import optional_scope
 
 DEFAULT_TTL = timedelta(days=30)
+_HASHED = re.compile(r"[0-9a-f]{64}")
 Scope = Literal["run", "attempt", "global"]
 
 
@@ -45,7 +47,8 @@ idempotency_keys = IdempotencyKeysAPI()
 
 def resolve_key(value: str | Sequence[str]) -> str:
     """The stored key for a trigger's ``idempotency_key`` option."""
-    if isinstance(value, IdempotencyKey):
+    # A key from create() (or any 64-hex string) is already hashed with its scope.
+    if isinstance(value, IdempotencyKey) or (isinstance(value, str) and _HASHED.fullmatch(value)):
         return str(value)
     # A raw key given inside a run is scoped to that run, as with create().
     return hash_key(value, _scope_parts("run"))

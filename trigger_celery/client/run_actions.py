@@ -60,6 +60,10 @@ def cancel_run(run_id: str) -> bool:
         .values_list("id", flat=True)
     ):
         cancel_run(child_id)
+    if canceled:
+        from trigger_celery.runtime.waits import runs_finished
+
+        runs_finished([run_id])  # a parent waiting on this run resumes with an error
     return canceled
 
 

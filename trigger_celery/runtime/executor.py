@@ -148,15 +148,22 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
         )
         if not won:
             return None
-        Attempt.objects.create(
-            run_id=run_id,
-            number=attempt,
-            status=AttemptStatus.EXECUTING,
-            started_at=now,
-            worker=worker,
-        )
+        # A run resumed after a wait continues the attempt it suspended in.
+        resumed = Attempt.objects.filter(
+            run_id=run_id, number=attempt, status=AttemptStatus.SUSPENDED
+        ).update(status=AttemptStatus.EXECUTING, worker=worker, finished_at=None)
+        if not resumed:
+            Attempt.objects.create(
+                run_id=run_id,
+                number=attempt,
+                status=AttemptStatus.EXECUTING,
+                started_at=now,
+                worker=worker,
+            )
     realtime.notify(run_id)
-    return won[0]
+    run = won[0]
+    run.resumed = bool(resumed)  # type: ignore[attr-defined]
+    return run
 
 
 def build_context(run: Run, attempt: int, definition: TaskDefinition | None) -> Context:
@@ -223,7 +230,10 @@ def run_attempt(definition: TaskDefinition, run: Run, ctx: Context) -> Outcome:
                 value = call_hook(fn, **common, init=ctx.init)
                 if value is not None:
                     ctx.init = value
-            if ctx.attempt.number == 1:
+            if getattr(run, "resumed", False):
+                for fn in _hooks(definition, "on_resume"):
+                    call_hook(fn, **common, init=ctx.init)
+            elif ctx.attempt.number == 1:
                 for fn in _hooks(definition, "on_start"):
                     call_hook(fn, **common, init=ctx.init)
             for fn in _hooks(definition, "on_start_attempt"):
@@ -420,13 +430,15 @@ def settle(
                         status=AttemptStatus.COMPLETED, finished_at=now
                     )
             _release_and_dispatch(run)
+            _runs_finished(run.id)
             return
 
     if isinstance(outcome, Suspended):
-        # Waits (SPEC 7) complete this branch; the executor is ready for it.
         from trigger_celery.runtime.waits import settle_suspended
 
-        settle_suspended(run, ctx, outcome, elapsed_ms)
+        # The slot goes back before a resume can queue the run again.
+        get_store().release(run.id)
+        settle_suspended(run, ctx, definition, elapsed_ms)
         _release_and_dispatch(run)
         return
 
@@ -484,6 +496,7 @@ def settle(
                 **{**attempt_fields, "status": final_attempt}
             )
     _release_and_dispatch(run)
+    _runs_finished(run.id)
 
 
 def _return_to_pending_version(run: Run, attempt: int) -> None:
@@ -500,6 +513,16 @@ def _return_to_pending_version(run: Run, attempt: int) -> None:
         run.task_identifier,
     )
     _release_and_dispatch(run)
+
+
+def _runs_finished(*run_ids: str) -> None:
+    """Parents waiting on these runs get their results (and resume when all are in)."""
+    from trigger_celery.runtime.waits import runs_finished
+
+    try:
+        runs_finished(run_ids)
+    except Exception:
+        log.exception("could not complete the waitpoints of %s; the pump retries", run_ids)
 
 
 def _release_and_dispatch(run: Run) -> None:

@@ -1,0 +1,160 @@
+"""Waits and child runs that hold no worker (SPEC 7), with real workers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.harness import wait_for
+from tests.taskapp import events
+from tests.taskapp.tasks import echo
+from trigger_celery import runs, tasks, wait
+from trigger_celery.errors import OutsideRunError
+from trigger_celery.models import Run
+
+pytestmark = pytest.mark.integration
+
+
+def finished(handle, timeout: float = 60.0):
+    return wait_for(
+        lambda: (r := runs.retrieve(handle)).is_completed and r,
+        timeout=timeout,
+        what=f"{handle} to end",
+    )
+
+
+def test_trigger_and_wait_returns_the_child_output(live):
+    handle = tasks.trigger("wait-parent", {"x": 1})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output["ok"] is True
+    assert run.output["child"]["payload"] == {"from": "parent", "x": 1}
+    child = runs.retrieve(run.output["child_id"])
+    assert (child.parent_id, child.root_id, child.depth) == (handle.id, handle.id, 1)
+
+
+def test_parent_and_child_on_one_limit_1_queue_complete(live):
+    run = finished(tasks.trigger("limited-parent", {"n": 20}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output == 41
+
+
+def test_batch_trigger_and_wait_keeps_item_order(live):
+    run = finished(tasks.trigger("batch-parent", {"n": 6}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output == [0, 1, 2, 3, 4, 5]
+
+
+def test_unwrap_of_a_failed_child_raises_subtask_unwrap_error(live):
+    run = finished(tasks.trigger("unwrap-parent", {}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output["ok"] is False
+    assert run.output["task_id"] == "always-fails"
+    assert runs.retrieve(run.output["run_id"]).status == "FAILED"
+    assert run.output["error"] == "ValueError"
+
+
+def test_the_waiting_status_is_observable_and_the_slot_is_free(live):
+    handle = tasks.trigger("sleeper", {"seconds": 4})
+    waiting = wait_for(
+        lambda: (r := runs.retrieve(handle)).status == "WAITING" and r, what="WAITING"
+    )
+    assert waiting.is_waiting
+    from trigger_celery.coordination.factory import get_store
+
+    assert handle.id not in get_store().holding_run_ids()
+    assert finished(handle).output == "woke"
+
+
+def test_24_parents_waiting_3s_do_not_hold_4_worker_processes(live):
+    started = time.monotonic()
+    handles = [tasks.trigger("sleeper", {"seconds": 3}) for _ in range(24)]
+    for handle in handles:
+        assert finished(handle).status == "COMPLETED"
+    assert time.monotonic() - started < 15  # 18 s or more if each wait held a process
+
+
+def test_a_child_failure_resumes_the_parent_with_an_error_result(live):
+    run = finished(tasks.trigger("unwrap-parent", {}))
+    assert run.output["ok"] is False
+
+
+def test_code_before_a_wait_is_replayed_but_its_child_is_not_duplicated(live):
+    handle = tasks.trigger("replayer", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    # The function ran to the wait, suspended, and was replayed from the top ...
+    assert events.values(f"before:{handle.id}") == [1, 1]
+    assert events.values(f"after:{handle.id}") == ["woke"]
+    # ... and triggered its child once.
+    assert Run.objects.filter(task_identifier="sleeper", parent_id=handle.id).count() == 1
+    assert [a.status for a in run.attempts] == ["COMPLETED"]  # one attempt, resumed
+
+
+def test_cancel_of_a_waiting_parent_cancels_its_child_and_never_resumes(live):
+    handle = tasks.trigger("waits-on-long-child", {})
+    wait_for(lambda: runs.retrieve(handle).status == "WAITING", what="the parent to wait")
+    child = Run.objects.get(parent_id=handle.id)
+    runs.cancel(handle)
+    assert runs.retrieve(handle).status == "CANCELED"
+    wait_for(lambda: runs.retrieve(child.id).status == "CANCELED", what="the child to be canceled")
+    time.sleep(1.0)  # a wrong resume would run the code after the wait now
+    assert events.values(f"after:{handle.id}") == []
+    assert runs.retrieve(handle).status == "CANCELED"
+
+
+def test_waits_nest_three_levels_deep(live):
+    run = finished(tasks.trigger("level", {"n": 3}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output == 3
+    assert Run.objects.filter(task_identifier="level").count() == 4
+    assert Run.objects.filter(task_identifier="level", depth=3).count() == 1
+
+
+def test_on_wait_and_on_resume_hooks_fire(live):
+    handle = tasks.trigger("hooked-sleeper", {})
+    assert finished(handle).status == "COMPLETED"
+    assert events.values(f"wait-hooks:{handle.id}") == ["on_wait", "on_resume"]
+
+
+def test_waits_outside_a_run_are_a_clear_error():
+    with pytest.raises(OutsideRunError, match="inside a run"):
+        wait.for_(seconds=1)
+    with pytest.raises(OutsideRunError, match="inside a run"):
+        echo.trigger_and_wait({})
+
+
+def test_a_waiting_run_survives_a_restart_of_every_worker_and_beat(own):
+    own.worker(concurrency=2)
+    beat = own.beat()
+    handle = tasks.trigger("sleeper", {"seconds": 20})
+    wait_for(lambda: runs.retrieve(handle).status == "WAITING", what="the run to wait")
+    for proc in list(own.procs):
+        proc.stop()
+    assert not beat.alive()
+    time.sleep(1.0)
+    own.worker(concurrency=2)
+    own.beat()
+    run = finished(handle, timeout=60)
+    assert run.status == "COMPLETED"
+    assert run.output == "woke"
+
+
+def test_waiting_on_an_already_finished_idempotent_child_resumes_at_once(live):
+    from trigger_celery import idempotency_keys
+
+    done = tasks.trigger(
+        "echo", {"old": True}, idempotency_key=idempotency_keys.create("finished-child")
+    )
+    finished(done)
+    run = finished(tasks.trigger("idem-parent", {"key": "finished-child"}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output["child"] == done.id
+    assert run.output["output"]["payload"] == {"old": True}
+
+
+def test_max_duration_does_not_count_time_spent_waiting(live):
+    run = finished(tasks.trigger("sleeper", {"seconds": 7}, max_duration=5), timeout=60)
+    assert run.status == "COMPLETED"
+    assert run.output == "woke"
