@@ -55,3 +55,16 @@ def limit1_noop(payload, ctx):
 @task(id="bench-keyed", queue=PER_KEY_1, retry={"max_attempts": 1})
 def keyed_noop(payload, ctx):
     _mark("keyed", payload["i"])
+
+
+@task(id="bench-fanout", retry={"max_attempts": 1})
+def fanout(payload, ctx):
+    results = trigger_noop.batch_trigger_and_wait(
+        [{"payload": {"i": i}} for i in range(payload["n"])]
+    )
+    return sum(1 for r in results.runs if r.ok)
+
+
+@task(id="bench-parent", retry={"max_attempts": 1})
+def parent_of_one(payload, ctx):
+    return trigger_noop.trigger_and_wait({"i": payload["i"]}).ok

@@ -57,6 +57,7 @@ from trigger_celery.runtime.context import (
 )
 from trigger_celery.runtime.hooks import Hook, call_hook, global_hooks, run_coroutine
 from trigger_celery.runtime.monitor import Watched, monitor
+from trigger_celery.runtime.waits import ReplayMismatchError
 
 log = logging.getLogger("trigger_celery.executor")
 
@@ -66,6 +67,7 @@ NEVER_RETRIED = (
     TaskPayloadParsedError,
     SerializationError,
     PayloadTooLargeError,
+    ReplayMismatchError,  # the code changed under a waiting run: retrying cannot help
 )
 
 

@@ -1,0 +1,117 @@
+"""Waits benchmark: fan-out/fan-in and many parents waiting at once (SPEC 7).
+
+    .venv/bin/python bench/run_waits_bench.py [--children 1000] [--parents 1000] [--repeat 1]
+
+Same services as ``run_bench.py``; one worker (prefork, 2 processes) and the pump
+running in this process (what beat does in production).
+  * fan-out/fan-in: one parent ``batch_trigger_and_wait`` of N no-op children; time from
+    triggering the parent to its completion;
+  * N parents, each ``trigger_and_wait`` on one no-op child; time from the first trigger
+    to the last parent's completion. Waiting parents hold no worker process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import run_bench as rb
+
+
+def run_pump(stop: threading.Event) -> threading.Thread:
+    from django.db import close_old_connections
+
+    from trigger_celery.pump import Pump
+
+    def loop() -> None:
+        pump = Pump()
+        while not stop.is_set():
+            close_old_connections()
+            stop.wait(min(pump.tick(), 0.05))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_completed(ids: list[str], timeout: float = 600) -> None:
+    from trigger_celery.models import Run
+
+    deadline = time.monotonic() + timeout
+    while Run.objects.filter(id__in=ids, status="COMPLETED").count() < len(ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError("runs did not complete in time")
+        time.sleep(0.05)
+
+
+def fan_out(n: int, concurrency: int) -> float:
+    from bench.benchapp.tasks import fanout
+
+    rb.clean_state()
+    worker = rb.start_worker(concurrency)
+    stop = threading.Event()
+    run_pump(stop)
+    try:
+        time.sleep(2)
+        started = time.perf_counter()
+        handle = fanout.trigger({"n": n})
+        wait_completed([handle.id])
+        return time.perf_counter() - started
+    finally:
+        stop.set()
+        rb.stop_worker(worker)
+
+
+def many_parents(n: int, concurrency: int) -> float:
+    from bench.benchapp.tasks import parent_of_one
+
+    rb.clean_state()
+    worker = rb.start_worker(concurrency)
+    stop = threading.Event()
+    run_pump(stop)
+    try:
+        time.sleep(2)
+        started = time.perf_counter()
+        handles = [parent_of_one.trigger({"i": i}) for i in range(n)]
+        wait_completed([h.id for h in handles])
+        return time.perf_counter() - started
+    finally:
+        stop.set()
+        rb.stop_worker(worker)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--children", type=int, default=1000)
+    parser.add_argument("--parents", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+    rb.ensure_database()
+    rb.setup_django()
+    fan, parents = [], []
+    for _ in range(args.repeat):
+        fan.append(fan_out(args.children, args.concurrency))
+        print(f"fan-out/fan-in of {args.children}: {fan[-1]:.2f} s", flush=True)
+        parents.append(many_parents(args.parents, args.concurrency))
+        print(f"{args.parents} parents x 1 child: {parents[-1]:.2f} s", flush=True)
+    print()
+    print(
+        f"children={args.children} parents={args.parents} repeat={args.repeat} "
+        f"pool=prefork concurrency={args.concurrency}"
+    )
+    print(f"{'metric':44} {'min':>8} {'median':>8} {'max':>8}")
+    print(f"{'1 parent x N children, trigger -> done (s)':44} {rb.spread(fan)}")
+    print(f"{'N parents x 1 child, first trigger -> all (s)':44} {rb.spread(parents)}")
+    print(f"{'  children per second (fan-out)':44} {args.children / statistics.median(fan):8.1f}")
+    print(f"{'  parents per second':44} {args.parents / statistics.median(parents):8.1f}")
+
+
+if __name__ == "__main__":
+    main()
