@@ -101,6 +101,76 @@ def test_environment_limit_with_burst_across_queues(store):
     assert sum(1 for r in got if r.startswith("y")) <= 2
 
 
+def test_one_queue_alone_is_capped_by_the_base_limit_not_the_burst(store):
+    store.set_environment_limits(EnvironmentLimits(concurrency_limit=2, burst_factor=1.5))
+    store.enqueue([Entry(f"x{i}", "x", NOW - 10 + i) for i in range(4)])
+    assert claim(store) == ["x0", "x1"]
+    store.enqueue([Entry("y0", "y", NOW)])
+    assert claim(store) == ["y0"]  # the burst is for the other queues
+    assert claim(store) == []  # floor(2 * 1.5) = 3 held in the environment
+
+
+def test_between_queues_the_oldest_ready_head_goes_first(store):
+    store.enqueue(
+        [Entry("x1", "x", NOW - 10), Entry("x2", "x", NOW - 5), Entry("y1", "y", NOW - 8)]
+    )
+    assert claim(store) == ["x1", "y1", "x2"]
+
+
+def test_queues_at_their_limit_do_not_starve_the_others(store):
+    # Many full queues with an old backlog; a newer run of a free queue must still start
+    # with the smallest claim: blocked queues are not scanned.
+    for i in range(60):
+        store.configure_queue(QueueConfig(f"busy{i}", concurrency_limit=1))
+    store.enqueue(
+        [Entry(f"b{i}-{j}", f"busy{i}", NOW - 100 + j) for i in range(60) for j in range(3)]
+    )
+    assert len(claim(store, n=100)) == 60
+    store.enqueue([Entry("fresh", "free", NOW - 1)])
+    assert claim(store, n=1) == ["fresh"]
+
+
+def test_keys_with_nothing_ready_do_not_starve_a_ready_key(store):
+    store.enqueue([Entry(f"later{i}", "q", NOW + 60, f"k{i}") for i in range(40)])
+    store.enqueue([Entry("now", "q", NOW - 1, "ready")])
+    assert claim(store, n=1) == ["now"]
+
+
+def test_changing_limits_frees_parked_queues(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry(f"r{i}", "q", NOW - 10 + i) for i in range(4)])
+    assert claim(store) == ["r0"]
+    assert claim(store) == []
+    store.configure_queue(QueueConfig("q", concurrency_limit=2))
+    assert claim(store) == ["r1"]
+    store.set_environment_limits(EnvironmentLimits(concurrency_limit=2))
+    store.configure_queue(QueueConfig("q", concurrency_limit=10))
+    assert claim(store) == []  # the queue is capped by the env base limit (2)
+    store.set_environment_limits(EnvironmentLimits(concurrency_limit=3))
+    assert claim(store) == ["r2"]
+
+
+def test_enqueue_can_move_a_run_to_another_queue(store):
+    store.enqueue([Entry("r", "a", NOW, "k1")])
+    store.enqueue([Entry("r", "b", NOW, "k2")])
+    assert store.queued_run_ids() == {"r"}
+    [c] = store.claim(NOW, max_count=5, lease_seconds=LEASE)
+    assert (c.queue, c.concurrency_key) == ("b", "k2")
+    assert {(s.queue, s.queued) for s in store.stats()} == {("b", 0)}
+
+
+def test_a_run_queued_again_while_holding_keeps_one_slot(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=2))
+    store.enqueue([Entry("r", "q", NOW)])
+    assert claim(store) == ["r"]
+    store.enqueue([Entry("r", "q", NOW + 1)])  # a retry, before its slot is released
+    assert claim(store, now=NOW + 1) == ["r"]
+    assert store.holding_run_ids() == {"r"}
+    assert store.release("r") is True
+    store.enqueue([Entry(f"s{i}", "q", NOW) for i in range(3)])
+    assert len(claim(store, now=NOW + 1)) == 2
+
+
 def test_paused_queue_starts_nothing_until_resumed(store):
     store.set_paused("q", True)
     assert store.is_paused("q")
@@ -204,7 +274,7 @@ def test_concurrent_claimers_never_exceed_the_limit(store):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
+    threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -36,9 +36,24 @@ from trigger_celery.models import (
 _MUTEX = "mutex"
 
 
-def _lock() -> None:
-    StoreSetting.objects.get_or_create(key=_MUTEX, defaults={"value": 0})
-    StoreSetting.objects.select_for_update().filter(key=_MUTEX).first()
+def _lock() -> dict[str, float]:
+    """Take the store's mutex row for this transaction; return the env settings.
+
+    One statement both locks (``SELECT ... FOR UPDATE`` on PostgreSQL) and reads the
+    settings; on SQLite the IMMEDIATE transaction already holds the write lock.
+    """
+    rows: dict[str, float] = {}
+    for _ in range(2):
+        rows = dict(
+            StoreSetting.objects.select_for_update()
+            .filter(key__in=[_MUTEX, "limit", "burst", "turn"])
+            .values_list("key", "value")
+        )
+        if _MUTEX in rows:
+            return rows
+        # First use: create the mutex row (get_or_create copes with a racing creator).
+        StoreSetting.objects.get_or_create(key=_MUTEX, defaults={"value": 0})
+    return rows
 
 
 def _key(ck: str | None) -> str:
@@ -46,6 +61,14 @@ def _key(ck: str | None) -> str:
 
 
 class DatabaseStore(CoordinationStore):
+    """The store on the ORM tables ``Store*`` (see ``trigger_celery.models``).
+
+    Claims read every count they need up front (a few aggregate queries), decide in
+    Python under the mutex, then write in bulk: queries per claim stay constant plus
+    one per sub-queue served. Release, remove and heartbeat are single statements and
+    need no mutex (they only ever free capacity or touch one row).
+    """
+
     # -- configuration ------------------------------------------------------------------
     def configure_queue(self, config: QueueConfig) -> None:
         with transaction.atomic():
@@ -70,7 +93,7 @@ class DatabaseStore(CoordinationStore):
             StoreQueue.objects.update_or_create(name=queue, defaults={"paused": paused})
 
     def is_paused(self, queue: str) -> bool:
-        return StoreQueue.objects.filter(name=queue, paused=True).exists()
+        return bool(StoreQueue.objects.filter(name=queue, paused=True).exists())
 
     # -- the queue ----------------------------------------------------------------------
     def enqueue(self, entries: Sequence[Entry]) -> None:
@@ -85,108 +108,155 @@ class DatabaseStore(CoordinationStore):
 
     def remove(self, run_id: str) -> bool:
         with transaction.atomic():
-            return StoreEntry.objects.filter(run_id=run_id).delete()[0] > 0
+            return bool(StoreEntry.objects.filter(run_id=run_id).delete()[0] > 0)
 
     def claim(
         self, now: float, *, max_count: int, lease_seconds: float, queue: str | None = None
     ) -> list[Claim]:
+        if max_count <= 0:
+            return []
         with transaction.atomic():
-            _lock()
-            settings = dict(
-                StoreSetting.objects.filter(key__in=["limit", "burst"]).values_list("key", "value")
-            )
-            env_limit = int(settings.get("limit", 100))
-            env_max = math.floor(env_limit * settings.get("burst", 1.0))
-            env_held = StoreSlot.objects.count()
+            settings = _lock()
+            base = int(settings.get("limit", 100))
+            env_max = math.floor(base * settings.get("burst", 1.0) + 1e-9)
+            turn = settings.get("turn", 0.0)
+
+            # Slots held now, per sub-queue, queue and environment (one query).
+            sq_held: dict[tuple[str, str], int] = defaultdict(int)
+            q_held: dict[str, int] = defaultdict(int)
+            for row in StoreSlot.objects.values("queue", "concurrency_key").annotate(
+                n=Count("run_id")
+            ):
+                sq_held[(row["queue"], _key(row["concurrency_key"]))] += row["n"]
+                q_held[row["queue"]] += row["n"]
+            env_held = sum(q_held.values())
             if env_held >= env_max:
                 return []
-            ready = StoreEntry.objects.filter(score__lte=now)
+
+            # Ready heads of every sub-queue of an unpaused queue (one query).
+            confs = {c.name: c for c in StoreQueue.objects.all()}
+            ready = StoreEntry.objects.filter(score__lte=now).exclude(
+                queue__in=[name for name, c in confs.items() if c.paused]
+            )
             if queue is not None:
                 ready = ready.filter(queue=queue)
-            heads = ready.values("queue").annotate(oldest=Min("score")).order_by("oldest", "queue")
-            claims: list[Claim] = []
-            for head in heads:
-                if len(claims) >= max_count or env_held >= env_max:
-                    break
-                q = head["queue"]
-                conf = StoreQueue.objects.filter(name=q).first()
-                if conf is not None and conf.paused:
-                    continue
-                limit = conf.concurrency_limit if conf else None
-                q_cap = min(env_limit, conf.total_limit) if conf and conf.total_limit else env_limit
-                q_held = StoreSlot.objects.filter(queue=q).count()
-                rate_left: int | None = None
+            heads: dict[str, dict[str, float]] = defaultdict(dict)
+            for row in ready.values("queue", "concurrency_key").annotate(head=Min("score")):
+                heads[row["queue"]][_key(row["concurrency_key"])] = row["head"]
+            if not heads:
+                return []
+
+            # Starts left in each rate-limited candidate queue's window.
+            rate_left: dict[str, int] = {}
+            for q in heads:
+                conf = confs.get(q)
                 if conf and conf.rate_limit_count and conf.rate_limit_period:
-                    StoreStart.objects.filter(
-                        queue=q, started_at__lte=now - conf.rate_limit_period
-                    ).delete()
-                    rate_left = conf.rate_limit_count - StoreStart.objects.filter(queue=q).count()
-                held_per_key: dict[str, int] = defaultdict(int)
-                for row in (
-                    StoreSlot.objects.filter(queue=q)
-                    .values("concurrency_key")
-                    .annotate(n=Count("run_id"))
-                ):
-                    held_per_key[_key(row["concurrency_key"])] = row["n"]
-                turns = dict(
-                    StoreKeyTurn.objects.filter(queue=q).values_list("concurrency_key", "served_at")
+                    starts = StoreStart.objects.filter(queue=q)
+                    # A start at t counts while t > now - period.
+                    starts.filter(started_at__lte=now - conf.rate_limit_period).delete()
+                    rate_left[q] = conf.rate_limit_count - starts.count()
+            turns = {
+                (q, ck): served
+                for q, ck, served in StoreKeyTurn.objects.filter(queue__in=list(heads)).values_list(
+                    "queue", "concurrency_key", "served_at"
                 )
-                keys_ready = sorted(
-                    {
-                        _key(ck)
-                        for ck in ready.filter(queue=q).values_list("concurrency_key", flat=True)
-                    },
-                    key=lambda k: (turns.get(k, -1.0), k),
-                )
-                progress = True
-                while progress:
-                    progress = False
-                    for ck in keys_ready:
-                        if (
-                            len(claims) >= max_count
-                            or env_held >= env_max
-                            or q_held >= q_cap
-                            or (rate_left is not None and rate_left <= 0)
-                        ):
-                            break
-                        if limit is not None and held_per_key[ck] >= limit:
-                            continue
-                        entry = (
-                            ready.filter(queue=q, concurrency_key=ck or None)
-                            .order_by("score", "run_id")
-                            .first()
-                        )
-                        if entry is None:
-                            continue
-                        expiry = now + lease_seconds
-                        run_id, entry_key = entry.run_id, entry.concurrency_key
-                        # Model.delete() clears the instance's primary key: read it first.
-                        StoreEntry.objects.filter(run_id=run_id).delete()
-                        StoreSlot.objects.update_or_create(
-                            run_id=run_id,
-                            defaults={
-                                "queue": q,
-                                "concurrency_key": entry_key,
-                                "lease_expires_at": expiry,
-                                "claimed_at": now,
-                            },
-                        )
-                        if rate_left is not None:
-                            StoreStart.objects.create(queue=q, started_at=now)
-                            rate_left -= 1
-                        turn = (
-                            StoreKeyTurn.objects.order_by("-served_at")
-                            .values_list("served_at", flat=True)
-                            .first()
-                        )
-                        StoreKeyTurn.objects.update_or_create(
-                            queue=q, concurrency_key=ck, defaults={"served_at": (turn or 0) + 1}
-                        )
-                        claims.append(Claim(run_id, q, entry_key, expiry))
-                        held_per_key[ck] += 1
-                        env_held += 1
-                        q_held += 1
-                        progress = True
+            }
+
+            def sq_room(q: str, ck: str) -> int:
+                conf = confs.get(q)
+                if conf is None or conf.concurrency_limit is None:
+                    return max_count
+                return int(conf.concurrency_limit) - sq_held[(q, ck)]
+
+            def q_room(q: str) -> int:
+                conf = confs.get(q)
+                cap = base
+                if conf is not None and conf.total_limit is not None:
+                    cap = min(cap, int(conf.total_limit))
+                return min(cap - q_held[q], rate_left.get(q, max_count))
+
+            # Entries of a sub-queue, fetched once when it is first served.
+            pending: dict[tuple[str, str], list[StoreEntry]] = {}
+            claims: list[Claim] = []
+            expiry = now + lease_seconds
+            served_turns: dict[tuple[str, str], float] = {}
+            while len(claims) < max_count and env_held < env_max:
+                # Drop what cannot start anything now; then the oldest eligible head wins.
+                for q in list(heads):
+                    if q_room(q) <= 0:
+                        del heads[q]
+                        continue
+                    for ck in [ck for ck in heads[q] if sq_room(q, ck) <= 0]:
+                        del heads[q][ck]
+                    if not heads[q]:
+                        del heads[q]
+                if not heads:
+                    break
+                q = min(heads, key=lambda name: (min(heads[name].values()), name))
+                # Round robin: the key served longest ago goes first (keys never served
+                # before all others, oldest head first among them).
+                ck = min(heads[q], key=lambda k: (turns.get((q, k), -1.0), heads[q][k], k))
+                if (q, ck) not in pending:
+                    room = min(
+                        max_count - len(claims), sq_room(q, ck), q_room(q), env_max - env_held
+                    )
+                    pending[(q, ck)] = list(
+                        ready.filter(queue=q, concurrency_key=ck or None).order_by(
+                            "score", "run_id"
+                        )[:room]
+                    )
+                entries = pending[(q, ck)]
+                if not entries:
+                    del heads[q][ck]
+                    continue
+                entry = entries.pop(0)
+                claims.append(Claim(entry.run_id, q, entry.concurrency_key, expiry))
+                sq_held[(q, ck)] += 1
+                q_held[q] += 1
+                env_held += 1
+                if q in rate_left:
+                    rate_left[q] -= 1
+                turn += 1
+                turns[(q, ck)] = served_turns[(q, ck)] = turn
+                if entries:
+                    heads[q][ck] = entries[0].score
+                else:
+                    # All its ready entries fetched were taken, or a limit is reached
+                    # (the fetch was sized by the room left): it is done for this call.
+                    del heads[q][ck]
+            if not claims:
+                return []
+            ids = [c.run_id for c in claims]
+            StoreEntry.objects.filter(run_id__in=ids).delete()
+            # A run queued again while it held a slot keeps one slot: the new claim.
+            StoreSlot.objects.filter(run_id__in=ids).delete()
+            StoreSlot.objects.bulk_create(
+                [
+                    StoreSlot(
+                        run_id=c.run_id,
+                        queue=c.queue,
+                        concurrency_key=c.concurrency_key,
+                        lease_expires_at=expiry,
+                        claimed_at=now,
+                    )
+                    for c in claims
+                ]
+            )
+            starts = [
+                StoreStart(queue=c.queue, started_at=now) for c in claims if c.queue in rate_left
+            ]
+            if starts:
+                StoreStart.objects.bulk_create(starts)
+            StoreKeyTurn.objects.bulk_create(
+                [
+                    StoreKeyTurn(queue=q, concurrency_key=ck, served_at=served)
+                    for (q, ck), served in served_turns.items()
+                ],
+                update_conflicts=True,
+                unique_fields=["queue", "concurrency_key"],
+                update_fields=["served_at"],
+            )
+            StoreSetting.objects.update_or_create(key="turn", defaults={"value": turn})
             return claims
 
     def heartbeat(self, run_id: str, now: float, lease_seconds: float) -> bool:
@@ -197,7 +267,7 @@ class DatabaseStore(CoordinationStore):
 
     def release(self, run_id: str) -> bool:
         with transaction.atomic():
-            return StoreSlot.objects.filter(run_id=run_id).delete()[0] > 0
+            return bool(StoreSlot.objects.filter(run_id=run_id).delete()[0] > 0)
 
     def adopt(self, claim: Claim) -> None:
         with transaction.atomic():

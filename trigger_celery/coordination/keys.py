@@ -1,25 +1,38 @@
 """Every Redis key of the Redis store, in one place.
 
-All keys of one environment start with ``tc:{<namespace>}:``; the braces are a Redis
-Cluster hash tag, so every key a script touches lives in one slot.
+All keys of one environment start with ``tc:{<namespace>}:``. The braces are a Redis
+Cluster hash tag: every key of an environment maps to one cluster slot, so a Lua script
+may touch any of them. Scripts build key names from that prefix (passed as ARGV[1])
+because most of them depend on data read inside the script (a run's queue, say).
 
-    {p}env              HASH   limit, burst of the environment
-    {p}queues           ZSET   queue name -> score of its oldest queued entry (approx.)
-    {p}known            SET    every queue name seen
-    {p}paused           SET    paused queue names
-    {p}conf:<q>         HASH   limit, total, rate_count, rate_period of queue q
-    {p}subs:<q>         ZSET   sub-queue id -> turn (round robin between keys of q)
-    {p}sq:<sq>          ZSET   run id -> score, the entries of sub-queue sq
-    {p}entry            HASH   run id -> sub-queue id, for every queued run
-    {p}due              ZSET   run id -> score, to find the next entry to become ready
-    {p}held             HASH   run id -> sub-queue id, for every run holding a slot
-    {p}leases           ZSET   run id -> lease expiry
-    {p}hs:<sq>          SET    runs holding a slot of sub-queue sq
-    {p}hq:<q>           SET    runs holding a slot of queue q (all keys)
-    {p}rate:<q>         ZSET   run id -> start time, starts inside the rate window
-    {p}turn             STRING counter that orders round-robin turns
+``{p}`` below is the prefix; ``<q>`` a queue name; ``<sq>`` a sub-queue id
+(``<queue>\\x1f<concurrency key>``, empty key for none).
 
-A sub-queue id is ``<queue>\\x1f<concurrency key>`` (empty key for none).
+    {p}env            HASH  limit, burst: the environment limits
+    {p}conf:<q>       HASH  limit, total, rate_count, rate_period of queue q
+    {p}known          SET   every queue name seen (stats, refresh on limit changes)
+    {p}paused         SET   paused queue names
+    {p}entry          HASH  run id -> sub-queue id, for every queued run
+    {p}sq:<sq>        ZSET  run id -> score: the entries of one sub-queue
+    {p}due            ZSET  run id -> score of every queued run (next_ready_at)
+    {p}subs:<q>       SET   sub-queues of q that have entries or held slots
+    {p}ring:<q>       ZSET  sub-queue -> turn: the round-robin ring of q's *eligible*
+                            sub-queues (entries waiting, below their limit)
+    {p}heads:<q>      ZSET  sub-queue -> score of its head, same members as the ring
+    {p}queues         ZSET  queue -> oldest head among its eligible sub-queues, for
+                            queues that could start a run now (not paused, below
+                            their caps, not waiting out their rate limit)
+    {p}ratewait       ZSET  queue -> when its rate window lets the next start through
+    {p}held           HASH  run id -> sub-queue id, for every run holding a slot
+    {p}leases         ZSET  run id -> lease expiry
+    {p}hs:<sq>        SET   runs holding a slot of sub-queue sq
+    {p}hq:<q>         SET   runs holding a slot of queue q (all its keys)
+    {p}rate:<q>       ZSET  start id -> start time, starts inside q's rate window
+    {p}turn           STRING counter ordering round-robin turns (and start ids)
+
+A queue or sub-queue that cannot start anything (paused, at a limit, rate limited) is
+*parked*: taken out of ``queues`` / ``ring`` so claims never scan it, and put back by
+the event that frees it (release, resume, a limit change, its rate window passing).
 """
 
 from __future__ import annotations
@@ -28,13 +41,74 @@ SEP = "\x1f"
 
 
 def prefix(namespace: str) -> str:
+    """The key prefix of one environment (carries the cluster hash tag)."""
     return f"tc:{{{namespace}}}:"
 
 
+def namespace_for(environment: str, user_prefix: str | None = None) -> str:
+    """Namespace of an environment, optionally under a user prefix (shared Redis)."""
+    return f"{user_prefix}:{environment}" if user_prefix else environment
+
+
 def sub_queue_id(queue: str, concurrency_key: str | None) -> str:
+    """The id of a queue's copy for one concurrency key (``None``: the queue itself)."""
     return f"{queue}{SEP}{concurrency_key or ''}"
 
 
 def split_sub_queue(sq: str) -> tuple[str, str | None]:
+    """Inverse of :func:`sub_queue_id`."""
     queue, _, key = sq.partition(SEP)
     return queue, key or None
+
+
+def env(p: str) -> str:
+    return f"{p}env"
+
+
+def conf(p: str, queue: str) -> str:
+    return f"{p}conf:{queue}"
+
+
+def known(p: str) -> str:
+    return f"{p}known"
+
+
+def paused(p: str) -> str:
+    return f"{p}paused"
+
+
+def entry(p: str) -> str:
+    return f"{p}entry"
+
+
+def sub_queue(p: str, sq: str) -> str:
+    return f"{p}sq:{sq}"
+
+
+def due(p: str) -> str:
+    return f"{p}due"
+
+
+def subs(p: str, queue: str) -> str:
+    return f"{p}subs:{queue}"
+
+
+def ratewait(p: str) -> str:
+    return f"{p}ratewait"
+
+
+def held(p: str) -> str:
+    return f"{p}held"
+
+
+def leases(p: str) -> str:
+    return f"{p}leases"
+
+
+def held_sub_queue(p: str, sq: str) -> str:
+    return f"{p}hs:{sq}"
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob characters so SCAN MATCH treats ``text`` literally."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

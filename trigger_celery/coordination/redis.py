@@ -1,4 +1,10 @@
-"""The Redis coordination store: one Lua script per decision (``lua/*.lua``)."""
+"""The Redis coordination store: every decision is one Lua script (``lua/*.lua``).
+
+Key layout and the parking scheme that keeps claims from scanning blocked queues are
+described in :mod:`trigger_celery.coordination.keys`. Time always comes from the caller
+(``now``), never from Redis ``TIME``, so tests are deterministic and every process
+agrees as far as their clocks do.
+"""
 
 from __future__ import annotations
 
@@ -19,108 +25,120 @@ from trigger_celery.coordination.base import (
     QueueStats,
 )
 
-# Queues (and keys per queue) one claim looks at, bounding the work of one script call.
-SCAN_LIMIT = 500
+_SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "heartbeat", "release", "adopt")
+_SCRIPTS += ("configure", "set_env", "pause")
 
 
 def _script_source(name: str) -> str:
-    return resources.files("trigger_celery.coordination").joinpath(f"lua/{name}.lua").read_text()
+    lua = resources.files("trigger_celery.coordination").joinpath("lua")
+    # The shared helpers are prepended: Redis scripts cannot import one another.
+    return lua.joinpath("_lib.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
+
+
+def claim_budget(max_count: int) -> int:
+    """Most queue/key visits one claim call may make: bounded work per call."""
+    return max_count * 4 + 16
+
+
+def _num(value: float) -> str:
+    # repr() round-trips a float exactly; Redis parses it as a double.
+    return repr(float(value))
 
 
 class RedisStore(CoordinationStore):
-    """Production store. Keys are listed in :mod:`trigger_celery.coordination.keys`."""
+    """Production store over one Redis (or one cluster slot per environment)."""
 
     def __init__(self, client: redis_lib.Redis | str, *, namespace: str) -> None:
+        """``client`` is a client made with ``decode_responses=True``, or a URL."""
         if isinstance(client, str):
             client = redis_lib.Redis.from_url(client, decode_responses=True)
         self.client: Any = client
+        self.namespace = namespace
         self.p = keys.prefix(namespace)
         self._scripts = {
-            name: self.client.register_script(_script_source(name))
-            for name in ("enqueue", "remove", "claim", "release", "heartbeat")
+            name: self.client.register_script(_script_source(name)) for name in _SCRIPTS
         }
+
+    def _run(self, name: str, *args: Any) -> Any:
+        return self._scripts[name](args=[self.p, *args])
 
     # -- configuration ------------------------------------------------------------------
     def configure_queue(self, config: QueueConfig) -> None:
-        fields: dict[str, Any] = {}
-        if config.concurrency_limit is not None:
-            fields["limit"] = config.concurrency_limit
-        if config.total_limit is not None:
-            fields["total"] = config.total_limit
-        if config.rate_limit_count is not None and config.rate_limit_period is not None:
-            fields["rate_count"] = config.rate_limit_count
-            fields["rate_period"] = config.rate_limit_period
-        pipe = self.client.pipeline()
-        pipe.delete(f"{self.p}conf:{config.name}")
-        if fields:
-            pipe.hset(f"{self.p}conf:{config.name}", mapping=fields)
-        pipe.sadd(f"{self.p}known", config.name)
-        pipe.execute()
+        rate = config.rate_limit_count is not None and config.rate_limit_period is not None
 
-    def set_environment_limits(self, limits: EnvironmentLimits) -> None:
-        self.client.hset(
-            f"{self.p}env",
-            mapping={"limit": limits.concurrency_limit, "burst": limits.burst_factor},
+        def opt(value: float | None) -> str:
+            return "" if value is None else _num(value)
+
+        self._run(
+            "configure",
+            config.name,
+            opt(config.concurrency_limit),
+            opt(config.total_limit),
+            opt(config.rate_limit_count) if rate else "",
+            opt(config.rate_limit_period) if rate else "",
         )
 
+    def set_environment_limits(self, limits: EnvironmentLimits) -> None:
+        self._run("set_env", _num(limits.concurrency_limit), _num(limits.burst_factor))
+
     def set_paused(self, queue: str, paused: bool) -> None:
-        if paused:
-            self.client.sadd(f"{self.p}paused", queue)
-        else:
-            self.client.srem(f"{self.p}paused", queue)
+        self._run("pause", queue, "1" if paused else "0")
 
     def is_paused(self, queue: str) -> bool:
-        return bool(self.client.sismember(f"{self.p}paused", queue))
+        return bool(self.client.sismember(keys.paused(self.p), queue))
 
     # -- the queue ----------------------------------------------------------------------
     def enqueue(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
-        args: list[Any] = [self.p]
+        args: list[str] = []
         for e in entries:
-            args += [e.run_id, e.queue, e.concurrency_key or "", repr(float(e.score))]
-        self._scripts["enqueue"](args=args)
+            args += [e.run_id, e.queue, e.concurrency_key or "", _num(e.score)]
+        self._run("enqueue", *args)
 
     def remove(self, run_id: str) -> bool:
-        return bool(self._scripts["remove"](args=[self.p, run_id]))
+        return bool(self._run("remove", run_id))
 
     def claim(
         self, now: float, *, max_count: int, lease_seconds: float, queue: str | None = None
     ) -> list[Claim]:
-        flat = self._scripts["claim"](
-            args=[self.p, repr(now), max_count, repr(lease_seconds), queue or "", SCAN_LIMIT]
+        if max_count <= 0:
+            return []
+        expiry = now + lease_seconds
+        flat = self._run(
+            "claim",
+            _num(now),
+            str(max_count),
+            _num(expiry),
+            queue or "",
+            str(claim_budget(max_count)),
         )
         claims = []
-        for i in range(0, len(flat), 3):
+        for i in range(0, len(flat), 2):
             q, ck = keys.split_sub_queue(flat[i + 1])
-            claims.append(Claim(flat[i], q, ck, float(flat[i + 2])))
+            claims.append(Claim(flat[i], q, ck, expiry))
         return claims
 
     def heartbeat(self, run_id: str, now: float, lease_seconds: float) -> bool:
-        return bool(self._scripts["heartbeat"](args=[self.p, run_id, repr(now + lease_seconds)]))
+        return bool(self._run("heartbeat", run_id, _num(now + lease_seconds)))
 
     def release(self, run_id: str) -> bool:
-        return bool(self._scripts["release"](args=[self.p, run_id]))
+        return bool(self._run("release", run_id))
 
     def adopt(self, claim: Claim) -> None:
         sq = keys.sub_queue_id(claim.queue, claim.concurrency_key)
-        pipe = self.client.pipeline()  # MULTI/EXEC: all or nothing
-        pipe.hset(f"{self.p}held", claim.run_id, sq)
-        pipe.zadd(f"{self.p}leases", {claim.run_id: claim.lease_expires_at})
-        pipe.sadd(f"{self.p}hs:{sq}", claim.run_id)
-        pipe.sadd(f"{self.p}hq:{claim.queue}", claim.run_id)
-        pipe.sadd(f"{self.p}known", claim.queue)
-        pipe.zadd(f"{self.p}subs:{claim.queue}", {sq: 0}, nx=True)
-        pipe.execute()
+        self._run("adopt", claim.run_id, sq, _num(claim.lease_expires_at))
 
     def expired_leases(self, now: float) -> list[Claim]:
-        expired = self.client.zrangebyscore(f"{self.p}leases", "-inf", f"({now!r}", withscores=True)
+        expired = self.client.zrangebyscore(
+            keys.leases(self.p), "-inf", f"({_num(now)}", withscores=True
+        )
         if not expired:
             return []
-        sqs = self.client.hmget(f"{self.p}held", [run_id for run_id, _ in expired])
+        sqs = self.client.hmget(keys.held(self.p), [run_id for run_id, _ in expired])
         claims = []
         for (run_id, expiry), sq in zip(expired, sqs, strict=True):
-            if sq is None:
+            if sq is None:  # released between the two reads
                 continue
             q, ck = keys.split_sub_queue(sq)
             claims.append(Claim(run_id, q, ck, float(expiry)))
@@ -128,56 +146,62 @@ class RedisStore(CoordinationStore):
 
     # -- introspection and repair ---------------------------------------------------------
     def next_ready_at(self) -> float | None:
-        now = time.time()
-        upcoming = self.client.zrangebyscore(
-            f"{self.p}due", f"({now!r}", "+inf", start=0, num=1, withscores=True
-        )
-        return float(upcoming[0][1]) if upcoming else None
+        """The next future entry score, or when a rate-limited queue may start again.
+
+        Entries of paused queues count too (a spare wake-up costs one empty claim).
+        """
+        now = f"({_num(time.time())}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrangebyscore(keys.due(self.p), now, "+inf", start=0, num=1, withscores=True)
+        pipe.zrangebyscore(keys.ratewait(self.p), now, "+inf", start=0, num=1, withscores=True)
+        found = [float(rows[0][1]) for rows in pipe.execute() if rows]
+        return min(found) if found else None
 
     def queued_run_ids(self) -> set[str]:
-        return set(self.client.hkeys(f"{self.p}entry"))
+        return set(self.client.hkeys(keys.entry(self.p)))
 
     def holding_run_ids(self) -> set[str]:
-        return set(self.client.hkeys(f"{self.p}held"))
+        return set(self.client.hkeys(keys.held(self.p)))
 
     def stats(self, queue: str | None = None) -> list[QueueStats]:
-        names = [queue] if queue else sorted(self.client.smembers(f"{self.p}known"))
-        paused = set(self.client.smembers(f"{self.p}paused"))
-        out: list[QueueStats] = []
+        names = [queue] if queue else sorted(self.client.smembers(keys.known(self.p)))
+        if not names:
+            return []
+        pipe = self.client.pipeline(transaction=False)
         for q in names:
-            limit = self.client.hget(f"{self.p}conf:{q}", "limit")
-            sqs = self.client.zrange(f"{self.p}subs:{q}", 0, -1)
-            held_sqs = {
-                sq for sq in self.client.hvals(f"{self.p}held") if keys.split_sub_queue(sq)[0] == q
-            }
-            pipe = self.client.pipeline(transaction=False)
-            ordered = sorted(set(sqs) | held_sqs)
-            for sq in ordered:
-                pipe.zcard(f"{self.p}sq:{sq}")
-                pipe.scard(f"{self.p}hs:{sq}")
-            counts = pipe.execute()
+            pipe.smembers(keys.subs(self.p, q))
+            pipe.hget(keys.conf(self.p, q), "limit")
+            pipe.sismember(keys.paused(self.p), q)
+        first = pipe.execute()
+        per_queue = [
+            (q, sorted(first[3 * i]), first[3 * i + 1], bool(first[3 * i + 2]))
+            for i, q in enumerate(names)
+        ]
+        # MULTI/EXEC so the counts of one call are one consistent snapshot.
+        pipe = self.client.pipeline(transaction=True)
+        for _, sqs, _, _ in per_queue:
+            for sq in sqs:
+                pipe.zcard(keys.sub_queue(self.p, sq))
+                pipe.scard(keys.held_sub_queue(self.p, sq))
+        counts = iter(pipe.execute())
+        out: list[QueueStats] = []
+        for q, sqs, raw_limit, is_paused in per_queue:
+            limit = int(float(raw_limit)) if raw_limit is not None else None
             rows = []
-            for i, sq in enumerate(ordered):
-                queued, executing = counts[2 * i], counts[2 * i + 1]
+            for sq in sqs:
+                queued, executing = next(counts), next(counts)
                 if queued or executing:
-                    rows.append(
-                        QueueStats(
-                            q,
-                            keys.split_sub_queue(sq)[1],
-                            queued,
-                            executing,
-                            int(limit) if limit is not None else None,
-                            q in paused,
-                        )
-                    )
-            if not rows and q in paused:
-                rows.append(QueueStats(q, None, 0, 0, int(limit) if limit else None, True))
+                    ck = keys.split_sub_queue(sq)[1]
+                    rows.append(QueueStats(q, ck, queued, executing, limit, is_paused))
+            if not rows and is_paused:
+                rows.append(QueueStats(q, None, 0, 0, limit, True))
             out.extend(rows)
         return out
 
     def flush(self) -> None:
         batch: list[str] = []
-        for key in self.client.scan_iter(match=f"{self.p}*", count=1000):
+        pattern = keys.glob_escape(self.p) + "*"
+        for key in self.client.scan_iter(match=pattern, count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 self.client.delete(*batch)

@@ -1,100 +1,110 @@
--- Move ready entries into slots, applying every limit in one atomic step.
--- Keys (from prefix ARGV[1]): {p}env, {p}queues, {p}paused, {p}conf:<q>, {p}subs:<q>,
---   {p}sq:<sq>, {p}entry, {p}due, {p}held, {p}leases, {p}hs:<sq>, {p}hq:<q>,
---   {p}rate:<q>, {p}turn
--- ARGV: prefix, now, max_count, lease_seconds, queue ('' = any queue), scan limit
--- Returns a flat list: run_id, sub-queue id, lease expiry, ... for each claim.
-local p = ARGV[1]
+-- Move up to max_count ready entries into slots, applying every limit in one step.
+-- Keys: {p}env, {p}queues, {p}ratewait, {p}paused, {p}conf:<q>, {p}rate:<q>,
+--   {p}ring:<q>, {p}heads:<q>, {p}subs:<q>, {p}sq:<sq>, {p}entry, {p}due, {p}held,
+--   {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn
+-- ARGV: prefix, now, max_count, lease expiry (now + lease seconds), queue ('' = any),
+--   budget (most queue/key visits this call may make: bounds the work)
+-- Returns a flat list: run_id, sub-queue id, ... for each claim, in claim order.
+--
+-- Order: each claim takes the queue whose oldest eligible head is oldest ({p}queues),
+-- and inside it the next key of the round-robin ring whose head is ready; the key
+-- served goes to the back. Queues and keys that cannot start anything are parked (see
+-- keys.py), so a call only looks at candidates that can actually be served.
 local now = tonumber(ARGV[2])
 local max_count = tonumber(ARGV[3])
-local lease = tonumber(ARGV[4])
+local expiry = ARGV[4]
 local only = ARGV[5]
-local scan = tonumber(ARGV[6])
-local sep = '\031'
+local budget = tonumber(ARGV[6])
+-- Ring members looked at per pick before falling back to the oldest ready head.
+local RING_SCAN = 8
 
-local env_limit = tonumber(redis.call('HGET', p .. 'env', 'limit') or '100')
-local burst = tonumber(redis.call('HGET', p .. 'env', 'burst') or '1')
-local env_max = math.floor(env_limit * burst)
+local base, env_max = env_limits()
 local env_held = redis.call('HLEN', p .. 'held')
 local out = {}
 if env_held >= env_max then return out end
 
-local queues
-if only ~= '' then
-  queues = {only}
-else
-  queues = redis.call('ZRANGEBYSCORE', p .. 'queues', '-inf', now, 'LIMIT', 0, scan)
+-- Queues whose rate window has passed may start again: un-park them.
+for _, q in ipairs(redis.call('ZRANGEBYSCORE', p .. 'ratewait', '-inf', now, 'LIMIT', 0, budget)) do
+  redis.call('ZREM', p .. 'ratewait', q)
+  touch_queue(q, base)
 end
 
 local claimed = 0
-for _, q in ipairs(queues) do
-  if claimed >= max_count or env_held >= env_max then break end
-  if redis.call('SISMEMBER', p .. 'paused', q) == 0 then
-    local conf = redis.call('HMGET', p .. 'conf:' .. q, 'limit', 'total', 'rate_count', 'rate_period')
-    local limit = tonumber(conf[1])
-    local q_cap = env_limit
-    if conf[2] then q_cap = math.min(q_cap, tonumber(conf[2])) end
-    local q_held = redis.call('SCARD', p .. 'hq:' .. q)
-    local rate_left = nil
-    if conf[3] then
-      redis.call('ZREMRANGEBYSCORE', p .. 'rate:' .. q, '-inf', now - tonumber(conf[4]))
-      rate_left = tonumber(conf[3]) - redis.call('ZCARD', p .. 'rate:' .. q)
+while claimed < max_count and env_held < env_max and budget > 0 do
+  local q
+  if only ~= '' then
+    local s = redis.call('ZSCORE', p .. 'queues', only)
+    if not s or tonumber(s) > now then break end
+    q = only
+  else
+    local top = redis.call('ZRANGEBYSCORE', p .. 'queues', '-inf', now, 'LIMIT', 0, 1)
+    if #top == 0 then break end
+    q = top[1]
+  end
+  budget = budget - 1
+
+  local limit, total, rate_count, rate_period = queue_conf(q)
+  local blocked = redis.call('SISMEMBER', p .. 'paused', q) == 1
+    or redis.call('SCARD', p .. 'hq:' .. q) >= queue_cap(total, base)
+  if not blocked and rate_count ~= nil and rate_period ~= nil then
+    local rate = p .. 'rate:' .. q
+    -- A start at t counts while t > now - period.
+    redis.call('ZREMRANGEBYSCORE', rate, '-inf', now - rate_period)
+    if redis.call('ZCARD', rate) >= rate_count then
+      local oldest = redis.call('ZRANGE', rate, 0, 0, 'WITHSCORES')
+      redis.call('ZADD', p .. 'ratewait', tonumber(oldest[2]) + rate_period, q)
+      blocked = true
     end
-    local subs = redis.call('ZRANGE', p .. 'subs:' .. q, 0, scan - 1)
-    local progress = true
-    -- Round robin: each pass takes at most one run per key, keys least recently served
-    -- first; passes repeat while some key could still start a run.
-    while progress and claimed < max_count and env_held < env_max and q_held < q_cap
-        and (rate_left == nil or rate_left > 0) do
-      progress = false
-      for _, sq in ipairs(subs) do
-        if claimed >= max_count or env_held >= env_max or q_held >= q_cap
-            or (rate_left ~= nil and rate_left <= 0) then break end
-        local sq_key = p .. 'sq:' .. sq
-        local head = redis.call('ZRANGE', sq_key, 0, 0, 'WITHSCORES')
-        if #head > 0 and tonumber(head[2]) <= now
-            and (limit == nil or redis.call('SCARD', p .. 'hs:' .. sq) < limit) then
-          local run_id = head[1]
-          local expiry = now + lease
-          redis.call('ZREM', sq_key, run_id)
-          redis.call('HDEL', p .. 'entry', run_id)
-          redis.call('ZREM', p .. 'due', run_id)
-          redis.call('HSET', p .. 'held', run_id, sq)
-          redis.call('ZADD', p .. 'leases', expiry, run_id)
-          redis.call('SADD', p .. 'hs:' .. sq, run_id)
-          redis.call('SADD', p .. 'hq:' .. q, run_id)
-          if rate_left ~= nil then
-            redis.call('ZADD', p .. 'rate:' .. q, now, run_id)
-            rate_left = rate_left - 1
-          end
-          redis.call('ZADD', p .. 'subs:' .. q, redis.call('INCR', p .. 'turn'), sq)
-          out[#out + 1] = run_id
-          out[#out + 1] = sq
-          out[#out + 1] = tostring(expiry)
-          claimed = claimed + 1
-          env_held = env_held + 1
-          q_held = q_held + 1
-          progress = true
-        end
+  end
+
+  if blocked then
+    -- Normally parked already; this also covers a cap reached through adopt().
+    redis.call('ZREM', p .. 'queues', q)
+  else
+    local ring, heads = p .. 'ring:' .. q, p .. 'heads:' .. q
+    local chosen = nil
+    for _, sq in ipairs(redis.call('ZRANGE', ring, 0, RING_SCAN - 1)) do
+      local h = redis.call('ZSCORE', heads, sq)
+      if h and tonumber(h) <= now
+          and (limit == nil or redis.call('SCARD', p .. 'hs:' .. sq) < limit) then
+        chosen = sq
+        break
+      end
+      -- Nothing it can start now: to the back, so the ring keeps turning.
+      redis.call('ZADD', ring, next_turn(), sq)
+      budget = budget - 1
+    end
+    if chosen == nil then
+      -- The ring's front held only keys that are not ready: take the oldest ready head.
+      local r = redis.call('ZRANGEBYSCORE', heads, '-inf', now, 'LIMIT', 0, 1)
+      chosen = r[1]
+      if chosen ~= nil and limit ~= nil
+          and redis.call('SCARD', p .. 'hs:' .. chosen) >= limit then
+        touch_sq(q, chosen, limit)
+        chosen = nil
       end
     end
-    -- Tidy the queue's index: drop empty keys, re-score the queue by its oldest head.
-    local oldest = nil
-    for _, sq in ipairs(redis.call('ZRANGE', p .. 'subs:' .. q, 0, scan - 1)) do
-      local head = redis.call('ZRANGE', p .. 'sq:' .. sq, 0, 0, 'WITHSCORES')
-      if #head == 0 then
-        if redis.call('SCARD', p .. 'hs:' .. sq) == 0 then
-          redis.call('ZREM', p .. 'subs:' .. q, sq)
-        end
-      else
-        local s = tonumber(head[2])
-        if oldest == nil or s < oldest then oldest = s end
-      end
-    end
-    if oldest == nil then
-      redis.call('ZREM', p .. 'queues', q)
+    if chosen == nil then
+      touch_queue(q, base)
     else
-      redis.call('ZADD', p .. 'queues', oldest, q)
+      local run_id = redis.call('ZRANGE', p .. 'sq:' .. chosen, 0, 0)[1]
+      unqueue(run_id)
+      local prev = unhold(run_id)  -- a run queued again while holding keeps one slot
+      if prev and prev ~= chosen then refresh(prev, base) end
+      redis.call('HSET', p .. 'held', run_id, chosen)
+      redis.call('ZADD', p .. 'leases', expiry, run_id)
+      redis.call('SADD', p .. 'hs:' .. chosen, run_id)
+      redis.call('SADD', p .. 'hq:' .. q, run_id)
+      if rate_count ~= nil and rate_period ~= nil then
+        redis.call('ZADD', p .. 'rate:' .. q, now, run_id .. SEP .. next_turn())
+      end
+      redis.call('ZADD', ring, next_turn(), chosen)  -- served: to the back
+      touch_sq(q, chosen, limit)
+      touch_queue(q, base)
+      out[#out + 1] = run_id
+      out[#out + 1] = chosen
+      claimed = claimed + 1
+      env_held = redis.call('HLEN', p .. 'held')
     end
   end
 end

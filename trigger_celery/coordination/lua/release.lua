@@ -1,12 +1,8 @@
--- Give a run's slot back (idempotent).
--- Keys (from prefix ARGV[1]): {p}held, {p}leases, {p}hs:<sq>, {p}hq:<q>
+-- Give a run's slot back (idempotent: slots are set members, counted by cardinality).
+-- Keys: {p}held, {p}leases, {p}hs:<sq>, {p}hq:<q>, and those of refresh() (_lib.lua):
+--   the freed sub-queue and queue leave their parking if they now have room.
 -- ARGV: prefix, run_id. Returns 1 if the run held a slot.
-local p, run_id = ARGV[1], ARGV[2]
-local sq = redis.call('HGET', p .. 'held', run_id)
+local sq = unhold(ARGV[2])
 if not sq then return 0 end
-local q = string.sub(sq, 1, string.find(sq, '\031', 1, true) - 1)
-redis.call('HDEL', p .. 'held', run_id)
-redis.call('ZREM', p .. 'leases', run_id)
-redis.call('SREM', p .. 'hs:' .. sq, run_id)
-redis.call('SREM', p .. 'hq:' .. q, run_id)
+refresh(sq, (env_limits()))
 return 1

@@ -1,10 +1,7 @@
 -- Take a run out of its queue.
--- Keys (from prefix ARGV[1]): {p}entry, {p}due, {p}sq:<sq>
+-- Keys: {p}entry, {p}due, {p}sq:<sq>, and those of refresh() (see _lib.lua).
 -- ARGV: prefix, run_id. Returns 1 if the run was queued.
-local p, run_id = ARGV[1], ARGV[2]
-local sq = redis.call('HGET', p .. 'entry', run_id)
+local sq = unqueue(ARGV[2])
 if not sq then return 0 end
-redis.call('ZREM', p .. 'sq:' .. sq, run_id)
-redis.call('HDEL', p .. 'entry', run_id)
-redis.call('ZREM', p .. 'due', run_id)
+refresh(sq, (env_limits()))
 return 1

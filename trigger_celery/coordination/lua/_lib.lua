@@ -1,0 +1,112 @@
+-- Shared helpers, prepended to every other script when it is loaded (not run alone).
+-- Keys (built from the prefix ARGV[1]; see keys.py): {p}env, {p}conf:<q>, {p}paused,
+--   {p}sq:<sq>, {p}subs:<q>, {p}ring:<q>, {p}heads:<q>, {p}queues, {p}ratewait,
+--   {p}entry, {p}due, {p}held, {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn
+-- ARGV[1] is always the prefix; the including script reads the rest.
+local p = ARGV[1]
+local SEP = '\031'
+
+local function queue_of(sq)
+  return string.sub(sq, 1, string.find(sq, SEP, 1, true) - 1)
+end
+
+-- The environment's base limit and its burst cap floor(base * burst).
+local function env_limits()
+  local v = redis.call('HMGET', p .. 'env', 'limit', 'burst')
+  local base = tonumber(v[1]) or 100
+  local burst = tonumber(v[2]) or 1
+  -- The small epsilon keeps e.g. 2 * 1.5 from flooring to 2 on a rounding error.
+  return base, math.floor(base * burst + 1e-9)
+end
+
+-- limit (per sub-queue), total, rate_count, rate_period of a queue; nil = unbounded.
+local function queue_conf(q)
+  local c = redis.call('HMGET', p .. 'conf:' .. q, 'limit', 'total', 'rate_count', 'rate_period')
+  return tonumber(c[1]), tonumber(c[2]), tonumber(c[3]), tonumber(c[4])
+end
+
+-- A queue (all its keys) never holds more than its total nor the env base limit.
+local function queue_cap(total, base)
+  if total ~= nil and total < base then return total end
+  return base
+end
+
+local function next_turn()
+  return redis.call('INCR', p .. 'turn')
+end
+
+-- Make sub-queue sq's place in q's ring/heads match its entries and held slots: in the
+-- ring (keeping its turn) when it has entries and room, parked otherwise; forgotten
+-- when it has neither entries nor slots.
+local function touch_sq(q, sq, limit)
+  local ring, heads = p .. 'ring:' .. q, p .. 'heads:' .. q
+  local head = redis.call('ZRANGE', p .. 'sq:' .. sq, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('ZREM', ring, sq)
+    redis.call('ZREM', heads, sq)
+    if redis.call('SCARD', p .. 'hs:' .. sq) == 0 then
+      redis.call('SREM', p .. 'subs:' .. q, sq)
+    else
+      redis.call('SADD', p .. 'subs:' .. q, sq)
+    end
+    return
+  end
+  redis.call('SADD', p .. 'subs:' .. q, sq)
+  if limit ~= nil and redis.call('SCARD', p .. 'hs:' .. sq) >= limit then
+    redis.call('ZREM', ring, sq)
+    redis.call('ZREM', heads, sq)
+    return
+  end
+  redis.call('ZADD', heads, head[2], sq)
+  if not redis.call('ZSCORE', ring, sq) then
+    -- A key (re)joining the ring queues up behind every key already in it.
+    redis.call('ZADD', ring, next_turn(), sq)
+  end
+end
+
+-- Make queue q's place in {p}queues match its state: scored by its oldest eligible
+-- head when it could start a run, parked otherwise.
+local function touch_queue(q, base)
+  local _, total = queue_conf(q)
+  if redis.call('SISMEMBER', p .. 'paused', q) == 1
+      or redis.call('SCARD', p .. 'hq:' .. q) >= queue_cap(total, base)
+      or redis.call('ZSCORE', p .. 'ratewait', q) then
+    redis.call('ZREM', p .. 'queues', q)
+    return
+  end
+  local h = redis.call('ZRANGE', p .. 'heads:' .. q, 0, 0, 'WITHSCORES')
+  if #h == 0 then
+    redis.call('ZREM', p .. 'queues', q)
+  else
+    redis.call('ZADD', p .. 'queues', h[2], q)
+  end
+end
+
+-- Drop run_id from the slot sets it holds (if any); returns its sub-queue or nil.
+local function unhold(run_id)
+  local sq = redis.call('HGET', p .. 'held', run_id)
+  if not sq then return nil end
+  redis.call('HDEL', p .. 'held', run_id)
+  redis.call('ZREM', p .. 'leases', run_id)
+  redis.call('SREM', p .. 'hs:' .. sq, run_id)
+  redis.call('SREM', p .. 'hq:' .. queue_of(sq), run_id)
+  return sq
+end
+
+-- Take run_id out of its sub-queue (if queued), without touching indexes; returns sq.
+local function unqueue(run_id)
+  local sq = redis.call('HGET', p .. 'entry', run_id)
+  if not sq then return nil end
+  redis.call('ZREM', p .. 'sq:' .. sq, run_id)
+  redis.call('HDEL', p .. 'entry', run_id)
+  redis.call('ZREM', p .. 'due', run_id)
+  return sq
+end
+
+-- Re-index a sub-queue and its queue after a change.
+local function refresh(sq, base)
+  local q = queue_of(sq)
+  local limit = queue_conf(q)
+  touch_sq(q, sq, limit)
+  touch_queue(q, base)
+end
