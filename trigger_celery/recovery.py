@@ -20,6 +20,8 @@ import time
 from django.db import transaction
 
 from trigger_celery import dispatch, realtime
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.models import Attempt, Run
@@ -46,10 +48,26 @@ def reap_expired_leases(now: float | None = None) -> int:
             if requeued:
                 dispatch.enqueue([Run.objects.get(id=run.id)])
         elif run.status == RunStatus.EXECUTING:
+            if _just_started(run, now):
+                # Its lease ran out while the message waited in a worker's prefetch
+                # buffer, and it started just now: its heartbeat is on the way.
+                store.adopt(
+                    Claim(
+                        run.id, run.queue, run.concurrency_key, now + get_settings().LEASE_SECONDS
+                    )
+                )
+                continue
             _crash_attempt(run)
     if reaped:
         dispatch.dispatch_ready()
     return reaped
+
+
+def _just_started(run: Run, now: float) -> bool:
+    attempt = Attempt.objects.filter(run_id=run.id, number=run.attempt_count).first()
+    if attempt is None or attempt.started_at is None:
+        return False
+    return attempt.started_at.timestamp() > now - get_settings().HEARTBEAT_SECONDS * 2
 
 
 def _crash_attempt(run: Run) -> None:

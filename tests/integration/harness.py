@@ -182,3 +182,14 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
         current += delta
         peak = max(peak, current)
     return peak
+
+
+def finished(handle: Any, timeout: float = 60.0) -> Any:
+    """Poll the runs API until the run reaches a final status; return its record."""
+    from trigger_celery import runs
+
+    return wait_for(
+        lambda: (r := runs.retrieve(handle)).is_completed and r,
+        timeout=timeout,
+        what=f"run {handle} to finish",
+    )

@@ -11,21 +11,13 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from tests.integration.harness import wait_for
+from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import echo, greet
 from trigger_celery import batch, runs, tasks
 from trigger_celery.models import Run
 
 pytestmark = pytest.mark.integration
-
-
-def finished(handle, timeout: float = 30.0):
-    return wait_for(
-        lambda: (r := runs.retrieve(handle)).is_completed and r,
-        timeout=timeout,
-        what=f"{handle} to end",
-    )
 
 
 # -- debounce ---------------------------------------------------------------------------

@@ -12,23 +12,15 @@ import redis
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.integration.harness import child_pids, max_overlap, wait_for
+from tests.integration.harness import child_pids, finished, max_overlap, wait_for
 from tests.taskapp import events
-from trigger_celery import runs, tasks
+from trigger_celery import tasks
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.statuses import FINAL_STATUSES
 from trigger_celery.models import Attempt, Run
 
 pytestmark = pytest.mark.integration
 FINAL = [s.value for s in FINAL_STATUSES]
-
-
-def finished(handle, timeout: float = 60.0):
-    return wait_for(
-        lambda: (r := runs.retrieve(handle)).is_completed and r,
-        timeout=timeout,
-        what=f"{handle} to end",
-    )
 
 
 def test_a_run_whose_worker_process_is_killed_is_retried_and_completes(live):

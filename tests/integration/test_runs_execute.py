@@ -6,21 +6,13 @@ import pytest
 from celery.signals import before_task_publish
 from pydantic import ValidationError
 
-from tests.integration.harness import wait_for
+from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import greet, hello_world
 from trigger_celery import runs, tasks
 from trigger_celery.models import Attempt, LogEntry, Run
 
 pytestmark = pytest.mark.integration
-
-
-def finished(handle, timeout: float = 30.0):
-    return wait_for(
-        lambda: (r := runs.retrieve(handle)).is_completed and r,
-        timeout=timeout,
-        what=f"run {handle} to finish",
-    )
 
 
 def test_hello_world_run_completes_with_its_output_and_one_attempt(live):

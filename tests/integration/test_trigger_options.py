@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from tests.integration.harness import wait_for
+from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
 from trigger_celery import idempotency_keys, runs, tasks
 from trigger_celery.coordination.factory import get_store
@@ -18,14 +18,6 @@ from trigger_celery.errors import InvalidRunStateError, PayloadTooLargeError
 from trigger_celery.models import Run
 
 pytestmark = pytest.mark.integration
-
-
-def finished(handle, timeout: float = 30.0):
-    return wait_for(
-        lambda: (r := runs.retrieve(handle)).is_completed and r,
-        timeout=timeout,
-        what=f"{handle} to end",
-    )
 
 
 # -- delay and ttl ------------------------------------------------------------------------

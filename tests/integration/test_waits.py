@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import wait_for
+from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import echo
 from trigger_celery import runs, tasks, wait
@@ -14,14 +14,6 @@ from trigger_celery.errors import OutsideRunError
 from trigger_celery.models import Run
 
 pytestmark = pytest.mark.integration
-
-
-def finished(handle, timeout: float = 60.0):
-    return wait_for(
-        lambda: (r := runs.retrieve(handle)).is_completed and r,
-        timeout=timeout,
-        what=f"{handle} to end",
-    )
 
 
 def test_trigger_and_wait_returns_the_child_output(live):

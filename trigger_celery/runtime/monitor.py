@@ -55,6 +55,13 @@ class AttemptMonitor:
         self._pid: int | None = None
 
     def watch(self, w: Watched) -> None:
+        # Renew the lease at once: the claim's lease may have run low while the message
+        # waited in a prefetch buffer.
+        try:
+            settings = get_settings()
+            get_store().heartbeat(w.run_id, time.time(), settings.LEASE_SECONDS)
+        except Exception:
+            log.warning("first heartbeat of run %s failed", w.run_id, exc_info=True)
         with self._lock:
             self._watched[w.run_id] = w
             # A forked pool child inherits this object but not the thread.
