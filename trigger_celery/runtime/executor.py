@@ -432,7 +432,8 @@ def settle(
                         status=AttemptStatus.COMPLETED, finished_at=now
                     )
             _release_and_dispatch(run)
-            _runs_finished(run.id)
+            if run.parent_id or run.batch_id:  # only those can have a waiting parent
+                _runs_finished(run.id)
             return
 
     if isinstance(outcome, Suspended):
@@ -498,7 +499,8 @@ def settle(
                 **{**attempt_fields, "status": final_attempt}
             )
     _release_and_dispatch(run)
-    _runs_finished(run.id)
+    if run.parent_id or run.batch_id:
+        _runs_finished(run.id)
 
 
 def _return_to_pending_version(run: Run, attempt: int) -> None:

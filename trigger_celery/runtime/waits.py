@@ -27,7 +27,7 @@ from django.db import transaction
 from trigger_celery.errors import SubtaskUnwrapError, TriggerCeleryError
 from trigger_celery.runtime.context import current_scope
 
-# A wait this short (or shorter) stays in the worker instead of suspending the run.
+# A timed wait this short (or shorter) stays in the worker instead of suspending the run.
 IN_PROCESS_WAIT_SECONDS = 2.0
 
 
@@ -170,20 +170,17 @@ def batch_trigger_and_wait(
 
 
 def _wait_in_process_or_suspend(wp: Any) -> None:
-    """Short waits continue in place (same results, the slot is kept meanwhile)."""
-    deadline = time.monotonic() + IN_PROCESS_WAIT_SECONDS
+    """A short timed wait continues in place; anything else not yet done suspends.
+
+    A child run is not waited for in place: under load it may sit behind other runs,
+    and holding the worker meanwhile is what waits exist to avoid.
+    """
     if wp.kind == "DATETIME" and wp.resume_at is not None:
         remaining = (wp.resume_at - datetime.now(UTC)).total_seconds()
         if remaining <= IN_PROCESS_WAIT_SECONDS:
             time.sleep(max(0.0, remaining))
             complete_waitpoint(wp.id, {"ok": True})
             return
-        raise SuspendRun(wp.step)
-    while time.monotonic() < deadline:
-        wp.refresh_from_db()
-        if wp.completed_at is not None:
-            return
-        time.sleep(0.05)
     raise SuspendRun(wp.step)
 
 
@@ -277,8 +274,13 @@ def _complete_batch_if_done(batch_id: str | None) -> None:
     ).first()
     if wp is None:
         return
+    final = [s.value for s in FINAL_STATUSES]
+    # Cheap check first: this runs once per finished child, so a fan-out of N children
+    # must not load the whole batch N times.
+    if Run.objects.filter(batch_id=batch_id).exclude(status__in=final).exists():
+        return
     children = list(Run.objects.filter(batch_id=batch_id).order_by("batch_index"))
-    if children and all(c.status in FINAL_STATUSES for c in children):
+    if children:
         complete_waitpoint(wp.id, [result_of(c) for c in children])
 
 
