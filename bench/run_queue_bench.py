@@ -104,7 +104,7 @@ def main() -> None:
     print(f"{'metric':40} {'min':>8} {'median':>8} {'max':>8}")
     print(f"{'limit-1 slot turnover p50 (ms)':40} {rb.spread(p50s)}")
     print(f"{'limit-1 slot turnover p99 (ms)':40} {rb.spread(p99s)}")
-    print(f"{'plain Celery drain, 10k no-op (/s)':40} {rb.spread(plain_rates)}")
+    print(f"{f'plain Celery drain, {args.keyed_runs} no-op (/s)':40} {rb.spread(plain_rates)}")
     print(f"{'trigger_celery 100 keys x limit 1 (/s)':40} {rb.spread(keyed_rates)}")
     ratio = statistics.median(keyed_rates) / statistics.median(plain_rates)
     print(f"{'ratio (trigger_celery / plain, medians)':40} {ratio:8.2f}")
