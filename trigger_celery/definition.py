@@ -22,7 +22,6 @@ from trigger_celery.errors import (
     ConfigurationError,
     DuplicateTaskIdError,
     TaskPayloadParsedError,
-    UnknownTaskError,
 )
 from trigger_celery.runtime.hooks import HOOK_NAMES, Hook, HookSet
 
@@ -83,13 +82,6 @@ class Registry:
         if definition is None and not self._autodiscovered:
             self._autodiscover()
             definition = self.tasks.get(task_id)
-        return definition
-
-    def require_task(self, task_id: str) -> TaskDefinition:
-        definition = self.get_task(task_id)
-        if definition is None:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            raise UnknownTaskError(f"no task with id {task_id!r} is defined (known: {known})")
         return definition
 
     def require_queue(self, name: str) -> Queue:

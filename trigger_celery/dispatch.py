@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import F
 
 from trigger_celery import realtime
 from trigger_celery.conf import get_settings
@@ -298,7 +297,3 @@ def reconcile() -> dict[str, int]:
             store.adopt(Claim(run_id, queue, key, expiry))
             adopted += 1
     return {"enqueued": len(missing_runs), "freed": freed, "adopted": adopted}
-
-
-def bump_execution_ms(run_id: str, ms: int) -> None:
-    Run.objects.filter(id=run_id).update(execution_ms=F("execution_ms") + ms)

@@ -45,7 +45,3 @@ FINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.CANCELED} | FAILED_ST
 # Statuses that keep an idempotency key claimed; a run that ends in any other final
 # status releases its key so the next trigger makes a new run.
 IDEMPOTENCY_HOLDING_STATUSES = frozenset(RunStatus) - FAILED_STATUSES
-
-
-def is_final(status: str) -> bool:
-    return status in FINAL_STATUSES
