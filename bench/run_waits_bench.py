@@ -13,10 +13,12 @@ running in this process (what beat does in production).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,40 +52,39 @@ def wait_completed(ids: list[str], timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
-def fan_out(n: int, concurrency: int) -> float:
-    from bench.benchapp.tasks import fanout
-
+@contextlib.contextmanager
+def worker_and_pump(concurrency: int) -> Iterator[None]:
+    """A clean state, one worker and the pump (what beat does), for one measurement."""
     rb.clean_state()
     worker = rb.start_worker(concurrency)
     stop = threading.Event()
     run_pump(stop)
     try:
-        time.sleep(2)
+        time.sleep(2)  # worker ready
+        yield
+    finally:
+        stop.set()
+        rb.stop_worker(worker)
+
+
+def fan_out(n: int, concurrency: int) -> float:
+    from bench.benchapp.tasks import fanout
+
+    with worker_and_pump(concurrency):
         started = time.perf_counter()
         handle = fanout.trigger({"n": n})
         wait_completed([handle.id])
         return time.perf_counter() - started
-    finally:
-        stop.set()
-        rb.stop_worker(worker)
 
 
 def many_parents(n: int, concurrency: int) -> float:
     from bench.benchapp.tasks import parent_of_one
 
-    rb.clean_state()
-    worker = rb.start_worker(concurrency)
-    stop = threading.Event()
-    run_pump(stop)
-    try:
-        time.sleep(2)
+    with worker_and_pump(concurrency):
         started = time.perf_counter()
         handles = [parent_of_one.trigger({"i": i}) for i in range(n)]
         wait_completed([h.id for h in handles])
         return time.perf_counter() - started
-    finally:
-        stop.set()
-        rb.stop_worker(worker)
 
 
 def main() -> None:
