@@ -25,6 +25,8 @@ _EXPORTS = {
     "TaskDefinition": "trigger_celery.definition",
     "tasks": "trigger_celery.client.tasks_api",
     "runs": "trigger_celery.client.runs",
+    "schedules": "trigger_celery.client.schedules",
+    "ScheduledPayload": "trigger_celery.core.schedules",
     "queues": "trigger_celery.client.queues",
     "batch": "trigger_celery.client.batches",
     "wait": "trigger_celery.runtime.waits",

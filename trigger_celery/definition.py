@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.options import MACHINE_PRESETS, QueueOptions, parse_rate_limit
 from trigger_celery.core.retry import RetryPolicy
+from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
 from trigger_celery.errors import (
     ConfigurationError,
     DuplicateTaskIdError,
@@ -180,6 +181,8 @@ class TaskDefinition:
         is_schema_task: bool = False,
         hooks: Mapping[str, Hook] | None = None,
         middleware: Iterable[tuple[str, Hook]] | None = None,
+        scheduled: bool = False,
+        cron: Any = None,
     ) -> None:
         if not isinstance(id, str) or not id.strip() or len(id) > 255:
             raise ConfigurationError(
@@ -206,6 +209,16 @@ class TaskDefinition:
             else int(parse_duration(max_duration, name="max_duration", minimum=5).total_seconds())
         )
         self.description = description
+        # A schedules.task: its payload is a ScheduledPayload, and ``cron=`` declares
+        # the schedule that is synced from code (SPEC 8).
+        self.is_scheduled = scheduled
+        self.declared_schedule = (
+            ScheduleSpec.from_declaration(cron, task_id=id) if cron is not None else None
+        )
+        if cron is not None and not scheduled:
+            raise ConfigurationError(f"task {id!r}: cron= is only accepted by schedules.task")
+        if scheduled:
+            schema, is_schema_task = ScheduledPayload, True
         self.is_schema_task = is_schema_task
         self._parser = _make_parser(id, schema) if is_schema_task else None
         self.schema = schema
@@ -330,14 +343,21 @@ _TASK_OPTIONS = frozenset(
 
 
 def _build(
-    id: str, run: RunFunction | None, options: dict[str, Any], *, schema: Any, is_schema: bool
+    id: str,
+    run: RunFunction | None,
+    options: dict[str, Any],
+    *,
+    schema: Any,
+    is_schema: bool,
+    scheduled: bool = False,
 ) -> TaskDefinition | Callable[[RunFunction], TaskDefinition]:
-    allowed = _TASK_OPTIONS
+    allowed = _TASK_OPTIONS | {"cron"} if scheduled else _TASK_OPTIONS
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ConfigurationError(
             f"task {id!r}: unknown option(s) {', '.join(unknown)}; "
-            f"accepted: id, run, {', '.join(sorted(allowed))}" + (", schema" if is_schema else "")
+            f"accepted: id, run, {', '.join(sorted(allowed))}"
+            + (", schema" if is_schema and not scheduled else "")
         )
     hooks = {k: v for k, v in options.items() if k in HOOK_NAMES}
     middleware = options.get("middleware")
@@ -357,8 +377,13 @@ def _build(
             is_schema_task=is_schema,
             hooks=hooks,
             middleware=list((middleware or {}).items()),
+            scheduled=scheduled,
+            cron=options.get("cron"),
         )
 
+    if scheduled and "cron" in options:
+        # Validate the declared schedule now, even before the decorator is applied.
+        ScheduleSpec.from_declaration(options["cron"], task_id=id)
     return make(run) if run is not None else make
 
 
@@ -378,3 +403,13 @@ def schema_task(id: str, schema: Any = None, run: RunFunction | None = None, **o
     if schema is None:
         raise ConfigurationError(f"schema task {id!r} needs schema=...")
     return _build(id, run, options, schema=schema, is_schema=True)
+
+
+def scheduled_task(id: str, run: RunFunction | None = None, **options: Any) -> Any:
+    """Define a task that schedules trigger (``schedules.task``).
+
+    ``cron="0 * * * *"`` or ``cron={"pattern": ..., "timezone": ..., "environments": [...]}``
+    declares a schedule that is kept in step with the code; without it, attach schedules
+    with ``schedules.create``. The run receives a :class:`ScheduledPayload`.
+    """
+    return _build(id, run, options, schema=None, is_schema=False, scheduled=True)

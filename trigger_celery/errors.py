@@ -77,3 +77,15 @@ class SubtaskUnwrapError(TriggerCeleryError):
 
 class StaleAttemptError(TriggerCeleryError):
     """A worker tried to write for an attempt that is no longer the run's current one."""
+
+
+class InvalidScheduleError(ConfigurationError):
+    """A cron expression, time zone or schedule option is wrong."""
+
+
+class ScheduleNotFoundError(TriggerCeleryError, LookupError):
+    """No schedule has the given id."""
+
+
+class DeclarativeScheduleError(InvalidScheduleError):
+    """A declarative schedule (defined in code) cannot be changed by API or admin."""

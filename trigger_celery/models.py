@@ -235,6 +235,9 @@ class Schedule(models.Model):
     declarative = models.BooleanField(default=False)
     last_tick_at = models.DateTimeField(null=True, blank=True)
     next_tick_at = models.DateTimeField(null=True, blank=True)
+    # "cron|timezone" that next_tick_at was computed for: the scheduler recomputes
+    # next_tick_at when a row's cron or timezone no longer match it (edited in SQL).
+    next_tick_for = models.CharField(max_length=330, blank=True, editable=False)
     problem = models.TextField(blank=True, help_text="Why the scheduler skipped this schedule.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -243,9 +246,16 @@ class Schedule(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["deduplication_key"], name="tc_schedule_unique_dedup"),
         ]
+        indexes = [models.Index(fields=["active", "next_tick_at"], name="tc_schedule_due")]
+        ordering = ["task_identifier", "id"]
 
     def __str__(self) -> str:
         return f"{self.task_identifier} {self.cron} ({self.timezone})"
+
+    @property
+    def fingerprint(self) -> str:
+        """What ``next_tick_at`` depends on; compared with ``next_tick_for``."""
+        return f"{self.cron}|{self.timezone}"
 
 
 class QueueState(models.Model):

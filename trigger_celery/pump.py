@@ -1,6 +1,6 @@
 """The periodic work of the system, run by beat (and by ``trigger_dev``).
 
-One pass: DELAYED runs that are due become QUEUED, runs past their ttl expire, ready
+One pass: schedules whose tick has come fire, DELAYED runs that are due become QUEUED, runs past their ttl expire, ready
 runs are dispatched, dead workers' leases are reaped, and every few seconds the store
 is reconciled with the database. Every step is safe with several beats at once.
 """
@@ -14,6 +14,7 @@ from trigger_celery import dispatch, recovery
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.runtime.waits import complete_due_datetimes
+from trigger_celery.schedule_engine import ScheduleTicker
 
 log = logging.getLogger("trigger_celery.pump")
 
@@ -25,6 +26,7 @@ class Pump:
 
     def __init__(self) -> None:
         self._last_reconcile = 0.0
+        self._schedules = ScheduleTicker()
 
     def tick(self) -> float:
         settings = get_settings()
@@ -33,6 +35,7 @@ class Pump:
             if now_ts - self._last_reconcile >= RECONCILE_EVERY:
                 self._last_reconcile = now_ts
                 dispatch.reconcile()
+            self._schedules.tick()
             dispatch.promote_delayed()
             complete_due_datetimes()
             dispatch.expire_due()

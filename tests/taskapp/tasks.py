@@ -421,3 +421,6 @@ def idem_parent(payload, ctx):
     key = idempotency_keys.create(payload["key"], scope="global")
     result = echo.trigger_and_wait({"new": True}, idempotency_key=key)
     return {"child": result.id, "output": result.output}
+
+
+from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)

@@ -2,7 +2,8 @@
 
 * imports every installed app's ``trigger_init.py`` (global hooks and middleware);
 * pushes queue limits from code to the coordination store;
-* queues PENDING_VERSION runs of the tasks this worker knows.
+* queues PENDING_VERSION runs of the tasks this worker knows;
+* syncs the schedules declared in code (``schedules.task(cron=...)``).
 """
 
 from __future__ import annotations
@@ -107,12 +108,13 @@ def on_worker_ready(**_: Any) -> None:
     import threading
 
     from trigger_celery import dispatch
+    from trigger_celery.client.schedules import sync_declarative
 
-    try:
-        dispatch.configure_queues()
-        _promote_known()
-    except Exception:
-        log.exception("trigger_celery worker start-up step failed")
+    for step in (dispatch.configure_queues, _promote_known, sync_declarative):
+        try:
+            step()
+        except Exception:
+            log.exception("trigger_celery worker start-up step %s failed", step.__name__)
     # Runs handed back by workers of an older deploy wait for a worker that knows them.
     threading.Thread(target=_promote_forever, name="trigger-pending-version", daemon=True).start()
 

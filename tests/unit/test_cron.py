@@ -1,0 +1,357 @@
+"""Cron expressions and time zones of schedules: validation, fire times, DST (pure)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trigger_celery.core.cron import describe, fire_times, get_zone, parse_cron, preview
+from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
+from trigger_celery.errors import InvalidScheduleError
+
+NY = ZoneInfo("America/New_York")
+LONDON = ZoneInfo("Europe/London")
+
+
+def hours_between(times: list[datetime]) -> list[float]:
+    return [(b - a).total_seconds() / 3600 for a, b in itertools.pairwise(times)]
+
+
+def local(times: list[datetime], zone: ZoneInfo) -> list[str]:
+    return [t.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") for t in times]
+
+
+# -- DST --------------------------------------------------------------------------------
+
+
+def test_daily_midnight_new_york_is_23_hours_apart_across_spring_forward():
+    times = preview(
+        "0 0 * * *",
+        timezone="America/New_York",
+        after=datetime(2025, 3, 8, 12, tzinfo=UTC),
+        count=3,
+    )
+    assert local(times, NY) == [
+        "2025-03-09 00:00 EST",
+        "2025-03-10 00:00 EDT",
+        "2025-03-11 00:00 EDT",
+    ]
+    assert hours_between(times) == [23.0, 24.0]
+
+
+def test_daily_midnight_new_york_is_25_hours_apart_across_fall_back():
+    times = preview(
+        "0 0 * * *",
+        timezone="America/New_York",
+        after=datetime(2025, 11, 1, 12, tzinfo=UTC),
+        count=3,
+    )
+    assert local(times, NY) == [
+        "2025-11-02 00:00 EDT",
+        "2025-11-03 00:00 EST",
+        "2025-11-04 00:00 EST",
+    ]
+    assert hours_between(times) == [25.0, 24.0]
+
+
+def test_spring_forward_gap_fires_once_at_the_first_valid_instant_new_york():
+    # 02:00-02:59 does not exist on 2025-03-09 in New York: 02:00 and 02:30 both fire
+    # once, at 03:00 EDT, and 03:00 itself is the same instant.
+    times = preview(
+        "*/30 1-3 * * *",
+        timezone="America/New_York",
+        after=datetime(2025, 3, 9, 5, tzinfo=UTC),
+        count=5,
+    )
+    assert local(times, NY) == [
+        "2025-03-09 01:00 EST",
+        "2025-03-09 01:30 EST",
+        "2025-03-09 03:00 EDT",
+        "2025-03-09 03:30 EDT",
+        "2025-03-10 01:00 EDT",
+    ]
+
+
+def test_daily_time_inside_the_gap_is_not_skipped():
+    times = preview(
+        "30 2 * * *",
+        timezone="America/New_York",
+        after=datetime(2025, 3, 8, 12, tzinfo=UTC),
+        count=3,
+    )
+    assert local(times, NY) == [
+        "2025-03-09 03:00 EDT",
+        "2025-03-10 02:30 EDT",
+        "2025-03-11 02:30 EDT",
+    ]
+
+
+def test_fall_back_repeated_hour_fires_once_new_york():
+    times = preview(
+        "30 * * * *",
+        timezone="America/New_York",
+        after=datetime(2025, 11, 2, 4, tzinfo=UTC),
+        count=4,
+    )
+    # 01:30 happens twice (EDT then EST); it fires only the first time.
+    assert local(times, NY) == [
+        "2025-11-02 00:30 EDT",
+        "2025-11-02 01:30 EDT",
+        "2025-11-02 02:30 EST",
+        "2025-11-02 03:30 EST",
+    ]
+    assert hours_between(times) == [1.0, 2.0, 1.0]
+
+
+def test_london_spring_forward_and_fall_back():
+    spring = preview(
+        "30 1 * * *", timezone="Europe/London", after=datetime(2025, 3, 29, 12, tzinfo=UTC), count=3
+    )
+    assert local(spring, LONDON) == [
+        "2025-03-30 02:00 BST",
+        "2025-03-31 01:30 BST",
+        "2025-04-01 01:30 BST",
+    ]
+    autumn = preview(
+        "30 1 * * *",
+        timezone="Europe/London",
+        after=datetime(2025, 10, 25, 12, tzinfo=UTC),
+        count=3,
+    )
+    assert local(autumn, LONDON) == [
+        "2025-10-26 01:30 BST",
+        "2025-10-27 01:30 GMT",
+        "2025-10-28 01:30 GMT",
+    ]
+    assert hours_between(autumn) == [25.0, 24.0]
+    midnight = preview(
+        "0 0 * * *", timezone="Europe/London", after=datetime(2025, 3, 29, 12, tzinfo=UTC), count=2
+    )
+    assert hours_between(midnight) == [23.0]
+
+
+def test_after_inside_the_repeated_hour_does_not_fire_the_repeat():
+    # After 01:40 EST (the second 01:40), the 01:45 tick already happened (at 01:45 EDT).
+    after = datetime(2025, 11, 2, 1, 40, tzinfo=NY).replace(fold=1)
+    times = fire_times("*/15 * * * *", "America/New_York", after=after, count=2)
+    assert local(times, NY) == ["2025-11-02 02:00 EST", "2025-11-02 02:15 EST"]
+
+
+# -- L, 1L-7L, Sunday ---------------------------------------------------------------------
+
+
+def test_last_day_of_month_from_january_31_to_february():
+    leap = preview("0 23 L * *", after=datetime(2024, 1, 31, 23, 0, tzinfo=UTC), count=2)
+    assert [t.date().isoformat() for t in leap] == ["2024-02-29", "2024-03-31"]
+    common = preview("0 23 L * *", after=datetime(2025, 1, 31, 23, 0, tzinfo=UTC), count=2)
+    assert [t.date().isoformat() for t in common] == ["2025-02-28", "2025-03-31"]
+
+
+def test_1L_is_the_last_monday_of_each_month():
+    times = preview(
+        "0 9 * * 1L", timezone="Europe/Paris", after=datetime(2025, 1, 1, tzinfo=UTC), count=4
+    )
+    paris = [t.astimezone(ZoneInfo("Europe/Paris")) for t in times]
+    assert [t.date().isoformat() for t in paris] == [
+        "2025-01-27",
+        "2025-02-24",
+        "2025-03-31",
+        "2025-04-28",
+    ]
+    assert all(
+        t.weekday() == 0 and t.hour == 9 and (t + timedelta(days=7)).month != t.month for t in paris
+    )
+
+
+@pytest.mark.parametrize("day", ["0L", "7L", "sunL"])
+def test_last_sunday_spellings(day):
+    times = preview(f"0 1 * * {day}", after=datetime(2025, 1, 1, tzinfo=UTC), count=3)
+    assert [t.date().isoformat() for t in times] == ["2025-01-26", "2025-02-23", "2025-03-30"]
+
+
+@pytest.mark.parametrize("sunday", ["0", "7", "sun", "SUN"])
+def test_sunday_is_0_or_7(sunday):
+    times = preview(f"0 12 * * {sunday}", after=datetime(2025, 6, 1, 13, tzinfo=UTC), count=2)
+    assert [t.date().isoformat() for t in times] == ["2025-06-08", "2025-06-15"]
+
+
+def test_nth_weekday_and_names():
+    times = preview("0 9 * jan-mar fri#2", after=datetime(2025, 1, 1, tzinfo=UTC), count=3)
+    assert [t.date().isoformat() for t in times] == ["2025-01-10", "2025-02-14", "2025-03-14"]
+
+
+def test_shortcuts_are_expanded():
+    assert preview("@hourly", after=datetime(2025, 1, 1, 10, 5, tzinfo=UTC), count=1) == [
+        datetime(2025, 1, 1, 11, tzinfo=UTC)
+    ]
+
+
+def test_ticks_are_strictly_after_after_and_utc():
+    after = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+    assert preview("* * * * *", after=after, count=3) == [
+        after + timedelta(minutes=n) for n in (1, 2, 3)
+    ]
+    assert all(t.tzinfo is UTC for t in preview("0 9 * * *", timezone="Asia/Tokyo", count=2))
+
+
+# -- refusals -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("*/0 * * * *", "step '0' in the minute field"),
+        ("77 * * * *", "minute 77 is out of range 0-59"),
+        ("0 0 * * * *", "6 fields: seconds are not supported"),
+        ("0 0 0 * * * *", "7 field(s)"),
+        ("garbage", "1 field(s)"),
+        ("a b c d e", "'a' is not a valid minute value"),
+        ("", "non-empty string"),
+        ("0 24 * * *", "hour 24 is out of range 0-23"),
+        ("0 0 32 * *", "day of month 32 is out of range 1-31"),
+        ("0 0 * 13 *", "month 13 is out of range 1-12"),
+        ("0 0 * * 8", "day of week 8 is out of range 0-7"),
+        ("0 0 * * 8L", "'8L' is not a valid day of week value"),
+        ("0 0 L-3 * *", "'L' is not a valid day of month value"),
+        ("L 0 * * *", "'L' is not a valid minute value"),
+        ("0 0 15W * *", "'15W' is not a valid day of month value"),
+        ("5-1 * * * *", "range '5-1' in the minute field goes backwards"),
+        ("*/99 * * * *", "larger than the field's range"),
+        ("0 0 31 2 *", "is not valid"),
+        ("0 0 * * 1#6", "week number after '#' must be 1-5"),
+        ("0,,5 * * * *", "empty item"),
+        ("? * * * *", "'?' is only allowed"),
+        ("@every 5m", "unknown shortcut"),
+    ],
+)
+def test_bad_expressions_are_refused_with_a_message_naming_them(expression, message):
+    with pytest.raises(InvalidScheduleError) as info:
+        parse_cron(expression)
+    assert message in str(info.value)
+    if expression:
+        assert repr(" ".join(expression.split())) in str(info.value)
+
+
+@pytest.mark.parametrize("value", [None, 5, ["0 * * * *"]])
+def test_non_string_cron_is_refused(value):
+    with pytest.raises(InvalidScheduleError, match="non-empty string"):
+        parse_cron(value)
+
+
+@pytest.mark.parametrize(
+    "zone", ["Mars/Olympus", "EST5", "utc", "", "../etc/passwd", "localtime", None]
+)
+def test_unknown_timezones_are_refused(zone):
+    with pytest.raises(InvalidScheduleError, match="timezone"):
+        get_zone(zone)
+    with pytest.raises(InvalidScheduleError, match="timezone"):
+        preview("0 9 * * *", timezone=zone)
+
+
+def test_known_timezones_are_accepted():
+    for name in ("UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/Lord_Howe"):
+        assert get_zone(name).key == name
+
+
+def test_preview_refuses_bad_count_and_naive_after():
+    with pytest.raises(ValueError, match="count"):
+        preview("* * * * *", count=0)
+    with pytest.raises(ValueError, match="aware"):
+        preview("* * * * *", after=datetime(2025, 1, 1))
+
+
+def test_description_in_words():
+    assert describe("0 9 * * 1L") == "At 09:00, on the last Monday of the month"
+    assert describe("*/15 * * * *") == "Every 15 minutes"
+
+
+# -- specs and payloads -------------------------------------------------------------------
+
+
+def test_declaration_forms():
+    assert ScheduleSpec.from_declaration("0 * * * *", task_id="t") == ScheduleSpec("0 * * * *")
+    spec = ScheduleSpec.from_declaration(
+        {
+            "pattern": "0 5 * * *",
+            "timezone": "Asia/Tokyo",
+            "environments": ["STAGING", "PRODUCTION"],
+        },
+        task_id="t",
+    )
+    assert spec == ScheduleSpec("0 5 * * *", "Asia/Tokyo", ("PRODUCTION", "STAGING"))
+    with pytest.raises(InvalidScheduleError, match="unknown cron key"):
+        ScheduleSpec.from_declaration({"pattern": "0 5 * * *", "tz": "UTC"}, task_id="t")
+    with pytest.raises(InvalidScheduleError, match="needs 'pattern'"):
+        ScheduleSpec.from_declaration({"timezone": "UTC"}, task_id="t")
+    with pytest.raises(InvalidScheduleError, match="unknown environment"):
+        ScheduleSpec.build("0 5 * * *", "UTC", ["PROD"])
+    with pytest.raises(InvalidScheduleError, match="must be a list"):
+        ScheduleSpec.build("0 5 * * *", "UTC", "PRODUCTION")
+
+
+def test_payload_round_trips_as_aware_datetimes():
+    tick = datetime(2025, 3, 9, 7, tzinfo=UTC)
+    payload = ScheduledPayload(
+        timestamp=tick, timezone="America/New_York", schedule_id="sched_1", upcoming=[tick]
+    )
+    parsed = ScheduledPayload.model_validate(payload.to_json())
+    assert parsed.timestamp == tick and parsed.timestamp.tzinfo is not None
+    assert parsed.last_timestamp is None and parsed.upcoming == [tick]
+    assert parsed.local_timestamp().strftime("%H:%M %Z") == "03:00 EDT"
+
+
+# -- properties -----------------------------------------------------------------------------
+
+_minute = st.sampled_from(["*", "0", "*/7", "5,35", "10-20/5", "59"])
+_hour = st.sampled_from(["*", "0", "1", "2", "*/5", "1-3", "9-17/4", "23"])
+_dom = st.sampled_from(["*", "1", "L", "15", "28-31", "*/10"])
+_month = st.sampled_from(["*", "2", "3,10,11", "jan-jun", "*/4"])
+_dow = st.sampled_from(["*", "0", "7", "1-5", "sat,sun", "1L", "5#2"])
+_zone = st.sampled_from(
+    [
+        "UTC",
+        "America/New_York",
+        "Europe/London",
+        "Australia/Lord_Howe",
+        "Asia/Kolkata",
+        "America/Santiago",
+    ]
+)
+_after = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC)
+)
+
+
+def _matches_wall(expression: str, wall: datetime) -> bool:
+    return any(croniter.match(form, wall) for form in parse_cron(expression).engine_forms)
+
+
+@settings(max_examples=150, deadline=None)
+@given(minute=_minute, hour=_hour, dom=_dom, month=_month, dow=_dow, zone=_zone, after=_after)
+def test_every_preview_time_matches_in_local_time_and_strictly_increases(
+    minute, hour, dom, month, dow, zone, after
+):
+    expression = f"{minute} {hour} {dom} {month} {dow}"
+    tz = ZoneInfo(zone)
+    times = preview(expression, timezone=zone, after=after, count=6)
+    assert len(times) == 6
+    assert times[0] > after
+    assert all(a < b for a, b in itertools.pairwise(times))
+    for t in times:
+        assert t.second == 0 and t.microsecond == 0
+        wall = t.astimezone(tz).replace(tzinfo=None)
+        if _matches_wall(expression, wall):
+            continue
+        # Otherwise the tick is a time that did not exist (a spring-forward gap) moved to
+        # the first valid instant, which is the end of that gap.
+        before = (t - timedelta(minutes=1)).astimezone(tz)
+        assert before.utcoffset() != t.astimezone(tz).utcoffset(), (expression, zone, t)
+        gap = int((t.astimezone(tz).utcoffset() - before.utcoffset()).total_seconds() // 60)
+        skipped = [wall - timedelta(minutes=m) for m in range(1, gap + 1)]
+        assert any(_matches_wall(expression, w) for w in skipped), (expression, zone, t)

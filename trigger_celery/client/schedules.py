@@ -1,0 +1,403 @@
+"""The schedules API (SPEC 8): ``schedules.task`` to define, the rest to manage.
+
+>>> @schedules.task(id="nightly", cron={"pattern": "0 2 * * *", "timezone": "Europe/Paris"})
+... def nightly(payload, ctx): ...
+>>> s = schedules.create(task="reminder", cron="0 8 * * *", timezone="America/New_York",
+...                      external_id="user_1", deduplication_key="user_1-reminder")
+>>> schedules.preview("0 9 * * 1L", timezone="Europe/Paris", count=3)
+
+Declarative schedules (``cron=`` on ``schedules.task``) belong to the code: they are
+synced by :func:`sync_declarative` when a worker starts and by ``manage.py trigger_sync``,
+and the API and admin refuse to change them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from trigger_celery import dispatch
+from trigger_celery.core import cron as cron_rules
+from trigger_celery.core.ids import new_id
+from trigger_celery.core.schedules import (
+    DECLARATIVE_KEY_PREFIX,
+    UPCOMING_COUNT,
+    ScheduleSpec,
+)
+from trigger_celery.definition import registry, scheduled_task
+from trigger_celery.errors import (
+    DeclarativeScheduleError,
+    InvalidScheduleError,
+    ScheduleNotFoundError,
+)
+from trigger_celery.models import Schedule
+from trigger_celery.schedule_engine import plan, upcoming
+
+log = logging.getLogger("trigger_celery.schedules")
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """A snapshot of a schedule. Datetimes are aware, in UTC."""
+
+    id: str
+    task: str
+    cron: str
+    cron_description: str
+    timezone: str
+    external_id: str | None
+    deduplication_key: str
+    active: bool
+    declarative: bool
+    environments: list[str]
+    next_run: datetime | None
+    upcoming: list[datetime]
+    last_run: datetime | None
+    problem: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, row: Schedule) -> ScheduleRecord:
+        times = upcoming(row, dispatch.now_utc()) if row.active else []
+        return cls(
+            id=row.id,
+            task=row.task_identifier,
+            cron=row.cron,
+            cron_description=cron_rules.describe(row.cron),
+            timezone=row.timezone,
+            external_id=row.external_id or None,
+            deduplication_key=row.deduplication_key,
+            active=row.active,
+            declarative=row.declarative,
+            environments=list(row.environments or []),
+            next_run=row.next_tick_at if row.active else None,
+            upcoming=times,
+            last_run=row.last_tick_at,
+            problem=row.problem,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@dataclass
+class SchedulePage:
+    """One page of ``schedules.list``; iterate it to walk every following page too."""
+
+    data: list[ScheduleRecord]
+    _filters: dict[str, Any]
+    _limit: int
+    _next_cursor: str | None
+
+    def has_next_page(self) -> bool:
+        return self._next_cursor is not None
+
+    def get_next_page(self) -> SchedulePage:
+        if self._next_cursor is None:
+            raise StopIteration("this is the last page")
+        return _list(self._filters, self._limit, self._next_cursor)
+
+    def __iter__(self) -> Iterator[ScheduleRecord]:
+        page: SchedulePage | None = self
+        while page is not None:
+            yield from page.data
+            page = page.get_next_page() if page.has_next_page() else None
+
+
+def require_scheduled_task(task_id: object) -> str:
+    """``task_id`` if it names a ``schedules.task`` of this project, else a clear error."""
+    if not isinstance(task_id, str) or not task_id:
+        raise InvalidScheduleError(f"task must be the id of a schedules.task, got {task_id!r}")
+    definition = registry.get_task(task_id)
+    if definition is None:
+        known = ", ".join(scheduled_task_ids()) or "none"
+        raise InvalidScheduleError(
+            f"task {task_id!r} is not defined; schedules need a schedules.task (known: {known})"
+        )
+    if not definition.is_scheduled:
+        raise InvalidScheduleError(
+            f"task {task_id!r} is a plain task; only tasks defined with schedules.task "
+            "can be scheduled"
+        )
+    return task_id
+
+
+def scheduled_task_ids() -> list[str]:
+    """Ids of every ``schedules.task`` defined in this project, sorted."""
+    registry.ensure_discovered()
+    return sorted(t.id for t in list(registry.tasks.values()) if t.is_scheduled)
+
+
+def _check_text(name: str, value: object, *, required: bool) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > 255:
+        need = "a non-empty string" if required else "a string"
+        raise InvalidScheduleError(
+            f"{name} must be {need} of at most 255 characters, got {value!r}"
+        )
+    return value
+
+
+def _get(schedule_id: str) -> Schedule:
+    if not isinstance(schedule_id, str) or not schedule_id:
+        raise ValueError(f"expected a schedule id, got {schedule_id!r}")
+    try:
+        return Schedule.objects.get(id=schedule_id)
+    except Schedule.DoesNotExist:
+        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}") from None
+
+
+def _imperative(row: Schedule, action: str) -> None:
+    if row.declarative:
+        raise DeclarativeScheduleError(
+            f"schedule {row.id} is declared in code (schedules.task {row.task_identifier!r}, "
+            f"cron=...); it cannot be {action} by API or admin - change the code instead"
+        )
+
+
+def _save_planned(row: Schedule, *, replan: bool) -> None:
+    if replan:
+        plan(row, dispatch.now_utc())
+    row.save()
+
+
+class SchedulesAPI:
+    """``schedules.task`` plus create / retrieve / list / update / activate / deactivate /
+    delete / timezones / preview."""
+
+    def task(self, id: str, run: Any = None, **options: Any) -> Any:
+        """Define a scheduled task (see :func:`trigger_celery.definition.scheduled_task`)."""
+        return scheduled_task(id, run, **options)
+
+    def create(
+        self,
+        *,
+        task: str,
+        cron: str,
+        deduplication_key: str,
+        timezone: str = "UTC",
+        external_id: str | None = None,
+        environments: list[str] | None = None,
+    ) -> ScheduleRecord:
+        """Attach a schedule to a ``schedules.task``; the same ``deduplication_key`` again
+        updates that schedule instead of adding one."""
+        key = _check_text("deduplication_key", deduplication_key, required=True)
+        if key.startswith(DECLARATIVE_KEY_PREFIX):
+            raise InvalidScheduleError(
+                f"deduplication_key {key!r}: keys starting with {DECLARATIVE_KEY_PREFIX!r} "
+                "are reserved for schedules declared in code"
+            )
+        require_scheduled_task(task)
+        spec = ScheduleSpec.build(cron, timezone, environments)
+        ext = _check_text("external_id", external_id, required=False)
+        for _ in range(3):
+            existing = Schedule.objects.filter(deduplication_key=key).first()
+            if existing is not None:
+                return self.update(
+                    existing.id,
+                    task=task,
+                    cron=spec.cron,
+                    timezone=spec.timezone,
+                    external_id=external_id,
+                    environments=list(spec.environments),
+                )
+            row = Schedule(
+                id=new_id("sched"),
+                task_identifier=task,
+                cron=spec.cron,
+                timezone=spec.timezone,
+                external_id=ext,
+                deduplication_key=key,
+                environments=list(spec.environments),
+            )
+            plan(row, dispatch.now_utc())
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError:
+                continue  # created concurrently with the same key: update that one
+            return ScheduleRecord.from_model(row)
+        raise RuntimeError(f"deduplication_key {key!r} is too contended; try again")
+
+    def retrieve(self, schedule_id: str) -> ScheduleRecord:
+        return ScheduleRecord.from_model(_get(schedule_id))
+
+    def list(
+        self,
+        *,
+        task: str | list[str] | None = None,
+        active: bool | None = None,
+        declarative: bool | None = None,
+        external_id: str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+    ) -> SchedulePage:
+        """Schedules in id order, ``limit`` per page (1-100), cursor-based."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise ValueError(f"limit must be an int from 1 to 100, got {limit!r}")
+        filters = {
+            "task": task,
+            "active": active,
+            "declarative": declarative,
+            "external_id": external_id,
+        }
+        return _list(filters, limit, after)
+
+    def update(
+        self,
+        schedule_id: str,
+        *,
+        task: str = _UNSET,
+        cron: str = _UNSET,
+        timezone: str = _UNSET,
+        external_id: str | None = _UNSET,
+        environments: list[str] | None = _UNSET,
+    ) -> ScheduleRecord:
+        """Change an imperative schedule; arguments left out keep their value."""
+        row = _get(schedule_id)
+        _imperative(row, "updated")
+        if task is not _UNSET:
+            row.task_identifier = require_scheduled_task(task)
+        new_cron = row.cron if cron is _UNSET else cron
+        new_zone = row.timezone if timezone is _UNSET else timezone
+        spec = ScheduleSpec.build(
+            new_cron, new_zone, row.environments if environments is _UNSET else environments
+        )
+        if external_id is not _UNSET:
+            row.external_id = _check_text("external_id", external_id, required=False)
+        changed = (spec.cron, spec.timezone) != (row.cron, row.timezone)
+        row.cron, row.timezone = spec.cron, spec.timezone
+        row.environments = list(spec.environments)
+        _save_planned(row, replan=changed or row.next_tick_at is None)
+        return ScheduleRecord.from_model(row)
+
+    def activate(self, schedule_id: str) -> ScheduleRecord:
+        """Start firing again, from the next tick after now (missed ticks are not run)."""
+        row = _get(schedule_id)
+        _imperative(row, "activated")
+        if not row.active:
+            row.active = True
+            _save_planned(row, replan=True)
+        return ScheduleRecord.from_model(row)
+
+    def deactivate(self, schedule_id: str) -> ScheduleRecord:
+        """Stop firing; the schedule is kept and can be activated again."""
+        row = _get(schedule_id)
+        _imperative(row, "deactivated")
+        if row.active:
+            row.active = False
+            row.next_tick_at = None
+            row.save()
+        return ScheduleRecord.from_model(row)
+
+    def delete(self, schedule_id: str) -> None:
+        """Delete an imperative schedule; its past runs are kept."""
+        row = _get(schedule_id)
+        _imperative(row, "deleted")
+        row.delete()
+
+    def timezones(self) -> list[str]:
+        """Every IANA time zone name a schedule accepts."""
+        return list(cron_rules.timezone_names())
+
+    def preview(
+        self,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        after: datetime | None = None,
+        count: int = UPCOMING_COUNT,
+    ) -> list[datetime]:
+        """The next ``count`` fire times of ``cron`` in ``timezone`` (aware, in UTC)."""
+        return cron_rules.preview(cron, timezone=timezone, after=after, count=count)
+
+
+def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePage:
+    qs = Schedule.objects.order_by("id")
+    task = filters.get("task")
+    if task:
+        qs = qs.filter(task_identifier__in=[task] if isinstance(task, str) else list(task))
+    for name in ("active", "declarative"):
+        if filters.get(name) is not None:
+            qs = qs.filter(**{name: bool(filters[name])})
+    if filters.get("external_id") is not None:
+        qs = qs.filter(external_id=filters["external_id"])
+    if after:
+        qs = qs.filter(id__gt=after)
+    rows = list(qs[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SchedulePage(
+        data=[ScheduleRecord.from_model(r) for r in rows],
+        _filters=filters,
+        _limit=limit,
+        _next_cursor=rows[-1].id if more and rows else None,
+    )
+
+
+def sync_declarative() -> dict[str, int]:
+    """Make the declarative schedules in the database match the code of this process.
+
+    Creates a schedule for each ``schedules.task`` with ``cron=``, updates those whose
+    cron, time zone or environments changed, and deletes those whose task is gone or no
+    longer declares one. Safe to run from several workers at once.
+    """
+    registry.ensure_discovered()
+    declared = {
+        t.id: t.declared_schedule
+        for t in list(registry.tasks.values())
+        if t.is_scheduled and t.declared_schedule is not None
+    }
+    counts = {"created": 0, "updated": 0, "deleted": 0}
+    now = dispatch.now_utc()
+    for task_id, spec in sorted(declared.items()):
+        assert spec is not None
+        key = f"{DECLARATIVE_KEY_PREFIX}{task_id}"
+        with transaction.atomic():
+            row = Schedule.objects.select_for_update().filter(deduplication_key=key).first()
+            if row is None:
+                row = Schedule(
+                    id=new_id("sched"),
+                    task_identifier=task_id,
+                    deduplication_key=key,
+                    declarative=True,
+                    cron=spec.cron,
+                    timezone=spec.timezone,
+                    environments=list(spec.environments),
+                )
+                plan(row, now)
+                try:
+                    with transaction.atomic():
+                        row.save(force_insert=True)
+                    counts["created"] += 1
+                except IntegrityError:
+                    pass  # another worker created it at the same moment
+                continue
+            wanted = (spec.cron, spec.timezone, list(spec.environments), True, True)
+            have = (row.cron, row.timezone, list(row.environments), row.active, row.declarative)
+            if wanted != have:
+                replan = (row.cron, row.timezone, row.active) != (spec.cron, spec.timezone, True)
+                row.cron, row.timezone = spec.cron, spec.timezone
+                row.environments = list(spec.environments)
+                row.active = row.declarative = True
+                _save_planned(row, replan=replan)
+                counts["updated"] += 1
+    gone = Schedule.objects.filter(declarative=True).exclude(
+        deduplication_key__in=[f"{DECLARATIVE_KEY_PREFIX}{t}" for t in declared]
+    )
+    _, per_model = gone.delete()
+    counts["deleted"] = per_model.get(Schedule._meta.label, 0)
+    if any(counts.values()):
+        log.info("declarative schedules synced: %s", counts)
+    return counts
+
+
+schedules = SchedulesAPI()
