@@ -1,5 +1,9 @@
 """Scheduled tasks the schedule tests use (imported by tasks.py, so workers know them)."""
 
+import time
+
+from celery import shared_task
+
 from tests.taskapp import events
 from trigger_celery import schedules
 
@@ -41,3 +45,9 @@ def sched_declared_tokyo(payload, ctx):
 @schedules.task(id="sched-declared-utc", cron="0 0 1 1 *")
 def sched_declared_utc(payload, ctx):
     return None
+
+
+@shared_task(name="tests.plain_periodic")
+def plain_periodic(label):
+    """A plain Celery task run by a django-celery-beat PeriodicTask."""
+    events.record(f"plain-periodic:{label}", time.time())
