@@ -8,6 +8,7 @@ a deduplication-key upsert - next to a django-celery-beat periodic task.
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,8 +16,10 @@ import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.integration.harness import wait_for
-from tests.taskapp import events
-from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from tests.taskapp import (
+    events,
+    scheduled,  # noqa: F401  (defines the schedules.task tasks)
+)
 from trigger_celery import runs, schedules
 from trigger_celery.models import Run, Schedule
 
@@ -107,7 +110,7 @@ def test_two_beats_fire_each_tick_once_and_pick_up_every_change(own):
     ticks = [r.schedule_tick_at for r in main_runs]
     assert len(ticks) == len(set(ticks))
     assert all(t.second == 0 and t.microsecond == 0 for t in ticks)
-    assert [b - a for a, b in zip(ticks, ticks[1:], strict=False)] == [timedelta(minutes=1)] * (
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [timedelta(minutes=1)] * (
         len(ticks) - 1
     )
 
