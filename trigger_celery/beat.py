@@ -1,8 +1,9 @@
 """The beat scheduler class: ``CELERY_BEAT_SCHEDULER = "trigger_celery.beat:Scheduler"``.
 
 It is django-celery-beat's database scheduler (so existing periodic tasks keep
-working) plus trigger_celery's pump: delayed runs, retries that are due, ttl expiry,
-crash recovery and reconciliation. Several beats at once are safe.
+working) plus trigger_celery's pump: cron schedules (``schedules.task``), delayed runs,
+retries that are due, ttl expiry, crash recovery and reconciliation. Several beats at
+once are safe: each schedule tick makes exactly one run.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
-ENVIRONMENTS = ("PRODUCTION", "STAGING", "PREVIEW", "DEVELOPMENT")
+from trigger_celery.core.environments import ENVIRONMENTS
+
+__all__ = ["ENVIRONMENTS", "Settings", "get_settings", "unknown_keys"]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import random
 
 from pydantic import BaseModel
 
-from trigger_celery import AbortTaskRunError, logger, metadata, schema_task, task
+from trigger_celery import AbortTaskRunError, logger, metadata, schedules, schema_task, task
 
 
 @task(id="hello-world", description="Says hello and returns the message.")
@@ -44,3 +44,19 @@ def send_invoice(invoice: Invoice, ctx):
 async def async_fetch(payload, ctx):
     await asyncio.sleep(0.2)
     return {"fetched": payload.get("url", "https://example.com")}
+
+
+@schedules.task(id="heartbeat", cron="* * * * *", description="Every minute, from code.")
+def heartbeat(payload, ctx):
+    """A declared schedule: synced when the worker starts."""
+    logger.info("tick", due=payload.timestamp.isoformat(), previous=str(payload.last_timestamp))
+    return {"due": payload.timestamp.isoformat(), "next": payload.upcoming[0].isoformat()}
+
+
+@schedules.task(
+    id="daily-digest", description="Attach schedules in admin or with schedules.create."
+)
+def daily_digest(payload, ctx):
+    """No cron in code: schedules are attached per user (external_id) at run time."""
+    local = payload.local_timestamp()
+    return {"user": payload.external_id, "local_time": local.strftime("%Y-%m-%d %H:%M %Z")}

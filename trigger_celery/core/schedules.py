@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from trigger_celery.conf import ENVIRONMENTS
 from trigger_celery.core.cron import get_zone, parse_cron
+from trigger_celery.core.environments import ENVIRONMENTS
 from trigger_celery.errors import InvalidScheduleError
 
 UPCOMING_COUNT = 5
