@@ -37,6 +37,9 @@ while time.time() < deadline:
         break
     time.sleep(0.1)
 print("RESULT " + json.dumps([[r.task_identifier, r.status, r.output] for r in records]))
+from trigger_celery import schedules
+declared = [(s.task, s.cron, s.next_run is not None) for s in schedules.list(declarative=True)]
+print("SCHEDULES " + json.dumps(declared))
 """
 
 
@@ -84,12 +87,14 @@ def test_trigger_dev_runs_dashboard_worker_and_scheduler_without_services(tmp_pa
         wait_for(lambda: "ready." in dev.log() or not dev.alive(), timeout=60, what="trigger_dev")
         assert dev.alive(), dev.log()
         out = _manage(["shell", "-c", TRIGGER_AND_WAIT], env)
-        result = json.loads(out.split("RESULT ", 1)[1])
+        result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
         assert result == [
             ["hello-world", "COMPLETED", {"message": "from the shell", "attempt": 1}],
             ["send-invoice", "COMPLETED", {"sent_to": "ACME", "total": "12.34 EUR"}],
             ["async-fetch", "COMPLETED", {"fetched": "https://example.org"}],
         ]
+        # The worker synced the schedule the demo declares in code.
+        assert json.loads(out.split("SCHEDULES ", 1)[1]) == [["heartbeat", "* * * * *", True]]
         # The dashboard answers (anonymous users are sent to log in).
         request = urllib.request.Request(f"http://127.0.0.1:{port}/trigger/")
         opener = urllib.request.build_opener(_NoRedirect)
