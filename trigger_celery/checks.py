@@ -104,7 +104,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.W002",
             )
         )
+    scheduler = getattr(django_settings, "CELERY_BEAT_SCHEDULER", None)
+    if scheduler != "trigger_celery.beat:Scheduler" and not _is_our_scheduler(scheduler):
+        problems.append(
+            checks.Warning(
+                f"CELERY_BEAT_SCHEDULER is {scheduler!r}: celery beat will not fire "
+                "trigger_celery schedules, due retries and delays, or recover crashed runs",
+                hint="Set CELERY_BEAT_SCHEDULER = 'trigger_celery.beat:Scheduler' "
+                "(it also runs django-celery-beat's periodic tasks).",
+                id="trigger_celery.W003",
+            )
+        )
     return problems
+
+
+def _is_our_scheduler(path: Any) -> bool:
+    """True when ``path`` names a subclass of our scheduler (``module:Class`` or dotted)."""
+    if not isinstance(path, str) or not path:
+        return False
+    from django.utils.module_loading import import_string
+
+    try:
+        cls = import_string(path.replace(":", "."))
+    except ImportError:
+        return False
+    from trigger_celery.beat import Scheduler
+
+    return isinstance(cls, type) and issubclass(cls, Scheduler)
 
 
 def _check_hook_paths(hooks: Any, middleware: Any) -> list[checks.CheckMessage]:

@@ -41,6 +41,13 @@ def test_pickle_is_refused_by_a_system_check():
         assert "trigger_celery.E009" in {m.id for m in check_settings()}
 
 
+@pytest.mark.parametrize("scheduler", [None, "django_celery_beat.schedulers:DatabaseScheduler"])
+def test_a_beat_scheduler_that_is_not_ours_is_warned_about(scheduler):
+    with override_settings(CELERY_BEAT_SCHEDULER=scheduler):
+        messages = [m for m in check_settings() if m.id == "trigger_celery.W003"]
+    assert len(messages) == 1 and repr(scheduler) in messages[0].msg
+
+
 def test_a_correct_configuration_has_no_problem():
     with override_settings(
         TRIGGER_CELERY={"REDIS_URL": "redis://localhost/0", "ENVIRONMENT": "STAGING"}
