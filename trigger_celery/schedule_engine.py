@@ -119,22 +119,36 @@ def plan_stale(now: datetime) -> int:
     return count
 
 
-def fire_due(now: datetime) -> list[Fired]:
-    """Fire every active schedule whose tick has come; one bad row never stops the rest."""
-    due = list(
-        Schedule.objects.filter(active=True, next_tick_at__lte=now).order_by("next_tick_at")[:BATCH]
-    )
+def fire_due(now: datetime, *, budget_seconds: float = 2.0) -> list[Fired]:
+    """Fire every active schedule whose tick has come; one bad row never stops the rest.
+
+    Works in batches until no tick is due or ``budget_seconds`` passed, so thousands of
+    schedules due at the same minute do not starve the pump's other duties.
+    """
     results: list[Fired] = []
-    for schedule in due:
-        try:
-            fired = _fire(schedule, now)
-        except Exception as exc:  # a row we cannot handle must not stop the others
-            log.exception("schedule %s could not fire", schedule.id)
-            Schedule.objects.filter(id=schedule.id).update(problem=f"could not fire: {exc}"[:2000])
-            continue
-        if fired is not None:
-            results.append(fired)
-    return results
+    deadline = time.monotonic() + budget_seconds
+    stuck: set[str] = set()  # due rows this pass leaves due (edited, or failing)
+    while True:
+        due = list(
+            Schedule.objects.filter(active=True, next_tick_at__lte=now)
+            .exclude(id__in=stuck)
+            .order_by("next_tick_at")[:BATCH]
+        )
+        for schedule in due:
+            try:
+                fired = _fire(schedule, now)
+            except Exception as exc:  # a row we cannot handle must not stop the others
+                log.exception("schedule %s could not fire", schedule.id)
+                Schedule.objects.filter(id=schedule.id).update(
+                    problem=f"could not fire: {exc}"[:2000]
+                )
+                fired = None
+            if fired is None:
+                stuck.add(schedule.id)
+            else:
+                results.append(fired)
+        if len(due) < BATCH or time.monotonic() > deadline:
+            return results
 
 
 def _fire(schedule: Schedule, now: datetime) -> Fired | None:

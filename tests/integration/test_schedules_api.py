@@ -276,7 +276,8 @@ def test_an_edit_made_in_sql_is_planned_before_the_stale_tick_fires():
     assert row(Schedule(id="sched_raw")).next_tick_at is not None
     # Edited and not yet planned: the old tick is not fired.
     Schedule.objects.filter(id=s.id).update(cron="0 0 1 1 *")
-    assert fire_due(edited.next_tick_at) == []
+    assert [f for f in fire_due(edited.next_tick_at) if f.schedule_id == s.id] == []
+    assert tick_runs(s.id) == []
 
 
 # -- declarative schedules ------------------------------------------------------------------
