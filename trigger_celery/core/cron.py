@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from croniter import croniter
-from croniter.croniter import CroniterError
+from croniter import croniter  # type: ignore[import-untyped]
+from croniter.croniter import CroniterError  # type: ignore[import-untyped]
 
 from trigger_celery.errors import InvalidScheduleError
 
@@ -140,6 +140,7 @@ def parse_cron(expression: object) -> CronExpression:
         for part, field in zip(parts, _FIELDS, strict=True)
     ]
     minute, hour, dom, month, dow = engine_parts
+    forms: tuple[str, ...]
     if dom not in ("*", "?") and dow != "*" and any(c in dow for c in "L#"):
         forms = (f"{minute} {hour} {dom} {month} *", f"{minute} {hour} * {month} {dow}")
     else:
@@ -333,7 +334,7 @@ def preview(
 def describe(cron: str) -> str:
     """The expression in words ("At 09:00, on the last Monday of the month")."""
     try:
-        from cron_descriptor import Options, get_description
+        from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
 
         options = Options()
         options.use_24hour_time_format = True

@@ -231,7 +231,7 @@ class TriggerOptions(BaseModel):
             raise ValueError(
                 f"machine: {v!r} is not a preset; use one of {', '.join(MACHINE_PRESETS)}"
             )
-        return v
+        return None if v is None else str(v)
 
     def delay_until(self, now: datetime) -> datetime | None:
         return None if self.delay is None else parse_delay(self.delay, now=now)
@@ -304,6 +304,7 @@ class QueueOptions(BaseModel):
     @field_validator("rate_limit", mode="before")
     @classmethod
     def _rate(cls, v: Any) -> str | None:
-        if v is not None:
-            parse_rate_limit(v)
-        return v
+        if v is None:
+            return None
+        parse_rate_limit(v)
+        return str(v)
