@@ -251,3 +251,6 @@ class QueueAdmin(admin.ModelAdmin):
         for state in queryset:
             queues.resume(state.name)
         self.message_user(request, f"Resumed {queryset.count()} queue(s).")
+
+
+from trigger_celery import schedule_admin  # noqa: E402,F401  (registers ScheduleAdmin)
