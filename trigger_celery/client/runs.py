@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.client.handles import RunHandle
+from trigger_celery.client.pages import Page
 from trigger_celery.client.payloads import load_payload
 from trigger_celery.core.statuses import (
     EXECUTING_STATUSES,
@@ -152,28 +153,7 @@ def _run_id(id_or_handle: str | RunHandle | RunRecord) -> str:
     raise ValueError(f"expected a run id or handle, got {id_or_handle!r}")
 
 
-@dataclass
-class RunPage:
-    """One page of ``runs.list``; iterate it to walk every following page too."""
-
-    data: list[RunRecord]
-    _filters: dict[str, Any]
-    _limit: int
-    _next_cursor: str | None
-
-    def has_next_page(self) -> bool:
-        return self._next_cursor is not None
-
-    def get_next_page(self) -> RunPage:
-        if self._next_cursor is None:
-            raise StopIteration("this is the last page")
-        return _list(self._filters, self._limit, self._next_cursor)
-
-    def __iter__(self) -> Iterator[RunRecord]:
-        page: RunPage | None = self
-        while page is not None:
-            yield from page.data
-            page = page.get_next_page() if page.has_next_page() else None
+RunPage = Page[RunRecord]
 
 
 def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
@@ -212,11 +192,10 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     rows = list(qs[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    return RunPage(
+    return Page(
         data=[RunRecord.from_model(r) for r in rows],
-        _filters=filters,
-        _limit=limit,
         _next_cursor=rows[-1].id if more and rows else None,
+        _fetch=lambda cursor: _list(filters, limit, cursor),
     )
 
 

@@ -14,7 +14,6 @@ and the API and admin refuse to change them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from trigger_celery import dispatch
+from trigger_celery.client.pages import Page
 from trigger_celery.core import cron as cron_rules
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.schedules import (
@@ -87,28 +87,7 @@ class ScheduleRecord:
         )
 
 
-@dataclass
-class SchedulePage:
-    """One page of ``schedules.list``; iterate it to walk every following page too."""
-
-    data: list[ScheduleRecord]
-    _filters: dict[str, Any]
-    _limit: int
-    _next_cursor: str | None
-
-    def has_next_page(self) -> bool:
-        return self._next_cursor is not None
-
-    def get_next_page(self) -> SchedulePage:
-        if self._next_cursor is None:
-            raise StopIteration("this is the last page")
-        return _list(self._filters, self._limit, self._next_cursor)
-
-    def __iter__(self) -> Iterator[ScheduleRecord]:
-        page: SchedulePage | None = self
-        while page is not None:
-            yield from page.data
-            page = page.get_next_page() if page.has_next_page() else None
+SchedulePage = Page[ScheduleRecord]
 
 
 def require_scheduled_task(task_id: object) -> str:
@@ -335,11 +314,10 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
     rows = list(qs[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    return SchedulePage(
+    return Page(
         data=[ScheduleRecord.from_model(r) for r in rows],
-        _filters=filters,
-        _limit=limit,
         _next_cursor=rows[-1].id if more and rows else None,
+        _fetch=lambda cursor: _list(filters, limit, cursor),
     )
 
 
