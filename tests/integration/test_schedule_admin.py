@@ -159,3 +159,28 @@ def test_problem_text_is_escaped(admin_client):
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "⚠ skipped" in admin_client.get(reverse(LIST)).content.decode()
+
+
+def test_the_runs_link_lists_the_schedule_runs(admin_client):
+    from django.utils import timezone
+
+    from trigger_celery.models import Run
+
+    s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="x")
+    for n, schedule_id in enumerate([s.id, s.id, None]):
+        Run.objects.create(
+            id=f"run_{n}",
+            task_identifier="sched-record",
+            environment="PRODUCTION",
+            queue="sched-record",
+            max_attempts=1,
+            schedule_id=schedule_id,
+            schedule_tick_at=timezone.now() - timezone.timedelta(hours=n) if schedule_id else None,
+        )
+    page = admin_client.get(change_url(s.id)).content.decode()
+    url = reverse("admin:trigger_celery_run_changelist") + f"?schedule__id__exact={s.id}"
+    assert f'href="{url}"' in page and "2 run(s)" in page
+    listing = admin_client.get(url)
+    assert listing.status_code == 200
+    body = listing.content.decode()
+    assert "run_0" in body and "run_1" in body and "run_2" not in body
