@@ -285,6 +285,7 @@ def test_declaration_forms():
         task_id="t",
     )
     assert spec == ScheduleSpec("0 5 * * *", "Asia/Tokyo", ("PRODUCTION", "STAGING"))
+    assert ScheduleSpec.build("0 5 * * *", ZoneInfo("Asia/Tokyo")).timezone == "Asia/Tokyo"
     with pytest.raises(InvalidScheduleError, match="unknown cron key"):
         ScheduleSpec.from_declaration({"pattern": "0 5 * * *", "tz": "UTC"}, task_id="t")
     with pytest.raises(InvalidScheduleError, match="needs 'pattern'"):

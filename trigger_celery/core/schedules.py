@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -35,6 +36,8 @@ class ScheduleSpec:
         cls, cron: object, timezone: object = "UTC", environments: object = None
     ) -> ScheduleSpec:
         expression = parse_cron(cron)
+        if isinstance(timezone, ZoneInfo):  # a zone object is taken by its IANA name
+            timezone = timezone.key
         get_zone(timezone)
         assert isinstance(timezone, str)
         return cls(expression.text, timezone, parse_environments(environments))
