@@ -7,10 +7,12 @@ code are shown read-only and cannot be deleted, activated or deactivated here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -21,12 +23,18 @@ from trigger_celery.core.cron import describe, get_zone, parse_cron, timezone_na
 from trigger_celery.core.environments import ENVIRONMENTS
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.schedules import DECLARATIVE_KEY_PREFIX
-from trigger_celery.errors import InvalidScheduleError
+from trigger_celery.errors import (
+    DeclarativeScheduleError,
+    InvalidScheduleError,
+    ScheduleNotFoundError,
+)
 from trigger_celery.models import Schedule
 from trigger_celery.schedule_engine import plan, upcoming
 
 
 class ScheduleForm(forms.ModelForm):
+    """Add/change form: allow-listed task, cron and time zone checked like the API."""
+
     task_identifier = forms.ChoiceField(
         label="Task", help_text="Only tasks defined with schedules.task can be scheduled."
     )
@@ -103,6 +111,8 @@ class ScheduleForm(forms.ModelForm):
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
+    """Schedules with their local fire times; declared ones are view-only."""
+
     form = ScheduleForm
     list_display = (
         "id",
@@ -117,7 +127,8 @@ class ScheduleAdmin(admin.ModelAdmin):
     )
     list_filter = ("active", "declarative", "task_identifier", "timezone")
     search_fields = ("=id", "task_identifier", "external_id", "deduplication_key")
-    actions = ("activate_schedules", "deactivate_schedules")
+    # "delete_selected" replaces Django's action of that name (see the method).
+    actions = ("activate_schedules", "deactivate_schedules", "delete_selected")
     list_per_page = 50
     show_full_result_count = False
     _shown = (
@@ -135,15 +146,24 @@ class ScheduleAdmin(admin.ModelAdmin):
         editable = list(ScheduleForm.Meta.fields)
         if obj is None:
             return [(None, {"fields": editable})]
-        return [
-            (None, {"fields": editable}),
-            ("Firing", {"fields": list(self._shown)}),
-        ]
+        main: dict[str, Any] = {"fields": editable}
+        if obj.declarative:
+            main["description"] = (
+                "Declared in code (schedules.task with cron=): read-only here. "
+                "Change or remove the cron= in the code and redeploy."
+            )
+        return [(None, main), ("Firing", {"fields": list(self._shown)})]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None and obj.declarative:
             return [*ScheduleForm.Meta.fields, *self._shown]
         return self._shown if obj is not None else ()
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A declared schedule opens as a view-only page; a POST to it is refused (403).
+        if obj is not None and obj.declarative:
+            return False
+        return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and obj.declarative:
@@ -160,19 +180,13 @@ class ScheduleAdmin(admin.ModelAdmin):
         elif (
             not change
             or obj.next_tick_at is None
-            or {"cron", "timezone", "active"} & set(form.changed_data)
+            or {"cron", "timezone", "active", "task_identifier"} & set(form.changed_data)
         ):
             plan(obj, dispatch.now_utc())
         super().save_model(request, obj, form, change)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        declared = queryset.filter(declarative=True).count()
-        if declared:
-            self.message_user(
-                request,
-                f"Kept {declared} schedule(s) declared in code; remove their cron= to delete them.",
-                messages.WARNING,
-            )
+        # delete_selected already leaves declared schedules out; this is the backstop.
         super().delete_queryset(request, queryset.filter(declarative=False))
 
     # -- shown values (escaped: every value may come from a user) ----------------------
@@ -188,7 +202,9 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="problem")
     def has_problem(self, obj: Schedule) -> str:
-        return "⚠ skipped" if obj.problem else ""
+        if not obj.problem:
+            return ""
+        return format_html('<span title="{}">⚠ skipped</span>', obj.problem)
 
     @admin.display(description="next 5 fire times")
     def upcoming_times(self, obj: Schedule) -> str:
@@ -220,11 +236,34 @@ class ScheduleAdmin(admin.ModelAdmin):
     def deactivate_schedules(self, request: HttpRequest, queryset: Any) -> None:
         self._switch(request, queryset, schedules.deactivate, "Deactivated")
 
+    @admin.action(description="Delete selected schedules", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: Any) -> Any:
+        """Django's bulk delete (confirmation page included) of the imperative schedules
+        selected; declared ones are left out with a warning instead of failing it all."""
+        declared = queryset.filter(declarative=True).count()
+        if declared:
+            self.message_user(
+                request,
+                f"Skipped {declared} schedule(s) declared in code; remove their cron= in the "
+                "code to delete them.",
+                messages.WARNING,
+            )
+        imperative = queryset.filter(declarative=False)
+        if not imperative.exists():
+            return None
+        return django_delete_selected(self, request, imperative)
+
     def _switch(self, request: HttpRequest, queryset: Any, action: Any, verb: str) -> None:
         declared = queryset.filter(declarative=True).count()
         done = 0
         for schedule_id in queryset.filter(declarative=False).values_list("id", flat=True):
-            action(schedule_id)
+            try:
+                action(schedule_id)  # the API re-plans (activate) or clears next_tick_at
+            except DeclarativeScheduleError:
+                declared += 1  # turned declarative since the list was shown
+                continue
+            except ScheduleNotFoundError:
+                continue  # deleted meanwhile
             done += 1
         self.message_user(request, f"{verb} {done} schedule(s).")
         if declared:
@@ -235,10 +274,12 @@ class ScheduleAdmin(admin.ModelAdmin):
             )
 
 
-def _local(value: Any, zone_name: str) -> str:
+def _local(value: datetime, zone_name: str) -> str:
+    """``value`` as wall time of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``."""
     try:
         zone = get_zone(zone_name)
     except InvalidScheduleError:
         return value.isoformat()
     local = value.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M %Z} ({local:%z})"
+    offset = local.strftime("%z")  # "-0400"; Python 3.11 has no "%:z"
+    return f"{local:%Y-%m-%d %H:%M %Z} ({offset[:3]}:{offset[3:5]})"
