@@ -7,10 +7,8 @@ code are shown read-only and cannot be deleted, activated or deactivated here.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.http import HttpRequest
@@ -18,95 +16,15 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from trigger_celery import dispatch
-from trigger_celery.client.schedules import scheduled_task_ids, schedules
-from trigger_celery.core.cron import describe, get_zone, parse_cron, timezone_names
-from trigger_celery.core.environments import ENVIRONMENTS
-from trigger_celery.core.ids import new_id
-from trigger_celery.core.schedules import DECLARATIVE_KEY_PREFIX
+from trigger_celery.client.schedules import schedules
+from trigger_celery.core.cron import describe, format_local
 from trigger_celery.errors import (
     DeclarativeScheduleError,
-    InvalidScheduleError,
     ScheduleNotFoundError,
 )
+from trigger_celery.forms import ScheduleForm
 from trigger_celery.models import Schedule
-from trigger_celery.schedule_engine import plan, upcoming
-
-
-class ScheduleForm(forms.ModelForm):
-    """Add/change form: allow-listed task, cron and time zone checked like the API."""
-
-    task_identifier = forms.ChoiceField(
-        label="Task", help_text="Only tasks defined with schedules.task can be scheduled."
-    )
-    timezone = forms.ChoiceField(initial="UTC", help_text="IANA name; DST is followed.")
-    environments = forms.MultipleChoiceField(
-        choices=[(e, e) for e in ENVIRONMENTS],
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Where this schedule fires; none ticked means every environment.",
-    )
-
-    class Meta:
-        model = Schedule
-        fields = (
-            "task_identifier",
-            "cron",
-            "timezone",
-            "environments",
-            "external_id",
-            "deduplication_key",
-            "active",
-        )
-        help_texts = {
-            "cron": "5 fields: minute hour day-of-month month day-of-week. "
-            "L = last day of the month, 1L-7L = last Monday-Sunday, 0 or 7 = Sunday.",
-            "deduplication_key": "Unique; schedules.create with the same key updates this one.",
-        }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if "task_identifier" in self.fields:  # absent when shown read-only
-            choices = [(t, t) for t in scheduled_task_ids()]
-            current = self.instance.task_identifier if self.instance.pk else None
-            if current and current not in dict(choices):
-                choices.append((current, f"{current} (not a schedules.task in this code)"))
-            self.fields["task_identifier"].choices = [("", "---------"), *choices]  # type: ignore[attr-defined]
-        if "timezone" in self.fields:
-            self.fields["timezone"].choices = [(z, z) for z in timezone_names()]  # type: ignore[attr-defined]
-
-    def clean_task_identifier(self) -> str:
-        value = self.cleaned_data["task_identifier"]
-        if value not in scheduled_task_ids():
-            raise forms.ValidationError(f"{value!r} is not a schedules.task.")
-        return str(value)
-
-    def clean_cron(self) -> str:
-        try:
-            return parse_cron(self.cleaned_data["cron"]).text
-        except InvalidScheduleError as exc:
-            raise forms.ValidationError(str(exc)) from None
-
-    def clean_timezone(self) -> str:
-        value = self.cleaned_data["timezone"]
-        try:
-            get_zone(value)
-        except InvalidScheduleError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return str(value)
-
-    def clean_environments(self) -> list[str]:
-        return sorted(set(self.cleaned_data.get("environments") or []))
-
-    def clean_deduplication_key(self) -> str:
-        value = str(self.cleaned_data["deduplication_key"]).strip()
-        if not value:
-            raise forms.ValidationError("A deduplication key is required.")
-        if value.startswith(DECLARATIVE_KEY_PREFIX):
-            raise forms.ValidationError(
-                f"Keys starting with {DECLARATIVE_KEY_PREFIX!r} are reserved for schedules "
-                "declared in code."
-            )
-        return value
+from trigger_celery.schedule_engine import upcoming
 
 
 @admin.register(Schedule)
@@ -172,17 +90,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
         if obj.declarative:
-            return  # declared in code: nothing here may change it
-        if not obj.pk:
-            obj.id = new_id("sched")
-        if not obj.active:
-            obj.next_tick_at = None
-        elif (
-            not change
-            or obj.next_tick_at is None
-            or {"cron", "timezone", "active", "task_identifier"} & set(form.changed_data)
-        ):
-            plan(obj, dispatch.now_utc())
+            return  # declared in code: nothing here may change it (ScheduleForm planned it)
         super().save_model(request, obj, form, change)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
@@ -198,7 +106,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     def next_fire(self, obj: Schedule) -> str:
         if not obj.active or obj.next_tick_at is None:
             return "-"
-        return _local(obj.next_tick_at, obj.timezone)
+        return format_local(obj.next_tick_at, obj.timezone)
 
     @admin.display(description="problem")
     def has_problem(self, obj: Schedule) -> str:
@@ -215,7 +123,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             return "-"
         return format_html(
             "<ol style='margin: 0; padding-left: 1.5em'>{}</ol>",
-            format_html_join("", "<li>{}</li>", ((_local(t, obj.timezone),) for t in times)),
+            format_html_join("", "<li>{}</li>", ((format_local(t, obj.timezone),) for t in times)),
         )
 
     @admin.display(description="problem")
@@ -272,14 +180,3 @@ class ScheduleAdmin(admin.ModelAdmin):
                 f"Skipped {declared} schedule(s) declared in code; change them in code.",
                 messages.WARNING,
             )
-
-
-def _local(value: datetime, zone_name: str) -> str:
-    """``value`` as wall time of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``."""
-    try:
-        zone = get_zone(zone_name)
-    except InvalidScheduleError:
-        return value.isoformat()
-    local = value.astimezone(zone)
-    offset = local.strftime("%z")  # "-0400"; Python 3.11 has no "%:z"
-    return f"{local:%Y-%m-%d %H:%M %Z} ({offset[:3]}:{offset[3:5]})"

@@ -342,3 +342,14 @@ def describe(cron: str) -> str:
         return str(get_description(cron, options))
     except Exception:  # a description is a nicety; never fail because of it
         return cron
+
+
+def format_local(instant: datetime, zone_name: str) -> str:
+    """``instant`` on the wall clock of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``."""
+    try:
+        zone = get_zone(zone_name)
+    except InvalidScheduleError:
+        return instant.isoformat()
+    local = instant.astimezone(zone)
+    offset = local.strftime("%z")  # "-0400"
+    return f"{local:%Y-%m-%d %H:%M %Z} ({offset[:3]}:{offset[3:5]})"
