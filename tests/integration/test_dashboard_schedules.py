@@ -1,0 +1,162 @@
+"""Dashboard schedules pages: staff-only, CSRF and permission checked, values escaped."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+
+from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from trigger_celery import schedules
+from trigger_celery.client.schedules import sync_declarative
+from trigger_celery.models import Run, Schedule
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("trigger_celery:schedule-list")
+NEW = reverse("trigger_celery:schedule-new")
+
+
+def detail(schedule_id: str) -> str:
+    return reverse("trigger_celery:schedule-detail", args=[schedule_id])
+
+
+def action(schedule_id: str, name: str) -> str:
+    return reverse("trigger_celery:schedule-action", args=[schedule_id, name])
+
+
+def form_data(**overrides):
+    data = {
+        "task_identifier": "sched-record",
+        "cron": "0 8 * * *",
+        "timezone": "America/New_York",
+        "external_id": "user_1",
+        "deduplication_key": "user_1-reminder",
+        "active": "on",
+    }
+    data.update(overrides)
+    return data
+
+
+def staff(*codenames: str, csrf: bool = False) -> Client:
+    user = User.objects.create_user(f"u{User.objects.count()}", password="x", is_staff=True)
+    for codename in codenames:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client(enforce_csrf_checks=csrf)
+    client.force_login(user)
+    return client
+
+
+def test_pages_are_staff_only(client):
+    s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
+    User.objects.create_user("plain", password="x")
+    client.login(username="plain", password="x")
+    for url in (LIST, NEW, detail(s.id)):
+        response = client.get(url)
+        assert response.status_code == 302 and "login" in response["Location"], url
+    assert client.post(action(s.id, "deactivate")).status_code == 302
+    assert Schedule.objects.get(id=s.id).active
+
+
+def test_create_from_the_dashboard_with_validation(admin_client):
+    page = admin_client.get(NEW).content.decode()
+    assert 'value="sched-record"' in page and 'value="hello-world"' not in page
+    bad = admin_client.post(NEW, form_data(cron="77 * * * *"))
+    assert bad.status_code == 200 and "minute 77 is out of range" in bad.content.decode()
+    bad = admin_client.post(NEW, form_data(timezone="Mars/Olympus"))
+    assert bad.status_code == 200 and not Schedule.objects.exists()
+
+    response = admin_client.post(NEW, form_data())
+    row = Schedule.objects.get()
+    assert response.status_code == 302 and response["Location"] == detail(row.id)
+    assert row.next_tick_at is not None and row.next_tick_for == "0 8 * * *|America/New_York"
+
+    page = admin_client.get(detail(row.id)).content.decode()
+    assert "At 08:00" in page
+    assert page.count(" 08:00 E") == 5  # five fire times on New York's wall clock
+
+
+def test_edit_and_actions(admin_client):
+    s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
+    response = admin_client.post(
+        detail(s.id), form_data(cron="*/15 * * * *", deduplication_key="k")
+    )
+    assert response.status_code == 302
+    row = Schedule.objects.get(id=s.id)
+    assert row.cron == "*/15 * * * *" and row.next_tick_at.minute % 15 == 0
+
+    admin_client.post(action(s.id, "deactivate"))
+    row.refresh_from_db()
+    assert not row.active and row.next_tick_at is None
+    admin_client.post(action(s.id, "activate"))
+    row.refresh_from_db()
+    assert row.active and row.next_tick_at is not None
+    assert admin_client.get(action(s.id, "activate")).status_code == 405  # POST only
+    assert admin_client.post(action(s.id, "explode")).status_code == 404
+    assert admin_client.post(action(s.id, "delete")).status_code == 302
+    assert not Schedule.objects.filter(id=s.id).exists()
+
+
+def test_permissions_gate_every_change():
+    s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
+    viewer = staff("view_schedule")
+    assert viewer.get(LIST).status_code == 200
+    page = viewer.get(detail(s.id)).content.decode()
+    assert "Deactivate" not in page and "<h2>Edit</h2>" not in page
+    assert viewer.get(NEW).status_code == 403
+    assert viewer.post(NEW, form_data()).status_code == 403
+    assert viewer.post(detail(s.id), form_data(cron="* * * * *")).status_code == 403
+    assert viewer.post(action(s.id, "deactivate")).status_code == 403
+    assert viewer.post(action(s.id, "delete")).status_code == 403
+    row = Schedule.objects.get(id=s.id)
+    assert row.active and row.cron == "0 * * * *"
+
+    changer = staff("view_schedule", "change_schedule")
+    assert changer.post(action(s.id, "delete")).status_code == 403
+    assert changer.post(action(s.id, "deactivate")).status_code == 302
+    assert staff().get(LIST).status_code == 403  # staff without view permission
+
+
+def test_actions_need_a_csrf_token():
+    s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
+    client = staff("view_schedule", "change_schedule", "delete_schedule", csrf=True)
+    assert client.post(action(s.id, "deactivate")).status_code == 403
+    assert client.post(action(s.id, "delete")).status_code == 403
+    assert Schedule.objects.get(id=s.id).active
+
+
+def test_declared_schedules_are_read_only(admin_client):
+    sync_declarative()
+    declared = Schedule.objects.get(task_identifier="sched-declared-tokyo")
+    page = admin_client.get(detail(declared.id)).content.decode()
+    assert "declared in code" in page and "<h2>Edit</h2>" not in page
+    assert admin_client.post(detail(declared.id), form_data(cron="* * * * *")).status_code == 403
+    for name in ("deactivate", "delete"):
+        assert admin_client.post(action(declared.id, name)).status_code == 403
+    declared.refresh_from_db()
+    assert declared.active and declared.cron == "0 5 1 1 *"
+
+
+def test_values_are_escaped_and_runs_listed(admin_client):
+    s = schedules.create(
+        task="sched-record",
+        cron="0 * * * *",
+        deduplication_key="<b>key</b>",
+        external_id="<i>x</i>",
+    )
+    Schedule.objects.filter(id=s.id).update(problem="<script>alert(1)</script>")
+    Run.objects.create(
+        id="run_tick",
+        task_identifier="sched-record",
+        environment="PRODUCTION",
+        queue="sched-record",
+        max_attempts=1,
+        schedule_id=s.id,
+        schedule_tick_at=s.next_run,
+    )
+    for url in (LIST, detail(s.id)):
+        body = admin_client.get(url).content.decode()
+        assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
+        assert "<i>x</i>" not in body and "<b>key</b>" not in body
+    assert "run_tick" in admin_client.get(detail(s.id)).content.decode()

@@ -1,0 +1,140 @@
+"""Schedules pages: list, create, detail/edit with next fire times, and actions.
+
+Every page is staff-only; every change is a POST (CSRF-protected by Django's middleware)
+checked against the model permissions ``add_schedule``, ``change_schedule`` and
+``delete_schedule``. Schedules declared in code are shown read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from trigger_celery import dispatch
+from trigger_celery.client.schedules import schedules
+from trigger_celery.core.cron import describe, format_local
+from trigger_celery.forms import ScheduleForm
+from trigger_celery.models import Run, Schedule
+from trigger_celery.schedule_engine import upcoming
+
+PAGE_SIZE = 50
+
+
+def _require(request: HttpRequest, action: str) -> None:
+    if not request.user.has_perm(f"trigger_celery.{action}_schedule"):
+        raise PermissionDenied(f"you need the {action}_schedule permission")
+
+
+def _get(schedule_id: str) -> Schedule:
+    try:
+        return Schedule.objects.get(id=schedule_id)
+    except Schedule.DoesNotExist:
+        raise Http404(f"no schedule {schedule_id}") from None
+
+
+@staff_member_required
+def schedule_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "view")
+    qs = Schedule.objects.order_by("id")
+    task_id = request.GET.get("task") or ""
+    if task_id:
+        qs = qs.filter(task_identifier=task_id)
+    after = request.GET.get("after")
+    if after:
+        qs = qs.filter(id__gt=after)
+    rows = list(qs[: PAGE_SIZE + 1])
+    next_cursor = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    shown = [
+        {
+            "row": row,
+            "description": describe(row.cron),
+            "next": format_local(row.next_tick_at, row.timezone)
+            if row.active and row.next_tick_at
+            else "",
+        }
+        for row in rows[:PAGE_SIZE]
+    ]
+    return render(
+        request,
+        "trigger_celery/schedule_list.html",
+        {
+            "schedules": shown,
+            "task": task_id,
+            "next_cursor": next_cursor,
+            "can_add": request.user.has_perm("trigger_celery.add_schedule"),
+        },
+    )
+
+
+@staff_member_required
+def schedule_new(request: HttpRequest) -> HttpResponse:
+    _require(request, "add")
+    form = ScheduleForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        schedule = form.save()
+        messages.success(request, f"Schedule {schedule.id} created.")
+        return redirect("trigger_celery:schedule-detail", schedule.id)
+    return render(request, "trigger_celery/schedule_form.html", {"form": form})
+
+
+@staff_member_required
+def schedule_detail(request: HttpRequest, schedule_id: str) -> HttpResponse:
+    _require(request, "view")
+    schedule = _get(schedule_id)
+    can_change = request.user.has_perm("trigger_celery.change_schedule") and not (
+        schedule.declarative
+    )
+    form = None
+    if can_change:
+        form = ScheduleForm(request.POST or None, instance=schedule)
+        if request.method == "POST" and form.is_valid():
+            form.save()
+            messages.success(request, "Schedule saved.")
+            return redirect("trigger_celery:schedule-detail", schedule.id)
+    elif request.method == "POST":
+        raise PermissionDenied("this schedule cannot be changed here")
+    now = dispatch.now_utc()
+    fire_times = [format_local(t, schedule.timezone) for t in upcoming(schedule, now)]
+    return render(
+        request,
+        "trigger_celery/schedule_detail.html",
+        {
+            "schedule": schedule,
+            "description": describe(schedule.cron),
+            "fire_times": fire_times if schedule.active else [],
+            "form": form,
+            "runs": Run.objects.filter(schedule_id=schedule.id)
+            .only("id", "status", "schedule_tick_at", "created_at")
+            .order_by("-id")[:20],
+            "can_delete": request.user.has_perm("trigger_celery.delete_schedule")
+            and not schedule.declarative,
+        },
+    )
+
+
+_ACTIONS = {
+    "activate": ("change", schedules.activate, "activated"),
+    "deactivate": ("change", schedules.deactivate, "deactivated"),
+    "delete": ("delete", schedules.delete, "deleted"),
+}
+
+
+@staff_member_required
+@require_POST
+def schedule_action(request: HttpRequest, schedule_id: str, action: str) -> HttpResponse:
+    if action not in _ACTIONS:
+        raise Http404(f"no action {action}")
+    permission, call, done = _ACTIONS[action]
+    _require(request, permission)
+    schedule = _get(schedule_id)
+    if schedule.declarative:
+        raise PermissionDenied("this schedule is declared in code; change it there")
+    call(schedule.id)
+    messages.success(request, f"Schedule {schedule.id} {done}.")
+    if action == "delete":
+        return redirect("trigger_celery:schedule-list")
+    return redirect("trigger_celery:schedule-detail", schedule.id)
