@@ -164,21 +164,22 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
         return Fired(schedule.id, tick, skipped=str(exc))
     following = fire_times(expression, zone, after=max(tick, now), count=UPCOMING_COUNT)
     definition = registry.get_task(schedule.task_identifier)
-    skipped = _why_not_fire(schedule, definition)
+    problem = _task_problem(schedule, definition)  # reported in admin
+    skipped = problem or _disabled_here(schedule)  # a skip that is not a problem
     with transaction.atomic():
         fields = {"next_tick_at": following[0]}
         if skipped is None:
             fields.update(last_tick_at=tick, problem="")
-        elif skipped.startswith("task"):
-            fields["problem"] = skipped
+        elif problem is not None:
+            fields["problem"] = problem
         moved = Schedule.objects.filter(id=schedule.id, active=True, next_tick_at=tick).update(
             **fields
         )
         if not moved:
             return None  # another beat fired this tick, or the row changed meanwhile
         if skipped is not None:
-            if skipped.startswith("task"):
-                log.warning("schedule %s skipped its %s tick: %s", schedule.id, tick, skipped)
+            if problem is not None:
+                log.warning("schedule %s skipped its %s tick: %s", schedule.id, tick, problem)
             return Fired(schedule.id, tick, skipped=skipped)
         assert definition is not None
         run = _tick_run(schedule, definition, tick, following)
@@ -193,11 +194,15 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
     return Fired(schedule.id, tick, run_id=run.id)
 
 
-def _why_not_fire(schedule: Schedule, definition: TaskDefinition | None) -> str | None:
+def _task_problem(schedule: Schedule, definition: TaskDefinition | None) -> str | None:
     if definition is None:
         return f"task {schedule.task_identifier!r} is not defined in this deployment"
     if not definition.is_scheduled:
         return f"task {schedule.task_identifier!r} is not a schedules.task"
+    return None
+
+
+def _disabled_here(schedule: Schedule) -> str | None:
     environment = get_settings().ENVIRONMENT
     if schedule.environments and environment not in schedule.environments:
         return f"not enabled in the {environment} environment"

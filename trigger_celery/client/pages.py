@@ -8,6 +8,15 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+MAX_PAGE_SIZE = 100
+
+
+def check_limit(limit: object) -> int:
+    """A page size: an int from 1 to 100, else a ValueError naming the value."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be an int from 1 to {MAX_PAGE_SIZE}, got {limit!r}")
+    return limit
+
 
 @dataclass
 class Page(Generic[T]):

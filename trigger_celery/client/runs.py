@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.client.handles import RunHandle
-from trigger_celery.client.pages import Page
+from trigger_celery.client.pages import Page, check_limit
 from trigger_celery.client.payloads import load_payload
 from trigger_celery.core.statuses import (
     EXECUTING_STATUSES,
@@ -231,8 +231,7 @@ class RunsAPI:
         after: str | None = None,
     ) -> RunPage:
         """Runs, newest first, ``limit`` per page (1-100); cursor-based, stable under inserts."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise ValueError(f"limit must be an int from 1 to 100, got {limit!r}")
+        check_limit(limit)
         filters = {
             "status": status,
             "task_identifier": task_identifier,

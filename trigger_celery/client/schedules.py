@@ -21,7 +21,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from trigger_celery import dispatch
-from trigger_celery.client.pages import Page
+from trigger_celery.client.pages import Page, check_limit
 from trigger_celery.core import cron as cron_rules
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.schedules import (
@@ -220,8 +220,7 @@ class SchedulesAPI:
         after: str | None = None,
     ) -> SchedulePage:
         """Schedules in id order, ``limit`` per page (1-100), cursor-based."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise ValueError(f"limit must be an int from 1 to 100, got {limit!r}")
+        check_limit(limit)
         filters = {
             "task": task,
             "active": active,
