@@ -102,16 +102,12 @@ class CronExpression:
     text: str
     engine_forms: tuple[str, ...]
 
-    @property
-    def engine_form(self) -> str:
-        return self.engine_forms[0]
-
 
 def parse_cron(expression: object) -> CronExpression:
     """Validate ``expression``; raise :class:`InvalidScheduleError` naming what is wrong.
 
-    >>> parse_cron("0 9 * * 1L").engine_form
-    '0 9 * * L1'
+    >>> parse_cron("0 9 * * 1L").engine_forms
+    ('0 9 * * L1',)
     """
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidScheduleError(
