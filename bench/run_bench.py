@@ -116,7 +116,7 @@ def clean_state() -> None:
     Attempt.objects.all().delete()
     Run.objects.all().delete()
     get_store().flush()
-    from trigger_celery import dispatch
+    from trigger_celery.engine import dispatch
 
     dispatch.reset_caches()
 

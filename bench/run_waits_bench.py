@@ -29,7 +29,7 @@ from bench import run_bench as rb
 def run_pump(stop: threading.Event) -> threading.Thread:
     from django.db import close_old_connections
 
-    from trigger_celery.pump import Pump
+    from trigger_celery.engine.pump import Pump
 
     def loop() -> None:
         pump = Pump()

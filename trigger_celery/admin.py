@@ -9,7 +9,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from trigger_celery.client.payloads import load_payload
+from trigger_celery import schedule_admin  # noqa: F401  (registers ScheduleAdmin)
+from trigger_celery.api.queues import queues
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.engine.payloads import load_payload
+from trigger_celery.engine.registry import registry
 from trigger_celery.models import Attempt, Batch, LogEntry, QueueState, Run
 
 
@@ -81,11 +85,7 @@ class TagFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        from django.db import connection
-
-        if connection.features.supports_json_field_contains:
-            return queryset.filter(tags__contains=[value])
-        return queryset.filter(tags__icontains=json.dumps(value))
+        return queryset.with_tag(value)
 
 
 @admin.register(Run)
@@ -204,16 +204,12 @@ class QueueAdmin(admin.ModelAdmin):
         return ("name", "paused", "limit", "executing", "queued")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        from trigger_celery.definition import registry
-
         registry.ensure_discovered()
         QueueState.objects.bulk_create(
             [QueueState(name=name) for name in registry.queues], ignore_conflicts=True
         )
         self._stats = {}
         try:
-            from trigger_celery.coordination.factory import get_store
-
             for row in get_store().stats():
                 queued, executing = self._stats.get(row.queue, (0, 0))
                 self._stats[row.queue] = (queued + row.queued, executing + row.executing)
@@ -223,8 +219,6 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.display(description="concurrency limit")
     def limit(self, obj: QueueState) -> str:
-        from trigger_celery.definition import registry
-
         q = registry.queues.get(obj.name)
         return "-" if q is None or q.concurrency_limit is None else str(q.concurrency_limit)
 
@@ -238,19 +232,12 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause selected queues", permissions=["change"])
     def pause_queues(self, request: HttpRequest, queryset: Any) -> None:
-        from trigger_celery.client.queues import queues
-
         for state in queryset:
             queues.pause(state.name)
         self.message_user(request, f"Paused {queryset.count()} queue(s).")
 
     @admin.action(description="Resume selected queues", permissions=["change"])
     def resume_queues(self, request: HttpRequest, queryset: Any) -> None:
-        from trigger_celery.client.queues import queues
-
         for state in queryset:
             queues.resume(state.name)
         self.message_user(request, f"Resumed {queryset.count()} queue(s).")
-
-
-from trigger_celery import schedule_admin  # noqa: E402,F401  (registers ScheduleAdmin)

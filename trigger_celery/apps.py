@@ -9,9 +9,12 @@ class TriggerCeleryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from trigger_celery import checks  # noqa: F401  (registers system checks)
-        from trigger_celery.runtime import celery_task, worker_signals  # noqa: F401
+        # Imported here, not at the top: these modules import the models, which Django
+        # loads only after every app config (app loading forces the order).
+        from trigger_celery import checks  # noqa: F401  (registers the system checks)
+        from trigger_celery.worker import (
+            celery_task,  # noqa: F401  (execute_run on every app)
+            signals,
+        )
 
-        # celery_task registers ``trigger_celery.execute_run`` with every Celery app.
-
-        worker_signals.connect()
+        signals.connect()

@@ -12,7 +12,7 @@ from typing import Any
 
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from trigger_celery.pump import Pump
+from trigger_celery.engine.pump import Pump
 
 
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]

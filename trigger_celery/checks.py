@@ -6,8 +6,15 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core import checks
+from django.core.files.storage import InvalidStorageError, storages
+from django.utils.module_loading import import_string
 
+from trigger_celery.beat import Scheduler
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
+from trigger_celery.core.hooks import HOOK_NAMES
+from trigger_celery.core.retry import RetryPolicy
+from trigger_celery.engine.registry import registry
+from trigger_celery.errors import TaskModuleImportError
 
 
 @checks.register()
@@ -76,8 +83,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     try:
-        from trigger_celery.core.retry import RetryPolicy
-
         RetryPolicy.from_value(s.RETRY)
     except ValueError as exc:
         problems.append(
@@ -115,29 +120,46 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.W003",
             )
         )
+    problems += _check_storage(s.STORAGE)
     return problems
+
+
+def _check_storage(alias: Any) -> list[checks.CheckMessage]:
+    try:
+        storages[alias]
+    except (InvalidStorageError, TypeError):
+        return [
+            checks.Error(
+                f"TRIGGER_CELERY['STORAGE'] is {alias!r}, which is not an alias of STORAGES",
+                hint=f"Use one of {', '.join(sorted(storages.backends))}.",
+                id="trigger_celery.E012",
+            )
+        ]
+    return []
+
+
+@checks.register()
+def check_tasks_modules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every installed app's ``tasks`` module imports (a broken one is named)."""
+    try:
+        registry.ensure_discovered()
+    except TaskModuleImportError as exc:
+        return [checks.Error(str(exc), id="trigger_celery.E013")]
+    return []
 
 
 def _is_our_scheduler(path: Any) -> bool:
     """True when ``path`` names a subclass of our scheduler (``module:Class`` or dotted)."""
     if not isinstance(path, str) or not path:
         return False
-    from django.utils.module_loading import import_string
-
     try:
         cls = import_string(path.replace(":", "."))
     except ImportError:
         return False
-    from trigger_celery.beat import Scheduler
-
     return isinstance(cls, type) and issubclass(cls, Scheduler)
 
 
 def _check_hook_paths(hooks: Any, middleware: Any) -> list[checks.CheckMessage]:
-    from django.utils.module_loading import import_string
-
-    from trigger_celery.runtime.hooks import HOOK_NAMES
-
     problems: list[checks.CheckMessage] = []
     if not isinstance(hooks, dict) or not isinstance(middleware, list | tuple):
         return [

@@ -46,6 +46,8 @@ class Settings:
     PAYLOAD_MAX_SIZE: int = 10 * 1024 * 1024
     OUTPUT_MAX_SIZE: int = 100 * 1024 * 1024
     LOG_LINES_PER_RUN: int = 1000
+    # The STORAGES alias large payloads and outputs are written to, and the path prefix.
+    STORAGE: str = "default"
     STORAGE_PREFIX: str = "trigger_celery"
     # Dotted paths of global hook functions, by hook name (SPEC 3).
     HOOKS: dict[str, list[str]] = field(default_factory=dict)

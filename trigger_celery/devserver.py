@@ -11,12 +11,16 @@ import logging
 import threading
 from typing import Any
 
+from celery import current_app
+from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
+from django.db import close_old_connections
+
+from trigger_celery.engine.pump import Pump
+
 log = logging.getLogger("trigger_celery.dev")
 
 
-def serve_http(addr: str, port: int, stop: threading.Event) -> threading.Thread:
-    from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
-
+def serve_http(addr: str, port: int) -> threading.Thread:
     def target() -> None:
         run(addr, port, get_internal_wsgi_application(), threading=True, server_cls=WSGIServer)
 
@@ -26,10 +30,6 @@ def serve_http(addr: str, port: int, stop: threading.Event) -> threading.Thread:
 
 
 def pump_forever(stop: threading.Event) -> threading.Thread:
-    from django.db import close_old_connections
-
-    from trigger_celery.pump import Pump
-
     def target() -> None:
         pump = Pump()
         while not stop.is_set():
@@ -42,8 +42,6 @@ def pump_forever(stop: threading.Event) -> threading.Thread:
 
 
 def run_worker(concurrency: int, loglevel: str) -> None:
-    from celery import current_app
-
     worker: Any = current_app.Worker(
         pool="threads",
         concurrency=concurrency,

@@ -17,8 +17,8 @@ class DuplicateTaskIdError(ConfigurationError):
     """Two tasks were defined with the same id."""
 
 
-class UnknownTaskError(TriggerCeleryError, LookupError):
-    """A task id that no definition registered."""
+class TaskModuleImportError(ConfigurationError):
+    """An installed app's ``tasks`` module raised when it was imported."""
 
 
 class RunNotFoundError(TriggerCeleryError, LookupError):
@@ -75,8 +75,12 @@ class SubtaskUnwrapError(TriggerCeleryError):
         self.cause = cause
 
 
-class StaleAttemptError(TriggerCeleryError):
-    """A worker tried to write for an attempt that is no longer the run's current one."""
+class ReplayMismatchError(TriggerCeleryError):
+    """On replay, a wait step differs from the one recorded before the run suspended."""
+
+
+class RunLocalMissingError(TriggerCeleryError, LookupError):
+    """``run_locals.get_or_throw`` found no value for a run local."""
 
 
 class InvalidScheduleError(ConfigurationError):

@@ -6,15 +6,15 @@ from typing import Any
 
 from django import forms
 
-from trigger_celery import dispatch
-from trigger_celery.client.schedules import scheduled_task_ids
+from trigger_celery.api.schedules import scheduled_task_ids
+from trigger_celery.core import clock
 from trigger_celery.core.cron import get_zone, parse_cron, timezone_names
 from trigger_celery.core.environments import ENVIRONMENTS
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.schedules import DECLARATIVE_KEY_PREFIX
+from trigger_celery.engine.schedules import plan
 from trigger_celery.errors import InvalidScheduleError
 from trigger_celery.models import Schedule
-from trigger_celery.schedule_engine import plan
 
 
 class ScheduleForm(forms.ModelForm):
@@ -106,7 +106,7 @@ class ScheduleForm(forms.ModelForm):
             or schedule.next_tick_at is None
             or {"cron", "timezone", "active", "task_identifier"} & set(self.changed_data)
         ):
-            plan(schedule, dispatch.now_utc())
+            plan(schedule, clock.now())
         if commit:
             schedule.save()
         return schedule

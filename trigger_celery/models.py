@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
@@ -35,13 +35,20 @@ class Batch(models.Model):
 
 
 class RunQuerySet(models.QuerySet["Run"]):
-    def final(self) -> RunQuerySet:
-        from trigger_celery.core.statuses import FINAL_STATUSES
-
-        return self.filter(status__in=[s.value for s in FINAL_STATUSES])
-
     def due_delayed(self, now: Any) -> RunQuerySet:
         return self.filter(status=RunStatus.DELAYED, delayed_until__lte=now)
+
+    def with_tag(self, tag: str) -> RunQuerySet:
+        """Runs carrying ``tag`` exactly (case and accents matter): ``runs.list(tag=)``,
+        the admin's tag filter and the dashboard all filter with this."""
+        if connection.features.supports_json_field_contains:
+            return self.filter(tags__contains=[tag])
+        # SQLite has no JSON containment: look the tag up among the array's elements.
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        return self.extra(
+            where=[f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = %s)"],
+            params=[tag],
+        )
 
 
 class Run(models.Model):
@@ -134,7 +141,7 @@ class Run(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["environment", "task_identifier", "debounce_key"],
-                condition=Q(debounce_key__isnull=False, status="DELAYED"),
+                condition=Q(debounce_key__isnull=False, status=RunStatus.DELAYED),
                 name="tc_run_unique_pending_debounce",
             ),
             models.UniqueConstraint(

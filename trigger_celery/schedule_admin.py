@@ -15,16 +15,16 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from trigger_celery import dispatch
-from trigger_celery.client.schedules import schedules
+from trigger_celery.api.schedules import schedules
+from trigger_celery.core import clock
 from trigger_celery.core.cron import describe, format_local
+from trigger_celery.engine.schedules import upcoming
 from trigger_celery.errors import (
     DeclarativeScheduleError,
     ScheduleNotFoundError,
 )
 from trigger_celery.forms import ScheduleForm
 from trigger_celery.models import Schedule
-from trigger_celery.schedule_engine import upcoming
 
 
 @admin.register(Schedule)
@@ -118,7 +118,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     def upcoming_times(self, obj: Schedule) -> str:
         if not obj.active:
             return "inactive"
-        times = upcoming(obj, dispatch.now_utc())
+        times = upcoming(obj, clock.now())
         if not times:
             return "-"
         return format_html(

@@ -184,7 +184,7 @@ def test_run_changes_are_published_on_the_runs_channel(live):
     import redis
     from django.conf import settings
 
-    from trigger_celery.realtime import channel
+    from trigger_celery.engine.realtime import channel
 
     handle = tasks.trigger("echo", {}, delay="1s")
     pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import schedules
-from trigger_celery.client.schedules import sync_declarative
+from trigger_celery.engine.schedules import sync_declarative
 from trigger_celery.models import Run, Schedule
 
 pytestmark = pytest.mark.django_db

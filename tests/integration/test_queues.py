@@ -93,7 +93,7 @@ def test_environment_limit_with_burst_across_queues(own):
     from tests import settings as test_settings
 
     config = {**test_settings.TRIGGER_CELERY, "CONCURRENCY_LIMIT": 2, "BURST_FACTOR": 1.5}
-    from trigger_celery import dispatch
+    from trigger_celery.engine import dispatch
 
     with override_settings(TRIGGER_CELERY=config):
         dispatch.reset_caches()

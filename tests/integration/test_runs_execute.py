@@ -275,13 +275,15 @@ def test_global_hooks_named_in_settings_are_registered_in_workers(live):
 
 
 def test_a_stale_attempt_cannot_write_to_a_run_another_attempt_owns(live):
-    from trigger_celery.runtime.executor import _fenced
+    from trigger_celery.engine import transitions
 
     run = Run.objects.create(
         id="run_fencing", task_identifier="hello-world", status="EXECUTING",
         environment="PRODUCTION", queue="hello-world", max_attempts=3, attempt_count=2,
     )  # fmt: skip
-    assert _fenced(run.id, 1, status="COMPLETED", output={"late": True}) is False
+    late = {"output": {"late": True}, "output_ref": "", "execution_ms": 0}
+    assert transitions.complete(run.id, 1, **late) is False
     run.refresh_from_db()
     assert (run.status, run.output) == ("EXECUTING", None)
-    assert _fenced(run.id, 2, status="COMPLETED", output={"current": True}) is True
+    current = {"output": {"current": True}, "output_ref": "", "execution_ms": 0}
+    assert transitions.complete(run.id, 2, **current) is True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,9 +18,10 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
-from trigger_celery import dispatch
-from trigger_celery.client.schedules import scheduled_task_ids, schedules, sync_declarative
+from trigger_celery.api.schedules import scheduled_task_ids, schedules
 from trigger_celery.core.cron import describe
+from trigger_celery.core import clock
+from trigger_celery.engine.schedules import sync_declarative
 from trigger_celery.models import Run, Schedule
 
 pytestmark = pytest.mark.django_db
@@ -32,9 +34,9 @@ FROZEN = datetime(2025, 3, 8, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    monkeypatch.setattr(dispatch, "now_utc", lambda: FROZEN)
-    return FROZEN
+def frozen() -> Iterator[datetime]:
+    with clock.freeze(FROZEN):
+        yield FROZEN
 
 
 def change_url(schedule_id: str) -> str:
@@ -199,7 +201,7 @@ def test_the_change_page_shows_local_fire_times_and_the_cron_in_words(
 
 
 def test_editing_the_cron_or_zone_re_plans_other_edits_do_not(
-    admin_client: Client, frozen: datetime, monkeypatch: pytest.MonkeyPatch
+    admin_client: Client, frozen: datetime
 ) -> None:
     admin_client.post(reverse(ADD), post_data())
     row = Schedule.objects.get()
@@ -207,35 +209,35 @@ def test_editing_the_cron_or_zone_re_plans_other_edits_do_not(
 
     # A later "now": an edit that does not touch cron/zone/active keeps the planned tick.
     later = datetime(2025, 3, 20, 12, 0, tzinfo=UTC)
-    monkeypatch.setattr(dispatch, "now_utc", lambda: later)
-    assert admin_client.post(change_url(row.id), post_data(external_id="other")).status_code == 302
-    row.refresh_from_db()
-    assert row.external_id == "other" and row.next_tick_at == first_tick
+    with clock.freeze(later):
+        response = admin_client.post(change_url(row.id), post_data(external_id="other"))
+        assert response.status_code == 302
+        row.refresh_from_db()
+        assert row.external_id == "other" and row.next_tick_at == first_tick
+        response = admin_client.post(change_url(row.id), post_data(cron="30 6 * * 1"))
+        assert response.status_code == 302
+        row.refresh_from_db()
+        # Monday 2025-03-24 06:30 EDT.
+        assert row.cron == "30 6 * * 1"
+        assert row.next_tick_at == datetime(2025, 3, 24, 10, 30, tzinfo=UTC)
+        assert row.next_tick_for == "30 6 * * 1|America/New_York"
 
-    response = admin_client.post(change_url(row.id), post_data(cron="30 6 * * 1"))
-    assert response.status_code == 302
-    row.refresh_from_db()
-    # Monday 2025-03-24 06:30 EDT.
-    assert row.cron == "30 6 * * 1"
-    assert row.next_tick_at == datetime(2025, 3, 24, 10, 30, tzinfo=UTC)
-    assert row.next_tick_for == "30 6 * * 1|America/New_York"
+        response = admin_client.post(
+            change_url(row.id), post_data(cron="30 6 * * 1", timezone="Asia/Tokyo")
+        )
+        assert response.status_code == 302
+        row.refresh_from_db()
+        assert row.next_tick_at == datetime(2025, 3, 23, 21, 30, tzinfo=UTC)  # Mon 06:30 JST
 
-    response = admin_client.post(
-        change_url(row.id), post_data(cron="30 6 * * 1", timezone="Asia/Tokyo")
-    )
-    assert response.status_code == 302
-    row.refresh_from_db()
-    assert row.next_tick_at == datetime(2025, 3, 23, 21, 30, tzinfo=UTC)  # Mon 06:30 JST
-
-    # Deactivating in the form clears the tick; activating again plans from "now".
-    admin_client.post(
-        change_url(row.id), post_data(cron="30 6 * * 1", timezone="Asia/Tokyo", active=None)
-    )
-    row.refresh_from_db()
-    assert not row.active and row.next_tick_at is None
-    admin_client.post(change_url(row.id), post_data(cron="30 6 * * 1", timezone="Asia/Tokyo"))
-    row.refresh_from_db()
-    assert row.active and row.next_tick_at == datetime(2025, 3, 23, 21, 30, tzinfo=UTC)
+        # Deactivating in the form clears the tick; activating again plans from "now".
+        admin_client.post(
+            change_url(row.id), post_data(cron="30 6 * * 1", timezone="Asia/Tokyo", active=None)
+        )
+        row.refresh_from_db()
+        assert not row.active and row.next_tick_at is None
+        admin_client.post(change_url(row.id), post_data(cron="30 6 * * 1", timezone="Asia/Tokyo"))
+        row.refresh_from_db()
+        assert row.active and row.next_tick_at == datetime(2025, 3, 23, 21, 30, tzinfo=UTC)
 
 
 def test_an_invalid_edit_changes_nothing(admin_client: Client) -> None:

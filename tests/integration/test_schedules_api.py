@@ -18,16 +18,15 @@ from django.test import override_settings
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import runs, schedules
-from trigger_celery.client.payloads import load_payload
-from trigger_celery.client.schedules import sync_declarative
-from trigger_celery.definition import registry
+from trigger_celery.engine.payloads import load_payload
+from trigger_celery.engine.registry import registry
+from trigger_celery.engine.schedules import ScheduleTicker, fire_due, plan_stale, sync_declarative
 from trigger_celery.errors import (
     DeclarativeScheduleError,
     InvalidScheduleError,
     ScheduleNotFoundError,
 )
 from trigger_celery.models import Run, Schedule
-from trigger_celery.schedule_engine import ScheduleTicker, fire_due, plan_stale
 
 pytestmark = pytest.mark.django_db
 
@@ -187,7 +186,7 @@ def test_two_schedulers_racing_for_one_tick_make_one_run():
     tick = s.next_run
     stale_copy = row(s)  # what a second beat read before the first one fired
     fire_due(tick)
-    from trigger_celery.schedule_engine import _fire
+    from trigger_celery.engine.schedules import _fire
 
     assert _fire(stale_copy, tick) is None
     assert len(tick_runs(s.id)) == 1

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from tests.taskapp import events
 from trigger_celery import AbortTaskRunError, logger, metadata, queue, run_locals, schema_task, task
-from trigger_celery.runtime.run_locals import RunLocal
+from trigger_celery.worker.run_locals import RunLocal
 
 FAST_RETRY = {"max_attempts": 3, "min_timeout_in_ms": 100, "max_timeout_in_ms": 1000, "factor": 2}
 

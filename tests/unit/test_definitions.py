@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from trigger_celery import queue, schema_task, task
-from trigger_celery.definition import registry
+from trigger_celery.engine.registry import registry
 from trigger_celery.errors import ConfigurationError, DuplicateTaskIdError, TaskPayloadParsedError
 
 

@@ -9,7 +9,6 @@ across processes. It trades throughput for having no extra service.
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -24,6 +23,7 @@ from trigger_celery.coordination.base import (
     QueueConfig,
     QueueStats,
 )
+from trigger_celery.core import clock
 from trigger_celery.models import (
     StoreEntry,
     StoreKeyTurn,
@@ -291,7 +291,7 @@ class DatabaseStore(CoordinationStore):
     def next_ready_at(self) -> float | None:
         paused = StoreQueue.objects.filter(paused=True).values_list("name", flat=True)
         value = (
-            StoreEntry.objects.filter(score__gt=time.time())
+            StoreEntry.objects.filter(score__gt=clock.timestamp())
             .exclude(queue__in=list(paused))
             .aggregate(m=Min("score"))["m"]
         )

@@ -6,6 +6,8 @@ import threading
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.base import CoordinationStore
+from trigger_celery.coordination.database import DatabaseStore
+from trigger_celery.coordination.redis import RedisStore
 
 _lock = threading.Lock()
 _store: CoordinationStore | None = None
@@ -20,13 +22,9 @@ def get_store() -> CoordinationStore:
     with _lock:
         if _store is None or _built_for != wanted:
             if settings.store_kind == "redis":
-                from trigger_celery.coordination.redis import RedisStore
-
                 assert settings.REDIS_URL
                 _store = RedisStore(settings.REDIS_URL, namespace=settings.ENVIRONMENT)
             else:
-                from trigger_celery.coordination.database import DatabaseStore
-
                 _store = DatabaseStore()
             _built_for = wanted
         return _store

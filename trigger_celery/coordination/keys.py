@@ -29,6 +29,7 @@ because most of them depend on data read inside the script (a run's queue, say).
     {p}hq:<q>         SET   runs holding a slot of queue q (all its keys)
     {p}rate:<q>       ZSET  start id -> start time, starts inside q's rate window
     {p}turn           STRING counter ordering round-robin turns (and start ids)
+    {p}run-changed:<id>  pub/sub channel: a run changed (``runs.subscribe_to_run``)
 
 A queue or sub-queue that cannot start anything (paused, at a limit, rate limited) is
 *parked*: taken out of ``queues`` / ``ring`` so claims never scan it, and put back by
@@ -43,11 +44,6 @@ SEP = "\x1f"
 def prefix(namespace: str) -> str:
     """The key prefix of one environment (carries the cluster hash tag)."""
     return f"tc:{{{namespace}}}:"
-
-
-def namespace_for(environment: str, user_prefix: str | None = None) -> str:
-    """Namespace of an environment, optionally under a user prefix (shared Redis)."""
-    return f"{user_prefix}:{environment}" if user_prefix else environment
 
 
 def sub_queue_id(queue: str, concurrency_key: str | None) -> str:
@@ -112,3 +108,8 @@ def held_sub_queue(p: str, sq: str) -> str:
 def glob_escape(text: str) -> str:
     """Escape glob characters so SCAN MATCH treats ``text`` literally."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def run_changed(p: str, run_id: str) -> str:
+    """The pub/sub channel on which changes of one run are announced."""
+    return f"{p}run-changed:{run_id}"

@@ -8,7 +8,6 @@ agrees as far as their clocks do.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -24,6 +23,7 @@ from trigger_celery.coordination.base import (
     QueueConfig,
     QueueStats,
 )
+from trigger_celery.core import clock
 
 _SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "heartbeat", "release", "adopt")
 _SCRIPTS += ("configure", "set_env", "pause")
@@ -150,7 +150,7 @@ class RedisStore(CoordinationStore):
 
         Entries of paused queues count too (a spare wake-up costs one empty claim).
         """
-        now = f"({_num(time.time())}"
+        now = f"({_num(clock.timestamp())}"
         pipe = self.client.pipeline(transaction=False)
         pipe.zrangebyscore(keys.due(self.p), now, "+inf", start=0, num=1, withscores=True)
         pipe.zrangebyscore(keys.ratewait(self.p), now, "+inf", start=0, num=1, withscores=True)

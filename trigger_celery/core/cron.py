@@ -27,9 +27,11 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
 from croniter import croniter  # type: ignore[import-untyped]
 from croniter.croniter import CroniterError  # type: ignore[import-untyped]
 
+from trigger_celery.core import clock
 from trigger_celery.errors import InvalidScheduleError
 
 MAX_PREVIEW = 1000
@@ -322,16 +324,12 @@ def preview(
 ) -> list[datetime]:
     """The next ``count`` fire times (aware, UTC) of ``cron`` in ``timezone`` after
     ``after`` (default: now)."""
-    return fire_times(
-        parse_cron(cron), get_zone(timezone), after=after or datetime.now(UTC), count=count
-    )
+    return fire_times(parse_cron(cron), get_zone(timezone), after=after or clock.now(), count=count)
 
 
 def describe(cron: str) -> str:
     """The expression in words ("At 09:00, on the last Monday of the month")."""
     try:
-        from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
-
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from datetime import UTC, datetime
+
+from trigger_celery.core import clock
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _lock = threading.Lock()
@@ -25,7 +26,7 @@ def new_id(prefix: str) -> str:
     """A new id; ids made later sort after earlier ones (monotonic within a process)."""
     global _last_ms, _last_rand
     with _lock:
-        ms = int(time.time() * 1000)
+        ms = int(clock.timestamp() * 1000)
         if ms <= _last_ms:
             ms = _last_ms
             rand = _last_rand + 1

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from trigger_celery.core import clock
 from trigger_celery.core.durations import parse_delay, parse_duration
 from trigger_celery.core.idempotency import MAX_KEY_LENGTH
 from trigger_celery.core.retry import MAX_ATTEMPTS_CAP
@@ -125,7 +126,7 @@ class TriggerOptions(BaseModel):
     @classmethod
     def _delay(cls, v: Any) -> Any:
         if v is not None:
-            parse_delay(v, now=datetime.now(UTC))  # validates; resolved at trigger time
+            parse_delay(v, now=clock.now())  # validates; resolved at trigger time
         return v
 
     @field_validator("ttl", "idempotency_key_ttl", mode="before")

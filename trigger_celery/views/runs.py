@@ -8,8 +8,9 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from trigger_celery.client.payloads import load_payload
+from trigger_celery.core.pages import keyset_rows
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import Run
 
 PAGE_SIZE = 50
@@ -26,23 +27,19 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "finished_at",
         "attempt_count",
         "queue",
-    ).order_by("-id")
+    )
     status = request.GET.get("status") or ""
     task_id = request.GET.get("task") or ""
     if status in RunStatus.__members__:
         qs = qs.filter(status=status)
     if task_id:
         qs = qs.filter(task_identifier=task_id)
-    after = request.GET.get("after")
-    if after:
-        qs = qs.filter(id__lt=after)
-    rows = list(qs[: PAGE_SIZE + 1])
-    next_cursor = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    rows, next_cursor = keyset_rows(qs, limit=PAGE_SIZE, after=request.GET.get("after"))
     return render(
         request,
         "trigger_celery/run_list.html",
         {
-            "runs": rows[:PAGE_SIZE],
+            "runs": rows,
             "statuses": list(RunStatus),
             "status": status,
             "task": task_id,

@@ -14,12 +14,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from trigger_celery import dispatch
-from trigger_celery.client.schedules import schedules
+from trigger_celery.api.schedules import schedules
+from trigger_celery.core import clock
 from trigger_celery.core.cron import describe, format_local
+from trigger_celery.core.pages import keyset_rows
+from trigger_celery.engine.schedules import upcoming
 from trigger_celery.forms import ScheduleForm
 from trigger_celery.models import Run, Schedule
-from trigger_celery.schedule_engine import upcoming
 
 PAGE_SIZE = 50
 
@@ -39,15 +40,13 @@ def _get(schedule_id: str) -> Schedule:
 @staff_member_required
 def schedule_list(request: HttpRequest) -> HttpResponse:
     _require(request, "view")
-    qs = Schedule.objects.order_by("id")
+    qs = Schedule.objects.all()
     task_id = request.GET.get("task") or ""
     if task_id:
         qs = qs.filter(task_identifier=task_id)
-    after = request.GET.get("after")
-    if after:
-        qs = qs.filter(id__gt=after)
-    rows = list(qs[: PAGE_SIZE + 1])
-    next_cursor = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    rows, next_cursor = keyset_rows(
+        qs, limit=PAGE_SIZE, after=request.GET.get("after"), descending=False
+    )
     shown = [
         {
             "row": row,
@@ -56,7 +55,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
             if row.active and row.next_tick_at
             else "",
         }
-        for row in rows[:PAGE_SIZE]
+        for row in rows
     ]
     return render(
         request,
@@ -97,7 +96,7 @@ def schedule_detail(request: HttpRequest, schedule_id: str) -> HttpResponse:
             return redirect("trigger_celery:schedule-detail", schedule.id)
     elif request.method == "POST":
         raise PermissionDenied("this schedule cannot be changed here")
-    now = dispatch.now_utc()
+    now = clock.now()
     fire_times = [format_local(t, schedule.timezone) for t in upcoming(schedule, now)]
     return render(
         request,

@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         addr, _, port = str(options["addrport"]).rpartition(":")
         stop = threading.Event()
-        devserver.serve_http(addr or "127.0.0.1", int(port), stop)
+        devserver.serve_http(addr or "127.0.0.1", int(port))
         devserver.pump_forever(stop)
         self.stdout.write(
             f"trigger_celery dev: dashboard on http://{addr or '127.0.0.1'}:{port}/trigger/"

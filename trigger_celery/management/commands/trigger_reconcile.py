@@ -1,13 +1,13 @@
 from django.core.management.base import BaseCommand
 
-from trigger_celery import dispatch
+from trigger_celery.engine import dispatch, recovery
 
 
 class Command(BaseCommand):
     help = "Make the coordination store agree with the database (after a Redis flush or restart)."
 
     def handle(self, *args: object, **options: object) -> None:
-        result = dispatch.reconcile()
+        result = recovery.reconcile()
         sent = dispatch.dispatch_ready()
         self.stdout.write(
             f"re-enqueued {result['enqueued']} run(s), freed {result['freed']} slot(s), dispatched {sent}"

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from trigger_celery.client.schedules import sync_declarative
+from trigger_celery.engine.schedules import sync_declarative
 
 
 class Command(BaseCommand):

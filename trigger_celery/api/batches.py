@@ -1,0 +1,95 @@
+"""``batch``: trigger runs of several tasks at once, and read a batch back (SPEC 5).
+
+batch.trigger([{"id": "task-1", "payload": ...}, {"id": "task-2", "payload": ...}])
+batch.trigger_by_task([{"task": task1, "payload": ...}])
+batch.trigger_and_wait([...])              # inside a run
+batch.retrieve(batch_id)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from trigger_celery.api.runs import RunRecord
+from trigger_celery.engine.batches import BatchHandle, create_batch, item_fields
+from trigger_celery.engine.registry import TaskDefinition, registry
+from trigger_celery.errors import RunNotFoundError
+from trigger_celery.models import Batch, Run
+from trigger_celery.worker.waits import batch_trigger_and_wait
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: str
+    run_count: int
+    created_at: datetime
+    runs: list[RunRecord]
+
+
+class BatchAPI:
+    def trigger(self, items: Iterable[Mapping[str, Any]], **batch_options: Any) -> BatchHandle:
+        """Items ``{"id": task_id, "payload": ..., "options": {...}}``; not validated."""
+
+        def gen() -> Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]:
+            for i, item in enumerate(items):
+                task_id, payload, options = item_fields(item, i, task_key="id")
+                if not isinstance(task_id, str):
+                    raise ValueError(
+                        f"batch item {i}: 'id' must be a task id string, got {task_id!r}"
+                    )
+                yield task_id, registry.get_task(task_id), False, payload, options
+
+        return create_batch(gen(), batch_options)
+
+    def trigger_by_task(
+        self, items: Iterable[Mapping[str, Any]], **batch_options: Any
+    ) -> BatchHandle:
+        """Items ``{"task": my_task, "payload": ...}``; payloads are validated."""
+
+        def gen() -> Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]:
+            for i, item in enumerate(items):
+                definition, payload, options = item_fields(item, i, task_key="task")
+                if not isinstance(definition, TaskDefinition):
+                    raise ValueError(f"batch item {i}: 'task' must be a task, got {definition!r}")
+                yield definition.id, definition, True, payload, options
+
+        return create_batch(gen(), batch_options)
+
+    def trigger_and_wait(self, items: Iterable[Mapping[str, Any]]) -> Any:
+        """Like :meth:`trigger`, then wait for every run; ``.runs`` in item order."""
+
+        parsed = []
+        for i, item in enumerate(items):
+            task_id, payload, options = item_fields(item, i, task_key="id")
+            parsed.append((task_id, payload, options, None))
+        return batch_trigger_and_wait("batch", parsed)
+
+    def trigger_by_task_and_wait(self, items: Iterable[Mapping[str, Any]]) -> Any:
+        """Like :meth:`trigger_by_task`, then wait for every run."""
+
+        parsed = []
+        for i, item in enumerate(items):
+            definition, payload, options = item_fields(item, i, task_key="task")
+            if not isinstance(definition, TaskDefinition):
+                raise ValueError(f"batch item {i}: 'task' must be a task, got {definition!r}")
+            parsed.append((definition.id, payload, options, definition))
+        return batch_trigger_and_wait("batch", parsed)
+
+    def retrieve(self, batch_id: str) -> BatchRecord:
+        row = Batch.objects.filter(id=batch_id).first()
+        if row is None:
+            raise RunNotFoundError(f"no batch with id {batch_id!r}")
+        rows = (
+            Run.objects.filter(batch_id=batch_id)
+            .prefetch_related("attempts")
+            .order_by("batch_index")
+        )
+        return BatchRecord(
+            row.id, row.run_count, row.created_at, [RunRecord.from_model(r) for r in rows]
+        )
+
+
+batch = BatchAPI()

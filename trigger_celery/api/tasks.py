@@ -1,0 +1,44 @@
+"""``tasks``: trigger by id, and register global hooks and middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from trigger_celery.core.handles import RunHandle
+from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks
+from trigger_celery.engine.batches import BatchHandle, trigger_batch_of_task
+from trigger_celery.engine.triggering import trigger_task
+
+
+class TasksAPI:
+    """``tasks.trigger("hello-world", payload)``; ``tasks.on_success(fn)``; ...
+
+    Triggering by id does not import the task's module and does not validate a schema
+    task's payload (the worker validates it before every attempt).
+    """
+
+    def trigger(
+        self, task_id: str, payload: Any = None, options: Mapping[str, Any] | None = None, **kw: Any
+    ) -> RunHandle:
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
+        return trigger_task(task_id, payload, options, kw)
+
+    def batch_trigger(self, task_id: str, items: Any, **batch_options: Any) -> BatchHandle:
+        """Trigger up to 1,000 runs of ``task_id``; payloads are not validated here."""
+        return trigger_batch_of_task(task_id, None, items, batch_options)
+
+    def middleware(self, name: str, fn: Hook | None = None) -> Any:
+        """Register global middleware: ``tasks.middleware("db", fn)`` or as a decorator."""
+        if fn is None:
+            return lambda f: global_hooks.add_middleware(name, f)
+        return global_hooks.add_middleware(name, fn)
+
+    def __getattr__(self, name: str) -> Callable[[Hook], Hook]:
+        if name in HOOK_NAMES:
+            return lambda fn: global_hooks.add(name, fn)
+        raise AttributeError(name)
+
+
+tasks = TasksAPI()

@@ -1,0 +1,124 @@
+"""What happens to a run after an attempt throws (SPEC 2 and 3), as a pure function.
+
+The worker gathers the facts - the error, the attempt number, the run's ``max_attempts``,
+the policy's default delay and what the ``catch_error`` hooks said - and
+:func:`decide_after_failure` turns them into a :class:`Decision`:
+
+* cancellation, ``max_duration`` and the never-retried errors end the run at once;
+* a ``catch_error`` hook that raised, or returned something other than None or a dict,
+  ends the run CRASHED with code ``HANDLE_ERROR_ERROR``;
+* on the last attempt the run FAILS, whatever the hooks asked (a hook that raised still
+  counts as an internal error);
+* ``{"skip_retrying": True}`` FAILS it; ``{"retry_at": dt}`` and
+  ``{"retry_delay_in_ms": n}`` choose the retry time; None keeps the policy's default,
+  and a policy with no retry left FAILS it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.errors import (
+    AbortTaskRunError,
+    HandleErrorError,
+    MaxDurationExceededError,
+    PayloadTooLargeError,
+    ReplayMismatchError,
+    RunCanceledError,
+    SerializationError,
+    TaskPayloadParsedError,
+)
+
+# Errors that fail the run at once, whatever the retry policy says.
+NEVER_RETRIED: tuple[type[BaseException], ...] = (
+    AbortTaskRunError,
+    TaskPayloadParsedError,
+    SerializationError,
+    PayloadTooLargeError,
+    ReplayMismatchError,  # the code changed under a waiting run: retrying cannot help
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The run's next status after a failed attempt; QUEUED means "retry at ``retry_at``"."""
+
+    status: RunStatus
+    retry_at: datetime | None = None
+    error: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def retries(self) -> bool:
+        return self.status == RunStatus.QUEUED
+
+
+def error_dict(err: BaseException, stack: str = "", code: str | None = None) -> dict[str, Any]:
+    """How an error is stored on a run and an attempt: type, message, stack, code."""
+    data: dict[str, Any] = {"type": type(err).__name__, "message": str(err), "stack": stack}
+    if code:
+        data["code"] = code
+    return data
+
+
+def consults_catch_error(err: BaseException) -> bool:
+    """False for errors that end the run without asking ``catch_error`` or the policy."""
+    return not isinstance(err, (MaxDurationExceededError, RunCanceledError, *NEVER_RETRIED))
+
+
+def decide_after_failure(
+    err: BaseException,
+    *,
+    stack: str,
+    attempt: int,
+    max_attempts: int,
+    now: datetime,
+    default_delay_ms: int | None,
+    verdict: Any = None,
+    hook_error: BaseException | None = None,
+    hook_stack: str = "",
+) -> Decision:
+    """Retry or not, and when.
+
+    ``default_delay_ms`` is the policy's delay before the next attempt (None when the
+    policy has no attempt left); ``verdict`` is the first non-None value a ``catch_error``
+    hook returned, and ``hook_error`` what one raised.
+    """
+    error = error_dict(err, stack)
+    if isinstance(err, TaskPayloadParsedError):
+        error["code"] = "TASK_INPUT_ERROR"
+    if isinstance(err, MaxDurationExceededError):
+        return Decision(RunStatus.TIMED_OUT, error={**error, "code": "MAX_DURATION_EXCEEDED"})
+    if isinstance(err, RunCanceledError):
+        return Decision(RunStatus.CANCELED, error={**error, "code": "TASK_RUN_CANCELLED"})
+    if isinstance(err, NEVER_RETRIED):
+        return Decision(RunStatus.FAILED, error=error)
+    if hook_error is not None:
+        wrapped = HandleErrorError(f"catch_error hook raised: {hook_error!r}")
+        return Decision(
+            RunStatus.CRASHED, error=error_dict(wrapped, hook_stack, code="HANDLE_ERROR_ERROR")
+        )
+    if attempt >= max_attempts:
+        return Decision(RunStatus.FAILED, error=error)
+    default_retry_at = (
+        now + timedelta(milliseconds=default_delay_ms) if default_delay_ms is not None else None
+    )
+    if verdict is None:
+        if default_retry_at is None:
+            return Decision(RunStatus.FAILED, error=error)
+        return Decision(RunStatus.QUEUED, retry_at=default_retry_at, error=error)
+    if not isinstance(verdict, dict):
+        wrapped = HandleErrorError(f"catch_error returned {verdict!r}; expected None or a dict")
+        return Decision(RunStatus.CRASHED, error=error_dict(wrapped, code="HANDLE_ERROR_ERROR"))
+    if verdict.get("skip_retrying"):
+        return Decision(RunStatus.FAILED, error=error)
+    if verdict.get("retry_at") is not None:
+        return Decision(RunStatus.QUEUED, retry_at=max(verdict["retry_at"], now), error=error)
+    if verdict.get("retry_delay_in_ms") is not None:
+        delay = timedelta(milliseconds=float(verdict["retry_delay_in_ms"]))
+        return Decision(RunStatus.QUEUED, retry_at=now + delay, error=error)
+    if default_retry_at is None:
+        return Decision(RunStatus.FAILED, error=error)
+    return Decision(RunStatus.QUEUED, retry_at=default_retry_at, error=error)

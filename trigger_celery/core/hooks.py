@@ -1,0 +1,105 @@
+"""Lifecycle hooks (SPEC 3): names, registration, and calling with named arguments.
+
+A hook receives only the keyword arguments it names (``payload``, ``ctx``, ``output``,
+``error``, ``signal``, ``task``, ``init``, ``wait``, ``result``...), or all of them when it
+takes ``**kwargs``; so ``def on_success(output): ...`` and ``def on_success(ctx, **kw)``
+both work. Async hooks are awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from trigger_celery.errors import ConfigurationError
+
+HOOK_NAMES = (
+    "on_start_attempt",
+    "on_start",
+    "init",
+    "cleanup",
+    "on_wait",
+    "on_resume",
+    "on_success",
+    "on_failure",
+    "on_complete",
+    "catch_error",
+    "on_cancel",
+)
+
+Hook = Callable[..., Any]
+
+
+def check_hook(name: str, fn: Any) -> Hook:
+    """Validate a hook at definition time, so a typo fails at import, not in a worker."""
+    if name not in HOOK_NAMES and name != "middleware":
+        raise ConfigurationError(f"unknown hook {name!r}; known hooks: {', '.join(HOOK_NAMES)}")
+    if not callable(fn):
+        raise ConfigurationError(f"hook {name} must be callable, got {fn!r}")
+    return fn
+
+
+def call_hook(fn: Hook, **available: Any) -> Any:
+    """Call ``fn`` with the subset of ``available`` it accepts; run coroutines to the end."""
+    result = fn(**_accepted_kwargs(fn, available))
+    if inspect.isawaitable(result):
+        result = run_coroutine(result)
+    return result
+
+
+def run_coroutine(awaitable: Any) -> Any:
+    """Run an awaitable from sync code, also when called inside a running loop's thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_as_coroutine(awaitable))
+    # A loop already runs in this thread (an async run function calling a sync API):
+    # run the awaitable on a private loop in a helper thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _as_coroutine(awaitable)).result()
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _accepted_kwargs(fn: Hook, available: dict[str, Any]) -> dict[str, Any]:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return available
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return available
+    return {k: v for k, v in available.items() if k in params}
+
+
+class HookSet:
+    """Hooks of one scope (a task, or the global set), in registration order."""
+
+    def __init__(self) -> None:
+        self._hooks: dict[str, list[Hook]] = {name: [] for name in HOOK_NAMES}
+        self.middleware: list[tuple[str, Hook]] = []
+
+    def add(self, name: str, fn: Hook) -> Hook:
+        check_hook(name, fn)
+        self._hooks[name].append(fn)
+        return fn
+
+    def add_middleware(self, name: str, fn: Hook) -> Hook:
+        check_hook("middleware", fn)
+        self.middleware = [(n, f) for n, f in self.middleware if n != name] + [(name, fn)]
+        return fn
+
+    def get(self, name: str) -> list[Hook]:
+        return list(self._hooks[name])
+
+    def clear(self) -> None:
+        for hooks in self._hooks.values():
+            hooks.clear()
+        self.middleware.clear()
+
+
+global_hooks = HookSet()

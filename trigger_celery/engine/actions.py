@@ -1,0 +1,81 @@
+"""What ``runs.cancel``, ``runs.replay`` and ``runs.reschedule`` do to the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
+from trigger_celery.core.durations import parse_delay
+from trigger_celery.core.handles import RunHandle
+from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
+from trigger_celery.engine import dispatch, transitions, waitpoints
+from trigger_celery.engine.payloads import load_payload
+from trigger_celery.engine.triggering import trigger_task
+from trigger_celery.errors import InvalidRunStateError, RunNotFoundError
+from trigger_celery.models import Run
+
+# Options a replay does not copy: the key and debounce belonged to the first trigger,
+# and the delay has passed.
+_NOT_REPLAYED = ("idempotency_key", "idempotency_key_ttl", "debounce", "delay")
+
+
+def cancel_run(run_id: str) -> bool:
+    """Cancel ``run_id`` and its unfinished descendants; False if it had already ended.
+
+    A run that never started never will; an executing run is stopped by its worker,
+    which polls ``cancel_requested_at``.
+    """
+    run = Run.objects.filter(id=run_id).only("id", "queue").first()
+    if run is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}")
+    left = transitions.cancel(run_id)
+    if left is not None:
+        store = get_store()
+        store.remove(run_id)
+        if left in (RunStatus.DEQUEUED, RunStatus.WAITING):
+            # No worker will settle it: give its slot back here (a no-op if none).
+            dispatch.release_and_dispatch(run_id, run.queue)
+    for child_id in (
+        Run.objects.filter(parent_id=run_id)
+        .exclude(status__in=[s.value for s in FINAL_STATUSES])
+        .values_list("id", flat=True)
+    ):
+        cancel_run(child_id)
+    if left is not None:
+        waitpoints.runs_finished([run_id])  # a parent waiting on this run resumes with an error
+    return left is not None
+
+
+def replay_run(run_id: str, overrides: Mapping[str, Any]) -> RunHandle:
+    """A new run of the same task with the same payload and options, linked to ``run_id``."""
+    run = Run.objects.filter(id=run_id).first()
+    if run is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}")
+    options = {k: v for k, v in run.options.items() if k not in _NOT_REPLAYED}
+    options.update(overrides)
+    return trigger_task(
+        run.task_identifier,
+        load_payload(run.payload, run.payload_ref),
+        options,
+        {},
+        replayed_from=run.id,
+    )
+
+
+def reschedule_run(run_id: str, delay: Any) -> None:
+    """Move a DELAYED run's start (any other status is an ``InvalidRunStateError``)."""
+    now = clock.now()
+    when = parse_delay(delay, now=now)
+    run = Run.objects.filter(id=run_id).only("id", "status").first()
+    if run is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}")
+    # Not a status change: the run stays DELAYED, only its start moves.
+    updated = Run.objects.filter(id=run_id, status=RunStatus.DELAYED).update(
+        delayed_until=when or now
+    )
+    if not updated:
+        raise InvalidRunStateError(
+            f"run {run_id} is {run.status}; only a DELAYED run can be rescheduled"
+        )

@@ -1,0 +1,58 @@
+"""Idempotency keys (SPEC 5): scoping, hashing and the trigger-time lookup."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+from trigger_celery.core.context import optional_scope
+from trigger_celery.core.idempotency import hash_key
+from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES
+from trigger_celery.models import Run
+
+DEFAULT_TTL = timedelta(days=30)
+_HASHED = re.compile(r"[0-9a-f]{64}")
+Scope = Literal["run", "attempt", "global"]
+SCOPES = ("run", "attempt", "global")
+
+
+class IdempotencyKey(str):
+    """A key already hashed with its scope; passed to ``trigger`` as is."""
+
+    __slots__ = ()
+
+
+def scope_parts(scope: Scope) -> list[str]:
+    current = optional_scope()
+    if current is None or scope == "global":
+        return []
+    if scope == "attempt":
+        return [current.ctx.run.id, str(current.ctx.attempt.number)]
+    return [current.ctx.run.id]
+
+
+def resolve_key(value: str | Sequence[str]) -> str:
+    """The stored key for a trigger's ``idempotency_key`` option."""
+    # A key from create() (or any 64-hex string) is already hashed with its scope.
+    if isinstance(value, IdempotencyKey) or (isinstance(value, str) and _HASHED.fullmatch(value)):
+        return str(value)
+    # A raw key given inside a run is scoped to that run, as with create().
+    return hash_key(value, scope_parts("run"))
+
+
+def find_cached(environment: str, task_id: str, key: str, now: datetime) -> Run | None:
+    """The run holding ``key``, or None (an expired key is released on the way)."""
+    run = Run.objects.filter(
+        environment=environment, task_identifier=task_id, idempotency_key=key
+    ).first()
+    if run is None:
+        return None
+    if run.idempotency_key_expires_at is not None and run.idempotency_key_expires_at <= now:
+        Run.objects.filter(id=run.id, idempotency_key=key).update(idempotency_key=None)
+        return None
+    if run.status not in IDEMPOTENCY_HOLDING_STATUSES:
+        Run.objects.filter(id=run.id, idempotency_key=key).update(idempotency_key=None)
+        return None
+    return run

@@ -1,0 +1,45 @@
+"""Payloads and outputs: inline up to a size, through Django's storage API above it.
+
+Large values go to the ``STORAGES`` alias named by ``TRIGGER_CELERY["STORAGE"]``
+(``"default"`` unless set), under ``STORAGE_PREFIX/<run id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
+
+from trigger_celery.conf import get_settings
+from trigger_celery.errors import PayloadTooLargeError
+
+
+def store_payload(run_id: str, kind: str, value: Any, *, limit: int) -> tuple[Any, str]:
+    """Return ``(inline_value, storage_ref)``: one of the two is empty.
+
+    ``value`` must already be JSON-able. Above ``limit`` bytes: ``PayloadTooLargeError``.
+    """
+    settings = get_settings()
+    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(encoded) > limit:
+        raise PayloadTooLargeError(
+            f"{kind} of run {run_id} is {len(encoded):,} bytes; the limit is {limit:,} bytes"
+        )
+    if len(encoded) <= settings.PAYLOAD_INLINE_LIMIT:
+        return value, ""
+    name = _storage().save(f"{settings.STORAGE_PREFIX}/{run_id}/{kind}.json", ContentFile(encoded))
+    return None, name
+
+
+def load_payload(inline: Any, ref: str) -> Any:
+    """The value stored by :func:`store_payload`."""
+    if not ref:
+        return inline
+    with _storage().open(ref, "rb") as fh:
+        return json.loads(fh.read())
+
+
+def _storage() -> Storage:
+    return storages[get_settings().STORAGE]

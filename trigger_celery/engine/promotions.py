@@ -1,0 +1,71 @@
+"""Runs that change status because time passed or a worker appeared (pump steps).
+
+* DELAYED runs whose time has come become QUEUED and enter their queue;
+* QUEUED runs not started within their ttl become EXPIRED;
+* PENDING_VERSION runs become QUEUED (or DELAYED) once a worker knows their task.
+
+Each step selects candidates, then moves each one with its fenced transition, so
+several beats running the same step at once never move a run twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.engine import dispatch, transitions, waitpoints
+from trigger_celery.engine.registry import registry
+from trigger_celery.models import Run
+
+
+def promote_delayed(now: datetime | None = None, *, limit: int = 500) -> int:
+    """DELAYED runs whose time has come become QUEUED (and enter their queue)."""
+    now = now or clock.now()
+    due = list(Run.objects.due_delayed(now).values_list("id", "ttl")[:limit])
+    promoted = [
+        run_id for run_id, ttl in due if transitions.promote_delayed(run_id, now=now, ttl=ttl)
+    ]
+    if promoted:
+        dispatch.enqueue(Run.objects.filter(id__in=promoted))
+    return len(promoted)
+
+
+def expire_due(now: datetime | None = None, *, limit: int = 500) -> int:
+    """QUEUED runs not started within their ttl become EXPIRED (never executed)."""
+    now = now or clock.now()
+    ids = list(
+        # A run that started once never expires (its retries wait QUEUED too).
+        Run.objects.filter(
+            status=RunStatus.QUEUED, ttl_expires_at__lte=now, started_at__isnull=True
+        ).values_list("id", flat=True)[:limit]
+    )
+    expired = [run_id for run_id in ids if transitions.expire(run_id)]
+    if expired:
+        store = get_store()
+        for run_id in expired:
+            store.remove(run_id)
+        waitpoints.runs_finished(expired)  # a waiting parent resumes with an error
+    return len(expired)
+
+
+def promote_pending_versions(task_ids: Iterable[str]) -> int:
+    """Runs waiting for a worker that knows their task become QUEUED (or DELAYED)."""
+    task_ids = list(task_ids)
+    now = clock.now()
+    promoted = []
+    for run in Run.objects.filter(status=RunStatus.PENDING_VERSION, task_identifier__in=task_ids):
+        definition = registry.get_task(run.task_identifier)
+        if definition is None:
+            continue
+        # A trigger-time queue= wins; otherwise the run takes its task's queue.
+        queue = run.queue if run.options.get("queue") else definition.queue.name
+        if run.delayed_until is not None and run.delayed_until > now:
+            transitions.delay_pending_version(run.id, queue=queue)
+        elif transitions.queue_pending_version(run.id, queue=queue, ttl=run.ttl):
+            promoted.append(run.id)
+    if promoted:
+        dispatch.enqueue(Run.objects.filter(id__in=promoted))
+    return len(promoted)

@@ -1,0 +1,51 @@
+"""The periodic work of the system, run by beat (and by ``trigger_dev``).
+
+One pass: schedules whose tick has come fire, DELAYED runs that are due become QUEUED,
+timed waits that are due resume their runs, runs past their ttl expire, dead workers'
+leases are reaped, ready runs are dispatched, and every few seconds the store is
+reconciled with the database. Every step is safe with several beats at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
+from trigger_celery.engine import dispatch, promotions, recovery
+from trigger_celery.engine.schedules import ScheduleTicker
+from trigger_celery.engine.waitpoints import complete_due_datetimes
+
+log = logging.getLogger("trigger_celery.engine.pump")
+
+RECONCILE_EVERY = 5.0
+
+
+class Pump:
+    """Call :meth:`tick` in a loop; it returns how long to sleep before the next call."""
+
+    def __init__(self) -> None:
+        self._last_reconcile = 0.0
+        self._schedules = ScheduleTicker()
+
+    def tick(self) -> float:
+        settings = get_settings()
+        try:
+            now_ts = clock.timestamp()
+            if now_ts - self._last_reconcile >= RECONCILE_EVERY:
+                self._last_reconcile = now_ts
+                recovery.reconcile()
+            self._schedules.tick()
+            promotions.promote_delayed()
+            complete_due_datetimes()
+            promotions.expire_due()
+            recovery.reap_expired_leases()
+            dispatch.dispatch_ready()
+            next_ready = get_store().next_ready_at()
+        except Exception:
+            log.exception("trigger_celery pump pass failed; retrying")
+            return settings.PUMP_INTERVAL
+        if next_ready is None:
+            return settings.PUMP_INTERVAL
+        return max(0.0, min(settings.PUMP_INTERVAL, next_ready - clock.timestamp()))

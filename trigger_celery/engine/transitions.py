@@ -1,0 +1,402 @@
+"""The run state machine: the only code that changes a run's status.
+
+One function per arrow of SPEC 6. Each is a single conditional UPDATE fenced on the
+status the arrow leaves (and, where an attempt owns the run, on its attempt number), so
+of two processes racing for one arrow exactly one wins and the other is told so (a
+falsy return). The attempt row that belongs to the arrow is written in the same
+transaction, and subscribers are notified once it commits.
+
+    birth (engine.triggering) ──▶ PENDING_VERSION | DELAYED | QUEUED
+
+    PENDING_VERSION ─queue_pending_version──▶ QUEUED
+    PENDING_VERSION ─delay_pending_version──▶ DELAYED
+    DELAYED ─────────promote_delayed────────▶ QUEUED
+    QUEUED ──────────dequeue────────────────▶ DEQUEUED
+    QUEUED ──────────expire─────────────────▶ EXPIRED
+    DEQUEUED ────────requeue_unstarted──────▶ QUEUED
+    DEQUEUED ────────start_attempt──────────▶ EXECUTING
+    EXECUTING ───────complete───────────────▶ COMPLETED
+    EXECUTING ───────retry──────────────────▶ QUEUED
+    EXECUTING ───────fail───────────────────▶ FAILED
+    EXECUTING ───────time_out───────────────▶ TIMED_OUT
+    EXECUTING ───────crash──────────────────▶ CRASHED
+    EXECUTING ───────system_failure─────────▶ SYSTEM_FAILURE
+    EXECUTING ───────suspend────────────────▶ WAITING
+    EXECUTING ───────hand_back──────────────▶ PENDING_VERSION
+    WAITING ─────────resume─────────────────▶ QUEUED
+    any non-final ───cancel─────────────────▶ CANCELED
+
+What a transition does *not* do is the work that follows its commit (releasing a slot,
+entering a queue, completing waitpoints): the callers do that, and every such step can
+be repeated by the pump from the rows alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+
+from trigger_celery.core import clock
+from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
+from trigger_celery.engine import realtime
+from trigger_celery.models import Attempt, Run
+
+CANCELED_ERROR = {
+    "type": "RunCanceledError",
+    "message": "the run was canceled",
+    "code": "TASK_RUN_CANCELLED",
+}
+# Runs that hold an attempt when canceled: their worker stops it, their attempt ends.
+_STARTED = frozenset({RunStatus.EXECUTING, RunStatus.WAITING})
+
+
+def _move(
+    run_id: str,
+    *,
+    source: RunStatus | Collection[RunStatus],
+    target: RunStatus,
+    attempt: int | None,
+    fields: dict[str, Any] | None = None,
+    attempt_fields: dict[str, Any] | None = None,
+    extra_filter: dict[str, Any] | None = None,
+) -> bool:
+    """Move one run from ``source`` to ``target`` if it is still there (and still owned by
+    ``attempt``), writing ``attempt_fields`` on that attempt's row in the same transaction.
+    """
+    statuses = [source] if isinstance(source, RunStatus) else list(source)
+    fence: dict[str, Any] = {"id": run_id, "status__in": statuses, **(extra_filter or {})}
+    if attempt is not None:
+        fence["attempt_count"] = attempt
+    values = {"status": target, "updated_at": clock.now(), **(fields or {})}
+    if attempt_fields is None:
+        won = Run.objects.filter(**fence).update(**values)
+    else:
+        assert attempt is not None
+        with transaction.atomic():
+            won = Run.objects.filter(**fence).update(**values)
+            if won:
+                Attempt.objects.filter(run_id=run_id, number=attempt).update(**attempt_fields)
+    if won:
+        transaction.on_commit(partial(realtime.notify, run_id))
+    return bool(won)
+
+
+def _ttl_deadline(now: datetime, ttl: int | None) -> datetime | None:
+    return now + timedelta(seconds=ttl) if ttl else None
+
+
+# -- before a worker has it ------------------------------------------------------------------
+
+
+def queue_pending_version(run_id: str, *, queue: str, ttl: int | None) -> bool:
+    """PENDING_VERSION → QUEUED: a worker that knows the task appeared."""
+    now = clock.now()
+    return _move(
+        run_id,
+        source=RunStatus.PENDING_VERSION,
+        target=RunStatus.QUEUED,
+        attempt=None,
+        fields={"queue": queue, "queued_at": now, "ttl_expires_at": _ttl_deadline(now, ttl)},
+    )
+
+
+def delay_pending_version(run_id: str, *, queue: str) -> bool:
+    """PENDING_VERSION → DELAYED: the task is known now, and the run's delay has not passed."""
+    return _move(
+        run_id,
+        source=RunStatus.PENDING_VERSION,
+        target=RunStatus.DELAYED,
+        attempt=None,
+        fields={"queue": queue, "queued_at": None, "ttl_expires_at": None},
+    )
+
+
+def promote_delayed(run_id: str, *, now: datetime, ttl: int | None) -> bool:
+    """DELAYED → QUEUED, if its time has come (a debounce may have pushed it since)."""
+    return _move(
+        run_id,
+        source=RunStatus.DELAYED,
+        target=RunStatus.QUEUED,
+        attempt=None,
+        fields={"queued_at": now, "ttl_expires_at": _ttl_deadline(now, ttl)},
+        extra_filter={"delayed_until__lte": now},
+    )
+
+
+def dequeue(run_ids: list[str]) -> list[tuple[str, int, str, str]]:
+    """QUEUED → DEQUEUED for runs that just won a slot, in one statement.
+
+    Returns ``(id, attempt_count, machine, region)`` of the runs that were still QUEUED
+    (one canceled or expired while it sat in the queue is not among them).
+    """
+    if not run_ids:
+        return []
+    table = connection.ops.quote_name(Run._meta.db_table)
+    marks = ", ".join(["%s"] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, updated_at = %s "
+            f"WHERE id IN ({marks}) AND status = %s "
+            "RETURNING id, attempt_count, machine, region",
+            [RunStatus.DEQUEUED.value, clock.now(), *run_ids, RunStatus.QUEUED.value],
+        )
+        rows = [tuple(row) for row in cursor.fetchall()]
+    if rows:
+        transaction.on_commit(partial(realtime.notify, *[row[0] for row in rows]))
+    return rows  # type: ignore[return-value]
+
+
+def expire(run_id: str) -> bool:
+    """QUEUED → EXPIRED: not started within its ttl (a run that ever started never expires)."""
+    now = clock.now()
+    return _move(
+        run_id,
+        source=RunStatus.QUEUED,
+        target=RunStatus.EXPIRED,
+        attempt=None,
+        fields={
+            "expired_at": now,
+            "finished_at": now,
+            "idempotency_key": None,
+            "error": {"type": RunStatus.EXPIRED, "message": "the run was not started within its ttl"},
+        },
+        extra_filter={"started_at__isnull": True},
+    )
+
+
+def requeue_unstarted(run_id: str, attempt_count: int) -> bool:
+    """DEQUEUED → QUEUED: its slot's lease ran out before any worker started it."""
+    return _move(run_id, source=RunStatus.DEQUEUED, target=RunStatus.QUEUED, attempt=attempt_count)
+
+
+# -- an attempt ------------------------------------------------------------------------------
+
+
+def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
+    """DEQUEUED → EXECUTING for ``attempt``; None for a stale or duplicate message.
+
+    One ``UPDATE … RETURNING`` both fences (DEQUEUED, previous attempt number) and loads
+    the run. A run resumed after a wait continues the attempt it suspended in; any other
+    start writes a new attempt row. ``run.resumed`` tells which.
+    """
+    now = clock.now()
+    table = connection.ops.quote_name(Run._meta.db_table)
+    with transaction.atomic():
+        won = list(
+            Run.objects.raw(
+                f"UPDATE {table} SET status = %s, attempt_count = %s, updated_at = %s, "
+                "started_at = COALESCE(started_at, %s) "
+                "WHERE id = %s AND status = %s AND attempt_count = %s RETURNING *",
+                [
+                    RunStatus.EXECUTING.value,
+                    attempt,
+                    now,
+                    now,
+                    run_id,
+                    RunStatus.DEQUEUED.value,
+                    attempt - 1,
+                ],
+            )
+        )
+        if not won:
+            return None
+        resumed = Attempt.objects.filter(
+            run_id=run_id, number=attempt, status=AttemptStatus.SUSPENDED
+        ).update(status=AttemptStatus.EXECUTING, worker=worker, finished_at=None)
+        if not resumed:
+            Attempt.objects.create(
+                run_id=run_id,
+                number=attempt,
+                status=AttemptStatus.EXECUTING,
+                started_at=now,
+                worker=worker,
+            )
+        transaction.on_commit(partial(realtime.notify, run_id))
+    run = won[0]
+    run.resumed = bool(resumed)  # type: ignore[attr-defined]
+    return run
+
+
+def complete(run_id: str, attempt: int, *, output: Any, output_ref: str, execution_ms: int) -> bool:
+    """EXECUTING → COMPLETED, with the output stored."""
+    now = clock.now()
+    return _move(
+        run_id,
+        source=RunStatus.EXECUTING,
+        target=RunStatus.COMPLETED,
+        attempt=attempt,
+        fields={
+            "output": output,
+            "output_ref": output_ref,
+            "finished_at": now,
+            "execution_ms": execution_ms,
+            "error": None,
+        },
+        attempt_fields={"status": AttemptStatus.COMPLETED, "finished_at": now},
+    )
+
+
+def retry(
+    run_id: str,
+    attempt: int,
+    *,
+    retry_at: datetime,
+    error: dict[str, Any],
+    execution_ms: int | None = None,
+    attempt_status: AttemptStatus = AttemptStatus.FAILED,
+) -> bool:
+    """EXECUTING → QUEUED: the attempt failed (or its worker died) and another is due at
+    ``retry_at``; the run waits in its queue, holding no slot, until then."""
+    fields: dict[str, Any] = {"available_at": retry_at, "error": error}
+    if execution_ms is not None:
+        fields["execution_ms"] = execution_ms
+    return _move(
+        run_id,
+        source=RunStatus.EXECUTING,
+        target=RunStatus.QUEUED,
+        attempt=attempt,
+        fields=fields,
+        attempt_fields={"status": attempt_status, "finished_at": clock.now(), "error": error},
+    )
+
+
+def _end(
+    run_id: str,
+    attempt: int,
+    target: RunStatus,
+    error: dict[str, Any],
+    execution_ms: int | None,
+    attempt_status: AttemptStatus,
+) -> bool:
+    now = clock.now()
+    # A run that ends unsuccessfully releases its idempotency key (SPEC 5).
+    fields: dict[str, Any] = {"error": error, "finished_at": now, "idempotency_key": None}
+    if execution_ms is not None:
+        fields["execution_ms"] = execution_ms
+    return _move(
+        run_id,
+        source=RunStatus.EXECUTING,
+        target=target,
+        attempt=attempt,
+        fields=fields,
+        attempt_fields={"status": attempt_status, "finished_at": now, "error": error},
+    )
+
+
+def fail(run_id: str, attempt: int, *, error: dict[str, Any], execution_ms: int) -> bool:
+    """EXECUTING → FAILED: the attempt threw and no retry is left (or none is wanted)."""
+    return _end(run_id, attempt, RunStatus.FAILED, error, execution_ms, AttemptStatus.FAILED)
+
+
+def time_out(
+    run_id: str, attempt: int, *, error: dict[str, Any], execution_ms: int | None = None
+) -> bool:
+    """EXECUTING → TIMED_OUT: the run passed its ``max_duration``."""
+    return _end(run_id, attempt, RunStatus.TIMED_OUT, error, execution_ms, AttemptStatus.FAILED)
+
+
+def crash(
+    run_id: str,
+    attempt: int,
+    *,
+    error: dict[str, Any],
+    execution_ms: int | None = None,
+    attempt_status: AttemptStatus = AttemptStatus.CRASHED,
+) -> bool:
+    """EXECUTING → CRASHED: the worker died on the last attempt (the attempt CRASHED), or
+    a ``catch_error`` hook broke (HANDLE_ERROR_ERROR; the attempt itself FAILED)."""
+    return _end(run_id, attempt, RunStatus.CRASHED, error, execution_ms, attempt_status)
+
+
+def system_failure(run_id: str, attempt: int, *, error: dict[str, Any]) -> bool:
+    """EXECUTING → SYSTEM_FAILURE: the attempt could not run for a reason outside the
+    task's code (its stored payload cannot be read, say); retrying would not help."""
+    return _end(run_id, attempt, RunStatus.SYSTEM_FAILURE, error, None, AttemptStatus.FAILED)
+
+
+def suspend(run_id: str, attempt: int, *, execution_ms: int) -> bool:
+    """EXECUTING → WAITING: the run reached a wait that is not satisfied yet (SPEC 7)."""
+    return _move(
+        run_id,
+        source=RunStatus.EXECUTING,
+        target=RunStatus.WAITING,
+        attempt=attempt,
+        fields={"execution_ms": execution_ms},
+        attempt_fields={"status": AttemptStatus.SUSPENDED, "finished_at": clock.now()},
+    )
+
+
+def hand_back(run_id: str, attempt: int) -> bool:
+    """EXECUTING → PENDING_VERSION: this worker does not know the task (an older deploy).
+
+    The start is undone - attempt number back, attempt row removed - so a worker that
+    knows the task runs it as if this one never had.
+    """
+    with transaction.atomic():
+        won = Run.objects.filter(
+            id=run_id, status=RunStatus.EXECUTING, attempt_count=attempt
+        ).update(
+            status=RunStatus.PENDING_VERSION, attempt_count=attempt - 1, updated_at=clock.now()
+        )
+        if won:
+            Attempt.objects.filter(run_id=run_id, number=attempt).delete()
+            transaction.on_commit(partial(realtime.notify, run_id))
+    return bool(won)
+
+
+def resume(run_id: str) -> bool:
+    """WAITING → QUEUED: every waitpoint of the run is complete.
+
+    The attempt number goes back by one, so the start that follows continues the
+    attempt the run suspended in instead of counting a new one.
+    """
+    return _move(
+        run_id,
+        source=RunStatus.WAITING,
+        target=RunStatus.QUEUED,
+        attempt=None,
+        fields={"attempt_count": F("attempt_count") - 1, "available_at": None},
+    )
+
+
+# -- from anywhere ---------------------------------------------------------------------------
+
+
+def cancel(run_id: str) -> RunStatus | None:
+    """Any non-final status → CANCELED; returns the status it left, None if it had ended.
+
+    A run with an attempt (EXECUTING, WAITING) gets ``cancel_requested_at``, which its
+    worker polls to stop the attempt, and its attempt row ends CANCELED.
+    """
+    while True:
+        row = Run.objects.filter(id=run_id).values_list("status", "attempt_count").first()
+        if row is None:
+            return None
+        status, attempt = RunStatus(row[0]), row[1]
+        if status in FINAL_STATUSES:
+            return None
+        now = clock.now()
+        fields: dict[str, Any] = {"finished_at": now, "error": CANCELED_ERROR}
+        attempt_fields = None
+        if status in _STARTED:
+            fields["cancel_requested_at"] = now
+            attempt_fields = {
+                "status": AttemptStatus.CANCELED,
+                "finished_at": now,
+                "error": CANCELED_ERROR,
+            }
+        if _move(
+            run_id,
+            source=status,
+            target=RunStatus.CANCELED,
+            attempt=attempt,
+            fields=fields,
+            attempt_fields=attempt_fields,
+        ):
+            return status
+        # It moved between the read and the write: look again.

@@ -1,0 +1,230 @@
+"""Creating runs: ``my_task.trigger(...)`` and ``tasks.trigger("id", ...)``.
+
+A trigger validates everything first (options, payload, sizes), then writes one Run
+row. Only after the row is committed does the run enter its queue, so a worker can
+never receive a run the database does not have yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from trigger_celery.conf import get_settings
+from trigger_celery.core import clock
+from trigger_celery.core.context import optional_scope
+from trigger_celery.core.handles import RunHandle
+from trigger_celery.core.ids import new_id
+from trigger_celery.core.options import TriggerOptions, parse_trigger_options
+from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.engine import dispatch
+from trigger_celery.engine.idempotency import DEFAULT_TTL, find_cached, resolve_key
+from trigger_celery.engine.payloads import store_payload
+from trigger_celery.engine.registry import TaskDefinition, registry
+from trigger_celery.models import Run
+
+
+def trigger_task(
+    task_id: str,
+    payload: Any,
+    options: Mapping[str, Any] | TriggerOptions | None,
+    extra: Mapping[str, Any],
+    *,
+    definition: TaskDefinition | None = None,
+    replayed_from: str | None = None,
+    batch: tuple[str, int] | None = None,
+) -> RunHandle:
+    """Trigger ``task_id``. With ``definition`` given the payload is validated first
+    (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
+    opts = parse_trigger_options(options, **extra)
+    validate = definition is not None
+    if definition is None:
+        definition = registry.get_task(task_id)
+    if validate and definition is not None:
+        definition.parse_payload(payload)
+    run = build_run(task_id, payload, opts, definition)
+    run.replayed_from_id = replayed_from
+    if batch is not None:
+        run.batch_id, run.batch_index = batch
+    if opts.idempotency_key is not None:
+        # Idempotency wins over debounce: a cached run is returned as it is.
+        cached = _save_idempotent(run, opts)
+        if cached is not None:
+            return RunHandle(cached.id, task_id, is_cached=True)
+    elif opts.debounce is not None and run.status == RunStatus.DELAYED:
+        existing_id = _save_debounced(run, opts)
+        if existing_id is not None:
+            return RunHandle(existing_id, task_id)
+    else:
+        run.save(force_insert=True)
+    if run.status == RunStatus.QUEUED:
+        transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
+    return RunHandle(run.id, task_id)
+
+
+def build_run(
+    task_id: str,
+    payload: Any,
+    opts: TriggerOptions,
+    definition: TaskDefinition | None,
+) -> Run:
+    """Everything about a new run except saving it: the one place options become fields."""
+    settings = get_settings()
+    now = clock.now()
+    run_id = new_id("run")
+    payload_json = to_jsonable(payload, what="payload")
+    inline, ref = store_payload(run_id, "payload", payload_json, limit=settings.PAYLOAD_MAX_SIZE)
+
+    if opts.queue is not None:
+        queue_name = registry.require_queue(opts.queue).name
+    elif definition is not None:
+        queue_name = definition.queue.name
+    else:
+        queue_name = task_id
+
+    if opts.max_attempts is not None:
+        max_attempts = opts.max_attempts
+    elif definition is not None and definition.retry is not None:
+        max_attempts = definition.retry.max_attempts
+    else:
+        max_attempts = int(settings.RETRY.get("max_attempts", 3))
+
+    ttl = opts.ttl
+    if ttl is None and settings.ENVIRONMENT == "DEVELOPMENT":
+        ttl = settings.DEVELOPMENT_TTL
+
+    delayed_until = opts.delay_until(now)
+    if opts.debounce is not None and delayed_until is None:
+        # A debounced run waits for its window, like a delayed one.
+        delayed_until = now + timedelta(seconds=opts.debounce.delay)
+    if definition is None:
+        status = RunStatus.PENDING_VERSION
+    elif delayed_until is not None:
+        status = RunStatus.DELAYED
+    else:
+        status = RunStatus.QUEUED
+    queued = status == RunStatus.QUEUED
+
+    parent_id = root_id = None
+    depth = 0
+    scope = optional_scope()
+    if scope is not None:
+        parent_id = scope.ctx.run.id
+        root_id = scope.ctx.run.root_id or scope.ctx.run.id
+        depth = scope.ctx.run.depth + 1
+
+    return Run(
+        id=run_id,
+        task_identifier=task_id,
+        status=status,
+        environment=settings.ENVIRONMENT,
+        payload=inline,
+        payload_ref=ref,
+        options=opts.to_dict(),
+        queue=queue_name,
+        concurrency_key=opts.concurrency_key,
+        priority=opts.priority or 0,
+        machine=opts.machine or (definition.machine if definition else None) or "",
+        region=opts.region or "",
+        tags=list(opts.tags or ()),
+        metadata=dict(opts.metadata or {}),
+        max_attempts=max_attempts,
+        max_duration=opts.max_duration or (definition.max_duration if definition else None),
+        ttl=ttl,
+        parent_id=parent_id,
+        root_id=root_id,
+        depth=depth,
+        delayed_until=delayed_until,
+        queued_at=now if queued else None,
+        ttl_expires_at=now + timedelta(seconds=ttl) if queued and ttl else None,
+    )
+
+
+def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
+    """Save ``run`` under its idempotency key, or return the run that already holds it.
+
+    The unique constraint on (environment, task, key) decides races: of many concurrent
+    triggers exactly one insert succeeds and every other caller gets its handle.
+    """
+    assert opts.idempotency_key is not None
+    now = clock.now()
+    key = resolve_key(opts.idempotency_key)
+    cached = find_cached(run.environment, run.task_identifier, key, now)
+    if cached is not None:
+        return cached
+    run.idempotency_key = key
+    ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
+    run.idempotency_key_expires_at = now + ttl
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+    except IntegrityError:
+        cached = find_cached(run.environment, run.task_identifier, key, now)
+        if cached is None:
+            raise
+        return cached
+    return None
+
+
+# What a trailing-mode debounce takes from the newest trigger.
+_TRAILING_FIELDS = (
+    "payload",
+    "payload_ref",
+    "metadata",
+    "tags",
+    "max_attempts",
+    "max_duration",
+    "machine",
+)
+
+
+def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
+    """Push the pending run of this debounce key instead of creating one (SPEC 5).
+
+    Returns the id of the run that absorbed this trigger, or None when ``run`` was saved
+    as a new pending run. The partial unique index on (task, debounce key) for DELAYED
+    runs makes concurrent first triggers produce one run.
+    """
+    assert opts.debounce is not None
+    debounce = opts.debounce
+    for _ in range(3):
+        now = clock.now()
+        with transaction.atomic():
+            pending = (
+                Run.objects.select_for_update()
+                .filter(
+                    environment=run.environment,
+                    task_identifier=run.task_identifier,
+                    debounce_key=debounce.key,
+                    status=RunStatus.DELAYED,
+                )
+                .first()
+            )
+            if pending is not None:
+                start = max(pending.delayed_until or now, now + timedelta(seconds=debounce.delay))
+                first = pending.debounce_first_at or pending.created_at
+                if debounce.max_delay is None or start <= first + timedelta(
+                    seconds=debounce.max_delay
+                ):
+                    fields: dict[str, object] = {"delayed_until": start}
+                    if debounce.mode == "trailing":
+                        fields.update({f: getattr(run, f) for f in _TRAILING_FIELDS})
+                    Run.objects.filter(id=pending.id).update(**fields)
+                    return pending.id
+                # Postponed long enough: the pending run keeps its time and leaves the
+                # key; this trigger opens a new debounce window.
+                Run.objects.filter(id=pending.id).update(debounce_key=None)
+            run.debounce_key = debounce.key
+            run.debounce_first_at = now
+            run.delayed_until = now + timedelta(seconds=debounce.delay)
+            try:
+                with transaction.atomic():
+                    run.save(force_insert=True)
+            except IntegrityError:
+                continue  # another trigger created the pending run first: join it
+            return None
+    raise RuntimeError(f"debounce key {debounce.key!r} is too contended; try again")

@@ -1,1 +1,0 @@
-"""What a worker does with a run: context, hooks, the executor and its Celery task."""

@@ -1,0 +1,160 @@
+"""One attempt of one run, from the Celery message to the final row.
+
+1. **Start** - ``transitions.start_attempt``: DEQUEUED → EXECUTING, fenced on the
+   attempt number, so a stale or duplicate message loses and does nothing.
+2. **Run** - :mod:`trigger_celery.worker.user_code`: middleware, hooks and the run
+   function, watched by the monitor (lease heartbeats, cancel, ``max_duration``). A run
+   that reaches an unsatisfied wait ends the attempt ``Suspended``; its next start
+   replays the function from the top (SPEC 7).
+3. **Settle** - :mod:`trigger_celery.worker.settle`: hooks, the retry decision and the
+   run's next transition; the slot goes back and the next run is dispatched.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import traceback
+
+from trigger_celery.core import clock
+from trigger_celery.core import context as run_context
+from trigger_celery.core.context import (
+    AttemptInfo,
+    BatchInfo,
+    Context,
+    QueueInfo,
+    RunInfo,
+    RunScope,
+    TaskInfo,
+)
+from trigger_celery.core.decisions import error_dict
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.engine import dispatch, transitions
+from trigger_celery.engine.payloads import load_payload
+from trigger_celery.engine.registry import TaskDefinition, registry
+from trigger_celery.errors import (
+    MaxDurationExceededError,
+    RunCanceledError,
+    TaskModuleImportError,
+)
+from trigger_celery.models import Run
+from trigger_celery.worker.monitor import Watched, monitor
+from trigger_celery.worker.settle import after_final, settle
+from trigger_celery.worker.user_code import Failed, Outcome, Suspended, run_attempt
+
+log = logging.getLogger("trigger_celery.worker")
+
+
+def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
+    """Run one attempt; returns what happened, for logs ("stale", "Completed", ...)."""
+    run = transitions.start_attempt(run_id, attempt, worker or socket.gethostname())
+    if run is None:
+        log.info("run %s attempt %d: stale or duplicate message, ignored", run_id, attempt)
+        return "stale"
+    definition = _definition_of(run)
+    if definition is None:
+        _hand_back(run, attempt)
+        return RunStatus.PENDING_VERSION
+    ctx = build_context(run, attempt)
+    token = run_context.enter(RunScope(ctx))
+    try:
+        try:
+            raw_payload = load_payload(run.payload, run.payload_ref)
+        except Exception as err:
+            # Not the task's fault, and retrying cannot bring the stored payload back.
+            log.exception("run %s: its stored payload cannot be read", run.id)
+            error = error_dict(err, traceback.format_exc(), code="PAYLOAD_UNREADABLE")
+            transitions.system_failure(run.id, attempt, error=error)
+            after_final(run)
+            return RunStatus.SYSTEM_FAILURE
+        outcome, payload, elapsed_ms = _run_watched(definition, run, ctx, raw_payload)
+        settle(definition, run, ctx, outcome, payload, elapsed_ms)
+    finally:
+        run_context.leave(token)
+    return type(outcome).__name__
+
+
+def _definition_of(run: Run) -> TaskDefinition | None:
+    try:
+        return registry.get_task(run.task_identifier)
+    except TaskModuleImportError:
+        log.exception("run %s: this worker cannot import its tasks modules", run.id)
+        return None
+
+
+def _run_watched(
+    definition: TaskDefinition, run: Run, ctx: Context, raw_payload: object
+) -> tuple[Outcome, object, int]:
+    """The user's code under the monitor; returns the outcome, the payload the hooks
+    get (parsed when it parsed) and the compute time in milliseconds."""
+    started = time.monotonic()
+    watched = Watched(
+        run_id=run.id,
+        attempt=ctx.attempt.number,
+        thread_id=threading.get_ident(),
+        ctx=ctx,
+        definition=definition,
+        deadline=started + run.max_duration if run.max_duration else None,
+    )
+    monitor.watch(watched)
+    payload: object = raw_payload
+    try:
+        try:
+            outcome, payload = run_attempt(
+                definition, raw_payload, ctx, resumed=getattr(run, "resumed", False)
+            )
+            with watched.lock:
+                watched.done = True
+        except (RunCanceledError, MaxDurationExceededError) as late:
+            # The monitor's stop arrived just after the run function returned.
+            with watched.lock:
+                watched.done = True
+            outcome = Failed(late, traceback.format_exc())
+        watched.finished.set()
+    finally:
+        monitor.unwatch(run.id)
+    if watched.reason == "max_duration" and not isinstance(outcome, Suspended):
+        # The deadline passed: TIMED_OUT even if the function swallowed the stop.
+        err = MaxDurationExceededError(
+            f"the attempt ran longer than max_duration ({run.max_duration}s)"
+        )
+        outcome = Failed(err, "")
+    return outcome, payload, int((time.monotonic() - started) * 1000)
+
+
+def _hand_back(run: Run, attempt: int) -> None:
+    """This worker does not know the task (an older deploy): undo the start and let a
+    worker that registers the task pick the run up (``promote_pending_versions``)."""
+    transitions.hand_back(run.id, attempt)
+    log.warning(
+        "run %s: task %r is not registered in this worker; waiting for one that has it",
+        run.id,
+        run.task_identifier,
+    )
+    dispatch.release_and_dispatch(run.id)
+
+
+def build_context(run: Run, attempt: int) -> Context:
+    """The ``ctx`` the run function and hooks of this attempt receive."""
+    return Context(
+        run=RunInfo(
+            id=run.id,
+            tags=list(run.tags),
+            metadata=dict(run.metadata),
+            idempotency_key=run.idempotency_key,
+            parent_id=run.parent_id,
+            root_id=run.root_id,
+            depth=run.depth,
+            created_at=run.created_at,
+            max_attempts=run.max_attempts,
+            max_duration=run.max_duration,
+            concurrency_key=run.concurrency_key,
+        ),
+        attempt=AttemptInfo(number=attempt, started_at=clock.now()),
+        task=TaskInfo(id=run.task_identifier),
+        queue=QueueInfo(name=run.queue),
+        environment=run.environment,
+        batch=BatchInfo(run.batch_id) if run.batch_id else None,
+    )

@@ -1,0 +1,67 @@
+"""``logger``: structured log lines stored with the run and sent to Python logging."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from trigger_celery.conf import get_settings
+from trigger_celery.core.context import optional_scope
+from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.models import LogEntry
+
+_py_logger = logging.getLogger("trigger_celery.run")
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class RunLogger:
+    """``logger.info("charged", amount=10)`` inside a run.
+
+    Outside a run the line only goes to Python logging.
+    """
+
+    def _log(self, level: str, message: str, attributes: dict[str, Any]) -> None:
+        scope = optional_scope()
+        run_id = scope.ctx.run.id if scope else None
+        extra_attrs = attributes.pop("extra", None)
+        if isinstance(extra_attrs, dict):
+            attributes = {**extra_attrs, **attributes}
+        _py_logger.log(_LEVELS[level], "[%s] %s %s", run_id or "-", message, attributes or "")
+        if scope is None:
+            return
+        written = scope.locals.setdefault(-1, 0)
+        if written >= get_settings().LOG_LINES_PER_RUN:
+            return
+        scope.locals[-1] = written + 1
+        LogEntry.objects.create(
+            run_id=run_id,
+            attempt_number=scope.ctx.attempt.number,
+            level=level.upper(),
+            message=str(message)[:10_000],
+            attributes=to_jsonable(attributes, what="log attributes") if attributes else {},
+        )
+
+    def debug(self, message: str, /, **attributes: Any) -> None:
+        self._log("debug", message, attributes)
+
+    def info(self, message: str, /, **attributes: Any) -> None:
+        self._log("info", message, attributes)
+
+    def log(self, message: str, /, **attributes: Any) -> None:
+        self._log("info", message, attributes)
+
+    def warn(self, message: str, /, **attributes: Any) -> None:
+        self._log("warn", message, attributes)
+
+    warning = warn
+
+    def error(self, message: str, /, **attributes: Any) -> None:
+        self._log("error", message, attributes)
+
+
+logger = RunLogger()

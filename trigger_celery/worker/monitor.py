@@ -1,0 +1,188 @@
+"""One thread per worker process that watches the attempts executing there.
+
+It keeps their slot leases alive (heartbeats), notices cancel requests and passed
+``max_duration`` deadlines, sets the run's abort signal, runs ``on_cancel`` hooks, and
+then stops the attempt. Stopping works on every pool: the exception is raised inside
+the thread running the attempt (prefork, threads and solo alike); a run function stuck
+in a blocking C call that ignores it is, on a prefork pool child, ended by exiting the
+child as Celery's hard time limit would, after its final status was written.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from billiard.process import current_process
+from django.db import close_old_connections
+
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
+from trigger_celery.engine import dispatch, transitions
+from trigger_celery.errors import MaxDurationExceededError, RunCanceledError
+from trigger_celery.models import Run
+from trigger_celery.worker.user_code import call_cancel_hooks
+
+log = logging.getLogger("trigger_celery.monitor")
+
+TICK = 0.1
+CANCEL_POLL_SECONDS = 0.5
+ON_CANCEL_GRACE_SECONDS = 30.0
+COOPERATIVE_GRACE_SECONDS = 1.0  # after the signal, before the attempt is interrupted
+HARD_GRACE_SECONDS = 5.0  # after the interrupt, before a prefork child exits
+
+
+@dataclass
+class Watched:
+    run_id: str
+    attempt: int
+    thread_id: int
+    ctx: Any
+    definition: Any
+    deadline: float | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)
+    reason: str | None = None  # "canceled" | "max_duration"
+    interrupt_at: float | None = None
+    interrupted_at: float | None = None
+
+
+class AttemptMonitor:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[str, Watched] = {}
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def watch(self, w: Watched) -> None:
+        # Renew the lease at once: the claim's lease may have run low while the message
+        # waited in a prefetch buffer.
+        try:
+            settings = get_settings()
+            get_store().heartbeat(w.run_id, clock.timestamp(), settings.LEASE_SECONDS)
+        except Exception:
+            log.warning("first heartbeat of run %s failed", w.run_id, exc_info=True)
+        with self._lock:
+            self._watched[w.run_id] = w
+            # A forked pool child inherits this object but not the thread.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._watched = {w.run_id: w}
+                self._thread = threading.Thread(
+                    target=self._loop, name="trigger-monitor", daemon=True
+                )
+                self._thread.start()
+
+    def unwatch(self, run_id: str) -> None:
+        with self._lock:
+            self._watched.pop(run_id, None)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _loop(self) -> None:
+        last_beat = last_poll = time.monotonic()
+        while True:
+            time.sleep(TICK)
+            settings = get_settings()
+            now = time.monotonic()
+            with self._lock:
+                watched = list(self._watched.values())
+            if not watched:
+                continue
+            try:
+                if now - last_beat >= settings.HEARTBEAT_SECONDS:
+                    last_beat = now
+                    for w in watched:
+                        get_store().heartbeat(w.run_id, clock.timestamp(), settings.LEASE_SECONDS)
+                if now - last_poll >= CANCEL_POLL_SECONDS:
+                    last_poll = now
+                    self._poll_cancels(watched)
+                for w in watched:
+                    if w.reason is None and w.deadline is not None and now >= w.deadline:
+                        w.reason = "max_duration"
+                        w.ctx.signal.set("max_duration")
+                        w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS
+                    self._enforce(w, now)
+            except Exception:
+                log.warning("attempt monitor pass failed", exc_info=True)
+
+    def _poll_cancels(self, watched: list[Watched]) -> None:
+        close_old_connections()
+        pending = [w for w in watched if w.reason is None]
+        if not pending:
+            return
+        requested = set(
+            Run.objects.filter(
+                id__in=[w.run_id for w in pending], cancel_requested_at__isnull=False
+            ).values_list("id", flat=True)
+        )
+        for w in pending:
+            if w.run_id in requested:
+                w.reason = "canceled"
+                w.ctx.signal.set("canceled")
+                w.interrupt_at = time.monotonic() + ON_CANCEL_GRACE_SECONDS
+                threading.Thread(target=self._on_cancel, args=(w,), daemon=True).start()
+
+    def _on_cancel(self, w: Watched) -> None:
+        try:
+            call_cancel_hooks(w.definition, w.ctx, w.finished)
+        finally:
+            # Hooks done (or given up on): stop the attempt now, unless it ended already.
+            w.interrupt_at = min(w.interrupt_at or 0, time.monotonic())
+
+    def _enforce(self, w: Watched, now: float) -> None:
+        if w.interrupt_at is None or now < w.interrupt_at:
+            return
+        exc = RunCanceledError if w.reason == "canceled" else MaxDurationExceededError
+        if w.interrupted_at is None:
+            with w.lock:
+                if w.done:
+                    return
+                w.interrupted_at = now
+                raise_in_thread(w.thread_id, exc)
+            return
+        if now - w.interrupted_at >= HARD_GRACE_SECONDS and _is_pool_child():
+            log.error(
+                "run %s ignored its stop for %.0fs; ending this pool process",
+                w.run_id,
+                HARD_GRACE_SECONDS,
+            )
+            stop_unresponsive_attempt(w, exc)
+            os._exit(1)
+
+
+def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
+    """Final writes for an attempt whose process is about to exit because it ignored a
+    stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it)."""
+    if exc is MaxDurationExceededError:
+        error = {
+            "type": "MaxDurationExceededError",
+            "message": "max_duration exceeded",
+            "code": "MAX_DURATION_EXCEEDED",
+        }
+        transitions.time_out(w.run_id, w.attempt, error=error)
+    dispatch.release_and_dispatch(w.run_id)
+
+
+def raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in another thread at its next Python instruction."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def _is_pool_child() -> bool:
+    try:
+        return (
+            current_process()._config.get("semprefix") is not None
+            and current_process().name != "MainProcess"
+        )
+    except Exception:
+        return False
+
+
+monitor = AttemptMonitor()

@@ -1,0 +1,208 @@
+"""Settling an attempt: hooks, the retry decision, and the run's next transition.
+
+After the user's code returned an :data:`~trigger_celery.worker.user_code.Outcome`:
+
+* ``Completed``: the output is stored, ``on_success`` and ``on_complete`` run, the run
+  is COMPLETED;
+* ``Suspended``: the slot goes back, the run is WAITING, ``on_wait`` runs, and the run is
+  resumed at once if what it waits for finished meanwhile;
+* ``Failed``: ``catch_error`` and the retry policy decide (``core.decisions``); the run
+  is QUEUED for a retry, or ends FAILED / TIMED_OUT / CRASHED with its hooks.
+
+Then the slot is released, the next run dispatched, and a parent waiting on this run
+(or its batch) is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
+from trigger_celery.core.context import Context
+from trigger_celery.core.decisions import Decision, consults_catch_error, decide_after_failure
+from trigger_celery.core.hooks import call_hook, global_hooks
+from trigger_celery.core.results import RunResult
+from trigger_celery.core.retry import RetryPolicy, next_delay_ms
+from trigger_celery.core.statuses import AttemptStatus, RunStatus
+from trigger_celery.engine import dispatch, transitions, waitpoints
+from trigger_celery.engine.payloads import store_payload
+from trigger_celery.engine.registry import TaskDefinition
+from trigger_celery.models import Run
+from trigger_celery.worker.user_code import Completed, Failed, Outcome, Suspended, call_recorded
+
+log = logging.getLogger("trigger_celery.worker")
+
+
+def settle(
+    definition: TaskDefinition,
+    run: Run,
+    ctx: Context,
+    outcome: Outcome,
+    payload: Any,
+    elapsed_ms: int,
+) -> None:
+    """Write what became of the attempt; ``payload`` is what the hooks receive."""
+    common: dict[str, Any] = {
+        "ctx": ctx,
+        "signal": ctx.signal,
+        "task": definition.id,
+        "init": ctx.init,
+        "payload": payload,
+    }
+    execution_ms = run.execution_ms + elapsed_ms
+    if isinstance(outcome, Completed):
+        try:
+            inline, ref = store_payload(
+                run.id, "output", outcome.output, limit=get_settings().OUTPUT_MAX_SIZE
+            )
+        except ValueError as err:
+            outcome = Failed(err, "")
+        else:
+            _settle_completed(
+                definition, run, ctx, common, outcome.output, inline, ref, execution_ms
+            )
+            return
+    if isinstance(outcome, Suspended):
+        _settle_suspended(definition, run, ctx, execution_ms)
+        return
+    _settle_failed(definition, run, ctx, common, outcome, execution_ms)
+
+
+def _settle_completed(
+    definition: TaskDefinition,
+    run: Run,
+    ctx: Context,
+    common: dict[str, Any],
+    output: Any,
+    inline: Any,
+    ref: str,
+    execution_ms: int,
+) -> None:
+    result = RunResult(True, run.id, run.task_identifier, output=output)
+    call_recorded(definition, "on_success", **common, output=output)
+    call_recorded(definition, "on_complete", **common, result=result, output=output)
+    transitions.complete(
+        run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
+    )
+    after_final(run)
+
+
+def _settle_suspended(
+    definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int
+) -> None:
+    # The slot goes back before a resume can queue the run again.
+    get_store().release(run.id)
+    if transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms):
+        call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
+        # A child may have finished between the wait and the suspension.
+        waitpoints.resume_if_ready(run.id)
+    dispatch.release_and_dispatch(run.id)
+
+
+def _settle_failed(
+    definition: TaskDefinition,
+    run: Run,
+    ctx: Context,
+    common: dict[str, Any],
+    failure: Failed,
+    execution_ms: int,
+) -> None:
+    attempt = ctx.attempt.number
+    decision = _decide(definition, run, ctx, common, failure)
+    if decision.retries:
+        assert decision.retry_at is not None
+        log.info("run %s attempt %d failed; retry at %s", run.id, attempt, decision.retry_at)
+        transitions.retry(
+            run.id,
+            attempt,
+            retry_at=decision.retry_at,
+            error=decision.error,
+            execution_ms=execution_ms,
+        )
+        # Release before enqueueing: a claim of the retry holds a slot under the same
+        # run id, which a release after it would take away.
+        get_store().release(run.id)
+        retried = Run.objects.get(id=run.id)
+        if retried.status == RunStatus.QUEUED:
+            dispatch.enqueue([retried])
+        dispatch.dispatch_ready()
+        return
+
+    if decision.status == RunStatus.FAILED:
+        call_recorded(definition, "on_failure", **common, error=failure.error)
+    if decision.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED):
+        result = RunResult(False, run.id, run.task_identifier, error=decision.error)
+        call_recorded(definition, "on_complete", **common, result=result, error=failure.error)
+    if decision.status == RunStatus.FAILED:
+        transitions.fail(run.id, attempt, error=decision.error, execution_ms=execution_ms)
+    elif decision.status == RunStatus.TIMED_OUT:
+        transitions.time_out(run.id, attempt, error=decision.error, execution_ms=execution_ms)
+    elif decision.status == RunStatus.CRASHED:
+        transitions.crash(
+            run.id,
+            attempt,
+            error=decision.error,
+            execution_ms=execution_ms,
+            attempt_status=AttemptStatus.FAILED,
+        )
+    # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
+    after_final(run)
+
+
+def _decide(
+    definition: TaskDefinition,
+    run: Run,
+    ctx: Context,
+    common: dict[str, Any],
+    failure: Failed,
+) -> Decision:
+    """Gather the facts for ``core.decisions``: the policy's delay and catch_error's verdict."""
+    policy = definition.retry or RetryPolicy.from_value(get_settings().RETRY)
+    policy = policy.with_max_attempts(run.max_attempts)
+    attempt = ctx.attempt.number
+    now = clock.now()
+    facts: dict[str, Any] = {
+        "stack": failure.stack,
+        "attempt": attempt,
+        "max_attempts": run.max_attempts,
+        "now": now,
+        "default_delay_ms": next_delay_ms(policy, attempt),
+    }
+    if not consults_catch_error(failure.error):
+        return decide_after_failure(failure.error, **facts)
+    default_delay = facts["default_delay_ms"]
+    default_retry_at = (
+        None if default_delay is None else now + timedelta(milliseconds=default_delay)
+    )
+    verdict: Any = None
+    for fn in definition.hooks.get("catch_error") + global_hooks.get("catch_error"):
+        try:
+            verdict = call_hook(
+                fn,
+                **common,
+                error=failure.error,
+                retry_at=default_retry_at,
+                retry_delay_in_ms=default_delay,
+            )
+        except Exception as hook_err:
+            return decide_after_failure(
+                failure.error, **facts, hook_error=hook_err, hook_stack=traceback.format_exc()
+            )
+        if verdict is not None:
+            break
+    return decide_after_failure(failure.error, **facts, verdict=verdict)
+
+
+def after_final(run: Run) -> None:
+    """Give the slot back, start the next run, and tell a parent waiting on this one."""
+    dispatch.release_and_dispatch(run.id)
+    if run.parent_id or run.batch_id:  # only those can have a waiting parent
+        try:
+            waitpoints.runs_finished([run.id])
+        except Exception:
+            log.exception("could not complete the waitpoints of %s; the pump retries", run.id)

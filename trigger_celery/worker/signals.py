@@ -1,0 +1,120 @@
+"""Celery signal wiring: what a worker does when it starts.
+
+* imports every installed app's ``trigger_init.py`` (global hooks and middleware);
+* pushes queue limits from code to the coordination store;
+* queues PENDING_VERSION runs of the tasks this worker knows;
+* syncs the schedules declared in code (``schedules.task(cron=...)``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import signals
+from django.db import close_old_connections
+from django.utils.module_loading import import_string
+
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination.factory import reset_store_cache
+from trigger_celery.core.hooks import global_hooks
+from trigger_celery.engine import dispatch, promotions
+from trigger_celery.engine.registry import app_modules, registry
+from trigger_celery.engine.schedules import sync_declarative
+
+log = logging.getLogger("trigger_celery.worker")
+_imported = False
+
+
+def import_trigger_init_modules() -> list[str]:
+    """Import ``<app>.trigger_init`` for every installed app that has one (once)."""
+    global _imported
+
+    found: list[str] = []
+    if _imported:
+        return found
+    _imported = True
+    for name in app_modules("trigger_init"):
+        importlib.import_module(name)
+        found.append(name)
+    return found
+
+
+def register_hooks_from_settings() -> int:
+    """Register the global hooks and middleware named in ``TRIGGER_CELERY`` (once).
+
+    ``"HOOKS": {"on_failure": ["myapp.hooks.alert"]}``,
+    ``"MIDDLEWARE": ["myapp.hooks.with_db"]`` (registered under its dotted path).
+    """
+    global _settings_hooks_registered
+    if _settings_hooks_registered:
+        return 0
+    _settings_hooks_registered = True
+    settings = get_settings()
+    count = 0
+    for name, paths in settings.HOOKS.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            global_hooks.add(name, import_string(path))
+            count += 1
+    for path in settings.MIDDLEWARE:
+        global_hooks.add_middleware(path, import_string(path))
+        count += 1
+    return count
+
+
+_settings_hooks_registered = False
+
+
+def on_worker_init(**_: Any) -> None:
+    import_trigger_init_modules()
+    register_hooks_from_settings()
+    registry.ensure_discovered()
+
+
+PENDING_VERSION_POLL_SECONDS = 5.0
+
+
+def _promote_known() -> None:
+    promoted = promotions.promote_pending_versions(list(registry.tasks))
+    if promoted:
+        log.info("queued %d run(s) that waited for a worker knowing their task", promoted)
+        dispatch.dispatch_ready()
+
+
+def _promote_forever() -> None:
+    while True:
+        time.sleep(PENDING_VERSION_POLL_SECONDS)
+        try:
+            close_old_connections()
+            _promote_known()
+        except Exception:
+            log.warning("could not check for PENDING_VERSION runs", exc_info=True)
+
+
+def on_worker_ready(**_: Any) -> None:
+    for step in (dispatch.configure_queues, _promote_known, sync_declarative):
+        try:
+            step()
+        except Exception:
+            log.exception("trigger_celery worker start-up step %s failed", step.__name__)
+    # Runs handed back by workers of an older deploy wait for a worker that knows them.
+    threading.Thread(target=_promote_forever, name="trigger-pending-version", daemon=True).start()
+
+
+def on_worker_process_init(**_: Any) -> None:
+    # A forked pool child must not share the parent's Redis connections.
+    reset_store_cache()
+    import_trigger_init_modules()
+    register_hooks_from_settings()
+
+
+def connect() -> None:
+    signals.worker_init.connect(on_worker_init, weak=False, dispatch_uid="tc_worker_init")
+    signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="tc_worker_ready")
+    signals.worker_process_init.connect(
+        on_worker_process_init, weak=False, dispatch_uid="tc_worker_process_init"
+    )
+    signals.beat_init.connect(on_worker_init, weak=False, dispatch_uid="tc_beat_init")

@@ -1,0 +1,162 @@
+"""Running the user's code of one attempt: middleware, hooks and the run function.
+
+Nothing here writes a run's status. :func:`run_attempt` returns an :data:`Outcome` -
+the run function's output, the error it raised, or ``Suspended`` when it reached a wait
+that is not satisfied yet - and the settling step decides what becomes of the run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trigger_celery.core.context import Context
+from trigger_celery.core.decisions import error_dict
+from trigger_celery.core.hooks import Hook, call_hook, global_hooks, run_coroutine
+from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.engine.registry import TaskDefinition
+from trigger_celery.models import LogEntry
+from trigger_celery.worker.waits import SuspendRun
+
+log = logging.getLogger("trigger_celery.worker")
+
+
+@dataclass
+class Completed:
+    output: Any
+
+
+@dataclass
+class Failed:
+    error: BaseException
+    stack: str
+
+
+@dataclass
+class Suspended:
+    """The run reached a wait that is not satisfied yet (SPEC 7)."""
+
+    reason: Any = None
+
+
+Outcome = Completed | Failed | Suspended
+
+
+def hooks_of(definition: TaskDefinition, name: str) -> list[Hook]:
+    """The hooks named ``name`` for a task: global ones first, then the task's own."""
+    return global_hooks.get(name) + definition.hooks.get(name)
+
+
+def call_run_function(definition: TaskDefinition, payload: Any, ctx: Context) -> Any:
+    """``run(payload)`` or ``run(payload, ctx)``, whichever the function takes."""
+    fn = definition.run_fn
+    try:
+        positional = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        args = (payload,) if len(positional) == 1 else (payload, ctx)
+    except (TypeError, ValueError):
+        args = (payload, ctx)
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = run_coroutine(result)
+    return result
+
+
+def run_attempt(
+    definition: TaskDefinition, raw_payload: Any, ctx: Context, *, resumed: bool
+) -> tuple[Outcome, Any]:
+    """Middleware, hooks and the run function of one attempt.
+
+    Returns the outcome and the payload the settling hooks get: parsed by the task's
+    schema when it parsed, else as stored.
+    """
+    common: dict[str, Any] = {"ctx": ctx, "signal": ctx.signal, "task": definition.id}
+    payload = raw_payload
+    try:
+        payload = definition.parse_payload_in_worker(raw_payload)
+        common["payload"] = payload
+        box: dict[str, Any] = {}
+
+        def core() -> Any:
+            for fn in hooks_of(definition, "init"):
+                value = call_hook(fn, **common, init=ctx.init)
+                if value is not None:
+                    ctx.init = value
+            if resumed:
+                # SPEC 3: an error in on_resume is logged and recorded, not a failure.
+                call_recorded(definition, "on_resume", **common, init=ctx.init)
+            elif ctx.attempt.number == 1:
+                for fn in hooks_of(definition, "on_start"):
+                    call_hook(fn, **common, init=ctx.init)
+            for fn in hooks_of(definition, "on_start_attempt"):
+                call_hook(fn, **common, init=ctx.init)
+            try:
+                box["output"] = call_run_function(definition, payload, ctx)
+            finally:
+                for fn in hooks_of(definition, "cleanup"):
+                    call_hook(fn, **common, init=ctx.init)
+            return box.get("output")
+
+        chain: Callable[[], Any] = core
+        for _name, mw in reversed(global_hooks.middleware + definition.hooks.middleware):
+            chain = _wrap_middleware(mw, chain, common)
+        chain()
+        return Completed(to_jsonable(box.get("output"), what="output")), payload
+    except SuspendRun as suspend:
+        return Suspended(suspend.reason), payload
+    except Exception as err:
+        return Failed(err, traceback.format_exc()), payload
+
+
+def _wrap_middleware(
+    mw: Hook, inner: Callable[[], Any], common: dict[str, Any]
+) -> Callable[[], Any]:
+    def step() -> Any:
+        def next_() -> Any:
+            return inner()
+
+        return call_hook(mw, **common, next=next_)
+
+    return step
+
+
+def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
+    """Call hooks whose errors do not fail the run, recording each error on the run as
+    an ERROR log line (``on_success``, ``on_failure``, ``on_complete``, ``on_wait``,
+    ``on_resume``). ``kw`` are the hook arguments and include ``ctx``."""
+    ctx: Context = kw["ctx"]
+    for fn in hooks_of(definition, name):
+        try:
+            call_hook(fn, **kw)
+        except Exception as err:
+            log.exception("%s hook of run %s failed", name, ctx.run.id)
+            LogEntry.objects.create(
+                run_id=ctx.run.id,
+                attempt_number=ctx.attempt.number,
+                level="ERROR",
+                message=f"{name} hook failed: {err!r}",
+                attributes={"hook": name, "error": error_dict(err, traceback.format_exc())},
+            )
+
+
+def call_cancel_hooks(definition: TaskDefinition, ctx: Context, run_finished: Any = None) -> None:
+    """on_cancel hooks (global, then the task's); errors are logged. Called by the monitor."""
+    for fn in hooks_of(definition, "on_cancel"):
+        try:
+            call_hook(
+                fn,
+                ctx=ctx,
+                signal=ctx.signal,
+                task=definition.id,
+                init=ctx.init,
+                run_finished=run_finished,
+            )
+        except Exception:
+            log.exception("on_cancel hook of run %s failed", ctx.run.id)

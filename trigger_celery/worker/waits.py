@@ -1,0 +1,189 @@
+"""Waits that hold no worker (SPEC 7): ``trigger_and_wait``, batches and ``wait.for_``.
+
+Python cannot checkpoint a running function, so a run that reaches a wait it cannot
+satisfy yet *suspends*: the attempt ends with a ``Suspended`` outcome, the run becomes
+WAITING and gives its slot back. When every waitpoint of the run is complete, the run
+is queued again (with its original queue time) and, once it wins a slot, its function
+is **replayed from the top**. Each wait call is a numbered step; a step that already has
+a completed waitpoint row returns its recorded result at once, so the replay runs
+through to the first unsatisfied wait. A step whose row records another task or kind
+fails the run clearly (the code changed between suspend and resume).
+
+Child triggers made by a wait are keyed by (parent run, step), so a replay never
+triggers them twice. Code *between* waits runs again on every replay: make it
+idempotent (``idempotency_keys.create`` for plain triggers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from trigger_celery.core import clock
+from trigger_celery.core.context import RunScope, current_scope
+from trigger_celery.core.idempotency import hash_key
+from trigger_celery.core.results import BatchResult, RunResult
+from trigger_celery.engine.batches import create_batch
+from trigger_celery.engine.idempotency import IdempotencyKey
+from trigger_celery.engine.triggering import trigger_task
+from trigger_celery.engine.waitpoints import (
+    complete_batch_if_done,
+    complete_if_child_done,
+    complete_waitpoint,
+)
+from trigger_celery.errors import ReplayMismatchError
+from trigger_celery.models import Run, Waitpoint
+
+# A timed wait this short (or shorter) stays in the worker instead of suspending the run.
+IN_PROCESS_WAIT_SECONDS = 2.0
+
+
+class SuspendRun(BaseException):
+    """Raised inside a run to end the attempt at an unsatisfied wait.
+
+    It derives from BaseException so a user's ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, reason: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- steps ------------------------------------------------------------------------------
+
+
+def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | None]:
+    """The next step of the current run and its recorded waitpoint, if any."""
+    scope = current_scope(api)
+    step = scope.step
+    scope.step += 1
+    wp = Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).first()
+    if wp is not None and (wp.kind != kind or wp.label != label):
+        raise ReplayMismatchError(
+            f"wait step {step} of run {scope.ctx.run.id} was {wp.kind} {wp.label!r} before the "
+            f"run suspended and is now {kind} {label!r}: the task's code changed between "
+            "suspend and resume"
+        )
+    return scope, step, wp
+
+
+def _child_key(run_id: str, step: int, index: int | None = None) -> str:
+    parts = ["wait-child", run_id, str(step)] + ([str(index)] if index is not None else [])
+    return hash_key(parts)
+
+
+def trigger_and_wait(
+    task_id: str, payload: Any, options: Mapping[str, Any], *, validate: Any = None
+) -> RunResult:
+    """Trigger ``task_id`` as a child of the current run and wait for its result."""
+    scope, step, wp = _step(f"{task_id}.trigger_and_wait", "RUN", task_id)
+    if wp is None:
+        opts = dict(options)
+        # Without a key of the user's, the child is keyed by (parent, step): a replay that
+        # reaches this step again finds the same child instead of making another.
+        opts.setdefault("idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step)))
+        handle = trigger_task(task_id, payload, opts, {}, definition=validate)
+        with transaction.atomic():
+            wp, _ = Waitpoint.objects.get_or_create(
+                run_id=scope.ctx.run.id,
+                step=step,
+                defaults={"kind": "RUN", "label": task_id, "child_run_id": handle.id},
+            )
+        complete_if_child_done(wp)
+        wp.refresh_from_db()
+    if wp.completed_at is None:
+        _wait_in_process_or_suspend(wp)
+        wp.refresh_from_db()
+    return RunResult.from_json(wp.result)
+
+
+def batch_trigger_and_wait(
+    label: str, items: list[tuple[str, Any, Mapping[str, Any], Any]]
+) -> BatchResult:
+    """``items``: (task id, payload, options, definition to validate with or None)."""
+    scope, step, wp = _step("batch_trigger_and_wait", "BATCH", label)
+    if wp is None:
+        if len(items) > 1000:
+            raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
+
+        def gen() -> Iterable[tuple[str, Any, bool, Any, Mapping[str, Any]]]:
+            for index, (task_id, payload, options, definition) in enumerate(items):
+                opts = dict(options)
+                opts.setdefault(
+                    "idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step, index))
+                )
+                yield task_id, definition, definition is not None, payload, opts
+
+        handle = create_batch(gen(), {})
+        with transaction.atomic():
+            wp, _ = Waitpoint.objects.get_or_create(
+                run_id=scope.ctx.run.id,
+                step=step,
+                defaults={"kind": "BATCH", "label": label, "batch_id": handle.id},
+            )
+            # Children that were already finished (cached by their keys) count too.
+            Run.objects.filter(id__in=[h.id for h in handle.runs], batch_id__isnull=True).update(
+                batch_id=handle.id
+            )
+        complete_batch_if_done(wp.batch_id)
+        wp.refresh_from_db()
+    if wp.completed_at is None:
+        _wait_in_process_or_suspend(wp)
+        wp.refresh_from_db()
+    return BatchResult(wp.batch_id, [RunResult.from_json(r) for r in wp.result])
+
+
+def _wait_in_process_or_suspend(wp: Any) -> None:
+    """A short timed wait continues in place; anything else not yet done suspends.
+
+    A child run is not waited for in place: under load it may sit behind other runs,
+    and holding the worker meanwhile is what waits exist to avoid.
+    """
+    if wp.kind == "DATETIME" and wp.resume_at is not None:
+        remaining = (wp.resume_at - clock.now()).total_seconds()
+        if remaining <= IN_PROCESS_WAIT_SECONDS:
+            time.sleep(max(0.0, remaining))
+            complete_waitpoint(wp.id, {"ok": True})
+            return
+    raise SuspendRun(wp.step)
+
+
+class WaitAPI:
+    """``wait.for_(seconds=10)``, ``wait.until(datetime)`` inside a run."""
+
+    def for_(
+        self,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        weeks: float = 0,
+    ) -> None:
+        total = seconds + minutes * 60 + hours * 3600 + days * 86400 + weeks * 604800
+        if total < 0:
+            raise ValueError(f"wait.for_ needs a duration >= 0, got {total} seconds")
+        self._until(clock.now() + timedelta(seconds=total), "wait.for_")
+
+    def until(self, when: datetime) -> None:
+        if not isinstance(when, datetime):
+            raise ValueError(f"wait.until needs a datetime, got {when!r}")
+        self._until(when if when.tzinfo else when.replace(tzinfo=UTC), "wait.until")
+
+    def _until(self, when: datetime, api: str) -> None:
+        scope, step, wp = _step(api, "DATETIME", "wait")
+        if wp is None:
+            wp, _ = Waitpoint.objects.get_or_create(
+                run_id=scope.ctx.run.id,
+                step=step,
+                defaults={"kind": "DATETIME", "label": "wait", "resume_at": when},
+            )
+        if wp.completed_at is None:
+            _wait_in_process_or_suspend(wp)
+
+
+wait = WaitAPI()
