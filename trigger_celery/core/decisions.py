@@ -5,19 +5,22 @@ the policy's default delay and what the ``catch_error`` hooks said - and
 :func:`decide_after_failure` turns them into a :class:`Decision`:
 
 * cancellation, ``max_duration`` and the never-retried errors end the run at once;
-* a ``catch_error`` hook that raised, or returned something other than None or a dict,
-  ends the run CRASHED with code ``HANDLE_ERROR_ERROR``;
+* a ``catch_error`` hook that raised, or returned something other than None or a dict
+  (or a dict whose ``retry_at`` is not a datetime, or whose ``retry_delay_in_ms`` is not
+  a finite number), ends the run CRASHED with code ``HANDLE_ERROR_ERROR``;
 * on the last attempt the run FAILS, whatever the hooks asked (a hook that raised still
   counts as an internal error);
 * ``{"skip_retrying": True}`` FAILS it; ``{"retry_at": dt}`` and
-  ``{"retry_delay_in_ms": n}`` choose the retry time; None keeps the policy's default,
-  and a policy with no retry left FAILS it.
+  ``{"retry_delay_in_ms": n}`` choose the retry time (never before now; a naive
+  ``retry_at`` is UTC); None keeps the policy's default, and a policy with no retry
+  left FAILS it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trigger_celery.core.statuses import RunStatus
@@ -114,11 +117,34 @@ def decide_after_failure(
         return Decision(RunStatus.CRASHED, error=error_dict(wrapped, code="HANDLE_ERROR_ERROR"))
     if verdict.get("skip_retrying"):
         return Decision(RunStatus.FAILED, error=error)
-    if verdict.get("retry_at") is not None:
-        return Decision(RunStatus.QUEUED, retry_at=max(verdict["retry_at"], now), error=error)
-    if verdict.get("retry_delay_in_ms") is not None:
-        delay = timedelta(milliseconds=float(verdict["retry_delay_in_ms"]))
-        return Decision(RunStatus.QUEUED, retry_at=now + delay, error=error)
+    try:
+        retry_at = _requested_retry_at(verdict, now)
+    except (TypeError, ValueError, OverflowError) as bad:
+        wrapped = HandleErrorError(f"catch_error returned {verdict!r}: {bad}")
+        return Decision(RunStatus.CRASHED, error=error_dict(wrapped, code="HANDLE_ERROR_ERROR"))
+    if retry_at is not None:
+        return Decision(RunStatus.QUEUED, retry_at=retry_at, error=error)
     if default_retry_at is None:
         return Decision(RunStatus.FAILED, error=error)
     return Decision(RunStatus.QUEUED, retry_at=default_retry_at, error=error)
+
+
+def _requested_retry_at(verdict: dict[str, Any], now: datetime) -> datetime | None:
+    """The retry time a dict verdict chooses, never before ``now``; None if it chooses none.
+
+    Raises TypeError / ValueError / OverflowError when the value cannot be a retry time.
+    """
+    when = verdict.get("retry_at")
+    if when is not None:
+        if not isinstance(when, datetime):
+            raise TypeError(f"retry_at must be a datetime, got {when!r}")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # naive datetimes are UTC, as everywhere else
+        return max(when, now)
+    delay = verdict.get("retry_delay_in_ms")
+    if delay is not None:
+        ms = float(delay)
+        if not math.isfinite(ms):
+            raise ValueError(f"retry_delay_in_ms must be a finite number, got {delay!r}")
+        return max(now + timedelta(milliseconds=ms), now)
+    return None
