@@ -101,6 +101,8 @@ else:
         "data_folder_out": str(_broker),
         "processed_folder": str(_broker / "processed"),
         "store_processed": False,
+        # Broadcast (control) files too, instead of ./control beside the working directory.
+        "control_folder": str(_broker / "control"),
     }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

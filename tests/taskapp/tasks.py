@@ -424,3 +424,35 @@ def idem_parent(payload, ctx):
 
 
 from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)
+
+
+def _payload_hook(name):
+    def hook(ctx, payload):
+        events.record(f"payload-hooks:{ctx.run.id}", [name, payload])
+
+    return hook
+
+
+@task(
+    id="payload-hooks",
+    on_success=_payload_hook("on_success"),
+    on_complete=_payload_hook("on_complete"),
+    on_failure=_payload_hook("on_failure"),
+)
+def payload_hooks(payload, ctx):
+    if payload.get("fail"):
+        raise AbortTaskRunError("asked to fail")
+    return "done"
+
+
+def _broken_on_resume(ctx):
+    events.record(f"broken-resume:{ctx.run.id}", ctx.attempt.number)
+    raise RuntimeError("on_resume is broken")
+
+
+@task(id="broken-on-resume", on_resume=_broken_on_resume)
+def broken_on_resume(payload, ctx):
+    from trigger_celery import wait
+
+    wait.for_(seconds=3)
+    return "resumed anyway"

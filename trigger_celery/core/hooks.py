@@ -39,7 +39,8 @@ def check_hook(name: str, fn: Any) -> Hook:
         raise ConfigurationError(f"unknown hook {name!r}; known hooks: {', '.join(HOOK_NAMES)}")
     if not callable(fn):
         raise ConfigurationError(f"hook {name} must be callable, got {fn!r}")
-    return fn
+    hook: Hook = fn
+    return hook
 
 
 def call_hook(fn: Hook, **available: Any) -> Any:
