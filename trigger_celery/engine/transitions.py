@@ -163,7 +163,10 @@ def expire(run_id: str) -> bool:
             "expired_at": now,
             "finished_at": now,
             "idempotency_key": None,
-            "error": {"type": RunStatus.EXPIRED, "message": "the run was not started within its ttl"},
+            "error": {
+                "type": RunStatus.EXPIRED,
+                "message": "the run was not started within its ttl",
+            },
         },
         extra_filter={"started_at__isnull": True},
     )
