@@ -196,6 +196,11 @@ class LogEntry(models.Model):
         verbose_name_plural = "log entries"
 
 
+class WaitpointQuerySet(models.QuerySet["Waitpoint"]):
+    def pending(self) -> WaitpointQuerySet:
+        return self.filter(completed_at__isnull=True)
+
+
 class Waitpoint(models.Model):
     """Something a run waits for: a child run, a batch, or a point in time (SPEC 7)."""
 
@@ -221,10 +226,21 @@ class Waitpoint(models.Model):
     result = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = WaitpointQuerySet.as_manager()
+
     class Meta:
         ordering = ["run", "step"]
         constraints = [
             models.UniqueConstraint(fields=["run", "step"], name="tc_waitpoint_unique_step"),
+        ]
+        indexes = [
+            # The repair sweep and the pump look only at pending waitpoints, a small
+            # slice of a table that keeps every wait ever made.
+            models.Index(
+                fields=["kind", "resume_at"],
+                condition=Q(completed_at__isnull=True),
+                name="tc_waitpoint_pending",
+            ),
         ]
 
 

@@ -456,3 +456,32 @@ def broken_on_resume(payload, ctx):
 
     wait.for_(seconds=3)
     return "resumed anyway"
+
+
+# -- tasks of the chaos tests (tests/chaos) ---------------------------------------------------
+
+
+@task(id="slow-echo")
+def slow_echo(payload, ctx):
+    time.sleep(payload.get("sleep", 1.0))
+    return {"n": payload["n"]}
+
+
+@task(id="waits-on-child")
+def waits_on_child(payload, ctx):
+    return {"child": slow_echo.trigger_and_wait({"n": payload["n"]}).unwrap()}
+
+
+@task(id="waits-on-batch", retry={"max_attempts": 3, "min_timeout_in_ms": 100})
+def waits_on_batch(payload, ctx):
+    items = [{"payload": {"n": i, "sleep": 0.2}} for i in range(payload["count"])]
+    results = slow_echo.batch_trigger_and_wait(items)
+    return [r.unwrap()["n"] for r in results.runs]
+
+
+@task(id="waits-a-while")
+def waits_a_while(payload, ctx):
+    from trigger_celery import wait
+
+    wait.for_(seconds=3)
+    return "waited"

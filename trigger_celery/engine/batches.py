@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from trigger_celery.conf import get_settings
+from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options
@@ -59,10 +60,18 @@ def item_fields(
 def create_batch(
     items: Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]],
     batch_options: Mapping[str, Any],
+    *,
+    batch_id: str | None = None,
 ) -> BatchHandle:
-    """``items`` yields (task id, definition, validate payload?, payload, options)."""
+    """``items`` yields (task id, definition, validate payload?, payload, options).
+
+    With ``batch_id`` given (a wait's batch, whose id is fixed by its parent and step),
+    making the same batch again is safe: the row is kept, and children with idempotency
+    keys are found instead of made twice.
+    """
     settings = get_settings()
-    batch_id = new_id("batch")
+    batch_id = batch_id or new_id("batch")
+    scope = optional_scope()
     plain: list[tuple[int, Run]] = []
     special: list[tuple[int, str, TaskDefinition | None, Any, Mapping[str, Any]]] = []
     count = 0
@@ -81,12 +90,14 @@ def create_batch(
         plain.append((count - 1, run))
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special}
     with transaction.atomic():
-        Batch.objects.create(
+        Batch.objects.get_or_create(
             id=batch_id,
-            environment=settings.ENVIRONMENT,
-            task_identifier=next(iter(task_ids)) if len(task_ids) == 1 else "",
-            run_count=count,
-            parent_run_id=(plain[0][1].parent_id if plain else None),
+            defaults={
+                "environment": settings.ENVIRONMENT,
+                "task_identifier": next(iter(task_ids)) if len(task_ids) == 1 else "",
+                "run_count": count,
+                "parent_run_id": scope.ctx.run.id if scope else None,
+            },
         )
         for _, run in plain:
             run.batch_id = batch_id

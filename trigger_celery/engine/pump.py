@@ -3,7 +3,8 @@
 One pass: schedules whose tick has come fire, DELAYED runs that are due become QUEUED,
 timed waits that are due resume their runs, runs past their ttl expire, dead workers'
 leases are reaped, ready runs are dispatched, and every few seconds the store is
-reconciled with the database. Every step is safe with several beats at once.
+reconciled with the database and every after-commit step a killed process may have
+missed is repaired (``engine.repairs``). Every step is safe with several beats at once.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import logging
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
-from trigger_celery.engine import dispatch, promotions, recovery
+from trigger_celery.engine import dispatch, promotions, recovery, repairs
 from trigger_celery.engine.schedules import ScheduleTicker
 from trigger_celery.engine.waitpoints import complete_due_datetimes
 
 log = logging.getLogger("trigger_celery.engine.pump")
 
 RECONCILE_EVERY = 5.0
+REPAIR_EVERY = 2.0
 
 
 class Pump:
@@ -27,6 +29,7 @@ class Pump:
 
     def __init__(self) -> None:
         self._last_reconcile = 0.0
+        self._last_repair = 0.0
         self._schedules = ScheduleTicker()
 
     def tick(self) -> float:
@@ -36,6 +39,9 @@ class Pump:
             if now_ts - self._last_reconcile >= RECONCILE_EVERY:
                 self._last_reconcile = now_ts
                 recovery.reconcile()
+            if now_ts - self._last_repair >= REPAIR_EVERY:
+                self._last_repair = now_ts
+                repairs.repair()
             self._schedules.tick()
             promotions.promote_delayed()
             complete_due_datetimes()

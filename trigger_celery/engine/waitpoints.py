@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from trigger_celery.core import clock
+from trigger_celery.core import clock, faults
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine import dispatch, transitions
@@ -36,12 +36,17 @@ def result_of(run: Run) -> RunResult:
 
 def complete_waitpoint(waitpoint_id: int, result: Any) -> None:
     """Record ``result`` on the waitpoint (once) and resume its run if nothing else is pending."""
-    run_id = Waitpoint.objects.filter(id=waitpoint_id).values_list("run_id", flat=True).first()
-    if run_id is None:
+    row = Waitpoint.objects.filter(id=waitpoint_id).values_list("run_id", "kind").first()
+    if row is None:
         return
-    if Waitpoint.objects.filter(id=waitpoint_id, completed_at__isnull=True).update(
-        completed_at=clock.now(), result=result
+    run_id, kind = row
+    if (
+        Waitpoint.objects.pending()
+        .filter(id=waitpoint_id)
+        .update(completed_at=clock.now(), result=result)
     ):
+        if kind == Waitpoint.Kind.DATETIME:
+            faults.point("datetime-completed")
         resume_if_ready(run_id)
 
 
@@ -56,9 +61,7 @@ def complete_batch_if_done(batch_id: str | None) -> None:
     """Complete the BATCH waitpoint of ``batch_id`` once every run of the batch has finished."""
     if batch_id is None:
         return
-    wp = Waitpoint.objects.filter(
-        batch_id=batch_id, kind=Waitpoint.Kind.BATCH, completed_at__isnull=True
-    ).first()
+    wp = Waitpoint.objects.pending().filter(batch_id=batch_id, kind=Waitpoint.Kind.BATCH).first()
     if wp is None:
         return
     # Cheap check first: this runs once per finished child, so a fan-out of N children
@@ -75,7 +78,7 @@ def runs_finished(run_ids: Iterable[str]) -> None:
     run_ids = list(run_ids)
     if not run_ids:
         return
-    for wp in Waitpoint.objects.filter(child_run_id__in=run_ids, completed_at__isnull=True):
+    for wp in Waitpoint.objects.pending().filter(child_run_id__in=run_ids):
         complete_if_child_done(wp)
     for batch_id in set(
         Run.objects.filter(id__in=run_ids, batch_id__isnull=False).values_list(
@@ -87,7 +90,7 @@ def runs_finished(run_ids: Iterable[str]) -> None:
 
 def resume_if_ready(run_id: str) -> bool:
     """Queue a WAITING run again once none of its waitpoints is pending."""
-    if Waitpoint.objects.filter(run_id=run_id, completed_at__isnull=True).exists():
+    if Waitpoint.objects.pending().filter(run_id=run_id).exists():
         return False
     if not transitions.resume(run_id):
         return False
@@ -99,9 +102,9 @@ def resume_if_ready(run_id: str) -> bool:
 def complete_due_datetimes(limit: int = 500) -> int:
     """Pump step: DATETIME waitpoints whose time has come resume their runs."""
     ids = list(
-        Waitpoint.objects.filter(
-            kind=Waitpoint.Kind.DATETIME, completed_at__isnull=True, resume_at__lte=clock.now()
-        ).values_list("id", flat=True)[:limit]
+        Waitpoint.objects.pending()
+        .filter(kind=Waitpoint.Kind.DATETIME, resume_at__lte=clock.now())
+        .values_list("id", flat=True)[:limit]
     )
     for waitpoint_id in ids:
         complete_waitpoint(waitpoint_id, {"ok": True})

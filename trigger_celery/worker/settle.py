@@ -22,7 +22,7 @@ from typing import Any
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.core import clock
+from trigger_celery.core import clock, faults
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import Decision, consults_catch_error, decide_after_failure
 from trigger_celery.core.hooks import call_hook, global_hooks
@@ -86,9 +86,10 @@ def _settle_completed(
     result = RunResult(True, run.id, run.task_identifier, output=output)
     call_recorded(definition, "on_success", **common, output=output)
     call_recorded(definition, "on_complete", **common, result=result, output=output)
-    transitions.complete(
+    if transitions.complete(
         run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
-    )
+    ):
+        faults.point("child-final")
     after_final(run)
 
 
@@ -98,6 +99,7 @@ def _settle_suspended(
     # The slot goes back before a resume can queue the run again.
     get_store().release(run.id)
     if transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms):
+        faults.point("parent-waiting")
         call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
         # A child may have finished between the wait and the suspension.
         waitpoints.resume_if_ready(run.id)

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.db import transaction
 
-from trigger_celery.core import clock
+from trigger_celery.core import clock, faults
 from trigger_celery.core.context import RunScope, current_scope
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
@@ -76,11 +76,16 @@ def _child_key(run_id: str, step: int, index: int | None = None) -> str:
     return hash_key(parts)
 
 
+def wait_batch_id(run_id: str, step: int) -> str:
+    """The id of the batch that wait step ``step`` of ``run_id`` makes."""
+    return f"batch_{run_id.partition('_')[2]}_{step}"
+
+
 def trigger_and_wait(
     task_id: str, payload: Any, options: Mapping[str, Any], *, validate: Any = None
 ) -> RunResult:
     """Trigger ``task_id`` as a child of the current run and wait for its result."""
-    scope, step, wp = _step(f"{task_id}.trigger_and_wait", "RUN", task_id)
+    scope, step, wp = _step(f"{task_id}.trigger_and_wait", Waitpoint.Kind.RUN, task_id)
     if wp is None:
         opts = dict(options)
         # Without a key of the user's, the child is keyed by (parent, step): a replay that
@@ -91,7 +96,7 @@ def trigger_and_wait(
             wp, _ = Waitpoint.objects.get_or_create(
                 run_id=scope.ctx.run.id,
                 step=step,
-                defaults={"kind": "RUN", "label": task_id, "child_run_id": handle.id},
+                defaults={"kind": Waitpoint.Kind.RUN, "label": task_id, "child_run_id": handle.id},
             )
         complete_if_child_done(wp)
         wp.refresh_from_db()
@@ -105,7 +110,7 @@ def batch_trigger_and_wait(
     label: str, items: list[tuple[str, Any, Mapping[str, Any], Any]]
 ) -> BatchResult:
     """``items``: (task id, payload, options, definition to validate with or None)."""
-    scope, step, wp = _step("batch_trigger_and_wait", "BATCH", label)
+    scope, step, wp = _step("batch_trigger_and_wait", Waitpoint.Kind.BATCH, label)
     if wp is None:
         if len(items) > 1000:
             raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
@@ -118,12 +123,16 @@ def batch_trigger_and_wait(
                 )
                 yield task_id, definition, definition is not None, payload, opts
 
-        handle = create_batch(gen(), {})
+        # The batch id is fixed by (run, step): a replay that gets here again - after a
+        # crash or a retry between the children and the waitpoint - makes the same batch
+        # and finds the same children (their keys), instead of an empty new batch.
+        handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
+        faults.point("batch-children-created")
         with transaction.atomic():
             wp, _ = Waitpoint.objects.get_or_create(
                 run_id=scope.ctx.run.id,
                 step=step,
-                defaults={"kind": "BATCH", "label": label, "batch_id": handle.id},
+                defaults={"kind": Waitpoint.Kind.BATCH, "label": label, "batch_id": handle.id},
             )
             # Children that were already finished (cached by their keys) count too.
             Run.objects.filter(id__in=[h.id for h in handle.runs], batch_id__isnull=True).update(
@@ -143,7 +152,7 @@ def _wait_in_process_or_suspend(wp: Any) -> None:
     A child run is not waited for in place: under load it may sit behind other runs,
     and holding the worker meanwhile is what waits exist to avoid.
     """
-    if wp.kind == "DATETIME" and wp.resume_at is not None:
+    if wp.kind == Waitpoint.Kind.DATETIME and wp.resume_at is not None:
         remaining = (wp.resume_at - clock.now()).total_seconds()
         if remaining <= IN_PROCESS_WAIT_SECONDS:
             time.sleep(max(0.0, remaining))
@@ -175,12 +184,12 @@ class WaitAPI:
         self._until(when if when.tzinfo else when.replace(tzinfo=UTC), "wait.until")
 
     def _until(self, when: datetime, api: str) -> None:
-        scope, step, wp = _step(api, "DATETIME", "wait")
+        scope, step, wp = _step(api, Waitpoint.Kind.DATETIME, "wait")
         if wp is None:
             wp, _ = Waitpoint.objects.get_or_create(
                 run_id=scope.ctx.run.id,
                 step=step,
-                defaults={"kind": "DATETIME", "label": "wait", "resume_at": when},
+                defaults={"kind": Waitpoint.Kind.DATETIME, "label": "wait", "resume_at": when},
             )
         if wp.completed_at is None:
             _wait_in_process_or_suspend(wp)

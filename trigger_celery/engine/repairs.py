@@ -1,0 +1,70 @@
+"""Repairs: every step that follows a commit, redone from the rows alone.
+
+Completing waitpoints, resuming parents and completing batches run in process right
+after the commit that makes them due. A process killed between the two commits (a
+worker SIGKILLed after a child's final write, a beat killed after completing a timed
+wait) would leave a parent WAITING forever. The pump therefore runs :func:`repair`
+every few seconds; it finds what is due but not done, and does it:
+
+* a RUN waitpoint whose child is final is completed;
+* a BATCH waitpoint whose batch has runs, all final, is completed;
+* a WAITING run none of whose waitpoints is pending is queued again.
+
+(Due DATETIME waitpoints and dispatching ready runs are pump steps of their own.) Each
+repair goes through the same compare-and-set as the in-process path, so both may try
+it: one wins, the other does nothing.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef
+
+from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
+from trigger_celery.engine import waitpoints
+from trigger_celery.models import Run, Waitpoint
+
+_FINAL = [s.value for s in FINAL_STATUSES]
+
+
+def repair(limit: int = 200) -> dict[str, int]:
+    """One sweep; returns how many of each repair it made."""
+    return {
+        "run_waitpoints": complete_finished_children(limit),
+        "batch_waitpoints": complete_finished_batches(limit),
+        "resumed": resume_ready_runs(limit),
+    }
+
+
+def complete_finished_children(limit: int) -> int:
+    pending = Waitpoint.objects.pending().filter(
+        kind=Waitpoint.Kind.RUN, child_run__status__in=_FINAL
+    )
+    done = 0
+    for wp in pending[:limit]:
+        waitpoints.complete_if_child_done(wp)
+        done += 1
+    return done
+
+
+def complete_finished_batches(limit: int) -> int:
+    unfinished = Run.objects.filter(batch_id=OuterRef("batch_id")).exclude(status__in=_FINAL)
+    any_run = Run.objects.filter(batch_id=OuterRef("batch_id"))
+    batch_ids = list(
+        Waitpoint.objects.pending()
+        .filter(kind=Waitpoint.Kind.BATCH, batch_id__isnull=False)
+        .filter(Exists(any_run), ~Exists(unfinished))
+        .values_list("batch_id", flat=True)[:limit]
+    )
+    for batch_id in batch_ids:
+        waitpoints.complete_batch_if_done(batch_id)
+    return len(batch_ids)
+
+
+def resume_ready_runs(limit: int) -> int:
+    pending = Waitpoint.objects.pending().filter(run_id=OuterRef("id"))
+    ids = list(
+        Run.objects.filter(status=RunStatus.WAITING)
+        .filter(~Exists(pending))
+        .values_list("id", flat=True)[:limit]
+    )
+    return sum(1 for run_id in ids if waitpoints.resume_if_ready(run_id))
