@@ -61,6 +61,10 @@ class RunCanceledError(TriggerCeleryError):
     """The run was canceled while it executed."""
 
 
+class LeaseLostError(TriggerCeleryError):
+    """The attempt's slot lease was lost and its run moved on; the attempt was stopped."""
+
+
 class HandleErrorError(TriggerCeleryError):
     """A catch_error hook itself raised (code HANDLE_ERROR_ERROR)."""
 

@@ -485,3 +485,22 @@ def waits_a_while(payload, ctx):
 
     wait.for_(seconds=3)
     return "waited"
+
+
+def _slow_on_success(ctx):
+    events.record(f"slow-success:{ctx.run.id}", ctx.attempt.number)
+    time.sleep(float(os.environ.get("TC_SLOW_HOOK_SECONDS", "6")))  # the lease is 4 s
+
+
+@task(id="slow-on-success", retry={"max_attempts": 1}, on_success=_slow_on_success)
+def slow_on_success(payload, ctx):
+    return {"big": "x" * 1000}
+
+
+@task(id="pid-sleeper", retry={"max_attempts": 3, "min_timeout_in_ms": 100})
+def pid_sleeper(payload, ctx):
+    events.record(f"pid-sleeper:{ctx.run.id}", [ctx.attempt.number, os.getpid()])
+    for _ in range(int(payload["seconds"] / 0.05)):  # work, not wall time: a frozen
+        time.sleep(0.05)  # process has the same work left when it wakes
+    events.record(f"pid-sleeper-done:{ctx.run.id}", ctx.attempt.number)
+    return {"attempt": ctx.attempt.number}

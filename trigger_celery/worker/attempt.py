@@ -35,6 +35,7 @@ from trigger_celery.engine import dispatch, transitions
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.errors import (
+    LeaseLostError,
     MaxDurationExceededError,
     RunCanceledError,
     TaskModuleImportError,
@@ -69,8 +70,17 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
             transitions.system_failure(run.id, attempt, error=error)
             after_final(run)
             return RunStatus.SYSTEM_FAILURE
-        outcome, payload, elapsed_ms = _run_watched(definition, run, ctx, raw_payload)
-        settle(definition, run, ctx, outcome, payload, elapsed_ms)
+        watched = _watch(definition, run, ctx)
+        try:
+            outcome, payload, elapsed_ms = _run_watched(watched, definition, run, ctx, raw_payload)
+            if watched.reason == "lease_lost":
+                # The reaper gave the run to a new attempt: this one writes nothing.
+                log.warning("run %s attempt %d: lease lost, not settled", run.id, attempt)
+                return "lease lost"
+            # Still watched while settling: the lease lives until the attempt's last write.
+            settle(definition, run, ctx, outcome, payload, elapsed_ms)
+        finally:
+            monitor.unwatch(run.id)
     finally:
         run_context.leave(token)
     return type(outcome).__name__
@@ -84,37 +94,41 @@ def _definition_of(run: Run) -> TaskDefinition | None:
         return None
 
 
-def _run_watched(
-    definition: TaskDefinition, run: Run, ctx: Context, raw_payload: object
-) -> tuple[Outcome, object, int]:
-    """The user's code under the monitor; returns the outcome, the payload the hooks
-    get (parsed when it parsed) and the compute time in milliseconds."""
-    started = time.monotonic()
+def _watch(definition: TaskDefinition, run: Run, ctx: Context) -> Watched:
+    """Hand the attempt to the monitor: heartbeats, cancel, ``max_duration``, lease loss."""
     watched = Watched(
         run_id=run.id,
         attempt=ctx.attempt.number,
         thread_id=threading.get_ident(),
         ctx=ctx,
         definition=definition,
-        deadline=started + run.max_duration if run.max_duration else None,
+        deadline=time.monotonic() + run.max_duration if run.max_duration else None,
+        queue=run.queue,
+        concurrency_key=run.concurrency_key,
     )
     monitor.watch(watched)
+    return watched
+
+
+def _run_watched(
+    watched: Watched, definition: TaskDefinition, run: Run, ctx: Context, raw_payload: object
+) -> tuple[Outcome, object, int]:
+    """The user's code under the monitor; returns the outcome, the payload the hooks
+    get (parsed when it parsed) and the compute time in milliseconds."""
+    started = time.monotonic()
     payload: object = raw_payload
     try:
-        try:
-            outcome, payload = run_attempt(
-                definition, raw_payload, ctx, resumed=getattr(run, "resumed", False)
-            )
-            with watched.lock:
-                watched.done = True
-        except (RunCanceledError, MaxDurationExceededError) as late:
-            # The monitor's stop arrived just after the run function returned.
-            with watched.lock:
-                watched.done = True
-            outcome = Failed(late, traceback.format_exc())
-        watched.finished.set()
-    finally:
-        monitor.unwatch(run.id)
+        outcome, payload = run_attempt(
+            definition, raw_payload, ctx, resumed=getattr(run, "resumed", False)
+        )
+        with watched.lock:
+            watched.done = True
+    except (RunCanceledError, MaxDurationExceededError, LeaseLostError) as late:
+        # The monitor's stop arrived just after the run function returned.
+        with watched.lock:
+            watched.done = True
+        outcome = Failed(late, traceback.format_exc())
+    watched.finished.set()
     if watched.reason == "max_duration" and not isinstance(outcome, Suspended):
         # The deadline passed: TIMED_OUT even if the function swallowed the stop.
         err = MaxDurationExceededError(

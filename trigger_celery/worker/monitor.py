@@ -22,10 +22,12 @@ from billiard.process import current_process
 from django.db import close_old_connections
 
 from trigger_celery.conf import get_settings
+from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
+from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, transitions
-from trigger_celery.errors import MaxDurationExceededError, RunCanceledError
+from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
 from trigger_celery.worker.user_code import call_cancel_hooks
 
@@ -49,9 +51,14 @@ class Watched:
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
     finished: threading.Event = field(default_factory=threading.Event)
-    reason: str | None = None  # "canceled" | "max_duration"
+    reason: str | None = None  # "canceled" | "max_duration" | "lease_lost"
+    queue: str = ""
+    concurrency_key: str | None = None
     interrupt_at: float | None = None
     interrupted_at: float | None = None
+
+    def claim(self, lease_expires_at: float) -> Claim:
+        return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at)
 
 
 class AttemptMonitor:
@@ -98,8 +105,7 @@ class AttemptMonitor:
             try:
                 if now - last_beat >= settings.HEARTBEAT_SECONDS:
                     last_beat = now
-                    for w in watched:
-                        get_store().heartbeat(w.run_id, clock.timestamp(), settings.LEASE_SECONDS)
+                    self._heartbeat(watched, settings.LEASE_SECONDS)
                 if now - last_poll >= CANCEL_POLL_SECONDS:
                     last_poll = now
                     self._poll_cancels(watched)
@@ -111,6 +117,25 @@ class AttemptMonitor:
                     self._enforce(w, now)
             except Exception:
                 log.warning("attempt monitor pass failed", exc_info=True)
+
+    def _heartbeat(self, watched: list[Watched], lease_seconds: float) -> None:
+        """Extend every lease; an attempt whose lease is gone and whose run has moved on
+        (the reaper retried it) is stopped like a canceled one."""
+        store = get_store()
+        for w in watched:
+            if store.heartbeat(w.run_id, clock.timestamp(), lease_seconds) or w.reason:
+                continue
+            close_old_connections()
+            if Run.objects.filter(
+                id=w.run_id, status=RunStatus.EXECUTING, attempt_count=w.attempt
+            ).exists():
+                # Still ours (the store forgot it, or the reaper is mid-way): hold it again.
+                store.adopt(w.claim(clock.timestamp() + lease_seconds))
+                continue
+            log.warning("run %s attempt %d lost its lease; stopping it", w.run_id, w.attempt)
+            w.reason = "lease_lost"
+            w.ctx.signal.set("lease_lost")
+            w.interrupt_at = time.monotonic() + COOPERATIVE_GRACE_SECONDS
 
     def _poll_cancels(self, watched: list[Watched]) -> None:
         close_old_connections()
@@ -139,7 +164,7 @@ class AttemptMonitor:
     def _enforce(self, w: Watched, now: float) -> None:
         if w.interrupt_at is None or now < w.interrupt_at:
             return
-        exc = RunCanceledError if w.reason == "canceled" else MaxDurationExceededError
+        exc = STOPS[w.reason or "canceled"]
         if w.interrupted_at is None:
             with w.lock:
                 if w.done:
@@ -157,6 +182,14 @@ class AttemptMonitor:
             os._exit(1)
 
 
+# What the attempt's thread is interrupted with, by reason.
+STOPS: dict[str, type[BaseException]] = {
+    "canceled": RunCanceledError,
+    "max_duration": MaxDurationExceededError,
+    "lease_lost": LeaseLostError,
+}
+
+
 def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
     """Final writes for an attempt whose process is about to exit because it ignored a
     stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it)."""
@@ -167,7 +200,8 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
             "code": "MAX_DURATION_EXCEEDED",
         }
         transitions.time_out(w.run_id, w.attempt, error=error)
-    dispatch.release_and_dispatch(w.run_id)
+    if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
+        dispatch.release_and_dispatch(w.run_id)
 
 
 def raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:

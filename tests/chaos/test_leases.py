@@ -1,0 +1,50 @@
+"""A slot and its lease belong to one attempt, from its start to its last write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.integration.harness import finished, wait_for
+from tests.taskapp import events
+from trigger_celery import tasks
+from trigger_celery.models import LogEntry
+
+
+def test_a_slow_on_success_hook_keeps_the_lease_and_runs_once(live):
+    # on_success sleeps 6 s; the lease is 4 s. Settling inside the lease means no reaper
+    # takes the run for crashed while its hook runs.
+    handle = tasks.trigger("slow-on-success", {})
+    run = finished(handle, timeout=60)
+    assert run.status == "COMPLETED"
+    assert run.output == {"big": "x" * 1000}
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "COMPLETED")]
+    time.sleep(1.0)  # a second on_success would come right after the first
+    assert events.values(f"slow-success:{handle.id}") == [1]
+    assert not LogEntry.objects.filter(run_id=handle.id, level="ERROR").exists()
+
+
+def test_an_attempt_that_lost_its_lease_stops_and_writes_nothing(own):
+    own.worker(concurrency=2)
+    own.beat()
+    handle = tasks.trigger("pid-sleeper", {"seconds": 6})
+    wait_for(lambda: events.values(f"pid-sleeper:{handle.id}"), what="attempt 1 to start")
+    (number, pid), *_ = events.values(f"pid-sleeper:{handle.id}")
+    assert number == 1
+    os.kill(pid, signal.SIGSTOP)  # a frozen process: no heartbeat, no progress
+    try:
+        wait_for(
+            lambda: len(events.values(f"pid-sleeper:{handle.id}")) == 2,
+            timeout=60,
+            what="the reaper to start attempt 2",
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    run = finished(handle, timeout=60)
+    assert run.status == "COMPLETED"
+    assert run.output == {"attempt": 2}
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "CRASHED"), (2, "COMPLETED")]
+    # Attempt 1 woke up, found its lease gone, and was stopped before its end.
+    time.sleep(3.0)
+    assert events.values(f"pid-sleeper-done:{handle.id}") == [2]
