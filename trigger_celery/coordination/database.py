@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count, Min, QuerySet
 
 from trigger_celery.coordination.base import (
     Claim,
@@ -58,6 +59,186 @@ def _lock() -> dict[str, float]:
 
 def _key(ck: str | None) -> str:
     return ck or ""
+
+
+_SubQueue = tuple[str, str]  # (queue, concurrency key or "")
+
+
+@dataclass
+class _Counts:
+    """What a claim checks its limits against; each winner is added as it is taken."""
+
+    base: int  # one queue's cap, all its keys together
+    max_slots: int  # all queues together: the base limit with burst
+    turn: float  # the round-robin clock: ``served_at`` of the last key served
+    sub_queue: defaultdict[_SubQueue, int]  # slots held, here and below
+    queue: defaultdict[str, int]
+    env: int
+
+    @classmethod
+    def locked(cls) -> _Counts:
+        """Take the mutex, then read the settings and the slots held (one query each)."""
+        settings = _lock()
+        sub_queue: defaultdict[_SubQueue, int] = defaultdict(int)
+        queue: defaultdict[str, int] = defaultdict(int)
+        for row in StoreSlot.objects.values("queue", "concurrency_key").annotate(n=Count("run_id")):
+            sub_queue[(row["queue"], _key(row["concurrency_key"]))] += row["n"]
+            queue[row["queue"]] += row["n"]
+        base = int(settings.get("limit", 100))
+        # The epsilon keeps 100 * 1.15 (114.99999999999999) from flooring to 114.
+        max_slots = math.floor(base * settings.get("burst", 1.0) + 1e-9)
+        turn = settings.get("turn", 0.0)
+        return cls(base, max_slots, turn, sub_queue, queue, sum(queue.values()))
+
+    def add(self, q: str, ck: str) -> float:
+        """Count one more slot held by ``(q, ck)``; return the key's new turn."""
+        self.sub_queue[(q, ck)] += 1
+        self.queue[q] += 1
+        self.env += 1
+        self.turn += 1
+        return self.turn
+
+
+def _ready(
+    now: float, confs: dict[str, StoreQueue], queue: str | None
+) -> tuple[QuerySet[StoreEntry], dict[str, dict[str, float]]]:
+    """Entries that may start now, and each sub-queue's lowest score among them (one query)."""
+    ready = StoreEntry.objects.filter(score__lte=now).exclude(
+        queue__in=[name for name, c in confs.items() if c.paused]
+    )
+    if queue is not None:
+        ready = ready.filter(queue=queue)
+    heads: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in ready.values("queue", "concurrency_key").annotate(head=Min("score")):
+        heads[row["queue"]][_key(row["concurrency_key"])] = row["head"]
+    return ready, heads
+
+
+def _rate_left(now: float, confs: dict[str, StoreQueue], queues: Iterable[str]) -> dict[str, int]:
+    """Starts left in each rate-limited queue's window; pruning older ones keeps the table small."""
+    left: dict[str, int] = {}
+    for q in queues:
+        conf = confs.get(q)
+        if conf and conf.rate_limit_count and conf.rate_limit_period:
+            starts = StoreStart.objects.filter(queue=q)
+            # A start at t counts while t > now - period.
+            starts.filter(started_at__lte=now - conf.rate_limit_period).delete()
+            left[q] = conf.rate_limit_count - starts.count()
+    return left
+
+
+def _last_turns(queues: Iterable[str]) -> dict[_SubQueue, float]:
+    """When each key of ``queues`` was last served, on the round-robin clock (one query)."""
+    turns = StoreKeyTurn.objects.filter(queue__in=list(queues))
+    rows = turns.values_list("queue", "concurrency_key", "served_at")
+    return {(q, ck): served for q, ck, served in rows}
+
+
+@dataclass
+class _Picker:
+    """Decides in Python, under the mutex, which ready entries win a slot."""
+
+    counts: _Counts
+    confs: dict[str, StoreQueue]
+    ready: QuerySet[StoreEntry]
+    heads: dict[str, dict[str, float]]  # sub-queues still eligible in this call
+    rate_left: dict[str, int]
+    turns: dict[_SubQueue, float]
+    max_count: int
+    claims: list[Claim] = field(default_factory=list)
+    served: dict[_SubQueue, float] = field(default_factory=dict)  # the turns to write
+    pending: dict[_SubQueue, list[StoreEntry]] = field(default_factory=dict)  # fetched once each
+
+    def pick(self, expiry: float) -> list[Claim]:
+        """Take winners one at a time until ``max_count`` or the limits stop the claim."""
+        while len(self.claims) < self.max_count and self.counts.env < self.counts.max_slots:
+            self._drop_blocked()
+            if not self.heads:
+                break
+            q, ck = self._next_sub_queue()
+            entries = self._entries(q, ck)
+            if entries:
+                self._take(q, ck, entries.pop(0), expiry)
+            if entries:
+                self.heads[q][ck] = entries[0].score
+            else:
+                # Its fetch (sized by the room left) is used up: drained, or at a limit.
+                del self.heads[q][ck]
+        return self.claims
+
+    def _sub_queue_room(self, q: str, ck: str) -> int:
+        conf = self.confs.get(q)
+        if conf is None or conf.concurrency_limit is None:
+            return self.max_count
+        return int(conf.concurrency_limit) - self.counts.sub_queue[(q, ck)]
+
+    def _queue_room(self, q: str) -> int:
+        conf = self.confs.get(q)
+        cap = self.counts.base
+        if conf is not None and conf.total_limit is not None:
+            cap = min(cap, int(conf.total_limit))
+        return min(cap - self.counts.queue[q], self.rate_left.get(q, self.max_count))
+
+    def _drop_blocked(self) -> None:
+        """Forget the queues and sub-queues a limit keeps from starting anything now."""
+        for q in list(self.heads):
+            if self._queue_room(q) <= 0:
+                del self.heads[q]
+                continue
+            for ck in [ck for ck in self.heads[q] if self._sub_queue_room(q, ck) <= 0]:
+                del self.heads[q][ck]
+            if not self.heads[q]:
+                del self.heads[q]
+
+    def _next_sub_queue(self) -> _SubQueue:
+        """The queue whose ready head is oldest, then its key served longest ago."""
+        heads = self.heads
+        q = min(heads, key=lambda name: (min(heads[name].values()), name))
+        # Keys never served go before all others (oldest head first among them), so a
+        # new key is not starved by the ones already taking turns.
+        ck = min(heads[q], key=lambda k: (self.turns.get((q, k), -1.0), heads[q][k], k))
+        return q, ck
+
+    def _entries(self, q: str, ck: str) -> list[StoreEntry]:
+        """The sub-queue's ready entries in order, fetched once and only as many as fit now."""
+        if (q, ck) not in self.pending:
+            room = min(self.max_count - len(self.claims), self.counts.max_slots - self.counts.env)
+            room = min(room, self._sub_queue_room(q, ck), self._queue_room(q))
+            ready = self.ready.filter(queue=q, concurrency_key=ck or None)
+            self.pending[(q, ck)] = list(ready.order_by("score", "run_id")[:room])
+        return self.pending[(q, ck)]
+
+    def _take(self, q: str, ck: str, entry: StoreEntry, expiry: float) -> None:
+        """Count a winner against every limit and send its key to the back."""
+        self.claims.append(Claim(entry.run_id, q, entry.concurrency_key, expiry))
+        if q in self.rate_left:
+            self.rate_left[q] -= 1
+        self.turns[(q, ck)] = self.served[(q, ck)] = self.counts.add(q, ck)
+
+
+def _write_claims(picker: _Picker, now: float) -> None:
+    """Move the winners from the queue into slots; record their starts and turns."""
+    claims, rate_left = picker.claims, picker.rate_left
+    ids = [c.run_id for c in claims]
+    StoreEntry.objects.filter(run_id__in=ids).delete()
+    # A run queued again while it held a slot keeps one slot: the new claim.
+    StoreSlot.objects.filter(run_id__in=ids).delete()
+    StoreSlot.objects.bulk_create(
+        [StoreSlot(c.run_id, c.queue, c.concurrency_key, c.lease_expires_at, now) for c in claims]
+    )
+    starts = [StoreStart(queue=c.queue, started_at=now) for c in claims if c.queue in rate_left]
+    if starts:
+        StoreStart.objects.bulk_create(starts)
+    StoreKeyTurn.objects.bulk_create(
+        [
+            StoreKeyTurn(queue=q, concurrency_key=ck, served_at=served)
+            for (q, ck), served in picker.served.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["queue", "concurrency_key"],
+        update_fields=["served_at"],
+    )
+    StoreSetting.objects.update_or_create(key="turn", defaults={"value": picker.counts.turn})
 
 
 class DatabaseStore(CoordinationStore):
@@ -116,147 +297,19 @@ class DatabaseStore(CoordinationStore):
         if max_count <= 0:
             return []
         with transaction.atomic():
-            settings = _lock()
-            base = int(settings.get("limit", 100))
-            env_max = math.floor(base * settings.get("burst", 1.0) + 1e-9)
-            turn = settings.get("turn", 0.0)
-
-            # Slots held now, per sub-queue, queue and environment (one query).
-            sq_held: dict[tuple[str, str], int] = defaultdict(int)
-            q_held: dict[str, int] = defaultdict(int)
-            for row in StoreSlot.objects.values("queue", "concurrency_key").annotate(
-                n=Count("run_id")
-            ):
-                sq_held[(row["queue"], _key(row["concurrency_key"]))] += row["n"]
-                q_held[row["queue"]] += row["n"]
-            env_held = sum(q_held.values())
-            if env_held >= env_max:
+            counts = _Counts.locked()
+            if counts.env >= counts.max_slots:
                 return []
-
-            # Ready heads of every sub-queue of an unpaused queue (one query).
             confs = {c.name: c for c in StoreQueue.objects.all()}
-            ready = StoreEntry.objects.filter(score__lte=now).exclude(
-                queue__in=[name for name, c in confs.items() if c.paused]
-            )
-            if queue is not None:
-                ready = ready.filter(queue=queue)
-            heads: dict[str, dict[str, float]] = defaultdict(dict)
-            for row in ready.values("queue", "concurrency_key").annotate(head=Min("score")):
-                heads[row["queue"]][_key(row["concurrency_key"])] = row["head"]
+            ready, heads = _ready(now, confs, queue)
             if not heads:
                 return []
-
-            # Starts left in each rate-limited candidate queue's window.
-            rate_left: dict[str, int] = {}
-            for q in heads:
-                conf = confs.get(q)
-                if conf and conf.rate_limit_count and conf.rate_limit_period:
-                    starts = StoreStart.objects.filter(queue=q)
-                    # A start at t counts while t > now - period.
-                    starts.filter(started_at__lte=now - conf.rate_limit_period).delete()
-                    rate_left[q] = conf.rate_limit_count - starts.count()
-            turns = {
-                (q, ck): served
-                for q, ck, served in StoreKeyTurn.objects.filter(queue__in=list(heads)).values_list(
-                    "queue", "concurrency_key", "served_at"
-                )
-            }
-
-            def sq_room(q: str, ck: str) -> int:
-                conf = confs.get(q)
-                if conf is None or conf.concurrency_limit is None:
-                    return max_count
-                return int(conf.concurrency_limit) - sq_held[(q, ck)]
-
-            def q_room(q: str) -> int:
-                conf = confs.get(q)
-                cap = base
-                if conf is not None and conf.total_limit is not None:
-                    cap = min(cap, int(conf.total_limit))
-                return min(cap - q_held[q], rate_left.get(q, max_count))
-
-            # Entries of a sub-queue, fetched once when it is first served.
-            pending: dict[tuple[str, str], list[StoreEntry]] = {}
-            claims: list[Claim] = []
-            expiry = now + lease_seconds
-            served_turns: dict[tuple[str, str], float] = {}
-            while len(claims) < max_count and env_held < env_max:
-                # Drop what cannot start anything now; then the oldest eligible head wins.
-                for q in list(heads):
-                    if q_room(q) <= 0:
-                        del heads[q]
-                        continue
-                    for ck in [ck for ck in heads[q] if sq_room(q, ck) <= 0]:
-                        del heads[q][ck]
-                    if not heads[q]:
-                        del heads[q]
-                if not heads:
-                    break
-                q = min(heads, key=lambda name: (min(heads[name].values()), name))
-                # Round robin: the key served longest ago goes first (keys never served
-                # before all others, oldest head first among them).
-                ck = min(heads[q], key=lambda k: (turns.get((q, k), -1.0), heads[q][k], k))
-                if (q, ck) not in pending:
-                    room = min(
-                        max_count - len(claims), sq_room(q, ck), q_room(q), env_max - env_held
-                    )
-                    pending[(q, ck)] = list(
-                        ready.filter(queue=q, concurrency_key=ck or None).order_by(
-                            "score", "run_id"
-                        )[:room]
-                    )
-                entries = pending[(q, ck)]
-                if not entries:
-                    del heads[q][ck]
-                    continue
-                entry = entries.pop(0)
-                claims.append(Claim(entry.run_id, q, entry.concurrency_key, expiry))
-                sq_held[(q, ck)] += 1
-                q_held[q] += 1
-                env_held += 1
-                if q in rate_left:
-                    rate_left[q] -= 1
-                turn += 1
-                turns[(q, ck)] = served_turns[(q, ck)] = turn
-                if entries:
-                    heads[q][ck] = entries[0].score
-                else:
-                    # All its ready entries fetched were taken, or a limit is reached
-                    # (the fetch was sized by the room left): it is done for this call.
-                    del heads[q][ck]
-            if not claims:
-                return []
-            ids = [c.run_id for c in claims]
-            StoreEntry.objects.filter(run_id__in=ids).delete()
-            # A run queued again while it held a slot keeps one slot: the new claim.
-            StoreSlot.objects.filter(run_id__in=ids).delete()
-            StoreSlot.objects.bulk_create(
-                [
-                    StoreSlot(
-                        run_id=c.run_id,
-                        queue=c.queue,
-                        concurrency_key=c.concurrency_key,
-                        lease_expires_at=expiry,
-                        claimed_at=now,
-                    )
-                    for c in claims
-                ]
-            )
-            starts = [
-                StoreStart(queue=c.queue, started_at=now) for c in claims if c.queue in rate_left
-            ]
-            if starts:
-                StoreStart.objects.bulk_create(starts)
-            StoreKeyTurn.objects.bulk_create(
-                [
-                    StoreKeyTurn(queue=q, concurrency_key=ck, served_at=served)
-                    for (q, ck), served in served_turns.items()
-                ],
-                update_conflicts=True,
-                unique_fields=["queue", "concurrency_key"],
-                update_fields=["served_at"],
-            )
-            StoreSetting.objects.update_or_create(key="turn", defaults={"value": turn})
+            rate_left = _rate_left(now, confs, heads)
+            turns = _last_turns(heads)
+            picker = _Picker(counts, confs, ready, heads, rate_left, turns, max_count)
+            claims = picker.pick(expiry=now + lease_seconds)
+            if claims:
+                _write_claims(picker, now)
             return claims
 
     def heartbeat(self, run_id: str, now: float, lease_seconds: float) -> bool:
