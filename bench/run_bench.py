@@ -116,9 +116,9 @@ def clean_state() -> None:
     Attempt.objects.all().delete()
     Run.objects.all().delete()
     get_store().flush()
-    from trigger_celery.engine import dispatch
+    from trigger_celery.engine import queueing
 
-    dispatch.reset_caches()
+    queueing.reset_caches()
 
 
 def enqueue(kind: str, n: int) -> float:

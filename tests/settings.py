@@ -87,10 +87,19 @@ else:
     if os.environ.get("TC_USE_TEST_DB"):
         DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
 
+if os.environ.get("TC_SQLITE_DEFAULTS"):
+    # A new Django project's SQLite, exactly as startproject writes it (no OPTIONS).
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ["TC_SQLITE_DEFAULTS"],
+        }
+    }
+
 REDIS_URL = os.environ.get("TC_REDIS_URL", "redis://127.0.0.1:6379/15")
 TRIGGER_CELERY = {
     "REDIS_URL": REDIS_URL,
-    "ENVIRONMENT": "PRODUCTION",
+    "ENVIRONMENT": os.environ.get("TC_ENVIRONMENT", "PRODUCTION"),
     "PUMP_INTERVAL": 0.2,
     # Short leases so crash tests see a dead worker's runs come back within seconds.
     "LEASE_SECONDS": 4.0,

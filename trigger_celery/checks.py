@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core import checks
-from django.core.files.storage import InvalidStorageError, storages
+from django.core.files.storage import FileSystemStorage, InvalidStorageError, storages
 from django.utils.module_loading import import_string
 
 from trigger_celery.beat import Scheduler
@@ -121,18 +122,60 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     problems += _check_storage(s.STORAGE)
+    problems += _check_sqlite()
+    return problems
+
+
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+
+
+def _check_sqlite() -> list[checks.CheckMessage]:
+    """SQLite as Django ships it fails concurrent read-then-write transactions."""
+    problems: list[checks.CheckMessage] = []
+    for alias, config in django_settings.DATABASES.items():
+        if "sqlite3" not in str(config.get("ENGINE", "")):
+            continue
+        options = config.get("OPTIONS") or {}
+        if str(options.get("transaction_mode", "")).upper() in ("IMMEDIATE", "EXCLUSIVE"):
+            continue
+        problems.append(
+            checks.Warning(
+                f"DATABASES[{alias!r}] is SQLite with DEFERRED transactions: when workers, "
+                "beat and the web process write at once, your own read-then-write "
+                "transactions fail with 'database is locked' (trigger_celery's own take "
+                "the write lock first)",
+                hint=f"Set DATABASES[{alias!r}]['OPTIONS'] = {SQLITE_OPTIONS!r}.",
+                id="trigger_celery.W004",
+            )
+        )
     return problems
 
 
 def _check_storage(alias: Any) -> list[checks.CheckMessage]:
     try:
-        storages[alias]
+        storage = storages[alias]
     except (InvalidStorageError, TypeError):
         return [
             checks.Error(
                 f"TRIGGER_CELERY['STORAGE'] is {alias!r}, which is not an alias of STORAGES",
                 hint=f"Use one of {', '.join(sorted(storages.backends))}.",
                 id="trigger_celery.E012",
+            )
+        ]
+    base = getattr(storage, "base_location", None)
+    if isinstance(storage, FileSystemStorage) and not os.path.isabs(str(base or "")):
+        return [
+            checks.Warning(
+                f"large payloads and outputs go to the {alias!r} storage, whose location "
+                f"{base!r} is relative: each process writes them under its own working "
+                "directory, so workers started elsewhere cannot read them",
+                hint="Set MEDIA_ROOT (or the storage's OPTIONS['location']) to an absolute "
+                "path, or name another STORAGES alias in TRIGGER_CELERY['STORAGE'].",
+                id="trigger_celery.W005",
             )
         ]
     return []

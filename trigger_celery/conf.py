@@ -48,7 +48,7 @@ class Settings:
     LOG_LINES_PER_RUN: int = 1000
     # The STORAGES alias large payloads and outputs are written to, and the path prefix.
     STORAGE: str = "default"
-    STORAGE_PREFIX: str = "trigger_celery"
+    STORAGE_PREFIX: str = "trigger-celery-payloads"
     # Dotted paths of global hook functions, by hook name (SPEC 3).
     HOOKS: dict[str, list[str]] = field(default_factory=dict)
     MIDDLEWARE: list[str] = field(default_factory=list)

@@ -302,6 +302,7 @@ class StoreEntry(models.Model):
     queue = models.CharField(max_length=255)
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)
     score = models.FloatField()
+    attempt = models.PositiveIntegerField(default=0)  # the attempt it is queued for
 
     class Meta:
         indexes = [
@@ -317,6 +318,7 @@ class StoreSlot(models.Model):
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)
     lease_expires_at = models.FloatField()
     claimed_at = models.FloatField()
+    attempt = models.PositiveIntegerField(default=0)  # the attempt the slot belongs to
 
 
 class StoreQueue(models.Model):

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from trigger_celery.coordination.base import CoordinationStore
+from trigger_celery.coordination.base import CoordinationStore, EnvironmentLimits
 
 
 @pytest.fixture(params=["redis", "database"])
@@ -30,5 +30,7 @@ def store(request: pytest.FixtureRequest, transactional_db: None) -> Iterator[Co
         from trigger_celery.coordination.database import DatabaseStore
 
         s = DatabaseStore()
+    # A store refuses to claim until the engine has given it the environment limits.
+    s.set_environment_limits(EnvironmentLimits())
     yield s
     s.flush()

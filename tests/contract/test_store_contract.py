@@ -6,11 +6,14 @@ import random
 import threading
 import time
 
+import pytest
+
 from trigger_celery.coordination.base import (
     CoordinationStore,
     Entry,
     EnvironmentLimits,
     QueueConfig,
+    StoreNotConfiguredError,
 )
 
 NOW = 1_000_000.0
@@ -235,6 +238,47 @@ def test_flush_forgets_everything(store):
     store.flush()
     assert store.queued_run_ids() == set()
     assert store.holding_run_ids() == set()
+
+
+def test_a_flushed_store_refuses_to_claim_until_its_limits_are_back(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry("a", "q", NOW)])
+    store.flush()
+    store.enqueue([Entry("b", "q", NOW)])
+    with pytest.raises(StoreNotConfiguredError):
+        store.claim(NOW, max_count=5, lease_seconds=LEASE)
+    store.set_environment_limits(EnvironmentLimits())
+    assert claim(store) == ["b"]
+
+
+def test_a_slot_belongs_to_the_attempt_its_entry_was_queued_for(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry("r", "q", NOW, attempt=2)])
+    [won] = store.claim(NOW, max_count=5, lease_seconds=LEASE)
+    assert won.attempt == 2
+    # Attempt 1 of the same run, late: its heartbeat and release touch nothing.
+    assert store.heartbeat("r", NOW, LEASE, attempt=1) is False
+    assert store.release("r", attempt=1) is False
+    assert store.holding_run_ids() == {"r"}
+    assert [c.attempt for c in store.expired_leases(NOW + LEASE + 1)] == [2]
+    assert store.heartbeat("r", NOW, LEASE, attempt=2) is True
+    assert store.release("r", attempt=2) is True
+    assert store.holding_run_ids() == set()
+
+
+def test_a_release_naming_no_attempt_frees_whichever_holds_the_slot(store):
+    store.enqueue([Entry("r", "q", NOW, attempt=3)])
+    claim(store)
+    assert store.release("r") is True
+    assert store.holding_run_ids() == set()
+
+
+def test_an_adopted_slot_belongs_to_the_attempt_named(store):
+    from trigger_celery.coordination.base import Claim
+
+    store.adopt(Claim("r", "q", None, NOW + LEASE, attempt=4))
+    assert store.release("r", attempt=3) is False
+    assert store.heartbeat("r", NOW, LEASE, attempt=4) is True
 
 
 def test_concurrent_claimers_never_exceed_the_limit(store):

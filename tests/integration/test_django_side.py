@@ -36,6 +36,32 @@ def test_system_checks_report_misconfiguration(config, check_id):
     assert any(repr(v)[:20] in m.msg or k in m.msg for m in messages for k, v in config.items())
 
 
+def test_sqlite_as_django_ships_it_is_warned_about_with_the_options_to_set():
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+    with override_settings(DATABASES=databases):
+        [warning] = [m for m in check_settings() if m.id == "trigger_celery.W004"]
+    assert "'transaction_mode': 'IMMEDIATE'" in warning.hint
+    assert "journal_mode=WAL" in warning.hint
+
+
+def test_an_unknown_storage_alias_is_an_error_naming_it():
+    with override_settings(TRIGGER_CELERY={"STORAGE": "payloads"}):
+        [error] = [m for m in check_settings() if m.id == "trigger_celery.E012"]
+    assert "'payloads'" in error.msg
+
+
+def test_a_storage_writing_under_the_working_directory_is_warned_about():
+    from django.core.files.storage import storages
+
+    with override_settings(MEDIA_ROOT=""):
+        storages._storages.clear()  # storages are cached per alias; let this one be rebuilt
+        try:
+            [warning] = [m for m in check_settings() if m.id == "trigger_celery.W005"]
+        finally:
+            storages._storages.clear()
+    assert "relative" in warning.msg
+
+
 def test_pickle_is_refused_by_a_system_check():
     with override_settings(CELERY_TASK_SERIALIZER="pickle"):
         assert "trigger_celery.E009" in {m.id for m in check_settings()}

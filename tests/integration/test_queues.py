@@ -93,10 +93,10 @@ def test_environment_limit_with_burst_across_queues(own):
     from tests import settings as test_settings
 
     config = {**test_settings.TRIGGER_CELERY, "CONCURRENCY_LIMIT": 2, "BURST_FACTOR": 1.5}
-    from trigger_celery.engine import dispatch
+    from trigger_celery.engine import queueing
 
     with override_settings(TRIGGER_CELERY=config):
-        dispatch.reset_caches()
+        queueing.reset_caches()
         own.worker(concurrency=6, env=env)
         own.beat(env=env)
         handles = [
@@ -104,7 +104,7 @@ def test_environment_limit_with_burst_across_queues(own):
             for t in ["env-a", "env-b", "env-c"] * 4
         ]
         all_finished(handles)
-    dispatch.reset_caches()
+    queueing.reset_caches()
     spans = events.values("interval:env")
     by_run = {r.id: r.task_identifier for r in Run.objects.filter(id__in=[h.id for h in handles])}
     assert max_overlap([(v[2], v[3]) for v in spans]) == 3  # floor(2 x 1.5)

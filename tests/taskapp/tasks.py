@@ -504,3 +504,14 @@ def pid_sleeper(payload, ctx):
         time.sleep(0.05)  # process has the same work left when it wakes
     events.record(f"pid-sleeper-done:{ctx.run.id}", ctx.attempt.number)
     return {"attempt": ctx.attempt.number}
+
+
+@task(id="sqlite-parent", retry={"max_attempts": 3, "min_timeout_in_ms": 100})
+def sqlite_parent(payload, ctx):
+    from trigger_celery import wait
+
+    results = slow_echo.batch_trigger_and_wait(
+        [{"payload": {"n": i, "sleep": 0.05}} for i in range(6)]
+    )
+    wait.for_(seconds=0.5)
+    return [r.unwrap()["n"] for r in results.runs]

@@ -27,7 +27,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "trigger_celery"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("trigger_celery.core", "trigger_celery.errors")),
-    ("data", ("trigger_celery.conf", "trigger_celery.models", "trigger_celery.migrations")),
+    (
+        "data",
+        (
+            "trigger_celery.conf",
+            "trigger_celery.db",
+            "trigger_celery.models",
+            "trigger_celery.migrations",
+        ),
+    ),
     ("coordination", ("trigger_celery.coordination",)),
     ("engine", ("trigger_celery.engine",)),
     ("worker", ("trigger_celery.worker",)),

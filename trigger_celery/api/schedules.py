@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from trigger_celery.api.definitions import scheduled_task
 from trigger_celery.core import clock
@@ -29,6 +29,7 @@ from trigger_celery.core.schedules import (
     UPCOMING_COUNT,
     ScheduleSpec,
 )
+from trigger_celery.db import write_transaction
 from trigger_celery.engine.registry import registry
 from trigger_celery.engine.schedules import plan, save_planned, upcoming
 from trigger_celery.errors import (
@@ -191,7 +192,7 @@ class SchedulesAPI:
             )
             plan(row, clock.now())
             try:
-                with transaction.atomic():
+                with write_transaction():
                     row.save(force_insert=True)
             except IntegrityError:
                 continue  # created concurrently with the same key: update that one

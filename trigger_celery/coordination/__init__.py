@@ -7,6 +7,7 @@ from trigger_celery.coordination.base import (
     EnvironmentLimits,
     QueueConfig,
     QueueStats,
+    StoreNotConfiguredError,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "EnvironmentLimits",
     "QueueConfig",
     "QueueStats",
+    "StoreNotConfiguredError",
 ]

@@ -35,6 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+class StoreNotConfiguredError(RuntimeError):
+    """The store has no environment limits (new, flushed or restarted): it refuses to
+    claim until the engine has restored its limits, pauses and held slots."""
+
+
 @dataclass(frozen=True)
 class QueueConfig:
     """Limits of one named queue. ``None`` means unbounded (but for the environment)."""
@@ -62,22 +67,28 @@ class EnvironmentLimits:
 
 @dataclass(frozen=True)
 class Entry:
-    """A run waiting in a queue for a slot."""
+    """A run waiting in a queue for a slot, for its attempt number ``attempt``."""
 
     run_id: str
     queue: str
     score: float
     concurrency_key: str | None = None
+    attempt: int = 0  # 0: not known (matches any attempt)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A run that won a slot: the caller must now dispatch it (or release it)."""
+    """A run that won a slot: the caller must now dispatch it (or release it).
+
+    The slot belongs to the attempt its entry was queued for: a release or heartbeat
+    naming another attempt of the same run does nothing.
+    """
 
     run_id: str
     queue: str
     concurrency_key: str | None
     lease_expires_at: float
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,8 +117,12 @@ class CoordinationStore(ABC):
         """Create or replace a queue's limits. Unconfigured queues are unbounded."""
 
     @abstractmethod
-    def set_environment_limits(self, limits: EnvironmentLimits) -> None:
-        """Set the environment limit and burst factor used by every claim."""
+    def set_environment_limits(
+        self, limits: EnvironmentLimits, *, only_if_set: bool = False
+    ) -> bool:
+        """Set the environment limit and burst factor used by every claim; until they
+        are set, the store refuses to claim. With ``only_if_set``, change them only in a
+        store that has them (False otherwise)."""
 
     @abstractmethod
     def set_paused(self, queue: str, paused: bool) -> None:
@@ -149,15 +164,24 @@ class CoordinationStore(ABC):
         queue whose ready head is oldest goes first. ``queue`` restricts the claim to one
         queue (all its keys). A claimed entry leaves the queue and holds a slot whose
         lease ends at ``now + lease_seconds``.
+
+        Raises :class:`StoreNotConfiguredError` while no environment limits are set.
         """
 
     @abstractmethod
-    def heartbeat(self, run_id: str, now: float, lease_seconds: float) -> bool:
-        """Extend a held lease to ``now + lease_seconds``. False if the run holds none."""
+    def heartbeat(
+        self, run_id: str, now: float, lease_seconds: float, *, attempt: int | None = None
+    ) -> bool:
+        """Extend a held lease to ``now + lease_seconds``. False if the run holds none
+        (or, with ``attempt``, if the slot belongs to another attempt of the run)."""
 
     @abstractmethod
-    def release(self, run_id: str) -> bool:
-        """Give a run's slot back (idempotent). True if it held one."""
+    def release(self, run_id: str, *, attempt: int | None = None) -> bool:
+        """Give a run's slot back (idempotent). True if it held one.
+
+        With ``attempt``, only that attempt's slot: a late release by a stale attempt
+        never frees the slot of the attempt that replaced it.
+        """
 
     @abstractmethod
     def adopt(self, claim: Claim) -> None:
@@ -179,6 +203,10 @@ class CoordinationStore(ABC):
 
     @abstractmethod
     def queued_run_ids(self) -> set[str]: ...
+
+    @abstractmethod
+    def known_run_ids(self, run_ids: Sequence[str]) -> set[str]:
+        """Those of ``run_ids`` that have a queue entry or hold a slot."""
 
     @abstractmethod
     def holding_run_ids(self) -> set[str]:

@@ -24,6 +24,8 @@ because most of them depend on data read inside the script (a run's queue, say).
                             their caps, not waiting out their rate limit)
     {p}ratewait       ZSET  queue -> when its rate window lets the next start through
     {p}held           HASH  run id -> sub-queue id, for every run holding a slot
+    {p}hatt           HASH  run id -> the attempt number its held slot belongs to
+    {p}eatt           HASH  run id -> the attempt number its queued entry is for
     {p}leases         ZSET  run id -> lease expiry
     {p}hs:<sq>        SET   runs holding a slot of sub-queue sq
     {p}hq:<q>         SET   runs holding a slot of queue q (all its keys)
@@ -95,6 +97,14 @@ def ratewait(p: str) -> str:
 
 def held(p: str) -> str:
     return f"{p}held"
+
+
+def held_attempt(p: str) -> str:
+    return f"{p}hatt"
+
+
+def entry_attempt(p: str) -> str:
+    return f"{p}eatt"
 
 
 def leases(p: str) -> str:

@@ -22,6 +22,7 @@ from trigger_celery.coordination.base import (
     EnvironmentLimits,
     QueueConfig,
     QueueStats,
+    StoreNotConfiguredError,
 )
 from trigger_celery.core import clock
 
@@ -78,8 +79,17 @@ class RedisStore(CoordinationStore):
             opt(config.rate_limit_period) if rate else "",
         )
 
-    def set_environment_limits(self, limits: EnvironmentLimits) -> None:
-        self._run("set_env", _num(limits.concurrency_limit), _num(limits.burst_factor))
+    def set_environment_limits(
+        self, limits: EnvironmentLimits, *, only_if_set: bool = False
+    ) -> bool:
+        return bool(
+            self._run(
+                "set_env",
+                _num(limits.concurrency_limit),
+                _num(limits.burst_factor),
+                "1" if only_if_set else "0",
+            )
+        )
 
     def set_paused(self, queue: str, paused: bool) -> None:
         self._run("pause", queue, "1" if paused else "0")
@@ -93,7 +103,7 @@ class RedisStore(CoordinationStore):
             return
         args: list[str] = []
         for e in entries:
-            args += [e.run_id, e.queue, e.concurrency_key or "", _num(e.score)]
+            args += [e.run_id, e.queue, e.concurrency_key or "", _num(e.score), str(e.attempt)]
         self._run("enqueue", *args)
 
     def remove(self, run_id: str) -> bool:
@@ -113,21 +123,25 @@ class RedisStore(CoordinationStore):
             queue or "",
             str(claim_budget(max_count)),
         )
+        if flat[:1] == ["!unconfigured"]:
+            raise StoreNotConfiguredError(f"store {self.p!r} has no environment limits")
         claims = []
-        for i in range(0, len(flat), 2):
+        for i in range(0, len(flat), 3):
             q, ck = keys.split_sub_queue(flat[i + 1])
-            claims.append(Claim(flat[i], q, ck, expiry))
+            claims.append(Claim(flat[i], q, ck, expiry, int(flat[i + 2])))
         return claims
 
-    def heartbeat(self, run_id: str, now: float, lease_seconds: float) -> bool:
-        return bool(self._run("heartbeat", run_id, _num(now + lease_seconds)))
+    def heartbeat(
+        self, run_id: str, now: float, lease_seconds: float, *, attempt: int | None = None
+    ) -> bool:
+        return bool(self._run("heartbeat", run_id, _num(now + lease_seconds), str(attempt or 0)))
 
-    def release(self, run_id: str) -> bool:
-        return bool(self._run("release", run_id))
+    def release(self, run_id: str, *, attempt: int | None = None) -> bool:
+        return bool(self._run("release", run_id, str(attempt or 0)))
 
     def adopt(self, claim: Claim) -> None:
         sq = keys.sub_queue_id(claim.queue, claim.concurrency_key)
-        self._run("adopt", claim.run_id, sq, _num(claim.lease_expires_at))
+        self._run("adopt", claim.run_id, sq, _num(claim.lease_expires_at), str(claim.attempt))
 
     def expired_leases(self, now: float) -> list[Claim]:
         expired = self.client.zrangebyscore(
@@ -135,13 +149,17 @@ class RedisStore(CoordinationStore):
         )
         if not expired:
             return []
-        sqs = self.client.hmget(keys.held(self.p), [run_id for run_id, _ in expired])
+        ids = [run_id for run_id, _ in expired]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hmget(keys.held(self.p), ids)
+        pipe.hmget(keys.held_attempt(self.p), ids)
+        sqs, attempts = pipe.execute()
         claims = []
-        for (run_id, expiry), sq in zip(expired, sqs, strict=True):
+        for (run_id, expiry), sq, attempt in zip(expired, sqs, attempts, strict=True):
             if sq is None:  # released between the two reads
                 continue
             q, ck = keys.split_sub_queue(sq)
-            claims.append(Claim(run_id, q, ck, float(expiry)))
+            claims.append(Claim(run_id, q, ck, float(expiry), int(attempt or 0)))
         return claims
 
     # -- introspection and repair ---------------------------------------------------------
@@ -159,6 +177,15 @@ class RedisStore(CoordinationStore):
 
     def queued_run_ids(self) -> set[str]:
         return set(self.client.hkeys(keys.entry(self.p)))
+
+    def known_run_ids(self, run_ids: Sequence[str]) -> set[str]:
+        if not run_ids:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(keys.entry(self.p), list(run_ids))
+        pipe.hmget(keys.held(self.p), list(run_ids))
+        queued, held = pipe.execute()
+        return {r for r, q, h in zip(run_ids, queued, held, strict=True) if q or h}
 
     def holding_run_ids(self) -> set[str]:
         return set(self.client.hkeys(keys.held(self.p)))

@@ -21,6 +21,7 @@ from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
@@ -89,7 +90,7 @@ def create_batch(
         run.batch_index = count - 1
         plain.append((count - 1, run))
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special}
-    with transaction.atomic():
+    with write_transaction():
         Batch.objects.get_or_create(
             id=batch_id,
             defaults={

@@ -16,7 +16,7 @@ from datetime import datetime
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.engine import dispatch, transitions, waitpoints
+from trigger_celery.engine import queueing, transitions, waitpoints
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import Run
 
@@ -29,7 +29,7 @@ def promote_delayed(now: datetime | None = None, *, limit: int = 500) -> int:
         run_id for run_id, ttl in due if transitions.promote_delayed(run_id, now=now, ttl=ttl)
     ]
     if promoted:
-        dispatch.enqueue(Run.objects.filter(id__in=promoted))
+        queueing.enqueue(Run.objects.filter(id__in=promoted))
     return len(promoted)
 
 
@@ -67,5 +67,5 @@ def promote_pending_versions(task_ids: Iterable[str]) -> int:
         elif transitions.queue_pending_version(run.id, queue=queue, ttl=run.ttl):
             promoted.append(run.id)
     if promoted:
-        dispatch.enqueue(Run.objects.filter(id__in=promoted))
+        queueing.enqueue(Run.objects.filter(id__in=promoted))
     return len(promoted)

@@ -21,6 +21,7 @@ from trigger_celery.engine.waitpoints import complete_due_datetimes
 log = logging.getLogger("trigger_celery.engine.pump")
 
 RECONCILE_EVERY = 5.0
+FULL_RECONCILE_EVERY = 300.0
 REPAIR_EVERY = 2.0
 
 
@@ -29,6 +30,7 @@ class Pump:
 
     def __init__(self) -> None:
         self._last_reconcile = 0.0
+        self._last_full_reconcile = 0.0
         self._last_repair = 0.0
         self._schedules = ScheduleTicker()
 
@@ -38,7 +40,10 @@ class Pump:
             now_ts = clock.timestamp()
             if now_ts - self._last_reconcile >= RECONCILE_EVERY:
                 self._last_reconcile = now_ts
-                recovery.reconcile()
+                full = now_ts - self._last_full_reconcile >= FULL_RECONCILE_EVERY
+                if full:
+                    self._last_full_reconcile = now_ts
+                recovery.reconcile(full=full)
             if now_ts - self._last_repair >= REPAIR_EVERY:
                 self._last_repair = now_ts
                 repairs.repair()

@@ -19,16 +19,22 @@ and comes back finds its writes rejected.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
-from trigger_celery.engine import dispatch, transitions, waitpoints
-from trigger_celery.models import Attempt, QueueState, Run
+from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
+from trigger_celery.models import Attempt, Run
 
 log = logging.getLogger("trigger_celery.recovery")
+
+# A QUEUED run reconciled this long after its last change is left to the full pass.
+RECENT_CHANGES = timedelta(minutes=10)
+# Statuses of a run whose slot must not be taken away: QUEUED may be mid-claim.
+_MAY_HOLD_A_SLOT = frozenset({RunStatus.QUEUED, RunStatus.DEQUEUED, RunStatus.EXECUTING})
 
 WORKER_LOST = {
     "type": "WorkerLost",
@@ -44,21 +50,25 @@ def reap_expired_leases(now: float | None = None) -> int:
     for claim in store.expired_leases(now):
         # Release first: once the run is back in its queue, a claim by another process
         # holds a slot under the same run id, which a later release would take away.
-        store.release(claim.run_id)
+        store.release(claim.run_id, attempt=claim.attempt)
         reaped += 1
         run = Run.objects.filter(id=claim.run_id).first()
         if run is None:
             continue
         if run.status == RunStatus.DEQUEUED:
             if transitions.requeue_unstarted(run.id, run.attempt_count):
-                dispatch.enqueue([Run.objects.get(id=run.id)])
+                queueing.enqueue([Run.objects.get(id=run.id)])
         elif run.status == RunStatus.EXECUTING:
             if _just_started(run, now):
                 # Its lease ran out while the message waited in a worker's prefetch
                 # buffer, and it started just now: its heartbeat is on the way.
                 store.adopt(
                     Claim(
-                        run.id, run.queue, run.concurrency_key, now + get_settings().LEASE_SECONDS
+                        run.id,
+                        run.queue,
+                        run.concurrency_key,
+                        now + get_settings().LEASE_SECONDS,
+                        run.attempt_count,
                     )
                 )
                 continue
@@ -94,59 +104,41 @@ def _crash_attempt(run: Run) -> None:
         "run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else RunStatus.CRASHED
     )
     if retry:
-        dispatch.enqueue([Run.objects.get(id=run.id)])
+        queueing.enqueue([Run.objects.get(id=run.id)])
     else:
         waitpoints.runs_finished([run.id])
 
 
-def reconcile() -> dict[str, int]:
-    """Make the store agree with the database (after a flush or a Redis restart).
+def reconcile(*, full: bool = False) -> dict[str, int]:
+    """Make the store agree with the database (after a flush, a Redis restart, a lost
+    enqueue, a crash between a slot's end and its release).
 
-    Every QUEUED run is put back in its queue; every slot held by a run that is no
-    longer dispatched or executing is freed; every dispatched or executing run the
-    store forgot gets a slot lease again.
+    * limits and pauses are pushed again (a change in code or settings reaches the store);
+    * QUEUED runs the store has no entry for are put back: those that changed in the
+      last minutes, or every one with ``full`` (``manage.py trigger_reconcile``, and the
+      pump every few minutes);
+    * a slot is freed only when its run is certainly not running - never for a QUEUED
+      (mid-claim), DEQUEUED or EXECUTING one, whatever happened between the reads;
+    * dispatched and executing runs whose slot the store forgot hold one again.
+
+    Its cost follows the runs that changed, and the slots held, not the table.
     """
+    queueing.reset_caches()
+    queueing.configure_queues()
+    queueing.configure_pauses()
     store = get_store()
-    dispatch.reset_caches()
-    dispatch.configure_queues()
-    for name, paused in QueueState.objects.values_list("name", "paused"):
-        if store.is_paused(name) != paused:
-            store.set_paused(name, paused)
-    queued_in_store = store.queued_run_ids()
-    missing = (
-        Run.objects.filter(status=RunStatus.QUEUED).exclude(id__in=queued_in_store)
-        if len(queued_in_store) < 5000
-        else Run.objects.filter(status=RunStatus.QUEUED)
+    queued = Run.objects.filter(status=RunStatus.QUEUED)
+    if not full:
+        queued = queued.filter(updated_at__gte=clock.now() - RECENT_CHANGES)
+    enqueued = queueing.enqueue_missing(
+        queued.only(*queueing.ENTRY_FIELDS).iterator(chunk_size=queueing.CHUNK)
     )
-    missing_runs = [r for r in missing.iterator() if r.id not in queued_in_store]
-    dispatch.enqueue(missing_runs)
     holding = store.holding_run_ids()
-    active = {
-        run_id: (queue, key, status, updated_at)
-        for run_id, queue, key, status, updated_at in Run.objects.filter(
-            status__in=[RunStatus.DEQUEUED, RunStatus.EXECUTING]
-        ).values_list("id", "queue", "concurrency_key", "status", "updated_at")
-    }
-    # A QUEUED run may hold a slot for an instant (claimed, not yet marked DEQUEUED, or
-    # a retry releasing it): leave those to their lease. Any other status frees it.
-    in_flight = set(
-        Run.objects.filter(id__in=holding - set(active), status=RunStatus.QUEUED).values_list(
-            "id", flat=True
-        )
+    status_of = dict(Run.objects.filter(id__in=holding).values_list("id", "status"))
+    freed = sum(
+        1
+        for run_id in holding
+        if status_of.get(run_id) not in _MAY_HOLD_A_SLOT and store.release(run_id)
     )
-    freed = 0
-    for run_id in holding - set(active) - in_flight:
-        if store.release(run_id):
-            freed += 1
-    # Runs the database says are dispatched or executing but whose slot the store lost:
-    # hold a slot for them again, with a fresh lease. A live worker's heartbeat keeps
-    # it; a dead one's expires and the reaper retries the run (or re-queues it, for a
-    # DEQUEUED run whose Celery message may have been lost with Redis).
-    settings = get_settings()
-    adopted = 0
-    expiry = clock.timestamp() + settings.LEASE_SECONDS
-    for run_id, (queue, key, _status, _updated) in active.items():
-        if run_id not in holding:
-            store.adopt(Claim(run_id, queue, key, expiry))
-            adopted += 1
-    return {"enqueued": len(missing_runs), "freed": freed, "adopted": adopted}
+    adopted = queueing.adopt_active_slots(skip=holding)
+    return {"enqueued": enqueued, "freed": freed, "adopted": adopted}

@@ -39,6 +39,7 @@ from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.schedules import DECLARATIVE_KEY_PREFIX, UPCOMING_COUNT, ScheduledPayload
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run
@@ -172,7 +173,7 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
     definition = registry.get_task(schedule.task_identifier)
     problem = _task_problem(schedule, definition)  # reported in admin
     skipped = problem or _disabled_here(schedule)  # a skip that is not a problem
-    with transaction.atomic():
+    with write_transaction():
         fields = {"next_tick_at": following[0]}
         if skipped is None:
             fields.update(last_tick_at=tick, problem="")
@@ -190,7 +191,7 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
         assert definition is not None
         run = _tick_run(schedule, definition, tick, following)
         try:
-            with transaction.atomic():
+            with write_transaction():
                 run.save(force_insert=True)
         except IntegrityError:
             return Fired(schedule.id, tick, skipped="this tick already has its run")
@@ -268,7 +269,7 @@ def sync_declarative() -> dict[str, int]:
     for task_id, spec in sorted(declared.items()):
         assert spec is not None
         key = f"{DECLARATIVE_KEY_PREFIX}{task_id}"
-        with transaction.atomic():
+        with write_transaction():
             row = Schedule.objects.select_for_update().filter(deduplication_key=key).first()
             if row is None:
                 row = Schedule(
@@ -282,7 +283,7 @@ def sync_declarative() -> dict[str, int]:
                 )
                 plan(row, now)
                 try:
-                    with transaction.atomic():
+                    with write_transaction():
                         row.save(force_insert=True)
                     counts["created"] += 1
                 except IntegrityError:

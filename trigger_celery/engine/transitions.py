@@ -43,6 +43,7 @@ from django.db.models import F
 
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import realtime
 from trigger_celery.models import Attempt, Run
 
@@ -77,7 +78,7 @@ def _move(
         won = Run.objects.filter(**fence).update(**values)
     else:
         assert attempt is not None
-        with transaction.atomic():
+        with write_transaction():
             won = Run.objects.filter(**fence).update(**values)
             if won:
                 Attempt.objects.filter(run_id=run_id, number=attempt).update(**attempt_fields)
@@ -189,7 +190,7 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
     """
     now = clock.now()
     table = connection.ops.quote_name(Run._meta.db_table)
-    with transaction.atomic():
+    with write_transaction():
         won = list(
             Run.objects.raw(
                 f"UPDATE {table} SET status = %s, attempt_count = %s, updated_at = %s, "
@@ -340,7 +341,7 @@ def hand_back(run_id: str, attempt: int) -> bool:
     The start is undone - attempt number back, attempt row removed - so a worker that
     knows the task runs it as if this one never had.
     """
-    with transaction.atomic():
+    with write_transaction():
         won = Run.objects.filter(
             id=run_id, status=RunStatus.EXECUTING, attempt_count=attempt
         ).update(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -21,9 +22,10 @@ from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import TriggerOptions, parse_trigger_options
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.idempotency import DEFAULT_TTL, find_cached, resolve_key
-from trigger_celery.engine.payloads import store_payload
+from trigger_celery.engine.payloads import discard_payload, store_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.models import Run
 
@@ -54,6 +56,7 @@ def trigger_task(
         # Idempotency wins over debounce: a cached run is returned as it is.
         cached = _save_idempotent(run, opts)
         if cached is not None:
+            discard_payload(run.payload_ref)
             return RunHandle(cached.id, task_id, is_cached=True)
     elif opts.debounce is not None and run.status == RunStatus.DELAYED:
         existing_id = _save_debounced(run, opts)
@@ -160,7 +163,7 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
     ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
     run.idempotency_key_expires_at = now + ttl
     try:
-        with transaction.atomic():
+        with write_transaction():
             run.save(force_insert=True)
     except IntegrityError:
         cached = find_cached(run.environment, run.task_identifier, key, now)
@@ -193,7 +196,7 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
     debounce = opts.debounce
     for _ in range(3):
         now = clock.now()
-        with transaction.atomic():
+        with write_transaction():
             pending = (
                 Run.objects.select_for_update()
                 .filter(
@@ -213,7 +216,11 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
                     fields: dict[str, object] = {"delayed_until": start}
                     if debounce.mode == "trailing":
                         fields.update({f: getattr(run, f) for f in _TRAILING_FIELDS})
+                        unused = pending.payload_ref  # replaced by this trigger's
+                    else:
+                        unused = run.payload_ref  # the first trigger's data is kept
                     Run.objects.filter(id=pending.id).update(**fields)
+                    transaction.on_commit(partial(discard_payload, unused))
                     return pending.id
                 # Postponed long enough: the pending run keeps its time and leaves the
                 # key; this trigger opens a new debounce window.
@@ -222,7 +229,7 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
             run.debounce_first_at = now
             run.delayed_until = now + timedelta(seconds=debounce.delay)
             try:
-                with transaction.atomic():
+                with write_transaction():
                     run.save(force_insert=True)
             except IntegrityError:
                 continue  # another trigger created the pending run first: join it

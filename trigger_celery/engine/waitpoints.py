@@ -17,7 +17,7 @@ from typing import Any
 from trigger_celery.core import clock, faults
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
-from trigger_celery.engine import dispatch, transitions
+from trigger_celery.engine import dispatch, queueing, transitions
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import Run, Waitpoint
 
@@ -94,7 +94,7 @@ def resume_if_ready(run_id: str) -> bool:
         return False
     if not transitions.resume(run_id):
         return False
-    dispatch.enqueue([Run.objects.get(id=run_id)])
+    queueing.enqueue([Run.objects.get(id=run_id)])
     dispatch.dispatch_ready()
     return True
 

@@ -68,7 +68,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
             log.exception("run %s: its stored payload cannot be read", run.id)
             error = error_dict(err, traceback.format_exc(), code="PAYLOAD_UNREADABLE")
             transitions.system_failure(run.id, attempt, error=error)
-            after_final(run)
+            after_final(run, attempt)
             return RunStatus.SYSTEM_FAILURE
         watched = _watch(definition, run, ctx)
         try:
@@ -147,7 +147,7 @@ def _hand_back(run: Run, attempt: int) -> None:
         run.id,
         run.task_identifier,
     )
-    dispatch.release_and_dispatch(run.id)
+    dispatch.release_and_dispatch(run.id, attempt=attempt)
 
 
 def build_context(run: Run, attempt: int) -> Context:

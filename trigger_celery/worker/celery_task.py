@@ -20,6 +20,7 @@ from trigger_celery.worker.attempt import execute
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
+    serializer="json",
 )
 def execute_run(self: Any, run_id: str, attempt: int) -> str:
     return execute(run_id, attempt, worker=self.request.hostname or None)

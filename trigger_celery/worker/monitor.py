@@ -58,7 +58,7 @@ class Watched:
     interrupted_at: float | None = None
 
     def claim(self, lease_expires_at: float) -> Claim:
-        return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at)
+        return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
 
 
 class AttemptMonitor:
@@ -73,7 +73,9 @@ class AttemptMonitor:
         # waited in a prefetch buffer.
         try:
             settings = get_settings()
-            get_store().heartbeat(w.run_id, clock.timestamp(), settings.LEASE_SECONDS)
+            get_store().heartbeat(
+                w.run_id, clock.timestamp(), settings.LEASE_SECONDS, attempt=w.attempt
+            )
         except Exception:
             log.warning("first heartbeat of run %s failed", w.run_id, exc_info=True)
         with self._lock:
@@ -123,7 +125,10 @@ class AttemptMonitor:
         (the reaper retried it) is stopped like a canceled one."""
         store = get_store()
         for w in watched:
-            if store.heartbeat(w.run_id, clock.timestamp(), lease_seconds) or w.reason:
+            if store.heartbeat(w.run_id, clock.timestamp(), lease_seconds, attempt=w.attempt):
+                continue
+            if w.reason or w.done:
+                # Stopping, or settling (a suspending attempt has given its slot back).
                 continue
             close_old_connections()
             if Run.objects.filter(
@@ -132,27 +137,36 @@ class AttemptMonitor:
                 # Still ours (the store forgot it, or the reaper is mid-way): hold it again.
                 store.adopt(w.claim(clock.timestamp() + lease_seconds))
                 continue
-            log.warning("run %s attempt %d lost its lease; stopping it", w.run_id, w.attempt)
-            w.reason = "lease_lost"
-            w.ctx.signal.set("lease_lost")
-            w.interrupt_at = time.monotonic() + COOPERATIVE_GRACE_SECONDS
+            self._lost(w)
+
+    def _lost(self, w: Watched) -> None:
+        log.warning("run %s attempt %d lost its lease; stopping it", w.run_id, w.attempt)
+        w.reason = "lease_lost"
+        w.ctx.signal.set("lease_lost")
+        w.interrupt_at = time.monotonic() + COOPERATIVE_GRACE_SECONDS
 
     def _poll_cancels(self, watched: list[Watched]) -> None:
+        """One query for every attempt still running here: was its run canceled, or
+        taken over by another attempt (the reaper retried it while this one was frozen)?"""
         close_old_connections()
-        pending = [w for w in watched if w.reason is None]
+        pending = [w for w in watched if w.reason is None and not w.done]
         if not pending:
             return
-        requested = set(
-            Run.objects.filter(
-                id__in=[w.run_id for w in pending], cancel_requested_at__isnull=False
-            ).values_list("id", flat=True)
-        )
+        rows = {
+            run_id: (status, attempt, cancel_at)
+            for run_id, status, attempt, cancel_at in Run.objects.filter(
+                id__in=[w.run_id for w in pending]
+            ).values_list("id", "status", "attempt_count", "cancel_requested_at")
+        }
         for w in pending:
-            if w.run_id in requested:
+            status, attempt, cancel_at = rows.get(w.run_id, (None, None, None))
+            if cancel_at is not None:
                 w.reason = "canceled"
                 w.ctx.signal.set("canceled")
                 w.interrupt_at = time.monotonic() + ON_CANCEL_GRACE_SECONDS
                 threading.Thread(target=self._on_cancel, args=(w,), daemon=True).start()
+            elif (status, attempt) != (RunStatus.EXECUTING, w.attempt) and not w.done:
+                self._lost(w)
 
     def _on_cancel(self, w: Watched) -> None:
         try:
@@ -201,7 +215,7 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
         }
         transitions.time_out(w.run_id, w.attempt, error=error)
     if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
-        dispatch.release_and_dispatch(w.run_id)
+        dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
 
 
 def raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:

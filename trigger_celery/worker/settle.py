@@ -29,7 +29,7 @@ from trigger_celery.core.hooks import call_hook, global_hooks
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
-from trigger_celery.engine import dispatch, transitions, waitpoints
+from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.models import Run
@@ -90,20 +90,20 @@ def _settle_completed(
         run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
     ):
         faults.point("child-final")
-    after_final(run)
+    after_final(run, ctx.attempt.number)
 
 
 def _settle_suspended(
     definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int
 ) -> None:
     # The slot goes back before a resume can queue the run again.
-    get_store().release(run.id)
+    get_store().release(run.id, attempt=ctx.attempt.number)
     if transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms):
         faults.point("parent-waiting")
         call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
         # A child may have finished between the wait and the suspension.
         waitpoints.resume_if_ready(run.id)
-    dispatch.release_and_dispatch(run.id)
+    dispatch.dispatch_ready()
 
 
 def _settle_failed(
@@ -128,10 +128,10 @@ def _settle_failed(
         )
         # Release before enqueueing: a claim of the retry holds a slot under the same
         # run id, which a release after it would take away.
-        get_store().release(run.id)
+        get_store().release(run.id, attempt=attempt)
         retried = Run.objects.get(id=run.id)
         if retried.status == RunStatus.QUEUED:
-            dispatch.enqueue([retried])
+            queueing.enqueue([retried])
         dispatch.dispatch_ready()
         return
 
@@ -153,7 +153,7 @@ def _settle_failed(
             attempt_status=AttemptStatus.FAILED,
         )
     # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
-    after_final(run)
+    after_final(run, ctx.attempt.number)
 
 
 def _decide(
@@ -200,9 +200,9 @@ def _decide(
     return decide_after_failure(failure.error, **facts, verdict=verdict)
 
 
-def after_final(run: Run) -> None:
+def after_final(run: Run, attempt: int) -> None:
     """Give the slot back, start the next run, and tell a parent waiting on this one."""
-    dispatch.release_and_dispatch(run.id)
+    dispatch.release_and_dispatch(run.id, attempt=attempt)
     if run.parent_id or run.batch_id:  # only those can have a waiting parent
         try:
             waitpoints.runs_finished([run.id])

@@ -21,7 +21,7 @@ from django.utils.module_loading import import_string
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import reset_store_cache
 from trigger_celery.core.hooks import global_hooks
-from trigger_celery.engine import dispatch, promotions
+from trigger_celery.engine import dispatch, promotions, queueing
 from trigger_celery.engine.registry import app_modules, registry
 from trigger_celery.engine.schedules import sync_declarative
 
@@ -95,7 +95,7 @@ def _promote_forever() -> None:
 
 
 def on_worker_ready(**_: Any) -> None:
-    for step in (dispatch.configure_queues, _promote_known, sync_declarative):
+    for step in (queueing.configure_queues, _promote_known, sync_declarative):
         try:
             step()
         except Exception:

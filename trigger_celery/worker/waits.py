@@ -21,12 +21,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-
 from trigger_celery.core import clock, faults
 from trigger_celery.core.context import RunScope, current_scope
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
+from trigger_celery.db import write_transaction
 from trigger_celery.engine.batches import create_batch
 from trigger_celery.engine.idempotency import IdempotencyKey
 from trigger_celery.engine.triggering import trigger_task
@@ -92,7 +91,7 @@ def trigger_and_wait(
         # reaches this step again finds the same child instead of making another.
         opts.setdefault("idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step)))
         handle = trigger_task(task_id, payload, opts, {}, definition=validate)
-        with transaction.atomic():
+        with write_transaction():
             wp, _ = Waitpoint.objects.get_or_create(
                 run_id=scope.ctx.run.id,
                 step=step,
@@ -128,7 +127,7 @@ def batch_trigger_and_wait(
         # and finds the same children (their keys), instead of an empty new batch.
         handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
         faults.point("batch-children-created")
-        with transaction.atomic():
+        with write_transaction():
             wp, _ = Waitpoint.objects.get_or_create(
                 run_id=scope.ctx.run.id,
                 step=step,

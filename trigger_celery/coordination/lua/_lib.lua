@@ -87,6 +87,7 @@ local function unhold(run_id)
   local sq = redis.call('HGET', p .. 'held', run_id)
   if not sq then return nil end
   redis.call('HDEL', p .. 'held', run_id)
+  redis.call('HDEL', p .. 'hatt', run_id)
   redis.call('ZREM', p .. 'leases', run_id)
   redis.call('SREM', p .. 'hs:' .. sq, run_id)
   redis.call('SREM', p .. 'hq:' .. queue_of(sq), run_id)
@@ -99,8 +100,16 @@ local function unqueue(run_id)
   if not sq then return nil end
   redis.call('ZREM', p .. 'sq:' .. sq, run_id)
   redis.call('HDEL', p .. 'entry', run_id)
+  redis.call('HDEL', p .. 'eatt', run_id)
   redis.call('ZREM', p .. 'due', run_id)
   return sq
+end
+
+-- True when the slot run_id holds belongs to `attempt` ('0': any attempt will do).
+local function holds_for(run_id, attempt)
+  if attempt == '0' then return true end
+  local held = redis.call('HGET', p .. 'hatt', run_id)
+  return held == false or held == '0' or held == attempt
 end
 
 -- Re-index a sub-queue and its queue after a change.

@@ -4,7 +4,9 @@
 --   {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn
 -- ARGV: prefix, now, max_count, lease expiry (now + lease seconds), queue ('' = any),
 --   budget (most queue/key visits this call may make: bounds the work)
--- Returns a flat list: run_id, sub-queue id, ... for each claim, in claim order.
+-- Returns a flat list: run_id, sub-queue id, attempt, ... for each claim, in claim order; or
+--   {'!unconfigured'} when {p}env is missing (the store was flushed or restarted): no
+--   limit is known then, so nothing may start until the engine has restored them.
 --
 -- Order: each claim takes the queue whose oldest eligible head is oldest ({p}queues),
 -- and inside it the next key of the round-robin ring whose head is ready; the key
@@ -18,6 +20,7 @@ local budget = tonumber(ARGV[6])
 -- Ring members looked at per pick before falling back to the oldest ready head.
 local RING_SCAN = 8
 
+if redis.call('EXISTS', p .. 'env') == 0 then return {'!unconfigured'} end
 local base, env_max = env_limits()
 local env_held = redis.call('HLEN', p .. 'held')
 local out = {}
@@ -88,10 +91,12 @@ while claimed < max_count and env_held < env_max and budget > 0 do
       touch_queue(q, base)
     else
       local run_id = redis.call('ZRANGE', p .. 'sq:' .. chosen, 0, 0)[1]
+      local attempt = redis.call('HGET', p .. 'eatt', run_id) or '0'
       unqueue(run_id)
       local prev = unhold(run_id)  -- a run queued again while holding keeps one slot
       if prev and prev ~= chosen then refresh(prev, base) end
       redis.call('HSET', p .. 'held', run_id, chosen)
+      redis.call('HSET', p .. 'hatt', run_id, attempt)  -- the slot is this attempt's
       redis.call('ZADD', p .. 'leases', expiry, run_id)
       redis.call('SADD', p .. 'hs:' .. chosen, run_id)
       redis.call('SADD', p .. 'hq:' .. q, run_id)
@@ -103,6 +108,7 @@ while claimed < max_count and env_held < env_max and budget > 0 do
       touch_queue(q, base)
       out[#out + 1] = run_id
       out[#out + 1] = chosen
+      out[#out + 1] = attempt
       claimed = claimed + 1
       env_held = redis.call('HLEN', p .. 'held')
     end

@@ -1,0 +1,63 @@
+"""Limits hold while the store is reconciled in a loop, and through a FLUSHDB."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import redis
+from django.conf import settings
+
+from tests.integration.harness import Process, finished, max_overlap, wait_for
+from tests.taskapp import events
+from trigger_celery import runs, tasks
+
+# The long version: TC_CHAOS_SCALE=10 ./scripts/test tests/chaos (see docs/reliability.md).
+SCALE = int(os.environ.get("TC_CHAOS_SCALE", "1"))
+
+
+def intervals(tag: str) -> list[tuple[float, float]]:
+    return [(v[2], v[3]) for v in events.values(f"interval:{tag}")]
+
+
+def test_a_limit_1_queue_never_runs_two_while_reconcile_runs_in_a_loop(own, log_dir, tmp_path):
+    count = 200 * SCALE
+    own.worker(concurrency=4)
+    own.beat()
+    stop, passes = tmp_path / "stop", tmp_path / "passes"
+    loop = Process(
+        "reconcile-loop",
+        [sys.executable, "tests/chaos/reconcile_loop.py", str(stop), str(passes)],
+        log_dir,
+    )
+    try:
+        handles = [
+            tasks.trigger("after-death", {"tag": "loop", "seconds": 0.02}) for _ in range(count)
+        ]
+        for handle in handles:
+            assert finished(handle, timeout=120).status == "COMPLETED"
+    finally:
+        stop.touch()
+        wait_for(lambda: not loop.alive(), timeout=30, what="the reconcile loop to stop")
+    reconciled = passes.read_text().count("reconciled") if passes.exists() else 0
+    assert reconciled >= 5, f"the reconcile loop ran {reconciled} times:\n{loop.log()[-2000:]}"
+    assert len(intervals("loop")) == count
+    assert max_overlap(intervals("loop")) == 1
+
+
+def test_a_flushdb_while_a_limit_1_queue_executes_keeps_the_limit(own):
+    own.worker(concurrency=4)
+    own.beat()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    first = [tasks.trigger("after-death", {"tag": "flushed", "seconds": 0.3}) for _ in range(5)]
+    wait_for(
+        lambda: any(runs.retrieve(h).status == "EXECUTING" for h in first),
+        what="a run to execute",
+    )
+    assert client.dbsize() > 0
+    assert client.flushdb() is True
+    second = [tasks.trigger("after-death", {"tag": "flushed", "seconds": 0.3}) for _ in range(5)]
+    for handle in first + second:
+        assert finished(handle, timeout=120).status == "COMPLETED"
+    assert len(intervals("flushed")) == 10
+    assert max_overlap(intervals("flushed")) == 1

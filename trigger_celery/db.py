@@ -1,0 +1,36 @@
+"""Transactions that read, then write: take the write lock first on SQLite.
+
+SQLite lets one connection write at a time. A transaction that starts by reading and
+then writes must upgrade its lock; when another connection is writing, that upgrade
+fails at once with "database is locked" - no busy timeout helps. Django's default
+SQLite settings begin every transaction that way (DEFERRED). :func:`write_transaction`
+begins the package's own read-then-write transactions with ``BEGIN IMMEDIATE`` instead,
+so they wait for the lock (up to the connection's timeout) rather than fail, whatever
+the project's ``OPTIONS`` say. On PostgreSQL it is ``transaction.atomic()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+
+@contextmanager
+def write_transaction(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """``transaction.atomic()`` that holds SQLite's write lock from its first statement."""
+    conn = connections[using]
+    if conn.vendor != "sqlite" or conn.in_atomic_block:
+        with transaction.atomic(using=using):
+            yield
+        return
+    conn.ensure_connection()
+    configured = conn.transaction_mode
+    conn.transaction_mode = "IMMEDIATE"
+    try:
+        with transaction.atomic(using=using):
+            conn.transaction_mode = configured  # only this BEGIN is ours to choose
+            yield
+    finally:
+        conn.transaction_mode = configured

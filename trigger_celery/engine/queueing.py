@@ -1,0 +1,166 @@
+"""The store's side of the runs: limits, pauses and queue entries, pushed from the rows.
+
+Queue limits are declared in code and the environment limit in settings; a process
+pushes them to the coordination store before it first enqueues into a queue. A store
+that was flushed or restarted refuses to claim (``StoreNotConfiguredError``) until
+:func:`restore` has put back, from the database, everything a claim depends on: queue
+limits, pauses, the slots of dispatched and executing runs, the queued runs - and,
+last, the environment limits that mark the store as ready again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from trigger_celery.conf import get_settings
+from trigger_celery.coordination import Claim, Entry, EnvironmentLimits, QueueConfig
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.engine.registry import registry
+from trigger_celery.models import QueueState, Run
+
+# The fields an entry is made from: never the payload.
+ENTRY_FIELDS = (
+    "id",
+    "queue",
+    "concurrency_key",
+    "priority",
+    "queued_at",
+    "available_at",
+    "created_at",
+    "attempt_count",
+)
+CHUNK = 1000
+
+_configured_queues: set[str] = set()
+_configured_lock = threading.Lock()
+_env_configured = False
+
+
+def reset_caches() -> None:
+    """Forget which queues this process configured: they are pushed again."""
+    global _env_configured
+    with _configured_lock:
+        _configured_queues.clear()
+        _env_configured = False
+
+
+def configure_queues(names: Iterable[str] | None = None) -> None:
+    """Push queue limits from code to the store (each queue once per process), and keep
+    the environment limits in step with settings in a store that has them."""
+    global _env_configured
+    with _configured_lock:
+        if not _env_configured:
+            settings = get_settings()
+            get_store().set_environment_limits(
+                EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR),
+                only_if_set=True,
+            )
+            _env_configured = True
+        for name in names if names is not None else list(registry.queues):
+            if name not in _configured_queues:
+                _push_queue(name)
+
+
+def _push_queue(name: str) -> None:
+    q = registry.queues.get(name)
+    if q is not None:
+        rate = q.rate
+        get_store().configure_queue(
+            QueueConfig(
+                name=q.name,
+                concurrency_limit=q.concurrency_limit,
+                total_limit=q.total_limit,
+                rate_limit_count=rate[0] if rate else None,
+                rate_limit_period=rate[1] if rate else None,
+            )
+        )
+    _configured_queues.add(name)
+
+
+def score_of(run: Run) -> float:
+    """Order in the queue: queued time minus priority, or the due time of a retry."""
+    if run.available_at is not None and (run.queued_at is None or run.available_at > run.queued_at):
+        return run.available_at.timestamp()
+    base = run.queued_at or run.created_at or clock.now()
+    return base.timestamp() - (run.priority or 0)
+
+
+def enqueue(runs: Iterable[Run]) -> None:
+    """Put QUEUED runs into the store (idempotent)."""
+    runs = list(runs)
+    if not runs:
+        return
+    configure_queues({r.queue for r in runs})
+    # Its next start is attempt ``attempt_count + 1`` (a resumed run continues the attempt
+    # it suspended in: resume took attempt_count back by one); the slot will be that one's.
+    get_store().enqueue(
+        [Entry(r.id, r.queue, score_of(r), r.concurrency_key, r.attempt_count + 1) for r in runs]
+    )
+
+
+def configure_pauses() -> None:
+    """Make the store's paused queues those of the ``QueueState`` rows."""
+    store = get_store()
+    for name, paused in QueueState.objects.values_list("name", "paused"):
+        if store.is_paused(name) != paused:
+            store.set_paused(name, paused)
+
+
+def adopt_active_slots(skip: set[str] | None = None) -> int:
+    """Hold a slot again for every dispatched or executing run not in ``skip``: their
+    limits count while the store had forgotten them."""
+    store = get_store()
+    expiry = clock.timestamp() + get_settings().LEASE_SECONDS
+    adopted = 0
+    for run_id, queue, key, status, attempt_count in Run.objects.filter(
+        status__in=[RunStatus.DEQUEUED, RunStatus.EXECUTING]
+    ).values_list("id", "queue", "concurrency_key", "status", "attempt_count"):
+        if skip is not None and run_id in skip:
+            continue
+        # A DEQUEUED run's slot is for the attempt about to start.
+        attempt = attempt_count + 1 if status == RunStatus.DEQUEUED else attempt_count
+        store.adopt(Claim(run_id, queue, key, expiry, attempt))
+        adopted += 1
+    return adopted
+
+
+def enqueue_missing(queued: Iterable[Run]) -> int:
+    """Enqueue those of ``queued`` the store has no entry or slot for; returns how many."""
+    store = get_store()
+    batch: list[Run] = []
+    missing = 0
+
+    def flush() -> int:
+        known = store.known_run_ids([r.id for r in batch])
+        lost = [r for r in batch if r.id not in known]
+        enqueue(lost)
+        batch.clear()
+        return len(lost)
+
+    for run in queued:
+        batch.append(run)
+        if len(batch) >= CHUNK:
+            missing += flush()
+    return missing + flush()
+
+
+def restore() -> dict[str, int]:
+    """Rebuild a flushed store from the database; the environment limits go in last."""
+    registry.ensure_discovered()
+    reset_caches()
+    store = get_store()
+    settings = get_settings()
+    with _configured_lock:
+        for name in list(registry.queues):
+            _push_queue(name)
+    configure_pauses()
+    adopted = adopt_active_slots()
+    queued = Run.objects.filter(status=RunStatus.QUEUED).only(*ENTRY_FIELDS)
+    enqueued = enqueue_missing(queued.iterator(chunk_size=CHUNK))
+    store.set_environment_limits(
+        EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR)
+    )
+    return {"adopted": adopted, "enqueued": enqueued}
