@@ -2,20 +2,48 @@
 
 It is django-celery-beat's database scheduler (so existing periodic tasks keep
 working) plus trigger_celery's pump: cron schedules (``schedules.task``), delayed runs,
-retries that are due, ttl expiry, crash recovery and reconciliation. Several beats at
-once are safe: each schedule tick makes exactly one run.
+retries that are due, ttl expiry, crash recovery and reconciliation.
+
+Several beats at once are safe. Each schedule tick makes exactly one run (the schedule
+engine's compare-and-set), and each django-celery-beat periodic task is sent once per
+due time: before sending, a beat re-reads the task's ``last_run_at`` from the database
+and moves it with a compare-and-set; a beat that finds the task no longer due (another
+beat sent it) or loses the race skips its turn.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django_celery_beat.schedulers import DatabaseScheduler
+from celery.utils.time import maybe_make_aware
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 from trigger_celery.engine.pump import Pump
 
 
+class SharedEntry(ModelEntry):  # type: ignore[misc]
+    """A periodic task whose ``last_run_at`` only the send's compare-and-set writes."""
+
+    # A beat's periodic sync must not move last_run_at back to its own older view.
+    save_fields = ["total_run_count", "no_changes"]
+
+    def take_turn(self) -> bool:
+        """True when this beat may send the task now (and it is marked sent)."""
+        pk = self.model.pk
+        last = PeriodicTask.objects.filter(pk=pk).values_list("last_run_at", flat=True).first()
+        if last is not None:
+            in_zone = maybe_make_aware(last).astimezone(self.app.timezone)
+            if not self.schedule.is_due(in_zone)[0]:
+                return False  # another beat sent it for this due time
+        now = self._default_now()
+        fence = {"last_run_at__isnull": True} if last is None else {"last_run_at": last}
+        return bool(PeriodicTask.objects.filter(pk=pk, **fence).update(last_run_at=now))
+
+
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]
+    Entry = SharedEntry
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pump = Pump()
@@ -23,3 +51,8 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]
     def tick(self, *args: Any, **kwargs: Any) -> float:
         interval = super().tick(*args, **kwargs)
         return min(interval, self._pump.tick())
+
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        if isinstance(entry, SharedEntry) and not entry.take_turn():
+            return
+        super().apply_entry(entry, producer=producer)
