@@ -515,3 +515,18 @@ def sqlite_parent(payload, ctx):
     )
     wait.for_(seconds=0.5)
     return [r.unwrap()["n"] for r in results.runs]
+
+
+task(
+    id="poison",
+    run=_kill_myself,
+    queue=queue(name="poison-q", concurrency_limit=1),
+    retry={"max_attempts": 3, "min_timeout_in_ms": 50},
+)
+
+
+@task(id="steady", queue=queue(name="steady-q", concurrency_limit=2))
+def steady(payload, ctx):
+    events.record(f"steady-start:{ctx.run.id}", ctx.attempt.number)
+    time.sleep(payload.get("seconds", 0.05))
+    return {"n": payload.get("n")}
