@@ -113,5 +113,6 @@ TRIGGER_CELERY = {
 # can flush the store alone (the "Redis lost our state" scenario).
 CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")
 CELERY_DB_REUSE_MAX = 1000
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "trigger_celery.beat:Scheduler"
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TC_CELERY_QUEUE", "celery")

@@ -123,7 +123,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     problems += _check_storage(s.STORAGE)
     problems += _check_sqlite()
+    problems += _check_prefetch()
     return problems
+
+
+def _check_prefetch() -> list[checks.CheckMessage]:
+    """A run in a busy worker's prefetch buffer holds its slot without starting."""
+    multiplier = getattr(django_settings, "CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
+    if multiplier == 1 or getattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH", False):
+        return []
+    return [
+        checks.Warning(
+            f"CELERY_WORKER_PREFETCH_MULTIPLIER is {multiplier!r}: a busy worker reserves runs "
+            "it cannot start yet, and each holds its queue's slot until its lease runs out",
+            hint="Set CELERY_WORKER_PREFETCH_MULTIPLIER = 1 (or start workers with "
+            "--prefetch-multiplier 1).",
+            id="trigger_celery.W006",
+        )
+    ]
 
 
 SQLITE_OPTIONS = {

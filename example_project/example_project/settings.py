@@ -108,6 +108,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "trigger_celery.beat:Scheduler"
 CELERY_DB_REUSE_MAX = 1000  # keep DB connections across tasks
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a busy worker reserves no run it cannot start
 
 LOGGING = {
     "version": 1,

@@ -37,11 +37,22 @@ def test_system_checks_report_misconfiguration(config, check_id):
 
 
 def test_sqlite_as_django_ships_it_is_warned_about_with_the_options_to_set():
+    from trigger_celery.checks import _check_sqlite
+
     databases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
-    with override_settings(DATABASES=databases):
-        [warning] = [m for m in check_settings() if m.id == "trigger_celery.W004"]
+    with (
+        pytest.warns(UserWarning, match="DATABASES"),  # Django's word on overriding it
+        override_settings(DATABASES=databases),
+    ):
+        [warning] = [m for m in _check_sqlite() if m.id == "trigger_celery.W004"]
     assert "'transaction_mode': 'IMMEDIATE'" in warning.hint
     assert "journal_mode=WAL" in warning.hint
+
+
+def test_a_prefetching_worker_configuration_is_warned_about():
+    with override_settings(CELERY_WORKER_PREFETCH_MULTIPLIER=4):
+        [warning] = [m for m in check_settings() if m.id == "trigger_celery.W006"]
+    assert "4" in warning.msg and "--prefetch-multiplier 1" in warning.hint
 
 
 def test_an_unknown_storage_alias_is_an_error_naming_it():
