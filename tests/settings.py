@@ -112,6 +112,11 @@ TRIGGER_CELERY = {
 # The broker lives in another Redis database than the coordination store, so a test
 # can flush the store alone (the "Redis lost our state" scenario).
 CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")
+if os.environ.get("TC_VISIBILITY_TIMEOUT"):
+    # Redis redelivers a message not acked within this many seconds (default: an hour).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": float(os.environ["TC_VISIBILITY_TIMEOUT"])
+    }
 CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "trigger_celery.beat:Scheduler"

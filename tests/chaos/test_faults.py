@@ -82,3 +82,19 @@ def test_a_warm_shutdown_lets_executing_runs_finish_and_none_crash(own):
         run = finished(handle, timeout=90)
         assert run.status == "COMPLETED"
         assert "CRASHED" not in [a.status for a in run.attempts]
+
+
+def test_delayed_runs_longer_than_the_visibility_timeout_each_run_exactly_once(own):
+    # Redis redelivers an unacked message after the visibility timeout (3 s here). A
+    # delayed run waits in the database, not as a message with an ETA, so a delay longer
+    # than the timeout cannot make it run twice.
+    own.worker(concurrency=3, env={"TC_VISIBILITY_TIMEOUT": "3"})
+    own.beat()
+    delayed = [tasks.trigger("echo", {"i": i}, delay="8s") for i in range(5)]
+    for handle in delayed:
+        run = finished(handle, timeout=120)
+        assert run.status == "COMPLETED"
+        assert [a.number for a in run.attempts] == [1]
+        assert events.values(f"echo:{handle.id}") == [1]
+    time.sleep(4.0)  # one more visibility timeout: a redelivered copy would run now
+    assert all(events.values(f"echo:{h.id}") == [1] for h in delayed)
