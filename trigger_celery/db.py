@@ -34,3 +34,21 @@ def write_transaction(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             yield
     finally:
         conn.transaction_mode = configured
+
+
+def heal_connections() -> None:
+    """Drop this thread's database connections that broke (a restarted or unreachable
+    server), so the next query connects again.
+
+    Django does this at each request's start and end; the package's long-lived loops
+    (pump, monitor, worker attempts) and triggers from outside a request call this
+    instead. It costs nothing on a healthy connection: only one that saw an error since
+    its last commit is probed, and never inside a transaction.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block or not conn.errors_occurred:
+            continue
+        if conn.is_usable():
+            conn.errors_occurred = False
+        else:
+            conn.close()

@@ -1,8 +1,9 @@
-"""Redis killed and restarted during a burst of triggers: nothing lost, workers reconnect.
+"""Outages of the services: Redis killed and restarted, PostgreSQL stopped for 30 s.
 
 Redis is both the broker and the coordination store here, and it keeps nothing on disk,
-so the restart loses every message, every queue entry and every slot. The database is
-the record: every trigger that returned a handle must still end COMPLETED.
+so its restart loses every message, every queue entry and every slot. The database is
+the record: every trigger that returned a handle must still end COMPLETED. While the
+database itself is down, triggers fail with an error and leave nothing behind.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import time
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 
 from tests.integration.harness import wait_for
-from trigger_celery import tasks
+from trigger_celery import runs, tasks
 from trigger_celery.models import Attempt, Run
 
 SCALE = int(os.environ.get("TC_CHAOS_SCALE", "1"))
@@ -119,3 +121,110 @@ def test_redis_killed_during_a_burst_loses_no_triggered_run(own):
     assert worker.alive(), worker.log()[-4000:]
     assert beat.alive(), beat.log()[-4000:]
     assert "Connection to broker lost" in worker.log()
+
+
+class PostgresServer:
+    """The PostgreSQL cluster the PostgreSQL leg runs on, stopped and started for real."""
+
+    def __init__(self) -> None:
+        versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+        if not versions:
+            pytest.fail("no PostgreSQL cluster to stop under /etc/postgresql")
+        self.version = versions[-1]
+
+    def _ctl(self, action: str) -> None:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, "main", action]
+            + (["-m", "fast"] if action == "stop" else []),
+            check=True,
+        )
+
+    @staticmethod
+    def up() -> bool:
+        return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0
+
+    def stop(self) -> None:
+        self._ctl("stop")
+        wait_for(lambda: not self.up(), timeout=30, what="PostgreSQL to stop")
+
+    def start(self) -> None:
+        if not self.up():
+            self._ctl("start")
+        wait_for(self.up, timeout=60, what="PostgreSQL to start")
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="stops the PostgreSQL server: the PostgreSQL leg"
+)
+def test_postgresql_stopped_for_30_seconds_under_load_loses_nothing(own):
+    server = PostgresServer()
+    lease = settings.TRIGGER_CELERY["LEASE_SECONDS"]
+    worker = own.worker(concurrency=4)
+    beat = own.beat()
+    before = [tasks.trigger("steady", {"n": i, "seconds": 0.2}, tags=["pg"]) for i in range(200)]
+    wait_for(
+        lambda: Run.objects.filter(id__in=[h.id for h in before], status="EXECUTING").exists(),
+        what="runs to execute",
+    )
+
+    refused = []
+    server.stop()
+    try:
+        # The fault happened: a new connection is refused.
+        with pytest.raises(Exception, match=r"(?i)connect|refused|closed|terminat"):
+            connection.close()
+            connection.ensure_connection()
+        outage_ends = time.monotonic() + 30.0
+        i = 0
+        while time.monotonic() < outage_ends:
+            try:
+                tasks.trigger("steady", {"n": 1000 + i, "seconds": 0.2}, tags=["pg"])
+            except Exception as exc:  # the error a caller gets while the database is down
+                refused.append(exc)
+            else:
+                raise AssertionError("a trigger returned a handle while PostgreSQL was down")
+            i += 1
+            time.sleep(1.0)
+    finally:
+        server.start()
+    assert len(refused) == i >= 20
+    assert all("connect" in str(exc).lower() or "closed" in str(exc).lower() for exc in refused), [
+        str(exc) for exc in refused[:3]
+    ]
+
+    # The same caller triggers again as soon as the database is back.
+    after = [
+        tasks.trigger("steady", {"n": 2000 + n, "seconds": 0.2}, tags=["pg"]) for n in range(20)
+    ]
+    handles = before + after
+
+    # After recovery no run sits DEQUEUED or EXECUTING longer than a lease (plus the time
+    # for a pump pass to reap it): whatever the outage interrupted moves on.
+    stuck_at_recovery = set(
+        Run.objects.filter(
+            id__in=[h.id for h in before], status__in=["DEQUEUED", "EXECUTING"]
+        ).values_list("id", "attempt_count")
+    )
+    time.sleep(lease + 5.0)
+    still = set(
+        Run.objects.filter(
+            id__in=[h.id for h in before], status__in=["DEQUEUED", "EXECUTING"]
+        ).values_list("id", "attempt_count")
+    )
+    assert not stuck_at_recovery & still, f"stuck since the outage: {stuck_at_recovery & still}"
+
+    for handle in handles:
+        assert runs.retrieve(handle).status in ("COMPLETED", "QUEUED", "DEQUEUED", "EXECUTING")
+    wait_for(
+        lambda: (
+            Run.objects.filter(id__in=[h.id for h in handles], status="COMPLETED").count()
+            == len(handles)
+        ),
+        timeout=180,
+        interval=1.0,
+        what="every run to complete",
+    )
+    # Nothing lost, no partial rows: exactly the runs whose trigger returned a handle.
+    assert Run.objects.with_tag("pg").count() == len(handles)
+    assert worker.alive(), worker.log()[-4000:]
+    assert beat.alive(), beat.log()[-4000:]

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 
+from django.db import InterfaceError, OperationalError
+
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
+from trigger_celery.db import heal_connections
 from trigger_celery.engine import dispatch, promotions, recovery, repairs
 from trigger_celery.engine.schedules import ScheduleTicker
 from trigger_celery.engine.waitpoints import complete_due_datetimes
@@ -37,6 +40,7 @@ class Pump:
     def tick(self) -> float:
         settings = get_settings()
         try:
+            heal_connections()  # after a database outage the next pass connects again
             now_ts = clock.timestamp()
             if now_ts - self._last_reconcile >= RECONCILE_EVERY:
                 self._last_reconcile = now_ts
@@ -54,6 +58,10 @@ class Pump:
             recovery.reap_expired_leases()
             dispatch.dispatch_ready()
             next_ready = get_store().next_ready_at()
+        except (OperationalError, InterfaceError) as err:
+            # An outage: one line per pass, not a traceback every 200 ms.
+            log.warning("trigger_celery pump: the database is unavailable (%s); retrying", err)
+            return settings.PUMP_INTERVAL
         except Exception:
             log.exception("trigger_celery pump pass failed; retrying")
             return settings.PUMP_INTERVAL

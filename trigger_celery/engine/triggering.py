@@ -22,7 +22,7 @@ from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import TriggerOptions, parse_trigger_options
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.db import write_transaction
+from trigger_celery.db import heal_connections, write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.idempotency import DEFAULT_TTL, find_cached, resolve_key
 from trigger_celery.engine.payloads import discard_payload, store_payload
@@ -43,6 +43,7 @@ def trigger_task(
     """Trigger ``task_id``. With ``definition`` given the payload is validated first
     (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
     opts = parse_trigger_options(options, **extra)
+    heal_connections()  # outside a request nothing else reconnects after an outage
     validate = definition is not None
     if definition is None:
         definition = registry.get_task(task_id)

@@ -31,6 +31,7 @@ from trigger_celery.core.context import (
 )
 from trigger_celery.core.decisions import error_dict
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.db import heal_connections
 from trigger_celery.engine import dispatch, transitions
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
@@ -50,6 +51,7 @@ log = logging.getLogger("trigger_celery.worker")
 
 def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     """Run one attempt; returns what happened, for logs ("stale", "Completed", ...)."""
+    heal_connections()  # a database restart since the last attempt broke the connection
     run = transitions.start_attempt(run_id, attempt, worker or socket.gethostname())
     if run is None:
         log.info("run %s attempt %d: stale or duplicate message, ignored", run_id, attempt)

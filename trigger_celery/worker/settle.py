@@ -33,6 +33,7 @@ from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.models import Run
+from trigger_celery.worker.recording import until_recorded
 from trigger_celery.worker.user_code import Completed, Failed, Outcome, Suspended, call_recorded
 
 log = logging.getLogger("trigger_celery.worker")
@@ -86,8 +87,11 @@ def _settle_completed(
     result = RunResult(True, run.id, run.task_identifier, output=output)
     call_recorded(definition, "on_success", **common, output=output)
     call_recorded(definition, "on_complete", **common, result=result, output=output)
-    if transitions.complete(
-        run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
+    if until_recorded(
+        lambda: transitions.complete(
+            run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
+        ),
+        what=f"the completion of run {run.id}",
     ):
         faults.point("child-final")
     after_final(run, ctx.attempt.number)
@@ -98,7 +102,10 @@ def _settle_suspended(
 ) -> None:
     # The slot goes back before a resume can queue the run again.
     get_store().release(run.id, attempt=ctx.attempt.number)
-    if transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms):
+    if until_recorded(
+        lambda: transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms),
+        what=f"the suspension of run {run.id}",
+    ):
         faults.point("parent-waiting")
         call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
         # A child may have finished between the wait and the suspension.
@@ -119,12 +126,12 @@ def _settle_failed(
     if decision.retries:
         assert decision.retry_at is not None
         log.info("run %s attempt %d failed; retry at %s", run.id, attempt, decision.retry_at)
-        transitions.retry(
-            run.id,
-            attempt,
-            retry_at=decision.retry_at,
-            error=decision.error,
-            execution_ms=execution_ms,
+        retry_at = decision.retry_at
+        until_recorded(
+            lambda: transitions.retry(
+                run.id, attempt, retry_at=retry_at, error=decision.error, execution_ms=execution_ms
+            ),
+            what=f"the retry of run {run.id}",
         )
         # Release before enqueueing: a claim of the retry holds a slot under the same
         # run id, which a release after it would take away.
@@ -140,20 +147,26 @@ def _settle_failed(
     if decision.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED):
         result = RunResult(False, run.id, run.task_identifier, error=decision.error)
         call_recorded(definition, "on_complete", **common, result=result, error=failure.error)
-    if decision.status == RunStatus.FAILED:
-        transitions.fail(run.id, attempt, error=decision.error, execution_ms=execution_ms)
-    elif decision.status == RunStatus.TIMED_OUT:
-        transitions.time_out(run.id, attempt, error=decision.error, execution_ms=execution_ms)
-    elif decision.status == RunStatus.CRASHED:
-        transitions.crash(
-            run.id,
-            attempt,
-            error=decision.error,
-            execution_ms=execution_ms,
-            attempt_status=AttemptStatus.FAILED,
+    if decision.status in _FINAL_MOVES:
+        move = _FINAL_MOVES[decision.status]
+        until_recorded(
+            lambda: move(run.id, attempt, error=decision.error, execution_ms=execution_ms),
+            what=f"the end of run {run.id}",
         )
     # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
     after_final(run, ctx.attempt.number)
+
+
+def _crash_after_failure(run_id: str, attempt: int, **fields: Any) -> bool:
+    # The code raised, but the decision is CRASHED: the attempt itself FAILED.
+    return transitions.crash(run_id, attempt, attempt_status=AttemptStatus.FAILED, **fields)
+
+
+_FINAL_MOVES = {
+    RunStatus.FAILED: transitions.fail,
+    RunStatus.TIMED_OUT: transitions.time_out,
+    RunStatus.CRASHED: _crash_after_failure,
+}
 
 
 def _decide(
