@@ -119,5 +119,8 @@ if os.environ.get("TC_VISIBILITY_TIMEOUT"):
     }
 CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+if os.environ.get("TC_DISABLE_PREFETCH"):
+    # Set only when a test chooses; unset, a worker on Redis turns it on itself.
+    CELERY_WORKER_DISABLE_PREFETCH = os.environ["TC_DISABLE_PREFETCH"] == "1"
 CELERY_BEAT_SCHEDULER = "trigger_celery.beat:Scheduler"
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("TC_CELERY_QUEUE", "celery")

@@ -130,7 +130,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 def _check_prefetch() -> list[checks.CheckMessage]:
     """A run in a busy worker's prefetch buffer holds its slot without starting."""
     multiplier = getattr(django_settings, "CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
-    if multiplier == 1 or getattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH", False):
+    disable = getattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH", None)
+    broker = str(getattr(django_settings, "CELERY_BROKER_URL", "") or "")
+    redis_broker = broker.startswith(("redis:", "rediss:", "redis+socket:", "sentinel:"))
+    if multiplier == 1 or disable or (disable is None and redis_broker):
+        # On Redis the worker turns worker_disable_prefetch on (worker.prefetch).
         return []
     return [
         checks.Warning(

@@ -100,6 +100,7 @@ def start_worker(
     pool: str = "prefork",
     queues: str = "celery",
     env: dict[str, str] | None = None,
+    prefetch_multiplier: int = 1,
 ) -> Process:
     args = [
         sys.executable,
@@ -122,7 +123,7 @@ def start_worker(
         "-l",
         "INFO",
         "--prefetch-multiplier",
-        "1",
+        str(prefetch_multiplier),
     ]
     worker = Process(name, args, log_dir, env)
     try:

@@ -50,9 +50,18 @@ def test_sqlite_as_django_ships_it_is_warned_about_with_the_options_to_set():
 
 
 def test_a_prefetching_worker_configuration_is_warned_about():
-    with override_settings(CELERY_WORKER_PREFETCH_MULTIPLIER=4):
+    with override_settings(
+        CELERY_WORKER_PREFETCH_MULTIPLIER=4, CELERY_BROKER_URL="amqp://guest@127.0.0.1//"
+    ):
         [warning] = [m for m in check_settings() if m.id == "trigger_celery.W006"]
     assert "4" in warning.msg and "--prefetch-multiplier 1" in warning.hint
+    # On Redis the worker limits prefetch itself, unless the project turned that off.
+    with override_settings(CELERY_WORKER_PREFETCH_MULTIPLIER=4):
+        assert "trigger_celery.W006" not in [m.id for m in check_settings()]
+    with override_settings(
+        CELERY_WORKER_PREFETCH_MULTIPLIER=4, CELERY_WORKER_DISABLE_PREFETCH=False
+    ):
+        assert "trigger_celery.W006" in [m.id for m in check_settings()]
 
 
 def test_an_unknown_storage_alias_is_an_error_naming_it():

@@ -84,6 +84,23 @@ def send_to_celery(run_id: str, attempt: int, machine: str, region: str) -> None
     )
 
 
+def return_unstarted(run_id: str, attempt: int) -> bool:
+    """A worker reserved ``attempt`` of this run but cannot start it soon: put the run
+    back in its queue under the same attempt number, free its slot, and dispatch again.
+
+    False when the run has moved on (a copy of the message started it, or it was
+    canceled): then nothing changes.
+    """
+    queue = Run.objects.filter(id=run_id).values_list("queue", flat=True).first()
+    if queue is None or not transitions.requeue_unstarted(run_id, attempt - 1):
+        return False
+    # Release before enqueueing: the next claim of this run holds a slot under its id.
+    get_store().release(run_id, attempt=attempt)
+    queueing.enqueue([Run.objects.get(id=run_id)])
+    dispatch_ready(queue)
+    return True
+
+
 def release_and_dispatch(
     run_id: str, queue: str | None = None, *, attempt: int | None = None
 ) -> None:

@@ -174,7 +174,8 @@ def expire(run_id: str) -> bool:
 
 
 def requeue_unstarted(run_id: str, attempt_count: int) -> bool:
-    """DEQUEUED → QUEUED: its slot's lease ran out before any worker started it."""
+    """DEQUEUED → QUEUED: its slot's lease ran out before any worker started it, or the
+    busy worker that reserved it handed it back (``dispatch.return_unstarted``)."""
     return _move(run_id, source=RunStatus.DEQUEUED, target=RunStatus.QUEUED, attempt=attempt_count)
 
 

@@ -3,7 +3,8 @@
 * imports every installed app's ``trigger_init.py`` (global hooks and middleware);
 * pushes queue limits from code to the coordination store;
 * queues PENDING_VERSION runs of the tasks this worker knows;
-* syncs the schedules declared in code (``schedules.task(cron=...)``).
+* syncs the schedules declared in code (``schedules.task(cron=...)``);
+* hands back runs that wait in a busy worker's prefetch buffer (``worker.prefetch``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from trigger_celery.core.hooks import global_hooks
 from trigger_celery.engine import dispatch, promotions, queueing
 from trigger_celery.engine.registry import app_modules, registry
 from trigger_celery.engine.schedules import sync_declarative
+from trigger_celery.worker import prefetch
 
 log = logging.getLogger("trigger_celery.worker")
 _imported = False
@@ -118,3 +120,4 @@ def connect() -> None:
         on_worker_process_init, weak=False, dispatch_uid="tc_worker_process_init"
     )
     signals.beat_init.connect(on_worker_init, weak=False, dispatch_uid="tc_beat_init")
+    prefetch.connect()
