@@ -48,3 +48,22 @@ def test_an_attempt_that_lost_its_lease_stops_and_writes_nothing(own):
     # Attempt 1 woke up, found its lease gone, and was stopped before its end.
     time.sleep(3.0)
     assert events.values(f"pid-sleeper-done:{handle.id}") == [2]
+
+
+def test_a_worker_whose_clock_is_30s_behind_keeps_its_leases(own):
+    # Leases are measured by the store's clock (Redis TIME, the database's), not by the
+    # clocks of the worker that renews them and the beat that reaps them.
+    worker = own.worker(concurrency=2, env={"TC_CLOCK_SKEW": "-30"})
+    own.beat()
+    skews = [
+        v
+        for key in events.client().keys("tc-test:clock-skew:*")
+        for v in events.values(key.removeprefix("tc-test:"))
+    ]
+    assert skews and all(-31 < s < -29 for s in skews), skews  # the fault is in place
+    handles = [tasks.trigger("steady", {"n": i, "seconds": 8.0}) for i in range(2)]
+    for handle in handles:
+        run = finished(handle, timeout=60)
+        assert run.status == "COMPLETED"
+        assert [a.status for a in run.attempts] == ["COMPLETED"], worker.log()[-3000:]
+        assert events.values(f"steady-start:{handle.id}") == [1]

@@ -205,6 +205,23 @@ def test_leases_expire_and_heartbeats_extend_them(store):
     assert store.expired_leases(NOW + LEASE + 1) == []
 
 
+def test_leases_by_the_stores_own_clock(store):
+    # now=None: the store reads its own clock (Redis TIME, the database's) for the
+    # claim and the heartbeat, so the caller's clock plays no part in a lease.
+    store_now = store.time()
+    assert abs(store_now - time.time()) < 60  # the same machine: roughly the same time
+    store.enqueue([Entry("a", "q", store_now - 1), Entry("b", "q", store_now - 1)])
+    assert sorted(c.run_id for c in store.claim(None, max_count=5, lease_seconds=LEASE)) == [
+        "a",
+        "b",
+    ]
+    assert store.expired_leases(None) == []
+    assert store.heartbeat("a", None, 3 * LEASE) is True
+    later = store.time() + LEASE + 1
+    assert [c.run_id for c in store.expired_leases(later)] == ["b"]
+    assert store.expired_leases(store.time() + 3 * LEASE + 1) != []
+
+
 def test_next_ready_at_is_the_next_future_score(store):
     assert store.next_ready_at() is None
     soon = time.time() + 30

@@ -145,9 +145,15 @@ class CoordinationStore(ABC):
         """Take a run out of its queue (cancel, expiry). True if it was queued."""
 
     @abstractmethod
+    def time(self) -> float:
+        """The store's own clock (seconds since the epoch): Redis ``TIME``, or the
+        database's for the embedded store. Every lease is measured by it, so a process
+        whose clock is off never loses, nor keeps, a lease it should not."""
+
+    @abstractmethod
     def claim(
         self,
-        now: float,
+        now: float | None,
         *,
         max_count: int,
         lease_seconds: float,
@@ -163,17 +169,19 @@ class CoordinationStore(ABC):
         queue, round-robin (a key just served goes to the back); between queues, the
         queue whose ready head is oldest goes first. ``queue`` restricts the claim to one
         queue (all its keys). A claimed entry leaves the queue and holds a slot whose
-        lease ends at ``now + lease_seconds``.
+        lease ends at ``now + lease_seconds``. ``now=None`` is :meth:`time`, read inside
+        the claim (what the engine passes); tests pass explicit instants.
 
         Raises :class:`StoreNotConfiguredError` while no environment limits are set.
         """
 
     @abstractmethod
     def heartbeat(
-        self, run_id: str, now: float, lease_seconds: float, *, attempt: int | None = None
+        self, run_id: str, now: float | None, lease_seconds: float, *, attempt: int | None = None
     ) -> bool:
-        """Extend a held lease to ``now + lease_seconds``. False if the run holds none
-        (or, with ``attempt``, if the slot belongs to another attempt of the run)."""
+        """Extend a held lease to ``now + lease_seconds`` (``now=None``: :meth:`time`).
+        False if the run holds none (or, with ``attempt``, if the slot belongs to
+        another attempt of the run)."""
 
     @abstractmethod
     def release(self, run_id: str, *, attempt: int | None = None) -> bool:
@@ -189,8 +197,9 @@ class CoordinationStore(ABC):
         (after a flush or a Redis restart). Idempotent; no limit is checked."""
 
     @abstractmethod
-    def expired_leases(self, now: float) -> list[Claim]:
-        """Slots whose lease ended before ``now`` (not released by this call)."""
+    def expired_leases(self, now: float | None) -> list[Claim]:
+        """Slots whose lease ended before ``now`` (``None``: :meth:`time`); not released
+        by this call."""
 
     # -- introspection and repair -----------------------------------------------------
     @abstractmethod

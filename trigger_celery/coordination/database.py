@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from django.db import connection
 from django.db.models import Count, Min, QuerySet
 
 from trigger_celery.coordination.base import (
@@ -98,20 +99,27 @@ class DatabaseStore(CoordinationStore):
         with write_transaction():
             return bool(StoreEntry.objects.filter(run_id=run_id).delete()[0] > 0)
 
+    def time(self) -> float:
+        return database_time()
+
     def claim(
-        self, now: float, *, max_count: int, lease_seconds: float, queue: str | None = None
+        self, now: float | None, *, max_count: int, lease_seconds: float, queue: str | None = None
     ) -> list[Claim]:
         if max_count <= 0:
             return []
         with write_transaction():
+            if now is None:
+                now = database_time()
             return claim_under_lock(
                 now, max_count=max_count, lease_seconds=lease_seconds, queue=queue
             )
 
     def heartbeat(
-        self, run_id: str, now: float, lease_seconds: float, *, attempt: int | None = None
+        self, run_id: str, now: float | None, lease_seconds: float, *, attempt: int | None = None
     ) -> bool:
         with write_transaction():
+            if now is None:
+                now = database_time()
             return bool(_slot_of(run_id, attempt).update(lease_expires_at=now + lease_seconds))
 
     def release(self, run_id: str, *, attempt: int | None = None) -> bool:
@@ -131,7 +139,9 @@ class DatabaseStore(CoordinationStore):
                 },
             )
 
-    def expired_leases(self, now: float) -> list[Claim]:
+    def expired_leases(self, now: float | None) -> list[Claim]:
+        if now is None:
+            now = database_time()
         return [
             Claim(s.run_id, s.queue, s.concurrency_key, s.lease_expires_at, s.attempt)
             for s in StoreSlot.objects.filter(lease_expires_at__lt=now)
@@ -201,3 +211,21 @@ class DatabaseStore(CoordinationStore):
                 StoreSetting,
             ):
                 model.objects.all().delete()
+
+
+# The database's clock, in seconds since the epoch, per vendor.
+_TIME_SQL = {
+    "postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())",
+    "sqlite": "SELECT (julianday('now') - 2440587.5) * 86400.0",
+    "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))",
+}
+
+
+def database_time() -> float:
+    """The database server's clock: the one the embedded store measures leases by."""
+    sql = _TIME_SQL.get(connection.vendor)
+    if sql is None:
+        return clock.timestamp()
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return float(cursor.fetchone()[0])

@@ -46,6 +46,11 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def _lease_arg(now: float | None, lease_seconds: float) -> str:
+    # An absolute expiry, or "+<seconds>": from the Redis server's TIME (see _lib.lua).
+    return _num(now + lease_seconds) if now is not None else "+" + _num(lease_seconds)
+
+
 class RedisStore(CoordinationStore):
     """Production store over one Redis (or one cluster slot per environment)."""
 
@@ -109,17 +114,23 @@ class RedisStore(CoordinationStore):
     def remove(self, run_id: str) -> bool:
         return bool(self._run("remove", run_id))
 
+    def time(self) -> float:
+        seconds, micros = self.client.time()
+        return seconds + micros / 1_000_000
+
     def claim(
-        self, now: float, *, max_count: int, lease_seconds: float, queue: str | None = None
+        self, now: float | None, *, max_count: int, lease_seconds: float, queue: str | None = None
     ) -> list[Claim]:
         if max_count <= 0:
             return []
-        expiry = now + lease_seconds
+        # The script reads Redis's clock itself when no instant is given: no extra trip.
+        # The claims then carry this process's estimate of the expiry.
+        expiry = (now if now is not None else clock.timestamp()) + lease_seconds
         flat = self._run(
             "claim",
-            _num(now),
+            "" if now is None else _num(now),
             str(max_count),
-            _num(expiry),
+            _lease_arg(now, lease_seconds),
             queue or "",
             str(claim_budget(max_count)),
         )
@@ -132,9 +143,11 @@ class RedisStore(CoordinationStore):
         return claims
 
     def heartbeat(
-        self, run_id: str, now: float, lease_seconds: float, *, attempt: int | None = None
+        self, run_id: str, now: float | None, lease_seconds: float, *, attempt: int | None = None
     ) -> bool:
-        return bool(self._run("heartbeat", run_id, _num(now + lease_seconds), str(attempt or 0)))
+        return bool(
+            self._run("heartbeat", run_id, _lease_arg(now, lease_seconds), str(attempt or 0))
+        )
 
     def release(self, run_id: str, *, attempt: int | None = None) -> bool:
         return bool(self._run("release", run_id, str(attempt or 0)))
@@ -143,7 +156,9 @@ class RedisStore(CoordinationStore):
         sq = keys.sub_queue_id(claim.queue, claim.concurrency_key)
         self._run("adopt", claim.run_id, sq, _num(claim.lease_expires_at), str(claim.attempt))
 
-    def expired_leases(self, now: float) -> list[Claim]:
+    def expired_leases(self, now: float | None) -> list[Claim]:
+        if now is None:
+            now = self.time()
         expired = self.client.zrangebyscore(
             keys.leases(self.p), "-inf", f"({_num(now)}", withscores=True
         )

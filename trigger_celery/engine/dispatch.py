@@ -16,7 +16,6 @@ from celery import current_app
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import StoreNotConfiguredError
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.core import clock
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import queueing, transitions
@@ -35,7 +34,7 @@ def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
     while True:
         try:
             claims = store.claim(
-                clock.timestamp(),
+                None,  # the store's clock: readiness and leases by one clock
                 max_count=max_count,
                 lease_seconds=settings.LEASE_SECONDS,
                 queue=queue,

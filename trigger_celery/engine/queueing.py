@@ -113,7 +113,7 @@ def adopt_active_slots(skip: set[str] | None = None) -> int:
     """Hold a slot again for every dispatched or executing run not in ``skip``: their
     limits count while the store had forgotten them."""
     store = get_store()
-    expiry = clock.timestamp() + get_settings().LEASE_SECONDS
+    expiry = store.time() + get_settings().LEASE_SECONDS
     adopted = 0
     for run_id, queue, key, status, attempt_count in Run.objects.filter(
         status__in=[RunStatus.DEQUEUED, RunStatus.EXECUTING]

@@ -45,7 +45,7 @@ WORKER_LOST = {
 
 def reap_expired_leases(now: float | None = None) -> int:
     store = get_store()
-    now = now if now is not None else clock.timestamp()
+    now = now if now is not None else store.time()  # leases are measured by the store
     reaped = 0
     for claim in store.expired_leases(now):
         # Release first: once the run is back in its queue, a claim by another process
@@ -59,7 +59,7 @@ def reap_expired_leases(now: float | None = None) -> int:
             if transitions.requeue_unstarted(run.id, run.attempt_count):
                 queueing.enqueue([Run.objects.get(id=run.id)])
         elif run.status == RunStatus.EXECUTING:
-            if _just_started(run, now):
+            if _just_started(run):
                 # Its lease ran out while the message waited in a worker's prefetch
                 # buffer, and it started just now: its heartbeat is on the way.
                 store.adopt(
@@ -78,11 +78,12 @@ def reap_expired_leases(now: float | None = None) -> int:
     return reaped
 
 
-def _just_started(run: Run, now: float) -> bool:
+def _just_started(run: Run) -> bool:
+    # started_at comes from the worker's clock; this process's is the nearest estimate.
     attempt = Attempt.objects.filter(run_id=run.id, number=run.attempt_count).first()
     if attempt is None or attempt.started_at is None:
         return False
-    return attempt.started_at.timestamp() > now - get_settings().HEARTBEAT_SECONDS * 2
+    return attempt.started_at.timestamp() > clock.timestamp() - get_settings().HEARTBEAT_SECONDS * 2
 
 
 def _crash_attempt(run: Run) -> None:

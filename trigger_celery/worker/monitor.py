@@ -24,7 +24,6 @@ from django.db import close_old_connections
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.core import clock
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, transitions
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
@@ -73,9 +72,7 @@ class AttemptMonitor:
         # waited in a prefetch buffer.
         try:
             settings = get_settings()
-            get_store().heartbeat(
-                w.run_id, clock.timestamp(), settings.LEASE_SECONDS, attempt=w.attempt
-            )
+            get_store().heartbeat(w.run_id, None, settings.LEASE_SECONDS, attempt=w.attempt)
         except Exception:
             log.warning("first heartbeat of run %s failed", w.run_id, exc_info=True)
         with self._lock:
@@ -125,7 +122,7 @@ class AttemptMonitor:
         (the reaper retried it) is stopped like a canceled one."""
         store = get_store()
         for w in watched:
-            if store.heartbeat(w.run_id, clock.timestamp(), lease_seconds, attempt=w.attempt):
+            if store.heartbeat(w.run_id, None, lease_seconds, attempt=w.attempt):
                 continue
             if w.reason or w.done:
                 # Stopping, or settling (a suspending attempt has given its slot back).
@@ -135,7 +132,7 @@ class AttemptMonitor:
                 id=w.run_id, status=RunStatus.EXECUTING, attempt_count=w.attempt
             ).exists():
                 # Still ours (the store forgot it, or the reaper is mid-way): hold it again.
-                store.adopt(w.claim(clock.timestamp() + lease_seconds))
+                store.adopt(w.claim(store.time() + lease_seconds))
                 continue
             self._lost(w)
 

@@ -6,6 +6,21 @@
 local p = ARGV[1]
 local SEP = '\031'
 
+-- This Redis server's clock, in seconds: the one clock every lease is measured by.
+local function server_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- A lease expiry argument: '+<seconds>' counts from server_time(); anything else is an
+-- absolute instant (tests drive the store with their own).
+local function lease_expiry(arg)
+  if string.sub(arg, 1, 1) == '+' then
+    return server_time() + tonumber(string.sub(arg, 2))
+  end
+  return tonumber(arg)
+end
+
 local function queue_of(sq)
   return string.sub(sq, 1, string.find(sq, SEP, 1, true) - 1)
 end

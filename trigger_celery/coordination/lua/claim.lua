@@ -2,7 +2,8 @@
 -- Keys: {p}env, {p}queues, {p}ratewait, {p}paused, {p}conf:<q>, {p}rate:<q>,
 --   {p}ring:<q>, {p}heads:<q>, {p}subs:<q>, {p}sq:<sq>, {p}entry, {p}due, {p}held,
 --   {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn
--- ARGV: prefix, now, max_count, lease expiry (now + lease seconds), queue ('' = any),
+-- ARGV: prefix, now ('' = this server's TIME), max_count, lease expiry (absolute, or
+--   '+<lease seconds>' from TIME), queue ('' = any),
 --   budget (most queue/key visits this call may make: bounds the work)
 -- Returns a flat list: run_id, sub-queue id, attempt, ... for each claim, in claim order; or
 --   {'!unconfigured'} when {p}env is missing (the store was flushed or restarted): no
@@ -12,9 +13,9 @@
 -- and inside it the next key of the round-robin ring whose head is ready; the key
 -- served goes to the back. Queues and keys that cannot start anything are parked (see
 -- keys.py), so a call only looks at candidates that can actually be served.
-local now = tonumber(ARGV[2])
+local now = ARGV[2] == '' and server_time() or tonumber(ARGV[2])
 local max_count = tonumber(ARGV[3])
-local expiry = ARGV[4]
+local expiry = lease_expiry(ARGV[4])
 local only = ARGV[5]
 local budget = tonumber(ARGV[6])
 -- Ring members looked at per pick before falling back to the oldest ready head.
