@@ -111,6 +111,7 @@ def test_redis_killed_during_a_burst_loses_no_triggered_run(own):
         interval=1.0,
         what="every triggered run to complete",
     )
+    print(f"redis outage: {total} triggers, {len(handles)} handles, {len(refused)} refused")
     # No half-made runs: exactly one row per handle, none for a refused trigger.
     burst = Run.objects.with_tag("burst")
     assert burst.count() == len(handles)
@@ -224,6 +225,7 @@ def test_postgresql_stopped_for_30_seconds_under_load_loses_nothing(own):
         interval=1.0,
         what="every run to complete",
     )
+    print(f"postgres outage: {len(handles)} handles, {len(refused)} refused, stuck {len(still)}")
     # Nothing lost, no partial rows: exactly the runs whose trigger returned a handle.
     assert Run.objects.with_tag("pg").count() == len(handles)
     assert worker.alive(), worker.log()[-4000:]
