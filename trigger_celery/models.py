@@ -55,8 +55,9 @@ class Run(models.Model):
     """One triggered execution of a task, across all its attempts."""
 
     id = models.CharField(primary_key=True, max_length=40, editable=False)
-    task_identifier = models.CharField(max_length=255, db_index=True)
-    status = models.CharField(max_length=20, choices=RUN_STATUS_CHOICES, db_index=True)
+    # Indexed only through Meta.indexes (see RUN_INDEX_USES): no plain or "_like" index.
+    task_identifier = models.CharField(max_length=255)
+    status = models.CharField(max_length=20, choices=RUN_STATUS_CHOICES)
     environment = models.CharField(max_length=32)
 
     # Payload and output: inline JSON, or a Django storage path when large.
@@ -89,22 +90,47 @@ class Run(models.Model):
     step_count = models.PositiveIntegerField(default=0)
 
     batch = models.ForeignKey(
-        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        Batch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
     )
     batch_index = models.PositiveIntegerField(null=True, blank=True)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        db_index=False,
     )
     root = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="descendants"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="descendants",
+        db_index=False,
     )
     depth = models.PositiveIntegerField(default=0)
     resume_parent_on_completion = models.BooleanField(default=False)
     replayed_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replays",
+        db_index=False,
     )
     schedule = models.ForeignKey(
-        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
     )
     schedule_tick_at = models.DateTimeField(null=True, blank=True)
 
@@ -127,11 +153,16 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Each index and the queries that use it: RUN_INDEX_USES below.
         indexes = [
             models.Index(fields=["status", "delayed_until"], name="tc_run_status_delay"),
             models.Index(fields=["task_identifier", "-id"], name="tc_run_task"),
             models.Index(fields=["schedule", "-id"], name="tc_run_schedule"),
             models.Index(fields=["created_at"], name="tc_run_created"),
+            models.Index(fields=["batch", "batch_index"], name="tc_run_batch"),
+            models.Index(fields=["parent"], name="tc_run_parent"),
+            models.Index(fields=["root"], name="tc_run_root"),
+            models.Index(fields=["replayed_from"], name="tc_run_replayed_from"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -158,6 +189,27 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.task_identifier}, {self.status})"
+
+
+# Every index of the run table and what it is for. A test compares this with the
+# database: an index nobody declares a use for fails it. The status index is the
+# prefix of tc_run_status_delay, the task and schedule ones of tc_run_task and
+# tc_run_schedule, so none of those three columns has an index of its own.
+RUN_INDEX_USES = {
+    "tc_run_status_delay": "promote_delayed (DELAYED, delayed_until <= now); every filter "
+    "by status: expiry, reconcile, adopting slots, repairs, runs.list(status=)",
+    "tc_run_task": "runs.list(task=) and the dashboard's task filter, newest first; "
+    "promoting PENDING_VERSION runs of the tasks a worker knows",
+    "tc_run_schedule": "runs.list(schedule=) and a schedule's runs, newest first",
+    "tc_run_created": "runs.list(created_from/created_to) and the admin's date filters",
+    "tc_run_batch": "the runs of a batch in item order: batch results, BATCH waitpoints",
+    "tc_run_parent": "a run's children: waits on child runs, the run tree",
+    "tc_run_root": "a run's descendants; SET NULL when a root run is deleted",
+    "tc_run_replayed_from": "a run's replays; SET NULL when the original is deleted",
+    "tc_run_unique_idempotency_key": "idempotency: one run per (environment, task, key)",
+    "tc_run_unique_pending_debounce": "debounce: one pending run per (environment, task, key)",
+    "tc_run_one_per_schedule_tick": "schedules: one run per schedule tick",
+}
 
 
 class Attempt(models.Model):

@@ -1,0 +1,58 @@
+"""The run table carries only the indexes a query declares a use for (models.RUN_INDEX_USES)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from trigger_celery.models import RUN_INDEX_USES, Run
+
+pytestmark = pytest.mark.django_db
+
+
+def run_table_indexes() -> dict[str, dict]:
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, Run._meta.db_table)
+    return {
+        name: info
+        for name, info in found.items()
+        if (info["index"] or info["unique"])
+        and not info["primary_key"]
+        and not name.startswith("sqlite_autoindex_")  # SQLite's own for the primary key
+    }
+
+
+def test_every_index_of_the_run_table_has_a_declared_use():
+    indexes = run_table_indexes()
+    undeclared = sorted(set(indexes) - set(RUN_INDEX_USES))
+    assert not undeclared, f"indexes no query declares a use for: {undeclared}"
+    missing = sorted(set(RUN_INDEX_USES) - set(indexes))
+    assert not missing, f"declared but not in the database: {missing}"
+
+
+def test_no_like_twins_and_no_index_that_is_the_prefix_of_another():
+    indexes = run_table_indexes()
+    assert not [name for name in indexes if name.endswith("_like")]
+    columns = {name: tuple(info["columns"]) for name, info in indexes.items()}
+    for name, cols in columns.items():
+        if indexes[name]["unique"]:
+            continue  # a constraint, not a lookup path
+        longer = [
+            other
+            for other, other_cols in columns.items()
+            if other != name and len(other_cols) > len(cols) and other_cols[: len(cols)] == cols
+        ]
+        assert not longer, f"{name} {cols} is the prefix of {longer}"
+
+
+def test_the_check_fails_on_an_undeclared_index():
+    # The test above can fail: an index added behind the model's back is reported.
+    table = connection.ops.quote_name(Run._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE INDEX tc_run_undeclared ON {table} (region)")
+    try:
+        with pytest.raises(AssertionError, match="tc_run_undeclared"):
+            test_every_index_of_the_run_table_has_a_declared_use()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX tc_run_undeclared")
