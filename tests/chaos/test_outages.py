@@ -91,7 +91,8 @@ def test_redis_killed_during_a_burst_loses_no_triggered_run(own):
             server.start()
             outage_started = 0.0
         try:
-            handles.append(tasks.trigger("echo", {"i": i}, tags=["burst"]))
+            # A task whose code does not use Redis itself: the outage is the engine's.
+            handles.append(tasks.trigger("quiet", {"i": i}, tags=["burst"]))
         except Exception as exc:  # which errors reach a caller is the point
             refused.append((i, exc))
 

@@ -270,6 +270,12 @@ def stubborn(payload, ctx):
     return "finished"
 
 
+@task(id="quiet")
+def quiet(payload, ctx):
+    """Touches nothing but its run: for tests that take Redis away from the workers."""
+    return payload
+
+
 @task(id="echo")
 def echo(payload, ctx):
     events.record(f"echo:{ctx.run.id}", ctx.attempt.number)

@@ -39,12 +39,13 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 from trigger_celery.db import write_transaction
-from trigger_celery.engine import realtime
+from trigger_celery.engine import realtime, statements
 from trigger_celery.models import Attempt, Run
 
 CANCELED_ERROR = {
@@ -75,13 +76,10 @@ def _move(
         fence["attempt_count"] = attempt
     values = {"status": target, "updated_at": clock.now(), **(fields or {})}
     if attempt_fields is None:
-        won = Run.objects.filter(**fence).update(**values)
+        won = bool(Run.objects.filter(**fence).update(**values))
     else:
         assert attempt is not None
-        with write_transaction():
-            won = Run.objects.filter(**fence).update(**values)
-            if won:
-                Attempt.objects.filter(run_id=run_id, number=attempt).update(**attempt_fields)
+        won = statements.move_with_attempt(fence, values, attempt, attempt_fields)
     if won:
         transaction.on_commit(partial(realtime.notify, run_id))
     return bool(won)
@@ -190,40 +188,26 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
     start writes a new attempt row. ``run.resumed`` tells which.
     """
     now = clock.now()
-    table = connection.ops.quote_name(Run._meta.db_table)
-    with write_transaction():
-        won = list(
-            Run.objects.raw(
-                f"UPDATE {table} SET status = %s, attempt_count = %s, updated_at = %s, "
-                "started_at = COALESCE(started_at, %s) "
-                "WHERE id = %s AND status = %s AND attempt_count = %s RETURNING *",
-                [
-                    RunStatus.EXECUTING.value,
-                    attempt,
-                    now,
-                    now,
-                    run_id,
-                    RunStatus.DEQUEUED.value,
-                    attempt - 1,
-                ],
-            )
-        )
-        if not won:
-            return None
-        resumed = Attempt.objects.filter(
-            run_id=run_id, number=attempt, status=AttemptStatus.SUSPENDED
-        ).update(status=AttemptStatus.EXECUTING, worker=worker, finished_at=None)
-        if not resumed:
-            Attempt.objects.create(
-                run_id=run_id,
-                number=attempt,
-                status=AttemptStatus.EXECUTING,
-                started_at=now,
-                worker=worker,
-            )
+    run = statements.start_with_attempt(
+        {"id": run_id, "status": RunStatus.DEQUEUED, "attempt_count": attempt - 1},
+        {
+            "status": RunStatus.EXECUTING,
+            "attempt_count": attempt,
+            "updated_at": now,
+            "started_at": Coalesce("started_at", Value(now)),
+        },
+        {"run_id": run_id, "number": attempt, "status": AttemptStatus.SUSPENDED},
+        {"status": AttemptStatus.EXECUTING, "worker": worker, "finished_at": None},
+        {
+            "run_id": run_id,
+            "number": attempt,
+            "status": AttemptStatus.EXECUTING,
+            "started_at": now,
+            "worker": worker,
+        },
+    )
+    if run is not None:
         transaction.on_commit(partial(realtime.notify, run_id))
-    run = won[0]
-    run.resumed = bool(resumed)  # type: ignore[attr-defined]
     return run
 
 

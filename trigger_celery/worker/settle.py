@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -101,7 +102,7 @@ def _settle_suspended(
     definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int
 ) -> None:
     # The slot goes back before a resume can queue the run again.
-    get_store().release(run.id, attempt=ctx.attempt.number)
+    _store_step(lambda: get_store().release(run.id, attempt=ctx.attempt.number), run.id)
     if until_recorded(
         lambda: transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms),
         what=f"the suspension of run {run.id}",
@@ -110,7 +111,7 @@ def _settle_suspended(
         call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
         # A child may have finished between the wait and the suspension.
         waitpoints.resume_if_ready(run.id)
-    dispatch.dispatch_ready()
+    _store_step(dispatch.dispatch_ready, run.id)
 
 
 def _settle_failed(
@@ -133,13 +134,7 @@ def _settle_failed(
             ),
             what=f"the retry of run {run.id}",
         )
-        # Release before enqueueing: a claim of the retry holds a slot under the same
-        # run id, which a release after it would take away.
-        get_store().release(run.id, attempt=attempt)
-        retried = Run.objects.get(id=run.id)
-        if retried.status == RunStatus.QUEUED:
-            queueing.enqueue([retried])
-        dispatch.dispatch_ready()
+        _store_step(lambda: _requeue(run.id, attempt), run.id)
         return
 
     if decision.status == RunStatus.FAILED:
@@ -167,6 +162,25 @@ _FINAL_MOVES = {
     RunStatus.TIMED_OUT: transitions.time_out,
     RunStatus.CRASHED: _crash_after_failure,
 }
+
+
+def _requeue(run_id: str, attempt: int) -> None:
+    # Release before enqueueing: a claim of the retry holds a slot under the same
+    # run id, which a release after it would take away.
+    get_store().release(run_id, attempt=attempt)
+    retried = Run.objects.get(id=run_id)
+    if retried.status == RunStatus.QUEUED:
+        queueing.enqueue([retried])
+    dispatch.dispatch_ready()
+
+
+def _store_step(step: Callable[[], object], run_id: str) -> None:
+    """A store step after the run's row is written: an outage of the store must not
+    fail the attempt, and the pump redoes it (a lease expires, reconcile enqueues)."""
+    try:
+        step()
+    except Exception:
+        log.warning("run %s: store step failed; the pump will redo it", run_id, exc_info=True)
 
 
 def _decide(

@@ -1,0 +1,121 @@
+"""One round trip per transition on PostgreSQL.
+
+A transition writes the run row, fenced on its status and attempt, and the attempt row
+that belongs to it. As separate statements that is BEGIN, two writes and COMMIT: four
+round trips and a commit. PostgreSQL runs data-modifying CTEs, so each transition
+below is one statement, committed on its own, with the same fence: the attempt row is
+written only when the run row moved. Other databases (SQLite) get the separate
+statements in one transaction.
+
+Only :mod:`trigger_celery.engine.transitions` calls this module; it decides every value.
+The statements are the ORM's own compiled UPDATEs, wrapped, so field types and
+expressions (``F()``) are prepared as Django prepares them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+from django.db.models.sql import UpdateQuery
+
+from trigger_celery.db import write_transaction
+from trigger_celery.models import Attempt, Run
+
+
+def one_statement() -> bool:
+    """Whether this database runs a transition as one statement."""
+    return connection.vendor == "postgresql"
+
+
+def _update_sql(
+    model: type[Model], where: dict[str, Any], values: dict[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    query = model._default_manager.filter(**where).query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
+
+
+def move_with_attempt(
+    fence: dict[str, Any],
+    values: dict[str, Any],
+    attempt: int,
+    attempt_values: dict[str, Any],
+) -> bool:
+    """UPDATE the run within ``fence`` and, only if it moved, its attempt ``attempt``."""
+    if not one_statement():
+        with write_transaction():
+            won = Run.objects.filter(**fence).update(**values)
+            if won:
+                Attempt.objects.filter(run_id=fence["id"], number=attempt).update(**attempt_values)
+        return bool(won)
+    run_sql, run_params = _update_sql(Run, fence, values)
+    attempt_sql, attempt_params = _update_sql(
+        Attempt, {"run_id": fence["id"], "number": attempt}, attempt_values
+    )
+    pk = connection.ops.quote_name(Run._meta.pk.column)
+    sql = (
+        f"WITH moved AS ({run_sql} RETURNING {pk}), "
+        f"written AS ({attempt_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1) "
+        "SELECT COUNT(*) FROM moved"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, run_params + attempt_params)
+        return bool(cursor.fetchone()[0])
+
+
+def start_with_attempt(
+    fence: dict[str, Any],
+    values: dict[str, Any],
+    resume_where: dict[str, Any],
+    resume_values: dict[str, Any],
+    new_attempt: dict[str, Any],
+) -> Run | None:
+    """UPDATE the run within ``fence`` and return it; in the same statement, continue its
+    suspended attempt (``resume_where`` → ``resume_values``) or, if there is none, insert
+    ``new_attempt``. The run carries ``resumed``."""
+    if not one_statement():
+        return _start_in_steps(fence, values, resume_where, resume_values, new_attempt)
+    run_sql, run_params = _update_sql(Run, fence, values)
+    resume_sql, resume_params = _update_sql(Attempt, resume_where, resume_values)
+    table = connection.ops.quote_name(Attempt._meta.db_table)
+    columns = [Attempt._meta.get_field(name) for name in new_attempt]
+    column_sql = ", ".join(connection.ops.quote_name(f.column) for f in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    insert_params = tuple(f.get_db_prep_save(new_attempt[f.name], connection) for f in columns)
+    sql = (
+        f"WITH moved AS ({run_sql} RETURNING *), "
+        f"resumed AS ({resume_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1), "
+        f"created AS (INSERT INTO {table} ({column_sql}) SELECT {marks} FROM moved "
+        "WHERE NOT EXISTS (SELECT 1 FROM resumed) RETURNING 1) "
+        "SELECT moved.*, EXISTS (SELECT 1 FROM resumed) AS was_resumed FROM moved"
+    )
+    won = list(Run.objects.raw(sql, run_params + resume_params + insert_params))
+    if not won:
+        return None
+    run = won[0]
+    run.resumed = bool(run.was_resumed)  # type: ignore[attr-defined]
+    return run
+
+
+def _start_in_steps(
+    fence: dict[str, Any],
+    values: dict[str, Any],
+    resume_where: dict[str, Any],
+    resume_values: dict[str, Any],
+    new_attempt: dict[str, Any],
+) -> Run | None:
+    run_sql, run_params = _update_sql(Run, fence, values)
+    with write_transaction():
+        # UPDATE ... RETURNING both fences and loads the run (SQLite 3.35+ has RETURNING).
+        won = list(Run.objects.raw(f"{run_sql} RETURNING *", run_params))
+        if not won:
+            return None
+        resumed = Attempt.objects.filter(**resume_where).update(**resume_values)
+        if not resumed:
+            Attempt.objects.create(**new_attempt)
+    run = won[0]
+    run.resumed = bool(resumed)  # type: ignore[attr-defined]
+    return run
