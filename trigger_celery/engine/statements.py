@@ -81,10 +81,12 @@ def start_with_attempt(
     run_sql, run_params = _update_sql(Run, fence, values)
     resume_sql, resume_params = _update_sql(Attempt, resume_where, resume_values)
     table = connection.ops.quote_name(Attempt._meta.db_table)
-    columns = [Attempt._meta.get_field(name) for name in new_attempt]
-    column_sql = ", ".join(connection.ops.quote_name(f.column) for f in columns)
+    columns = {name: Attempt._meta.get_field(name) for name in new_attempt}
+    column_sql = ", ".join(connection.ops.quote_name(f.column) for f in columns.values())
     marks = ", ".join(["%s"] * len(columns))
-    insert_params = tuple(f.get_db_prep_save(new_attempt[f.name], connection) for f in columns)
+    insert_params = tuple(
+        f.get_db_prep_save(new_attempt[name], connection) for name, f in columns.items()
+    )
     sql = (
         f"WITH moved AS ({run_sql} RETURNING *), "
         f"resumed AS ({resume_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1), "
@@ -113,7 +115,10 @@ def _start_in_steps(
         won = list(Run.objects.raw(f"{run_sql} RETURNING *", run_params))
         if not won:
             return None
-        resumed = Attempt.objects.filter(**resume_where).update(**resume_values)
+        # Only a run that waited (step_count > 0) can have an attempt to continue.
+        resumed = won[0].step_count and Attempt.objects.filter(**resume_where).update(
+            **resume_values
+        )
         if not resumed:
             Attempt.objects.create(**new_attempt)
     run = won[0]
