@@ -181,16 +181,17 @@ def test_subscribe_to_run_yields_each_change_until_final(live):
     assert all(a != b for a, b in itertools.pairwise(views))
 
 
-def test_run_changes_are_published_on_the_runs_channel(live):
+def _messages_of_run(handle, *, listen: bool) -> list:
     import redis
     from django.conf import settings
 
-    from trigger_celery.engine.realtime import channel
+    from trigger_celery.engine.realtime import LISTENING_CHECK_SECONDS, channel, listening_channel
 
-    handle = tasks.trigger("echo", {}, delay="1s")
     pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(channel(handle.id))
+    pubsub.subscribe(channel(handle.id), *([listening_channel()] if listen else []))
     try:
+        time.sleep(LISTENING_CHECK_SECONDS)  # every process has looked again by now
+        events.record(f"go:{handle.id}", True)
         finished(handle)
         messages = []
         deadline = time.monotonic() + 1.0
@@ -200,8 +201,20 @@ def test_run_changes_are_published_on_the_runs_channel(live):
                 messages.append(m)
     finally:
         pubsub.close()
-    # Promoted, dispatched, started, completed: each change was pushed to subscribers.
-    assert len(messages) >= 4
+    return messages
+
+
+def test_run_changes_are_published_on_the_runs_channel_while_someone_listens(live):
+    handle = tasks.trigger("gated", {})
+    # The metadata it sets after the go, and its completion: each change was pushed.
+    assert len(_messages_of_run(handle, listen=True)) >= 2
+
+
+def test_nothing_is_published_while_nobody_listens(live):
+    # A subscriber that did not join the listening channel hears nothing: no process
+    # pays a round trip per change when no one subscribes.
+    handle = tasks.trigger("gated", {})
+    assert _messages_of_run(handle, listen=False) == []
 
 
 # -- more idempotency and ttl edge cases --------------------------------------------------------

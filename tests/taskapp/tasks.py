@@ -298,6 +298,16 @@ def progress(payload, ctx):
     return "done"
 
 
+@task(id="gated")
+def gated(payload, ctx):
+    """Waits for the test's go, then changes its metadata and completes."""
+    deadline = time.time() + 20
+    while not events.values(f"go:{ctx.run.id}") and time.time() < deadline:
+        time.sleep(0.05)
+    metadata.set("after-go", True)
+    return "done"
+
+
 @task(id="parent-once", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
 def parent_once(payload, ctx):
     from trigger_celery import idempotency_keys

@@ -123,3 +123,9 @@ def glob_escape(text: str) -> str:
 def run_changed(p: str, run_id: str) -> str:
     """The pub/sub channel on which changes of one run are announced."""
     return f"{p}run-changed:{run_id}"
+
+
+def listening(p: str) -> str:
+    """A channel every subscriber of run changes also joins: its subscriber count says
+    whether anyone listens at all (nothing is published on it)."""
+    return f"{p}listening"
