@@ -7,6 +7,7 @@ visible to them. Tests that need their own worker shape start one with ``start_w
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,24 +88,24 @@ def live(services: Services, transactional_db) -> Services:
     return services
 
 
+_own_count = itertools.count(1)  # one name per process of the session: logs never mix
+
+
 class OwnProcesses:
     """Workers and beats a test starts with its own shape; all stopped at its end."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.procs: list[Process] = []
-        self.count = 0
 
     def worker(self, **kwargs) -> Process:
-        self.count += 1
-        kwargs.setdefault("name", f"own-worker-{os.getpid()}-{self.count}")
+        kwargs.setdefault("name", f"own-worker-{os.getpid()}-{next(_own_count)}")
         proc = start_worker(self.log_dir, **kwargs)
         self.procs.append(proc)
         return proc
 
     def beat(self, **kwargs) -> Process:
-        self.count += 1
-        kwargs.setdefault("name", f"own-beat-{os.getpid()}-{self.count}")
+        kwargs.setdefault("name", f"own-beat-{os.getpid()}-{next(_own_count)}")
         proc = start_beat(self.log_dir, **kwargs)
         self.procs.append(proc)
         return proc

@@ -53,6 +53,8 @@ class Process:
         """``test_settings=False`` runs with exactly ``env`` (e.g. the example project)."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        # A name may come back in a later test: this process's log starts here.
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             args,
@@ -64,7 +66,10 @@ class Process:
         )
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """What this process wrote (not an earlier process of the same name)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
