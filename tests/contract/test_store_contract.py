@@ -222,6 +222,44 @@ def test_leases_by_the_stores_own_clock(store):
     assert store.expired_leases(store.time() + 3 * LEASE + 1) != []
 
 
+def test_enqueue_and_claim_in_one_call(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry("old", "q", NOW - 10)])
+    claims = store.enqueue_and_claim(
+        [Entry("new", "q", NOW - 1, attempt=1)], NOW, max_count=5, lease_seconds=LEASE
+    )
+    assert [c.run_id for c in claims] == ["old"]  # the limit holds; order by score
+    assert store.queued_run_ids() == {"new"}
+
+
+def test_release_and_claim_in_one_call_hands_the_slot_on(store):
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry("a", "q", NOW - 2, attempt=1), Entry("b", "q", NOW - 1, attempt=1)])
+    assert claim(store) == ["a"]
+    claims = store.release_and_claim("a", 1, NOW, max_count=5, lease_seconds=LEASE)
+    assert [c.run_id for c in claims] == ["b"]
+    assert store.holding_run_ids() == {"b"}
+    # A stale attempt's release frees nothing, and nothing else can start.
+    assert store.release_and_claim("b", 7, NOW, max_count=5, lease_seconds=LEASE) == []
+    assert store.holding_run_ids() == {"b"}
+
+
+def test_the_one_call_forms_work_on_a_server_that_lost_its_scripts(store):
+    if hasattr(store, "client"):
+        store.client.script_flush()  # as after a Redis restart
+    store.enqueue([Entry("a", "q", NOW - 2, attempt=1)])
+    if hasattr(store, "client"):
+        store.client.script_flush()
+    claims = store.enqueue_and_claim(
+        [Entry("b", "q", NOW - 1, attempt=1)], NOW, max_count=5, lease_seconds=LEASE
+    )
+    assert sorted(c.run_id for c in claims) == ["a", "b"]
+    if hasattr(store, "client"):
+        store.client.script_flush()
+    assert store.release_and_claim("a", 1, NOW, max_count=5, lease_seconds=LEASE) == []
+    assert store.holding_run_ids() == {"b"}
+
+
 def test_next_ready_at_is_the_next_future_score(store):
     assert store.next_ready_at() is None
     soon = time.time() + 30

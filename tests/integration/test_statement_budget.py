@@ -16,7 +16,7 @@ from trigger_celery.worker.attempt import execute
 # end of the attempt are one statement each (data-modifying CTEs). SQLite writes the
 # attempt row beside the run row inside BEGIN ... COMMIT.
 TRIGGER_BUDGET = {"postgresql": 2, "sqlite": 2}
-ATTEMPT_BUDGET = {"postgresql": 2, "sqlite": 8}
+ATTEMPT_BUDGET = {"postgresql": 2, "sqlite": 9}
 
 
 def statements(block) -> list[str]:  # type: ignore[no-untyped-def]

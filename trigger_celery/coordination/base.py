@@ -191,6 +191,33 @@ class CoordinationStore(ABC):
         never frees the slot of the attempt that replaced it.
         """
 
+    def enqueue_and_claim(
+        self,
+        entries: Sequence[Entry],
+        now: float | None,
+        *,
+        max_count: int,
+        lease_seconds: float,
+        queue: str | None = None,
+    ) -> list[Claim]:
+        """:meth:`enqueue`, then :meth:`claim`: a store may do both in one round trip."""
+        self.enqueue(entries)
+        return self.claim(now, max_count=max_count, lease_seconds=lease_seconds, queue=queue)
+
+    def release_and_claim(
+        self,
+        run_id: str,
+        attempt: int | None,
+        now: float | None,
+        *,
+        max_count: int,
+        lease_seconds: float,
+        queue: str | None = None,
+    ) -> list[Claim]:
+        """:meth:`release`, then :meth:`claim`: a store may do both in one round trip."""
+        self.release(run_id, attempt=attempt)
+        return self.claim(now, max_count=max_count, lease_seconds=lease_seconds, queue=queue)
+
     @abstractmethod
     def adopt(self, claim: Claim) -> None:
         """Hold a slot for a run the database says is executing but the store forgot

@@ -46,6 +46,25 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def _entry_args(entries: Sequence[Entry]) -> list[str]:
+    args: list[str] = []
+    for e in entries:
+        args += [e.run_id, e.queue, e.concurrency_key or "", _num(e.score), str(e.attempt)]
+    return args
+
+
+def _claim_args(
+    now: float | None, max_count: int, lease_seconds: float, queue: str | None
+) -> list[str]:
+    return [
+        "" if now is None else _num(now),
+        str(max_count),
+        _lease_arg(now, lease_seconds),
+        queue or "",
+        str(claim_budget(max_count)),
+    ]
+
+
 def _lease_arg(now: float | None, lease_seconds: float) -> str:
     # An absolute expiry, or "+<seconds>": from the Redis server's TIME (see _lib.lua).
     return _num(now + lease_seconds) if now is not None else "+" + _num(lease_seconds)
@@ -106,10 +125,7 @@ class RedisStore(CoordinationStore):
     def enqueue(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
-        args: list[str] = []
-        for e in entries:
-            args += [e.run_id, e.queue, e.concurrency_key or "", _num(e.score), str(e.attempt)]
-        self._run("enqueue", *args)
+        self._run("enqueue", *_entry_args(entries))
 
     def remove(self, run_id: str) -> bool:
         return bool(self._run("remove", run_id))
@@ -123,17 +139,68 @@ class RedisStore(CoordinationStore):
     ) -> list[Claim]:
         if max_count <= 0:
             return []
-        # The script reads Redis's clock itself when no instant is given: no extra trip.
-        # The claims then carry this process's estimate of the expiry.
-        expiry = (now if now is not None else clock.timestamp()) + lease_seconds
-        flat = self._run(
-            "claim",
-            "" if now is None else _num(now),
-            str(max_count),
-            _lease_arg(now, lease_seconds),
-            queue or "",
-            str(claim_budget(max_count)),
+        flat = self._run("claim", *_claim_args(now, max_count, lease_seconds, queue))
+        return self._claims(flat, now, lease_seconds)
+
+    def enqueue_and_claim(
+        self,
+        entries: Sequence[Entry],
+        now: float | None,
+        *,
+        max_count: int,
+        lease_seconds: float,
+        queue: str | None = None,
+    ) -> list[Claim]:
+        if not entries or max_count <= 0:
+            return super().enqueue_and_claim(
+                entries, now, max_count=max_count, lease_seconds=lease_seconds, queue=queue
+            )
+        flat = self._pipelined(
+            ("enqueue", _entry_args(entries)),
+            ("claim", _claim_args(now, max_count, lease_seconds, queue)),
         )
+        if flat is None:  # scripts not loaded yet: the plain calls load them
+            return super().enqueue_and_claim(
+                entries, now, max_count=max_count, lease_seconds=lease_seconds, queue=queue
+            )
+        return self._claims(flat, now, lease_seconds)
+
+    def release_and_claim(
+        self,
+        run_id: str,
+        attempt: int | None,
+        now: float | None,
+        *,
+        max_count: int,
+        lease_seconds: float,
+        queue: str | None = None,
+    ) -> list[Claim]:
+        flat = self._pipelined(
+            ("release", [run_id, str(attempt or 0)]),
+            ("claim", _claim_args(now, max_count, lease_seconds, queue)),
+        )
+        if flat is None:
+            return super().release_and_claim(
+                run_id, attempt, now, max_count=max_count, lease_seconds=lease_seconds, queue=queue
+            )
+        return self._claims(flat, now, lease_seconds)
+
+    def _pipelined(self, *calls: tuple[str, Sequence[str]]) -> Any:
+        """Run scripts back to back in one round trip; the last one's reply, or None when
+        Redis does not have them cached (a new or restarted server)."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, args in calls:
+            pipe.evalsha(self._scripts[name].sha, 0, self.p, *args)
+        try:
+            replies = pipe.execute()
+        except redis_lib.exceptions.NoScriptError:
+            return None
+        return replies[-1]
+
+    def _claims(self, flat: Any, now: float | None, lease_seconds: float) -> list[Claim]:
+        # With now=None the script read Redis's clock: the claims carry this process's
+        # estimate of the expiry.
+        expiry = (now if now is not None else clock.timestamp()) + lease_seconds
         if flat[:1] == ["!unconfigured"]:
             raise StoreNotConfiguredError(f"store {self.p!r} has no environment limits")
         claims = []

@@ -14,7 +14,7 @@ import logging
 from celery import current_app
 
 from trigger_celery.conf import get_settings
-from trigger_celery.coordination import StoreNotConfiguredError
+from trigger_celery.coordination import Entry, StoreNotConfiguredError
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import RunStatus
@@ -26,25 +26,43 @@ log = logging.getLogger("trigger_celery.dispatch")
 EXECUTE_RUN = "trigger_celery.execute_run"
 
 
-def dispatch_ready(queue: str | None = None, *, max_count: int = 200) -> int:
-    """Claim slots for ready runs and send them to Celery; returns how many were sent."""
+def dispatch_ready(
+    queue: str | None = None,
+    *,
+    max_count: int = 200,
+    entries: list[Entry] | None = None,
+    release: tuple[str, int | None] | None = None,
+) -> int:
+    """Claim slots for ready runs and send them to Celery; returns how many were sent.
+
+    ``entries`` are enqueued, or ``release`` (run id, attempt) is released, in the same
+    round trip as the first claim.
+    """
     settings = get_settings()
     store = get_store()
     sent = 0
     while True:
         try:
-            claims = store.claim(
-                None,  # the store's clock: readiness and leases by one clock
-                max_count=max_count,
-                lease_seconds=settings.LEASE_SECONDS,
-                queue=queue,
-            )
+            # now=None: the store's clock, for readiness and leases alike.
+            lease = settings.LEASE_SECONDS
+            if entries:
+                claims = store.enqueue_and_claim(
+                    entries, None, max_count=max_count, lease_seconds=lease, queue=queue
+                )
+            elif release is not None:
+                claims = store.release_and_claim(
+                    *release, None, max_count=max_count, lease_seconds=lease, queue=queue
+                )
+            else:
+                claims = store.claim(None, max_count=max_count, lease_seconds=lease, queue=queue)
         except StoreNotConfiguredError:
             # New, flushed or restarted: nothing may start before the limits, the pauses
             # and the slots of the runs already executing are back.
             log.warning("the coordination store has no state; restoring it from the database")
-            queueing.restore()
+            queueing.restore()  # the committed runs of ``entries`` are queued again with it
+            entries = release = None
             continue
+        entries = release = None
         if not claims:
             return sent
         ids = [c.run_id for c in claims]
@@ -107,8 +125,7 @@ def release_and_dispatch(
     now. Never raises: a slot that could not be released comes back when its lease
     expires."""
     try:
-        get_store().release(run_id, attempt=attempt)
-        dispatch_ready(queue)
+        dispatch_ready(queue, release=(run_id, attempt))
     except Exception:
         log.exception("could not release the slot of run %s; its lease will expire", run_id)
 
@@ -116,9 +133,13 @@ def release_and_dispatch(
 def after_commit_dispatch(runs: list[Run]) -> None:
     """Enqueue freshly committed runs and start what can start."""
     try:
-        queueing.enqueue(runs)
-        for queue in {r.queue for r in runs}:
-            dispatch_ready(queue)
+        queues = {r.queue for r in runs}
+        if len(queues) == 1:  # a single trigger: enqueue and claim in one round trip
+            dispatch_ready(queues.pop(), entries=queueing.entries_of(runs))
+        else:
+            queueing.enqueue(runs)
+            for queue in queues:
+                dispatch_ready(queue)
     except Exception:
         # The rows are committed: the reconciler puts them in the queue later.
         log.exception("could not enqueue %d run(s) now; the reconciler will", len(runs))

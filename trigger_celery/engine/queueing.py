@@ -88,17 +88,20 @@ def score_of(run: Run) -> float:
     return base.timestamp() - (run.priority or 0)
 
 
-def enqueue(runs: Iterable[Run]) -> None:
-    """Put QUEUED runs into the store (idempotent)."""
+def entries_of(runs: Iterable[Run]) -> list[Entry]:
+    """The store entries of QUEUED runs, their queues configured in the store first."""
     runs = list(runs)
-    if not runs:
-        return
     configure_queues({r.queue for r in runs})
     # Its next start is attempt ``attempt_count + 1`` (a resumed run continues the attempt
     # it suspended in: resume took attempt_count back by one); the slot will be that one's.
-    get_store().enqueue(
-        [Entry(r.id, r.queue, score_of(r), r.concurrency_key, r.attempt_count + 1) for r in runs]
-    )
+    return [Entry(r.id, r.queue, score_of(r), r.concurrency_key, r.attempt_count + 1) for r in runs]
+
+
+def enqueue(runs: Iterable[Run]) -> None:
+    """Put QUEUED runs into the store (idempotent)."""
+    entries = entries_of(runs)
+    if entries:
+        get_store().enqueue(entries)
 
 
 def configure_pauses() -> None:

@@ -115,10 +115,7 @@ def _start_in_steps(
         won = list(Run.objects.raw(f"{run_sql} RETURNING *", run_params))
         if not won:
             return None
-        # Only a run that waited (step_count > 0) can have an attempt to continue.
-        resumed = won[0].step_count and Attempt.objects.filter(**resume_where).update(
-            **resume_values
-        )
+        resumed = Attempt.objects.filter(**resume_where).update(**resume_values)
         if not resumed:
             Attempt.objects.create(**new_attempt)
     run = won[0]
