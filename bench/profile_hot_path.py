@@ -45,7 +45,8 @@ class RedisCounter:
             return original(self, *args, **options)
 
         def pipe_execute(self, raise_on_error=True):  # type: ignore[no-untyped-def]
-            counter.commands["PIPELINE"] += 1
+            inside = "+".join(str(c[0][0]).split()[0].upper() for c in self.command_stack)
+            counter.commands[f"PIPELINE({inside})"] += 1
             return original_pipe(self, raise_on_error)
 
         redis.Redis.execute_command = execute_command
