@@ -334,10 +334,14 @@ class Schedule(models.Model):
 
 
 class QueueState(models.Model):
-    """Durable per-queue switches (pause) that the coordination store mirrors."""
+    """Durable per-queue switches (pause, a limit override) that the store mirrors."""
 
     name = models.CharField(primary_key=True, max_length=255)
     paused = models.BooleanField(default=False)
+    # Set from the dashboard; wins over the code's limit everywhere, restores included.
+    concurrency_limit_override = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Overrides the concurrency limit declared in code."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -411,3 +415,6 @@ class StoreSetting(models.Model):
 
     key = models.CharField(primary_key=True, max_length=64)
     value = models.FloatField()
+
+
+from trigger_celery.dashboard_models import BulkAction  # noqa: E402, F401  (registers it)

@@ -64,14 +64,30 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
                 _push_queue(name)
 
 
+def limit_override(name: str) -> int | None:
+    """The concurrency limit set from the dashboard for ``name``, or None (code's)."""
+    return (
+        QueueState.objects.filter(name=name)
+        .values_list("concurrency_limit_override", flat=True)
+        .first()
+    )
+
+
+def push_queue(name: str) -> None:
+    """Push ``name``'s limits to the store now (after its override changed)."""
+    with _configured_lock:
+        _push_queue(name)
+
+
 def _push_queue(name: str) -> None:
     q = registry.queues.get(name)
     if q is not None:
         rate = q.rate
+        override = limit_override(name)
         get_store().configure_queue(
             QueueConfig(
                 name=q.name,
-                concurrency_limit=q.concurrency_limit,
+                concurrency_limit=q.concurrency_limit if override is None else override,
                 total_limit=q.total_limit,
                 rate_limit_count=rate[0] if rate else None,
                 rate_limit_period=rate[1] if rate else None,
