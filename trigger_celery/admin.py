@@ -249,7 +249,8 @@ class QueueAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return ("name", "paused", "limit", "executing", "queued")
+        # The override is changed on the dashboard's queues page, which pushes it to the store.
+        return ("name", "paused", "limit", "executing", "queued", "concurrency_limit_override")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         registry.ensure_discovered()

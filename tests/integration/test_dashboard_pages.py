@@ -173,6 +173,7 @@ def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_cli
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "{{ 7|add:1 }}" in page  # shown as text, not evaluated
     assert "run_root" in page and "run_child" in page
+    assert "{&quot;a&quot;: &quot;&lt;script&gt;" in page  # log attributes as JSON text
     assert page.count('<rect class="executing"') == 2
     assert '<rect class="waiting"' in page  # the retry delay between the attempts
 

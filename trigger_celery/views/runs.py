@@ -90,7 +90,10 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "error": run.error,
             "attempts": attempts,
             "timeline": timeline(run, attempts, timezone.now()),
-            "logs": run.logs.all()[:500],
+            "logs": [
+                {"line": line, "attributes": json.dumps(line.attributes, ensure_ascii=False)}
+                for line in run.logs.all()[:500]
+            ],
             "metadata": pretty(run.metadata),
             "parent": related.filter(id=run.parent_id).first() if run.parent_id else None,
             "root": related.filter(id=run.root_id).first()
