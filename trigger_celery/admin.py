@@ -106,10 +106,10 @@ class TaskFilter(admin.SimpleListFilter):
 
 class CappedCountPaginator(Paginator):
     """Counts at most COUNT_CAP rows: ``SELECT COUNT(*) FROM (... LIMIT n)`` costs the
-    same on a million rows as on ten thousand. Past the cap the last page is not known
-    exactly; the admin shows "10000+" worth of pages, and the next-page links go on."""
+    same on a million rows as on a thousand. Past the cap the last page is not known
+    exactly: the admin offers the first 20 pages; the dashboard pages through all."""
 
-    COUNT_CAP = 10_000
+    COUNT_CAP = 1_000
 
     @cached_property
     def count(self) -> int:

@@ -3,6 +3,20 @@
 from django.db import migrations, models
 
 
+def create_tags_index(apps, schema_editor):
+    """A GIN index for ``tags @> '["tag"]'`` (the tag filter), on PostgreSQL only: SQLite
+    has no containment operator to serve (it looks tags up with json_each)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(
+            "CREATE INDEX tc_run_tags ON trigger_celery_run USING gin (tags jsonb_path_ops)"
+        )
+
+
+def drop_tags_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS tc_run_tags")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -30,6 +44,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='queuestate',
             name='concurrency_limit_override',
-            field=models.PositiveIntegerField(blank=True, help_text='Overrides the concurrency limit declared in code.', null=True),
+            field=models.PositiveIntegerField(blank=True, null=True),
         ),
+        migrations.RunPython(create_tags_index, drop_tags_index),
     ]
