@@ -71,3 +71,21 @@ def test_bulk_cancel_of_everything_a_filter_matches_runs_in_the_background(
         assert Run.objects.get(id=other).status == "QUEUED"
     finally:
         queues.resume("shared-1")
+
+
+def test_bulk_replay_of_selected_runs(transactional_db, admin_client):
+    queues.pause("shared-1")
+    try:
+        ids = [tasks.trigger("shared-a", {"n": i}).id for i in range(3)]
+        admin_client.post(reverse("trigger_celery:bulk-new"), {"action": "replay", "run": ids})
+        row = BulkAction.objects.get()
+        wait_for(
+            lambda: BulkAction.objects.get(pk=row.pk).finished_at is not None,
+            timeout=30,
+            what="the bulk replay to finish",
+        )
+        replays = Run.objects.filter(replayed_from_id__in=ids)
+        assert sorted(r.payload["n"] for r in replays) == [0, 1, 2]
+        assert BulkAction.objects.get(pk=row.pk).done == 3
+    finally:
+        queues.resume("shared-1")

@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery.models import Run
 from trigger_celery.views.tasks import percentile
 
@@ -211,6 +212,12 @@ def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client
     assert run.status == "DELAYED" and run.metadata == {"k": 1}
     again = admin_client.get(url + "?task=greet").content.decode()
     assert "Ada" in again  # pre-filled from the latest run now
+
+
+def test_test_page_of_a_scheduled_task_offers_the_schedule_payload(admin_client):
+    page = admin_client.get(reverse("trigger_celery:test") + "?task=sched-record").content
+    assert b"&quot;timestamp&quot;" in page and b"&quot;last_timestamp&quot;: null" in page
+    assert b"the payload is the schedule payload" in page
 
 
 def test_tasks_page_lists_configuration_counts_and_percentiles(admin_client):

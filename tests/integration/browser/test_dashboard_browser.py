@@ -239,3 +239,26 @@ def test_hostile_strings_show_as_text_and_run_no_script(browser_page):
     assert browser_page.dialogs == []
     # Escaped, nothing even tried to run (the CSP would have reported a blocked attempt).
     assert browser_page.csp_violations() == []
+
+
+def test_status_tags_and_metadata_update_live_on_the_run_page(browser_page, live):
+    page = browser_page.page
+    queues.pause("progress")  # the page is loaded before the run starts
+    try:
+        handle = tasks.trigger("progress", {})
+        browser_page.go(f"/trigger/runs/{handle.id}/")
+        assert status_of(page) == "QUEUED"
+        assert "halfway" not in page.inner_text("#tc-tags")
+        page.evaluate("window.__not_reloaded = true")
+    finally:
+        queues.resume("progress")
+    page.wait_for_selector("#tc-status.EXECUTING")
+    page.wait_for_selector("#tc-tags .tag:has-text('halfway')")
+    page.wait_for_function(
+        "document.getElementById('tc-metadata').textContent.includes('\"progress\": 0.5')"
+    )
+    assert page.evaluate("window.__not_reloaded") is True
+    events.record(f"go:{handle.id}", 1)
+    page.wait_for_selector("#tc-status.COMPLETED")  # final: the page reloads with the output
+    assert '"done"' in page.inner_text("#tc-output")
+    assert browser_page.csp_violations() == []
