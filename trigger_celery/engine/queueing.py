@@ -59,31 +59,38 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
                 only_if_set=True,
             )
             _env_configured = True
-        for name in names if names is not None else list(registry.queues):
-            if name not in _configured_queues:
-                _push_queue(name)
+        todo = [
+            name
+            for name in (names if names is not None else list(registry.queues))
+            if name not in _configured_queues
+        ]
+        overrides = limit_overrides() if todo else {}
+        for name in todo:
+            _push_queue(name, overrides)
 
 
-def limit_override(name: str) -> int | None:
-    """The concurrency limit set from the dashboard for ``name``, or None (code's)."""
-    return (
-        QueueState.objects.filter(name=name)
-        .values_list("concurrency_limit_override", flat=True)
-        .first()
+def limit_overrides() -> dict[str, int]:
+    """Concurrency limits set from the dashboard (``QueueState``), by queue: they win
+    over the code's. A change is pushed at once by :func:`push_queue`; the reconciler
+    and :func:`restore` push them again, so a store that lost them gets them back."""
+    return dict(
+        QueueState.objects.filter(concurrency_limit_override__isnull=False).values_list(
+            "name", "concurrency_limit_override"
+        )
     )
 
 
 def push_queue(name: str) -> None:
     """Push ``name``'s limits to the store now (after its override changed)."""
     with _configured_lock:
-        _push_queue(name)
+        _push_queue(name, limit_overrides())
 
 
-def _push_queue(name: str) -> None:
+def _push_queue(name: str, overrides: dict[str, int]) -> None:
     q = registry.queues.get(name)
     if q is not None:
         rate = q.rate
-        override = limit_override(name)
+        override = overrides.get(name)
         get_store().configure_queue(
             QueueConfig(
                 name=q.name,
@@ -170,8 +177,9 @@ def restore() -> dict[str, int]:
     store = get_store()
     settings = get_settings()
     with _configured_lock:
+        overrides = limit_overrides()
         for name in list(registry.queues):
-            _push_queue(name)
+            _push_queue(name, overrides)
     configure_pauses()
     adopted = adopt_active_slots()
     queued = Run.objects.filter(status=RunStatus.QUEUED).only(*ENTRY_FIELDS)
