@@ -194,6 +194,12 @@ def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client
         url, {"task": "greet", "payload": '{"name": "a"}', "machine": "huge-9x"}
     )
     assert bad_option.status_code == 400 and 'id="tc-error-machine"' in bad_option.content.decode()
+    bad_queue = admin_client.post(
+        url, {"task": "greet", "payload": '{"name": "a"}', "queue": "nowhere-q"}
+    )
+    assert bad_queue.status_code == 400
+    assert "&#x27;nowhere-q&#x27; is not declared" in bad_queue.content.decode()
+    assert 'id="tc-error-queue"' in bad_queue.content.decode()
     assert not Run.objects.filter(task_identifier="greet").exists()
     good = admin_client.post(
         url,

@@ -19,7 +19,7 @@ from trigger_celery.core.options import MACHINE_PRESETS, parse_trigger_options
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
-from trigger_celery.errors import TriggerCeleryError
+from trigger_celery.errors import ConfigurationError, TriggerCeleryError
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
 
@@ -98,6 +98,11 @@ class TestRunForm(forms.Form):
                 self.add_error(target, err["msg"])
         except ValueError as exc:
             self.add_error(None, str(exc))
+        if options.get("queue"):
+            try:
+                registry.require_queue(options["queue"])
+            except ConfigurationError as exc:
+                self.add_error("queue", str(exc))
         self.options = options
         return data
 
