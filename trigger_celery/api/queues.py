@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.engine import dispatch, queueing
 from trigger_celery.engine.registry import registry
@@ -51,8 +53,9 @@ class QueuesAPI:
         QueueState.objects.update_or_create(
             name=name, defaults={"concurrency_limit_override": limit}
         )
-        queueing.push_queue(name)
-        dispatch.dispatch_ready(name)  # a higher limit may start waiting runs now
+        # After the commit: a reconciler that reads the row before it would push the
+        # old value, but never after our push (see queueing._push_queues).
+        transaction.on_commit(lambda: _pushed_and_dispatched(name))
 
     def reset_limit(self, name: str) -> None:
         self.override_limit(name, None)
@@ -84,6 +87,11 @@ class QueuesAPI:
     def list(self) -> list[QueueInfo]:
         registry.ensure_discovered()
         return [self.retrieve(name) for name in sorted(registry.queues)]
+
+
+def _pushed_and_dispatched(name: str) -> None:
+    queueing.push_queue(name)
+    dispatch.dispatch_ready(name)  # a higher limit may start waiting runs now
 
 
 queues = QueuesAPI()

@@ -64,9 +64,8 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
             for name in (names if names is not None else list(registry.queues))
             if name not in _configured_queues
         ]
-        overrides = limit_overrides() if todo else {}
-        for name in todo:
-            _push_queue(name, overrides)
+        if todo:
+            _push_queues(todo)
 
 
 def limit_overrides() -> dict[str, int]:
@@ -84,6 +83,20 @@ def push_queue(name: str) -> None:
     """Push ``name``'s limits to the store now (after its override changed)."""
     with _configured_lock:
         _push_queue(name, limit_overrides())
+
+
+def _push_queues(names: list[str]) -> None:
+    # An override committed (and pushed by the dashboard) between our read and our
+    # push would be overwritten by the value we read: read again after pushing, and
+    # push once more whatever changed. A change after the second read is pushed by the
+    # dashboard after all of ours.
+    overrides = limit_overrides()
+    for name in names:
+        _push_queue(name, overrides)
+    latest = limit_overrides()
+    for name in names:
+        if latest.get(name) != overrides.get(name):
+            _push_queue(name, latest)
 
 
 def _push_queue(name: str, overrides: dict[str, int]) -> None:
@@ -177,9 +190,7 @@ def restore() -> dict[str, int]:
     store = get_store()
     settings = get_settings()
     with _configured_lock:
-        overrides = limit_overrides()
-        for name in list(registry.queues):
-            _push_queue(name, overrides)
+        _push_queues(list(registry.queues))
     configure_pauses()
     adopted = adopt_active_slots()
     queued = Run.objects.filter(status=RunStatus.QUEUED).only(*ENTRY_FIELDS)
