@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.core.paginator import Paginator
 from django.http import HttpRequest
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from trigger_celery import schedule_admin  # noqa: F401  (registers ScheduleAdmin)
 from trigger_celery.api.queues import queues
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.engine.actions import cancel_run, replay_run
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import Attempt, Batch, LogEntry, QueueState, Run
@@ -88,6 +91,31 @@ class TagFilter(admin.SimpleListFilter):
         return queryset.with_tag(value)
 
 
+class TaskFilter(admin.SimpleListFilter):
+    title = "task"
+    parameter_name = "task"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        registry.ensure_discovered()  # the tasks this project defines, not a table scan
+        return [(t, t) for t in sorted(registry.tasks)]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        return queryset.filter(task_identifier=value) if value else queryset
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP rows: ``SELECT COUNT(*) FROM (... LIMIT n)`` costs the
+    same on a million rows as on a thousand. Past the cap the last page is not known
+    exactly: the admin offers the first 20 pages; the dashboard pages through all."""
+
+    COUNT_CAP = 1_000
+
+    @cached_property
+    def count(self) -> int:
+        return int(self.object_list[: self.COUNT_CAP + 1].count())
+
+
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -99,11 +127,15 @@ class RunAdmin(ReadOnlyAdmin):
         "created_at",
         "finished_at",
     )
-    list_filter = ("status", "environment", TagFilter, "task_identifier")
+    # No filter here needs a DISTINCT over the table: statuses are the model's choices,
+    # tasks come from the registry, tags from the newest rows; dates are fixed ranges
+    # (no date_hierarchy: its DISTINCT date_trunc scans the whole table).
+    list_filter = ("status", TaskFilter, TagFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id", "task_identifier", "=idempotency_key")
-    date_hierarchy = "created_at"
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 50
+    actions = ("cancel_runs", "replay_runs")
     inlines = (AttemptInline, LogEntryInline)
     fieldsets = (
         (None, {"fields": ("id", "task_identifier", "status", "environment", "error_view")}),
@@ -146,6 +178,22 @@ class RunAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f for _, opts in self.fieldsets for f in opts["fields"]]
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("trigger_celery.cancel_run"))
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("trigger_celery.replay_run"))
+
+    @admin.action(description="Cancel selected runs", permissions=["cancel"])
+    def cancel_runs(self, request: HttpRequest, queryset: Any) -> None:
+        canceled = sum(cancel_run(run_id) for run_id in queryset.values_list("id", flat=True))
+        self.message_user(request, f"Canceled {canceled} run(s); finished ones are unchanged.")
+
+    @admin.action(description="Replay selected runs", permissions=["replay"])
+    def replay_runs(self, request: HttpRequest, queryset: Any) -> None:
+        new = [replay_run(run_id, {}).id for run_id in queryset.values_list("id", flat=True)]
+        self.message_user(request, f"Replayed {len(new)} run(s): {', '.join(new[:10])}")
 
     @admin.display(description="payload")
     def payload_view(self, obj: Run) -> str:
@@ -201,7 +249,8 @@ class QueueAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return ("name", "paused", "limit", "executing", "queued")
+        # The override is changed on the dashboard's queues page, which pushes it to the store.
+        return ("name", "paused", "limit", "executing", "queued", "concurrency_limit_override")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         registry.ensure_discovered()
@@ -219,6 +268,8 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.display(description="concurrency limit")
     def limit(self, obj: QueueState) -> str:
+        if obj.concurrency_limit_override is not None:
+            return f"{obj.concurrency_limit_override} (overridden)"
         q = registry.queues.get(obj.name)
         return "-" if q is None or q.concurrency_limit is None else str(q.concurrency_limit)
 

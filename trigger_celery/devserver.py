@@ -12,6 +12,8 @@ import threading
 from typing import Any
 
 from celery import current_app
+from django.apps import apps
+from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
 from django.db import close_old_connections
 
@@ -20,9 +22,18 @@ from trigger_celery.engine.pump import Pump
 log = logging.getLogger("trigger_celery.dev")
 
 
+def wsgi_application() -> Any:
+    """The project's WSGI app, serving static files too when staticfiles is installed,
+    as ``runserver`` does: the admin's and the dashboard's CSS and JavaScript load."""
+    app = get_internal_wsgi_application()
+    if apps.is_installed("django.contrib.staticfiles"):
+        return StaticFilesHandler(app)
+    return app
+
+
 def serve_http(addr: str, port: int) -> threading.Thread:
     def target() -> None:
-        run(addr, port, get_internal_wsgi_application(), threading=True, server_cls=WSGIServer)
+        run(addr, port, wsgi_application(), threading=True, server_cls=WSGIServer)
 
     thread = threading.Thread(target=target, name="trigger-dev-http", daemon=True)
     thread.start()

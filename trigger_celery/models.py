@@ -209,7 +209,9 @@ RUN_INDEX_USES = {
     "tc_run_unique_idempotency_key": "idempotency: one run per (environment, task, key)",
     "tc_run_unique_pending_debounce": "debounce: one pending run per (environment, task, key)",
     "tc_run_one_per_schedule_tick": "schedules: one run per schedule tick",
+    "tc_run_tags": "PostgreSQL only (GIN): the tag filter of runs.list, the dashboard, admin",
 }
+POSTGRESQL_ONLY_INDEXES = {"tc_run_tags"}  # made by migration 0007 on PostgreSQL
 
 
 class Attempt(models.Model):
@@ -334,10 +336,12 @@ class Schedule(models.Model):
 
 
 class QueueState(models.Model):
-    """Durable per-queue switches (pause) that the coordination store mirrors."""
+    """Durable per-queue switches (pause, a limit override) that the store mirrors."""
 
     name = models.CharField(primary_key=True, max_length=255)
     paused = models.BooleanField(default=False)
+    # Set from the dashboard; wins over the code's limit everywhere, restores included.
+    concurrency_limit_override = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -411,3 +415,6 @@ class StoreSetting(models.Model):
 
     key = models.CharField(primary_key=True, max_length=64)
     value = models.FloatField()
+
+
+from trigger_celery.dashboard_models import BulkAction  # noqa: E402, F401  (registers it)

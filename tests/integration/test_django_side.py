@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import models as auth_models
 from django.core.management import call_command
 from django.test import override_settings
 from django.urls import reverse
@@ -114,7 +115,7 @@ def _run(run_id: str, **fields) -> Run:
 
 
 @pytest.mark.django_db
-def test_dashboard_is_staff_only(client, django_user_model):
+def test_dashboard_is_staff_only_and_run_pages_need_view_run(client, django_user_model):
     run = _run("run_staffonly")
     urls = [reverse("trigger_celery:run-list"), reverse("trigger_celery:run-detail", args=[run.id])]
     for url in urls:
@@ -125,6 +126,9 @@ def test_dashboard_is_staff_only(client, django_user_model):
         assert client.get(url).status_code == 302
     user.is_staff = True
     user.save()
+    for url in urls:
+        assert client.get(url).status_code == 403  # staff, but granted nothing
+    user.user_permissions.add(auth_models.Permission.objects.get(codename="view_run"))
     for url in urls:
         assert client.get(url).status_code == 200
 

@@ -104,6 +104,16 @@ def test_trigger_dev_runs_dashboard_worker_and_scheduler_without_services(tmp_pa
         except urllib.error.HTTPError as err:
             status = err.code
         assert status == 302
+        # Static files are served as runserver serves them: the admin and the dashboard
+        # have their stylesheets and script.
+        for path in (
+            "/static/admin/css/base.css",
+            "/static/trigger_celery/dashboard.css",
+            "/static/trigger_celery/dashboard.js",
+        ):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+                assert answer.status == 200, path
+                assert len(answer.read()) > 500, path
     finally:
         dev.stop()
 

@@ -546,3 +546,9 @@ def steady(payload, ctx):
     events.record(f"steady-start:{ctx.run.id}", ctx.attempt.number)
     time.sleep(payload.get("seconds", 0.05))
     return {"n": payload.get("n")}
+
+
+# -- the dashboard's queue limit override -----------------------------------------------
+
+OVERRIDE_1 = queue(name="override-1", concurrency_limit=1)
+task(id="override-me", run=_interval, queue=OVERRIDE_1)

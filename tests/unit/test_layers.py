@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.conf",
             "trigger_celery.db",
             "trigger_celery.models",
+            "trigger_celery.dashboard_models",
             "trigger_celery.migrations",
         ),
     ),
@@ -53,6 +54,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.management",
             "trigger_celery.beat",
             "trigger_celery.devserver",
+            "trigger_celery.bulk",
         ),
     ),
 ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.engine import dispatch
+from trigger_celery.engine import dispatch, queueing
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import QueueState
 
@@ -19,13 +21,15 @@ class QueueInfo:
     """A queue and its live counts, summed over its concurrency keys."""
 
     name: str
-    concurrency_limit: int | None
+    concurrency_limit: int | None  # in force: the override if set, else the code's
     total_limit: int | None
     rate_limit: str | None
     paused: bool
     queued: int
     executing: int
     keys: dict[str, tuple[int, int]]  # concurrency key -> (queued, executing)
+    code_limit: int | None = None  # as declared in code
+    overridden: bool = False
 
 
 class QueuesAPI:
@@ -37,6 +41,25 @@ class QueuesAPI:
         self._set(name, False)
         dispatch.dispatch_ready(name)
 
+    def override_limit(self, name: str, limit: int | None) -> None:
+        """Set ``name``'s concurrency limit in the database, over the code's; every
+        worker honours it (it is pushed to the shared store, and again on a restore).
+        ``None`` goes back to the limit declared in code."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000
+        ):
+            raise ValueError(f"a concurrency limit must be an int from 1 to 100000, got {limit!r}")
+        registry.require_queue(name)
+        QueueState.objects.update_or_create(
+            name=name, defaults={"concurrency_limit_override": limit}
+        )
+        # After the commit: a reconciler that reads the row before it would push the
+        # old value, but never after our push (see queueing._push_queues).
+        transaction.on_commit(lambda: _pushed_and_dispatched(name))
+
+    def reset_limit(self, name: str) -> None:
+        self.override_limit(name, None)
+
     def _set(self, name: str, paused: bool) -> None:
         registry.require_queue(name)
         QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
@@ -46,20 +69,29 @@ class QueuesAPI:
         q = registry.require_queue(name)
         rows = get_store().stats(name)
         keys = {r.concurrency_key or "": (r.queued, r.executing) for r in rows}
+        state = QueueState.objects.filter(name=name).first()
+        override = state.concurrency_limit_override if state else None
         return QueueInfo(
             name=q.name,
-            concurrency_limit=q.concurrency_limit,
+            concurrency_limit=q.concurrency_limit if override is None else override,
             total_limit=q.total_limit,
             rate_limit=q.rate_limit,
-            paused=QueueState.objects.filter(name=name, paused=True).exists(),
+            paused=bool(state and state.paused),
             queued=sum(r.queued for r in rows),
             executing=sum(r.executing for r in rows),
             keys=keys,
+            code_limit=q.concurrency_limit,
+            overridden=override is not None,
         )
 
     def list(self) -> list[QueueInfo]:
         registry.ensure_discovered()
         return [self.retrieve(name) for name in sorted(registry.queues)]
+
+
+def _pushed_and_dispatched(name: str) -> None:
+    queueing.push_queue(name)
+    dispatch.dispatch_ready(name)  # a higher limit may start waiting runs now
 
 
 queues = QueuesAPI()

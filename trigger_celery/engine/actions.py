@@ -48,16 +48,24 @@ def cancel_run(run_id: str) -> bool:
     return left is not None
 
 
-def replay_run(run_id: str, overrides: Mapping[str, Any]) -> RunHandle:
-    """A new run of the same task with the same payload and options, linked to ``run_id``."""
+_SAME_PAYLOAD: Any = object()
+
+
+def replay_run(
+    run_id: str, overrides: Mapping[str, Any], payload: Any = _SAME_PAYLOAD
+) -> RunHandle:
+    """A new run of the same task with the same options (and payload, unless one is
+    given: the dashboard's replay lets it be edited first), linked to ``run_id``."""
     run = Run.objects.filter(id=run_id).first()
     if run is None:
         raise RunNotFoundError(f"no run with id {run_id!r}")
     options = {k: v for k, v in run.options.items() if k not in _NOT_REPLAYED}
     options.update(overrides)
+    if payload is _SAME_PAYLOAD:
+        payload = load_payload(run.payload, run.payload_ref)
     return trigger_task(
         run.task_identifier,
-        load_payload(run.payload, run.payload_ref),
+        payload,
         options,
         {},
         replayed_from=run.id,

@@ -59,19 +59,55 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
                 only_if_set=True,
             )
             _env_configured = True
-        for name in names if names is not None else list(registry.queues):
-            if name not in _configured_queues:
-                _push_queue(name)
+        todo = [
+            name
+            for name in (names if names is not None else list(registry.queues))
+            if name not in _configured_queues
+        ]
+        if todo:
+            _push_queues(todo)
 
 
-def _push_queue(name: str) -> None:
+def limit_overrides() -> dict[str, int]:
+    """Concurrency limits set from the dashboard (``QueueState``), by queue: they win
+    over the code's. A change is pushed at once by :func:`push_queue`; the reconciler
+    and :func:`restore` push them again, so a store that lost them gets them back."""
+    return dict(
+        QueueState.objects.filter(concurrency_limit_override__isnull=False).values_list(
+            "name", "concurrency_limit_override"
+        )
+    )
+
+
+def push_queue(name: str) -> None:
+    """Push ``name``'s limits to the store now (after its override changed)."""
+    with _configured_lock:
+        _push_queue(name, limit_overrides())
+
+
+def _push_queues(names: list[str]) -> None:
+    # An override committed (and pushed by the dashboard) between our read and our
+    # push would be overwritten by the value we read: read again after pushing, and
+    # push once more whatever changed. A change after the second read is pushed by the
+    # dashboard after all of ours.
+    overrides = limit_overrides()
+    for name in names:
+        _push_queue(name, overrides)
+    latest = limit_overrides()
+    for name in names:
+        if latest.get(name) != overrides.get(name):
+            _push_queue(name, latest)
+
+
+def _push_queue(name: str, overrides: dict[str, int]) -> None:
     q = registry.queues.get(name)
     if q is not None:
         rate = q.rate
+        override = overrides.get(name)
         get_store().configure_queue(
             QueueConfig(
                 name=q.name,
-                concurrency_limit=q.concurrency_limit,
+                concurrency_limit=q.concurrency_limit if override is None else override,
                 total_limit=q.total_limit,
                 rate_limit_count=rate[0] if rate else None,
                 rate_limit_period=rate[1] if rate else None,
@@ -157,8 +193,7 @@ def restore() -> dict[str, int]:
     store = get_store()
     settings = get_settings()
     with _configured_lock:
-        for name in list(registry.queues):
-            _push_queue(name)
+        _push_queues(list(registry.queues))
     configure_pauses()
     adopted = adopt_active_slots()
     queued = Run.objects.filter(status=RunStatus.QUEUED).only(*ENTRY_FIELDS)

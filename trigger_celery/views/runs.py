@@ -1,74 +1,127 @@
-"""Runs list and run detail pages."""
+"""Runs list (and the JSON it polls for live updates) and run detail (and its JSON)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 
 from trigger_celery.core.pages import keyset_rows
-from trigger_celery.core.statuses import RunStatus
+from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import Run
+from trigger_celery.views.access import can, dashboard_view
+from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
+from trigger_celery.views.run_filters import row_of as _row
+from trigger_celery.views.timeline import timeline
 
 PAGE_SIZE = 50
+FINAL = {s.value for s in FINAL_STATUSES}
 
 
-@staff_member_required
-def run_list(request: HttpRequest) -> HttpResponse:
-    qs = Run.objects.only(
-        "id",
-        "task_identifier",
-        "status",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "attempt_count",
-        "queue",
-    )
-    status = request.GET.get("status") or ""
-    task_id = request.GET.get("task") or ""
-    if status in RunStatus.__members__:
-        qs = qs.filter(status=status)
-    if task_id:
-        qs = qs.filter(task_identifier=task_id)
+def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str | None]:
+    filters = RunFilters.from_query(request.GET)
+    qs = filters.runs().only(*LIST_FIELDS)
     rows, next_cursor = keyset_rows(qs, limit=PAGE_SIZE, after=request.GET.get("after"))
+    return filters, [_row(r) for r in rows], next_cursor
+
+
+@dashboard_view("view_run")
+def run_list(request: HttpRequest) -> HttpResponse:
+    filters, rows, next_cursor = _page(request)
     return render(
         request,
         "trigger_celery/run_list.html",
         {
             "runs": rows,
             "statuses": list(RunStatus),
-            "status": status,
-            "task": task_id,
+            "filters": filters,
+            "query": filters.query_string(),
             "next_cursor": next_cursor,
+            "first_page": not request.GET.get("after"),
+            "can_cancel": can(request, "cancel_run"),
+            "can_replay": can(request, "replay_run"),
+            "live": {
+                "url": reverse("trigger_celery:run-list-json") + "?" + filters.query_string(),
+                "detail": reverse("trigger_celery:run-detail", args=["RUN_ID"]),
+                "select": can(request, "cancel_run") or can(request, "replay_run"),
+            },
         },
     )
 
 
-@staff_member_required
-def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
+@dashboard_view("view_run")
+def run_list_json(request: HttpRequest) -> HttpResponse:
+    """One page of the list, as the live list redraws it (never more than a page)."""
+    filters, rows, next_cursor = _page(request)
+    return JsonResponse({"runs": rows, "next": next_cursor, "errors": filters.errors})
+
+
+def _get(run_id: str) -> Run:
     try:
-        run = Run.objects.get(id=run_id)
+        return Run.objects.get(id=run_id)
     except Run.DoesNotExist:
         raise Http404(f"no run {run_id}") from None
 
-    def pretty(value: object) -> str:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
+def pretty(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@dashboard_view("view_run")
+def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
+    run = _get(run_id)
+    attempts = list(run.attempts.all())
+    payload = load_payload(run.payload, run.payload_ref)
+    final = run.status in FINAL
+    related = Run.objects.only("id", "task_identifier", "status")
     return render(
         request,
         "trigger_celery/run_detail.html",
         {
             "run": run,
-            "payload": pretty(load_payload(run.payload, run.payload_ref)),
+            "duration": human_duration(duration_of(run)),
+            "payload": pretty(payload),
             "output": pretty(load_payload(run.output, run.output_ref)),
             "error": run.error,
-            "attempts": run.attempts.all(),
-            "logs": run.logs.all()[:500],
+            "attempts": attempts,
+            "timeline": timeline(run, attempts, timezone.now()),
+            "logs": [
+                {"line": line, "attributes": json.dumps(line.attributes, ensure_ascii=False)}
+                for line in run.logs.all()[:500]
+            ],
             "metadata": pretty(run.metadata),
-            "children": run.children.only("id", "task_identifier", "status")[:100],
+            "parent": related.filter(id=run.parent_id).first() if run.parent_id else None,
+            "root": related.filter(id=run.root_id).first()
+            if run.root_id and run.root_id != run.parent_id
+            else None,
+            "children": related.filter(parent_id=run.id).order_by("id")[:100],
+            "replays": related.filter(replayed_from_id=run.id).order_by("-id")[:20],
+            "final": final,
+            "show_cancel": not final and can(request, "cancel_run"),
+            "show_replay": can(request, "replay_run"),
+            "show_reschedule": run.status == RunStatus.DELAYED and can(request, "change_run"),
+            "live": {"url": request.path + "json/", "status": run.status, "final": final},
         },
+    )
+
+
+@dashboard_view("view_run")
+def run_detail_json(request: HttpRequest, run_id: str) -> HttpResponse:
+    """What changes while a run executes: status, attempts, tags, metadata."""
+    run = _get(run_id)
+    return JsonResponse(
+        {
+            "id": run.id,
+            "status": run.status,
+            "final": run.status in FINAL,
+            "attempts": run.attempt_count,
+            "duration": human_duration(duration_of(run)),
+            "tags": list(run.tags or []),
+            "metadata": pretty(run.metadata),
+        }
     )

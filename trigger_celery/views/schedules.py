@@ -8,11 +8,9 @@ checked against the model permissions ``add_schedule``, ``change_schedule`` and
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 
 from trigger_celery.api.schedules import schedules
 from trigger_celery.core import clock
@@ -21,6 +19,7 @@ from trigger_celery.core.pages import keyset_rows
 from trigger_celery.engine.schedules import upcoming
 from trigger_celery.forms import ScheduleForm
 from trigger_celery.models import Run, Schedule
+from trigger_celery.views.access import dashboard_view
 
 PAGE_SIZE = 50
 
@@ -37,7 +36,7 @@ def _get(schedule_id: str) -> Schedule:
         raise Http404(f"no schedule {schedule_id}") from None
 
 
-@staff_member_required
+@dashboard_view("view_schedule")
 def schedule_list(request: HttpRequest) -> HttpResponse:
     _require(request, "view")
     qs = Schedule.objects.all()
@@ -69,7 +68,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@dashboard_view("add_schedule", methods=("GET", "HEAD", "POST"))
 def schedule_new(request: HttpRequest) -> HttpResponse:
     _require(request, "add")
     form = ScheduleForm(request.POST or None)
@@ -80,7 +79,7 @@ def schedule_new(request: HttpRequest) -> HttpResponse:
     return render(request, "trigger_celery/schedule_form.html", {"form": form})
 
 
-@staff_member_required
+@dashboard_view("view_schedule", methods=("GET", "HEAD", "POST"))
 def schedule_detail(request: HttpRequest, schedule_id: str) -> HttpResponse:
     _require(request, "view")
     schedule = _get(schedule_id)
@@ -122,8 +121,7 @@ _ACTIONS = {
 }
 
 
-@staff_member_required
-@require_POST
+@dashboard_view(None, methods=("POST",))
 def schedule_action(request: HttpRequest, schedule_id: str, action: str) -> HttpResponse:
     if action not in _ACTIONS:
         raise Http404(f"no action {action}")

@@ -1,0 +1,313 @@
+"""Dashboard pages through Django's test client: filters, actions, test page, admin."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from trigger_celery.models import Run
+from trigger_celery.views.tasks import percentile
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("trigger_celery:run-list")
+LIST_JSON = reverse("trigger_celery:run-list-json")
+
+
+def make_run(run_id: str, status: str = "COMPLETED", **fields) -> Run:
+    defaults = {
+        "task_identifier": "hello-world",
+        "status": status,
+        "environment": "PRODUCTION",
+        "queue": "hello-world",
+        "max_attempts": 3,
+        "payload": {"message": "hi"},
+    }
+    defaults.update(fields)
+    return Run.objects.create(id=run_id, **defaults)
+
+
+def ids_in(client: Client, query: str) -> list[str]:
+    body = client.get(LIST_JSON + "?" + query).json()
+    return [r["id"] for r in body["runs"]]
+
+
+def test_list_filters_like_runs_list(admin_client):
+    make_run("run_f1", "COMPLETED", tags=["vip", "eu"], queue="q-a")
+    make_run("run_f2", "FAILED", tags=["vip"], concurrency_key="tenant-1")
+    make_run("run_f3", "QUEUED", task_identifier="greet", idempotency_key="key-123")
+    make_run("run_f4", "CANCELED", schedule_id=None)
+    assert ids_in(admin_client, "status=COMPLETED&status=FAILED") == ["run_f2", "run_f1"]
+    assert ids_in(admin_client, "tag=vip") == ["run_f2", "run_f1"]
+    assert ids_in(admin_client, "tag=vip&status=FAILED") == ["run_f2"]
+    assert ids_in(admin_client, "queue=q-a") == ["run_f1"]
+    assert ids_in(admin_client, "concurrency_key=tenant-1") == ["run_f2"]
+    assert ids_in(admin_client, "task=greet") == ["run_f3"]
+    assert ids_in(admin_client, "q=key-123") == ["run_f3"]
+    assert ids_in(admin_client, "q=run_f4") == ["run_f4"]
+    Run.objects.filter(id="run_f1").update(created_at=timezone.now() - timedelta(days=3))
+    day = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d")
+    assert "run_f1" not in ids_in(admin_client, f"created_from={day}")
+    assert ids_in(admin_client, f"created_to={day}") == ["run_f1"]
+
+
+def test_a_bad_filter_value_is_named_and_matches_nothing(admin_client):
+    make_run("run_bad_filter")
+    body = admin_client.get(LIST_JSON + "?created_from=yesterday&status=NOPE").json()
+    assert body["runs"] == []
+    assert any("'yesterday'" in e for e in body["errors"])
+    assert any("'NOPE'" in e for e in body["errors"])
+    page = admin_client.get(LIST + "?created_from=yesterday").content.decode()
+    assert "&#x27;yesterday&#x27; is not a date" in page
+
+
+def test_list_pages_by_keyset_and_json_never_returns_more_than_a_page(admin_client):
+    for i in range(120):
+        make_run(f"run_page_{i:03d}", tags=["paged"])
+    body = admin_client.get(LIST_JSON + "?tag=paged").json()
+    assert len(body["runs"]) == 50 and body["next"] == "run_page_070"
+    make_run("run_page_999", tags=["paged"])  # an insert does not shift the next page
+    second = admin_client.get(LIST_JSON + "?tag=paged&after=" + body["next"]).json()
+    assert [r["id"] for r in second["runs"]][:2] == ["run_page_069", "run_page_068"]
+    page = admin_client.get(LIST + "?tag=paged").content.decode()
+    assert "after=run_page_071" in page or "after=run_page_070" in page
+
+
+def test_list_shows_duration_tags_and_the_live_endpoint(admin_client):
+    start = timezone.now() - timedelta(seconds=90)
+    make_run("run_cols", started_at=start, finished_at=start + timedelta(seconds=2.5), tags=["t1"])
+    row = admin_client.get(LIST_JSON).json()["runs"][0]
+    assert row["duration"] == "2.5 s" and row["tags"] == ["t1"]
+    page = admin_client.get(LIST).content.decode()
+    assert 'id="tc-live" type="application/json"' in page
+    assert "<script>" not in page.replace('<script id="tc-live" type="application/json">', "")
+
+
+def test_replay_with_an_edited_payload_links_the_new_run(admin_client):
+    original = make_run("run_orig", payload={"message": "old"})
+    response = admin_client.post(
+        reverse("trigger_celery:run-replay", args=[original.id]),
+        {"payload": '{"message": "edited"}'},
+    )
+    new = Run.objects.get(replayed_from_id=original.id)
+    assert response["Location"] == reverse("trigger_celery:run-detail", args=[new.id])
+    assert new.payload == {"message": "edited"}
+    detail = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
+    assert new.id in detail.content.decode()
+
+
+def test_replay_with_bad_json_or_a_bad_schema_payload_creates_nothing(admin_client):
+    original = make_run("run_orig2", task_identifier="greet", payload={"name": "x"})
+    url = reverse("trigger_celery:run-replay", args=[original.id])
+    response = admin_client.post(url, {"payload": "{not json"}, follow=True)
+    assert "the payload is not JSON" in response.content.decode()
+    response = admin_client.post(url, {"payload": '{"count": 2}'}, follow=True)
+    assert "does not fit the schema" in response.content.decode()
+    assert not Run.objects.filter(replayed_from_id=original.id).exists()
+
+
+def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
+    later = timezone.now() + timedelta(hours=5)
+    delayed = make_run("run_delayed", "DELAYED", delayed_until=later)
+    admin_client.post(reverse("trigger_celery:run-reschedule", args=[delayed.id]), {"delay": "10m"})
+    moved = Run.objects.get(id=delayed.id).delayed_until
+    assert timedelta(minutes=9) < moved - timezone.now() < timedelta(minutes=11)
+    done = make_run("run_done")
+    response = admin_client.post(
+        reverse("trigger_celery:run-reschedule", args=[done.id]), {"delay": "10m"}, follow=True
+    )
+    assert "only a DELAYED run can be rescheduled" in response.content.decode()
+    response = admin_client.post(
+        reverse("trigger_celery:run-reschedule", args=[delayed.id]),
+        {"delay": "soonish"},
+        follow=True,
+    )
+    assert "&#x27;soonish&#x27;" in response.content.decode()
+
+
+def test_cancel_from_the_page_cancels_a_queued_run(admin_client):
+    run = make_run("run_to_cancel", "QUEUED")
+    admin_client.post(reverse("trigger_celery:run-cancel", args=[run.id]))
+    assert Run.objects.get(id=run.id).status == "CANCELED"
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content
+    assert b'id="tc-cancel"' not in page  # final: no cancel button any more
+
+
+def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_client):
+    evil = '<script>alert(1)</script>"><img src=x onerror=alert(2)>{{ 7|add:1 }}'
+    root = make_run("run_root")
+    now = timezone.now()
+    run = make_run(
+        "run_mid",
+        parent_id=root.id,
+        root_id=root.id,
+        depth=1,
+        payload={"x": evil},
+        output={"y": evil},
+        metadata={"m": evil},
+        tags=[evil[:60]],
+        error={"type": "ValueError", "message": evil, "stack": evil},
+        started_at=now - timedelta(seconds=3),
+        finished_at=now,
+    )
+    run.attempts.create(
+        number=1,
+        status="FAILED",
+        started_at=now - timedelta(seconds=3),
+        finished_at=now - timedelta(seconds=2),
+    )
+    run.attempts.create(
+        number=2, status="COMPLETED", started_at=now - timedelta(seconds=1), finished_at=now
+    )
+    run.logs.create(attempt_number=1, level="INFO", message=evil, attributes={"a": evil})
+    Run.objects.filter(id=run.id).update(created_at=now - timedelta(seconds=5))
+    make_run("run_child", parent_id=run.id, root_id=root.id, depth=2)
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "{{ 7|add:1 }}" in page  # shown as text, not evaluated
+    assert "run_root" in page and "run_child" in page
+    assert "{&quot;a&quot;: &quot;&lt;script&gt;" in page  # log attributes as JSON text
+    assert page.count('<rect class="executing"') == 2
+    assert '<rect class="waiting"' in page  # the retry delay between the attempts
+
+
+def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client):
+    url = reverse("trigger_celery:test")
+    page = admin_client.get(url + "?task=greet").content.decode()
+    assert "&quot;name&quot;: &quot;&quot;" in page  # an example built from the schema
+    bad = admin_client.post(
+        url, {"task": "greet", "payload": '{"count": 1}', "max_attempts": "0", "tags": "a"}
+    )
+    assert bad.status_code == 400
+    body = bad.content.decode()
+    assert 'id="tc-error-payload"' in body and "does not fit the task" in body
+    assert 'id="tc-error-max_attempts"' in body
+    bad_option = admin_client.post(
+        url, {"task": "greet", "payload": '{"name": "a"}', "machine": "huge-9x"}
+    )
+    assert bad_option.status_code == 400 and 'id="tc-error-machine"' in bad_option.content.decode()
+    bad_queue = admin_client.post(
+        url, {"task": "greet", "payload": '{"name": "a"}', "queue": "nowhere-q"}
+    )
+    assert bad_queue.status_code == 400
+    assert "&#x27;nowhere-q&#x27; is not declared" in bad_queue.content.decode()
+    assert 'id="tc-error-queue"' in bad_queue.content.decode()
+    assert not Run.objects.filter(task_identifier="greet").exists()
+    good = admin_client.post(
+        url,
+        {
+            "task": "greet",
+            "payload": '{"name": "Ada"}',
+            "tags": "t1, t2",
+            "delay": "1h",
+            "metadata": '{"k": 1}',
+            "idempotency_key": "once",
+        },
+    )
+    run = Run.objects.get(task_identifier="greet")
+    assert good["Location"] == reverse("trigger_celery:run-detail", args=[run.id])
+    assert run.payload == {"name": "Ada"} and run.tags == ["t1", "t2"]
+    assert run.status == "DELAYED" and run.metadata == {"k": 1}
+    again = admin_client.get(url + "?task=greet").content.decode()
+    assert "Ada" in again  # pre-filled from the latest run now
+
+
+def test_test_page_of_a_scheduled_task_offers_the_schedule_payload(admin_client):
+    page = admin_client.get(reverse("trigger_celery:test") + "?task=sched-record").content
+    assert b"&quot;timestamp&quot;" in page and b"&quot;last_timestamp&quot;: null" in page
+    assert b"the payload is the schedule payload" in page
+
+
+def test_tasks_page_lists_configuration_counts_and_percentiles(admin_client):
+    now = timezone.now()
+    for i, seconds in enumerate([1, 2, 3, 4, 100]):
+        make_run(f"run_stat_{i}", started_at=now, finished_at=now + timedelta(seconds=seconds))
+    make_run("run_stat_f", "FAILED")
+    page = admin_client.get(reverse("trigger_celery:task-list")).content.decode()
+    assert 'data-task="greet"' in page and "payload schema" in page
+    assert 'data-task="flaky"' in page and "&quot;max_attempts&quot;: 4" in page
+    row = page.split('data-task="hello-world"')[1].split("</tr>")[0]
+    assert "COMPLETED</span> 5" in row and "FAILED</span> 1" in row
+    assert "3.000 s" in row and "100.000 s" in row
+    assert percentile([1, 2, 3, 4, 100], 0.5) == 3 and percentile([], 0.5) is None
+
+
+def test_queue_override_is_stored_shown_and_reset(admin_client):
+    action = "trigger_celery:queue-action"
+    admin_client.post(reverse(action, args=["limit-2", "override"]), {"limit": "5"})
+    page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()
+    row = page.split('data-queue="limit-2"')[1].split("</tr>")[0]
+    assert "5" in row and "overridden" in row and "code: 2" in row
+    response = admin_client.post(
+        reverse(action, args=["limit-2", "override"]), {"limit": "zero"}, follow=True
+    )
+    assert "got &#x27;zero&#x27;" in response.content.decode()
+    admin_client.post(reverse(action, args=["limit-2", "reset"]))
+    page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()
+    assert "overridden" not in page.split('data-queue="limit-2"')[1].split("</tr>")[0]
+    assert admin_client.post(reverse(action, args=["no-such-q", "pause"])).status_code == 404
+
+
+def _staff(*codenames: str) -> Client:
+    user = User.objects.create_user(f"a{User.objects.count()}", password="x", is_staff=True)
+    for codename in ("view_run", *codenames):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_admin_cancel_and_replay_actions_need_their_permissions():
+    queued = make_run("run_adm_q", "QUEUED")
+    changelist = reverse("admin:trigger_celery_run_changelist")
+    data = {"action": "cancel_runs", "_selected_action": [queued.id]}
+    viewer = _staff()
+    viewer.post(changelist, data)
+    assert Run.objects.get(id=queued.id).status == "QUEUED"
+    assert "cancel_runs" not in viewer.get(changelist).content.decode()
+    canceler = _staff("cancel_run")
+    assert "cancel_runs" in canceler.get(changelist).content.decode()
+    canceler.post(changelist, data)
+    assert Run.objects.get(id=queued.id).status == "CANCELED"
+    replay = {"action": "replay_runs", "_selected_action": [queued.id]}
+    canceler.post(changelist, replay)
+    assert not Run.objects.filter(replayed_from_id=queued.id).exists()
+    _staff("replay_run").post(changelist, replay)
+    assert Run.objects.filter(replayed_from_id=queued.id).count() == 1
+
+
+def test_admin_run_list_counts_at_most_the_cap_and_has_no_date_hierarchy(admin_client):
+    from trigger_celery.admin import CappedCountPaginator, RunAdmin
+
+    assert RunAdmin.date_hierarchy is None and RunAdmin.show_full_result_count is False
+    for i in range(7):
+        make_run(f"run_cap_{i}")
+    paginator = CappedCountPaginator(Run.objects.all(), 2)
+    paginator.COUNT_CAP = 5
+    assert paginator.count == 6  # the cap plus one: "more than the cap"
+    page = admin_client.get(
+        reverse("admin:trigger_celery_run_changelist") + "?task=hello-world&status__exact=COMPLETED"
+    )
+    assert page.status_code == 200 and "run_cap_6" in page.content.decode()
+
+
+def test_bulk_confirmation_states_the_count(admin_client):
+    for i in range(4):
+        make_run(f"run_bulk_{i}", "QUEUED", tags=["bulk"])
+    make_run("run_bulk_other", "QUEUED")
+    url = reverse("trigger_celery:bulk-new")
+    page = admin_client.get(url, {"action": "cancel", "scope": "filter", "filter": "tag=bulk"})
+    assert "Cancel 4 runs?" in page.content.decode()
+    page = admin_client.get(url, {"action": "replay", "run": ["run_bulk_1", "run_bulk_2"]})
+    assert "Replay 2 runs?" in page.content.decode()
+    assert admin_client.get(url, {"action": "cancel"}).status_code == 400
+    assert admin_client.get(url, {"action": "explode", "run": ["x"]}).status_code == 400
+    assert json.loads(admin_client.get(LIST_JSON).content)["runs"]

@@ -1,0 +1,210 @@
+"""The dashboard's permission matrix: every URL x five kinds of user x GET/POST.
+
+No browser: Django's test client. Also: a POST without a CSRF token is refused and
+changes nothing, and every answer (redirects and refusals too) carries the CSP header.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+
+from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from trigger_celery import schedules
+from trigger_celery.models import BulkAction, QueueState, Run, Schedule
+
+pytestmark = pytest.mark.django_db
+
+USERS = ("anonymous", "non_staff", "staff", "viewer", "superuser")
+VIEW_PERMS = ("view_run", "view_queuestate", "view_schedule")
+
+
+def make_run(run_id: str, status: str = "QUEUED", **fields) -> Run:
+    defaults = {
+        "task_identifier": "hello-world",
+        "status": status,
+        "environment": "PRODUCTION",
+        "queue": "hello-world",
+        "max_attempts": 3,
+        "payload": {"message": "hi"},
+    }
+    defaults.update(fields)
+    return Run.objects.create(id=run_id, **defaults)
+
+
+def client_for(kind: str, *, csrf: bool = False) -> Client:
+    client = Client(enforce_csrf_checks=csrf)
+    if kind == "anonymous":
+        return client
+    if kind == "superuser":
+        user = User.objects.create_superuser(f"{kind}{User.objects.count()}", password="x")
+    else:
+        user = User.objects.create_user(
+            f"{kind}{User.objects.count()}", password="x", is_staff=kind != "non_staff"
+        )
+        if kind == "viewer":
+            for codename in VIEW_PERMS:
+                user.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(user)
+    return client
+
+
+def pages() -> list[tuple[str, str]]:
+    """(name, url) of every page a GET shows; built per test (fresh rows)."""
+    run = make_run("run_matrix_page")
+    bulk = BulkAction.objects.create(action="cancel", run_ids=[run.id], total=1)
+    bulk.finished_at = bulk.created_at
+    bulk.save()
+    sched = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="matrix")
+    return [
+        ("run-list", reverse("trigger_celery:run-list")),
+        ("run-list-json", reverse("trigger_celery:run-list-json")),
+        ("run-detail", reverse("trigger_celery:run-detail", args=[run.id])),
+        ("run-detail-json", reverse("trigger_celery:run-detail-json", args=[run.id])),
+        ("bulk-detail", reverse("trigger_celery:bulk-detail", args=[bulk.pk])),
+        ("bulk-json", reverse("trigger_celery:bulk-json", args=[bulk.pk])),
+        ("bulk-confirm", reverse("trigger_celery:bulk-new") + f"?action=cancel&run={run.id}"),
+        ("task-list", reverse("trigger_celery:task-list")),
+        ("test", reverse("trigger_celery:test") + "?task=hello-world"),
+        ("queue-list", reverse("trigger_celery:queue-list")),
+        ("schedule-list", reverse("trigger_celery:schedule-list")),
+        ("schedule-detail", reverse("trigger_celery:schedule-detail", args=[sched.id])),
+        ("schedule-new", reverse("trigger_celery:schedule-new")),
+    ]
+
+
+# GET as a staff user with every view permission and nothing else.
+VIEWER_GET = {
+    "test": 403,  # needs trigger_run
+    "bulk-confirm": 403,  # needs cancel_run
+    "schedule-new": 403,  # needs add_schedule
+}
+
+
+@pytest.mark.parametrize("kind", USERS)
+def test_every_page_by_kind_of_user(kind):
+    client = client_for(kind)
+    for name, url in pages():
+        response = client.get(url)
+        if kind in ("anonymous", "non_staff"):
+            expected = 302
+        elif kind == "staff":
+            expected = 403
+        elif kind == "viewer":
+            expected = VIEWER_GET.get(name, 200)
+        else:
+            expected = 200
+        assert response.status_code == expected, (kind, name, response.status_code)
+        if expected == 302:
+            assert "/admin/login/" in response["Location"], (kind, name)
+        assert "script-src 'self'" in response["Content-Security-Policy"], (kind, name)
+        assert "unsafe-inline" not in response["Content-Security-Policy"]
+
+
+def actions() -> list[tuple[str, str, dict, int]]:
+    """(name, url, data, superuser's status) of every state-changing POST."""
+    executing = make_run("run_matrix_exec", status="QUEUED")
+    delayed = make_run("run_matrix_delayed", status="DELAYED")
+    replayed = make_run("run_matrix_replay", status="COMPLETED")
+    bulked = make_run("run_matrix_bulk", status="QUEUED")
+    sched = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="act")
+    return [
+        ("cancel", reverse("trigger_celery:run-cancel", args=[executing.id]), {}, 302),
+        (
+            "replay",
+            reverse("trigger_celery:run-replay", args=[replayed.id]),
+            {"payload": '{"message": "again"}'},
+            302,
+        ),
+        (
+            "reschedule",
+            reverse("trigger_celery:run-reschedule", args=[delayed.id]),
+            {"delay": "1h"},
+            302,
+        ),
+        (
+            "bulk",
+            reverse("trigger_celery:bulk-new"),
+            {"action": "cancel", "run": [bulked.id]},
+            302,
+        ),
+        (
+            "test",
+            reverse("trigger_celery:test"),
+            {"task": "hello-world", "payload": '{"message": "t"}'},
+            302,
+        ),
+        ("pause", reverse("trigger_celery:queue-action", args=["hello-world", "pause"]), {}, 302),
+        ("resume", reverse("trigger_celery:queue-action", args=["hello-world", "resume"]), {}, 302),
+        (
+            "override",
+            reverse("trigger_celery:queue-action", args=["hello-world", "override"]),
+            {"limit": "3"},
+            302,
+        ),
+        ("reset", reverse("trigger_celery:queue-action", args=["hello-world", "reset"]), {}, 302),
+        (
+            "schedule-deactivate",
+            reverse("trigger_celery:schedule-action", args=[sched.id, "deactivate"]),
+            {},
+            302,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("kind", USERS)
+def test_every_action_by_kind_of_user(kind):
+    client = client_for(kind)
+    for name, url, data, superuser_status in actions():
+        before = _state()
+        response = client.post(url, data)
+        if kind in ("anonymous", "non_staff"):
+            expected = 302
+        elif kind in ("staff", "viewer"):
+            expected = 403
+        else:
+            expected = superuser_status
+        assert response.status_code == expected, (kind, name, response.status_code)
+        assert "Content-Security-Policy" in response, (kind, name)
+        if kind != "superuser":
+            assert _state() == before, (kind, name)
+            assert "/admin/login/" in response.get("Location", "/admin/login/")
+
+
+def test_actions_refuse_get():
+    client = client_for("superuser")
+    for name, url, _data, _status in actions():
+        if name in ("bulk", "test"):
+            continue  # their GET is the confirmation page / the form
+        assert client.get(url).status_code == 405, name
+
+
+def _state() -> tuple:
+    return (
+        sorted(Run.objects.values_list("id", "status", "delayed_until")),
+        sorted(QueueState.objects.values_list("name", "paused", "concurrency_limit_override")),
+        BulkAction.objects.count(),
+        sorted(Schedule.objects.values_list("id", "active")),
+    )
+
+
+def test_a_post_without_csrf_token_is_refused_and_changes_nothing():
+    client = client_for("superuser", csrf=True)
+    for name, url, data, _status in actions():
+        before = _state()
+        response = client.post(url, data)
+        assert response.status_code == 403, name
+        assert _state() == before, name
+
+
+def test_viewer_sees_no_action_buttons_but_superuser_does():
+    run = make_run("run_buttons", status="DELAYED")
+    url = reverse("trigger_celery:run-detail", args=[run.id])
+    viewer = client_for("viewer").get(url).content.decode()
+    assert "tc-cancel" not in viewer and "tc-replay" not in viewer
+    assert "tc-reschedule" not in viewer
+    admin = client_for("superuser").get(url).content.decode()
+    assert 'id="tc-cancel"' in admin and 'id="tc-replay"' in admin
+    assert 'id="tc-reschedule"' in admin

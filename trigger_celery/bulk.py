@@ -1,0 +1,111 @@
+"""Bulk cancel and replay from the dashboard: a ``BulkAction`` row worked off in chunks.
+
+The request that confirms a bulk action only writes the row; a background thread of
+the web process then takes the runs newest first, a chunk at a time, and records its
+progress on the row after each chunk, which the progress page polls. If that process
+goes away mid-way, the next look at the progress page picks the work up where the
+row's cursor says it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from trigger_celery.engine.actions import cancel_run, replay_run
+from trigger_celery.models import BulkAction, Run
+from trigger_celery.views.run_filters import RunFilters
+
+log = logging.getLogger("trigger_celery.bulk")
+
+CHUNK = 100
+# A row not advanced for this long while unfinished has lost its thread.
+STALE = timedelta(seconds=15)
+
+_active: set[int] = set()
+_active_lock = threading.Lock()
+
+
+def matching(action: BulkAction) -> Any:
+    """The runs ``action`` is about, newest first (not yet limited by its cursor)."""
+    if action.run_ids:
+        qs = Run.objects.filter(id__in=action.run_ids)
+    else:
+        qs = RunFilters.from_query(action.filters).runs()
+    return qs.order_by("-id")
+
+
+def create(action: str, *, run_ids: list[str], filters: dict[str, Any], user: str) -> BulkAction:
+    if action not in BulkAction.Action.values:
+        raise ValueError(f"unknown bulk action {action!r}; use cancel or replay")
+    row = BulkAction(action=action, run_ids=run_ids, filters=filters, created_by=user)
+    row.total = matching(row).count()
+    row.save()
+    transaction.on_commit(lambda: start(row.pk))
+    return row
+
+
+def start(action_id: int) -> None:
+    """Work ``action_id`` off in a thread of this process (once at a time)."""
+    with _active_lock:
+        if action_id in _active:
+            return
+        _active.add(action_id)
+    threading.Thread(
+        target=_work, args=(action_id,), name=f"tc-bulk-{action_id}", daemon=True
+    ).start()
+
+
+def resume_if_stale(action: BulkAction) -> None:
+    if action.finished_at is None and timezone.now() - action.updated_at > STALE:
+        start(action.pk)
+
+
+def _work(action_id: int) -> None:
+    try:
+        close_old_connections()
+        while process_chunk(action_id):
+            pass
+    except Exception:
+        log.exception("bulk action %s stopped; it resumes when its page is looked at", action_id)
+    finally:
+        with _active_lock:
+            _active.discard(action_id)
+        connection.close()
+
+
+def process_chunk(action_id: int) -> bool:
+    """Do one chunk; True while there is more to do."""
+    action = BulkAction.objects.get(pk=action_id)
+    if action.finished_at is not None:
+        return False
+    left = action.total - action.done - action.failed
+    qs = matching(action)
+    if action.cursor:
+        qs = qs.filter(id__lt=action.cursor)
+    ids = list(qs.values_list("id", flat=True)[: max(min(CHUNK, left), 0)])
+    done = failed = 0
+    for run_id in ids:
+        try:
+            if action.action == BulkAction.Action.CANCEL:
+                cancel_run(run_id)
+            else:
+                replay_run(run_id, {})
+            done += 1
+        except Exception as exc:  # one bad run does not stop the rest
+            log.warning("bulk %s of %s failed: %s", action.action, run_id, exc)
+            failed += 1
+    action.done += done
+    action.failed += failed
+    if ids:
+        action.cursor = ids[-1]
+    more = bool(ids) and action.done + action.failed < action.total
+    if not more:
+        action.finished_at = timezone.now()
+    action.save(update_fields=["done", "failed", "cursor", "finished_at", "updated_at"])
+    return more

@@ -1,0 +1,134 @@
+/* trigger_celery dashboard: live updates by polling small JSON endpoints, and a few
+ * conveniences. No build step, no inline script (the pages' CSP forbids it); data from
+ * the server arrives through json_script blocks and is only ever set as text. */
+(function () {
+  "use strict";
+  var POLL_MS = 2000;
+
+  function data(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+
+  function el(tag, text, cls) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function statusBadge(status) {
+    return el("span", status, "status " + status);
+  }
+
+  function poll(url, handle) {
+    var stopped = false;
+    function tick() {
+      if (stopped) return;
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (body) { if (body && handle(body) === false) stopped = true; })
+        .catch(function () {})
+        .then(function () { if (!stopped) setTimeout(tick, POLL_MS); });
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  /* Runs list: redraw the first page's rows, keeping what is selected. */
+  function liveList(live) {
+    var table = document.getElementById("tc-runs");
+    if (!table || !table.dataset.live) return;
+    poll(live.url, function (body) {
+      var tbody = table.tBodies[0];
+      var checked = {};
+      tbody.querySelectorAll("input[name=run]:checked").forEach(function (b) { checked[b.value] = true; });
+      var rows = document.createDocumentFragment();
+      body.runs.forEach(function (run) {
+        var tr = el("tr");
+        tr.dataset.id = run.id;
+        if (live.select) {
+          var td = el("td"), box = el("input");
+          box.type = "checkbox"; box.name = "run"; box.value = run.id;
+          box.setAttribute("form", "tc-bulk");
+          box.checked = !!checked[run.id];
+          td.appendChild(box); tr.appendChild(td);
+        }
+        var idCell = el("td", null, "mono"), link = el("a", run.id);
+        link.href = live.detail.replace("RUN_ID", encodeURIComponent(run.id));
+        idCell.appendChild(link); tr.appendChild(idCell);
+        tr.appendChild(el("td", run.task));
+        var st = el("td"); st.appendChild(statusBadge(run.status)); tr.appendChild(st);
+        tr.appendChild(el("td", run.duration, "num"));
+        tr.appendChild(el("td", run.attempts, "num"));
+        var tags = el("td");
+        run.tags.forEach(function (t) { tags.appendChild(el("span", t, "tag")); });
+        tr.appendChild(tags);
+        tr.appendChild(el("td", run.queue));
+        tr.appendChild(el("td", run.created));
+        tr.appendChild(el("td", run.finished || "—"));
+        rows.appendChild(tr);
+      });
+      if (!body.runs.length) return;
+      tbody.replaceChildren(rows);
+    });
+  }
+
+  /* Run detail: status, attempts, tags and metadata while it executes. */
+  function liveRun(live) {
+    if (live.final) return;
+    poll(live.url, function (body) {
+      var status = document.getElementById("tc-status");
+      status.textContent = body.status;
+      status.className = "status " + body.status;
+      document.getElementById("tc-attempts").textContent = body.attempts;
+      document.getElementById("tc-duration").textContent = body.duration;
+      document.getElementById("tc-metadata").textContent = body.metadata;
+      var tags = document.getElementById("tc-tags");
+      tags.replaceChildren();
+      body.tags.forEach(function (t) { tags.appendChild(el("span", t, "tag")); });
+      if (body.final) {
+        // Output, error and attempts are final now: show them, unless the user is typing.
+        var active = document.activeElement;
+        if (!active || !/^(TEXTAREA|INPUT|SELECT)$/.test(active.tagName)) window.location.reload();
+        return false;
+      }
+    });
+  }
+
+  /* Bulk action progress. */
+  function liveBulk(live) {
+    if (live.finished) return;
+    poll(live.url, function (body) {
+      var bar = document.getElementById("tc-progress");
+      bar.max = Math.max(body.total, 1);
+      bar.value = body.done + body.failed;
+      document.getElementById("tc-progress-text").textContent =
+        body.done + " done, " + body.failed + " failed, of " + body.total;
+      if (body.finished) {
+        document.getElementById("tc-progress-state").textContent = "finished";
+        return false;
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var list = data("tc-live"); if (list) liveList(list);
+    var run = data("tc-live-run"); if (run) liveRun(run);
+    var bulk = data("tc-live-bulk"); if (bulk) liveBulk(bulk);
+    var all = document.getElementById("tc-select-all");
+    if (all) all.addEventListener("change", function () {
+      document.querySelectorAll("input[name=run]").forEach(function (b) { b.checked = all.checked; });
+    });
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var target = document.getElementById(button.dataset.copy);
+        if (target && navigator.clipboard) navigator.clipboard.writeText(target.innerText);
+      });
+    });
+  });
+})();

@@ -1,0 +1,57 @@
+"""Queues page: live counts per queue and concurrency key; pause, resume, and a
+concurrency limit overridden from here (stored in the database, honoured by every
+worker through the shared store, resettable to the code's value)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from trigger_celery.api.queues import queues
+from trigger_celery.engine.registry import registry
+from trigger_celery.errors import ConfigurationError
+from trigger_celery.views.access import can, dashboard_view
+
+
+@dashboard_view("view_queuestate")
+def queue_list(request: HttpRequest) -> HttpResponse:
+    problem = ""
+    try:
+        rows = queues.list()
+    except Exception as exc:  # the store is down: say so rather than fail the page
+        rows, problem = [], f"the coordination store did not answer: {type(exc).__name__}: {exc}"
+    return render(
+        request,
+        "trigger_celery/queue_list.html",
+        {"queues": rows, "problem": problem, "can_change": can(request, "change_queuestate")},
+    )
+
+
+@dashboard_view("change_queuestate", methods=("POST",))
+def queue_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
+    registry.ensure_discovered()
+    if name not in registry.queues:
+        raise Http404(f"no queue {name} is declared in code")
+    if action == "pause":
+        queues.pause(name)
+        messages.success(request, f"Queue {name} paused.")
+    elif action == "resume":
+        queues.resume(name)
+        messages.success(request, f"Queue {name} resumed.")
+    elif action == "reset":
+        queues.reset_limit(name)
+        messages.success(request, f"Queue {name} is back to the limit in code.")
+    elif action == "override":
+        text = request.POST.get("limit", "").strip()
+        try:
+            queues.override_limit(name, int(text))
+        except (ValueError, ConfigurationError):
+            messages.error(
+                request, f"Not changed: the limit must be a whole number from 1, got {text!r}."
+            )
+        else:
+            messages.success(request, f"Queue {name}: concurrency limit {text} (overridden).")
+    else:
+        raise Http404(f"no queue action {action}")
+    return redirect("trigger_celery:queue-list")

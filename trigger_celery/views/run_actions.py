@@ -1,0 +1,80 @@
+"""A run's actions: cancel, replay (with an edited payload), reschedule. POST only."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from pydantic import ValidationError
+
+from trigger_celery.api.runs import runs
+from trigger_celery.engine.actions import replay_run
+from trigger_celery.engine.registry import registry
+from trigger_celery.errors import InvalidRunStateError, RunNotFoundError
+from trigger_celery.models import Run
+from trigger_celery.views.access import dashboard_view
+
+
+def _back(run_id: str) -> HttpResponse:
+    return redirect("trigger_celery:run-detail", run_id)
+
+
+def _exists(run_id: str) -> Run:
+    run = Run.objects.filter(id=run_id).only("id", "task_identifier", "status").first()
+    if run is None:
+        raise Http404(f"no run {run_id}")
+    return run
+
+
+@dashboard_view("cancel_run", methods=("POST",))
+def cancel(request: HttpRequest, run_id: str) -> HttpResponse:
+    _exists(run_id)
+    try:
+        record = runs.cancel(run_id)
+    except RunNotFoundError as exc:
+        raise Http404(str(exc)) from None
+    messages.success(request, f"Run {run_id} is {record.status}.")
+    return _back(run_id)
+
+
+@dashboard_view("replay_run", methods=("POST",))
+def replay(request: HttpRequest, run_id: str) -> HttpResponse:
+    """Replay with the payload from the form (the original's, edited or not)."""
+    run = _exists(run_id)
+    text = request.POST.get("payload", "")
+    try:
+        payload = json.loads(text) if text.strip() else None
+    except json.JSONDecodeError as exc:
+        messages.error(request, f"Not replayed: the payload is not JSON ({exc}).")
+        return _back(run_id)
+    definition = registry.get_task(run.task_identifier)
+    if definition is not None:
+        try:
+            definition.parse_payload(payload)
+        except (ValidationError, ValueError, TypeError) as exc:
+            messages.error(request, f"Not replayed: the payload does not fit the schema: {exc}")
+            return _back(run_id)
+    handle = replay_run(run_id, {}, payload)
+    messages.success(request, f"Replayed {run_id} as {handle.id}.")
+    return redirect("trigger_celery:run-detail", handle.id)
+
+
+@dashboard_view("change_run", methods=("POST",))
+def reschedule(request: HttpRequest, run_id: str) -> HttpResponse:
+    """Move a DELAYED run's start: ``delay`` is a duration ("30s", "5m") or a date."""
+    _exists(run_id)
+    delay = request.POST.get("delay", "").strip()
+    if not delay:
+        messages.error(request, "Not rescheduled: give a delay such as 30s, 5m or 2h.")
+        return _back(run_id)
+    try:
+        runs.reschedule(run_id, delay=delay)
+    except InvalidRunStateError as exc:
+        messages.error(request, f"Not rescheduled: {exc}")
+    except ValueError as exc:
+        messages.error(request, f"Not rescheduled: delay {delay!r}: {exc}")
+    else:
+        messages.success(request, f"Run {run_id} rescheduled ({delay}).")
+    return _back(run_id)

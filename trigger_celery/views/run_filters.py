@@ -1,0 +1,177 @@
+"""The runs list's filters, read from a query string: the same ones as ``runs.list``.
+
+One parser for the HTML list, its JSON twin that the page polls, and bulk actions on
+"everything this filter matches", so the three always agree on which runs they mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q
+from django.http import QueryDict
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.models import Run
+
+TEXT_FILTERS = ("task", "tag", "queue", "concurrency_key", "batch", "schedule", "q")
+DATE_FILTERS = ("created_from", "created_to")
+LIST_FIELDS = (
+    "id",
+    "task_identifier",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "attempt_count",
+    "queue",
+    "tags",
+)
+
+
+@dataclass
+class RunFilters:
+    """Filters as given (to show them back in the form) and any error naming a value."""
+
+    statuses: list[str] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_query(cls, query: QueryDict | dict[str, Any]) -> RunFilters:
+        get_list = query.getlist if isinstance(query, QueryDict) else _list_getter(query)
+        found = cls()
+        for status in get_list("status"):
+            if status in RunStatus.__members__:
+                found.statuses.append(status)
+            elif status:
+                found.errors.append(f"unknown status {status!r}")
+        for name in (*TEXT_FILTERS, *DATE_FILTERS):
+            value = (query.get(name) or "").strip()
+            if value:
+                found.values[name] = value[:255]
+        for name in DATE_FILTERS:
+            if name in found.values and _when(found.values[name]) is None:
+                found.errors.append(
+                    f"{name.replace('_', ' ')}: {found.values[name]!r} is not a date or "
+                    "date and time (YYYY-MM-DD or YYYY-MM-DDTHH:MM)"
+                )
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able, for a bulk action to keep."""
+        return {"status": list(self.statuses), **self.values}
+
+    def query_string(self) -> str:
+        q = QueryDict(mutable=True)
+        q.setlist("status", self.statuses)
+        for name, value in self.values.items():
+            q[name] = value
+        return q.urlencode()
+
+    @property
+    def empty(self) -> bool:
+        return not self.statuses and not self.values
+
+    def apply(self, qs: Any) -> Any:
+        v = self.values
+        if self.statuses:
+            qs = qs.filter(status__in=self.statuses)
+        if "task" in v:
+            qs = qs.filter(task_identifier=v["task"])
+        if "tag" in v:
+            qs = qs.with_tag(v["tag"])
+        for name, column in (
+            ("queue", "queue"),
+            ("concurrency_key", "concurrency_key"),
+            ("batch", "batch_id"),
+            ("schedule", "schedule_id"),
+        ):
+            if name in v:
+                qs = qs.filter(**{column: v[name]})
+        start, end = _when(v.get("created_from", "")), _when(v.get("created_to", ""))
+        if start is not None:
+            qs = qs.filter(created_at__gte=start)
+        if end is not None:
+            qs = qs.filter(created_at__lt=end)
+        if "q" in v:
+            qs = qs.filter(Q(id=v["q"]) | Q(idempotency_key=v["q"]))
+        return qs
+
+    def runs(self) -> Any:
+        """The matching runs (nothing when a filter could not be read)."""
+        if self.errors:
+            return Run.objects.none()
+        return self.apply(Run.objects.all())
+
+
+def _list_getter(query: dict[str, Any]) -> Any:
+    def get_list(name: str) -> list[str]:
+        value = query.get(name)
+        if value is None:
+            return []
+        return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+    return get_list
+
+
+def _when(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = parse_datetime(text)
+        if moment is None:
+            day = parse_date(text)
+            moment = datetime(day.year, day.month, day.day) if day else None
+    except ValueError:
+        return None
+    if moment is not None and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    return moment
+
+
+def duration_of(run: Run, now: datetime | None = None) -> float | None:
+    """Seconds from start to finish (to now while it runs); None before it starts."""
+    if run.started_at is None:
+        return None
+    end = run.finished_at or now or timezone.now()
+    return max((end - run.started_at).total_seconds(), 0.0)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m"
+
+
+def row_of(run: Run) -> dict[str, Any]:
+    """A run as the list shows it (and as its JSON sends it)."""
+    return {
+        "id": run.id,
+        "task": run.task_identifier,
+        "status": run.status,
+        "duration": human_duration(duration_of(run)),
+        "attempts": run.attempt_count,
+        "tags": list(run.tags or []),
+        "queue": run.queue,
+        "created": _stamp(run.created_at),
+        "finished": _stamp(run.finished_at),
+    }
+
+
+def _stamp(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
