@@ -8,6 +8,8 @@
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 RUN_DIR = Path(os.environ.get("TC_TEST_RUN_DIR", BASE_DIR.parent / ".test-run"))
 RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,16 @@ INSTALLED_APPS = [
     "trigger_celery",
     "tests.taskapp",
 ]
+if django.VERSION >= (6, 0):
+    # Django's own task API, run by trigger_celery's backend.
+    INSTALLED_APPS += ["tests.djtaskapp"]
+    TASKS = {
+        "default": {
+            "BACKEND": "trigger_celery.django_tasks.TriggerCeleryBackend",
+            "QUEUES": ["default", "dj-limited"],
+            "OPTIONS": {"PRIORITY_SECONDS": 1},
+        }
+    }
 # Apps only some worker processes install (TC_EXTRA_APPS=tests.lateapp).
 INSTALLED_APPS += [a for a in os.environ.get("TC_EXTRA_APPS", "").split(",") if a]
 

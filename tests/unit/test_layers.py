@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("coordination", ("trigger_celery.coordination",)),
     ("engine", ("trigger_celery.engine",)),
     ("worker", ("trigger_celery.worker",)),
-    ("api", ("trigger_celery.api",)),
+    ("api", ("trigger_celery.api", "trigger_celery.django_tasks")),
     (
         "django",
         (
