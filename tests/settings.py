@@ -121,6 +121,9 @@ TRIGGER_CELERY = {
     "HOOKS": {"on_success": ["tests.taskapp.trigger_init.settings_on_success"]},
     "OUTPUT_MAX_SIZE": int(os.environ.get("TC_OUTPUT_MAX_SIZE", str(100 * 1024 * 1024))),
 }
+if os.environ.get("TC_METRICS"):
+    # Processes of the metrics tests count run events (off elsewhere: two queries each).
+    TRIGGER_CELERY["METRICS"] = {"TOKEN": "metrics-token-for-tests-only"}
 # The broker lives in another Redis database than the coordination store, so a test
 # can flush the store alone (the "Redis lost our state" scenario).
 CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")

@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.management",
             "trigger_celery.beat",
             "trigger_celery.devserver",
+            "trigger_celery.metrics",
         ),
     ),
 ]
@@ -63,6 +64,9 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
         "imports the models, which Django loads after every AppConfig"
     ),
     ("trigger_celery.apps", "trigger_celery.worker.celery_task"): (
+        "imports the models, which Django loads after every AppConfig"
+    ),
+    ("trigger_celery.apps", "trigger_celery.metrics.recorder"): (
         "imports the models, which Django loads after every AppConfig"
     ),
     ("trigger_celery.apps", "trigger_celery.worker.signals"): (

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from trigger_celery.conf import get_settings
-from trigger_celery.core import clock
+from trigger_celery.core import clock, run_events
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
@@ -65,6 +65,7 @@ def trigger_task(
             return RunHandle(existing_id, task_id)
     else:
         run.save(force_insert=True)
+    transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
     if run.status == RunStatus.QUEUED:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
     return RunHandle(run.id, task_id)
