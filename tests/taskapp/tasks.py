@@ -546,3 +546,10 @@ def steady(payload, ctx):
     events.record(f"steady-start:{ctx.run.id}", ctx.attempt.number)
     time.sleep(payload.get("seconds", 0.05))
     return {"n": payload.get("n")}
+
+
+@task(id="trace-parent")
+def trace_parent(payload, ctx):
+    from trigger_celery import tasks as api
+
+    return api.trigger("echo", {"from": ctx.run.id}).id
