@@ -57,6 +57,7 @@ from django.utils.module_loading import import_string
 from trigger_celery.core.context import Context
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
+from trigger_celery.db import write_transaction
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import Queue, TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
@@ -184,31 +185,34 @@ class TriggerCeleryBackend(BaseTaskBackend):
         }
         if task.run_after is not None:
             options["delay"] = task.run_after
-        # Like every trigger: the row is written now, the run dispatched on commit.
-        handle = trigger_task(
-            task.module_path,
-            {"args": args, "kwargs": kwargs},
-            options,
-            {},
-            definition=definition_for(task),
-        )
-        result = TaskResult(
-            task=task,
-            id=handle.id,
-            status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
-            args=args,
-            kwargs=kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
-        if handle.is_cached:  # an idempotency key returned an existing run
-            result = self.get_result(handle.id)
-        task_enqueued.send(type(self), task_result=result)
+        # Like every trigger: the row is written now, the run dispatched on commit. The
+        # signal goes inside the transaction, so it precedes the run's start.
+        with write_transaction():
+            handle = trigger_task(
+                task.module_path,
+                {"args": args, "kwargs": kwargs},
+                options,
+                {},
+                definition=definition_for(task),
+            )
+            if handle.is_cached:  # an idempotency key returned an existing run
+                result = self.get_result(handle.id)
+            else:
+                result = TaskResult(
+                    task=task,
+                    id=handle.id,
+                    status=TaskResultStatus.READY,
+                    enqueued_at=timezone.now(),
+                    started_at=None,
+                    finished_at=None,
+                    last_attempted_at=None,
+                    args=args,
+                    kwargs=kwargs,
+                    backend=self.alias,
+                    errors=[],
+                    worker_ids=[],
+                )
+            task_enqueued.send(type(self), task_result=result)
         return result
 
     # -- results -------------------------------------------------------------------------

@@ -189,3 +189,12 @@ def test_task_finished_is_sent_once_after_the_last_retry_fails(live):
         ["started", "RUNNING"],
         ["finished", "FAILED"],
     ]
+
+
+def test_an_idempotency_key_gives_the_first_enqueues_result(live):
+    keyed = jobs.add.using(trigger_options={"idempotency_key": uuid.uuid4().hex})
+    first = keyed.enqueue(1, 2)
+    second = keyed.enqueue(1, 2)
+    assert second.id == first.id
+    assert finished(second).return_value == {"sum": 3}
+    assert Run.objects.filter(task_identifier=jobs.add.module_path, id=first.id).count() == 1
