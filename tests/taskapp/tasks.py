@@ -553,3 +553,11 @@ def trace_parent(payload, ctx):
     from trigger_celery import tasks as api
 
     return api.trigger("echo", {"from": ctx.run.id}).id
+
+
+@task(id="logs-plainly")
+def logs_plainly(payload, ctx):
+    import logging
+
+    logging.getLogger("tests.plain").warning("a plain log line", extra={"run_id": "mine"})
+    return "logged"
