@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Process, finished, wait_for
-from trigger_celery import tasks
+from trigger_celery import runs, tasks
 from trigger_celery.core import run_events
 from trigger_celery.metrics import recorder
 from trigger_celery.metrics.recorder import metrics_problems
@@ -80,6 +80,28 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
     assert value(found, "trigger_celery_queue_length", queue_name="hello-world") == 0
     assert value(found, "trigger_celery_queue_executing", queue_name="hello-world") == 0
     assert value(found, "trigger_celery_queue_concurrency_limit", queue_name="limit-2") == 2
+
+
+def test_waiting_runs_and_cancels_are_counted(own, counting, client):
+    own.worker(env=METRICS_ENV)
+    own.beat(env=METRICS_ENV)
+    handle = tasks.trigger("sleeper", {"seconds": 3600})
+    wait_for(lambda: runs.retrieve(handle).is_waiting, what="the run to wait")
+
+    def scrape():
+        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        assert response.status_code == 200
+        return samples(response.content.decode())
+
+    sleeper = {"name": "sleeper", "queue_name": "sleeper"}
+    found = scrape()
+    assert value(found, "trigger_celery_queue_waiting", queue_name="sleeper") == 1
+    assert value(found, "trigger_celery_run_suspended_total", **sleeper) == 1
+    assert value(found, "trigger_celery_run_canceled_total", **sleeper) == 0
+    runs.cancel(handle)
+    found = scrape()
+    assert value(found, "trigger_celery_queue_waiting", queue_name="sleeper") == 0
+    assert value(found, "trigger_celery_run_canceled_total", **sleeper) == 1
 
 
 def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, log_dir):

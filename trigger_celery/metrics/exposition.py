@@ -26,6 +26,7 @@ try:
         GaugeMetricFamily,
         HistogramMetricFamily,
         Metric,
+        SummaryMetricFamily,
     )
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 except ImportError as exc:  # an optional extra
@@ -33,6 +34,7 @@ except ImportError as exc:  # an optional extra
         "trigger_celery's metrics need prometheus_client: pip install 'trigger-celery[metrics]'"
     ) from exc
 
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.http import require_GET
 
@@ -42,6 +44,7 @@ from trigger_celery.core import run_events
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine.registry import registry
 from trigger_celery.metrics.recorder import BUCKETS, SEP, client, counters_key
+from trigger_celery.models import Run
 
 # Event -> the counter's name after ``trigger_celery_run_`` (and before ``_total``).
 COUNTERS = {
@@ -76,6 +79,8 @@ class RunCollector:
         }
         buckets: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         sums: dict[tuple[str, str], float] = {}
+        fired: dict[str, float] = {}
+        late: dict[str, float] = {}
         for field, value in raw.items():
             kind, *labels = field.decode().split(SEP)
             if kind == "c" and labels[0] in families:
@@ -84,7 +89,19 @@ class RunCollector:
                 buckets[(labels[0], labels[1])][labels[2]] = float(value)
             elif kind == "hs":
                 sums[(labels[0], labels[1])] = float(value)
+            elif kind == "sc":
+                fired[labels[0]] = float(value)
+            elif kind == "ss":
+                late[labels[0]] = float(value)
         yield from families.values()
+        schedules = SummaryMetricFamily(
+            "trigger_celery_schedule_late_seconds",
+            "Schedule ticks fired (_count) and how late after their tick time (_sum)",
+            labels=["name"],
+        )
+        for task in sorted(fired):
+            schedules.add_metric([task], count_value=fired[task], sum_value=late.get(task, 0.0))
+        yield schedules
         runtime = HistogramMetricFamily(
             "trigger_celery_run_runtime_seconds",
             "Attempt durations by task (celery_task_runtime)",
@@ -121,6 +138,22 @@ class RunCollector:
             "The queue's concurrency limit",
             labels=["queue_name"],
         )
+        # Waiting runs hold no slot, so the store does not see them: count them through
+        # the (status, delayed_until) index, which reads the waiting rows only.
+        waiting = GaugeMetricFamily(
+            "trigger_celery_queue_waiting",
+            "Runs waiting for a child, batch or time",
+            labels=["queue_name"],
+        )
+        counts = (
+            Run.objects.filter(status=RunStatus.WAITING)
+            .values_list("queue")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for queue_name, n in counts:
+            waiting.add_metric([queue_name], n)
+        yield waiting
         for name in sorted(queued):
             length.add_metric([name], queued[name])
             running.add_metric([name], executing[name])

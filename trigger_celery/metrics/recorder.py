@@ -8,6 +8,7 @@ never scans the run table. The hash fields are ``kind \\x1f labels...``:
     h  task queue le         attempts that ended within ``le`` seconds (cumulative)
     hs task queue            sum of those attempts' seconds
     hc task queue            count of those attempts
+    sc task / ss task        schedule ticks fired, and the sum of their seconds late
 
 Counters need Redis (``REDIS_URL``); with the embedded database store they are not kept.
 """
@@ -69,14 +70,22 @@ def record(run_id: str, event: str) -> None:
     r = client()
     if r is None:
         return
-    row = Run.objects.filter(id=run_id).values_list("task_identifier", "queue", "attempt_count")
+    row = Run.objects.filter(id=run_id).values_list(
+        "task_identifier", "queue", "attempt_count", "schedule_tick_at", "created_at"
+    )
     found = row.first()
     if found is None:
         return
-    task, queue, attempt = found
+    task, queue, attempt, tick_at, created_at = found
     pipe = r.pipeline(transaction=False)
     key = counters_key()
     pipe.hincrby(key, SEP.join(("c", event, task, queue)), 1)
+    if event == run_events.TRIGGERED and tick_at is not None:
+        # A schedule fired: how long after its tick time the run was created.
+        pipe.hincrby(key, SEP.join(("sc", task)), 1)
+        pipe.hincrbyfloat(
+            key, SEP.join(("ss", task)), max((created_at - tick_at).total_seconds(), 0)
+        )
     if event in ENDS_ATTEMPT:
         times = (
             Attempt.objects.filter(run_id=run_id, number=attempt)
