@@ -1,5 +1,6 @@
 """``django.tasks`` tasks for the backend's tests. Not named ``tasks.py`` on purpose: a
-worker finds them by importing the module their run's task id names."""
+worker finds them by importing the module their run's task id names. The queue they
+use is declared in ``tasks.py``, which every process imports at start."""
 
 import time
 
@@ -7,7 +8,6 @@ from django.tasks import task
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
 from tests.taskapp import events
-from trigger_celery import queue
 
 
 def _record_signal(name, sender, task_result, **kwargs):
@@ -17,8 +17,6 @@ def _record_signal(name, sender, task_result, **kwargs):
 task_enqueued.connect(lambda **kw: _record_signal("enqueued", **kw), weak=False)
 task_started.connect(lambda **kw: _record_signal("started", **kw), weak=False)
 task_finished.connect(lambda **kw: _record_signal("finished", **kw), weak=False)
-
-limited = queue(name="dj-limited", concurrency_limit=1)
 
 
 class Boom(Exception):
