@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import django
 import pytest
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.utils import timezone
 
 from tests.integration.harness import max_overlap, wait_for
@@ -157,15 +158,24 @@ def test_enqueue_inside_a_transaction_happens_on_commit_and_not_after_rollback(l
 
 
 def test_aenqueue_and_aget_result_run_an_async_task(live):
+    # Django runs the sync backend calls in asgiref's one thread-sensitive thread, which
+    # opens its own database connection: close it as a request's end would.
+    close = sync_to_async(connections.close_all, thread_sensitive=True)
+
     async def scenario():
-        result = await jobs.async_add.aenqueue(20, 22)
-        return result.id
+        try:
+            return (await jobs.async_add.aenqueue(20, 22)).id
+        finally:
+            await close()
 
     result_id = asyncio.run(scenario())
     finished(jobs.async_add.get_result(result_id))
 
     async def fetch():
-        return await jobs.async_add.aget_result(result_id)
+        try:
+            return await jobs.async_add.aget_result(result_id)
+        finally:
+            await close()
 
     result = asyncio.run(fetch())
     assert result.status == TaskResultStatus.SUCCESSFUL
