@@ -76,3 +76,26 @@ def test_every_retry_is_a_span_under_the_same_trigger_and_failures_are_errors(tr
     assert sorted(s["attributes"]["trigger_celery.attempt"] for s in attempts) == [1, 2, 3]
     assert {s["parent_id"] for s in attempts} == {trigger["span_id"]}
     assert {s["status"] for s in attempts} == {"ERROR"}
+
+
+def test_a_wait_is_one_span_under_the_attempt_that_continues_after_it(traced):
+    short = tasks.trigger("sleeper", {"seconds": 1})  # waits in the worker
+    long = tasks.trigger("sleeper", {"seconds": 4})  # suspends, then resumes
+    finished(short)
+    finished(long)
+    for handle, attempt_spans in ((short, 1), (long, 2)):
+        spans = wait_for(
+            lambda h=handle: [
+                s
+                for s in otel_spans.read(traced)
+                if s["attributes"].get("trigger_celery.run_id") == h.id
+            ],
+            what="spans of the run",
+        )
+        runs_ = [s for s in spans if s["name"] == "run sleeper"]
+        waits = [s for s in spans if s["name"] == "wait datetime"]
+        assert len(runs_) == attempt_spans  # a resume continues attempt 1 in a new span
+        assert {s["attributes"]["trigger_celery.attempt"] for s in runs_} == {1}
+        assert len(waits) == 1
+        assert waits[0]["parent_id"] == runs_[-1]["span_id"]
+        assert waits[0]["attributes"]["trigger_celery.wait_step"] == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 try:
@@ -75,3 +76,19 @@ def set_outcome(current: Any, outcome: str, error: BaseException | None = None) 
     if error is not None:
         current.record_exception(error)
         current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def record_span(
+    name: str, start: datetime, end: datetime, attributes: Mapping[str, Any] | None = None
+) -> None:
+    """A finished span of the past (a wait, from its start to its completion), as a child
+    of the current span."""
+    if not enabled():
+        return
+    tracer = trace.get_tracer(TRACER_NAME)
+    span = tracer.start_span(
+        name,
+        start_time=int(start.timestamp() * 1e9),
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+    )
+    span.end(end_time=int(end.timestamp() * 1e9))
