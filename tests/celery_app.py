@@ -19,6 +19,11 @@ if os.environ.get("TC_OTEL_SPANS"):
         from tests import otel_spans
 
         otel_spans.install(os.environ["TC_OTEL_SPANS"])
+        if os.environ.get("TC_OTEL_CELERY"):
+            # Celery's own instrumentation on too: its spans beside ours.
+            from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+            CeleryInstrumentor().instrument()
 
 
 if os.environ.get("TC_JSON_LOG"):

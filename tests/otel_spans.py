@@ -25,6 +25,7 @@ def as_dict(span: ReadableSpan) -> dict:
         "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
         "attributes": dict(span.attributes or {}),
         "status": span.status.status_code.name,
+        "links": [format(link.context.span_id, "016x") for link in span.links],
     }
 
 

@@ -99,3 +99,29 @@ def test_a_wait_is_one_span_under_the_attempt_that_continues_after_it(traced):
         assert len(waits) == 1
         assert waits[0]["parent_id"] == runs_[-1]["span_id"]
         assert waits[0]["attributes"]["trigger_celery.wait_step"] == 0
+
+
+def test_with_celerys_instrumentation_on_the_attempt_keeps_its_parent_and_links_celerys_span(
+    own, tmp_path
+):
+    otel_spans.install()
+    otel_spans.memory.clear()
+    path = str(tmp_path / "worker-spans.jsonl")
+    own.worker(env={"TC_OTEL_SPANS": path, "TC_OTEL_CELERY": "1"})
+    own.beat()
+    handle = tasks.trigger("hello-world", {"message": "both"})
+    finished(handle)
+    trigger = _here("trigger hello-world")
+
+    def both():
+        spans = otel_spans.read(path)
+        ours = [s for s in spans if s["name"] == "run hello-world"]
+        celerys = [s for s in spans if s["name"] == "run/trigger_celery.execute_run"]
+        return ours and celerys and (ours, celerys)
+
+    # Celery's span (made only when its instrumentation is on) ends after ours.
+    ours, celerys = wait_for(both, what="our attempt span and Celery's task span")
+    assert len(ours) == 1
+    assert ours[0]["parent_id"] == trigger["span_id"]
+    assert ours[0]["trace_id"] == trigger["trace_id"]
+    assert ours[0]["links"] == [celerys[0]["span_id"]]

@@ -58,12 +58,20 @@ def span(
         yield None
         return
     context = propagate.extract(dict(parent)) if parent else None
+    links = []
+    if parent:
+        # A span already open here (opentelemetry-instrumentation-celery's for the
+        # message) is not the run's parent, the trigger is; it is linked instead.
+        around = trace.get_current_span().get_span_context()
+        if around.is_valid:
+            links.append(trace.Link(around))
     tracer = trace.get_tracer(TRACER_NAME)
     with tracer.start_as_current_span(
         name,
         context=context,
         kind=SpanKind.CONSUMER if consumer else SpanKind.PRODUCER,
         attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+        links=links,
     ) as current:
         yield current
 
