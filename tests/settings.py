@@ -8,6 +8,8 @@
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 RUN_DIR = Path(os.environ.get("TC_TEST_RUN_DIR", BASE_DIR.parent / ".test-run"))
 RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,16 @@ INSTALLED_APPS = [
     "trigger_celery",
     "tests.taskapp",
 ]
+if django.VERSION >= (6, 0):
+    # Django's own task API, run by trigger_celery's backend.
+    INSTALLED_APPS += ["tests.djtaskapp"]
+    TASKS = {
+        "default": {
+            "BACKEND": "trigger_celery.django_tasks.TriggerCeleryBackend",
+            "QUEUES": ["default", "dj-limited"],
+            "OPTIONS": {"PRIORITY_SECONDS": 1},
+        }
+    }
 # Apps only some worker processes install (TC_EXTRA_APPS=tests.lateapp).
 INSTALLED_APPS += [a for a in os.environ.get("TC_EXTRA_APPS", "").split(",") if a]
 
@@ -109,6 +121,9 @@ TRIGGER_CELERY = {
     "HOOKS": {"on_success": ["tests.taskapp.trigger_init.settings_on_success"]},
     "OUTPUT_MAX_SIZE": int(os.environ.get("TC_OUTPUT_MAX_SIZE", str(100 * 1024 * 1024))),
 }
+if os.environ.get("TC_METRICS"):
+    # Processes of the metrics tests count run events (off elsewhere: two queries each).
+    TRIGGER_CELERY["METRICS"] = {"TOKEN": "metrics-token-for-tests-only"}
 # The broker lives in another Redis database than the coordination store, so a test
 # can flush the store alone (the "Redis lost our state" scenario).
 CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")

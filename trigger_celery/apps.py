@@ -12,9 +12,11 @@ class TriggerCeleryConfig(AppConfig):
         # Imported here, not at the top: these modules import the models, which Django
         # loads only after every app config (app loading forces the order).
         from trigger_celery import checks  # noqa: F401  (registers the system checks)
+        from trigger_celery.metrics import recorder
         from trigger_celery.worker import (
             celery_task,  # noqa: F401  (execute_run on every app)
             signals,
         )
 
         signals.connect()
+        recorder.connect()  # counts run events when TRIGGER_CELERY["METRICS"] is set

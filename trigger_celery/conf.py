@@ -52,6 +52,9 @@ class Settings:
     # Dotted paths of global hook functions, by hook name (SPEC 3).
     HOOKS: dict[str, list[str]] = field(default_factory=dict)
     MIDDLEWARE: list[str] = field(default_factory=list)
+    # Prometheus metrics: None is off; a dict turns the counters on and says who may
+    # read /metrics: {"TOKEN": "...", "ALLOWED_IPS": ["10.0.0.0/8"]}.
+    METRICS: dict[str, Any] | None = None
 
     @property
     def store_kind(self) -> str:

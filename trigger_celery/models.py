@@ -148,6 +148,11 @@ class Run(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     # Compute time used by earlier attempts' executions of this run, for max_duration.
     execution_ms = models.PositiveBigIntegerField(default=0)
+    trace_context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="W3C trace context of the trigger (OpenTelemetry), for the attempts' spans",
+    )
 
     objects = RunQuerySet.as_manager()
 

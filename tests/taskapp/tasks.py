@@ -552,3 +552,18 @@ def steady(payload, ctx):
 
 OVERRIDE_1 = queue(name="override-1", concurrency_limit=1)
 task(id="override-me", run=_interval, queue=OVERRIDE_1)
+
+
+@task(id="trace-parent")
+def trace_parent(payload, ctx):
+    from trigger_celery import tasks as api
+
+    return api.trigger("echo", {"from": ctx.run.id}).id
+
+
+@task(id="logs-plainly")
+def logs_plainly(payload, ctx):
+    import logging
+
+    logging.getLogger("tests.plain").warning("a plain log line", extra={"run_id": "mine"})
+    return "logged"

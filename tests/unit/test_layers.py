@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("coordination", ("trigger_celery.coordination",)),
     ("engine", ("trigger_celery.engine",)),
     ("worker", ("trigger_celery.worker",)),
-    ("api", ("trigger_celery.api",)),
+    ("api", ("trigger_celery.api", "trigger_celery.django_tasks")),
     (
         "django",
         (
@@ -55,6 +55,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.beat",
             "trigger_celery.devserver",
             "trigger_celery.bulk",
+            "trigger_celery.metrics",
         ),
     ),
 ]
@@ -65,6 +66,9 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
         "imports the models, which Django loads after every AppConfig"
     ),
     ("trigger_celery.apps", "trigger_celery.worker.celery_task"): (
+        "imports the models, which Django loads after every AppConfig"
+    ),
+    ("trigger_celery.apps", "trigger_celery.metrics.recorder"): (
         "imports the models, which Django loads after every AppConfig"
     ),
     ("trigger_celery.apps", "trigger_celery.worker.signals"): (

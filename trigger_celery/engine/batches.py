@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import transaction
 
 from trigger_celery.conf import get_settings
+from trigger_celery.core import run_events
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
@@ -107,6 +109,8 @@ def create_batch(
     queued = [r for _, r in plain if r.status == RunStatus.QUEUED]
     if queued:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch(queued))
+    for _, run in plain:
+        transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
     for index, task_id, _definition, payload, options in special:
         handle = trigger_task(
             task_id, payload, options, {}, definition=None, batch=(batch_id, index)

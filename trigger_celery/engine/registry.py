@@ -89,6 +89,8 @@ class Registry:
         if definition is None and not self._autodiscovered:
             self._autodiscover()
             definition = self.tasks.get(task_id)
+        if definition is None and _import_defining_module(task_id):
+            definition = self.tasks.get(task_id)
         return definition
 
     def require_queue(self, name: str) -> Queue:
@@ -142,6 +144,27 @@ def app_modules(module: str) -> list[str]:
 
 
 registry = Registry()
+
+
+def _import_defining_module(task_id: str) -> bool:
+    """Import the module a dotted task id names, if it belongs to an installed app.
+
+    A ``django.tasks`` task is registered under its module path (``app.jobs.send``) when
+    its module is imported, and that module need not be ``<app>.tasks``. Only modules of
+    installed apps are imported, so a run row cannot make a worker import anything else.
+    """
+    module = task_id.rpartition(".")[0]
+    if not module or not any(
+        module == config.name or module.startswith(config.name + ".")
+        for config in apps.get_app_configs()
+    ):
+        return False
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        log.warning("task %r: could not import %s", task_id, module, exc_info=True)
+        return False
+    return True
 
 
 def _origin(fn: Callable[..., Any]) -> str:

@@ -42,7 +42,7 @@ from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 
-from trigger_celery.core import clock
+from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import realtime, statements
@@ -66,6 +66,7 @@ def _move(
     fields: dict[str, Any] | None = None,
     attempt_fields: dict[str, Any] | None = None,
     extra_filter: dict[str, Any] | None = None,
+    event: str | None = None,
 ) -> bool:
     """Move one run from ``source`` to ``target`` if it is still there (and still owned by
     ``attempt``), writing ``attempt_fields`` on that attempt's row in the same transaction.
@@ -82,6 +83,7 @@ def _move(
         won = statements.move_with_attempt(fence, values, attempt, attempt_fields)
     if won:
         transaction.on_commit(partial(realtime.notify, run_id))
+        transaction.on_commit(partial(run_events.publish, run_id, event or target.value))
     return bool(won)
 
 
@@ -208,6 +210,8 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
     )
     if run is not None:
         transaction.on_commit(partial(realtime.notify, run_id))
+        if not getattr(run, "resumed", False):
+            transaction.on_commit(partial(run_events.publish, run_id, run_events.STARTED))
     return run
 
 
@@ -251,6 +255,7 @@ def retry(
         attempt=attempt,
         fields=fields,
         attempt_fields={"status": attempt_status, "finished_at": clock.now(), "error": error},
+        event=run_events.RETRIED,
     )
 
 

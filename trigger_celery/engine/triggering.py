@@ -15,7 +15,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from trigger_celery.conf import get_settings
-from trigger_celery.core import clock
+from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
@@ -42,6 +42,31 @@ def trigger_task(
 ) -> RunHandle:
     """Trigger ``task_id``. With ``definition`` given the payload is validated first
     (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
+    with tracing.span(f"trigger {task_id}", attributes={"trigger_celery.task": task_id}) as sp:
+        handle = _trigger_task(
+            task_id,
+            payload,
+            options,
+            extra,
+            definition=definition,
+            replayed_from=replayed_from,
+            batch=batch,
+        )
+        if sp is not None:
+            sp.set_attribute("trigger_celery.run_id", handle.id)
+        return handle
+
+
+def _trigger_task(
+    task_id: str,
+    payload: Any,
+    options: Mapping[str, Any] | TriggerOptions | None,
+    extra: Mapping[str, Any],
+    *,
+    definition: TaskDefinition | None,
+    replayed_from: str | None,
+    batch: tuple[str, int] | None,
+) -> RunHandle:
     opts = parse_trigger_options(options, **extra)
     heal_connections()  # outside a request nothing else reconnects after an outage
     validate = definition is not None
@@ -65,6 +90,7 @@ def trigger_task(
             return RunHandle(existing_id, task_id)
     else:
         run.save(force_insert=True)
+    transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
     if run.status == RunStatus.QUEUED:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
     return RunHandle(run.id, task_id)
@@ -145,6 +171,7 @@ def build_run(
         delayed_until=delayed_until,
         queued_at=now if queued else None,
         ttl_expires_at=now + timedelta(seconds=ttl) if queued and ttl else None,
+        trace_context=tracing.carrier(),
     )
 
 

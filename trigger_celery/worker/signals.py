@@ -25,7 +25,7 @@ from trigger_celery.core.hooks import global_hooks
 from trigger_celery.engine import dispatch, promotions, queueing
 from trigger_celery.engine.registry import app_modules, registry
 from trigger_celery.engine.schedules import sync_declarative
-from trigger_celery.worker import prefetch
+from trigger_celery.worker import log_fields, prefetch
 
 log = logging.getLogger("trigger_celery.worker")
 _imported = False
@@ -114,6 +114,7 @@ def on_worker_process_init(**_: Any) -> None:
 
 
 def connect() -> None:
+    log_fields.install()
     signals.worker_init.connect(on_worker_init, weak=False, dispatch_uid="tc_worker_init")
     signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="tc_worker_ready")
     signals.worker_process_init.connect(

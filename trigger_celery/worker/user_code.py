@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import error_dict
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, run_coroutine
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
-from trigger_celery.models import LogEntry
+from trigger_celery.models import LogEntry, Run
 from trigger_celery.worker.waits import SuspendRun
 
 log = logging.getLogger("trigger_celery.worker")
@@ -72,11 +73,32 @@ def call_run_function(definition: TaskDefinition, payload: Any, ctx: Context) ->
 def run_attempt(
     definition: TaskDefinition, raw_payload: Any, ctx: Context, *, resumed: bool
 ) -> tuple[Outcome, Any]:
-    """Middleware, hooks and the run function of one attempt.
+    """Middleware, hooks and the run function of one attempt, in the attempt's span.
 
     Returns the outcome and the payload the settling hooks get: parsed by the task's
     schema when it parsed, else as stored.
     """
+    parent = None
+    if tracing.enabled():
+        parent = Run.objects.filter(id=ctx.run.id).values_list("trace_context", flat=True).first()
+    attributes = {
+        "trigger_celery.run_id": ctx.run.id,
+        "trigger_celery.task": definition.id,
+        "trigger_celery.attempt": ctx.attempt.number,
+        "trigger_celery.queue": ctx.queue.name,
+    }
+    with tracing.span(
+        f"run {definition.id}", consumer=True, parent=parent, attributes=attributes
+    ) as sp:
+        outcome, payload = _run_attempt(definition, raw_payload, ctx, resumed=resumed)
+        error = outcome.error if isinstance(outcome, Failed) else None
+        tracing.set_outcome(sp, type(outcome).__name__, error)
+    return outcome, payload
+
+
+def _run_attempt(
+    definition: TaskDefinition, raw_payload: Any, ctx: Context, *, resumed: bool
+) -> tuple[Outcome, Any]:
     common: dict[str, Any] = {"ctx": ctx, "signal": ctx.signal, "task": definition.id}
     payload = raw_payload
     try:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from trigger_celery.core import clock, faults
+from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
@@ -67,7 +67,25 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
             f"run suspended and is now {kind} {label!r}: the task's code changed between "
             "suspend and resume"
         )
+    # The wait this attempt resumed from (no later step yet) gets its span, once.
+    if (
+        wp is not None
+        and wp.completed_at is not None
+        and tracing.enabled()
+        and not Waitpoint.objects.filter(run_id=scope.ctx.run.id, step__gt=step).exists()
+    ):
+        _wait_span(wp)
     return scope, step, wp
+
+
+def _wait_span(wp: Waitpoint) -> None:
+    if wp.completed_at is not None:
+        tracing.record_span(
+            f"wait {wp.kind.lower()}",
+            wp.created_at,
+            wp.completed_at,
+            {"trigger_celery.run_id": wp.run_id, "trigger_celery.wait_step": wp.step},
+        )
 
 
 def _child_key(run_id: str, step: int, index: int | None = None) -> str:
@@ -156,6 +174,9 @@ def _wait_in_process_or_suspend(wp: Any) -> None:
         if remaining <= IN_PROCESS_WAIT_SECONDS:
             time.sleep(max(0.0, remaining))
             complete_waitpoint(wp.id, {"ok": True})
+            if tracing.enabled():
+                wp.refresh_from_db()
+                _wait_span(wp)
             return
     raise SuspendRun(wp.step)
 

@@ -1,0 +1,127 @@
+"""OpenTelemetry: a trigger's span is the parent of its attempts' spans, across the gap
+between the process that triggers and the worker that runs; runs triggered inside an
+attempt nest under it. Real prefork workers set the SDK up per process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import otel_spans
+from tests.integration.harness import finished, wait_for
+from trigger_celery import tasks
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def traced(own, tmp_path):
+    otel_spans.install()  # this process: the SDK's in-memory exporter
+    otel_spans.memory.clear()
+    path = str(tmp_path / "worker-spans.jsonl")
+    own.worker(env={"TC_OTEL_SPANS": path})
+    own.beat()
+    return path
+
+
+def _spans(path: str, count: int) -> list[dict]:
+    return wait_for(
+        lambda: (found := otel_spans.read(path)) and len(found) >= count and found,
+        what=f"{count} spans from the worker",
+    )
+
+
+def _here(name: str) -> dict:
+    [span] = [
+        otel_spans.as_dict(s) for s in otel_spans.memory.get_finished_spans() if s.name == name
+    ]
+    return span
+
+
+def test_attempt_span_is_a_child_of_the_trigger_span_and_child_runs_nest(traced):
+    handle = tasks.trigger("trace-parent", {})
+    child_id = finished(handle).output
+    finished(child_id)
+    trigger = _here("trigger trace-parent")
+    assert trigger["kind"] == "PRODUCER"
+    assert trigger["attributes"]["trigger_celery.run_id"] == handle.id
+
+    spans = {s["name"]: s for s in _spans(traced, 3)}
+    attempt = spans["run trace-parent"]
+    assert attempt["kind"] == "CONSUMER"
+    assert attempt["trace_id"] == trigger["trace_id"]
+    assert attempt["parent_id"] == trigger["span_id"]
+    assert attempt["attributes"] == {
+        "trigger_celery.run_id": handle.id,
+        "trigger_celery.task": "trace-parent",
+        "trigger_celery.attempt": 1,
+        "trigger_celery.queue": "trace-parent",
+        "trigger_celery.outcome": "Completed",
+    }
+    child_trigger = spans["trigger echo"]
+    assert child_trigger["parent_id"] == attempt["span_id"]
+    assert child_trigger["attributes"]["trigger_celery.run_id"] == child_id
+    child_attempt = wait_for(
+        lambda: {s["name"]: s for s in otel_spans.read(traced)}.get("run echo"),
+        what="the child's attempt span",
+    )
+    assert child_attempt["parent_id"] == child_trigger["span_id"]
+    assert child_attempt["trace_id"] == trigger["trace_id"]
+
+
+def test_every_retry_is_a_span_under_the_same_trigger_and_failures_are_errors(traced):
+    handle = tasks.trigger("always-fails", {})
+    finished(handle)
+    trigger = _here("trigger always-fails")
+    attempts = [s for s in _spans(traced, 3) if s["name"] == "run always-fails"]
+    assert sorted(s["attributes"]["trigger_celery.attempt"] for s in attempts) == [1, 2, 3]
+    assert {s["parent_id"] for s in attempts} == {trigger["span_id"]}
+    assert {s["status"] for s in attempts} == {"ERROR"}
+
+
+def test_a_wait_is_one_span_under_the_attempt_that_continues_after_it(traced):
+    short = tasks.trigger("sleeper", {"seconds": 1})  # waits in the worker
+    long = tasks.trigger("sleeper", {"seconds": 4})  # suspends, then resumes
+    finished(short)
+    finished(long)
+    for handle, attempt_spans in ((short, 1), (long, 2)):
+        spans = wait_for(
+            lambda h=handle: [
+                s
+                for s in otel_spans.read(traced)
+                if s["attributes"].get("trigger_celery.run_id") == h.id
+            ],
+            what="spans of the run",
+        )
+        runs_ = [s for s in spans if s["name"] == "run sleeper"]
+        waits = [s for s in spans if s["name"] == "wait datetime"]
+        assert len(runs_) == attempt_spans  # a resume continues attempt 1 in a new span
+        assert {s["attributes"]["trigger_celery.attempt"] for s in runs_} == {1}
+        assert len(waits) == 1
+        assert waits[0]["parent_id"] == runs_[-1]["span_id"]
+        assert waits[0]["attributes"]["trigger_celery.wait_step"] == 0
+
+
+def test_with_celerys_instrumentation_on_the_attempt_keeps_its_parent_and_links_celerys_span(
+    own, tmp_path
+):
+    otel_spans.install()
+    otel_spans.memory.clear()
+    path = str(tmp_path / "worker-spans.jsonl")
+    own.worker(env={"TC_OTEL_SPANS": path, "TC_OTEL_CELERY": "1"})
+    own.beat()
+    handle = tasks.trigger("hello-world", {"message": "both"})
+    finished(handle)
+    trigger = _here("trigger hello-world")
+
+    def both():
+        spans = otel_spans.read(path)
+        ours = [s for s in spans if s["name"] == "run hello-world"]
+        celerys = [s for s in spans if s["name"] == "run/trigger_celery.execute_run"]
+        return ours and celerys and (ours, celerys)
+
+    # Celery's span (made only when its instrumentation is on) ends after ours.
+    ours, celerys = wait_for(both, what="our attempt span and Celery's task span")
+    assert len(ours) == 1
+    assert ours[0]["parent_id"] == trigger["span_id"]
+    assert ours[0]["trace_id"] == trigger["trace_id"]
+    assert ours[0]["links"] == [celerys[0]["span_id"]]

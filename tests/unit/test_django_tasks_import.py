@@ -1,0 +1,40 @@
+"""The django.tasks backend: a clear error on Django 5.2, option checks on Django 6."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import django
+import pytest
+
+
+@pytest.mark.skipif(django.VERSION >= (6, 0), reason="Django 6+ has django.tasks")
+def test_importing_the_backend_without_django_tasks_says_which_django_is_needed():
+    sys.modules.pop("trigger_celery.django_tasks", None)
+    with pytest.raises(ImportError, match=r"needs django\.tasks, which Django 6\.0 added") as err:
+        importlib.import_module("trigger_celery.django_tasks")
+    assert django.get_version() in str(err.value)
+    assert "backport is not supported" in str(err.value)
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks exists from Django 6.0")
+def test_bad_backend_options_are_a_system_check_error_naming_the_value():
+    from trigger_celery.django_tasks import TriggerCeleryBackend
+
+    backend = TriggerCeleryBackend(
+        "jobs", {"QUEUES": ["default"], "OPTIONS": {"PRIORITY_SECONDS": -2, "COLOUR": "red"}}
+    )
+    messages = [m.msg for m in backend.check()]
+    assert any("'COLOUR'" in m for m in messages)
+    assert any("PRIORITY_SECONDS" in m and "-2" in m for m in messages)
+    assert all(m.startswith("TASKS['jobs']") for m in messages)
+    assert TriggerCeleryBackend("ok", {"OPTIONS": {}}).check() == []
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks exists from Django 6.0")
+def test_the_configured_backend_passes_djangos_checks():
+    from django.core import checks
+
+    errors = [m for m in checks.run_checks() if m.level >= checks.ERROR]
+    assert errors == []

@@ -1,0 +1,102 @@
+"""OpenTelemetry spans of runs (the ``[otel]`` extra): a producer span when a run is
+triggered, a consumer span for each attempt, linked across the trigger → worker gap.
+
+The trace context travels on the run row (W3C ``traceparent``/``tracestate``), written
+at trigger time inside the producer span, so the attempt's span is its child however
+long the run waited, whichever worker runs it, and after a retry. A run triggered from
+inside an attempt starts under that attempt's span, so parent → child runs nest.
+
+Without ``opentelemetry-api`` installed, or with no SDK configured, everything here is
+a no-op and the row's context stays empty. The SDK (exporters, sampling) is set up by
+the project, per process; under Celery's prefork pool that is in
+``worker_process_init``, as OpenTelemetry's docs advise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the optional extra is not installed
+    trace = None  # type: ignore[assignment]
+
+TRACER_NAME = "trigger_celery"
+
+
+def enabled() -> bool:
+    """True when an SDK tracer provider is installed (the API alone records nothing)."""
+    if trace is None:
+        return False
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def carrier() -> dict[str, str]:
+    """The current span's context as W3C headers, to store on a new run."""
+    if not enabled():
+        return {}
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    consumer: bool = False,
+    parent: Mapping[str, str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """A span around the block; ``parent`` is a carrier from :func:`carrier`."""
+    if not enabled():
+        yield None
+        return
+    context = propagate.extract(dict(parent)) if parent else None
+    links = []
+    if parent:
+        # A span already open here (opentelemetry-instrumentation-celery's for the
+        # message) is not the run's parent, the trigger is; it is linked instead.
+        around = trace.get_current_span().get_span_context()
+        if around.is_valid:
+            links.append(trace.Link(around))
+    tracer = trace.get_tracer(TRACER_NAME)
+    with tracer.start_as_current_span(
+        name,
+        context=context,
+        kind=SpanKind.CONSUMER if consumer else SpanKind.PRODUCER,
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+        links=links,
+    ) as current:
+        yield current
+
+
+def set_outcome(current: Any, outcome: str, error: BaseException | None = None) -> None:
+    """Mark an attempt's span with how it ended; an error makes it an error span."""
+    if current is None:
+        return
+    current.set_attribute("trigger_celery.outcome", outcome)
+    if error is not None:
+        current.record_exception(error)
+        current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
+def record_span(
+    name: str, start: datetime, end: datetime, attributes: Mapping[str, Any] | None = None
+) -> None:
+    """A finished span of the past (a wait, from its start to its completion), as a child
+    of the current span."""
+    if not enabled():
+        return
+    tracer = trace.get_tracer(TRACER_NAME)
+    span = tracer.start_span(
+        name,
+        start_time=int(start.timestamp() * 1e9),
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+    )
+    span.end(end_time=int(end.timestamp() * 1e9))

@@ -1,0 +1,394 @@
+"""A ``django.tasks`` backend: functions decorated with Django's ``@task`` run as
+trigger_celery runs, with attempts, retries, queue limits and the dashboard.
+
+>>> TASKS = {
+...     "default": {
+...         "BACKEND": "trigger_celery.django_tasks.TriggerCeleryBackend",
+...         "QUEUES": ["default", "emails"],
+...         "OPTIONS": {"PRIORITY_SECONDS": 1},
+...     }
+... }
+>>> from django.tasks import task
+>>> @task(queue_name="emails")
+... def send_welcome(user_id): ...
+>>> result = send_welcome.enqueue(42)             # a QUEUED run, dispatched on commit
+>>> send_welcome.get_result(result.id).status     # READY, RUNNING, SUCCESSFUL or FAILED
+
+A Django task is a trigger_celery task whose id is its module path
+(``myapp.jobs.send_welcome``); workers import that module when a run of it arrives.
+Options ``django.tasks`` has no words for are given per task:
+
+>>> send_welcome.using(trigger_options={"concurrency_key": "tenant-1", "max_attempts": 5})
+
+Needs Django 6.0 or newer. The ``django-tasks`` backport (for Django 5.2) is not
+supported: its classes live in another package, and a backend written for one does
+not plug into the other.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from collections.abc import Mapping
+from traceback import format_exception
+from typing import Any
+
+import django
+
+try:
+    from django.tasks import TaskContext, TaskResult, TaskResultStatus
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import Task, TaskError
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued, task_finished, task_started
+except ImportError as exc:  # Django 5.2 has no django.tasks
+    raise ImportError(
+        "trigger_celery.django_tasks needs django.tasks, which Django 6.0 added; this "
+        f"project runs Django {django.get_version()}. Upgrade Django, or trigger "
+        "trigger_celery tasks directly (the django-tasks backport is not supported)."
+    ) from exc
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from trigger_celery.core.context import Context
+from trigger_celery.core.options import parse_trigger_options
+from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
+from trigger_celery.db import write_transaction
+from trigger_celery.engine.payloads import load_payload
+from trigger_celery.engine.registry import Queue, TaskDefinition, registry
+from trigger_celery.engine.triggering import trigger_task
+from trigger_celery.models import Run
+from trigger_celery.worker.metadata import metadata
+
+# Options of a run that Django's Task has no field for; queue, priority and run_after
+# come from the Task itself.
+TRIGGER_OPTIONS = frozenset(
+    {
+        "idempotency_key",
+        "idempotency_key_ttl",
+        "concurrency_key",
+        "tags",
+        "metadata",
+        "ttl",
+        "max_attempts",
+        "max_duration",
+        "machine",
+        "region",
+    }
+)
+BACKEND_OPTIONS = frozenset({"PRIORITY_SECONDS"})
+# Where the worker notes each failed attempt's exception class path (run metadata).
+ERRORS_METADATA_KEY = "django_tasks.errors"
+
+_READY = frozenset({RunStatus.PENDING_VERSION, RunStatus.DELAYED, RunStatus.QUEUED})
+_RUNNING = frozenset({RunStatus.DEQUEUED, RunStatus.EXECUTING, RunStatus.WAITING})
+
+
+def check_trigger_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate per-task trigger_celery options; returns them as a plain dict."""
+    if not isinstance(options, Mapping):
+        raise InvalidTask(f"trigger_options must be a dict, got {options!r}")
+    unknown = sorted(set(options) - TRIGGER_OPTIONS)
+    if unknown:
+        raise InvalidTask(
+            f"trigger_options: {', '.join(unknown)} not accepted here (queue, priority and "
+            f"delay come from the Task's queue_name, priority and run_after); accepted: "
+            f"{', '.join(sorted(TRIGGER_OPTIONS))}"
+        )
+    try:
+        parse_trigger_options(dict(options))
+    except ValueError as exc:
+        raise InvalidTask(f"trigger_options: {exc}") from None
+    return dict(options)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerCeleryTask(Task):
+    """Django's Task plus ``trigger_options`` (idempotency key, tags, ttl, ...)."""
+
+    trigger_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+
+    def using(  # type: ignore[override]
+        self, *, trigger_options: Mapping[str, Any] | None = None, **changes: Any
+    ) -> TriggerCeleryTask:
+        """Django's ``using()``; ``trigger_options`` are merged into the task's own."""
+        task: TriggerCeleryTask = Task.using(self, **changes)
+        if trigger_options is None:
+            return task
+        merged = {**task.trigger_options, **check_trigger_options(trigger_options)}
+        return dataclasses.replace(task, trigger_options=merged)
+
+
+def _option_problems(options: Any) -> list[str]:
+    if not isinstance(options, Mapping):
+        return [f"OPTIONS must be a dict, got {options!r}"]
+    problems = [
+        f"unknown OPTIONS key {key!r}; accepted: {', '.join(sorted(BACKEND_OPTIONS))}"
+        for key in sorted(set(options) - BACKEND_OPTIONS)
+    ]
+    seconds = options.get("PRIORITY_SECONDS", 1)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        problems.append(f"OPTIONS['PRIORITY_SECONDS'] must be a number above 0, got {seconds!r}")
+    return problems
+
+
+class TriggerCeleryBackend(BaseTaskBackend):
+    """Runs ``django.tasks`` tasks as trigger_celery runs (see the module docstring)."""
+
+    task_class = TriggerCeleryTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.problems = _option_problems(self.options)
+        self.priority_seconds = (
+            1.0 if self.problems else float(self.options.get("PRIORITY_SECONDS", 1))
+        )
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        return [
+            checks.Error(f"TASKS[{self.alias!r}]: {problem}", id="trigger_celery.E201")
+            for problem in self.problems
+        ]
+
+    # -- definitions ---------------------------------------------------------------------
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        if not isinstance(task, TriggerCeleryTask):
+            raise InvalidTask(
+                f"{task.module_path}: a {type(task).__name__}, not a TriggerCeleryTask; "
+                "define it with django.tasks.task so the backend's task class is used"
+            )
+        check_trigger_options(task.trigger_options)
+        # Registered under its module path, so a worker that imports the module knows it.
+        definition_for(task)
+
+    # -- enqueue -------------------------------------------------------------------------
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        if self.problems:
+            raise ImproperlyConfigured(f"TASKS[{self.alias!r}]: {'; '.join(self.problems)}")
+        self.validate_task(task)
+        assert isinstance(task, TriggerCeleryTask)
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        _ensure_queue(task.queue_name)
+        options = {
+            **task.trigger_options,
+            "queue": task.queue_name,
+            "priority": task.priority * self.priority_seconds,
+        }
+        if task.run_after is not None:
+            options["delay"] = task.run_after
+        # Like every trigger: the row is written now, the run dispatched on commit. The
+        # signal goes inside the transaction, so it precedes the run's start.
+        with write_transaction():
+            handle = trigger_task(
+                task.module_path,
+                {"args": args, "kwargs": kwargs},
+                options,
+                {},
+                definition=definition_for(task),
+            )
+            if handle.is_cached:  # an idempotency key returned an existing run
+                result = self.get_result(handle.id)
+            else:
+                result = TaskResult(
+                    task=task,
+                    id=handle.id,
+                    status=TaskResultStatus.READY,
+                    enqueued_at=timezone.now(),
+                    started_at=None,
+                    finished_at=None,
+                    last_attempted_at=None,
+                    args=args,
+                    kwargs=kwargs,
+                    backend=self.alias,
+                    errors=[],
+                    worker_ids=[],
+                )
+            task_enqueued.send(type(self), task_result=result)
+        return result
+
+    # -- results -------------------------------------------------------------------------
+    def get_result(self, result_id: str) -> TaskResult:
+        run = Run.objects.filter(id=result_id).first() if isinstance(result_id, str) else None
+        if run is None:
+            raise TaskResultDoesNotExist(f"no run {result_id!r}")
+        task = self._task_of(run)
+        return _result_of(run, task, self.alias, self.priority_seconds)
+
+    def _task_of(self, run: Run) -> TriggerCeleryTask:
+        try:
+            task = import_string(run.task_identifier)
+        except ImportError:
+            task = None
+        if not isinstance(task, TriggerCeleryTask) or task.backend != self.alias:
+            raise TaskResultDoesNotExist(
+                f"run {run.id} ({run.task_identifier!r}) is not a django.tasks run of "
+                f"backend {self.alias!r}"
+            )
+        try:  # the task as it was enqueued: queue and priority of the run
+            return task.using(
+                queue_name=run.queue, priority=round(run.priority / self.priority_seconds)
+            )
+        except InvalidTask:  # settings changed since; the task's own values will do
+            return task
+
+
+def _ensure_queue(name: str) -> None:
+    """A queue named in TASKS[...]['QUEUES'] need not be declared with ``queue()``; one
+    declared in code brings its limits."""
+    registry.ensure_discovered()
+    if name not in registry.queues:
+        registry.add_queue(Queue(name), declared=False)
+
+
+def _result_of(run: Run, task: Task, alias: str, priority_seconds: float) -> TaskResult:
+    attempts = sorted(run.attempts.all(), key=lambda a: a.number)
+    payload = load_payload(run.payload, run.payload_ref) or {}
+    if run.status == RunStatus.COMPLETED:
+        status = TaskResultStatus.SUCCESSFUL
+    elif run.status in _RUNNING:
+        status = TaskResultStatus.RUNNING
+    elif run.status in _READY:
+        status = TaskResultStatus.READY
+    else:  # every other final status: failed, crashed, timed out, expired, canceled
+        status = TaskResultStatus.FAILED
+    result = TaskResult(
+        task=task,
+        id=run.id,
+        status=status,
+        enqueued_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at if run.status in FINAL_STATUSES else None,
+        last_attempted_at=attempts[-1].started_at if attempts else None,
+        args=payload.get("args", []),
+        kwargs=payload.get("kwargs", {}),
+        backend=alias,
+        errors=_errors_of(run, attempts, failed=status == TaskResultStatus.FAILED),
+        worker_ids=[a.worker for a in attempts],
+    )
+    if status == TaskResultStatus.SUCCESSFUL:
+        object.__setattr__(result, "_return_value", load_payload(run.output, run.output_ref))
+    return result
+
+
+def _class_path(error: Mapping[str, Any], paths: Mapping[str, str], number: int | None) -> str:
+    if number is not None and str(number) in paths:
+        return paths[str(number)]
+    name = str(error.get("type") or "Exception")
+    return f"builtins.{name}" if isinstance(getattr(builtins, name, None), type) else name
+
+
+def _errors_of(run: Run, attempts: list[Any], *, failed: bool) -> list[TaskError]:
+    """One error per failed attempt, oldest first; a run that failed without an attempt
+    error (expired, canceled, crashed) gets its own."""
+    paths = (run.metadata or {}).get(ERRORS_METADATA_KEY) or {}
+    errors = [
+        TaskError(
+            exception_class_path=_class_path(a.error, paths, a.number),
+            traceback=a.error.get("stack") or str(a.error.get("message", "")),
+        )
+        for a in attempts
+        if a.error
+    ]
+    if failed and not errors:
+        error = run.error or {"type": "Exception", "message": f"run {run.status.lower()}"}
+        errors.append(
+            TaskError(
+                exception_class_path=_class_path(error, paths, None),
+                traceback=error.get("stack") or str(error.get("message", "")),
+            )
+        )
+    return errors
+
+
+# -- in the worker -------------------------------------------------------------------------
+def definition_for(task: TriggerCeleryTask) -> TaskDefinition:
+    """The trigger_celery definition that runs ``task``, registered under its module path."""
+    existing = registry.tasks.get(task.module_path)
+    if existing is not None and getattr(existing.run_fn, "django_task_func", None) is task.func:
+        return existing
+
+    def run(payload: Any, ctx: Context) -> Any:
+        return _execute(task, payload, ctx)
+
+    # Named after the user's function, so a trigger_celery task with the same id clashes.
+    run.__module__, run.__qualname__ = task.func.__module__, task.func.__qualname__
+    run.django_task_func = task.func  # type: ignore[attr-defined]
+    return TaskDefinition(
+        id=task.module_path,
+        run=run,
+        description=(task.func.__doc__ or "").strip(),
+        hooks={"on_failure": lambda ctx, error: _finished_after_failure(task, ctx, error)},
+    )
+
+
+def _backend_of(task: Task) -> TriggerCeleryBackend:
+    backend = task.get_backend()
+    assert isinstance(backend, TriggerCeleryBackend)
+    return backend
+
+
+def _current_result(task: Task, run_id: str) -> TaskResult:
+    backend = _backend_of(task)
+    run = Run.objects.get(id=run_id)
+    return _result_of(run, task, backend.alias, backend.priority_seconds)
+
+
+def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
+    """One attempt: Django's signals around the call, the error's class path noted."""
+    backend = _backend_of(task)
+    result = _current_result(task, ctx.run.id)
+    task_started.send(type(backend), task_result=result)
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    try:
+        if task.takes_context:
+            value = task.call(TaskContext(task_result=result), *args, **kwargs)
+        else:
+            value = task.call(*args, **kwargs)
+        value = normalize_json(value)
+    except Exception as exc:
+        paths = dict(metadata.get(ERRORS_METADATA_KEY) or {})
+        paths[str(ctx.attempt.number)] = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        metadata.set(ERRORS_METADATA_KEY, paths)
+        raise
+    done = dataclasses.replace(
+        result, status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now()
+    )
+    object.__setattr__(done, "_return_value", value)
+    task_finished.send(type(backend), task_result=done)
+    return value
+
+
+def _finished_after_failure(task: Task, ctx: Context, error: BaseException) -> None:
+    """The run failed for good (retries spent): Django's ``task_finished``."""
+    result = _current_result(task, ctx.run.id)
+    # The hook runs before the run and its attempt settle: add what they will record.
+    errors = list(result.errors)
+    if len(errors) < ctx.attempt.number:
+        kind = type(error)
+        errors.append(
+            TaskError(
+                exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+                traceback="".join(format_exception(error)),
+            )
+        )
+    result = dataclasses.replace(
+        result, status=TaskResultStatus.FAILED, finished_at=timezone.now(), errors=errors
+    )
+    task_finished.send(type(_backend_of(task)), task_result=result)
+
+
+__all__ = [
+    "TRIGGER_OPTIONS",
+    "TriggerCeleryBackend",
+    "TriggerCeleryTask",
+    "check_trigger_options",
+]

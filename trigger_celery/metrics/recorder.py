@@ -1,0 +1,151 @@
+"""Counting runs as they move: one Redis hash per environment, shared by every process.
+
+Each process (web, worker, beat) increments the counters of the changes it commits, so
+the numbers are the same whichever process serves ``/metrics``, and computing them
+never scans the run table. The hash fields are ``kind \\x1f labels...``:
+
+    c  event task queue      count of an event (TRIGGERED, STARTED, COMPLETED, ...)
+    h  task queue le         attempts that ended within ``le`` seconds (cumulative)
+    hs task queue            sum of those attempts' seconds
+    hc task queue            count of those attempts
+    sc task / ss task        schedule ticks fired, and the sum of their seconds late
+
+Counters need Redis (``REDIS_URL``); with the embedded database store they are not kept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from django.core import checks
+
+from trigger_celery.conf import get_settings
+from trigger_celery.core import run_events
+from trigger_celery.core.statuses import RunStatus
+from trigger_celery.models import Attempt, Run
+
+log = logging.getLogger("trigger_celery.metrics")
+
+SEP = "\x1f"
+# Seconds; the last bucket is +Inf. Celery's runtimes span milliseconds to an hour.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+# Events that end an attempt, so its duration goes into the histogram.
+ENDS_ATTEMPT = frozenset(
+    {
+        RunStatus.COMPLETED.value,
+        RunStatus.FAILED.value,
+        RunStatus.CRASHED.value,
+        RunStatus.TIMED_OUT.value,
+        RunStatus.SYSTEM_FAILURE.value,
+        run_events.RETRIED,
+    }
+)
+METRICS_KEYS = frozenset({"TOKEN", "ALLOWED_IPS"})
+
+_client: redis.Redis | None = None
+_client_url: str | None = None
+
+
+def counters_key() -> str:
+    return f"trigger_celery:metrics:{get_settings().ENVIRONMENT}"
+
+
+def client() -> redis.Redis | None:
+    """The Redis the counters live in (the store's), or None without Redis."""
+    global _client, _client_url
+    url = get_settings().REDIS_URL
+    if not url:
+        return None
+    if _client is None or _client_url != url:
+        _client, _client_url = redis.Redis.from_url(url, socket_timeout=2), url
+    return _client
+
+
+def record(run_id: str, event: str) -> None:
+    """The run-events listener: count ``event`` under the run's task and queue."""
+    r = client()
+    if r is None:
+        return
+    row = Run.objects.filter(id=run_id).values_list(
+        "task_identifier", "queue", "attempt_count", "schedule_tick_at", "created_at"
+    )
+    found = row.first()
+    if found is None:
+        return
+    task, queue, attempt, tick_at, created_at = found
+    pipe = r.pipeline(transaction=False)
+    key = counters_key()
+    pipe.hincrby(key, SEP.join(("c", event, task, queue)), 1)
+    if event == run_events.TRIGGERED and tick_at is not None:
+        # A schedule fired: how long after its tick time the run was created.
+        pipe.hincrby(key, SEP.join(("sc", task)), 1)
+        pipe.hincrbyfloat(
+            key, SEP.join(("ss", task)), max((created_at - tick_at).total_seconds(), 0)
+        )
+    if event in ENDS_ATTEMPT:
+        times = (
+            Attempt.objects.filter(run_id=run_id, number=attempt)
+            .values_list("started_at", "finished_at")
+            .first()
+        )
+        if times is not None and times[0] is not None and times[1] is not None:
+            seconds = max((times[1] - times[0]).total_seconds(), 0.0)
+            for le in (*BUCKETS, "+Inf"):
+                if le == "+Inf" or seconds <= float(le):
+                    pipe.hincrby(key, SEP.join(("h", task, queue, str(le))), 1)
+            pipe.hincrbyfloat(key, SEP.join(("hs", task, queue)), seconds)
+            pipe.hincrby(key, SEP.join(("hc", task, queue)), 1)
+    pipe.execute()
+
+
+def enabled() -> bool:
+    return get_settings().METRICS is not None
+
+
+def connect() -> None:
+    """Start counting in this process when ``TRIGGER_CELERY['METRICS']`` is set."""
+    if enabled():
+        run_events.subscribe(record)
+
+
+def metrics_problems(value: Any) -> list[str]:
+    """What is wrong with ``TRIGGER_CELERY['METRICS']`` (empty when it is fine)."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [f"TRIGGER_CELERY['METRICS'] must be a dict or None, got {value!r}"]
+    problems = [
+        f"TRIGGER_CELERY['METRICS']: unknown key {key!r}; accepted: TOKEN, ALLOWED_IPS"
+        for key in sorted(set(value) - METRICS_KEYS)
+    ]
+    token = value.get("TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        problems.append(
+            "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters"
+        )
+    ips = value.get("ALLOWED_IPS", [])
+    if not isinstance(ips, list | tuple):
+        problems.append(f"TRIGGER_CELERY['METRICS']['ALLOWED_IPS'] must be a list, got {ips!r}")
+    else:
+        for ip in ips:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except (TypeError, ValueError):
+                problems.append(
+                    f"TRIGGER_CELERY['METRICS']['ALLOWED_IPS']: {ip!r} is not an address or "
+                    "network (e.g. '10.0.0.5' or '10.0.0.0/8')"
+                )
+    if not get_settings().REDIS_URL:
+        problems.append("TRIGGER_CELERY['METRICS'] needs REDIS_URL: the counters are kept in Redis")
+    return problems
+
+
+@checks.register()
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return [
+        checks.Error(p, id="trigger_celery.E301") for p in metrics_problems(get_settings().METRICS)
+    ]

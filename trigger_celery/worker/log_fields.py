@@ -1,0 +1,38 @@
+"""Every log record made while a run executes carries the run as structured fields.
+
+``record.trigger_run_id``, ``record.trigger_task_id`` and ``record.trigger_attempt`` are
+set on each record created inside a run (Celery's, Django's, the project's own
+loggers), so a JSON formatter picks them up like ``extra``; in a formatter string,
+``%(trigger_run_id)s``. They are namespaced so a project's own ``extra={"run_id": ...}``
+never collides with them (``logging`` refuses an ``extra`` key a record already has).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from trigger_celery.core.context import optional_scope
+
+FIELDS = ("trigger_run_id", "trigger_task_id", "trigger_attempt")
+_installed = False
+
+
+def install() -> None:
+    """Wrap the process's log record factory, once."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    inner = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = inner(*args, **kwargs)
+        scope = optional_scope()
+        if scope is not None:
+            record.trigger_run_id = scope.ctx.run.id
+            record.trigger_task_id = scope.ctx.task.id
+            record.trigger_attempt = scope.ctx.attempt.number
+        return record
+
+    logging.setLogRecordFactory(factory)
