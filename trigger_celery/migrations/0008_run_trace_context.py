@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("trigger_celery", "0006_run_indexes"),
+        ("trigger_celery", "0007_dashboard"),
     ]
 
     operations = [
