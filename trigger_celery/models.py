@@ -55,7 +55,7 @@ class Run(models.Model):
     """One triggered execution of a task, across all its attempts."""
 
     id = models.CharField(primary_key=True, max_length=40, editable=False)
-    # Indexed only through Meta.indexes (see RUN_INDEX_USES): no plain or "_like" index.
+    # Indexed only through Meta.indexes (see run_indexes.py): no plain or "_like" index.
     task_identifier = models.CharField(max_length=255)
     status = models.CharField(max_length=20, choices=RUN_STATUS_CHOICES)
     environment = models.CharField(max_length=32)
@@ -158,7 +158,7 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        # Each index and the queries that use it: RUN_INDEX_USES below.
+        # Each index and the queries that use it: run_indexes.RUN_INDEX_USES.
         indexes = [
             models.Index(fields=["status", "delayed_until"], name="tc_run_status_delay"),
             models.Index(fields=["task_identifier", "-id"], name="tc_run_task"),
@@ -194,29 +194,6 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.task_identifier}, {self.status})"
-
-
-# Every index of the run table and what it is for. A test compares this with the
-# database: an index nobody declares a use for fails it. The status index is the
-# prefix of tc_run_status_delay, the task and schedule ones of tc_run_task and
-# tc_run_schedule, so none of those three columns has an index of its own.
-RUN_INDEX_USES = {
-    "tc_run_status_delay": "promote_delayed (DELAYED, delayed_until <= now); every filter "
-    "by status: expiry, reconcile, adopting slots, repairs, runs.list(status=)",
-    "tc_run_task": "runs.list(task=) and the dashboard's task filter, newest first; "
-    "promoting PENDING_VERSION runs of the tasks a worker knows",
-    "tc_run_schedule": "runs.list(schedule=) and a schedule's runs, newest first",
-    "tc_run_created": "runs.list(created_from/created_to) and the admin's date filters",
-    "tc_run_batch": "the runs of a batch in item order: batch results, BATCH waitpoints",
-    "tc_run_parent": "a run's children: waits on child runs, the run tree",
-    "tc_run_root": "a run's descendants; SET NULL when a root run is deleted",
-    "tc_run_replayed_from": "a run's replays; SET NULL when the original is deleted",
-    "tc_run_unique_idempotency_key": "idempotency: one run per (environment, task, key)",
-    "tc_run_unique_pending_debounce": "debounce: one pending run per (environment, task, key)",
-    "tc_run_one_per_schedule_tick": "schedules: one run per schedule tick",
-    "tc_run_tags": "PostgreSQL only (GIN): the tag filter of runs.list, the dashboard, admin",
-}
-POSTGRESQL_ONLY_INDEXES = {"tc_run_tags"}  # made by migration 0007 on PostgreSQL
 
 
 class Attempt(models.Model):

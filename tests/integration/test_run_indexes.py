@@ -1,11 +1,12 @@
-"""The run table carries only the indexes a query declares a use for (models.RUN_INDEX_USES)."""
+"""The run table carries only the indexes a query declares a use for (run_indexes.RUN_INDEX_USES)."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection
 
-from trigger_celery.models import POSTGRESQL_ONLY_INDEXES, RUN_INDEX_USES, Run
+from trigger_celery.models import Run
+from trigger_celery.run_indexes import POSTGRESQL_ONLY_INDEXES, RUN_INDEX_USES
 
 pytestmark = pytest.mark.django_db
 

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.db",
             "trigger_celery.models",
             "trigger_celery.dashboard_models",
+            "trigger_celery.run_indexes",
             "trigger_celery.migrations",
         ),
     ),
