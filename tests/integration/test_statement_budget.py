@@ -5,7 +5,7 @@ plain Celery task)."""
 from __future__ import annotations
 
 from celery import current_app
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from trigger_celery import tasks
@@ -44,3 +44,36 @@ def test_a_trigger_and_an_attempt_stay_within_their_statement_budgets(own):
     print(f"{vendor}: trigger {len(trigger_sql)}, attempt {len(attempt_sql)} statements")
     assert len(trigger_sql) <= TRIGGER_BUDGET[vendor], trigger_sql
     assert len(attempt_sql) <= ATTEMPT_BUDGET[vendor], attempt_sql
+
+
+RELAX = "set_config('synchronous_commit', 'off', true)"
+
+
+def test_only_the_repairable_steps_skip_the_wal_flush(own):
+    """The dispatch and the start of an attempt may commit without waiting for the WAL
+    flush (a database crash only undoes steps the engine repeats); the trigger's row and
+    the final state wait for it. Inside a caller's transaction nothing is relaxed."""
+    tasks.trigger("quiet", {"warm": True})
+    handles = []
+    trigger_sql = statements(lambda: handles.append(tasks.trigger("quiet", {"i": 1})))
+    run = Run.objects.get(id=handles[0].id)
+    current_app.control.purge()
+    attempt_sql = statements(lambda: execute(run.id, run.attempt_count + 1, worker="budget"))
+    assert Run.objects.get(id=run.id).status == "COMPLETED"
+    relaxed = [RELAX in sql for sql in trigger_sql + attempt_sql]
+    insert, dispatch = trigger_sql[0], trigger_sql[-1]
+    assert insert.startswith("INSERT") and RELAX not in insert
+    if connection.vendor == "postgresql":
+        # INSERT (flushed), dequeue (relaxed); start (relaxed), complete (flushed).
+        assert relaxed == [False, True, True, False], trigger_sql + attempt_sql
+        assert "RETURNING" in dispatch
+    else:
+        assert not any(relaxed)  # SQLite has no such setting
+    with transaction.atomic():
+        assert statements_relax_inside_atomic() == "NULL"
+
+
+def statements_relax_inside_atomic() -> str:
+    from trigger_celery.engine import statements as engine_statements
+
+    return engine_statements.relaxed_commit_sql()

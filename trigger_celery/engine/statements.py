@@ -29,6 +29,22 @@ def one_statement() -> bool:
     return connection.vendor == "postgresql"
 
 
+def relaxed_commit_sql() -> str:
+    """A select-list item that lets this statement's commit skip the wait for the WAL
+    flush, or ``NULL`` where that is not safe or not possible.
+
+    Only for the intermediate steps a database crash may undo without harm, because
+    the engine repairs them from the rows and the store (QUEUED → DEQUEUED, DEQUEUED →
+    EXECUTING): a lost step leaves the run where it was, its lease runs out, and it is
+    dispatched again. Every durable point (a trigger's row, a final state) keeps the
+    flush, and its flush makes every earlier relaxed commit durable with it. On
+    PostgreSQL, outside any transaction of the caller's (whose commit it would relax).
+    """
+    if one_statement() and not connection.in_atomic_block:
+        return "set_config('synchronous_commit', 'off', true)"
+    return "NULL"
+
+
 def _update_sql(
     model: type[Model], where: dict[str, Any], values: dict[str, Any]
 ) -> tuple[str, tuple[Any, ...]]:
@@ -92,7 +108,8 @@ def start_with_attempt(
         f"resumed AS ({resume_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1), "
         f"created AS (INSERT INTO {table} ({column_sql}) SELECT {marks} FROM moved "
         "WHERE NOT EXISTS (SELECT 1 FROM resumed) RETURNING 1) "
-        "SELECT moved.*, EXISTS (SELECT 1 FROM resumed) AS was_resumed FROM moved"
+        "SELECT moved.*, EXISTS (SELECT 1 FROM resumed) AS was_resumed, "
+        f"{relaxed_commit_sql()} AS relaxed FROM moved"
     )
     won = list(Run.objects.raw(sql, run_params + resume_params + insert_params))
     if not won:

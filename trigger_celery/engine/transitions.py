@@ -143,10 +143,10 @@ def dequeue(run_ids: list[str]) -> list[tuple[str, int, str, str]]:
         cursor.execute(
             f"UPDATE {table} SET status = %s, updated_at = %s "
             f"WHERE id IN ({marks}) AND status = %s "
-            "RETURNING id, attempt_count, machine, region",
+            f"RETURNING id, attempt_count, machine, region, {statements.relaxed_commit_sql()}",
             [RunStatus.DEQUEUED.value, clock.now(), *run_ids, RunStatus.QUEUED.value],
         )
-        rows = [tuple(row) for row in cursor.fetchall()]
+        rows = [tuple(row[:4]) for row in cursor.fetchall()]
     if rows:
         transaction.on_commit(partial(realtime.notify, *[row[0] for row in rows]))
     return rows  # type: ignore[return-value]
