@@ -260,6 +260,33 @@ def test_the_one_call_forms_work_on_a_server_that_lost_its_scripts(store):
     assert store.holding_run_ids() == {"b"}
 
 
+def test_a_claim_made_beside_a_script_redis_had_lost_is_not_lost(store):
+    """One script of a pair cached and the other not (the claim loaded by one process,
+    the release never used yet): the claim that ran must come back to the caller, or its
+    runs would hold slots that nobody sends."""
+
+    def lose_all_but_claim() -> None:
+        if hasattr(store, "client"):
+            store.client.script_flush()
+            store.client.script_load(store._scripts["claim"].script)
+
+    store.configure_queue(QueueConfig("q", concurrency_limit=3))
+    store.enqueue([Entry(r, "q", NOW - i, attempt=1) for i, r in enumerate("abcde")])
+    assert claim(store, n=2) == ["e", "d"]
+    lose_all_but_claim()
+    claims = store.release_and_claim("e", 1, NOW, max_count=5, lease_seconds=LEASE)
+    assert sorted(c.run_id for c in claims) == ["b", "c"]  # the free slot, then e's
+    assert store.holding_run_ids() == {"d", "c", "b"}
+    store.release("b", attempt=1)
+    lose_all_but_claim()
+    claims = store.enqueue_and_claim(
+        [Entry("f", "q", NOW + 60, attempt=1)], NOW, max_count=5, lease_seconds=LEASE
+    )
+    assert [c.run_id for c in claims] == ["a"]
+    assert store.holding_run_ids() == {"d", "c", "a"}
+    assert store.queued_run_ids() == {"f"}
+
+
 def test_next_ready_at_is_the_next_future_score(store):
     assert store.next_ready_at() is None
     soon = time.time() + 30

@@ -159,10 +159,6 @@ class RedisStore(CoordinationStore):
             ("enqueue", _entry_args(entries)),
             ("claim", _claim_args(now, max_count, lease_seconds, queue)),
         )
-        if flat is None:  # scripts not loaded yet: the plain calls load them
-            return super().enqueue_and_claim(
-                entries, now, max_count=max_count, lease_seconds=lease_seconds, queue=queue
-            )
         return self._claims(flat, now, lease_seconds)
 
     def release_and_claim(
@@ -179,23 +175,40 @@ class RedisStore(CoordinationStore):
             ("release", [run_id, str(attempt or 0)]),
             ("claim", _claim_args(now, max_count, lease_seconds, queue)),
         )
-        if flat is None:
-            return super().release_and_claim(
-                run_id, attempt, now, max_count=max_count, lease_seconds=lease_seconds, queue=queue
-            )
         return self._claims(flat, now, lease_seconds)
 
     def _pipelined(self, *calls: tuple[str, Sequence[str]]) -> Any:
-        """Run scripts back to back in one round trip; the last one's reply, or None when
-        Redis does not have them cached (a new or restarted server)."""
+        """Run scripts back to back in one round trip and return the last one's reply.
+
+        A script Redis does not have cached yet (a new or restarted server) fails alone
+        while the others run: it is loaded and run again on its own. If an earlier one
+        was missing, the last (a claim) runs once more after it, so what the earlier
+        one freed or enqueued can start now; both claims' replies are returned.
+        """
         pipe = self.client.pipeline(transaction=False)
         for name, args in calls:
             pipe.evalsha(self._scripts[name].sha, 0, self.p, *args)
-        try:
-            replies = pipe.execute()
-        except redis_lib.exceptions.NoScriptError:
-            return None
-        return replies[-1]
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(
+                reply, redis_lib.exceptions.NoScriptError
+            ):
+                raise reply
+        missing = [
+            i for i, r in enumerate(replies) if isinstance(r, redis_lib.exceptions.NoScriptError)
+        ]
+        if not missing:
+            return replies[-1]
+        for i in missing:
+            replies[i] = self._run(calls[i][0], *calls[i][1])
+        last = len(calls) - 1
+        if last in missing:  # it ran again after every other: its reply is whole
+            return replies[last]
+        first = list(replies[last])
+        if first[:1] == ["!unconfigured"]:
+            return first
+        again = list(self._run(calls[last][0], *calls[last][1]))
+        return first if again[:1] == ["!unconfigured"] else first + again
 
     def _claims(self, flat: Any, now: float | None, lease_seconds: float) -> list[Claim]:
         # With now=None the script read Redis's clock: the claims carry this process's
