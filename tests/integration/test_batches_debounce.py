@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from celery import current_app
 from django.db import connection
 from django.test import override_settings
 
@@ -124,6 +125,55 @@ def test_batch_of_1000_uses_a_constant_number_of_queries(live, django_assert_max
         handle = tasks.batch_trigger("not-deployed-yet", items)
     assert len(handle.runs) == 1000
     assert Run.objects.filter(batch_id=handle.id).count() == 1000
+
+
+def test_a_batch_without_item_options_writes_the_rows_the_one_by_one_path_writes(live):
+    """Items without options of their own share a template row (COPY on PostgreSQL);
+    an item with options goes the per-item way. Both must write the same columns."""
+    shared = {"tags": ["t"], "metadata": {"m": 1}, "max_attempts": 2, "priority": 5}
+    handle = tasks.batch_trigger(
+        "not-deployed-yet",
+        [
+            {"payload": {"i": 0, "text": "é\t\\n"}},
+            {"payload": None},
+            {"payload": {"i": 2}, "options": {"concurrency_key": None}},
+        ],
+        **shared,
+    )
+    rows = list(Run.objects.filter(batch_id=handle.id).order_by("batch_index").values())
+    assert [r["id"] for r in rows] == [h.id for h in handle.runs]
+    assert [r["payload"] for r in rows] == [{"i": 0, "text": "é\t\\n"}, None, {"i": 2}]
+    varying = {"id", "payload", "batch_index", "created_at", "updated_at", "queued_at"}
+    by_template, one_by_one = rows[1], rows[2]
+    assert {k: v for k, v in by_template.items() if k not in varying} == {
+        k: v for k, v in one_by_one.items() if k not in varying
+    }
+    assert by_template["status"] == "PENDING_VERSION" and by_template["tags"] == ["t"]
+
+
+def test_a_large_batch_is_sent_by_a_worker_not_by_its_caller(own):
+    """The caller claims and sends the first few runs; one message asks a worker to send
+    the rest. With that message lost, the pump sends them."""
+    from trigger_celery.engine.dispatch import FAN_OUT_INLINE
+
+    handle = tasks.batch_trigger("quiet", [{"payload": {"i": i}} for i in range(40)])
+    ids = [h.id for h in handle.runs]
+    statuses = list(Run.objects.filter(id__in=ids).values_list("status", flat=True))
+    assert statuses.count("DEQUEUED") == FAN_OUT_INLINE  # sent by the caller
+    assert statuses.count("QUEUED") == 40 - FAN_OUT_INLINE  # left to a worker
+    own.worker()  # no beat: the fan-out message, and each run's end, send the rest
+    for h in handle.runs:
+        assert finished(h).status == "COMPLETED"
+    own.stop()
+
+    lost = tasks.batch_trigger("quiet", [{"payload": {"i": i}} for i in range(40)])
+    purged = current_app.control.purge()
+    assert purged == FAN_OUT_INLINE + 1  # the first sends and the fan-out message
+    assert Run.objects.filter(batch_id=lost.id, status="QUEUED").count() == 40 - FAN_OUT_INLINE
+    own.worker()
+    own.beat()  # the pump claims what is ready; the purged DEQUEUED ones come back by lease
+    for h in lost.runs[FAN_OUT_INLINE:]:
+        assert finished(h).status == "COMPLETED"
 
 
 def test_batch_over_1000_items_is_refused_and_creates_nothing(live):

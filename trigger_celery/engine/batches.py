@@ -22,9 +22,11 @@ from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options
+from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import write_transaction
-from trigger_celery.engine import dispatch
+from trigger_celery.engine import dispatch, run_rows
+from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
 from trigger_celery.models import Batch, Run
@@ -77,21 +79,41 @@ def create_batch(
     scope = optional_scope()
     plain: list[tuple[int, Run]] = []
     special: list[tuple[int, str, TaskDefinition | None, Any, Mapping[str, Any]]] = []
+    # Items with no options of their own share the batch's: one template run per task,
+    # and only id and payload made per item (``run_rows``).
+    shared_opts = parse_trigger_options(batch_options)
+    shared_is_special = shared_opts.idempotency_key is not None or shared_opts.debounce is not None
+    siblings: dict[str, run_rows.SiblingRuns] = {}
     count = 0
     for count, (task_id, definition, validate, payload, options) in enumerate(items, start=1):
         if count > MAX_BATCH_ITEMS:
             raise ValueError(f"a batch takes at most {MAX_BATCH_ITEMS} items; this one has more")
-        merged = {**batch_options, **options}
-        opts = parse_trigger_options(merged)
         if validate and definition is not None:
             definition.parse_payload(payload)
+        if not options and not shared_is_special:
+            group = siblings.get(task_id)
+            if group is None:
+                template = build_run(task_id, None, shared_opts, definition)
+                template.batch_id = batch_id
+                group = siblings[task_id] = run_rows.SiblingRuns(template)
+            run_id = new_id("run")
+            inline, ref = store_payload(
+                run_id,
+                "payload",
+                to_jsonable(payload, what="payload"),
+                limit=settings.PAYLOAD_MAX_SIZE,
+            )
+            group.rows.append((run_id, inline, ref, count - 1))
+            continue
+        merged = {**batch_options, **options}
+        opts = parse_trigger_options(merged)
         if opts.idempotency_key is not None or opts.debounce is not None:
             special.append((count - 1, task_id, definition, payload, merged))
             continue
         run = build_run(task_id, payload, opts, definition)
         run.batch_index = count - 1
         plain.append((count - 1, run))
-    task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special}
+    task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special} | set(siblings)
     with write_transaction():
         Batch.objects.get_or_create(
             id=batch_id,
@@ -105,18 +127,30 @@ def create_batch(
         for _, run in plain:
             run.batch_id = batch_id
         Run.objects.bulk_create([r for _, r in plain], batch_size=500)
+        for group in siblings.values():
+            run_rows.insert(group)
     handles: dict[int, RunHandle] = {i: RunHandle(r.id, r.task_identifier) for i, r in plain}
+    for task_id, group in siblings.items():
+        handles.update((row[3], RunHandle(row[0], task_id)) for row in group.rows)
     queued = [r for _, r in plain if r.status == RunStatus.QUEUED]
     if queued:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch(queued))
-    for _, run in plain:
-        transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
+    for group in siblings.values():
+        if group.template.status == RunStatus.QUEUED:
+            transaction.on_commit(partial(dispatch.after_commit_fan_out, group.entries()))
+    created = [run.id for _, run in plain] + [i for g in siblings.values() for i in g.ids]
+    transaction.on_commit(partial(_publish_triggered, created))
     for index, task_id, _definition, payload, options in special:
         handle = trigger_task(
             task_id, payload, options, {}, definition=None, batch=(batch_id, index)
         )
         handles[index] = handle
     return BatchHandle(batch_id, [handles[i] for i in sorted(handles)])
+
+
+def _publish_triggered(run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        run_events.publish(run_id, run_events.TRIGGERED)
 
 
 def trigger_batch_of_task(

@@ -24,6 +24,9 @@ from trigger_celery.models import Run
 log = logging.getLogger("trigger_celery.dispatch")
 
 EXECUTE_RUN = "trigger_celery.execute_run"
+DISPATCH_QUEUE = "trigger_celery.dispatch_queue"
+# A batch's first runs are claimed and sent by its caller; a worker sends the rest.
+FAN_OUT_INLINE = 10
 
 
 def dispatch_ready(
@@ -32,11 +35,13 @@ def dispatch_ready(
     max_count: int = 200,
     entries: list[Entry] | None = None,
     release: tuple[str, int | None] | None = None,
+    rounds: int | None = None,
 ) -> int:
     """Claim slots for ready runs and send them to Celery; returns how many were sent.
 
     ``entries`` are enqueued, or ``release`` (run id, attempt) is released, in the same
-    round trip as the first claim.
+    round trip as the first claim. Claims go on, ``max_count`` at a time, until fewer
+    come back or ``rounds`` claims were made.
     """
     settings = get_settings()
     store = get_store()
@@ -84,7 +89,9 @@ def dispatch_ready(
         for run_id, attempt_count, machine, region in rows:
             send_to_celery(run_id, attempt_count + 1, machine, region)
         sent += len(rows)
-        if len(claims) < max_count:
+        if rounds is not None:
+            rounds -= 1
+        if len(claims) < max_count or rounds == 0:
             return sent
 
 
@@ -128,6 +135,27 @@ def release_and_dispatch(
         dispatch_ready(queue, release=(run_id, attempt))
     except Exception:
         log.exception("could not release the slot of run %s; its lease will expire", run_id)
+
+
+def after_commit_fan_out(entries: list[Entry]) -> None:
+    """Enqueue many committed runs of one queue (a batch) and start the first few here;
+    if more may start, a worker claims and sends the rest (``DISPATCH_QUEUE``), so the
+    caller does not send one message per run. The pump does the same if that message is
+    lost."""
+    if not entries:
+        return
+    queue = entries[0].queue
+    try:
+        started = dispatch_ready(queue, entries=entries, max_count=FAN_OUT_INLINE, rounds=1)
+        if started >= FAN_OUT_INLINE:
+            current_app.send_task(
+                DISPATCH_QUEUE,
+                kwargs={"queue": queue},
+                serializer="json",
+                queue=get_settings().CELERY_QUEUE,
+            )
+    except Exception:
+        log.exception("could not enqueue %d run(s) now; the reconciler will", len(entries))
 
 
 def after_commit_dispatch(runs: list[Run]) -> None:

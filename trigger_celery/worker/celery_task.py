@@ -1,8 +1,12 @@
-"""The one Celery task trigger_celery sends: ``execute_run(run_id, attempt)``.
+"""The Celery tasks trigger_celery sends, by name, from the engine.
 
-The message never carries the payload: the run row is the source of truth, and the
-attempt number fences out stale or redelivered messages. The engine sends it by name
-(``trigger_celery.execute_run``).
+``execute_run(run_id, attempt)``: one attempt of a run. The message never carries the
+payload: the run row is the source of truth, and the attempt number fences out stale or
+redelivered messages.
+
+``dispatch_queue(queue)``: claim slots for a queue's ready runs and send them, so a
+batch's caller sends one message instead of one per run. Losing it delays nothing for
+long: the pump dispatches the same runs on its next pass.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from celery import shared_task
 
+from trigger_celery.engine import dispatch
 from trigger_celery.worker.attempt import execute
 
 
@@ -24,3 +29,8 @@ from trigger_celery.worker.attempt import execute
 )
 def execute_run(self: Any, run_id: str, attempt: int) -> str:
     return execute(run_id, attempt, worker=self.request.hostname or None)
+
+
+@shared_task(name=dispatch.DISPATCH_QUEUE, ignore_result=True, serializer="json")
+def dispatch_queue(queue: str) -> int:
+    return dispatch.dispatch_ready(queue)
