@@ -6,7 +6,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -256,31 +255,22 @@ def test_queue_override_is_stored_shown_and_reset(admin_client):
     assert admin_client.post(reverse(action, args=["no-such-q", "pause"])).status_code == 404
 
 
-def _staff(*codenames: str) -> Client:
-    user = User.objects.create_user(f"a{User.objects.count()}", password="x", is_staff=True)
-    for codename in ("view_run", *codenames):
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def test_admin_cancel_and_replay_actions_need_their_permissions():
+def test_admin_cancel_and_replay_actions_need_their_permissions(logged_in_client):
     queued = make_run("run_adm_q", "QUEUED")
     changelist = reverse("admin:trigger_celery_run_changelist")
     data = {"action": "cancel_runs", "_selected_action": [queued.id]}
-    viewer = _staff()
+    viewer = logged_in_client("view_run")
     viewer.post(changelist, data)
     assert Run.objects.get(id=queued.id).status == "QUEUED"
     assert "cancel_runs" not in viewer.get(changelist).content.decode()
-    canceler = _staff("cancel_run")
+    canceler = logged_in_client("view_run", "cancel_run")
     assert "cancel_runs" in canceler.get(changelist).content.decode()
     canceler.post(changelist, data)
     assert Run.objects.get(id=queued.id).status == "CANCELED"
     replay = {"action": "replay_runs", "_selected_action": [queued.id]}
     canceler.post(changelist, replay)
     assert not Run.objects.filter(replayed_from_id=queued.id).exists()
-    _staff("replay_run").post(changelist, replay)
+    logged_in_client("view_run", "replay_run").post(changelist, replay)
     assert Run.objects.filter(replayed_from_id=queued.id).count() == 1
 
 
