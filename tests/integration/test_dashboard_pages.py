@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from trigger_celery import runs
+from trigger_celery.core.ids import ID_CLOCK_SLACK, new_id
 from trigger_celery.models import Run
 from trigger_celery.views.tasks import percentile
 
@@ -51,10 +53,42 @@ def test_list_filters_like_runs_list(admin_client):
     assert ids_in(admin_client, "task=greet") == ["run_f3"]
     assert ids_in(admin_client, "q=key-123") == ["run_f3"]
     assert ids_in(admin_client, "q=run_f4") == ["run_f4"]
-    Run.objects.filter(id="run_f1").update(created_at=timezone.now() - timedelta(days=3))
+    # A run's id begins with its creation time, as new_id makes it.
+    three_days_ago = timezone.now() - timedelta(days=3)
+    old = make_run(new_id("run", at=three_days_ago), tags=["vip"])
+    Run.objects.filter(id=old.id).update(created_at=three_days_ago)
     day = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d")
-    assert "run_f1" not in ids_in(admin_client, f"created_from={day}")
-    assert ids_in(admin_client, f"created_to={day}") == ["run_f1"]
+    assert old.id not in ids_in(admin_client, f"created_from={day}")
+    assert ids_in(admin_client, f"created_to={day}") == [old.id]
+
+
+def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_off(
+    admin_client,
+):
+    start = timezone.now().replace(microsecond=0) - timedelta(days=5)
+    end = start + timedelta(days=1)
+    second = timedelta(seconds=1)
+    slack = ID_CLOCK_SLACK - second  # how far off an id's time may be and still be found
+
+    def run_at(id_time, created_at) -> str:
+        run = make_run(new_id("run", at=id_time))
+        Run.objects.filter(id=run.id).update(created_at=created_at)
+        return run.id
+
+    # The id made before the row was saved; made after the clock stepped back.
+    saved_late = run_at(start - slack, start)
+    clock_back = run_at(end + slack, end - second)
+    inside = run_at(start + timedelta(hours=1), start + timedelta(hours=1))
+    # Created outside the range, whatever its id says.
+    run_at(start + second, start - second)
+    run_at(end - second, end)
+    run_at(start - slack, start - slack)
+    run_at(end + slack, end + slack)
+    found = [clock_back, inside, saved_late]
+    assert sorted(found, reverse=True) == found  # newest id first, like every page
+    query = f"created_from={start.isoformat()}&created_to={end.isoformat()}".replace("+", "%2B")
+    assert ids_in(admin_client, query) == found
+    assert [r.id for r in runs.list(from_=start, to=end, limit=100).data] == found
 
 
 def test_a_bad_filter_value_is_named_and_matches_nothing(admin_client):
