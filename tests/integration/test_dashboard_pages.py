@@ -6,7 +6,10 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.utils import quote
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -321,6 +324,28 @@ def test_admin_run_list_counts_at_most_the_cap_and_has_no_date_hierarchy(admin_c
         reverse("admin:trigger_celery_run_changelist") + "?task=hello-world&status__exact=COMPLETED"
     )
     assert page.status_code == 200 and "run_cap_6" in page.content.decode()
+
+
+def test_admin_run_list_loads_only_its_columns_and_links_each_run(admin_client):
+    changelist = reverse("admin:trigger_celery_run_changelist") + "?status__exact=COMPLETED"
+    for i in range(3):
+        make_run(f"run_row_{i}", payload={"big": "x" * 1000}, metadata={"m": 1})
+    with CaptureQueriesContext(connection) as few:
+        page = admin_client.get(changelist).content.decode()
+    for i in range(3, 30):
+        make_run(f"run_row_{i}", payload={"big": "x" * 1000}, metadata={"m": 1})
+    with CaptureQueriesContext(connection) as many:
+        assert "run_row_29" in admin_client.get(changelist).content.decode()
+    assert len(many) == len(few)  # no query per row
+    for column in ("payload", "output", "metadata", "error", "options"):
+        assert not any(f'"trigger_celery_run"."{column}"' in q["sql"] for q in many), column
+    change = reverse("admin:trigger_celery_run_change", args=[quote("run_row_2")])
+    assert f'<a href="{change}?_changelist_filters=status__exact%3DCOMPLETED">run_row_2</a>' in page
+    assert 'name="_selected_action" value="run_row_2" class="action-select"' in page
+    assert (
+        "?o=-1&amp;status__exact=COMPLETED"
+        in admin_client.get(changelist + "&o=1").content.decode()
+    )
 
 
 def test_bulk_confirmation_states_the_count(admin_client):
