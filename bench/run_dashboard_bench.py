@@ -204,6 +204,78 @@ def measure(client, url: str, repeat: int) -> tuple[float, int, float, str]:
     return statistics.median(times), len(queries), float(slowest["time"]) * 1000, slowest["sql"]
 
 
+# The write cost of the GIN index on tags (migration 0007): a run's life as single
+# committed statements (trigger, start, finish), and a batch of 500 triggered at once.
+WRITE_COLUMNS = """trigger_celery_run (id, task_identifier, status, environment, payload,
+    payload_ref, output_ref, options, queue, priority, machine, region, tags, metadata,
+    max_attempts, attempt_count, step_count, depth, resume_parent_on_completion, created_at,
+    updated_at, queued_at, execution_ms, trace_context)"""
+WRITE_VALUES = """'report-1', 'QUEUED', 'PRODUCTION', '{"n": 1}', '', '', '{}', 'report-1', 0, '', '',
+    %s::jsonb, '{}', 3, 0, 0, 0, false, now(), now(), now(), 0, '{}'"""
+TAGS_INDEX = "CREATE INDEX tc_run_tags ON trigger_celery_run USING gin (tags jsonb_path_ops)"
+
+
+def tags_index_cost(runs: int = 3000, batches: int = 40, rounds: int = 3) -> None:
+    from django.db import connection
+
+    def lives(cursor, prefix: str) -> float:
+        started = time.perf_counter()
+        for i in range(runs):
+            run_id, tags = f"{prefix}{i:08d}", f'["tenant-{i % 1000}", "write-bench"]'
+            cursor.execute(
+                f"INSERT INTO {WRITE_COLUMNS} VALUES (%s, {WRITE_VALUES})", [run_id, tags]
+            )
+            cursor.execute(
+                "UPDATE trigger_celery_run SET status = 'EXECUTING', started_at = now(),"
+                " attempt_count = 1 WHERE id = %s",
+                [run_id],
+            )
+            cursor.execute(
+                "UPDATE trigger_celery_run SET status = 'COMPLETED', finished_at = now(),"
+                """ output = '{"ok": true}' WHERE id = %s""",
+                [run_id],
+            )
+        return (time.perf_counter() - started) / runs * 1000
+
+    def batch(cursor, prefix: str) -> float:
+        started = time.perf_counter()
+        for b in range(batches):
+            cursor.execute(
+                f"INSERT INTO {WRITE_COLUMNS} SELECT %s || lpad(g::text, 8, '0'), {WRITE_VALUES}"
+                " FROM generate_series(1, 500) AS g",
+                [f"{prefix}{b:04d}_", '["tenant-1", "write-bench"]'],
+            )
+        return (time.perf_counter() - started) / batches * 1000
+
+    found: dict[str, list[float]] = {}
+    with connection.cursor() as cursor:
+        for r in range(rounds):
+            for indexed in (True, False):
+                if not indexed:
+                    cursor.execute("DROP INDEX tc_run_tags")
+                label = "with" if indexed else "without"
+                found.setdefault(f"run life, {label} GIN", []).append(
+                    lives(cursor, f"run_~{r}{label}")
+                )
+                found.setdefault(f"batch of 500, {label} GIN", []).append(
+                    batch(cursor, f"run_~b{r}{label}")
+                )
+                if indexed:
+                    # GIN defers new entries to a pending list (fastupdate); merging
+                    # them into the index is paid later, by vacuum or a full list.
+                    started = time.perf_counter()
+                    cursor.execute("SELECT gin_clean_pending_list('tc_run_tags')")
+                    found.setdefault("GIN pending list merge, per run written", []).append(
+                        (time.perf_counter() - started) / (runs + batches * 500) * 1000
+                    )
+                else:
+                    cursor.execute(TAGS_INDEX)
+        cursor.execute("DELETE FROM trigger_celery_run WHERE starts_with(id, %s)", ["run_~"])
+        cursor.execute("VACUUM ANALYZE trigger_celery_run")
+    for name, values in sorted(found.items()):
+        print(f"{name}: ms, median of {rounds}: {statistics.median(values):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -212,6 +284,11 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="print the slowest query in full")
     parser.add_argument(
         "--only", metavar="TEXT", help="time only the pages whose name contains TEXT"
+    )
+    parser.add_argument(
+        "--tags-index-cost",
+        action="store_true",
+        help="measure the write cost of the GIN index on tags instead of timing pages",
     )
     args = parser.parse_args()
     ensure_database()
@@ -222,6 +299,9 @@ def main() -> None:
     django.setup()
     call_command("migrate", verbosity=0)
     fill(args.rows, args.refill)
+    if args.tags_index_cost:
+        tags_index_cost()
+        return
 
     from django.contrib.auth import get_user_model
     from django.test import Client
