@@ -58,13 +58,11 @@ class RunQuerySet(models.QuerySet["Run"]):
         A run's id begins with its creation time (core/ids.py), so the range also bounds
         the primary key (widened by ID_CLOCK_SLACK): a newest-first page of a day long
         ago scans that day's ids, not every id after it."""
-        qs = self
+        qs, slack = self, ID_CLOCK_SLACK
         if start is not None:
-            qs = qs.filter(
-                created_at__gte=start, id__gte=first_id_at("run", start - ID_CLOCK_SLACK)
-            )
+            qs = qs.filter(created_at__gte=start, id__gte=first_id_at("run", start - slack))
         if end is not None:
-            qs = qs.filter(created_at__lt=end, id__lte=last_id_at("run", end + ID_CLOCK_SLACK))
+            qs = qs.filter(created_at__lt=end, id__lte=last_id_at("run", end + slack))
         return qs
 
 
