@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, models
 from django.db.models import Q
 
+from trigger_celery.core.ids import ID_CLOCK_SLACK, first_id_at, last_id_at
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
 
 RUN_STATUS_CHOICES = [(s.value, s.value.replace("_", " ").title()) for s in RunStatus]
@@ -49,6 +51,19 @@ class RunQuerySet(models.QuerySet["Run"]):
             where=[f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = %s)"],
             params=[tag],
         )
+
+    def created_between(self, start: datetime | None, end: datetime | None) -> RunQuerySet:
+        """Runs created in ``[start, end)``: ``runs.list(from_=, to=)`` and the dashboard.
+
+        A run's id begins with its creation time (core/ids.py), so the range also bounds
+        the primary key (widened by ID_CLOCK_SLACK): a newest-first page of a day long
+        ago scans that day's ids, not every id after it."""
+        qs, slack = self, ID_CLOCK_SLACK
+        if start is not None:
+            qs = qs.filter(created_at__gte=start, id__gte=first_id_at("run", start - slack))
+        if end is not None:
+            qs = qs.filter(created_at__lt=end, id__lte=last_id_at("run", end + slack))
+        return qs
 
 
 class Run(models.Model):

@@ -13,7 +13,8 @@ RUN_INDEX_USES = {
     "tc_run_task": "runs.list(task=) and the dashboard's task filter, newest first; "
     "promoting PENDING_VERSION runs of the tasks a worker knows",
     "tc_run_schedule": "runs.list(schedule=) and a schedule's runs, newest first",
-    "tc_run_created": "runs.list(created_from/created_to) and the admin's date filters",
+    "tc_run_created": "the tasks page's last 24 hours, the admin's date filters; date "
+    "ranges of runs.list and the dashboard when the planner prefers it to their id bounds",
     "tc_run_batch": "the runs of a batch in item order: batch results, BATCH waitpoints",
     "tc_run_parent": "a run's children: waits on child runs, the run tree",
     "tc_run_root": "a run's descendants; SET NULL when a root run is deleted",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.test import Client
 
 from tests.integration.harness import Process, start_beat, start_worker
 
@@ -86,6 +87,38 @@ def live(services: Services, transactional_db) -> Services:
         services.start()
     services.check_alive()
     return services
+
+
+_user_count = itertools.count(1)
+
+
+@pytest.fixture
+def logged_in_client() -> Callable[..., Client]:
+    """Make a test client logged in as a new user, for the dashboard and admin tests.
+
+    Staff holding exactly the permissions named by codename, by default;
+    ``superuser=True`` holds them all, ``staff=False`` is a plain user. With ``csrf=True``
+    the CSRF token is checked (Django's test client skips the check otherwise).
+
+    >>> viewer = logged_in_client("view_run")
+    """
+    from django.contrib.auth.models import Permission, User
+
+    def make(
+        *codenames: str, staff: bool = True, superuser: bool = False, csrf: bool = False
+    ) -> Client:
+        name = f"user{next(_user_count)}"
+        if superuser:
+            user = User.objects.create_superuser(name, password="x")
+        else:
+            user = User.objects.create_user(name, password="x", is_staff=staff)
+            for codename in codenames:
+                user.user_permissions.add(Permission.objects.get(codename=codename))
+        client = Client(enforce_csrf_checks=csrf)
+        client.force_login(user)
+        return client
+
+    return make
 
 
 _own_count = itertools.count(1)  # one name per process of the session: logs never mix

@@ -6,12 +6,16 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.admin.utils import quote
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from trigger_celery import runs
+from trigger_celery.core.ids import ID_CLOCK_SLACK, new_id
 from trigger_celery.models import Run
 from trigger_celery.views.tasks import percentile
 
@@ -52,10 +56,42 @@ def test_list_filters_like_runs_list(admin_client):
     assert ids_in(admin_client, "task=greet") == ["run_f3"]
     assert ids_in(admin_client, "q=key-123") == ["run_f3"]
     assert ids_in(admin_client, "q=run_f4") == ["run_f4"]
-    Run.objects.filter(id="run_f1").update(created_at=timezone.now() - timedelta(days=3))
+    # A run's id begins with its creation time, as new_id makes it.
+    three_days_ago = timezone.now() - timedelta(days=3)
+    old = make_run(new_id("run", at=three_days_ago), tags=["vip"])
+    Run.objects.filter(id=old.id).update(created_at=three_days_ago)
     day = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d")
-    assert "run_f1" not in ids_in(admin_client, f"created_from={day}")
-    assert ids_in(admin_client, f"created_to={day}") == ["run_f1"]
+    assert old.id not in ids_in(admin_client, f"created_from={day}")
+    assert ids_in(admin_client, f"created_to={day}") == [old.id]
+
+
+def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_off(
+    admin_client,
+):
+    start = timezone.now().replace(microsecond=0) - timedelta(days=5)
+    end = start + timedelta(days=1)
+    second = timedelta(seconds=1)
+    slack = ID_CLOCK_SLACK - second  # how far off an id's time may be and still be found
+
+    def run_at(id_time, created_at) -> str:
+        run = make_run(new_id("run", at=id_time))
+        Run.objects.filter(id=run.id).update(created_at=created_at)
+        return run.id
+
+    # The id made before the row was saved; made after the clock stepped back.
+    saved_late = run_at(start - slack, start)
+    clock_back = run_at(end + slack, end - second)
+    inside = run_at(start + timedelta(hours=1), start + timedelta(hours=1))
+    # Created outside the range, whatever its id says.
+    run_at(start + second, start - second)
+    run_at(end - second, end)
+    run_at(start - slack, start - slack)
+    run_at(end + slack, end + slack)
+    found = [clock_back, inside, saved_late]
+    assert sorted(found, reverse=True) == found  # newest id first, like every page
+    query = f"created_from={start.isoformat()}&created_to={end.isoformat()}".replace("+", "%2B")
+    assert ids_in(admin_client, query) == found
+    assert [r.id for r in runs.list(from_=start, to=end, limit=100).data] == found
 
 
 def test_a_bad_filter_value_is_named_and_matches_nothing(admin_client):
@@ -256,31 +292,22 @@ def test_queue_override_is_stored_shown_and_reset(admin_client):
     assert admin_client.post(reverse(action, args=["no-such-q", "pause"])).status_code == 404
 
 
-def _staff(*codenames: str) -> Client:
-    user = User.objects.create_user(f"a{User.objects.count()}", password="x", is_staff=True)
-    for codename in ("view_run", *codenames):
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def test_admin_cancel_and_replay_actions_need_their_permissions():
+def test_admin_cancel_and_replay_actions_need_their_permissions(logged_in_client):
     queued = make_run("run_adm_q", "QUEUED")
     changelist = reverse("admin:trigger_celery_run_changelist")
     data = {"action": "cancel_runs", "_selected_action": [queued.id]}
-    viewer = _staff()
+    viewer = logged_in_client("view_run")
     viewer.post(changelist, data)
     assert Run.objects.get(id=queued.id).status == "QUEUED"
     assert "cancel_runs" not in viewer.get(changelist).content.decode()
-    canceler = _staff("cancel_run")
+    canceler = logged_in_client("view_run", "cancel_run")
     assert "cancel_runs" in canceler.get(changelist).content.decode()
     canceler.post(changelist, data)
     assert Run.objects.get(id=queued.id).status == "CANCELED"
     replay = {"action": "replay_runs", "_selected_action": [queued.id]}
     canceler.post(changelist, replay)
     assert not Run.objects.filter(replayed_from_id=queued.id).exists()
-    _staff("replay_run").post(changelist, replay)
+    logged_in_client("view_run", "replay_run").post(changelist, replay)
     assert Run.objects.filter(replayed_from_id=queued.id).count() == 1
 
 
@@ -297,6 +324,28 @@ def test_admin_run_list_counts_at_most_the_cap_and_has_no_date_hierarchy(admin_c
         reverse("admin:trigger_celery_run_changelist") + "?task=hello-world&status__exact=COMPLETED"
     )
     assert page.status_code == 200 and "run_cap_6" in page.content.decode()
+
+
+def test_admin_run_list_loads_only_its_columns_and_links_each_run(admin_client):
+    changelist = reverse("admin:trigger_celery_run_changelist") + "?status__exact=COMPLETED"
+    for i in range(3):
+        make_run(f"run_row_{i}", payload={"big": "x" * 1000}, metadata={"m": 1})
+    with CaptureQueriesContext(connection) as few:
+        page = admin_client.get(changelist).content.decode()
+    for i in range(3, 30):
+        make_run(f"run_row_{i}", payload={"big": "x" * 1000}, metadata={"m": 1})
+    with CaptureQueriesContext(connection) as many:
+        assert "run_row_29" in admin_client.get(changelist).content.decode()
+    assert len(many) == len(few)  # no query per row
+    for column in ("payload", "output", "metadata", "error", "options"):
+        assert not any(f'"trigger_celery_run"."{column}"' in q["sql"] for q in many), column
+    change = reverse("admin:trigger_celery_run_change", args=[quote("run_row_2")])
+    assert f'<a href="{change}?_changelist_filters=status__exact%3DCOMPLETED">run_row_2</a>' in page
+    assert 'name="_selected_action" value="run_row_2" class="action-select"' in page
+    assert (
+        "?o=-1&amp;status__exact=COMPLETED"
+        in admin_client.get(changelist + "&o=1").content.decode()
+    )
 
 
 def test_bulk_confirmation_states_the_count(admin_client):

@@ -7,7 +7,6 @@ changes nothing, and every answer (redirects and refusals too) carries the CSP h
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
@@ -34,21 +33,20 @@ def make_run(run_id: str, status: str = "QUEUED", **fields) -> Run:
     return Run.objects.create(id=run_id, **defaults)
 
 
-def client_for(kind: str, *, csrf: bool = False) -> Client:
-    client = Client(enforce_csrf_checks=csrf)
-    if kind == "anonymous":
-        return client
-    if kind == "superuser":
-        user = User.objects.create_superuser(f"{kind}{User.objects.count()}", password="x")
-    else:
-        user = User.objects.create_user(
-            f"{kind}{User.objects.count()}", password="x", is_staff=kind != "non_staff"
-        )
+@pytest.fixture
+def client_for(logged_in_client):
+    """A client for one kind of user of USERS."""
+
+    def make(kind: str, *, csrf: bool = False) -> Client:
+        if kind == "anonymous":
+            return Client(enforce_csrf_checks=csrf)
+        if kind == "superuser":
+            return logged_in_client(superuser=True, csrf=csrf)
         if kind == "viewer":
-            for codename in VIEW_PERMS:
-                user.user_permissions.add(Permission.objects.get(codename=codename))
-    client.force_login(user)
-    return client
+            return logged_in_client(*VIEW_PERMS, csrf=csrf)
+        return logged_in_client(staff=kind != "non_staff", csrf=csrf)
+
+    return make
 
 
 def pages() -> list[tuple[str, str]]:
@@ -84,7 +82,7 @@ VIEWER_GET = {
 
 
 @pytest.mark.parametrize("kind", USERS)
-def test_every_page_by_kind_of_user(kind):
+def test_every_page_by_kind_of_user(kind, client_for):
     client = client_for(kind)
     for name, url in pages():
         response = client.get(url)
@@ -155,7 +153,7 @@ def actions() -> list[tuple[str, str, dict, int]]:
 
 
 @pytest.mark.parametrize("kind", USERS)
-def test_every_action_by_kind_of_user(kind):
+def test_every_action_by_kind_of_user(kind, client_for):
     client = client_for(kind)
     for name, url, data, superuser_status in actions():
         before = _state()
@@ -173,7 +171,7 @@ def test_every_action_by_kind_of_user(kind):
             assert "/admin/login/" in response.get("Location", "/admin/login/")
 
 
-def test_actions_refuse_get():
+def test_actions_refuse_get(client_for):
     client = client_for("superuser")
     for name, url, _data, _status in actions():
         if name in ("bulk", "test"):
@@ -190,7 +188,7 @@ def _state() -> tuple:
     )
 
 
-def test_a_post_without_csrf_token_is_refused_and_changes_nothing():
+def test_a_post_without_csrf_token_is_refused_and_changes_nothing(client_for):
     client = client_for("superuser", csrf=True)
     for name, url, data, _status in actions():
         before = _state()
@@ -199,7 +197,7 @@ def test_a_post_without_csrf_token_is_refused_and_changes_nothing():
         assert _state() == before, name
 
 
-def test_viewer_sees_no_action_buttons_but_superuser_does():
+def test_viewer_sees_no_action_buttons_but_superuser_does(client_for):
     run = make_run("run_buttons", status="DELAYED")
     url = reverse("trigger_celery:run-detail", args=[run.id])
     viewer = client_for("viewer").get(url).content.decode()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from django.test import Client
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
@@ -37,15 +36,6 @@ def form_data(**overrides):
     }
     data.update(overrides)
     return data
-
-
-def staff(*codenames: str, csrf: bool = False) -> Client:
-    user = User.objects.create_user(f"u{User.objects.count()}", password="x", is_staff=True)
-    for codename in codenames:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user)
-    return client
 
 
 def test_pages_are_staff_only(client):
@@ -98,9 +88,9 @@ def test_edit_and_actions(admin_client):
     assert not Schedule.objects.filter(id=s.id).exists()
 
 
-def test_permissions_gate_every_change():
+def test_permissions_gate_every_change(logged_in_client):
     s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
-    viewer = staff("view_schedule")
+    viewer = logged_in_client("view_schedule")
     assert viewer.get(LIST).status_code == 200
     page = viewer.get(detail(s.id)).content.decode()
     assert "Deactivate" not in page and "<h2>Edit</h2>" not in page
@@ -112,15 +102,15 @@ def test_permissions_gate_every_change():
     row = Schedule.objects.get(id=s.id)
     assert row.active and row.cron == "0 * * * *"
 
-    changer = staff("view_schedule", "change_schedule")
+    changer = logged_in_client("view_schedule", "change_schedule")
     assert changer.post(action(s.id, "delete")).status_code == 403
     assert changer.post(action(s.id, "deactivate")).status_code == 302
-    assert staff().get(LIST).status_code == 403  # staff without view permission
+    assert logged_in_client().get(LIST).status_code == 403  # staff without view permission
 
 
-def test_actions_need_a_csrf_token():
+def test_actions_need_a_csrf_token(logged_in_client):
     s = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
-    client = staff("view_schedule", "change_schedule", "delete_schedule", csrf=True)
+    client = logged_in_client("view_schedule", "change_schedule", "delete_schedule", csrf=True)
     assert client.post(action(s.id, "deactivate")).status_code == 403
     assert client.post(action(s.id, "delete")).status_code == 403
     assert Schedule.objects.get(id=s.id).active

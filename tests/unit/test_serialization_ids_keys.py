@@ -1,5 +1,5 @@
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from uuid import UUID
@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from trigger_celery.core.idempotency import hash_key
-from trigger_celery.core.ids import id_time, new_id
+from trigger_celery.core.ids import first_id_at, id_time, last_id_at, new_id
 from trigger_celery.core.serialization import dumps, to_jsonable
 from trigger_celery.errors import SerializationError
 
@@ -69,6 +69,17 @@ def test_ids_sort_by_creation_and_carry_their_time():
     assert len(set(ids)) == 500
     assert all(i.startswith("run_") and len(i) == 30 for i in ids)
     assert abs((id_time(ids[0]) - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_an_id_made_at_an_instant_sorts_between_the_first_and_last_ids_of_that_instant():
+    moment = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
+    made = [new_id("run", at=moment) for _ in range(20)]
+    assert all(first_id_at("run", moment) <= m <= last_id_at("run", moment) for m in made)
+    assert {id_time(m) for m in made} == {moment}
+    a_millisecond = timedelta(milliseconds=1)
+    assert last_id_at("run", moment - a_millisecond) < min(made)
+    assert max(made) < first_id_at("run", moment + a_millisecond)
+    assert len(first_id_at("run", moment)) == len(made[0]) == len(last_id_at("run", moment))
 
 
 def test_idempotency_keys_hash_parts_and_scope():

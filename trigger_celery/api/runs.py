@@ -171,10 +171,7 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     if task_identifier:
         ids = [task_identifier] if isinstance(task_identifier, str) else list(task_identifier)
         qs = qs.filter(task_identifier__in=ids)
-    if filters.get("from_") is not None:
-        qs = qs.filter(created_at__gte=filters["from_"])
-    if filters.get("to") is not None:
-        qs = qs.filter(created_at__lt=filters["to"])
+    qs = qs.created_between(filters.get("from_"), filters.get("to"))
     tag = filters.get("tag")
     if tag:
         for t in [tag] if isinstance(tag, str) else list(tag):

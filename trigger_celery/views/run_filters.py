@@ -93,11 +93,7 @@ class RunFilters:
         ):
             if name in v:
                 qs = qs.filter(**{column: v[name]})
-        start, end = _when(v.get("created_from", "")), _when(v.get("created_to", ""))
-        if start is not None:
-            qs = qs.filter(created_at__gte=start)
-        if end is not None:
-            qs = qs.filter(created_at__lt=end)
+        qs = qs.created_between(_when(v.get("created_from", "")), _when(v.get("created_to", "")))
         if "q" in v:
             qs = qs.filter(Q(id=v["q"]) | Q(idempotency_key=v["q"]))
         return qs

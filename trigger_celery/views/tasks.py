@@ -32,47 +32,63 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(rank, len(ordered) - 1)]
 
 
-def last_day(
-    since: Any,
-) -> tuple[dict[str, dict[str, int]], dict[str, tuple[float | None, float | None]]]:
-    recent = Run.objects.filter(created_at__gte=since)
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
+Counts = dict[str, dict[str, int]]
+Durations = dict[str, tuple[float | None, float | None]]
+
+
+def last_day(since: Any) -> tuple[Counts, Durations]:
+    """Runs created since ``since``: counts by task and status, and (p50, p95) seconds
+    from start to finish by task.
+
+    PostgreSQL computes both in one pass over the window (nearest rank, like
+    :func:`percentile`); elsewhere the durations come from a sample of the newest
+    finished runs."""
+    if connection.vendor == "postgresql":
+        return _last_day_in_sql(since)
+    counts: Counts = defaultdict(dict)
     for task, status, n in (
-        recent.order_by()
+        Run.objects.filter(created_at__gte=since)
+        .order_by()
         .values_list("task_identifier", "status")
         .annotate(n=Count("id"))
         .values_list("task_identifier", "status", "n")
     ):
         counts[task][status] = n
-    return counts, durations_by_task(since)
-
-
-def durations_by_task(since: Any) -> dict[str, tuple[float | None, float | None]]:
-    """(p50, p95) seconds from start to finish, per task, of runs created since ``since``.
-
-    PostgreSQL computes them in one aggregate (nearest rank, like :func:`percentile`);
-    elsewhere they come from a sample of the newest finished runs."""
     finished = Run.objects.filter(
         created_at__gte=since, started_at__isnull=False, finished_at__isnull=False
     )
-    if connection.vendor == "postgresql":
-        seconds = "EXTRACT(EPOCH FROM (finished_at - started_at))"
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT task_identifier, percentile_disc(0.5) WITHIN GROUP (ORDER BY {seconds}),"
-                f" percentile_disc(0.95) WITHIN GROUP (ORDER BY {seconds})"
-                f" FROM {connection.ops.quote_name(Run._meta.db_table)}"
-                " WHERE created_at >= %s AND started_at IS NOT NULL AND finished_at IS NOT NULL"
-                " GROUP BY task_identifier",
-                [since],
-            )
-            return {task: (float(p50), float(p95)) for task, p50, p95 in cursor.fetchall()}
     samples: dict[str, list[float]] = defaultdict(list)
     for task, started, ended in finished.values_list(
         "task_identifier", "started_at", "finished_at"
     )[:DURATION_SAMPLE]:
         samples[task].append((ended - started).total_seconds())
-    return {task: (percentile(v, 0.5), percentile(v, 0.95)) for task, v in samples.items()}
+    return counts, {t: (percentile(v, 0.5), percentile(v, 0.95)) for t, v in samples.items()}
+
+
+def _last_day_in_sql(since: Any) -> tuple[Counts, Durations]:
+    # One scan, two groupings: (task, status) rows carry the counts, (task) rows the
+    # percentiles; a run not started or not finished has a NULL duration, which the
+    # percentiles skip.
+    seconds = "EXTRACT(EPOCH FROM (finished_at - started_at))"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT task_identifier, status, GROUPING(status), COUNT(*),"
+            f" percentile_disc(0.5) WITHIN GROUP (ORDER BY {seconds}),"
+            f" percentile_disc(0.95) WITHIN GROUP (ORDER BY {seconds})"
+            f" FROM {connection.ops.quote_name(Run._meta.db_table)}"
+            " WHERE created_at >= %s"
+            " GROUP BY GROUPING SETS ((task_identifier, status), (task_identifier))",
+            [since],
+        )
+        rows = cursor.fetchall()
+    counts: Counts = defaultdict(dict)
+    durations: Durations = {}
+    for task, status, whole_task, n, p50, p95 in rows:
+        if not whole_task:
+            counts[task][status] = n
+        elif p50 is not None:
+            durations[task] = (float(p50), float(p95))
+    return counts, durations
 
 
 @dashboard_view("view_run")
