@@ -122,7 +122,7 @@ TRIGGER_CELERY = {
     "OUTPUT_MAX_SIZE": int(os.environ.get("TC_OUTPUT_MAX_SIZE", str(100 * 1024 * 1024))),
 }
 if os.environ.get("TC_METRICS"):
-    # Processes of the metrics tests count run events (off elsewhere: two queries each).
+    # Processes of the metrics tests count run events (off elsewhere: a query each).
     TRIGGER_CELERY["METRICS"] = {"TOKEN": "metrics-token-for-tests-only"}
 # The broker lives in another Redis database than the coordination store, so a test
 # can flush the store alone (the "Redis lost our state" scenario).

@@ -54,6 +54,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
+from trigger_celery.core import run_events
 from trigger_celery.core.context import Context
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
@@ -147,6 +148,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
+        run_events.subscribe(finished_outside_the_task)  # once per process
         self.problems = _option_problems(self.options)
         self.priority_seconds = (
             1.0 if self.problems else float(self.options.get("PRIORITY_SECONDS", 1))
@@ -365,6 +367,30 @@ def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
     object.__setattr__(done, "_return_value", value)
     task_finished.send(type(backend), task_result=done)
     return value
+
+
+# Final statuses no hook of the task sees: a cancel (web process), an expiry or a crash
+# found by recovery (pump), a time-out (monitor). FAILED has the on_failure hook above.
+_ENDED_OUTSIDE_THE_TASK = frozenset(
+    s.value for s in FINAL_STATUSES - {RunStatus.COMPLETED, RunStatus.FAILED}
+)
+
+
+def finished_outside_the_task(run_id: str, event: str) -> None:
+    """A ``run_events`` listener: Django's ``task_finished`` (FAILED, Django having no
+    canceled status) for a django.tasks run canceled, expired, crashed, timed out or
+    ended by a system failure, sent by the process that committed the change."""
+    if event not in _ENDED_OUTSIDE_THE_TASK:
+        return
+    run = Run.objects.filter(id=run_id).first()
+    try:
+        task = import_string(run.task_identifier) if run is not None else None
+    except ImportError:  # a trigger_celery task id, not a module path
+        return
+    if run is None or not isinstance(task, TriggerCeleryTask):
+        return
+    backend = _backend_of(task)
+    task_finished.send(type(backend), task_result=backend.get_result(run.id))
 
 
 def _finished_after_failure(task: Task, ctx: Context, error: BaseException) -> None:

@@ -308,6 +308,22 @@ def test_stats_count_queued_and_executing_per_key(store):
     assert all(s.paused for s in store.stats("q"))
 
 
+def test_stats_give_each_sub_queue_its_lowest_score(store):
+    store.enqueue(
+        [
+            Entry("a1", "q", NOW - 3, "a"),
+            Entry("a2", "q", NOW - 9, "a"),
+            Entry("later", "q", NOW + 60, "b"),
+        ]
+    )
+    rows = {s.concurrency_key: s for s in store.stats("q")}
+    assert rows["a"].oldest_score == NOW - 9
+    assert rows["b"].oldest_score == NOW + 60
+    assert claim(store) == ["a2", "a1"]  # key a has slots now and no entry left
+    rows = {s.concurrency_key: s for s in store.stats("q")}
+    assert (rows["a"].executing, rows["a"].oldest_score) == (2, None)
+
+
 def test_claim_can_be_restricted_to_one_queue(store):
     store.enqueue([Entry("a", "qa", NOW - 5), Entry("b", "qb", NOW)])
     assert claim(store, queue="qb") == ["b"]

@@ -2,6 +2,8 @@
 worker finds them by importing the module their run's task id names. The queue they
 use is declared in ``tasks.py``, which every process imports at start."""
 
+import os
+import signal
 import time
 
 from django.tasks import task
@@ -53,3 +55,9 @@ def hold_slot(key, seconds):
 @task(priority=10)
 async def async_add(a, b):
     return a + b
+
+
+@task
+def killed():
+    """Its process dies under it, as under the OOM killer: the run ends CRASHED."""
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -201,6 +201,51 @@ def test_task_finished_is_sent_once_after_the_last_retry_fails(live):
     ]
 
 
+def signals_until_finished(result_id: str) -> list[list[str]]:
+    """Django's signals for a run, once task_finished is among them (sent after commit)."""
+    return wait_for(
+        lambda: (
+            (sent := events.values(f"dj-signal:{result_id}")) and sent[-1][0] == "finished" and sent
+        ),
+        what=f"task_finished for {result_id}",
+    )
+
+
+def test_task_finished_is_sent_for_a_run_canceled_here(live):
+    from trigger_celery import queues
+
+    queues.pause("dj-limited")  # nothing starts it meanwhile
+    try:
+        result = jobs.hold_slot.enqueue(uuid.uuid4().hex, 0.01)
+        runs.cancel(result.id)
+    finally:
+        queues.resume("dj-limited")
+    assert signals_until_finished(result.id) == [["enqueued", "READY"], ["finished", "FAILED"]]
+    assert jobs.hold_slot.get_result(result.id).status == TaskResultStatus.FAILED
+
+
+def test_task_finished_is_sent_for_a_run_expired_by_beat(live):
+    from trigger_celery import queues
+
+    queues.pause("dj-limited")
+    try:
+        result = jobs.hold_slot.using(trigger_options={"ttl": "1s"}).enqueue("ttl", 0.01)
+        sent = signals_until_finished(result.id)
+    finally:
+        queues.resume("dj-limited")
+    assert sent == [["enqueued", "READY"], ["finished", "FAILED"]]
+    assert Run.objects.get(id=result.id).status == "EXPIRED"
+
+
+def test_task_finished_is_sent_for_a_run_whose_worker_process_died(live):
+    result = jobs.killed.using(trigger_options={"max_attempts": 1}).enqueue()
+    sent = signals_until_finished(result.id)
+    assert sent == [["enqueued", "READY"], ["started", "RUNNING"], ["finished", "FAILED"]]
+    assert Run.objects.get(id=result.id).status == "CRASHED"
+    finished(result)
+    assert result.errors and result.errors[-1].traceback
+
+
 def test_an_idempotency_key_gives_the_first_enqueues_result(live):
     keyed = jobs.add.using(trigger_options={"idempotency_key": uuid.uuid4().hex})
     first = keyed.enqueue(1, 2)

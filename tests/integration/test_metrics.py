@@ -6,15 +6,20 @@ from __future__ import annotations
 import socket
 import sys
 import urllib.request
+import uuid
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Process, finished, wait_for
-from trigger_celery import runs, tasks
-from trigger_celery.core import run_events
+from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
+from trigger_celery import queues, runs, schedules, tasks
+from trigger_celery.core import clock, run_events
+from trigger_celery.engine.schedules import ScheduleTicker
 from trigger_celery.metrics import recorder
 from trigger_celery.metrics.recorder import metrics_problems
+from trigger_celery.models import Run, Schedule
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +51,15 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 def value(found, metric: str, **labels: str) -> float:
     return found.get((metric, frozenset(labels.items())), 0.0)
+
+
+def scrape(client) -> dict[tuple[str, frozenset], float]:
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    return samples(response.content.decode())
+
+
+OLDEST = "trigger_celery_queue_oldest_age_seconds"
 
 
 def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, client):
@@ -102,6 +116,98 @@ def test_waiting_runs_and_cancels_are_counted(own, counting, client):
     found = scrape()
     assert value(found, "trigger_celery_queue_waiting", queue_name="sleeper") == 0
     assert value(found, "trigger_celery_run_canceled_total", **sleeper) == 1
+
+
+def test_oldest_queued_age_covers_the_known_wait_and_is_zero_for_an_empty_queue(
+    own, counting, client
+):
+    own.worker(env=METRICS_ENV)
+    own.beat(env=METRICS_ENV)
+    queues.pause("shared-1")  # its runs wait, with a worker ready for them
+    try:
+        first = tasks.trigger("shared-a", {"tag": "aged", "seconds": 0.01})
+        queued_at = Run.objects.get(id=first.id).queued_at.timestamp()
+        wait_for(lambda: clock.timestamp() - queued_at >= 1.0, what="the run to wait a second")
+        waited_before = clock.timestamp() - queued_at
+        found = scrape(client)
+        waited_after = clock.timestamp() - queued_at
+        age = value(found, OLDEST, queue_name="shared-1")
+        assert waited_before - 1e-3 <= age <= waited_after + 1e-3
+        assert value(found, "trigger_celery_queue_length", queue_name="shared-1") == 1
+        assert (OLDEST, frozenset({("queue_name", "hello-world")})) in found
+        assert value(found, OLDEST, queue_name="hello-world") == 0
+        # A priority moves a run ahead as if it had waited that many seconds longer:
+        # the gauge follows the queue's own order.
+        ahead = tasks.trigger("shared-b", {"tag": "aged", "seconds": 0.01}, priority=3600)
+        assert value(scrape(client), OLDEST, queue_name="shared-1") >= 3600
+    finally:
+        queues.resume("shared-1")
+    assert finished(first).status == "COMPLETED"
+    assert finished(ahead).status == "COMPLETED"
+    found = scrape(client)
+    assert value(found, "trigger_celery_queue_length", queue_name="shared-1") == 0
+    assert value(found, OLDEST, queue_name="shared-1") == 0
+
+
+def test_a_fired_schedule_is_counted_with_how_late_it_fired(own, counting, client):
+    # No beat runs: the test drives the pump's schedule pass itself, as each beat does.
+    s = schedules.create(task="sched-record", cron="* * * * *", deduplication_key=uuid.uuid4().hex)
+    tick = clock.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+    Schedule.objects.filter(id=s.id).update(next_tick_at=tick)  # a tick it missed
+    late_before = (clock.now() - tick).total_seconds()
+    fired = ScheduleTicker().tick()
+    late_after = (clock.now() - tick).total_seconds()
+    assert [(f.schedule_id, f.run_id is not None) for f in fired] == [(s.id, True)]
+
+    found = scrape(client)
+    name = {"name": "sched-record"}
+    assert value(found, "trigger_celery_schedule_late_seconds_count", **name) == 1
+    late = value(found, "trigger_celery_schedule_late_seconds_sum", **name)
+    assert late_before - 1e-3 <= late <= late_after + 1e-3
+    queue = {"name": "sched-record", "queue_name": Run.objects.get(id=fired[0].run_id).queue}
+    assert value(found, "trigger_celery_run_triggered_total", **queue) == 1
+    assert ScheduleTicker().tick() == []  # nothing more is due: the count stays
+    assert value(scrape(client), "trigger_celery_schedule_late_seconds_count", **name) == 1
+
+
+def test_every_final_status_is_counted_by_the_process_that_commits_it(own, counting, client):
+    own.worker(env=METRICS_ENV)
+    own.beat(env=METRICS_ENV)
+    queues.pause("shared-1")
+    try:
+        expired = tasks.trigger("shared-a", {"tag": "expires"}, ttl="1s")  # by beat
+        canceled = tasks.trigger("shared-b", {"tag": "canceled"})  # here
+        runs.cancel(canceled)
+        crashed = tasks.trigger("dies", {"die_on": [1, 2]})  # its process dies twice
+        timed_out = tasks.trigger("stubborn", {"seconds": 30}, max_duration=5)  # monitor
+        ended = {name: finished(h).status for name, h in [("expired", expired)]}
+    finally:
+        queues.resume("shared-1")
+    ended.update(
+        {name: finished(h).status for name, h in [("crashed", crashed), ("timed_out", timed_out)]}
+    )
+    ended["canceled"] = runs.retrieve(canceled).status
+    assert ended == {
+        "expired": "EXPIRED",
+        "canceled": "CANCELED",
+        "crashed": "CRASHED",
+        "timed_out": "TIMED_OUT",
+    }
+    found = scrape(client)
+    shared_a = {"name": "shared-a", "queue_name": "shared-1"}
+    shared_b = {"name": "shared-b", "queue_name": "shared-1"}
+    dies = {"name": "dies", "queue_name": "dies-1"}
+    stubborn = {"name": "stubborn", "queue_name": "stubborn"}
+    assert value(found, "trigger_celery_run_expired_total", **shared_a) == 1
+    assert value(found, "trigger_celery_run_canceled_total", **shared_b) == 1
+    assert value(found, "trigger_celery_run_started_total", **dies) == 2
+    assert value(found, "trigger_celery_run_retried_total", **dies) == 1
+    assert value(found, "trigger_celery_run_crashed_total", **dies) == 1
+    assert value(found, "trigger_celery_run_timed_out_total", **stubborn) == 1
+    # Each ending is counted once, under its own status only.
+    for labels in (shared_a, shared_b, dies, stubborn):
+        endings = ("succeeded", "failed", "crashed", "timed_out", "canceled", "expired")
+        assert sum(value(found, f"trigger_celery_run_{e}_total", **labels) for e in endings) == 1
 
 
 def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, log_dir):

@@ -72,6 +72,9 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("trigger_celery.apps", "trigger_celery.metrics.recorder"): (
         "imports the models, which Django loads after every AppConfig"
     ),
+    ("trigger_celery.apps", "trigger_celery.django_tasks"): (
+        "needs django.tasks (Django 6.0+) and imports the models"
+    ),
     ("trigger_celery.apps", "trigger_celery.worker.signals"): (
         "imports the models, which Django loads after every AppConfig"
     ),

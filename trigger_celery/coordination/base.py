@@ -101,6 +101,9 @@ class QueueStats:
     executing: int  # slots held
     concurrency_limit: int | None
     paused: bool
+    # The lowest score among its entries (ready or not), None without entries: the
+    # oldest-queued-age gauge is ``now - oldest_score`` of the queue's sub-queues.
+    oldest_score: float | None = None
 
 
 class CoordinationStore(ABC):

@@ -176,8 +176,12 @@ class DatabaseStore(CoordinationStore):
             entries = entries.filter(queue=queue)
             slots = slots.filter(queue=queue)
         counts: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0])
-        for row in entries.values("queue", "concurrency_key").annotate(n=Count("run_id")):
+        oldest: dict[tuple[str, str | None], float] = {}
+        for row in entries.values("queue", "concurrency_key").annotate(
+            n=Count("run_id"), head=Min("score")
+        ):
             counts[(row["queue"], row["concurrency_key"])][0] = row["n"]
+            oldest[(row["queue"], row["concurrency_key"])] = float(row["head"])
         for row in slots.values("queue", "concurrency_key").annotate(n=Count("run_id")):
             counts[(row["queue"], row["concurrency_key"])][1] = row["n"]
         confs = {c.name: c for c in StoreQueue.objects.all()}
@@ -189,6 +193,7 @@ class DatabaseStore(CoordinationStore):
                 executing,
                 confs[q].concurrency_limit if q in confs else None,
                 bool(confs[q].paused) if q in confs else False,
+                oldest.get((q, ck)),
             )
             for (q, ck), (queued, executing) in sorted(
                 counts.items(), key=lambda i: (i[0][0], i[0][1] or "")

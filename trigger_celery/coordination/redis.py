@@ -305,16 +305,18 @@ class RedisStore(CoordinationStore):
             for sq in sqs:
                 pipe.zcard(keys.sub_queue(self.p, sq))
                 pipe.scard(keys.held_sub_queue(self.p, sq))
+                pipe.zrange(keys.sub_queue(self.p, sq), 0, 0, withscores=True)  # the head
         counts = iter(pipe.execute())
         out: list[QueueStats] = []
         for q, sqs, raw_limit, is_paused in per_queue:
             limit = int(float(raw_limit)) if raw_limit is not None else None
             rows = []
             for sq in sqs:
-                queued, executing = next(counts), next(counts)
+                queued, executing, head = next(counts), next(counts), next(counts)
                 if queued or executing:
                     ck = keys.split_sub_queue(sq)[1]
-                    rows.append(QueueStats(q, ck, queued, executing, limit, is_paused))
+                    oldest = float(head[0][1]) if head else None
+                    rows.append(QueueStats(q, ck, queued, executing, limit, is_paused, oldest))
             if not rows and is_paused:
                 rows.append(QueueStats(q, None, 0, 0, limit, True))
             out.extend(rows)

@@ -27,13 +27,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 
 from trigger_celery.conf import get_settings
-from trigger_celery.core import clock
+from trigger_celery.core import clock, run_events
 from trigger_celery.core.cron import fire_times, get_zone, parse_cron
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options
@@ -193,6 +194,8 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
         try:
             with write_transaction():
                 run.save(force_insert=True)
+                # Counted as a trigger (and a schedule firing) once it commits.
+                transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
         except IntegrityError:
             return Fired(schedule.id, tick, skipped="this tick already has its run")
     if run.status == RunStatus.QUEUED:

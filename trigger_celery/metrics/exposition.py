@@ -40,7 +40,7 @@ from django.views.decorators.http import require_GET
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.core import run_events
+from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine.registry import registry
 from trigger_celery.metrics.recorder import BUCKETS, SEP, client, counters_key
@@ -120,9 +120,25 @@ class RunCollector:
         registry.ensure_discovered()
         queued: dict[str, int] = dict.fromkeys(registry.queues, 0)
         executing: dict[str, int] = dict.fromkeys(registry.queues, 0)
+        heads: dict[str, float] = {}
         for row in get_store().stats():
             queued[row.queue] = queued.get(row.queue, 0) + row.queued
             executing[row.queue] = executing.get(row.queue, 0) + row.executing
+            if row.oldest_score is not None:
+                heads[row.queue] = min(heads.get(row.queue, row.oldest_score), row.oldest_score)
+        now = clock.timestamp()
+        # The store orders a queue by score (queued time minus priority, or a retry's
+        # due time) and keeps no other time: the age is measured from the lowest score,
+        # so it never reads the run table. With no priorities it is the longest wait of
+        # a run that may start; a positive priority adds its seconds, as it does in the
+        # queue's order.
+        oldest = GaugeMetricFamily(
+            "trigger_celery_queue_oldest_age_seconds",
+            "Seconds since the queue's first run in line became due: now minus its score "
+            "(queued time minus priority in seconds, or a retry's due time), so a priority "
+            "counts as time already waited; 0 when no queued run is due",
+            labels=["queue_name"],
+        )
         length = GaugeMetricFamily(
             "trigger_celery_queue_length",
             "Runs waiting in the queue (celery_queue_length)",
@@ -157,10 +173,11 @@ class RunCollector:
         for name in sorted(queued):
             length.add_metric([name], queued[name])
             running.add_metric([name], executing[name])
+            oldest.add_metric([name], max(now - heads[name], 0.0) if name in heads else 0.0)
             q = registry.queues.get(name)
             if q is not None and q.concurrency_limit is not None:
                 limit.add_metric([name], q.concurrency_limit)
-        yield from (length, running, limit)
+        yield from (length, running, limit, oldest)
 
 
 def render() -> bytes:

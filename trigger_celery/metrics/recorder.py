@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 from django.core import checks
+from django.db.models import F
 
 from trigger_celery.conf import get_settings
 from trigger_celery.core import run_events
@@ -70,13 +71,10 @@ def record(run_id: str, event: str) -> None:
     r = client()
     if r is None:
         return
-    row = Run.objects.filter(id=run_id).values_list(
-        "task_identifier", "queue", "attempt_count", "schedule_tick_at", "created_at"
-    )
-    found = row.first()
+    found = _facts(run_id, event)
     if found is None:
         return
-    task, queue, attempt, tick_at, created_at = found
+    task, queue, tick_at, created_at, seconds = found
     pipe = r.pipeline(transaction=False)
     key = counters_key()
     pipe.hincrby(key, SEP.join(("c", event, task, queue)), 1)
@@ -86,20 +84,37 @@ def record(run_id: str, event: str) -> None:
         pipe.hincrbyfloat(
             key, SEP.join(("ss", task)), max((created_at - tick_at).total_seconds(), 0)
         )
+    if seconds is not None:
+        for le in (*BUCKETS, "+Inf"):
+            if le == "+Inf" or seconds <= float(le):
+                pipe.hincrby(key, SEP.join(("h", task, queue, str(le))), 1)
+        pipe.hincrbyfloat(key, SEP.join(("hs", task, queue)), seconds)
+        pipe.hincrby(key, SEP.join(("hc", task, queue)), 1)
+    pipe.execute()
+
+
+def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] | None:
+    """Task, queue, schedule tick and creation time of the run, and the seconds of the
+    attempt ``event`` ended (None when it ended none): one query per event."""
     if event in ENDS_ATTEMPT:
-        times = (
-            Attempt.objects.filter(run_id=run_id, number=attempt)
-            .values_list("started_at", "finished_at")
+        # The run's current attempt is the one that just ended; read it with its run.
+        ended = (
+            Attempt.objects.filter(run_id=run_id, number=F("run__attempt_count"))
+            .values_list("run__task_identifier", "run__queue", "started_at", "finished_at")
             .first()
         )
-        if times is not None and times[0] is not None and times[1] is not None:
-            seconds = max((times[1] - times[0]).total_seconds(), 0.0)
-            for le in (*BUCKETS, "+Inf"):
-                if le == "+Inf" or seconds <= float(le):
-                    pipe.hincrby(key, SEP.join(("h", task, queue, str(le))), 1)
-            pipe.hincrbyfloat(key, SEP.join(("hs", task, queue)), seconds)
-            pipe.hincrby(key, SEP.join(("hc", task, queue)), 1)
-    pipe.execute()
+        if ended is not None:
+            task, queue, started_at, finished_at = ended
+            seconds = None
+            if started_at is not None and finished_at is not None:
+                seconds = max((finished_at - started_at).total_seconds(), 0.0)
+            return task, queue, None, None, seconds
+    row = (
+        Run.objects.filter(id=run_id)
+        .values_list("task_identifier", "queue", "schedule_tick_at", "created_at")
+        .first()
+    )
+    return None if row is None else (*row, None)
 
 
 def enabled() -> bool:
