@@ -2,7 +2,14 @@
 
     .venv/bin/python bench/run_bench.py [--runs 2000] [--latency-runs 500] [--repeat 3]
 
-Needs PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379, db 14).
+Needs PostgreSQL (127.0.0.1:5432, trust auth), Redis (127.0.0.1:6379, db 14) and
+``pip install 'trigger-celery[bench]'`` (django-celery-results). Three systems, one run:
+
+  * plain:   Celery, results ignored;
+  * results: Celery with django-celery-results as Django teams record runs today
+             (database backend, ``result_extended``, ``track_started``);
+  * trigger: trigger_celery (every run and attempt recorded).
+
 Measures, for each system:
   * enqueue rate: plain ``task.delay()`` vs ``my_task.trigger()`` (run row + queue + send),
     with no worker consuming;
@@ -46,8 +53,13 @@ def setup_django() -> None:
     import bench.celery_app  # noqa: F401
 
 
-def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
+SYSTEMS = ("plain", "results", "trigger")
+
+
+def start_worker(concurrency: int, kind: str = "plain") -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if kind == "results":
+        env["BENCH_RESULTS"] = "1"
     log = open(ROOT / "bench" / ".worker.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -115,22 +127,33 @@ def clean_state() -> None:
     current_app.control.purge()
     Attempt.objects.all().delete()
     Run.objects.all().delete()
+    from django.apps import apps
+
+    if apps.is_installed("django_celery_results"):
+        from django_celery_results.models import TaskResult
+
+        TaskResult.objects.all().delete()
     get_store().flush()
     from trigger_celery.engine import queueing
 
     queueing.reset_caches()
 
 
-def enqueue(kind: str, n: int) -> float:
-    from bench.benchapp.tasks import plain_noop, trigger_noop
+def send_one(kind: str, i: int) -> None:
+    from bench.benchapp.tasks import plain_noop, results_noop, trigger_noop
 
-    started = time.perf_counter()
     if kind == "plain":
-        for i in range(n):
-            plain_noop.delay(i)
+        plain_noop.delay(i)
+    elif kind == "results":
+        results_noop.delay(i)
     else:
-        for i in range(n):
-            trigger_noop.trigger({"i": i})
+        trigger_noop.trigger({"i": i})
+
+
+def enqueue(kind: str, n: int) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        send_one(kind, i)
     return n / (time.perf_counter() - started)
 
 
@@ -138,7 +161,7 @@ def measure_enqueue_and_drain(kind: str, n: int, concurrency: int) -> tuple[floa
     clean_state()
     reset(kind)
     rate = enqueue(kind, n)
-    worker = start_worker(concurrency)
+    worker = start_worker(concurrency, kind)
     try:
         wait_done(kind, n)
     finally:
@@ -152,24 +175,21 @@ def measure_enqueue_and_drain(kind: str, n: int, concurrency: int) -> tuple[floa
 
 
 def measure_latency(kind: str, n: int, concurrency: int) -> tuple[float, float]:
-    from bench.benchapp.tasks import _client, plain_noop, trigger_noop
+    from bench.benchapp.tasks import _client
 
     clean_state()
     reset(kind)
-    worker = start_worker(concurrency)
+    worker = start_worker(concurrency, kind)
     try:
         # Warm up: worker ready, connections open.
         for i in range(20):
-            (plain_noop.delay(i) if kind == "plain" else trigger_noop.trigger({"i": i}))
+            send_one(kind, i)
         wait_done(kind, 20, timeout=60)
         reset(kind)
         latencies = []
         for i in range(n):
             t0 = time.time()
-            if kind == "plain":
-                plain_noop.delay(i)
-            else:
-                trigger_noop.trigger({"i": i})
+            send_one(kind, i)
             wait_done(kind, i + 1, timeout=30)
             start = float(_client().hget(f"bench:{kind}:start", i))
             latencies.append((start - t0) * 1000)
@@ -193,8 +213,13 @@ def main() -> None:
     ensure_database()
     setup_django()
 
+    from django.apps import apps
+
+    systems = [k for k in SYSTEMS if k != "results" or apps.is_installed("django_celery_results")]
+    if "results" not in systems:
+        print("django-celery-results is not installed: its row is left out", flush=True)
     results: dict[str, dict[str, list[float]]] = {}
-    for kind in ("plain", "trigger"):
+    for kind in systems:
         r = results.setdefault(kind, {"enqueue": [], "drain": [], "p50": [], "p99": []})
         for _ in range(args.repeat):
             rate, drain = measure_enqueue_and_drain(kind, args.runs, args.concurrency)
@@ -221,12 +246,13 @@ def main() -> None:
         ("trigger->start p99 (ms)", "p99"),
     ]
     for label, key in rows:
-        for kind in ("plain", "trigger"):
+        for kind in systems:
             print(f"{label:28} {kind:8} {spread(results[kind][key])}")
-        ratio = statistics.median(results["trigger"][key]) / statistics.median(
-            results["plain"][key]
-        )
-        print(f"{'':28} {'ratio':8} {ratio:8.2f}  (trigger_celery / plain Celery, medians)")
+        trigger = statistics.median(results["trigger"][key])
+        for peer, name in (("plain", "plain Celery"), ("results", "Celery + results")):
+            if peer in results:
+                ratio = trigger / statistics.median(results[peer][key])
+                print(f"{'':28} {'ratio':8} {ratio:8.2f}  (trigger_celery / {name}, medians)")
 
 
 if __name__ == "__main__":

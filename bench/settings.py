@@ -1,5 +1,6 @@
 """Settings of the benchmark: PostgreSQL for run records, Redis for broker and store."""
 
+import importlib.util
 import os
 
 SECRET_KEY = "bench-only"
@@ -33,3 +34,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Keep database connections across tasks (Celery's Django fixup closes them after every
 # task otherwise); recommended for every trigger_celery worker.
 CELERY_DB_REUSE_MAX = 1000
+
+# The third system of run_bench.py: Celery recording results the way Django teams do
+# today (pip install 'trigger-celery[bench]').
+if importlib.util.find_spec("django_celery_results"):
+    INSTALLED_APPS.append("django_celery_results")
+if os.environ.get("BENCH_RESULTS"):  # set for that system's worker only
+    CELERY_RESULT_BACKEND = "django-db"
+    CELERY_RESULT_EXTENDED = True
+    CELERY_TASK_TRACK_STARTED = True
+    CELERY_TASK_IGNORE_RESULT = False

@@ -34,6 +34,13 @@ def plain_noop(index: int) -> None:
     _mark("plain", index)
 
 
+@shared_task(name="bench.results_noop")
+def results_noop(index: int) -> None:
+    """Plain Celery again, its result recorded by django-celery-results (the worker of
+    that system runs with ``BENCH_RESULTS=1``: database backend, extended, started)."""
+    _mark("results", index)
+
+
 @task(id="bench-noop", retry={"max_attempts": 1})
 def trigger_noop(payload, ctx):
     _mark("trigger", payload["i"])
