@@ -34,7 +34,7 @@ def plain_noop(index: int) -> None:
     _mark("plain", index)
 
 
-@shared_task(name="bench.results_noop")
+@shared_task(name="bench.results_noop", ignore_result=False)
 def results_noop(index: int) -> None:
     """Plain Celery again, its result recorded by django-celery-results (the worker of
     that system runs with ``BENCH_RESULTS=1``: database backend, extended, started)."""

@@ -4,6 +4,7 @@ plain Celery task)."""
 
 from __future__ import annotations
 
+import pytest
 from celery import current_app
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -77,3 +78,58 @@ def statements_relax_inside_atomic() -> str:
     from trigger_celery.engine import statements as engine_statements
 
     return engine_statements.relaxed_commit_sql()
+
+
+def _orm_update_sql(model, where, values):  # type: ignore[no-untyped-def]
+    from django.db.models.sql import UpdateQuery
+
+    query = model._default_manager.filter(**where).query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
+
+
+@pytest.mark.parametrize(
+    ("where", "values"),
+    [
+        (
+            {"id": "run_a", "status__in": ["EXECUTING"], "attempt_count": 1},
+            {"status": "COMPLETED", "output": {"x": [1, "é"]}, "error": None, "execution_ms": 5},
+        ),
+        (
+            {"id": "run_b", "status__in": ["QUEUED", "DELAYED"], "started_at__isnull": True},
+            {"status": "EXPIRED", "error": {"type": "EXPIRED"}, "idempotency_key": None},
+        ),
+        ({"run_id": "run_c", "number": 2}, {"status": "COMPLETED", "finished_at": None}),
+    ],
+)
+def test_a_cached_update_is_what_the_orm_compiles(db, where, values):
+    """compiled_updates keeps an UPDATE's text per shape: with other values of the same
+    shape, its text and parameters must equal a fresh compile's."""
+    from trigger_celery.core import clock
+    from trigger_celery.engine.compiled_updates import _cache, _same, _shape, update_sql
+    from trigger_celery.models import Attempt
+
+    model = Attempt if "run_id" in where else Run
+    values = {**values, "updated_at": clock.now()} if model is Run else values
+    update_sql(model, where, values)  # the first call compiles and proves the shape
+    assert (connection.vendor, _shape(model, where, values)) in _cache  # the fast way is used
+    other_where = {k: (v + "x" if isinstance(v, str) else v) for k, v in where.items()}
+    other_values = {k: ({"changed": True} if isinstance(v, dict) else v) for k, v in values.items()}
+    cached_sql, cached_params = update_sql(model, other_where, other_values)
+    orm_sql, orm_params = _orm_update_sql(model, other_where, other_values)
+    assert cached_sql == orm_sql
+    assert _same(cached_params, orm_params), (cached_params, orm_params)
+
+
+def test_an_expression_is_compiled_every_time(db):
+    from django.db.models import F
+
+    from trigger_celery.engine import compiled_updates
+
+    where = {"id": "run_f", "status__in": ["EXECUTING"]}
+    values = {"attempt_count": F("attempt_count") - 1}
+    before = len(compiled_updates._cache)
+    sql, params = compiled_updates.update_sql(Run, where, values)
+    assert (sql, params) == _orm_update_sql(Run, where, values)
+    assert len(compiled_updates._cache) == before

@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
-from django.db.models.sql import UpdateQuery
 
 from trigger_celery.db import write_transaction
+from trigger_celery.engine.compiled_updates import update_sql
 from trigger_celery.models import Attempt, Run
 
 
@@ -45,15 +44,6 @@ def relaxed_commit_sql() -> str:
     return "NULL"
 
 
-def _update_sql(
-    model: type[Model], where: dict[str, Any], values: dict[str, Any]
-) -> tuple[str, tuple[Any, ...]]:
-    query = model._default_manager.filter(**where).query.chain(UpdateQuery)
-    query.add_update_values(values)
-    sql, params = query.get_compiler(connection=connection).as_sql()
-    return sql, tuple(params)
-
-
 def move_with_attempt(
     fence: dict[str, Any],
     values: dict[str, Any],
@@ -67,8 +57,8 @@ def move_with_attempt(
             if won:
                 Attempt.objects.filter(run_id=fence["id"], number=attempt).update(**attempt_values)
         return bool(won)
-    run_sql, run_params = _update_sql(Run, fence, values)
-    attempt_sql, attempt_params = _update_sql(
+    run_sql, run_params = update_sql(Run, fence, values)
+    attempt_sql, attempt_params = update_sql(
         Attempt, {"run_id": fence["id"], "number": attempt}, attempt_values
     )
     pk = connection.ops.quote_name(Run._meta.pk.column)
@@ -94,8 +84,8 @@ def start_with_attempt(
     ``new_attempt``. The run carries ``resumed``."""
     if not one_statement():
         return _start_in_steps(fence, values, resume_where, resume_values, new_attempt)
-    run_sql, run_params = _update_sql(Run, fence, values)
-    resume_sql, resume_params = _update_sql(Attempt, resume_where, resume_values)
+    run_sql, run_params = update_sql(Run, fence, values)
+    resume_sql, resume_params = update_sql(Attempt, resume_where, resume_values)
     table = connection.ops.quote_name(Attempt._meta.db_table)
     columns = {name: Attempt._meta.get_field(name) for name in new_attempt}
     column_sql = ", ".join(connection.ops.quote_name(f.column) for f in columns.values())
@@ -126,7 +116,7 @@ def _start_in_steps(
     resume_values: dict[str, Any],
     new_attempt: dict[str, Any],
 ) -> Run | None:
-    run_sql, run_params = _update_sql(Run, fence, values)
+    run_sql, run_params = update_sql(Run, fence, values)
     with write_transaction():
         # UPDATE ... RETURNING both fences and loads the run (SQLite 3.35+ has RETURNING).
         won = list(Run.objects.raw(f"{run_sql} RETURNING *", run_params))
