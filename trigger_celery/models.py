@@ -9,7 +9,7 @@ from django.db import connection, models
 from django.db.models import Q
 
 from trigger_celery.core.ids import ID_CLOCK_SLACK, first_id_at, last_id_at
-from trigger_celery.core.statuses import AttemptStatus, RunStatus
+from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 
 RUN_STATUS_CHOICES = [(s.value, s.value.replace("_", " ").title()) for s in RunStatus]
 ATTEMPT_STATUS_CHOICES = [(s.value, s.value.title()) for s in AttemptStatus]
@@ -36,6 +36,9 @@ class Batch(models.Model):
         return self.id
 
 
+_OPEN_IN_BATCH = Q(batch__isnull=False) & ~Q(status__in=sorted(s.value for s in FINAL_STATUSES))
+
+
 class RunQuerySet(models.QuerySet["Run"]):
     def due_delayed(self, now: Any) -> RunQuerySet:
         return self.filter(status=RunStatus.DELAYED, delayed_until__lte=now)
@@ -53,11 +56,9 @@ class RunQuerySet(models.QuerySet["Run"]):
         )
 
     def created_between(self, start: datetime | None, end: datetime | None) -> RunQuerySet:
-        """Runs created in ``[start, end)``: ``runs.list(from_=, to=)`` and the dashboard.
-
-        A run's id begins with its creation time (core/ids.py), so the range also bounds
-        the primary key (widened by ID_CLOCK_SLACK): a newest-first page of a day long
-        ago scans that day's ids, not every id after it."""
+        """Runs created in ``[start, end)`` (``runs.list(from_=, to=)``, the dashboard). An id
+        begins with its creation time (core/ids.py), so the range bounds the primary key too
+        (widened by ID_CLOCK_SLACK): a page of a day long ago scans only that day's ids."""
         qs, slack = self, ID_CLOCK_SLACK
         if start is not None:
             qs = qs.filter(created_at__gte=start, id__gte=first_id_at("run", start - slack))
@@ -180,6 +181,7 @@ class Run(models.Model):
             models.Index(fields=["schedule", "-id"], name="tc_run_schedule"),
             models.Index(fields=["created_at"], name="tc_run_created"),
             models.Index(fields=["batch", "batch_index"], name="tc_run_batch"),
+            models.Index(fields=["batch"], condition=_OPEN_IN_BATCH, name="tc_run_batch_open"),
             models.Index(fields=["parent"], name="tc_run_parent"),
             models.Index(fields=["root"], name="tc_run_root"),
             models.Index(fields=["replayed_from"], name="tc_run_replayed_from"),

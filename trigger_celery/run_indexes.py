@@ -16,6 +16,8 @@ RUN_INDEX_USES = {
     "tc_run_created": "the tasks page's last 24 hours, the admin's date filters; date "
     "ranges of runs.list and the dashboard when the planner prefers it to their id bounds",
     "tc_run_batch": "the runs of a batch in item order: batch results, BATCH waitpoints",
+    "tc_run_batch_open": "is a batch done? (partial: the batch's runs not yet final), "
+    "checked when a run of a batch someone waits on ends",
     "tc_run_parent": "a run's children: waits on child runs, the run tree",
     "tc_run_root": "a run's descendants; SET NULL when a root run is deleted",
     "tc_run_replayed_from": "a run's replays; SET NULL when the original is deleted",

@@ -176,6 +176,22 @@ def test_a_large_batch_is_sent_by_a_worker_not_by_its_caller(own):
         assert finished(h).status == "COMPLETED"
 
 
+def test_a_batch_made_again_under_its_id_finds_its_runs_instead_of_making_more(live):
+    # What a wait's replay does: the batch id is fixed by (parent run, step).
+    from trigger_celery.engine.batches import create_batch
+
+    def items():  # type: ignore[no-untyped-def]
+        for i in range(4):
+            options = {"idempotency_key": "keyed-item"} if i == 3 else {}
+            yield "echo", None, False, {"i": i}, options
+
+    first = create_batch(items(), {}, batch_id="batch_made_twice")
+    again = create_batch(items(), {}, batch_id="batch_made_twice")
+    assert [h.id for h in again.runs] == [h.id for h in first.runs]
+    made = Run.objects.filter(batch_id="batch_made_twice")
+    assert sorted(made.values_list("batch_index", flat=True)) == [0, 1, 2, 3]
+
+
 def test_batch_over_1000_items_is_refused_and_creates_nothing(live):
     with pytest.raises(ValueError, match="at most 1000"):
         tasks.batch_trigger("echo", ({"payload": i} for i in range(1001)))

@@ -38,9 +38,12 @@ def test_no_like_twins_and_no_index_that_is_the_prefix_of_another():
     indexes = run_table_indexes()
     assert not [name for name in indexes if name.endswith("_like")]
     columns = {name: tuple(info["columns"]) for name, info in indexes.items()}
+    # A partial index holds only the rows of its condition: a longer index over every
+    # row does not make it redundant (tc_run_batch_open beside tc_run_batch).
+    partial = {index.name for index in Run._meta.indexes if index.condition is not None}
     for name, cols in columns.items():
-        if indexes[name]["unique"]:
-            continue  # a constraint, not a lookup path
+        if indexes[name]["unique"] or name in partial:
+            continue  # a constraint, not a lookup path; or a slice of the rows
         longer = [
             other
             for other, other_cols in columns.items()

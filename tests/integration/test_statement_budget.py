@@ -133,3 +133,41 @@ def test_an_expression_is_compiled_every_time(db):
     sql, params = compiled_updates.update_sql(Run, where, values)
     assert (sql, params) == _orm_update_sql(Run, where, values)
     assert len(compiled_updates._cache) == before
+
+
+def test_a_finished_child_of_a_waited_batch_finds_what_it_completes_in_one_query(own):
+    """A child of ``batch_trigger_and_wait`` costs its attempt's statements and one more:
+    the query that finds a waitpoint to complete. Until the last child, nothing else."""
+    from trigger_celery.engine import waitpoints
+
+    handle = tasks.trigger("batch-parent", {"n": 3})
+    parent = Run.objects.get(id=handle.id)
+    current_app.control.purge()
+    assert execute(parent.id, parent.attempt_count + 1, worker="budget") == "Suspended"
+    assert Run.objects.get(id=parent.id).status == "WAITING"
+    children = list(Run.objects.filter(parent_id=parent.id).order_by("batch_index"))
+    assert len(children) == 3
+    # The batch's own id finds its children on a replay: they need no keys.
+    assert [c.idempotency_key for c in children] == [None, None, None]
+    current_app.control.purge()
+
+    first = children[0]
+    attempt_sql = statements(lambda: execute(first.id, first.attempt_count + 1, worker="budget"))
+    finish_sql = statements(lambda: waitpoints.run_finished(first.id, first.batch_id))
+    assert len(finish_sql) == 1, finish_sql
+    assert finish_sql[0] in attempt_sql  # the attempt made the same single query
+    assert len(attempt_sql) <= ATTEMPT_BUDGET[connection.vendor] + 1, attempt_sql
+
+    for child in children[1:]:
+        assert execute(child.id, child.attempt_count + 1, worker="budget") == "Completed"
+    assert Run.objects.get(id=parent.id).status in ("QUEUED", "DEQUEUED")  # resumed
+    current_app.control.purge()
+    parent = Run.objects.get(id=parent.id)
+    if parent.status == "QUEUED":  # no slot was free when it resumed: dispatch it here
+        from trigger_celery.engine import dispatch
+
+        dispatch.dispatch_ready(parent.queue)
+        current_app.control.purge()
+        parent = Run.objects.get(id=parent.id)
+    assert execute(parent.id, parent.attempt_count + 1, worker="budget") == "Completed"
+    assert Run.objects.get(id=parent.id).output == [0, 1, 2]

@@ -114,8 +114,9 @@ def create_batch(
         run.batch_index = count - 1
         plain.append((count - 1, run))
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special} | set(siblings)
+    handles: dict[int, RunHandle] = {}
     with write_transaction():
-        Batch.objects.get_or_create(
+        _, created = Batch.objects.get_or_create(
             id=batch_id,
             defaults={
                 "environment": settings.ENVIRONMENT,
@@ -124,12 +125,20 @@ def create_batch(
                 "parent_run_id": scope.ctx.run.id if scope else None,
             },
         )
+        if not created:
+            # Made before (a wait's batch, replayed): its runs were written in the same
+            # transaction as its row, so they are found by index instead of made again.
+            handles = _existing_runs(batch_id)
+            plain = [(i, r) for i, r in plain if i not in handles]
+            for group in siblings.values():
+                group.rows = [row for row in group.rows if row[3] not in handles]
+            special = [item for item in special if item[0] not in handles]
         for _, run in plain:
             run.batch_id = batch_id
         Run.objects.bulk_create([r for _, r in plain], batch_size=500)
         for group in siblings.values():
             run_rows.insert(group)
-    handles: dict[int, RunHandle] = {i: RunHandle(r.id, r.task_identifier) for i, r in plain}
+    handles.update((i, RunHandle(r.id, r.task_identifier)) for i, r in plain)
     for task_id, group in siblings.items():
         handles.update((row[3], RunHandle(row[0], task_id)) for row in group.rows)
     queued = [r for _, r in plain if r.status == RunStatus.QUEUED]
@@ -146,6 +155,17 @@ def create_batch(
         )
         handles[index] = handle
     return BatchHandle(batch_id, [handles[i] for i in sorted(handles)])
+
+
+def _existing_runs(batch_id: str) -> dict[int, RunHandle]:
+    """The runs a batch already has, by index (runs triggered one by one, with keys of
+    their own, are not among them: their keys find them)."""
+    return {
+        index: RunHandle(run_id, task_id)
+        for run_id, task_id, index in Run.objects.filter(
+            batch_id=batch_id, batch_index__isnull=False
+        ).values_list("id", "task_identifier", "batch_index")
+    }
 
 
 def _publish_triggered(run_ids: list[str]) -> None:

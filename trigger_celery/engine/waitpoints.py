@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
+from django.db.models import QuerySet
+
 from trigger_celery.core import clock, faults
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
@@ -21,7 +24,7 @@ from trigger_celery.engine import dispatch, queueing, transitions
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import Run, Waitpoint
 
-_FINAL = [s.value for s in FINAL_STATUSES]
+_FINAL = sorted(s.value for s in FINAL_STATUSES)  # as in the index tc_run_batch_open
 
 
 def result_of(run: Run) -> RunResult:
@@ -34,12 +37,16 @@ def result_of(run: Run) -> RunResult:
     return RunResult(False, run.id, run.task_identifier, error=error)
 
 
-def complete_waitpoint(waitpoint_id: int, result: Any) -> None:
-    """Record ``result`` on the waitpoint (once) and resume its run if nothing else is pending."""
-    row = Waitpoint.objects.filter(id=waitpoint_id).values_list("run_id", "kind").first()
-    if row is None:
-        return
-    run_id, kind = row
+def complete_waitpoint(
+    waitpoint_id: int, result: Any, *, run_id: str | None = None, kind: str | None = None
+) -> None:
+    """Record ``result`` on the waitpoint (once) and resume its run if nothing else is
+    pending. ``run_id`` and ``kind``, when the caller has read them, save a query."""
+    if run_id is None or kind is None:
+        row = Waitpoint.objects.filter(id=waitpoint_id).values_list("run_id", "kind").first()
+        if row is None:
+            return
+        run_id, kind = row
     if (
         Waitpoint.objects.pending()
         .filter(id=waitpoint_id)
@@ -54,7 +61,7 @@ def complete_if_child_done(wp: Waitpoint) -> None:
     """Complete a RUN waitpoint whose child has already finished."""
     child = Run.objects.filter(id=wp.child_run_id).first()
     if child is not None and child.status in FINAL_STATUSES:
-        complete_waitpoint(wp.id, result_of(child).to_json())
+        complete_waitpoint(wp.id, result_of(child).to_json(), run_id=wp.run_id, kind=wp.kind)
 
 
 def complete_batch_if_done(batch_id: str | None) -> None:
@@ -62,30 +69,76 @@ def complete_batch_if_done(batch_id: str | None) -> None:
     if batch_id is None:
         return
     wp = Waitpoint.objects.pending().filter(batch_id=batch_id, kind=Waitpoint.Kind.BATCH).first()
-    if wp is None:
-        return
-    # Cheap check first: this runs once per finished child, so a fan-out of N children
-    # must not load the whole batch N times.
-    if Run.objects.filter(batch_id=batch_id).exclude(status__in=_FINAL).exists():
-        return
-    children = list(Run.objects.filter(batch_id=batch_id).order_by("batch_index"))
+    if wp is not None and not _unfinished(batch_id).exists():
+        _complete_batch(wp)
+
+
+def _unfinished(batch_id: str) -> QuerySet[Run]:
+    return Run.objects.filter(batch_id=batch_id).exclude(status__in=_FINAL)
+
+
+def _complete_batch(wp: Waitpoint) -> None:
+    children = list(Run.objects.filter(batch_id=wp.batch_id).order_by("batch_index"))
     if children:
-        complete_waitpoint(wp.id, [result_of(c).to_json() for c in children])
+        results = [result_of(c).to_json() for c in children]
+        complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
 
 
 def runs_finished(run_ids: Iterable[str]) -> None:
     """Complete the waitpoints of runs that just reached a final status."""
     run_ids = list(run_ids)
-    if not run_ids:
-        return
-    for wp in Waitpoint.objects.pending().filter(child_run_id__in=run_ids):
-        complete_if_child_done(wp)
-    for batch_id in set(
-        Run.objects.filter(id__in=run_ids, batch_id__isnull=False).values_list(
-            "batch_id", flat=True
+    if run_ids:
+        batches = Run.objects.filter(id__in=run_ids, batch_id__isnull=False)
+        _complete_ready(run_ids, set(batches.values_list("batch_id", flat=True)))
+
+
+def run_finished(run_id: str, batch_id: str | None) -> None:
+    """:func:`runs_finished` for one run whose batch the caller knows (the worker, after
+    its final write): one query finds what is ready."""
+    _complete_ready([run_id], {batch_id} if batch_id else set())
+
+
+def _complete_ready(run_ids: list[str], batch_ids: set[str]) -> None:
+    """Complete the pending RUN waitpoints on ``run_ids``, and the pending BATCH
+    waitpoints of ``batch_ids`` whose batch has no unfinished run left."""
+    for wp_id, run_id, kind, child_run_id, batch_id in _ready(run_ids, sorted(batch_ids)):
+        wp = Waitpoint(
+            id=wp_id, run_id=run_id, kind=kind, child_run_id=child_run_id, batch_id=batch_id
         )
-    ):
-        complete_batch_if_done(batch_id)
+        if kind == Waitpoint.Kind.BATCH:
+            _complete_batch(wp)
+        else:
+            complete_if_child_done(wp)
+
+
+def _ready(run_ids: list[str], batch_ids: list[str]) -> list[tuple[Any, ...]]:
+    """What :func:`_complete_ready` completes, in one query. Raw SQL: this runs once per
+    finished child, and compiling it through the ORM cost twice its round trip. A
+    batch's check runs only when someone waits on it, and reads ``tc_run_batch_open``."""
+    shape = (len(run_ids), len(batch_ids))
+    sql = _READY_SQL.get(shape)
+    if sql is None:
+        wp, run = (connection.ops.quote_name(m._meta.db_table) for m in (Waitpoint, Run))
+        final = ", ".join(f"'{status}'" for status in _FINAL)
+        ready = [f"child_run_id IN ({', '.join(['%s'] * len(run_ids))})"]
+        if batch_ids:
+            ready.append(
+                f"(kind = 'BATCH' AND batch_id IN ({', '.join(['%s'] * len(batch_ids))}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {run} r WHERE r.batch_id = {wp}.batch_id "
+                f"AND NOT (r.status IN ({final}))))"
+            )
+        sql = (
+            f"SELECT id, run_id, kind, child_run_id, batch_id FROM {wp} "
+            f"WHERE completed_at IS NULL AND ({' OR '.join(ready)})"
+        )
+        if sum(shape) <= 4:  # the worker's shapes; a sweep's long lists are not kept
+            _READY_SQL[shape] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*run_ids, *batch_ids])
+        return cursor.fetchall()
+
+
+_READY_SQL: dict[tuple[int, int], str] = {}
 
 
 def resume_if_ready(run_id: str) -> bool:

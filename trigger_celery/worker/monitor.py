@@ -55,6 +55,7 @@ class Watched:
     concurrency_key: str | None = None
     interrupt_at: float | None = None
     interrupted_at: float | None = None
+    beaten: bool = False  # the monitor has renewed its lease at least once
 
     def claim(self, lease_expires_at: float) -> Claim:
         return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
@@ -68,13 +69,9 @@ class AttemptMonitor:
         self._pid: int | None = None
 
     def watch(self, w: Watched) -> None:
-        # Renew the lease at once: the claim's lease may have run low while the message
-        # waited in a prefetch buffer.
-        try:
-            settings = get_settings()
-            get_store().heartbeat(w.run_id, None, settings.LEASE_SECONDS, attempt=w.attempt)
-        except Exception:
-            log.warning("first heartbeat of run %s failed", w.run_id, exc_info=True)
+        # The first heartbeat is the loop's, on its next tick (a lease may have run low
+        # while the message waited in a prefetch buffer): an attempt that ends sooner
+        # needs none, and the attempt's own thread never waits for one.
         with self._lock:
             self._watched[w.run_id] = w
             # A forked pool child inherits this object but not the thread.
@@ -105,6 +102,8 @@ class AttemptMonitor:
                 if now - last_beat >= settings.HEARTBEAT_SECONDS:
                     last_beat = now
                     self._heartbeat(watched, settings.LEASE_SECONDS)
+                elif fresh := [w for w in watched if not (w.beaten or w.done)]:
+                    self._heartbeat(fresh, settings.LEASE_SECONDS)
                 if now - last_poll >= CANCEL_POLL_SECONDS:
                     last_poll = now
                     self._poll_cancels(watched)
@@ -122,6 +121,7 @@ class AttemptMonitor:
         (the reaper retried it) is stopped like a canceled one."""
         store = get_store()
         for w in watched:
+            w.beaten = True
             if store.heartbeat(w.run_id, None, lease_seconds, attempt=w.attempt):
                 continue
             if w.reason or w.done:

@@ -232,6 +232,6 @@ def after_final(run: Run, attempt: int) -> None:
     dispatch.release_and_dispatch(run.id, attempt=attempt)
     if run.parent_id or run.batch_id:  # only those can have a waiting parent
         try:
-            waitpoints.runs_finished([run.id])
+            waitpoints.run_finished(run.id, run.batch_id)
         except Exception:
             log.exception("could not complete the waitpoints of %s; the pump retries", run.id)

@@ -9,9 +9,9 @@ a completed waitpoint row returns its recorded result at once, so the replay run
 through to the first unsatisfied wait. A step whose row records another task or kind
 fails the run clearly (the code changed between suspend and resume).
 
-Child triggers made by a wait are keyed by (parent run, step), so a replay never
-triggers them twice. Code *between* waits runs again on every replay: make it
-idempotent (``idempotency_keys.create`` for plain triggers).
+A wait's child is keyed by (parent run, step), and a wait's batch has an id made of
+them, so a replay never triggers its children twice. Code *between* waits runs again
+on every replay: make it idempotent (``idempotency_keys.create`` for plain triggers).
 """
 
 from __future__ import annotations
@@ -88,9 +88,8 @@ def _wait_span(wp: Waitpoint) -> None:
         )
 
 
-def _child_key(run_id: str, step: int, index: int | None = None) -> str:
-    parts = ["wait-child", run_id, str(step)] + ([str(index)] if index is not None else [])
-    return hash_key(parts)
+def _child_key(run_id: str, step: int) -> str:
+    return hash_key(["wait-child", run_id, str(step)])
 
 
 def wait_batch_id(run_id: str, step: int) -> str:
@@ -133,16 +132,13 @@ def batch_trigger_and_wait(
             raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
 
         def gen() -> Iterable[tuple[str, Any, bool, Any, Mapping[str, Any]]]:
-            for index, (task_id, payload, options, definition) in enumerate(items):
-                opts = dict(options)
-                opts.setdefault(
-                    "idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step, index))
-                )
-                yield task_id, definition, definition is not None, payload, opts
+            for task_id, payload, options, definition in items:
+                yield task_id, definition, definition is not None, payload, options
 
         # The batch id is fixed by (run, step): a replay that gets here again - after a
-        # crash or a retry between the children and the waitpoint - makes the same batch
-        # and finds the same children (their keys), instead of an empty new batch.
+        # crash or a retry between the children and the waitpoint - finds the batch and
+        # the children written with it, instead of making an empty new batch. So the
+        # children need no keys of their own, and take the batch's one-write path.
         handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
         faults.point("batch-children-created")
         with write_transaction():
