@@ -57,11 +57,13 @@ def complete_waitpoint(
         resume_if_ready(run_id)
 
 
-def complete_if_child_done(wp: Waitpoint) -> None:
-    """Complete a RUN waitpoint whose child has already finished."""
+def complete_if_child_done(wp: Waitpoint) -> bool:
+    """Complete a RUN waitpoint whose child has already finished; whether it was done."""
     child = Run.objects.filter(id=wp.child_run_id).first()
-    if child is not None and child.status in FINAL_STATUSES:
-        complete_waitpoint(wp.id, result_of(child).to_json(), run_id=wp.run_id, kind=wp.kind)
+    if child is None or child.status not in FINAL_STATUSES:
+        return False
+    complete_waitpoint(wp.id, result_of(child).to_json(), run_id=wp.run_id, kind=wp.kind)
+    return True
 
 
 def complete_batch_if_done(batch_id: str | None) -> None:
@@ -147,8 +149,9 @@ def resume_if_ready(run_id: str) -> bool:
         return False
     if not transitions.resume(run_id):
         return False
-    queueing.enqueue([Run.objects.get(id=run_id)])
-    dispatch.dispatch_ready()
+    # Its queue only: a resume frees no slot, so no other queue can start anything now.
+    run = Run.objects.only(*queueing.ENTRY_FIELDS).get(id=run_id)
+    dispatch.dispatch_ready(run.queue, entries=queueing.entries_of([run]))
     return True
 
 

@@ -60,7 +60,8 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
     scope = current_scope(api)
     step = scope.step
     scope.step += 1
-    wp = Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).first()
+    # At most one row (unique run, step); unordered, so no join for the model's ordering.
+    wp = next(iter(Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).order_by()), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
         raise ReplayMismatchError(
             f"wait step {step} of run {scope.ctx.run.id} was {wp.kind} {wp.label!r} before the "
@@ -114,8 +115,8 @@ def trigger_and_wait(
                 step=step,
                 defaults={"kind": Waitpoint.Kind.RUN, "label": task_id, "child_run_id": handle.id},
             )
-        complete_if_child_done(wp)
-        wp.refresh_from_db()
+        if complete_if_child_done(wp):  # it finished before its waitpoint existed
+            wp.refresh_from_db()
     if wp.completed_at is None:
         _wait_in_process_or_suspend(wp)
         wp.refresh_from_db()
