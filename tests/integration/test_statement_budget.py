@@ -4,12 +4,15 @@ plain Celery task)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from celery import current_app
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from trigger_celery import tasks
+from trigger_celery.engine.compiled_updates import KeepFirst
 from trigger_celery.models import Run
 from trigger_celery.worker.attempt import execute
 
@@ -101,6 +104,13 @@ def _orm_update_sql(model, where, values):  # type: ignore[no-untyped-def]
             {"status": "EXPIRED", "error": {"type": "EXPIRED"}, "idempotency_key": None},
         ),
         ({"run_id": "run_c", "number": 2}, {"status": "COMPLETED", "finished_at": None}),
+        (
+            {"id": "run_d", "status": "DEQUEUED", "attempt_count": 0},
+            {
+                "status": "EXECUTING",
+                "started_at": KeepFirst("started_at", datetime(2026, 1, 2, tzinfo=UTC)),
+            },
+        ),
     ],
 )
 def test_a_cached_update_is_what_the_orm_compiles(db, where, values):
@@ -171,3 +181,27 @@ def test_a_finished_child_of_a_waited_batch_finds_what_it_completes_in_one_query
         parent = Run.objects.get(id=parent.id)
     assert execute(parent.id, parent.attempt_count + 1, worker="budget") == "Completed"
     assert Run.objects.get(id=parent.id).output == [0, 1, 2]
+
+
+def test_the_run_a_start_returns_is_the_row_the_orm_loads(own):
+    """The start builds its ``Run`` from the statement's row without the ORM's loader:
+    every field must come out as ``Run.objects.get`` gives it (JSON, times, keys)."""
+    from trigger_celery.engine import transitions
+
+    handle = tasks.trigger(
+        "quiet",
+        {"nested": {"é": [1, 2.5, None]}},
+        tags=["a", "b"],
+        metadata={"m": {"x": 1}},
+        concurrency_key="tenant-1",
+        max_duration=30,
+    )
+    current_app.control.purge()
+    run = Run.objects.get(id=handle.id)
+    started = transitions.start_attempt(run.id, run.attempt_count + 1, "budget")
+    assert started is not None and started.resumed is False
+    loaded = Run.objects.get(id=run.id)
+    for f in Run._meta.concrete_fields:
+        assert getattr(started, f.attname) == getattr(loaded, f.attname), f.attname
+    assert started.status == "EXECUTING" and started.started_at is not None
+    assert not started._state.adding

@@ -8,8 +8,9 @@ for each value whether it is None, a list of n items, or a plain value) and comp
 parameters directly, the way Django prepares them.
 
 A shape is cached only after the first compile proved that the direct parameters equal
-the ORM's own, so anything the direct way does not cover (an expression such as ``F()``
-or ``Coalesce``, a lookup prepared differently) is simply compiled every time.
+the ORM's own, so anything the direct way does not cover (an expression such as ``F()``,
+a lookup prepared differently) is simply compiled every time. :class:`KeepFirst` is the
+one expression with a shape of its own.
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ from collections.abc import Hashable
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Model, Value
+from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 
 # Lookups whose parameters the direct way knows; any other is compiled every time.
 _PARAM_LOOKUPS = frozenset({"exact", "lte", "lt", "gte", "gt"})
 _cache: dict[Hashable, str] = {}
+
+
+class KeepFirst(Coalesce):
+    """``SET column = COALESCE(column, value)``: written once, then kept (a run's first
+    start). One text for every value, so its UPDATE is cached like a plain value's."""
+
+    def __init__(self, column: str, value: Any) -> None:
+        super().__init__(column, Value(value))
+        self.value = value
 
 
 def update_sql(
@@ -48,6 +59,9 @@ def _shape(model: type[Model], where: dict[str, Any], values: dict[str, Any]) ->
     parts: list[Hashable] = [model._meta.label]
     for group in (where, values):
         for name, value in group.items():
+            if isinstance(value, KeepFirst):
+                parts.append((name, "keep-first", type(value.value).__name__))
+                continue
             if hasattr(value, "resolve_expression"):
                 return None  # an expression: its SQL may depend on its value
             if isinstance(value, list | tuple | set | frozenset):
@@ -61,6 +75,8 @@ def _shape(model: type[Model], where: dict[str, Any], values: dict[str, Any]) ->
 def _params(model: type[Model], where: dict[str, Any], values: dict[str, Any]) -> tuple[Any, ...]:
     out: list[Any] = []
     for name, value in values.items():
+        if isinstance(value, KeepFirst):
+            value = value.value  # COALESCE(col, %s)
         if value is not None:  # SET col = NULL has no parameter
             out.append(model._meta.get_field(name).get_db_prep_save(value, connection))
     # The ORM orders a filter's keyword arguments by name (``Q`` sorts them).

@@ -101,12 +101,42 @@ def start_with_attempt(
         "SELECT moved.*, EXISTS (SELECT 1 FROM resumed) AS was_resumed, "
         f"{relaxed_commit_sql()} AS relaxed FROM moved"
     )
-    won = list(Run.objects.raw(sql, run_params + resume_params + insert_params))
-    if not won:
-        return None
-    run = won[0]
-    run.resumed = bool(run.was_resumed)  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, run_params + resume_params + insert_params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = tuple(column.name for column in cursor.description)
+    run = _run_from_row(names, row)
+    run.resumed = bool(row[names.index("was_resumed")])  # type: ignore[attr-defined]
     return run
+
+
+def _run_from_row(names: tuple[str, ...], row: tuple[Any, ...]) -> Run:
+    """A ``Run`` from a ``RETURNING *`` row, as the ORM would load it.
+
+    ``Run.objects.raw`` works out the column order and each column's converters for every
+    row; this works them out once per column list (a third of a start's Python time)."""
+    plan = _row_plans.get(names)
+    if plan is None:
+        index = {name: i for i, name in enumerate(names)}
+        plan = []
+        for f in Run._meta.concrete_fields:
+            col = f.get_col(Run._meta.db_table)
+            converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            plan.append((index[f.column], col, converters))
+        _row_plans[names] = plan
+    values = []
+    for i, col, converters in plan:
+        value = row[i]
+        for convert in converters:
+            value = convert(value, col, connection)
+        values.append(value)
+    return Run.from_db(connection.alias, _ATTNAMES, values)
+
+
+_row_plans: dict[tuple[str, ...], list[tuple[int, Any, list[Any]]]] = {}
+_ATTNAMES = [f.attname for f in Run._meta.concrete_fields]
 
 
 def _start_in_steps(

@@ -39,13 +39,13 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
 
 from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import realtime, statements
+from trigger_celery.engine.compiled_updates import KeepFirst
 from trigger_celery.models import Attempt, Run
 
 CANCELED_ERROR = {
@@ -196,7 +196,7 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
             "status": RunStatus.EXECUTING,
             "attempt_count": attempt,
             "updated_at": now,
-            "started_at": Coalesce("started_at", Value(now)),
+            "started_at": KeepFirst("started_at", now),
         },
         {"run_id": run_id, "number": attempt, "status": AttemptStatus.SUSPENDED},
         {"status": AttemptStatus.EXECUTING, "worker": worker, "finished_at": None},
