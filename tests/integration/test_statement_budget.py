@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from trigger_celery import tasks
-from trigger_celery.engine.compiled_updates import KeepFirst
+from trigger_celery.engine.compiled_sql import KeepFirst
 from trigger_celery.models import Run
 from trigger_celery.worker.attempt import execute
 
@@ -114,10 +114,10 @@ def _orm_update_sql(model, where, values):  # type: ignore[no-untyped-def]
     ],
 )
 def test_a_cached_update_is_what_the_orm_compiles(db, where, values):
-    """compiled_updates keeps an UPDATE's text per shape: with other values of the same
+    """compiled_sql keeps an UPDATE's text per shape: with other values of the same
     shape, its text and parameters must equal a fresh compile's."""
     from trigger_celery.core import clock
-    from trigger_celery.engine.compiled_updates import _cache, _same, _shape, update_sql
+    from trigger_celery.engine.compiled_sql import _cache, _same, _shape, update_sql
     from trigger_celery.models import Attempt
 
     model = Attempt if "run_id" in where else Run
@@ -135,14 +135,14 @@ def test_a_cached_update_is_what_the_orm_compiles(db, where, values):
 def test_an_expression_is_compiled_every_time(db):
     from django.db.models import F
 
-    from trigger_celery.engine import compiled_updates
+    from trigger_celery.engine import compiled_sql
 
     where = {"id": "run_f", "status__in": ["EXECUTING"]}
     values = {"attempt_count": F("attempt_count") - 1}
-    before = len(compiled_updates._cache)
-    sql, params = compiled_updates.update_sql(Run, where, values)
+    before = len(compiled_sql._cache)
+    sql, params = compiled_sql.update_sql(Run, where, values)
     assert (sql, params) == _orm_update_sql(Run, where, values)
-    assert len(compiled_updates._cache) == before
+    assert len(compiled_sql._cache) == before
 
 
 def test_a_finished_child_of_a_waited_batch_finds_what_it_completes_in_one_query(own):
@@ -205,3 +205,35 @@ def test_the_run_a_start_returns_is_the_row_the_orm_loads(own):
         assert getattr(started, f.attname) == getattr(loaded, f.attname), f.attname
     assert started.status == "EXECUTING" and started.started_at is not None
     assert not started._state.adding
+
+
+def test_a_cached_insert_is_what_the_orm_compiles(db):
+    """A trigger's INSERT text is kept after the first: for another run, its text and
+    parameters must equal a fresh ORM compile's, and the row must load back as built."""
+    from django.db.models.sql import InsertQuery
+
+    from trigger_celery.core.options import parse_trigger_options
+    from trigger_celery.engine import compiled_sql
+    from trigger_celery.engine.triggering import build_run
+
+    def new_run(payload):  # type: ignore[no-untyped-def]
+        opts = parse_trigger_options({"tags": ["t"], "metadata": {"é": [1]}, "priority": 3})
+        return build_run("quiet", payload, opts, None)
+
+    compiled_sql.insert_row(new_run({"first": True}))
+    key = (connection.vendor, "insert", Run._meta.label)
+    assert key in compiled_sql._cache  # the first insert proved the direct parameters
+
+    run = new_run({"second": [1, 2.5, None]})
+    fields = Run._meta.local_concrete_fields
+    query = InsertQuery(Run)
+    query.insert_values(fields, [run], raw=False)
+    [(orm_sql, orm_params)] = query.get_compiler(connection=connection).as_sql()
+    assert compiled_sql._cache[key] == orm_sql
+    assert compiled_sql._same(compiled_sql._row_params(run, fields), tuple(orm_params))
+
+    compiled_sql.insert_row(run)
+    loaded = Run.objects.get(id=run.id)
+    for f in fields:
+        assert getattr(loaded, f.attname) == getattr(run, f.attname), f.attname
+    assert not run._state.adding

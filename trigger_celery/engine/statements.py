@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connection
 
 from trigger_celery.db import write_transaction
-from trigger_celery.engine.compiled_updates import update_sql
+from trigger_celery.engine.compiled_sql import update_sql
 from trigger_celery.models import Attempt, Run
 
 

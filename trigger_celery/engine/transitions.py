@@ -45,7 +45,7 @@ from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import realtime, statements
-from trigger_celery.engine.compiled_updates import KeepFirst
+from trigger_celery.engine.compiled_sql import KeepFirst
 from trigger_celery.models import Attempt, Run
 
 CANCELED_ERROR = {

@@ -24,6 +24,7 @@ from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import heal_connections, write_transaction
 from trigger_celery.engine import dispatch
+from trigger_celery.engine.compiled_sql import insert_row
 from trigger_celery.engine.idempotency import DEFAULT_TTL, find_cached, resolve_key
 from trigger_celery.engine.payloads import discard_payload, store_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
@@ -89,7 +90,7 @@ def _trigger_task(
         if existing_id is not None:
             return RunHandle(existing_id, task_id)
     else:
-        run.save(force_insert=True)
+        insert_row(run)
     transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
     if run.status == RunStatus.QUEUED:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
@@ -192,7 +193,7 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
     run.idempotency_key_expires_at = now + ttl
     try:
         with write_transaction():
-            run.save(force_insert=True)
+            insert_row(run)
     except IntegrityError:
         cached = find_cached(run.environment, run.task_identifier, key, now)
         if cached is None:
@@ -258,7 +259,7 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
             run.delayed_until = now + timedelta(seconds=debounce.delay)
             try:
                 with write_transaction():
-                    run.save(force_insert=True)
+                    insert_row(run)
             except IntegrityError:
                 continue  # another trigger created the pending run first: join it
             return None

@@ -1,4 +1,4 @@
-"""The ORM's UPDATE statements, compiled once per shape.
+"""The ORM's UPDATE and INSERT statements, compiled once per shape.
 
 A transition's UPDATE has the same text every time: only its parameters change.
 Compiling it through the ORM (``UpdateQuery`` → SQL) costs about a quarter of a
@@ -11,6 +11,10 @@ A shape is cached only after the first compile proved that the direct parameters
 the ORM's own, so anything the direct way does not cover (an expression such as ``F()``,
 a lookup prepared differently) is simply compiled every time. :class:`KeepFirst` is the
 one expression with a shape of its own.
+
+:func:`insert_row` does the same for a new row: every column, ``pre_save`` applied, as
+``Model.save(force_insert=True)`` writes it, without the model signals (nothing in
+trigger_celery listens to them, and a batch's rows never sent them).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model, Value
 from django.db.models.functions import Coalesce
-from django.db.models.sql import UpdateQuery
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 # Lookups whose parameters the direct way knows; any other is compiled every time.
 _PARAM_LOOKUPS = frozenset({"exact", "lte", "lt", "gte", "gt"})
@@ -107,3 +111,30 @@ def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
         elif x != y:
             return False
     return True
+
+
+def insert_row(obj: Model) -> None:
+    """INSERT ``obj`` (a new row whose primary key is set) in one statement."""
+    model = type(obj)
+    fields = model._meta.local_concrete_fields
+    key = (connection.vendor, "insert", model._meta.label)
+    sql = _cache.get(key)
+    if sql is not None:
+        for f in fields:
+            f.pre_save(obj, add=True)  # auto_now(_add) columns take their time
+        params = _row_params(obj, fields)
+    else:
+        query = InsertQuery(model)
+        query.insert_values(fields, [obj], raw=False)  # the compile applies pre_save
+        [(sql, orm_params)] = query.get_compiler(connection=connection).as_sql()
+        params = tuple(orm_params)
+        if _same(_row_params(obj, fields), params):
+            _cache[key] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def _row_params(obj: Model, fields: Any) -> tuple[Any, ...]:
+    return tuple(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields)
