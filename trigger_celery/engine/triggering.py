@@ -12,7 +12,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from trigger_celery.conf import get_settings
 from trigger_celery.core import clock, run_events, tracing
@@ -192,8 +192,11 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
     ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
     run.idempotency_key_expires_at = now + ttl
     try:
-        with write_transaction():
-            insert_row(run)
+        if connection.in_atomic_block:
+            with write_transaction():  # a savepoint: a lost race must not break the caller's
+                insert_row(run)
+        else:
+            insert_row(run)  # one statement, committed on its own
     except IntegrityError:
         cached = find_cached(run.environment, run.task_identifier, key, now)
         if cached is None:
