@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
 
 from trigger_celery.core import clock, faults
 from trigger_celery.core.results import RunResult
@@ -68,15 +67,8 @@ def complete_if_child_done(wp: Waitpoint) -> bool:
 
 def complete_batch_if_done(batch_id: str | None) -> None:
     """Complete the BATCH waitpoint of ``batch_id`` once every run of the batch has finished."""
-    if batch_id is None:
-        return
-    wp = Waitpoint.objects.pending().filter(batch_id=batch_id, kind=Waitpoint.Kind.BATCH).first()
-    if wp is not None and not _unfinished(batch_id).exists():
-        _complete_batch(wp)
-
-
-def _unfinished(batch_id: str) -> QuerySet[Run]:
-    return Run.objects.filter(batch_id=batch_id).exclude(status__in=_FINAL)
+    if batch_id is not None:
+        _complete_ready([], {batch_id})
 
 
 def _complete_batch(wp: Waitpoint) -> None:
@@ -117,12 +109,16 @@ def _ready(run_ids: list[str], batch_ids: list[str]) -> list[tuple[Any, ...]]:
     """What :func:`_complete_ready` completes, in one query. Raw SQL: this runs once per
     finished child, and compiling it through the ORM cost twice its round trip. A
     batch's check runs only when someone waits on it, and reads ``tc_run_batch_open``."""
+    if not run_ids and not batch_ids:
+        return []
     shape = (len(run_ids), len(batch_ids))
     sql = _READY_SQL.get(shape)
     if sql is None:
         wp, run = (connection.ops.quote_name(m._meta.db_table) for m in (Waitpoint, Run))
         final = ", ".join(f"'{status}'" for status in _FINAL)
-        ready = [f"child_run_id IN ({', '.join(['%s'] * len(run_ids))})"]
+        ready = []
+        if run_ids:
+            ready.append(f"child_run_id IN ({', '.join(['%s'] * len(run_ids))})")
         if batch_ids:
             ready.append(
                 f"(kind = 'BATCH' AND batch_id IN ({', '.join(['%s'] * len(batch_ids))}) "

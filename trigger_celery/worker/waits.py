@@ -147,10 +147,11 @@ def batch_trigger_and_wait(
         # children need no keys of their own, and take the batch's one-write path.
         handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
         faults.point("batch-children-created")
-        # Children that were already finished (cached by keys of the user's) count too.
-        Run.objects.filter(id__in=[h.id for h in handle.runs], batch_id__isnull=True).update(
-            batch_id=handle.id
-        )
+        # Children found by keys of the user's (maybe finished long ago) count too. Only
+        # items with options of their own can have a key; the rest were made in the batch.
+        own = [h.id for h, item in zip(handle.runs, items, strict=True) if item[2]]
+        if own:
+            Run.objects.filter(id__in=own, batch_id__isnull=True).update(batch_id=handle.id)
         wp = _record_step(
             scope.ctx.run.id, step, kind=Waitpoint.Kind.BATCH, label=label, batch_id=handle.id
         )
