@@ -16,10 +16,13 @@ from trigger_celery.engine.compiled_sql import KeepFirst
 from trigger_celery.models import Run
 from trigger_celery.worker.attempt import execute
 
-# PostgreSQL: the INSERT of the run, the UPDATE that dispatches it; the start and the
-# end of the attempt are one statement each (data-modifying CTEs). SQLite writes the
-# attempt row beside the run row inside BEGIN ... COMMIT.
-TRIGGER_BUDGET = {"postgresql": 2, "sqlite": 2}
+# A run whose queue has room takes its slot in the store first and is written DEQUEUED:
+# one INSERT. The start and the end of the attempt are one statement each on PostgreSQL
+# (data-modifying CTEs); SQLite writes the attempt row beside the run row inside
+# BEGIN ... COMMIT.
+TRIGGER_BUDGET = {"postgresql": 1, "sqlite": 1}
+# Inside a caller's transaction: the INSERT, and after the commit the dequeue UPDATE.
+QUEUED_TRIGGER_BUDGET = 2
 ATTEMPT_BUDGET = {"postgresql": 2, "sqlite": 9}
 
 
@@ -50,6 +53,21 @@ def test_a_trigger_and_an_attempt_stay_within_their_statement_budgets(own):
     assert len(attempt_sql) <= ATTEMPT_BUDGET[vendor], attempt_sql
 
 
+def test_a_trigger_inside_a_transaction_is_queued_then_dispatched_after_the_commit(own):
+    tasks.trigger("quiet", {"warm": True})
+    handles = []
+
+    def in_a_transaction() -> None:
+        with transaction.atomic():
+            handles.append(tasks.trigger("quiet", {"i": 1}))
+            assert Run.objects.get(id=handles[0].id).status == "QUEUED"
+
+    trigger_sql = statements(in_a_transaction)
+    assert Run.objects.get(id=handles[0].id).status == "DEQUEUED"
+    writes = [sql for sql in trigger_sql if sql.startswith(("INSERT", "UPDATE"))]
+    assert len(writes) <= QUEUED_TRIGGER_BUDGET, trigger_sql
+
+
 RELAX = "set_config('synchronous_commit', 'off', true)"
 
 
@@ -64,13 +82,21 @@ def test_only_the_repairable_steps_skip_the_wal_flush(own):
     current_app.control.purge()
     attempt_sql = statements(lambda: execute(run.id, run.attempt_count + 1, worker="budget"))
     assert Run.objects.get(id=run.id).status == "COMPLETED"
-    relaxed = [RELAX in sql for sql in trigger_sql + attempt_sql]
-    insert, dispatch = trigger_sql[0], trigger_sql[-1]
-    assert insert.startswith("INSERT") and RELAX not in insert
+
+    # A trigger queued inside a transaction is dispatched after it commits.
+    def in_a_transaction() -> None:
+        with transaction.atomic():
+            handles.append(tasks.trigger("quiet", {"i": 2}))
+
+    queued_sql = [q for q in statements(in_a_transaction) if q.startswith(("INSERT", "UPDATE"))]
+    relaxed = [RELAX in sql for sql in trigger_sql + attempt_sql + queued_sql]
+    insert, dispatch = queued_sql[0], queued_sql[-1]
+    assert trigger_sql[0].startswith("INSERT") and insert.startswith("INSERT")
     if connection.vendor == "postgresql":
-        # INSERT (flushed), dequeue (relaxed); start (relaxed), complete (flushed).
-        assert relaxed == [False, True, True, False], trigger_sql + attempt_sql
-        assert "RETURNING" in dispatch
+        # INSERT (flushed); start (relaxed), complete (flushed); INSERT (flushed) and
+        # the dequeue after the commit (relaxed).
+        assert relaxed == [False, True, False, False, True], trigger_sql + attempt_sql + queued_sql
+        assert dispatch.startswith("UPDATE") and "RETURNING" in dispatch
     else:
         assert not any(relaxed)  # SQLite has no such setting
     with transaction.atomic():

@@ -221,6 +221,20 @@ class CoordinationStore(ABC):
         self.release(run_id, attempt=attempt)
         return self.claim(now, max_count=max_count, lease_seconds=lease_seconds, queue=queue)
 
+    def claim_new(self, entry: Entry, now: float | None, *, lease_seconds: float) -> Claim | None:
+        """A slot for a run that is being created and is not queued yet, only if it would
+        be the next run its queue starts anyway: no ready entry of the queue waits, and
+        every limit of :meth:`claim` has room. Returns None, changing nothing, otherwise;
+        the caller then queues the run as usual.
+
+        Lets a trigger take its slot before its row exists and write the row dispatched
+        (one statement instead of two). A store that cannot decide this in one step
+        keeps this default, which always says no.
+
+        Raises :class:`StoreNotConfiguredError` as :meth:`claim` does.
+        """
+        return None
+
     @abstractmethod
     def adopt(self, claim: Claim) -> None:
         """Hold a slot for a run the database says is executing but the store forgot

@@ -26,7 +26,8 @@ from trigger_celery.coordination.base import (
 )
 from trigger_celery.core import clock
 
-_SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "heartbeat", "release", "adopt")
+_SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "claim_new", "heartbeat", "release")
+_SCRIPTS += ("adopt",)
 _SCRIPTS += ("configure", "set_env", "pause")
 
 
@@ -176,6 +177,19 @@ class RedisStore(CoordinationStore):
             ("claim", _claim_args(now, max_count, lease_seconds, queue)),
         )
         return self._claims(flat, now, lease_seconds)
+
+    def claim_new(self, entry: Entry, now: float | None, *, lease_seconds: float) -> Claim | None:
+        flat = self._run(
+            "claim_new",
+            entry.run_id,
+            entry.queue,
+            entry.concurrency_key or "",
+            str(entry.attempt),
+            _lease_arg(now, lease_seconds),
+            "" if now is None else _num(now),
+        )
+        claims = self._claims(flat, now, lease_seconds)
+        return claims[0] if claims else None
 
     def _pipelined(self, *calls: tuple[str, Sequence[str]]) -> Any:
         """Run scripts back to back in one round trip and return the last one's reply.

@@ -10,11 +10,13 @@ update that only one caller can win.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import current_app
+from django.db import connection
 
 from trigger_celery.conf import get_settings
-from trigger_celery.coordination import Entry, StoreNotConfiguredError
+from trigger_celery.coordination import Claim, Entry, StoreNotConfiguredError
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import RunStatus
@@ -106,6 +108,48 @@ def send_to_celery(run_id: str, attempt: int, machine: str, region: str) -> None
         serializer="json",  # never pickle, whatever the app's default is
         queue=celery_queue_for(machine or None, region or None, get_settings().CELERY_QUEUE),
     )
+
+
+def claim_first(run: Run) -> Claim | None:
+    """A slot for a new QUEUED ``run`` before its row is written, when it would be the
+    next run of its queue to start anyway (``CoordinationStore.claim_new``); the row is
+    then written DEQUEUED and no dequeue UPDATE is needed.
+
+    None, with nothing held, when the store says no, has no state or cannot be reached,
+    and inside a transaction of the caller's (whose rollback would leave the slot held
+    until its lease ran out): the run then takes its queue as usual.
+    """
+    if run.status != RunStatus.QUEUED or connection.in_atomic_block:
+        return None
+    try:
+        [entry] = queueing.entries_of([run])
+        return get_store().claim_new(entry, None, lease_seconds=get_settings().LEASE_SECONDS)
+    except Exception:
+        log.debug("no slot ahead of run %s's row; it takes its queue", run.id, exc_info=True)
+        return None
+
+
+def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
+    """Send a run whose row was written DEQUEUED under ``claim`` (``claimed_at``: the
+    ``time.monotonic()`` of the claim). Never raises.
+
+    When writing the row took so long that the slot's lease may have ended (and the
+    reaper freed it, finding no row), the slot is renewed first; a run that lost it
+    goes back to its queue. A run that could not be sent keeps its slot until the lease
+    ends; the reaper then queues it again.
+    """
+    lease = get_settings().LEASE_SECONDS
+    try:
+        if time.monotonic() - claimed_at > lease / 2 and not get_store().heartbeat(
+            run.id, None, lease, attempt=claim.attempt
+        ):
+            if transitions.requeue_unstarted(run.id, run.attempt_count):
+                queueing.enqueue([run])
+                dispatch_ready(run.queue)
+            return
+        send_to_celery(run.id, claim.attempt, run.machine, run.region)
+    except Exception:
+        log.exception("could not send run %s now; it is sent again when its lease ends", run.id)
 
 
 def return_unstarted(run_id: str, attempt: int) -> bool:

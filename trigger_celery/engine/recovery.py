@@ -119,7 +119,9 @@ def reconcile(*, full: bool = False) -> dict[str, int]:
       last minutes, or every one with ``full`` (``manage.py trigger_reconcile``, and the
       pump every few minutes);
     * a slot is freed only when its run is certainly not running - never for a QUEUED
-      (mid-claim), DEQUEUED or EXECUTING one, whatever happened between the reads;
+      (mid-claim), DEQUEUED or EXECUTING one, whatever happened between the reads, nor
+      for one whose row does not exist (yet: a trigger claims before it writes; the
+      reaper frees the slot if its lease ends with no row);
     * dispatched and executing runs whose slot the store forgot hold one again.
 
     Its cost follows the runs that changed, and the slots held, not the table.
@@ -138,8 +140,8 @@ def reconcile(*, full: bool = False) -> dict[str, int]:
     status_of = dict(Run.objects.filter(id__in=holding).values_list("id", "status"))
     freed = sum(
         1
-        for run_id in holding
-        if status_of.get(run_id) not in _MAY_HOLD_A_SLOT and store.release(run_id)
+        for run_id, status in status_of.items()
+        if status not in _MAY_HOLD_A_SLOT and store.release(run_id)
     )
     adopted = queueing.adopt_active_slots(skip=holding)
     return {"enqueued": enqueued, "freed": freed, "adopted": adopted}

@@ -2,11 +2,14 @@
 
 A trigger validates everything first (options, payload, sizes), then writes one Run
 row. Only after the row is committed does the run enter its queue, so a worker can
-never receive a run the database does not have yet.
+never receive a run the database does not have yet. A run that would start next
+anyway takes its slot before its row is written (``dispatch.claim_first``): the row is
+written DEQUEUED and sent once committed, one statement instead of two.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
@@ -23,7 +26,7 @@ from trigger_celery.core.options import TriggerOptions, parse_trigger_options
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import heal_connections, write_transaction
-from trigger_celery.engine import dispatch
+from trigger_celery.engine import dispatch, realtime
 from trigger_celery.engine.compiled_sql import insert_row
 from trigger_celery.engine.idempotency import DEFAULT_TTL, find_cached, resolve_key
 from trigger_celery.engine.payloads import discard_payload, store_payload
@@ -89,6 +92,18 @@ def _trigger_task(
         existing_id = _save_debounced(run, opts)
         if existing_id is not None:
             return RunHandle(existing_id, task_id)
+    elif (claim := dispatch.claim_first(run)) is not None:
+        claimed_at = time.monotonic()
+        run.status = RunStatus.DEQUEUED  # it holds its slot: written dispatched
+        try:
+            insert_row(run)
+        except BaseException:
+            dispatch.release_and_dispatch(run.id, run.queue, attempt=claim.attempt)
+            raise
+        realtime.notify(run.id)
+        run_events.publish(run.id, run_events.TRIGGERED)
+        dispatch.send_claimed(run, claim, claimed_at)
+        return RunHandle(run.id, task_id)
     else:
         insert_row(run)
     transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))

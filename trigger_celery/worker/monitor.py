@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from billiard.process import current_process
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
@@ -67,6 +67,7 @@ class AttemptMonitor:
         self._watched: dict[str, Watched] = {}
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        self._used_database = False  # by the loop's thread, since it was last idle
 
     def watch(self, w: Watched) -> None:
         # The first heartbeat is the loop's, on its next tick (a lease may have run low
@@ -97,6 +98,11 @@ class AttemptMonitor:
             with self._lock:
                 watched = list(self._watched.values())
             if not watched:
+                # Idle: no connection of this thread's outlives the attempts that needed
+                # it (a test database could not be dropped under it).
+                if self._used_database:
+                    self._used_database = False
+                    connections.close_all()
                 continue
             try:
                 if now - last_beat >= settings.HEARTBEAT_SECONDS:
@@ -128,6 +134,7 @@ class AttemptMonitor:
                 # Stopping, or settling (a suspending attempt has given its slot back).
                 continue
             close_old_connections()
+            self._used_database = True
             if Run.objects.filter(
                 id=w.run_id, status=RunStatus.EXECUTING, attempt_count=w.attempt
             ).exists():
@@ -145,10 +152,11 @@ class AttemptMonitor:
     def _poll_cancels(self, watched: list[Watched]) -> None:
         """One query for every attempt still running here: was its run canceled, or
         taken over by another attempt (the reaper retried it while this one was frozen)?"""
-        close_old_connections()
         pending = [w for w in watched if w.reason is None and not w.done]
         if not pending:
             return
+        close_old_connections()
+        self._used_database = True
         rows = {
             run_id: (status, attempt, cancel_at)
             for run_id, status, attempt, cancel_at in Run.objects.filter(

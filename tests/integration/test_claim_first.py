@@ -1,0 +1,115 @@
+"""A trigger whose queue has room takes its slot before its row exists (one INSERT,
+written DEQUEUED); the slot is never lost, doubled, nor taken ahead of a waiting run."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery import current_app
+from django.db import DatabaseError
+
+from trigger_celery import tasks
+from trigger_celery.coordination import Entry
+from trigger_celery.coordination.factory import get_store
+from trigger_celery.engine import recovery, triggering
+from trigger_celery.models import Run
+from trigger_celery.worker.attempt import execute
+
+pytestmark = pytest.mark.integration
+
+
+def held_attempt(run_id: str) -> int | None:
+    """The attempt the store holds ``run_id``'s slot for, None when it holds none."""
+    store = get_store()
+    if run_id not in store.holding_run_ids():
+        return None
+    for attempt in (1, 2, 3):
+        if store.heartbeat(run_id, None, 30, attempt=attempt):
+            return attempt
+    raise AssertionError(f"{run_id} holds a slot for no attempt 1-3")
+
+
+def test_a_trigger_with_room_is_written_dispatched_and_holds_its_slot(own):
+    handle = tasks.trigger("quiet", {"i": 1})
+    run = Run.objects.get(id=handle.id)
+    assert (run.status, run.attempt_count) == ("DEQUEUED", 0)
+    assert held_attempt(run.id) == 1
+    assert run.id not in get_store().queued_run_ids()
+    current_app.control.purge()  # no worker here: this process runs the attempt
+    assert execute(run.id, 1, worker="test") == "Completed"
+    assert Run.objects.get(id=run.id).status == "COMPLETED"
+    assert held_attempt(run.id) is None
+
+
+def test_a_full_queue_keeps_its_order(own):
+    first = tasks.trigger("shared-a", {"tag": "order", "seconds": 0})
+    second = tasks.trigger("shared-b", {"tag": "order", "seconds": 0})
+    third = tasks.trigger("shared-a", {"tag": "order", "seconds": 0})
+    status = dict(Run.objects.values_list("id", "status"))
+    assert [status[h.id] for h in (first, second, third)] == ["DEQUEUED", "QUEUED", "QUEUED"]
+    current_app.control.purge()
+    assert execute(first.id, 1, worker="test") == "Completed"  # frees the slot
+    status = dict(Run.objects.values_list("id", "status"))
+    assert [status[h.id] for h in (second, third)] == ["DEQUEUED", "QUEUED"]
+    # A new trigger does not jump the run still waiting.
+    assert execute(second.id, 1, worker="test") == "Completed"
+    fourth = tasks.trigger("shared-b", {"tag": "order", "seconds": 0})
+    status = dict(Run.objects.values_list("id", "status"))
+    assert [status[h.id] for h in (third, fourth)] == ["DEQUEUED", "QUEUED"]
+    current_app.control.purge()
+
+
+def test_a_slot_claimed_for_a_row_not_written_yet_is_kept_by_reconcile_and_reaped_later(own):
+    tasks.trigger("quiet", {"warm": True})  # limits in the store
+    store = get_store()
+    claim = store.claim_new(Entry("run_not_written", "quiet", 0.0, None, 1), None, lease_seconds=30)
+    assert claim is not None
+    recovery.reconcile(full=True)
+    assert "run_not_written" in store.holding_run_ids()  # the trigger may still write it
+    assert recovery.reap_expired_leases(now=store.time() + 31) >= 1
+    assert "run_not_written" not in store.holding_run_ids()
+    current_app.control.purge()
+
+
+def test_a_row_that_could_not_be_written_gives_its_slot_back(own, monkeypatch):
+    tasks.trigger("shared-a", {"tag": "fail", "seconds": 0})
+    current_app.control.purge()
+    [warm] = Run.objects.all()
+    assert execute(warm.id, 1, worker="test") == "Completed"
+    held_before = get_store().holding_run_ids()
+
+    def failing_insert(run):  # type: ignore[no-untyped-def]
+        assert run.id in get_store().holding_run_ids()  # the slot was claimed first
+        raise DatabaseError("the INSERT failed")
+
+    monkeypatch.setattr(triggering, "insert_row", failing_insert)
+    with pytest.raises(DatabaseError):
+        tasks.trigger("shared-a", {"tag": "fail", "seconds": 0})
+    assert get_store().holding_run_ids() == held_before
+    monkeypatch.undo()
+    after = tasks.trigger("shared-b", {"tag": "fail", "seconds": 0})
+    assert Run.objects.get(id=after.id).status == "DEQUEUED"  # the queue's slot is free
+    current_app.control.purge()
+
+
+def test_a_row_written_after_its_lease_could_have_ended_is_queued_again(own, settings, monkeypatch):
+    tasks.trigger("quiet", {"warm": True})
+    current_app.control.purge()
+    settings.TRIGGER_CELERY = {**settings.TRIGGER_CELERY, "LEASE_SECONDS": 0.2}
+    write = triggering.insert_row
+    reaped = []
+
+    def slow_insert(run):  # type: ignore[no-untyped-def]
+        time.sleep(0.15)  # longer than half the lease
+        reaped.append(get_store().release(run.id))  # as the reaper would, finding no row
+        write(run)
+
+    monkeypatch.setattr(triggering, "insert_row", slow_insert)
+    handle = tasks.trigger("quiet", {"i": 1})
+    assert reaped == [True]
+    run = Run.objects.get(id=handle.id)
+    # Back in its queue and dispatched again: it holds a slot anew, for attempt 1.
+    assert (run.status, run.attempt_count) == ("DEQUEUED", 0)
+    assert held_attempt(run.id) == 1
+    current_app.control.purge()
