@@ -7,16 +7,27 @@ import time
 
 import pytest
 from celery import current_app
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 
 from trigger_celery import tasks
 from trigger_celery.coordination import Entry
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.engine import recovery, triggering
+from trigger_celery.engine import dispatch, queueing, recovery, triggering
 from trigger_celery.models import Run
 from trigger_celery.worker.attempt import execute
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _fresh_store(own):  # type: ignore[no-untyped-def]
+    """No slot held by an earlier test's run, and every queue asked afresh."""
+    get_store().flush()
+    queueing.reset_caches()
+    dispatch.forget_full_queues()
+    yield
+    dispatch.forget_full_queues()
 
 
 def held_attempt(run_id: str) -> int | None:
@@ -31,7 +42,10 @@ def held_attempt(run_id: str) -> int | None:
 
 
 def test_a_trigger_with_room_is_written_dispatched_and_holds_its_slot(own):
-    handle = tasks.trigger("quiet", {"i": 1})
+    tasks.trigger("quiet", {"warm": True})  # the flushed store gets its limits back
+    with CaptureQueriesContext(connection) as written:
+        handle = tasks.trigger("quiet", {"i": 1})
+    assert [q["sql"].split()[0] for q in written.captured_queries] == ["INSERT"]
     run = Run.objects.get(id=handle.id)
     assert (run.status, run.attempt_count) == ("DEQUEUED", 0)
     assert held_attempt(run.id) == 1
@@ -112,4 +126,25 @@ def test_a_row_written_after_its_lease_could_have_ended_is_queued_again(own, set
     # Back in its queue and dispatched again: it holds a slot anew, for attempt 1.
     assert (run.status, run.attempt_count) == ("DEQUEUED", 0)
     assert held_attempt(run.id) == 1
+    current_app.control.purge()
+
+
+def test_a_queue_that_had_no_room_is_not_asked_again_at_once(own):
+    first = tasks.trigger("shared-a", {"tag": "full", "seconds": 0})
+    asked = []
+    store = get_store()
+    ask = store.claim_new
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(args[0].run_id)
+        return ask(*args, **kwargs)
+
+    store.claim_new = counting  # type: ignore[method-assign]
+    try:
+        waiting = [tasks.trigger("shared-b", {"tag": "full", "seconds": 0}) for _ in range(3)]
+    finally:
+        del store.claim_new
+    assert asked == [waiting[0].id]  # the no is remembered for the next two
+    status = dict(Run.objects.values_list("id", "status"))
+    assert [status[h.id] for h in (first, *waiting)] == ["DEQUEUED"] + ["QUEUED"] * 3
     current_app.control.purge()

@@ -29,6 +29,10 @@ EXECUTE_RUN = "trigger_celery.execute_run"
 DISPATCH_QUEUE = "trigger_celery.dispatch_queue"
 # A batch's first runs are claimed and sent by its caller; a worker sends the rest.
 FAN_OUT_INLINE = 10
+# A queue that had no slot for a trigger is taken to be full, in this process, for this
+# long: its next triggers take the queue at once instead of asking the store first.
+FULL_FOR_SECONDS = 0.5
+_full_until: dict[str, float] = {}
 
 
 def dispatch_ready(
@@ -117,16 +121,31 @@ def claim_first(run: Run) -> Claim | None:
 
     None, with nothing held, when the store says no, has no state or cannot be reached,
     and inside a transaction of the caller's (whose rollback would leave the slot held
-    until its lease ran out): the run then takes its queue as usual.
+    until its lease ran out): the run then takes its queue as usual. After a no, the
+    queue's triggers skip the question for ``FULL_FOR_SECONDS`` (a burst into a full
+    queue costs no extra round trip per run).
     """
-    if run.status != RunStatus.QUEUED or connection.in_atomic_block:
+    now = time.monotonic()
+    if (
+        run.status != RunStatus.QUEUED
+        or connection.in_atomic_block
+        or _full_until.get(run.queue, 0.0) > now
+    ):
         return None
     try:
         [entry] = queueing.entries_of([run])
-        return get_store().claim_new(entry, None, lease_seconds=get_settings().LEASE_SECONDS)
+        claim = get_store().claim_new(entry, None, lease_seconds=get_settings().LEASE_SECONDS)
     except Exception:
         log.debug("no slot ahead of run %s's row; it takes its queue", run.id, exc_info=True)
         return None
+    if claim is None:
+        _full_until[run.queue] = now + FULL_FOR_SECONDS
+    return claim
+
+
+def forget_full_queues() -> None:
+    """Ask the store again on the next trigger of every queue (tests)."""
+    _full_until.clear()
 
 
 def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
