@@ -148,3 +148,29 @@ def test_a_queue_that_had_no_room_is_not_asked_again_at_once(own):
     status = dict(Run.objects.values_list("id", "status"))
     assert [status[h.id] for h in (first, *waiting)] == ["DEQUEUED"] + ["QUEUED"] * 3
     current_app.control.purge()
+
+
+def test_an_idempotent_trigger_that_loses_its_race_gives_the_slot_back(own, monkeypatch):
+    first = tasks.trigger("shared-a", {"tag": "key", "seconds": 0}, idempotency_key="k")
+    current_app.control.purge()
+    assert execute(first.id, 1, worker="test") == "Completed"  # the queue is free again
+    # The lookup misses, as when another trigger wrote the key just after it looked.
+    monkeypatch.setattr(triggering, "find_cached", _miss_once(triggering.find_cached))
+    again = tasks.trigger("shared-a", {"tag": "key", "seconds": 0}, idempotency_key="k")
+    assert again.is_cached and again.id == first.id
+    assert Run.objects.count() == 1
+    assert get_store().holding_run_ids() == set()  # the slot it took first is back
+    fresh = tasks.trigger("shared-b", {"tag": "key", "seconds": 0}, idempotency_key="k2")
+    assert Run.objects.get(id=fresh.id).status == "DEQUEUED"
+    assert held_attempt(fresh.id) == 1
+    current_app.control.purge()
+
+
+def _miss_once(find):  # type: ignore[no-untyped-def]
+    calls = []
+
+    def lookup(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return None if len(calls) == 1 else find(*args, **kwargs)
+
+    return lookup

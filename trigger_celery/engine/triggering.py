@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 
 from trigger_celery.conf import get_settings
+from trigger_celery.coordination import Claim
 from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
@@ -82,9 +83,10 @@ def _trigger_task(
     run.replayed_from_id = replayed_from
     if batch is not None:
         run.batch_id, run.batch_index = batch
+    claimed: _Claimed | None = None
     if opts.idempotency_key is not None:
         # Idempotency wins over debounce: a cached run is returned as it is.
-        cached = _save_idempotent(run, opts)
+        cached, claimed = _save_idempotent(run, opts)
         if cached is not None:
             discard_payload(run.payload_ref)
             return RunHandle(cached.id, task_id, is_cached=True)
@@ -92,24 +94,39 @@ def _trigger_task(
         existing_id = _save_debounced(run, opts)
         if existing_id is not None:
             return RunHandle(existing_id, task_id)
-    elif (claim := dispatch.claim_first(run)) is not None:
-        claimed_at = time.monotonic()
-        run.status = RunStatus.DEQUEUED  # it holds its slot: written dispatched
-        try:
-            insert_row(run)
-        except BaseException:
-            dispatch.release_and_dispatch(run.id, run.queue, attempt=claim.attempt)
-            raise
+    else:
+        claimed = _insert(run)
+    if claimed is not None:  # committed already (autocommit): send it now
         realtime.notify(run.id)
         run_events.publish(run.id, run_events.TRIGGERED)
-        dispatch.send_claimed(run, claim, claimed_at)
+        dispatch.send_claimed(run, *claimed)
         return RunHandle(run.id, task_id)
-    else:
-        insert_row(run)
     transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
     if run.status == RunStatus.QUEUED:
         transaction.on_commit(lambda: dispatch.after_commit_dispatch([run]))
     return RunHandle(run.id, task_id)
+
+
+# The slot a run took before its row was written, and when (``time.monotonic()``).
+_Claimed = tuple[Claim, float]
+
+
+def _insert(run: Run) -> _Claimed | None:
+    """INSERT ``run``. A run that can start at once takes its slot first and is written
+    DEQUEUED (``dispatch.claim_first``); if the INSERT fails, the slot is given back."""
+    claim = dispatch.claim_first(run)
+    if claim is None:
+        insert_row(run)
+        return None
+    claimed_at = time.monotonic()
+    run.status = RunStatus.DEQUEUED  # it holds its slot: written dispatched
+    try:
+        insert_row(run)
+    except BaseException:
+        run.status = RunStatus.QUEUED
+        dispatch.release_and_dispatch(run.id, run.queue, attempt=claim.attempt)
+        raise
+    return claim, claimed_at
 
 
 def build_run(
@@ -191,8 +208,9 @@ def build_run(
     )
 
 
-def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
-    """Save ``run`` under its idempotency key, or return the run that already holds it.
+def _save_idempotent(run: Run, opts: TriggerOptions) -> tuple[Run | None, _Claimed | None]:
+    """Save ``run`` under its idempotency key, or return the run that already holds it
+    (with the slot ``run`` took first, if it did).
 
     The unique constraint on (environment, task, key) decides races: of many concurrent
     triggers exactly one insert succeeds and every other caller gets its handle.
@@ -202,7 +220,7 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
     key = resolve_key(opts.idempotency_key)
     cached = find_cached(run.environment, run.task_identifier, key, now)
     if cached is not None:
-        return cached
+        return cached, None
     run.idempotency_key = key
     ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
     run.idempotency_key_expires_at = now + ttl
@@ -210,14 +228,13 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> Run | None:
         if connection.in_atomic_block:
             with write_transaction():  # a savepoint: a lost race must not break the caller's
                 insert_row(run)
-        else:
-            insert_row(run)  # one statement, committed on its own
+            return None, None
+        return None, _insert(run)  # one statement, committed on its own
     except IntegrityError:
         cached = find_cached(run.environment, run.task_identifier, key, now)
         if cached is None:
             raise
-        return cached
-    return None
+        return cached, None
 
 
 # What a trailing-mode debounce takes from the newest trigger.
