@@ -143,6 +143,16 @@ def claim_first(run: Run) -> Claim | None:
     return claim
 
 
+def give_back(claim: Claim) -> None:
+    """Release a slot taken by :func:`claim_first` for a row that was not written. Never
+    raises (the caller has an error to report): a slot not released ends with its lease.
+    Nothing more is claimed here: the database has just failed."""
+    try:
+        get_store().release(claim.run_id, attempt=claim.attempt)
+    except Exception:
+        log.warning("could not give back the slot of run %s; its lease will end", claim.run_id)
+
+
 def forget_full_queues() -> None:
     """Ask the store again on the next trigger of every queue (tests)."""
     _full_until.clear()

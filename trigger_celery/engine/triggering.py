@@ -124,7 +124,7 @@ def _insert(run: Run) -> _Claimed | None:
         insert_row(run)
     except BaseException:
         run.status = RunStatus.QUEUED
-        dispatch.release_and_dispatch(run.id, run.queue, attempt=claim.attempt)
+        dispatch.give_back(claim)
         raise
     return claim, claimed_at
 
