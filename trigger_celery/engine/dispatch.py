@@ -173,8 +173,7 @@ def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
             run.id, None, lease, attempt=claim.attempt
         ):
             if transitions.requeue_unstarted(run.id, run.attempt_count):
-                queueing.enqueue([run])
-                dispatch_ready(run.queue)
+                dispatch_ready(run.queue, entries=queueing.entries_of([run]))
             return
         send_to_celery(run.id, claim.attempt, run.machine, run.region)
     except Exception:
