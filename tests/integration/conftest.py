@@ -162,6 +162,23 @@ def own(services: Services, transactional_db, log_dir: Path) -> Iterator[OwnProc
         procs.stop()
 
 
+@pytest.fixture
+def fresh_store(own: OwnProcesses) -> Iterator[OwnProcesses]:
+    """``own``, with no slot held by an earlier test's run and every queue asked afresh
+    (``dispatch.claim_first``); what the test sent and did not run is purged after it."""
+    from celery import current_app
+
+    from trigger_celery.coordination.factory import get_store
+    from trigger_celery.engine import dispatch, queueing
+
+    get_store().flush()
+    queueing.reset_caches()
+    dispatch.forget_full_queues()
+    yield own
+    current_app.control.purge()
+    dispatch.forget_full_queues()
+
+
 def _retry_flush_on_lock_conflicts() -> None:
     """Let the per-test flush retry when it meets a worker's transaction.
 

@@ -13,21 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from trigger_celery import tasks
 from trigger_celery.coordination import Entry
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.engine import dispatch, queueing, recovery, triggering
+from trigger_celery.engine import recovery, triggering
 from trigger_celery.models import Run
 from trigger_celery.worker.attempt import execute
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_store(own):  # type: ignore[no-untyped-def]
-    """No slot held by an earlier test's run, and every queue asked afresh."""
-    get_store().flush()
-    queueing.reset_caches()
-    dispatch.forget_full_queues()
-    yield
-    dispatch.forget_full_queues()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_store")]
 
 
 def held_attempt(run_id: str) -> int | None:

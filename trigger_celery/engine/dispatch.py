@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from celery import current_app
 from django.db import connection
@@ -34,6 +37,22 @@ FAN_OUT_INLINE = 10
 FULL_FOR_SECONDS = 0.5
 _full_until: dict[str, float] = {}
 
+# Offered each dequeued run (id, attempt, Celery queue) before it is sent: True means the
+# caller starts it itself (a worker that has just freed the slot, ``worker.handoff``).
+Keep = Callable[[str, int, str], bool]
+_keep: ContextVar[Keep | None] = ContextVar("trigger_celery_keep", default=None)
+
+
+@contextmanager
+def keeping(keep: Keep | None) -> Iterator[None]:
+    """Within the block, every run this process dequeues is first offered to ``keep``;
+    a run it takes is not sent (its caller starts it) but counts as sent."""
+    token = _keep.set(keep)
+    try:
+        yield
+    finally:
+        _keep.reset(token)
+
 
 def dispatch_ready(
     queue: str | None = None,
@@ -43,7 +62,8 @@ def dispatch_ready(
     release: tuple[str, int | None] | None = None,
     rounds: int | None = None,
 ) -> int:
-    """Claim slots for ready runs and send them to Celery; returns how many were sent.
+    """Claim slots for ready runs and send them to Celery (or to a :func:`keeping`
+    caller); returns how many were sent.
 
     ``entries`` are enqueued, or ``release`` (run id, attempt) is released, in the same
     round trip as the first claim. Claims go on, ``max_count`` at a time, until fewer
@@ -92,8 +112,11 @@ def dispatch_ready(
             for claim in claims:
                 if claim.run_id in lost and claim.run_id not in active:
                     store.release(claim.run_id, attempt=claim.attempt)
+        keep = _keep.get()
         for run_id, attempt_count, machine, region in rows:
-            send_to_celery(run_id, attempt_count + 1, machine, region)
+            celery_queue = celery_queue_of(machine, region)
+            if keep is None or not keep(run_id, attempt_count + 1, celery_queue):
+                send_to_queue(run_id, attempt_count + 1, celery_queue)
         sent += len(rows)
         if rounds is not None:
             rounds -= 1
@@ -101,16 +124,24 @@ def dispatch_ready(
             return sent
 
 
-def send_to_celery(run_id: str, attempt: int, machine: str, region: str) -> None:
-    """Send ``{run_id, attempt}`` to the Celery task ``trigger_celery.execute_run``.
+def celery_queue_of(machine: str, region: str) -> str:
+    """The Celery queue a run with this ``machine`` and ``region`` is sent to."""
+    return celery_queue_for(machine or None, region or None, get_settings().CELERY_QUEUE)
 
-    By name: the task is defined on the worker side, which sits above the engine.
-    """
+
+def send_to_celery(run_id: str, attempt: int, machine: str, region: str) -> None:
+    """Send ``{run_id, attempt}`` to the Celery task ``trigger_celery.execute_run``."""
+    send_to_queue(run_id, attempt, celery_queue_of(machine, region))
+
+
+def send_to_queue(run_id: str, attempt: int, celery_queue: str) -> None:
+    """Send ``{run_id, attempt}`` to ``execute_run`` on the Celery queue ``celery_queue``."""
+    # By name: the task is defined on the worker side, which sits above the engine.
     current_app.send_task(
         EXECUTE_RUN,
         kwargs={"run_id": run_id, "attempt": attempt},
         serializer="json",  # never pickle, whatever the app's default is
-        queue=celery_queue_for(machine or None, region or None, get_settings().CELERY_QUEUE),
+        queue=celery_queue,
     )
 
 

@@ -2,7 +2,8 @@
 
 ``execute_run(run_id, attempt)``: one attempt of a run. The message never carries the
 payload: the run row is the source of truth, and the attempt number fences out stale or
-redelivered messages.
+redelivered messages. When the attempt frees a slot for a run of the same Celery queue,
+the message goes on to execute that run too (``worker.handoff``).
 
 ``dispatch_queue(queue)``: claim slots for a queue's ready runs and send them, so a
 batch's caller sends one message instead of one per run. Losing it delays nothing for
@@ -16,6 +17,7 @@ from typing import Any
 from celery import shared_task
 
 from trigger_celery.engine import dispatch
+from trigger_celery.worker import handoff
 from trigger_celery.worker.attempt import execute
 
 
@@ -28,7 +30,27 @@ from trigger_celery.worker.attempt import execute
     serializer="json",
 )
 def execute_run(self: Any, run_id: str, attempt: int) -> str:
-    return execute(run_id, attempt, worker=self.request.hostname or None)
+    worker = self.request.hostname or None
+    if _time_limited(self):
+        return execute(run_id, attempt, worker=worker)
+    with handoff.chain():
+        outcome = execute(run_id, attempt, worker=worker)
+        # The runs this process kept when it freed their slots (``worker.handoff``).
+        while (kept := handoff.take()) is not None:
+            execute(*kept, worker=worker)
+    return outcome
+
+
+def _time_limited(task: Any) -> bool:
+    """Whether a Celery time limit applies to this message (it would cut kept runs short)."""
+    conf = task.app.conf
+    return bool(
+        task.time_limit
+        or task.soft_time_limit
+        or conf.task_time_limit
+        or conf.task_soft_time_limit
+        or any(task.request.timelimit or ())
+    )
 
 
 @shared_task(name=dispatch.DISPATCH_QUEUE, ignore_result=True, serializer="json")

@@ -34,6 +34,7 @@ from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.models import Run
+from trigger_celery.worker import handoff
 from trigger_celery.worker.recording import until_recorded
 from trigger_celery.worker.user_code import Completed, Failed, Outcome, Suspended, call_recorded
 
@@ -103,15 +104,16 @@ def _settle_suspended(
 ) -> None:
     # The slot goes back before a resume can queue the run again.
     _store_step(lambda: get_store().release(run.id, attempt=ctx.attempt.number), run.id)
-    if until_recorded(
-        lambda: transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms),
-        what=f"the suspension of run {run.id}",
-    ):
-        faults.point("parent-waiting")
-        call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
-        # A child may have finished between the wait and the suspension.
-        waitpoints.resume_if_ready(run.id)
-    _store_step(dispatch.dispatch_ready, run.id)
+    with dispatch.keeping(handoff.keeper(run.machine, run.region)):
+        if until_recorded(
+            lambda: transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms),
+            what=f"the suspension of run {run.id}",
+        ):
+            faults.point("parent-waiting")
+            call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
+            # A child may have finished between the wait and the suspension.
+            waitpoints.resume_if_ready(run.id)
+        _store_step(dispatch.dispatch_ready, run.id)
 
 
 def _settle_failed(
@@ -228,10 +230,12 @@ def _decide(
 
 
 def after_final(run: Run, attempt: int) -> None:
-    """Give the slot back, start the next run, and tell a parent waiting on this one."""
-    dispatch.release_and_dispatch(run.id, attempt=attempt)
-    if run.parent_id or run.batch_id:  # only those can have a waiting parent
-        try:
-            waitpoints.run_finished(run.id, run.batch_id)
-        except Exception:
-            log.exception("could not complete the waitpoints of %s; the pump retries", run.id)
+    """Give the slot back, start the next run (this process may keep it, ``handoff``),
+    and tell a parent waiting on this one."""
+    with dispatch.keeping(handoff.keeper(run.machine, run.region)):
+        dispatch.release_and_dispatch(run.id, attempt=attempt)
+        if run.parent_id or run.batch_id:  # only those can have a waiting parent
+            try:
+                waitpoints.run_finished(run.id, run.batch_id)  # may resume the parent
+            except Exception:
+                log.exception("could not complete the waitpoints of %s; the pump retries", run.id)
