@@ -164,13 +164,15 @@ def own(services: Services, transactional_db, log_dir: Path) -> Iterator[OwnProc
 
 @pytest.fixture
 def fresh_store(own: OwnProcesses) -> Iterator[OwnProcesses]:
-    """``own``, with no slot held by an earlier test's run and every queue asked afresh
-    (``dispatch.claim_first``); what the test sent and did not run is purged after it."""
+    """``own``, with no slot held by an earlier test's run, no message left in the
+    broker, and every queue asked afresh (``dispatch.claim_first``); what the test sent
+    and did not run is purged after it."""
     from celery import current_app
 
     from trigger_celery.coordination.factory import get_store
     from trigger_celery.engine import dispatch, queueing
 
+    current_app.control.purge()
     get_store().flush()
     queueing.reset_caches()
     dispatch.forget_full_queues()
