@@ -101,3 +101,21 @@ def test_a_parent_whose_first_attempt_fails_after_it_made_its_batch_completes_on
     assert run.attempts[0].status == "FAILED"
     assert "fault injected" in run.attempts[0].error["message"]
     assert Run.objects.filter(parent_id=handle.id).count() == 6
+
+
+def test_a_worker_killed_holding_a_run_it_kept_leaves_it_to_the_reaper(own, tmp_path):
+    # A limit-1 queue: the first run's worker keeps the second (worker.handoff) and dies
+    # before starting it. No message exists for the kept run; its lease ends and the
+    # pump queues it again, under the same attempt number (it never started).
+    mark = tmp_path / "killed"
+    first = tasks.trigger("shared-a", {"tag": "kept", "seconds": 0})
+    second = tasks.trigger("shared-a", {"tag": "kept", "seconds": 0})
+    assert Run.objects.get(id=second.id).status == "QUEUED"
+    own.worker(concurrency=1, env=fault_env("run-kept", mark))
+    own.beat()
+    wait_for_mark(mark, "run-kept")
+    assert Run.objects.get(id=first.id).status == "COMPLETED"
+    assert Run.objects.get(id=second.id).status == "DEQUEUED"  # kept, not started
+    run = finished(second, timeout=RECOVERY_SECONDS)
+    assert run.status == "COMPLETED"
+    assert [a.number for a in run.attempts] == [1]

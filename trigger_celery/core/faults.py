@@ -33,6 +33,7 @@ POINTS = frozenset(
         "parent-waiting",  # a run's WAITING committed, before it re-checks its waitpoints
         "batch-children-created",  # batch_trigger_and_wait made its children, no waitpoint yet
         "datetime-completed",  # a DATETIME waitpoint completed, its run not resumed yet
+        "run-kept",  # a worker kept the run a freed slot went to, not started yet
     }
 )
 

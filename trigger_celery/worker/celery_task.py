@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import shared_task
 
+from trigger_celery.core import faults
 from trigger_celery.engine import dispatch
 from trigger_celery.worker import handoff
 from trigger_celery.worker.attempt import execute
@@ -37,6 +38,7 @@ def execute_run(self: Any, run_id: str, attempt: int) -> str:
         outcome = execute(run_id, attempt, worker=worker)
         # The runs this process kept when it freed their slots (``worker.handoff``).
         while (kept := handoff.take()) is not None:
+            faults.point("run-kept")
             execute(*kept, worker=worker)
     return outcome
 
