@@ -26,8 +26,12 @@ from trigger_celery.models import Run, Waitpoint
 _FINAL = sorted(s.value for s in FINAL_STATUSES)  # as in the index tc_run_batch_open
 
 
+# What result_of reads: a parent's check of its child loads no other column.
+RESULT_FIELDS = ("id", "task_identifier", "status", "output", "output_ref", "error")
+
+
 def result_of(run: Run) -> RunResult:
-    """The result a waiting parent gets for a finished ``run``."""
+    """The result a waiting parent gets for a finished ``run`` (``RESULT_FIELDS``)."""
     if run.status == RunStatus.COMPLETED:
         return RunResult(
             True, run.id, run.task_identifier, output=load_payload(run.output, run.output_ref)
@@ -58,7 +62,7 @@ def complete_waitpoint(
 
 def complete_if_child_done(wp: Waitpoint) -> bool:
     """Complete a RUN waitpoint whose child has already finished; whether it was done."""
-    child = Run.objects.filter(id=wp.child_run_id).first()
+    child = Run.objects.filter(id=wp.child_run_id).order_by().only(*RESULT_FIELDS).first()
     if child is None or child.status not in FINAL_STATUSES:
         return False
     complete_waitpoint(wp.id, result_of(child).to_json(), run_id=wp.run_id, kind=wp.kind)
@@ -72,7 +76,9 @@ def complete_batch_if_done(batch_id: str | None) -> None:
 
 
 def _complete_batch(wp: Waitpoint) -> None:
-    children = list(Run.objects.filter(batch_id=wp.batch_id).order_by("batch_index"))
+    children = list(
+        Run.objects.filter(batch_id=wp.batch_id).order_by("batch_index").only(*RESULT_FIELDS)
+    )
     if children:
         results = [result_of(c).to_json() for c in children]
         complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
