@@ -124,7 +124,7 @@ def test_a_waiting_parent_and_its_child_share_a_limit_1_queue(own):
     assert Run.objects.get(id=handle.id).output == 83  # (41 * 2) + 1
 
 
-def test_no_chain_under_a_celery_time_limit(monkeypatch):
+def test_no_chain_under_a_celery_time_limit_or_process_recycling(monkeypatch):
     from trigger_celery.worker.celery_task import _time_limited, execute_run
 
     conf = execute_run.app.conf
@@ -134,5 +134,8 @@ def test_no_chain_under_a_celery_time_limit(monkeypatch):
     monkeypatch.setitem(conf, "task_soft_time_limit", 60)
     assert _time_limited(execute_run)
     monkeypatch.setitem(conf, "task_soft_time_limit", None)
+    monkeypatch.setitem(conf, "worker_max_tasks_per_child", 10)
+    assert _time_limited(execute_run)
+    monkeypatch.setitem(conf, "worker_max_tasks_per_child", None)
     monkeypatch.setattr(execute_run, "time_limit", 300)
     assert _time_limited(execute_run)

@@ -44,13 +44,16 @@ def execute_run(self: Any, run_id: str, attempt: int) -> str:
 
 
 def _time_limited(task: Any) -> bool:
-    """Whether a Celery time limit applies to this message (it would cut kept runs short)."""
+    """Whether a Celery time limit applies to this message (it would cut kept runs
+    short), or the project recycles pool processes after a number of tasks (a chain
+    would stretch that number)."""
     conf = task.app.conf
     return bool(
         task.time_limit
         or task.soft_time_limit
         or conf.task_time_limit
         or conf.task_soft_time_limit
+        or conf.worker_max_tasks_per_child
         or any(task.request.timelimit or ())
     )
 

@@ -18,7 +18,9 @@ Limits, so that a chain of handoffs stays a detail of one message:
   the message started, or after :data:`MAX_CHAIN` kept runs; the rest are sent;
 * one kept run at a time, and only for the Celery queue the ended run came from (a run
   for other machines or regions goes to the workers that consume its queue);
-* never under a Celery time limit, which is the message's and would cut a kept run short.
+* never under a Celery time limit, which is the message's and would cut a kept run
+  short, nor when pool processes are recycled after ``worker_max_tasks_per_child``
+  tasks (a chain would stretch that count).
 """
 
 from __future__ import annotations
