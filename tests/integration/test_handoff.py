@@ -125,17 +125,17 @@ def test_a_waiting_parent_and_its_child_share_a_limit_1_queue(own):
 
 
 def test_no_chain_under_a_celery_time_limit_or_process_recycling(monkeypatch):
-    from trigger_celery.worker.celery_task import _time_limited, execute_run
+    from trigger_celery.worker.celery_task import _no_chain, execute_run
 
     conf = execute_run.app.conf
     monkeypatch.setitem(conf, "task_time_limit", None)
     monkeypatch.setitem(conf, "task_soft_time_limit", None)
-    assert not _time_limited(execute_run)
+    assert not _no_chain(execute_run)
     monkeypatch.setitem(conf, "task_soft_time_limit", 60)
-    assert _time_limited(execute_run)
+    assert _no_chain(execute_run)
     monkeypatch.setitem(conf, "task_soft_time_limit", None)
     monkeypatch.setitem(conf, "worker_max_tasks_per_child", 10)
-    assert _time_limited(execute_run)
+    assert _no_chain(execute_run)
     monkeypatch.setitem(conf, "worker_max_tasks_per_child", None)
     monkeypatch.setattr(execute_run, "time_limit", 300)
-    assert _time_limited(execute_run)
+    assert _no_chain(execute_run)

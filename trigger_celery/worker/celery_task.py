@@ -32,7 +32,7 @@ from trigger_celery.worker.attempt import execute
 )
 def execute_run(self: Any, run_id: str, attempt: int) -> str:
     worker = self.request.hostname or None
-    if _time_limited(self):
+    if _no_chain(self):
         return execute(run_id, attempt, worker=worker)
     with handoff.chain():
         outcome = execute(run_id, attempt, worker=worker)
@@ -43,10 +43,10 @@ def execute_run(self: Any, run_id: str, attempt: int) -> str:
     return outcome
 
 
-def _time_limited(task: Any) -> bool:
-    """Whether a Celery time limit applies to this message (it would cut kept runs
-    short), or the project recycles pool processes after a number of tasks (a chain
-    would stretch that number)."""
+def _no_chain(task: Any) -> bool:
+    """Whether this message must not go on to kept runs (``worker.handoff``): a Celery
+    time limit applies to it (it would cut kept runs short), or the project recycles
+    pool processes after a number of tasks (a chain would stretch that number)."""
     conf = task.app.conf
     return bool(
         task.time_limit
