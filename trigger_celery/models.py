@@ -25,12 +25,19 @@ class Batch(models.Model):
     )
     run_count = models.PositiveIntegerField(default=0)
     parent_run = models.ForeignKey(
-        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_batches"
+        "Run",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="child_batches",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "batches"
+        # Each index of every table and the queries that use it: index_uses.INDEX_USES.
+        indexes = [models.Index(fields=["parent_run"], name="tc_batch_parent")]
 
     def __str__(self) -> str:
         return self.id
@@ -71,7 +78,7 @@ class Run(models.Model):
     """One triggered execution of a task, across all its attempts."""
 
     id = models.CharField(primary_key=True, max_length=40, editable=False)
-    # Indexed only through Meta.indexes (see run_indexes.py): no plain or "_like" index.
+    # Indexed only through Meta.indexes (see index_uses.py): no plain or "_like" index.
     task_identifier = models.CharField(max_length=255)
     status = models.CharField(max_length=20, choices=RUN_STATUS_CHOICES)
     environment = models.CharField(max_length=32)
@@ -174,7 +181,7 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        # Each index and the queries that use it: run_indexes.RUN_INDEX_USES.
+        # Each index and the queries that use it: index_uses.INDEX_USES.
         indexes = [
             models.Index(fields=["status", "delayed_until"], name="tc_run_status_delay"),
             models.Index(fields=["task_identifier", "-id"], name="tc_run_task"),
@@ -216,7 +223,8 @@ class Run(models.Model):
 class Attempt(models.Model):
     """One execution of a run's function in a worker."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    # (run, number) is unique: that index serves every lookup by run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=ATTEMPT_STATUS_CHOICES)
     worker = models.CharField(max_length=255, blank=True)
@@ -237,7 +245,7 @@ class Attempt(models.Model):
 class LogEntry(models.Model):
     """A structured log line written by ``logger`` inside a run."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs", db_index=False)
     attempt_number = models.PositiveIntegerField()
     level = models.CharField(max_length=8)
     message = models.TextField()
@@ -247,6 +255,7 @@ class LogEntry(models.Model):
     class Meta:
         ordering = ["run", "id"]
         verbose_name_plural = "log entries"
+        indexes = [models.Index(fields=["run", "id"], name="tc_log_run")]
 
 
 class WaitpointQuerySet(models.QuerySet["Waitpoint"]):
@@ -262,17 +271,20 @@ class Waitpoint(models.Model):
         BATCH = "BATCH"
         DATETIME = "DATETIME"
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waitpoints")
+    # (run, step) is unique: that index serves every lookup by run.
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="waitpoints", db_index=False
+    )
     # Call order of the wait inside the run function; replay matches on it.
     step = models.PositiveIntegerField()
     kind = models.CharField(max_length=8, choices=Kind.choices)
     # What the step was (task id, "wait.for", ...) so changed code fails clearly on replay.
     label = models.CharField(max_length=255)
     child_run = models.ForeignKey(
-        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     batch = models.ForeignKey(
-        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     resume_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -294,6 +306,8 @@ class Waitpoint(models.Model):
                 condition=Q(completed_at__isnull=True),
                 name="tc_waitpoint_pending",
             ),
+            models.Index(fields=["child_run"], name="tc_waitpoint_child"),
+            models.Index(fields=["batch"], name="tc_waitpoint_batch"),
         ]
 
 
@@ -347,73 +361,12 @@ class QueueState(models.Model):
         return self.name
 
 
-# -- tables of the embedded (database) coordination store -------------------------------
-
-
-class StoreEntry(models.Model):
-    """A run waiting in a queue (``DatabaseStore``)."""
-
-    run_id = models.CharField(primary_key=True, max_length=40)
-    queue = models.CharField(max_length=255)
-    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
-    score = models.FloatField()
-    attempt = models.PositiveIntegerField(default=0)  # the attempt it is queued for
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["queue", "concurrency_key", "score"], name="tc_store_entry_order")
-        ]
-
-
-class StoreSlot(models.Model):
-    """A held concurrency slot with its lease (``DatabaseStore``)."""
-
-    run_id = models.CharField(primary_key=True, max_length=40)
-    queue = models.CharField(max_length=255)
-    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
-    lease_expires_at = models.FloatField()
-    claimed_at = models.FloatField()
-    attempt = models.PositiveIntegerField(default=0)  # the attempt the slot belongs to
-
-
-class StoreQueue(models.Model):
-    """A queue's limits and round-robin bookkeeping (``DatabaseStore``)."""
-
-    name = models.CharField(primary_key=True, max_length=255)
-    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
-    total_limit = models.PositiveIntegerField(null=True, blank=True)
-    rate_limit_count = models.PositiveIntegerField(null=True, blank=True)
-    rate_limit_period = models.FloatField(null=True, blank=True)
-    paused = models.BooleanField(default=False)
-
-
-class StoreKeyTurn(models.Model):
-    """When a concurrency key of a queue was last served (round-robin)."""
-
-    queue = models.CharField(max_length=255)
-    concurrency_key = models.CharField(max_length=255)
-    served_at = models.FloatField()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["queue", "concurrency_key"], name="tc_store_key_turn_unique"
-            )
-        ]
-
-
-class StoreStart(models.Model):
-    """A start counted against a queue's rate limit (``DatabaseStore``)."""
-
-    queue = models.CharField(max_length=255, db_index=True)
-    started_at = models.FloatField()
-
-
-class StoreSetting(models.Model):
-    """Environment-wide values of the store (limit, burst)."""
-
-    key = models.CharField(primary_key=True, max_length=64)
-    value = models.FloatField()
-
-
 from trigger_celery.dashboard_models import BulkAction  # noqa: E402, F401  (registers it)
+from trigger_celery.store_models import (  # noqa: E402, F401  (registers them)
+    StoreEntry,
+    StoreKeyTurn,
+    StoreQueue,
+    StoreSetting,
+    StoreSlot,
+    StoreStart,
+)

@@ -25,7 +25,7 @@ from trigger_celery.coordination.base import (
 from trigger_celery.coordination.database_claim import claim_under_lock, lock_store
 from trigger_celery.core import clock
 from trigger_celery.db import write_transaction
-from trigger_celery.models import (
+from trigger_celery.store_models import (
     StoreEntry,
     StoreKeyTurn,
     StoreQueue,

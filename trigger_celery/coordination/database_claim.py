@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Min, QuerySet
 
 from trigger_celery.coordination.base import Claim, StoreNotConfiguredError
-from trigger_celery.models import (
+from trigger_celery.store_models import (
     StoreEntry,
     StoreKeyTurn,
     StoreQueue,
