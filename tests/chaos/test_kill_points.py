@@ -119,3 +119,23 @@ def test_a_worker_killed_holding_a_run_it_kept_leaves_it_to_the_reaper(own, tmp_
     run = finished(second, timeout=RECOVERY_SECONDS)
     assert run.status == "COMPLETED"
     assert [a.number for a in run.attempts] == [1]
+
+
+def test_a_worker_killed_holding_the_child_its_parent_waits_on_leaves_it_to_the_reaper(
+    own, tmp_path
+):
+    # The parent suspends and its process keeps the child (worker.waits), then dies
+    # before starting it: the child is DEQUEUED with no message, the parent WAITING.
+    # The child's lease ends, the pump queues it again, and its end resumes the parent.
+    mark = tmp_path / "killed"
+    own.worker(concurrency=1, env=fault_env("run-kept", mark))
+    own.beat()
+    handle = tasks.trigger("waits-on-child", {"n": 5})
+    wait_for_mark(mark, "run-kept")
+    child = Run.objects.get(parent_id=handle.id)
+    assert child.status == "DEQUEUED"  # kept, not started
+    assert Run.objects.get(id=handle.id).status == "WAITING"
+    run = finished(handle, timeout=RECOVERY_SECONDS)
+    assert run.status == "COMPLETED"
+    assert run.output == {"child": {"n": 5}}
+    assert [a.number for a in Run.objects.get(id=child.id).attempts.all()] == [1]

@@ -139,3 +139,61 @@ def test_no_chain_under_a_celery_time_limit_or_process_recycling(monkeypatch):
     monkeypatch.setitem(conf, "worker_max_tasks_per_child", None)
     monkeypatch.setattr(execute_run, "time_limit", 300)
     assert _no_chain(execute_run)
+
+
+def test_a_parent_keeps_the_child_it_waits_on_and_the_child_keeps_the_parent(own):
+    parent = tasks.trigger("wait-parent", {"n": 1})
+    assert current_app.control.purge() == 1  # the parent's own message; started by hand
+    with handoff.chain():
+        assert execute(parent.id, 1, worker="test") == "Suspended"
+        child_id = Run.objects.get(parent_id=parent.id).id
+        assert statuses(parent) == ["WAITING"]
+        kept = handoff.take()
+        assert kept == (child_id, 1)  # kept, not sent
+        assert execute(*kept, worker="test") == "Completed"
+        resumed = handoff.take()
+        assert resumed is not None and resumed[0] == parent.id  # the child's end resumed it
+        assert execute(*resumed, worker="test") == "Completed"
+        assert handoff.take() is None
+    assert current_app.control.purge() == 0  # neither the child nor the resume was sent
+    run = Run.objects.get(id=parent.id)
+    assert run.output["ok"] and run.output["child_id"] == child_id
+    assert not get_store().holding_run_ids() & {parent.id, child_id}
+
+
+def test_outside_a_chain_the_child_is_sent(own):
+    parent = tasks.trigger("wait-parent", {"n": 1})
+    assert current_app.control.purge() == 1
+    assert execute(parent.id, 1, worker="test") == "Suspended"
+    assert handoff.take() is None
+    assert current_app.control.purge() == 1  # the child's message
+
+
+def test_a_batch_parent_keeps_one_child_and_sends_the_rest(own):
+    parent = tasks.trigger("batch-parent", {"n": 3})
+    assert current_app.control.purge() == 1
+    with handoff.chain():
+        assert execute(parent.id, 1, worker="test") == "Suspended"
+        kept = handoff.take()
+        children = set(
+            Run.objects.filter(batch__parent_run_id=parent.id).values_list("id", flat=True)
+        )
+        assert kept is not None and kept[0] in children and len(children) == 3
+        assert current_app.control.purge() == 2  # the two others were sent
+        assert execute(*kept, worker="test") == "Completed"
+    assert statuses(parent) == ["WAITING"]  # two children have not run
+
+
+def test_a_worker_runs_a_parent_and_its_child_on_one_message(own):
+    worker = own.worker(concurrency=1)
+    handle = tasks.trigger("wait-parent", {"n": 2})
+    wait_for(
+        lambda: Run.objects.filter(id=handle.id, status="COMPLETED").exists(),
+        timeout=60,
+        what="the parent to complete",
+    )
+    child = Run.objects.get(parent_id=handle.id)
+    assert child.status == "COMPLETED"
+    assert Run.objects.get(id=handle.id).output["child_id"] == child.id
+    received = re.findall(r"trigger_celery\.execute_run\[[^\]]+\] received", worker.log())
+    assert len(received) == 1, received  # the parent's; the child and the resume had none

@@ -100,6 +100,9 @@ class RunScope:
     ctx: Context
     locals: dict[int, Any] = field(default_factory=dict)
     step: int = 0  # next wait step (replay of waits, SPEC 7)
+    # Where the run executes: the children it waits on may start in this process next.
+    machine: str = ""
+    region: str = ""
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(

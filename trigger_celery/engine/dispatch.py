@@ -196,7 +196,8 @@ def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
     When writing the row took so long that the slot's lease may have ended (and the
     reaper freed it, finding no row), the slot is renewed first; a run that lost it
     goes back to its queue. A run that could not be sent keeps its slot until the lease
-    ends; the reaper then queues it again.
+    ends; the reaper then queues it again. Inside :func:`keeping`, the run is offered to
+    the keeper first, like a run this process dequeued.
     """
     lease = get_settings().LEASE_SECONDS
     try:
@@ -206,7 +207,10 @@ def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
             if transitions.requeue_unstarted(run.id, run.attempt_count):
                 dispatch_ready(run.queue, entries=queueing.entries_of([run]))
             return
-        send_to_celery(run.id, claim.attempt, run.machine, run.region)
+        celery_queue = celery_queue_of(run.machine, run.region)
+        keep = _keep.get()
+        if keep is None or not keep(run.id, claim.attempt, celery_queue):
+            send_to_queue(run.id, claim.attempt, celery_queue)
     except Exception:
         log.exception("could not send run %s now; it is sent again when its lease ends", run.id)
 

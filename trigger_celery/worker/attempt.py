@@ -61,7 +61,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
         _hand_back(run, attempt)
         return RunStatus.PENDING_VERSION
     ctx = build_context(run, attempt)
-    token = run_context.enter(RunScope(ctx))
+    token = run_context.enter(RunScope(ctx, machine=run.machine, region=run.region))
     try:
         try:
             raw_payload = load_payload(run.payload, run.payload_ref)

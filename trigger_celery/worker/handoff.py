@@ -5,7 +5,10 @@ When an attempt ends, its slot goes to the next run that may start
 this one to receive it costs a message, a broker delivery and a turn of the pool, and
 that is most of a limit-1 queue's turnover. So a process executing an ``execute_run``
 message keeps one such run, if it goes to the same Celery queue, and starts it as soon
-as its own attempt has settled.
+as its own attempt has settled. A run that triggers a child and suspends at once to wait
+for it (``trigger_and_wait``, ``batch_trigger_and_wait``) keeps its child the same way
+(``worker.waits``): the child starts here when the parent has suspended, and the parent,
+resumed by the child's end, starts here after it. One message for the three attempts.
 
 Nothing else changes for the kept run: it holds its slot under a lease and its row is
 DEQUEUED, exactly as if it had been sent, and its start is fenced the same way. A

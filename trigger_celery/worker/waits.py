@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
+from trigger_celery.engine import dispatch
 from trigger_celery.engine.batches import create_batch
 from trigger_celery.engine.idempotency import IdempotencyKey
 from trigger_celery.engine.triggering import trigger_task
@@ -35,6 +37,7 @@ from trigger_celery.engine.waitpoints import (
 )
 from trigger_celery.errors import ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
+from trigger_celery.worker import handoff
 
 # A timed wait this short (or shorter) stays in the worker instead of suspending the run.
 IN_PROCESS_WAIT_SECONDS = 2.0
@@ -116,7 +119,8 @@ def trigger_and_wait(
         # Without a key of the user's, the child is keyed by (parent, step): a replay that
         # reaches this step again finds the same child instead of making another.
         opts.setdefault("idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step)))
-        handle = trigger_task(task_id, payload, opts, {}, definition=validate)
+        with _child_kept_here(scope):
+            handle = trigger_task(task_id, payload, opts, {}, definition=validate)
         wp = _record_step(
             scope.ctx.run.id, step, kind=Waitpoint.Kind.RUN, label=task_id, child_run_id=handle.id
         )
@@ -145,7 +149,8 @@ def batch_trigger_and_wait(
         # crash or a retry between the children and the waitpoint - finds the batch and
         # the children written with it, instead of making an empty new batch. So the
         # children need no keys of their own, and take the batch's one-write path.
-        handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
+        with _child_kept_here(scope):
+            handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
         faults.point("batch-children-created")
         # Children found by keys of the user's (maybe finished long ago) count too. Only
         # items with options of their own can have a key; the rest were made in the batch.
@@ -161,6 +166,13 @@ def batch_trigger_and_wait(
         _wait_in_process_or_suspend(wp)
         wp.refresh_from_db()
     return BatchResult(wp.batch_id, [RunResult.from_json(r) for r in wp.result])
+
+
+def _child_kept_here(scope: RunScope) -> AbstractContextManager[None]:
+    """This run suspends right after triggering what it waits on: a child bound for this
+    process's Celery queue is kept, and started here once the run has suspended, instead
+    of being sent (``worker.handoff``). Sent as usual outside a chain or past its limits."""
+    return dispatch.keeping(handoff.keeper(scope.machine, scope.region))
 
 
 def _wait_in_process_or_suspend(wp: Any) -> None:
