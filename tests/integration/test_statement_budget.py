@@ -263,3 +263,29 @@ def test_a_cached_insert_is_what_the_orm_compiles(db):
     for f in fields:
         assert getattr(loaded, f.attname) == getattr(run, f.attname), f.attname
     assert not run._state.adding
+
+
+# A parent's attempt that triggers the child it waits on, and suspends: the start, the
+# wait step's read, the child's idempotency read and INSERT, the waitpoint's INSERT, the
+# suspension and the check for a child that ended meanwhile. The child is kept by this
+# process (``worker.handoff``), so nothing reads whether it is done before suspending.
+# SQLite writes the start and the suspension in BEGIN ... COMMIT, with the attempt row.
+WAITING_PARENT_BUDGET = {"postgresql": 7, "sqlite": 14}
+
+
+def test_a_parent_that_triggers_its_child_and_suspends_stays_within_its_budget(own):
+    from trigger_celery.worker import handoff
+
+    tasks.trigger("echo", {"warm": True})  # the child's queue is known to this process
+    parent = tasks.trigger("wait-parent", {"n": 1})
+    current_app.control.purge()
+    outcome = []
+    with handoff.chain():
+        parent_sql = statements(lambda: outcome.append(execute(parent.id, 1, worker="budget")))
+        kept = handoff.take()
+    assert outcome == ["Suspended"]
+    assert kept is not None and kept[0] == Run.objects.get(parent_id=parent.id).id
+    current_app.control.purge()
+    vendor = connection.vendor
+    print(f"{vendor}: waiting parent {len(parent_sql)} statements")
+    assert len(parent_sql) <= WAITING_PARENT_BUDGET[vendor], parent_sql

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
+from celery import current_app
 
 from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
@@ -150,3 +152,22 @@ def test_max_duration_does_not_count_time_spent_waiting(live):
     run = finished(tasks.trigger("sleeper", {"seconds": 7}, max_duration=5), timeout=60)
     assert run.status == "COMPLETED"
     assert run.output == "woke"
+
+
+def test_a_wait_step_written_twice_keeps_the_first_row(own):
+    # Two executions of the same step race on the unique (run, step): the loser gets
+    # the winner's row, also inside a transaction of its caller, which stays usable.
+    from django.db import transaction
+
+    from trigger_celery.worker.waits import _record_step
+
+    handle = tasks.trigger("echo", {})
+    when = datetime(2030, 1, 1, tzinfo=UTC)
+    first = _record_step(handle.id, 0, kind="DATETIME", label="wait", resume_at=when)
+    second = _record_step(handle.id, 0, kind="DATETIME", label="other", resume_at=when)
+    assert (second.id, second.label) == (first.id, "wait")
+    with transaction.atomic():
+        third = _record_step(handle.id, 0, kind="DATETIME", label="again", resume_at=when)
+        assert third.id == first.id
+        assert Run.objects.filter(id=handle.id).exists()  # not a broken transaction
+    current_app.control.purge()

@@ -94,6 +94,12 @@ def keeper(machine: str, region: str) -> dispatch.Keep | None:
     return keep
 
 
+def holds(run_id: str) -> bool:
+    """Whether this process keeps ``run_id`` to start it later (so it has not started)."""
+    current: _Chain | None = getattr(_local, "chain", None)
+    return current is not None and current.kept is not None and current.kept[0] == run_id
+
+
 def take() -> tuple[str, int] | None:
     """The run kept since the last call (run id, attempt), to start now; None if none."""
     current: _Chain | None = getattr(_local, "chain", None)

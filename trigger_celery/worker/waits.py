@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from django.db import IntegrityError, connection
 
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.batches import create_batch
 from trigger_celery.engine.idempotency import IdempotencyKey
@@ -82,12 +85,17 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
 
 
 def _record_step(run_id: str, step: int, **fields: Any) -> Waitpoint:
-    """The waitpoint of ``step``: this call's, or the one an attempt that died before
-    suspending wrote. An INSERT that leaves a row already there alone, then one read:
-    two statements where ``get_or_create`` in a transaction takes six."""
+    """The waitpoint of ``step``: this call's or, if another execution of the same step
+    wrote it first, that one. One INSERT, committed on its own (a savepoint inside the
+    caller's transaction); the unique (run, step) decides a race, and only the loser
+    reads the winner's row."""
     row = Waitpoint(run_id=run_id, step=step, **fields)
-    Waitpoint.objects.bulk_create([row], ignore_conflicts=True)
-    return Waitpoint.objects.filter(run_id=run_id, step=step).order_by().get()
+    try:
+        with write_transaction() if connection.in_atomic_block else nullcontext():
+            row.save(force_insert=True)
+        return row
+    except IntegrityError:
+        return Waitpoint.objects.filter(run_id=run_id, step=step).order_by().get()
 
 
 def _wait_span(wp: Waitpoint) -> None:
@@ -124,7 +132,9 @@ def trigger_and_wait(
         wp = _record_step(
             scope.ctx.run.id, step, kind=Waitpoint.Kind.RUN, label=task_id, child_run_id=handle.id
         )
-        if complete_if_child_done(wp):  # it finished before its waitpoint existed
+        # A child this process keeps has not started; any other may have finished
+        # before its waitpoint existed.
+        if not handoff.holds(handle.id) and complete_if_child_done(wp):
             wp.refresh_from_db()
     if wp.completed_at is None:
         _wait_in_process_or_suspend(wp)
