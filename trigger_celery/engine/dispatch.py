@@ -112,11 +112,8 @@ def dispatch_ready(
             for claim in claims:
                 if claim.run_id in lost and claim.run_id not in active:
                     store.release(claim.run_id, attempt=claim.attempt)
-        keep = _keep.get()
         for run_id, attempt_count, machine, region in rows:
-            celery_queue = celery_queue_of(machine, region)
-            if keep is None or not keep(run_id, attempt_count + 1, celery_queue):
-                send_to_queue(run_id, attempt_count + 1, celery_queue)
+            _keep_or_send(run_id, attempt_count + 1, celery_queue_of(machine, region))
         sent += len(rows)
         if rounds is not None:
             rounds -= 1
@@ -129,9 +126,12 @@ def celery_queue_of(machine: str, region: str) -> str:
     return celery_queue_for(machine or None, region or None, get_settings().CELERY_QUEUE)
 
 
-def send_to_celery(run_id: str, attempt: int, machine: str, region: str) -> None:
-    """Send ``{run_id, attempt}`` to the Celery task ``trigger_celery.execute_run``."""
-    send_to_queue(run_id, attempt, celery_queue_of(machine, region))
+def _keep_or_send(run_id: str, attempt: int, celery_queue: str) -> None:
+    """Offer a run that holds its slot to the keeper of this :func:`keeping` block, if
+    any; send it to ``celery_queue`` if the keeper does not take it."""
+    keep = _keep.get()
+    if keep is None or not keep(run_id, attempt, celery_queue):
+        send_to_queue(run_id, attempt, celery_queue)
 
 
 def send_to_queue(run_id: str, attempt: int, celery_queue: str) -> None:
@@ -207,10 +207,7 @@ def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
             if transitions.requeue_unstarted(run.id, run.attempt_count):
                 dispatch_ready(run.queue, entries=queueing.entries_of([run]))
             return
-        celery_queue = celery_queue_of(run.machine, run.region)
-        keep = _keep.get()
-        if keep is None or not keep(run.id, claim.attempt, celery_queue):
-            send_to_queue(run.id, claim.attempt, celery_queue)
+        _keep_or_send(run.id, claim.attempt, celery_queue_of(run.machine, run.region))
     except Exception:
         log.exception("could not send run %s now; it is sent again when its lease ends", run.id)
 
