@@ -265,15 +265,24 @@ def test_a_cached_insert_is_what_the_orm_compiles(db):
     assert not run._state.adding
 
 
-# A parent's attempt that triggers the child it waits on, and suspends: the start, the
-# wait step's read, the child's idempotency read and INSERT, the waitpoint's INSERT, the
-# suspension and the check for a child that ended meanwhile. The child is kept by this
-# process (``worker.handoff``), so nothing reads whether it is done before suspending.
-# SQLite writes the start and the suspension in BEGIN ... COMMIT, with the attempt row.
-WAITING_PARENT_BUDGET = {"postgresql": 7, "sqlite": 14}
+# A parent's first attempt that triggers the child it waits on, and suspends: the start,
+# the child's INSERT, the waitpoint's INSERT and the suspension. A first execution has no
+# wait step recorded and no child under its step's key, so neither is read; the child is
+# kept by this process (``worker.handoff``), so nothing asks whether it ended before the
+# suspension. SQLite writes the start and the suspension in BEGIN ... COMMIT, with the
+# attempt row.
+WAITING_PARENT_BUDGET = {"postgresql": 4, "sqlite": 11}
+# The kept child's attempt: its start and its final write, then one UPDATE completes the
+# waitpoint with the result the final write recorded, one resumes the parent (checking
+# in the same statement that nothing else is pending, and returning what its queue entry
+# needs) and one dequeues it to this process.
+WAITED_CHILD_BUDGET = {"postgresql": 5, "sqlite": 12}
+# The resumed parent: its start, the read of the completed wait step, its final write.
+RESUMED_PARENT_BUDGET = {"postgresql": 3, "sqlite": 9}
 
 
-def test_a_parent_that_triggers_its_child_and_suspends_stays_within_its_budget(own):
+def test_a_parent_its_child_and_its_resume_stay_within_their_budgets(own):
+    from trigger_celery.models import Waitpoint
     from trigger_celery.worker import handoff
 
     tasks.trigger("echo", {"warm": True})  # the child's queue is known to this process
@@ -283,9 +292,37 @@ def test_a_parent_that_triggers_its_child_and_suspends_stays_within_its_budget(o
     with handoff.chain():
         parent_sql = statements(lambda: outcome.append(execute(parent.id, 1, worker="budget")))
         kept = handoff.take()
-    assert outcome == ["Suspended"]
-    assert kept is not None and kept[0] == Run.objects.get(parent_id=parent.id).id
+        assert outcome == ["Suspended"]
+        child = Run.objects.get(parent_id=parent.id)
+        assert kept == (child.id, 1)
+        assert Run.objects.get(id=parent.id).status == "WAITING"
+        child_sql = statements(lambda: outcome.append(execute(*kept, worker="budget")))
+        resumed = handoff.take()
+        assert outcome[-1] == "Completed"
+        assert resumed == (parent.id, 1)  # the parent, resumed and dequeued to this process
+        assert Run.objects.get(id=parent.id).status == "DEQUEUED"
+        wp = Waitpoint.objects.get(run_id=parent.id)
+        assert wp.result == {
+            "ok": True,
+            "id": child.id,
+            "task_identifier": "echo",
+            "output": Run.objects.get(id=child.id).output,
+        }
+        resume_sql = statements(lambda: outcome.append(execute(*resumed, worker="budget")))
+    assert outcome[-1] == "Completed"
+    done = Run.objects.get(id=parent.id)
+    assert done.output == {
+        "ok": True,
+        "child": {"payload": {"from": "parent", "n": 1}, "tags": []},
+        "child_id": child.id,
+    }
+    assert [a.number for a in done.attempts.all()] == [1]  # the resume continued attempt 1
     current_app.control.purge()
     vendor = connection.vendor
-    print(f"{vendor}: waiting parent {len(parent_sql)} statements")
+    print(
+        f"{vendor}: waiting parent {len(parent_sql)}, child {len(child_sql)}, "
+        f"resumed parent {len(resume_sql)} statements"
+    )
     assert len(parent_sql) <= WAITING_PARENT_BUDGET[vendor], parent_sql
+    assert len(child_sql) <= WAITED_CHILD_BUDGET[vendor], child_sql
+    assert len(resume_sql) <= RESUMED_PARENT_BUDGET[vendor], resume_sql

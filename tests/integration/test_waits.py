@@ -171,3 +171,25 @@ def test_a_wait_step_written_twice_keeps_the_first_row(own):
         assert third.id == first.id
         assert Run.objects.filter(id=handle.id).exists()  # not a broken transaction
     current_app.control.purge()
+
+
+def test_a_trigger_that_skips_the_key_lookup_still_finds_the_run_holding_the_key(own):
+    # A wait step reached for the first time inserts its child without looking up the
+    # child's key first (``key_is_new``). If a run holds the key after all, the lost
+    # INSERT finds it; if that run no longer counts, the key is released and the child
+    # is written.
+    from trigger_celery import idempotency_keys
+    from trigger_celery.engine.triggering import trigger_task
+
+    key = idempotency_keys.create("skipped-lookup")
+    first = tasks.trigger("echo", {"n": 1}, idempotency_key=key)
+    again = trigger_task("echo", {"n": 2}, {"idempotency_key": key}, {}, key_is_new=True)
+    assert (again.id, again.is_cached) == (first.id, True)
+    assert Run.objects.filter(idempotency_key=str(key)).count() == 1
+
+    Run.objects.filter(id=first.id).update(status="FAILED")  # a failed run frees its key
+    fresh = trigger_task("echo", {"n": 3}, {"idempotency_key": key}, {}, key_is_new=True)
+    assert fresh.id != first.id and not fresh.is_cached
+    assert Run.objects.get(id=first.id).idempotency_key is None
+    assert Run.objects.get(id=fresh.id).idempotency_key == str(key)
+    current_app.control.purge()

@@ -103,6 +103,9 @@ class RunScope:
     # Where the run executes: the children it waits on may start in this process next.
     machine: str = ""
     region: str = ""
+    # The run's first execution (attempt 1, not resumed from a wait): no wait step has a
+    # row yet, except those this execution writes itself, so none needs to be read.
+    fresh: bool = False
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(

@@ -23,7 +23,8 @@ from collections.abc import Hashable
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model, Value
+from django.db.models import F, Model, Value
+from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Coalesce
 from django.db.models.sql import InsertQuery, UpdateQuery
 
@@ -39,6 +40,15 @@ class KeepFirst(Coalesce):
     def __init__(self, column: str, value: Any) -> None:
         super().__init__(column, Value(value))
         self.value = value
+
+
+class Added(CombinedExpression):
+    """``SET column = column + amount``. One text for every amount, so its UPDATE is
+    cached like a plain value's."""
+
+    def __init__(self, column: str, amount: int) -> None:
+        super().__init__(F(column), self.ADD, Value(amount))
+        self.amount = amount
 
 
 def update_sql(
@@ -66,6 +76,9 @@ def _shape(model: type[Model], where: dict[str, Any], values: dict[str, Any]) ->
             if isinstance(value, KeepFirst):
                 parts.append((name, "keep-first", type(value.value).__name__))
                 continue
+            if isinstance(value, Added):
+                parts.append((name, "added", type(value.amount).__name__))
+                continue
             if hasattr(value, "resolve_expression"):
                 return None  # an expression: its SQL may depend on its value
             if isinstance(value, list | tuple | set | frozenset):
@@ -81,6 +94,9 @@ def _params(model: type[Model], where: dict[str, Any], values: dict[str, Any]) -
     for name, value in values.items():
         if isinstance(value, KeepFirst):
             value = value.value  # COALESCE(col, %s)
+        elif isinstance(value, Added):
+            out.append(value.amount)  # col + %s, the amount as Value() passes it
+            continue
         if value is not None:  # SET col = NULL has no parameter
             out.append(model._meta.get_field(name).get_db_prep_save(value, connection))
     # The ORM orders a filter's keyword arguments by name (``Q`` sorts them).

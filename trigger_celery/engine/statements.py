@@ -20,7 +20,7 @@ from django.db import connection
 
 from trigger_celery.db import write_transaction
 from trigger_celery.engine.compiled_sql import update_sql
-from trigger_celery.models import Attempt, Run
+from trigger_celery.models import Attempt, Run, Waitpoint
 
 
 def one_statement() -> bool:
@@ -112,31 +112,61 @@ def start_with_attempt(
     return run
 
 
+def resume_unless_pending(
+    fence: dict[str, Any], values: dict[str, Any], fields: tuple[str, ...]
+) -> Run | None:
+    """UPDATE the run within ``fence`` unless one of its waitpoints is still pending, and
+    return ``fields`` of it; None when it did not move. One statement on every database:
+    the check for pending waitpoints, the move and the read of what the resume needs."""
+    run_sql, run_params = update_sql(Run, fence, values)
+    wp = connection.ops.quote_name(Waitpoint._meta.db_table)
+    run_id, completed_at = (
+        connection.ops.quote_name(Waitpoint._meta.get_field(name).column)
+        for name in ("run", "completed_at")
+    )
+    columns = ", ".join(connection.ops.quote_name(Run._meta.get_field(f).column) for f in fields)
+    sql = (
+        f"{run_sql} AND NOT EXISTS (SELECT 1 FROM {wp} WHERE {wp}.{run_id} = %s "
+        f"AND {wp}.{completed_at} IS NULL) RETURNING {columns}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*run_params, fence["id"]))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = tuple(column[0] for column in cursor.description)
+    return _run_from_row(names, row)
+
+
 def _run_from_row(names: tuple[str, ...], row: tuple[Any, ...]) -> Run:
-    """A ``Run`` from a ``RETURNING *`` row, as the ORM would load it.
+    """A ``Run`` from a ``RETURNING`` row, as the ORM would load it (columns not in the
+    row are deferred).
 
     ``Run.objects.raw`` works out the column order and each column's converters for every
     row; this works them out once per column list (a third of a start's Python time)."""
     plan = _row_plans.get(names)
     if plan is None:
         index = {name: i for i, name in enumerate(names)}
-        plan = []
+        steps = []
         for f in Run._meta.concrete_fields:
+            if f.column not in index:
+                continue
             col = f.get_col(Run._meta.db_table)
             converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            plan.append((index[f.column], col, converters))
-        _row_plans[names] = plan
+            steps.append((index[f.column], col, converters))
+        attnames = [f.attname for f in Run._meta.concrete_fields if f.column in index]
+        plan = _row_plans[names] = (steps, attnames)
+    steps, attnames = plan
     values = []
-    for i, col, converters in plan:
+    for i, col, converters in steps:
         value = row[i]
         for convert in converters:
             value = convert(value, col, connection)
         values.append(value)
-    return Run.from_db(connection.alias, _ATTNAMES, values)
+    return Run.from_db(connection.alias, attnames, values)
 
 
-_row_plans: dict[tuple[str, ...], list[tuple[int, Any, list[Any]]]] = {}
-_ATTNAMES = [f.attname for f in Run._meta.concrete_fields]
+_row_plans: dict[tuple[str, ...], tuple[list[tuple[int, Any, list[Any]]], list[str]]] = {}
 
 
 def _start_in_steps(

@@ -39,13 +39,12 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
 
 from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import realtime, statements
-from trigger_celery.engine.compiled_sql import KeepFirst
+from trigger_celery.engine.compiled_sql import Added, KeepFirst
 from trigger_celery.models import Attempt, Run
 
 CANCELED_ERROR = {
@@ -343,19 +342,27 @@ def hand_back(run_id: str, attempt: int) -> bool:
     return bool(won)
 
 
-def resume(run_id: str) -> bool:
-    """WAITING → QUEUED: every waitpoint of the run is complete.
+def resume(run_id: str, fields: tuple[str, ...] = ("id",)) -> Run | None:
+    """WAITING → QUEUED: none of the run's waitpoints is pending any more (checked in the
+    same statement). Returns ``fields`` of the run, or None if it did not move.
 
     The attempt number goes back by one, so the start that follows continues the
     attempt the run suspended in instead of counting a new one.
     """
-    return _move(
-        run_id,
-        source=RunStatus.WAITING,
-        target=RunStatus.QUEUED,
-        attempt=None,
-        fields={"attempt_count": F("attempt_count") - 1, "available_at": None},
+    run = statements.resume_unless_pending(
+        {"id": run_id, "status": RunStatus.WAITING},
+        {
+            "status": RunStatus.QUEUED,
+            "updated_at": clock.now(),
+            "attempt_count": Added("attempt_count", -1),
+            "available_at": None,
+        },
+        fields,
     )
+    if run is not None:
+        transaction.on_commit(partial(realtime.notify, run_id))
+        transaction.on_commit(partial(run_events.publish, run_id, RunStatus.QUEUED.value))
+    return run
 
 
 # -- from anywhere ---------------------------------------------------------------------------

@@ -44,9 +44,14 @@ def trigger_task(
     definition: TaskDefinition | None = None,
     replayed_from: str | None = None,
     batch: tuple[str, int] | None = None,
+    key_is_new: bool = False,
 ) -> RunHandle:
     """Trigger ``task_id``. With ``definition`` given the payload is validated first
-    (``my_task.trigger``); by id (``tasks.trigger``) it is not."""
+    (``my_task.trigger``); by id (``tasks.trigger``) it is not.
+
+    ``key_is_new``: the caller knows no run holds the idempotency key yet (a wait step
+    reached for the first time), so it is not looked up before the INSERT. A race is
+    still decided by the unique constraint, and the loser finds the winner."""
     with tracing.span(f"trigger {task_id}", attributes={"trigger_celery.task": task_id}) as sp:
         handle = _trigger_task(
             task_id,
@@ -56,6 +61,7 @@ def trigger_task(
             definition=definition,
             replayed_from=replayed_from,
             batch=batch,
+            key_is_new=key_is_new,
         )
         if sp is not None:
             sp.set_attribute("trigger_celery.run_id", handle.id)
@@ -71,6 +77,7 @@ def _trigger_task(
     definition: TaskDefinition | None,
     replayed_from: str | None,
     batch: tuple[str, int] | None,
+    key_is_new: bool,
 ) -> RunHandle:
     opts = parse_trigger_options(options, **extra)
     heal_connections()  # outside a request nothing else reconnects after an outage
@@ -86,7 +93,7 @@ def _trigger_task(
     claimed: _Claimed | None = None
     if opts.idempotency_key is not None:
         # Idempotency wins over debounce: a cached run is returned as it is.
-        cached, claimed = _save_idempotent(run, opts)
+        cached, claimed = _save_idempotent(run, opts, look_up=not key_is_new)
         if cached is not None:
             discard_payload(run.payload_ref)
             return RunHandle(cached.id, task_id, is_cached=True)
@@ -208,9 +215,12 @@ def build_run(
     )
 
 
-def _save_idempotent(run: Run, opts: TriggerOptions) -> tuple[Run | None, _Claimed | None]:
+def _save_idempotent(
+    run: Run, opts: TriggerOptions, *, look_up: bool = True
+) -> tuple[Run | None, _Claimed | None]:
     """Save ``run`` under its idempotency key, or return the run that already holds it
-    (with the slot ``run`` took first, if it did).
+    (with the slot ``run`` took first, if it did). ``look_up=False``: no lookup before
+    the INSERT, only after losing it.
 
     The unique constraint on (environment, task, key) decides races: of many concurrent
     triggers exactly one insert succeeds and every other caller gets its handle.
@@ -218,9 +228,10 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> tuple[Run | None, _Claim
     assert opts.idempotency_key is not None
     now = clock.now()
     key = resolve_key(opts.idempotency_key)
-    cached = find_cached(run.environment, run.task_identifier, key, now)
-    if cached is not None:
-        return cached, None
+    if look_up:
+        cached = find_cached(run.environment, run.task_identifier, key, now)
+        if cached is not None:
+            return cached, None
     run.idempotency_key = key
     ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
     run.idempotency_key_expires_at = now + ttl
@@ -233,6 +244,9 @@ def _save_idempotent(run: Run, opts: TriggerOptions) -> tuple[Run | None, _Claim
     except IntegrityError:
         cached = find_cached(run.environment, run.task_identifier, key, now)
         if cached is None:
+            if not look_up:
+                # Held after all, by a run that no longer counts (released just now).
+                return _save_idempotent(run, opts)
             raise
         return cached, None
 

@@ -71,7 +71,7 @@ def settle(
             )
             return
     if isinstance(outcome, Suspended):
-        _settle_suspended(definition, run, ctx, execution_ms)
+        _settle_suspended(definition, run, ctx, execution_ms, outcome.on_kept_child)
         return
     _settle_failed(definition, run, ctx, common, outcome, execution_ms)
 
@@ -89,6 +89,7 @@ def _settle_completed(
     result = RunResult(True, run.id, run.task_identifier, output=output)
     call_recorded(definition, "on_success", **common, output=output)
     call_recorded(definition, "on_complete", **common, result=result, output=output)
+    recorded = None
     if until_recorded(
         lambda: transitions.complete(
             run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
@@ -96,11 +97,13 @@ def _settle_completed(
         what=f"the completion of run {run.id}",
     ):
         faults.point("child-final")
-    after_final(run, ctx.attempt.number)
+        if not ref:  # an output kept in storage is read back by whoever needs it
+            recorded = RunResult(True, run.id, run.task_identifier, output=inline).to_json()
+    after_final(run, ctx.attempt.number, recorded)
 
 
 def _settle_suspended(
-    definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int
+    definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int, on_kept_child: bool
 ) -> None:
     # The slot goes back before a resume can queue the run again.
     _store_step(lambda: get_store().release(run.id, attempt=ctx.attempt.number), run.id)
@@ -111,8 +114,10 @@ def _settle_suspended(
         ):
             faults.point("parent-waiting")
             call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
-            # A child may have finished between the wait and the suspension.
-            waitpoints.resume_if_ready(run.id)
+            # A child may have finished between the wait and the suspension, unless this
+            # process keeps it (it starts here once this settle returns).
+            if not on_kept_child:
+                waitpoints.resume_if_ready(run.id)
         _store_step(dispatch.dispatch_ready, run.id)
 
 
@@ -144,14 +149,19 @@ def _settle_failed(
     if decision.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED):
         result = RunResult(False, run.id, run.task_identifier, error=decision.error)
         call_recorded(definition, "on_complete", **common, result=result, error=failure.error)
+    recorded = None
     if decision.status in _FINAL_MOVES:
         move = _FINAL_MOVES[decision.status]
-        until_recorded(
-            lambda: move(run.id, attempt, error=decision.error, execution_ms=execution_ms),
-            what=f"the end of run {run.id}",
-        )
+        if (
+            until_recorded(
+                lambda: move(run.id, attempt, error=decision.error, execution_ms=execution_ms),
+                what=f"the end of run {run.id}",
+            )
+            and decision.error
+        ):
+            recorded = RunResult(False, run.id, run.task_identifier, error=decision.error).to_json()
     # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
-    after_final(run, ctx.attempt.number)
+    after_final(run, ctx.attempt.number, recorded)
 
 
 def _crash_after_failure(run_id: str, attempt: int, **fields: Any) -> bool:
@@ -229,13 +239,15 @@ def _decide(
     return decide_after_failure(failure.error, **facts, verdict=verdict)
 
 
-def after_final(run: Run, attempt: int) -> None:
+def after_final(run: Run, attempt: int, recorded: dict[str, Any] | None = None) -> None:
     """Give the slot back, start the next run (this process may keep it, ``handoff``),
-    and tell a parent waiting on this one."""
+    and tell a parent waiting on this one. ``recorded``: the run's result as this
+    attempt's final write stored it, if it won that write (a waiting parent gets it
+    without a read)."""
     with dispatch.keeping(handoff.keeper(run.machine, run.region)):
         dispatch.release_and_dispatch(run.id, attempt=attempt)
         if run.parent_id or run.batch_id:  # only those can have a waiting parent
             try:
-                waitpoints.run_finished(run.id, run.batch_id)  # may resume the parent
+                waitpoints.run_finished(run.id, run.batch_id, recorded)  # may resume the parent
             except Exception:
                 log.exception("could not complete the waitpoints of %s; the pump retries", run.id)

@@ -52,9 +52,10 @@ class SuspendRun(BaseException):
     It derives from BaseException so a user's ``except Exception`` does not swallow it.
     """
 
-    def __init__(self, reason: Any = None) -> None:
+    def __init__(self, reason: Any = None, *, on_kept_child: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.on_kept_child = on_kept_child
 
 
 # -- steps ------------------------------------------------------------------------------
@@ -65,6 +66,8 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
     scope = current_scope(api)
     step = scope.step
     scope.step += 1
+    if scope.fresh:
+        return scope, step, None  # a first execution: this step has no row yet
     # At most one row (unique run, step); unordered, so no join for the model's ordering.
     wp = next(iter(Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).order_by()), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
@@ -126,9 +129,13 @@ def trigger_and_wait(
         opts = dict(options)
         # Without a key of the user's, the child is keyed by (parent, step): a replay that
         # reaches this step again finds the same child instead of making another.
+        # A first execution reaches this step for the first time: no run holds our key.
+        key_is_new = scope.fresh and "idempotency_key" not in opts
         opts.setdefault("idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step)))
         with _child_kept_here(scope):
-            handle = trigger_task(task_id, payload, opts, {}, definition=validate)
+            handle = trigger_task(
+                task_id, payload, opts, {}, definition=validate, key_is_new=key_is_new
+            )
         wp = _record_step(
             scope.ctx.run.id, step, kind=Waitpoint.Kind.RUN, label=task_id, child_run_id=handle.id
         )
@@ -137,6 +144,8 @@ def trigger_and_wait(
         if not handoff.holds(handle.id) and complete_if_child_done(wp):
             wp.refresh_from_db()
     if wp.completed_at is None:
+        if handoff.holds(wp.child_run_id):
+            raise SuspendRun(wp.step, on_kept_child=True)
         _wait_in_process_or_suspend(wp)
         wp.refresh_from_db()
     return RunResult.from_json(wp.result)
