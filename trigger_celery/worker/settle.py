@@ -105,9 +105,10 @@ def _settle_completed(
 def _settle_suspended(
     definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int, on_kept_child: bool
 ) -> None:
-    # The slot goes back before a resume can queue the run again.
-    _store_step(lambda: get_store().release(run.id, attempt=ctx.attempt.number), run.id)
     with dispatch.keeping(handoff.keeper(run.machine, run.region)):
+        # The slot goes back before a resume can queue the run again, and what it lets
+        # start is started, in one round trip to the store.
+        dispatch.release_and_dispatch(run.id, attempt=ctx.attempt.number)
         if until_recorded(
             lambda: transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms),
             what=f"the suspension of run {run.id}",
@@ -118,7 +119,6 @@ def _settle_suspended(
             # process keeps it (it starts here once this settle returns).
             if not on_kept_child:
                 waitpoints.resume_if_ready(run.id)
-        _store_step(dispatch.dispatch_ready, run.id)
 
 
 def _settle_failed(
