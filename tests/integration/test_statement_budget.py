@@ -266,12 +266,12 @@ def test_a_cached_insert_is_what_the_orm_compiles(db):
 
 
 # A parent's first attempt that triggers the child it waits on, and suspends: the start,
-# the child's INSERT, the waitpoint's INSERT and the suspension. A first execution has no
-# wait step recorded and no child under its step's key, so neither is read; the child is
-# kept by this process (``worker.handoff``), so nothing asks whether it ended before the
-# suspension. SQLite writes the start and the suspension in BEGIN ... COMMIT, with the
-# attempt row.
-WAITING_PARENT_BUDGET = {"postgresql": 4, "sqlite": 11}
+# the child's INSERT and the suspension, whose statement writes the waitpoint too. A
+# first execution has no wait step recorded and no child under its step's key, so
+# neither is read; the child is kept by this process (``worker.handoff``) and starts only
+# after the suspension, so nothing asks whether it ended meanwhile. SQLite writes the
+# start and the suspension in BEGIN ... COMMIT, with the attempt row and the waitpoint.
+WAITING_PARENT_BUDGET = {"postgresql": 3, "sqlite": 11}
 # The kept child's attempt: its start and its final write, then one UPDATE completes the
 # waitpoint with the result the final write recorded, one resumes the parent (checking
 # in the same statement that nothing else is pending, and returning what its queue entry
@@ -296,6 +296,9 @@ def test_a_parent_its_child_and_its_resume_stay_within_their_budgets(own):
         child = Run.objects.get(parent_id=parent.id)
         assert kept == (child.id, 1)
         assert Run.objects.get(id=parent.id).status == "WAITING"
+        assert Waitpoint.objects.filter(
+            run_id=parent.id, step=0, kind="RUN", child_run_id=child.id, completed_at=None
+        ).exists()  # written by the suspension
         child_sql = statements(lambda: outcome.append(execute(*kept, worker="budget")))
         resumed = handoff.take()
         assert outcome[-1] == "Completed"

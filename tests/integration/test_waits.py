@@ -193,3 +193,36 @@ def test_a_trigger_that_skips_the_key_lookup_still_finds_the_run_holding_the_key
     assert Run.objects.get(id=first.id).idempotency_key is None
     assert Run.objects.get(id=fresh.id).idempotency_key == str(key)
     current_app.control.purge()
+
+
+def test_a_suspension_writes_its_waitpoint_and_keeps_a_row_already_at_that_step(own):
+    # A parent that suspends on a child its process keeps writes the waitpoint in the
+    # suspension's statement. Only if the run moved; and if another execution of the
+    # same step wrote that step first, its row stays.
+    from trigger_celery.engine import transitions
+    from trigger_celery.engine.transitions import start_attempt
+    from trigger_celery.models import Waitpoint
+
+    def executing() -> str:
+        handle = tasks.trigger("echo", {})
+        current_app.control.purge()
+        assert start_attempt(handle.id, 1, "test") is not None
+        return handle.id
+
+    def row(run_id: str, label: str) -> Waitpoint:
+        return Waitpoint(run_id=run_id, step=0, kind="RUN", label=label, child_run_id=run_id)
+
+    first = executing()
+    assert transitions.suspend(first, 1, execution_ms=1, waitpoint=row(first, "new"))
+    assert Run.objects.get(id=first).status == "WAITING"
+    assert Waitpoint.objects.get(run_id=first, step=0).label == "new"
+
+    second = executing()
+    Waitpoint.objects.create(run_id=second, step=0, kind="RUN", label="earlier")
+    assert transitions.suspend(second, 1, execution_ms=1, waitpoint=row(second, "late"))
+    assert Run.objects.get(id=second).status == "WAITING"
+    assert [w.label for w in Waitpoint.objects.filter(run_id=second)] == ["earlier"]
+
+    third = executing()
+    assert not transitions.suspend(third, 2, execution_ms=1, waitpoint=row(third, "stale"))
+    assert not Waitpoint.objects.filter(run_id=third).exists()  # the fence lost: no row

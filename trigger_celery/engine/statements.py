@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.db.models import Model
 
 from trigger_celery.db import write_transaction
 from trigger_celery.engine.compiled_sql import update_sql
@@ -49,27 +50,49 @@ def move_with_attempt(
     values: dict[str, Any],
     attempt: int,
     attempt_values: dict[str, Any],
+    new_row: Model | None = None,
 ) -> bool:
-    """UPDATE the run within ``fence`` and, only if it moved, its attempt ``attempt``."""
+    """UPDATE the run within ``fence`` and, only if it moved, its attempt ``attempt``
+    and INSERT ``new_row`` (a row a unique constraint already holds stays as it is)."""
     if not one_statement():
         with write_transaction():
             won = Run.objects.filter(**fence).update(**values)
             if won:
                 Attempt.objects.filter(run_id=fence["id"], number=attempt).update(**attempt_values)
+                if new_row is not None:
+                    type(new_row).objects.bulk_create([new_row], ignore_conflicts=True)
         return bool(won)
     run_sql, run_params = update_sql(Run, fence, values)
     attempt_sql, attempt_params = update_sql(
         Attempt, {"run_id": fence["id"], "number": attempt}, attempt_values
     )
     pk = connection.ops.quote_name(Run._meta.pk.column)
+    inserted, insert_params = "", ()
+    if new_row is not None:
+        insert_sql, insert_params = _insert_from(new_row, "moved")
+        inserted = f", inserted AS ({insert_sql} ON CONFLICT DO NOTHING RETURNING 1)"
     sql = (
         f"WITH moved AS ({run_sql} RETURNING {pk}), "
-        f"written AS ({attempt_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1) "
-        "SELECT COUNT(*) FROM moved"
+        f"written AS ({attempt_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1)"
+        f"{inserted} SELECT COUNT(*) FROM moved"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, run_params + attempt_params)
+        cursor.execute(sql, run_params + attempt_params + insert_params)
         return bool(cursor.fetchone()[0])
+
+
+def _insert_from(obj: Model, source: str) -> tuple[str, tuple[Any, ...]]:
+    """``INSERT INTO table (columns) SELECT values FROM source``: ``obj`` as a new row
+    (its automatic primary key left to the database), once per row of ``source``."""
+    model = type(obj)
+    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key or obj.pk]
+    for f in fields:
+        f.pre_save(obj, add=True)  # auto_now(_add) columns take their time
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    params = tuple(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields)
+    return f"INSERT INTO {table} ({columns}) SELECT {marks} FROM {source}", params
 
 
 def start_with_attempt(

@@ -39,13 +39,14 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Model
 
 from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import realtime, statements
 from trigger_celery.engine.compiled_sql import Added, KeepFirst
-from trigger_celery.models import Attempt, Run
+from trigger_celery.models import Attempt, Run, Waitpoint
 
 CANCELED_ERROR = {
     "type": "RunCanceledError",
@@ -66,9 +67,11 @@ def _move(
     attempt_fields: dict[str, Any] | None = None,
     extra_filter: dict[str, Any] | None = None,
     event: str | None = None,
+    new_row: Model | None = None,
 ) -> bool:
     """Move one run from ``source`` to ``target`` if it is still there (and still owned by
-    ``attempt``), writing ``attempt_fields`` on that attempt's row in the same transaction.
+    ``attempt``), writing ``attempt_fields`` on that attempt's row (and ``new_row``) in the
+    same transaction.
     """
     statuses = [source] if isinstance(source, RunStatus) else list(source)
     fence: dict[str, Any] = {"id": run_id, "status__in": statuses, **(extra_filter or {})}
@@ -79,7 +82,7 @@ def _move(
         won = bool(Run.objects.filter(**fence).update(**values))
     else:
         assert attempt is not None
-        won = statements.move_with_attempt(fence, values, attempt, attempt_fields)
+        won = statements.move_with_attempt(fence, values, attempt, attempt_fields, new_row)
     if won:
         transaction.on_commit(partial(realtime.notify, run_id))
         transaction.on_commit(partial(run_events.publish, run_id, event or target.value))
@@ -312,8 +315,11 @@ def system_failure(run_id: str, attempt: int, *, error: dict[str, Any]) -> bool:
     return _end(run_id, attempt, RunStatus.SYSTEM_FAILURE, error, None, AttemptStatus.FAILED)
 
 
-def suspend(run_id: str, attempt: int, *, execution_ms: int) -> bool:
-    """EXECUTING → WAITING: the run reached a wait that is not satisfied yet (SPEC 7)."""
+def suspend(
+    run_id: str, attempt: int, *, execution_ms: int, waitpoint: Waitpoint | None = None
+) -> bool:
+    """EXECUTING → WAITING: the run reached a wait that is not satisfied yet (SPEC 7).
+    ``waitpoint``, a new row, is written with the move (a row already at its step stays)."""
     return _move(
         run_id,
         source=RunStatus.EXECUTING,
@@ -321,6 +327,7 @@ def suspend(run_id: str, attempt: int, *, execution_ms: int) -> bool:
         attempt=attempt,
         fields={"execution_ms": execution_ms},
         attempt_fields={"status": AttemptStatus.SUSPENDED, "finished_at": clock.now()},
+        new_row=waitpoint,
     )
 
 

@@ -71,7 +71,7 @@ def settle(
             )
             return
     if isinstance(outcome, Suspended):
-        _settle_suspended(definition, run, ctx, execution_ms, outcome.on_kept_child)
+        _settle_suspended(definition, run, ctx, execution_ms, outcome)
         return
     _settle_failed(definition, run, ctx, common, outcome, execution_ms)
 
@@ -103,21 +103,24 @@ def _settle_completed(
 
 
 def _settle_suspended(
-    definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int, on_kept_child: bool
+    definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int, outcome: Suspended
 ) -> None:
     with dispatch.keeping(handoff.keeper(run.machine, run.region)):
         # The slot goes back before a resume can queue the run again, and what it lets
         # start is started, in one round trip to the store.
         dispatch.release_and_dispatch(run.id, attempt=ctx.attempt.number)
+        kept_child = outcome.kept_child_waitpoint
         if until_recorded(
-            lambda: transitions.suspend(run.id, ctx.attempt.number, execution_ms=execution_ms),
+            lambda: transitions.suspend(
+                run.id, ctx.attempt.number, execution_ms=execution_ms, waitpoint=kept_child
+            ),
             what=f"the suspension of run {run.id}",
         ):
             faults.point("parent-waiting")
             call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
             # A child may have finished between the wait and the suspension, unless this
             # process keeps it (it starts here once this settle returns).
-            if not on_kept_child:
+            if kept_child is None:
                 waitpoints.resume_if_ready(run.id)
 
 

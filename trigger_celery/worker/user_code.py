@@ -42,9 +42,9 @@ class Suspended:
     """The run reached a wait that is not satisfied yet (SPEC 7)."""
 
     reason: Any = None
-    # What it waits on is a child this process keeps and has not started: nothing the
-    # run waits on can have finished before the suspension.
-    on_kept_child: bool = False
+    # The waitpoint of a child this process keeps and has not started, to be written by
+    # the suspension itself: nothing the run waits on can have finished before it.
+    kept_child_waitpoint: Any = None
 
 
 Outcome = Completed | Failed | Suspended
@@ -135,7 +135,7 @@ def _run_attempt(
         chain()
         return Completed(to_jsonable(box.get("output"), what="output")), payload
     except SuspendRun as suspend:
-        return Suspended(suspend.reason, suspend.on_kept_child), payload
+        return Suspended(suspend.reason, suspend.kept_child_waitpoint), payload
     except Exception as err:
         return Failed(err, traceback.format_exc()), payload
 

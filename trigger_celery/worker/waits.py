@@ -52,10 +52,12 @@ class SuspendRun(BaseException):
     It derives from BaseException so a user's ``except Exception`` does not swallow it.
     """
 
-    def __init__(self, reason: Any = None, *, on_kept_child: bool = False) -> None:
+    def __init__(
+        self, reason: Any = None, *, kept_child_waitpoint: Waitpoint | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.on_kept_child = on_kept_child
+        self.kept_child_waitpoint = kept_child_waitpoint
 
 
 # -- steps ------------------------------------------------------------------------------
@@ -136,16 +138,24 @@ def trigger_and_wait(
             handle = trigger_task(
                 task_id, payload, opts, {}, definition=validate, key_is_new=key_is_new
             )
+        if handoff.holds(handle.id):
+            # The child starts in this process once this run has suspended, so the
+            # suspension's own statement writes the waitpoint.
+            kept = Waitpoint(
+                run_id=scope.ctx.run.id,
+                step=step,
+                kind=Waitpoint.Kind.RUN,
+                label=task_id,
+                child_run_id=handle.id,
+            )
+            raise SuspendRun(step, kept_child_waitpoint=kept)
         wp = _record_step(
             scope.ctx.run.id, step, kind=Waitpoint.Kind.RUN, label=task_id, child_run_id=handle.id
         )
-        # A child this process keeps has not started; any other may have finished
-        # before its waitpoint existed.
-        if not handoff.holds(handle.id) and complete_if_child_done(wp):
+        # The child may have finished before its waitpoint existed.
+        if complete_if_child_done(wp):
             wp.refresh_from_db()
     if wp.completed_at is None:
-        if handoff.holds(wp.child_run_id):
-            raise SuspendRun(wp.step, on_kept_child=True)
         _wait_in_process_or_suspend(wp)
         wp.refresh_from_db()
     return RunResult.from_json(wp.result)
