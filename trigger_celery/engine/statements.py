@@ -84,14 +84,22 @@ def move_with_attempt(
 def _insert_from(obj: Model, source: str) -> tuple[str, tuple[Any, ...]]:
     """``INSERT INTO table (columns) SELECT values FROM source``: ``obj`` as a new row
     (its automatic primary key left to the database), once per row of ``source``."""
-    model = type(obj)
-    fields = [f for f in model._meta.local_concrete_fields if not f.primary_key or obj.pk]
+    fields = [f for f in type(obj)._meta.local_concrete_fields if not f.primary_key or obj.pk]
     for f in fields:
         f.pre_save(obj, add=True)  # auto_now(_add) columns take their time
+    return _insert_values(type(obj), {f.attname: getattr(obj, f.attname) for f in fields}, source)
+
+
+def _insert_values(
+    model: type[Model], values: dict[str, Any], source: str
+) -> tuple[str, tuple[Any, ...]]:
+    """``INSERT INTO table (columns) SELECT values FROM source`` for ``values`` by field
+    name or attname (the other columns take their database default)."""
+    fields = [(model._meta.get_field(name), value) for name, value in values.items()]
     table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f, _ in fields)
     marks = ", ".join(["%s"] * len(fields))
-    params = tuple(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields)
+    params = tuple(f.get_db_prep_save(value, connection) for f, value in fields)
     return f"INSERT INTO {table} ({columns}) SELECT {marks} FROM {source}", params
 
 
@@ -109,18 +117,11 @@ def start_with_attempt(
         return _start_in_steps(fence, values, resume_where, resume_values, new_attempt)
     run_sql, run_params = update_sql(Run, fence, values)
     resume_sql, resume_params = update_sql(Attempt, resume_where, resume_values)
-    table = connection.ops.quote_name(Attempt._meta.db_table)
-    columns = {name: Attempt._meta.get_field(name) for name in new_attempt}
-    column_sql = ", ".join(connection.ops.quote_name(f.column) for f in columns.values())
-    marks = ", ".join(["%s"] * len(columns))
-    insert_params = tuple(
-        f.get_db_prep_save(new_attempt[name], connection) for name, f in columns.items()
-    )
+    insert_sql, insert_params = _insert_values(Attempt, new_attempt, "moved")
     sql = (
         f"WITH moved AS ({run_sql} RETURNING *), "
         f"resumed AS ({resume_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1), "
-        f"created AS (INSERT INTO {table} ({column_sql}) SELECT {marks} FROM moved "
-        "WHERE NOT EXISTS (SELECT 1 FROM resumed) RETURNING 1) "
+        f"created AS ({insert_sql} WHERE NOT EXISTS (SELECT 1 FROM resumed) RETURNING 1) "
         "SELECT moved.*, EXISTS (SELECT 1 FROM resumed) AS was_resumed, "
         f"{relaxed_commit_sql()} AS relaxed FROM moved"
     )

@@ -349,7 +349,7 @@ def hand_back(run_id: str, attempt: int) -> bool:
     return bool(won)
 
 
-def resume(run_id: str, fields: tuple[str, ...] = ("id",)) -> Run | None:
+def resume(run_id: str, fields: tuple[str, ...]) -> Run | None:
     """WAITING → QUEUED: none of the run's waitpoints is pending any more (checked in the
     same statement). Returns ``fields`` of the run, or None if it did not move.
 
