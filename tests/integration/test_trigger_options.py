@@ -8,14 +8,19 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from celery import current_app
+from django.db import connection, connections
 
 from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
 from trigger_celery import idempotency_keys, runs, tasks
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.engine import recovery, transitions
+from trigger_celery.engine.registry import registry
 from trigger_celery.errors import InvalidRunStateError, PayloadTooLargeError
 from trigger_celery.models import Run
+from trigger_celery.worker.attempt import build_context
+from trigger_celery.worker.monitor import AttemptMonitor, Watched
 
 pytestmark = pytest.mark.integration
 
@@ -217,6 +222,58 @@ def test_cancel_stops_a_run_that_ignores_the_signal(live):
     assert time.monotonic() - started < 20
     assert runs.retrieve(handle).status == "CANCELED"
     assert events.values(f"finished:{handle.id}") == []
+
+
+def test_a_heartbeat_that_finds_a_canceled_runs_slot_gone_still_stops_it_as_canceled(fresh_store):
+    """The monitor's cancel poll and a heartbeat that finds the slot gone (a flushed
+    store) may come in either order: the canceled run is stopped as canceled, with its
+    ``on_cancel`` hooks, not as an attempt that lost its lease."""
+    handle = tasks.trigger("cooperative", {})
+    current_app.control.purge()  # no worker: this process holds the attempt
+    run = transitions.start_attempt(handle.id, 1, "test")
+    assert run is not None
+    ctx = build_context(run, 1)
+    watched = Watched(
+        run_id=run.id,
+        attempt=1,
+        thread_id=threading.get_ident(),
+        ctx=ctx,
+        definition=registry.get_task("cooperative"),
+        deadline=None,
+        queue=run.queue,
+    )
+    runs.cancel(handle)
+    assert get_store().release(run.id)  # the slot is gone before the monitor looks
+
+    def heartbeat() -> None:  # on its own thread and connection, as the monitor's loop
+        AttemptMonitor()._heartbeat([watched], 30)
+        connections.close_all()
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    beat.join()
+    assert watched.reason == "canceled" and ctx.signal.reason == "canceled"
+    watched.finished.set()  # the run function has returned
+    wait_for(lambda: events.values(f"on_cancel_done:{run.id}"), what="on_cancel to finish")
+    assert events.values(f"on_cancel:{run.id}") == [True]
+
+
+def test_reconcile_leaves_a_canceled_run_its_slot_until_its_attempt_has_stopped(fresh_store):
+    tasks.trigger("quiet", {"warm": True})  # the flushed store gets its limits back
+    handle = tasks.trigger("quiet", {"cancel": True})
+    current_app.control.purge()  # no worker: the attempt stays executing
+    store = get_store()
+    assert handle.id in store.holding_run_ids()
+    assert transitions.start_attempt(handle.id, 1, "test") is not None
+    assert runs.cancel(handle).status == "CANCELED"
+    recovery.reconcile(full=True)
+    # Its attempt may still be stopping (on_cancel, the grace): its worker gives the
+    # slot back when it has stopped ...
+    assert handle.id in store.holding_run_ids()
+    # ... or, when that worker is gone, the reaper at the end of the lease.
+    assert store.heartbeat(handle.id, None, 30, attempt=1)
+    assert recovery.reap_expired_leases(now=store.time() + 31) >= 1
+    assert handle.id not in store.holding_run_ids()
 
 
 def test_cancelling_a_finished_run_is_a_no_op(live):

@@ -123,55 +123,61 @@ class AttemptMonitor:
                 log.warning("attempt monitor pass failed", exc_info=True)
 
     def _heartbeat(self, watched: list[Watched], lease_seconds: float) -> None:
-        """Extend every lease; an attempt whose lease is gone and whose run has moved on
-        (the reaper retried it) is stopped like a canceled one."""
+        """Extend every lease. An attempt whose lease is gone is looked up: it is stopped
+        as canceled if its run was canceled, as lost if its run moved on (the reaper
+        retried it), and holds its slot again if the run is still its own."""
         store = get_store()
+        gone = []
         for w in watched:
             w.beaten = True
             if store.heartbeat(w.run_id, None, lease_seconds, attempt=w.attempt):
                 continue
-            if w.reason or w.done:
-                # Stopping, or settling (a suspending attempt has given its slot back).
+            if not (w.reason or w.done):  # else stopping, or settling (slot given back)
+                gone.append(w)
+        if gone:
+            self._check_rows(gone, lease_seconds=lease_seconds)
+
+    def _poll_cancels(self, watched: list[Watched]) -> None:
+        """One query for every attempt still running here: was its run canceled, or
+        taken over by another attempt (the reaper retried it while this one was frozen)?"""
+        pending = [w for w in watched if w.reason is None and not w.done]
+        if pending:
+            self._check_rows(pending)
+
+    def _check_rows(self, watched: list[Watched], *, lease_seconds: float | None = None) -> None:
+        """Act on the rows of ``watched``: a canceled run gets its signal and its
+        ``on_cancel`` hooks, whatever else happened to its slot; a run another attempt
+        took over is stopped. With ``lease_seconds`` (the store has forgotten their
+        slots), a run still executing this attempt holds its slot again."""
+        close_old_connections()
+        self._used_database = True
+        rows = {
+            run_id: (status, attempt, cancel_at)
+            for run_id, status, attempt, cancel_at in Run.objects.filter(
+                id__in=[w.run_id for w in watched]
+            ).values_list("id", "status", "attempt_count", "cancel_requested_at")
+        }
+        store = get_store()
+        for w in watched:
+            status, attempt, cancel_at = rows.get(w.run_id, (None, None, None))
+            if w.reason is not None or w.done:
                 continue
-            close_old_connections()
-            self._used_database = True
-            if Run.objects.filter(
-                id=w.run_id, status=RunStatus.EXECUTING, attempt_count=w.attempt
-            ).exists():
+            if cancel_at is not None:
+                w.reason = "canceled"
+                w.ctx.signal.set("canceled")
+                w.interrupt_at = time.monotonic() + ON_CANCEL_GRACE_SECONDS
+                threading.Thread(target=self._on_cancel, args=(w,), daemon=True).start()
+            elif (status, attempt) != (RunStatus.EXECUTING, w.attempt):
+                self._lost(w)
+            elif lease_seconds is not None:
                 # Still ours (the store forgot it, or the reaper is mid-way): hold it again.
                 store.adopt(w.claim(store.time() + lease_seconds))
-                continue
-            self._lost(w)
 
     def _lost(self, w: Watched) -> None:
         log.warning("run %s attempt %d lost its lease; stopping it", w.run_id, w.attempt)
         w.reason = "lease_lost"
         w.ctx.signal.set("lease_lost")
         w.interrupt_at = time.monotonic() + COOPERATIVE_GRACE_SECONDS
-
-    def _poll_cancels(self, watched: list[Watched]) -> None:
-        """One query for every attempt still running here: was its run canceled, or
-        taken over by another attempt (the reaper retried it while this one was frozen)?"""
-        pending = [w for w in watched if w.reason is None and not w.done]
-        if not pending:
-            return
-        close_old_connections()
-        self._used_database = True
-        rows = {
-            run_id: (status, attempt, cancel_at)
-            for run_id, status, attempt, cancel_at in Run.objects.filter(
-                id__in=[w.run_id for w in pending]
-            ).values_list("id", "status", "attempt_count", "cancel_requested_at")
-        }
-        for w in pending:
-            status, attempt, cancel_at = rows.get(w.run_id, (None, None, None))
-            if cancel_at is not None:
-                w.reason = "canceled"
-                w.ctx.signal.set("canceled")
-                w.interrupt_at = time.monotonic() + ON_CANCEL_GRACE_SECONDS
-                threading.Thread(target=self._on_cancel, args=(w,), daemon=True).start()
-            elif (status, attempt) != (RunStatus.EXECUTING, w.attempt) and not w.done:
-                self._lost(w)
 
     def _on_cancel(self, w: Watched) -> None:
         try:
