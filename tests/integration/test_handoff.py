@@ -12,9 +12,10 @@ from tests.integration.harness import max_overlap, wait_for
 from tests.taskapp import events
 from trigger_celery import tasks
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.models import Run
+from trigger_celery.engine import transitions
+from trigger_celery.models import Run, Waitpoint
 from trigger_celery.worker import handoff
-from trigger_celery.worker.attempt import execute
+from trigger_celery.worker.attempt import execute, execute_kept
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_store")]
 
@@ -159,6 +160,29 @@ def test_a_parent_keeps_the_child_it_waits_on_and_the_child_keeps_the_parent(own
     run = Run.objects.get(id=parent.id)
     assert run.output["ok"] and run.output["child_id"] == child_id
     assert not get_store().holding_run_ids() & {parent.id, child_id}
+
+
+def test_a_kept_child_canceled_before_its_parent_waited_resumes_the_parent_at_once(own):
+    parent = tasks.trigger("wait-parent", {"n": 1})
+    assert current_app.control.purge() == 1
+    with handoff.chain():
+        assert execute(parent.id, 1, worker="test") == "Suspended"
+        kept = handoff.take()
+        assert kept is not None
+        # The cancel of the child came between the parent's wait and its suspension
+        # (what ``runs.cancel`` does, but its waitpoint lookup found nothing yet; the
+        # suspension wrote the waitpoint after it).
+        assert transitions.cancel(kept[0]) == "DEQUEUED"
+        assert get_store().release(kept[0])
+        assert Waitpoint.objects.pending().filter(run_id=parent.id).exists()
+        assert execute_kept(*kept, worker="test") == "stale"
+        # Completed by the kept run's end, not left to the next repair pass.
+        assert not Waitpoint.objects.pending().filter(run_id=parent.id).exists()
+        assert statuses(parent) == ["DEQUEUED"]  # resumed, and sent
+        assert handoff.take() is None
+    assert current_app.control.purge() == 1  # the parent's resume
+    assert execute(parent.id, 1, worker="test") == "Completed"
+    assert Run.objects.get(id=parent.id).output["ok"] is False  # the child was canceled
 
 
 def test_outside_a_chain_the_child_is_sent(own):

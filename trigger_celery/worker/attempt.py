@@ -32,7 +32,7 @@ from trigger_celery.core.context import (
 from trigger_celery.core.decisions import error_dict
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import heal_connections
-from trigger_celery.engine import dispatch, transitions
+from trigger_celery.engine import dispatch, transitions, waitpoints
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.errors import (
@@ -87,6 +87,19 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     finally:
         run_context.leave(token)
     return type(outcome).__name__
+
+
+def execute_kept(run_id: str, attempt: int, *, worker: str | None = None) -> str:
+    """:func:`execute` for a run this process kept (``worker.handoff``).
+
+    A kept child canceled before it started may have a parent that wrote its waitpoint
+    on it after the cancel had looked for waiting parents (the parent suspends with the
+    waitpoint of the child it keeps). Nobody else would complete that waitpoint before
+    the repair pass, so a kept run that does not start completes its waitpoints here."""
+    outcome = execute(run_id, attempt, worker=worker)
+    if outcome == "stale":
+        waitpoints.runs_finished([run_id])  # only a finished run's waitpoints complete
+    return outcome
 
 
 def _definition_of(run: Run) -> TaskDefinition | None:

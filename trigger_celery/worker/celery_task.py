@@ -19,7 +19,7 @@ from celery import shared_task
 from trigger_celery.core import faults
 from trigger_celery.engine import dispatch
 from trigger_celery.worker import handoff
-from trigger_celery.worker.attempt import execute
+from trigger_celery.worker.attempt import execute, execute_kept
 
 
 @shared_task(
@@ -39,7 +39,7 @@ def execute_run(self: Any, run_id: str, attempt: int) -> str:
         # The runs this process kept when it freed their slots (``worker.handoff``).
         while (kept := handoff.take()) is not None:
             faults.point("run-kept")
-            execute(*kept, worker=worker)
+            execute_kept(*kept, worker=worker)
     return outcome
 
 
