@@ -12,6 +12,7 @@ from tests.integration.harness import max_overlap, wait_for
 from tests.taskapp import events
 from trigger_celery import tasks
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import transitions
 from trigger_celery.models import Run, Waitpoint
 from trigger_celery.worker import handoff
@@ -172,7 +173,7 @@ def test_a_kept_child_canceled_before_its_parent_waited_resumes_the_parent_at_on
         # The cancel of the child came between the parent's wait and its suspension
         # (what ``runs.cancel`` does, but its waitpoint lookup found nothing yet; the
         # suspension wrote the waitpoint after it).
-        assert transitions.cancel(kept[0]) == "DEQUEUED"
+        assert transitions.cancel(kept[0], RunStatus.DEQUEUED, 0)
         assert get_store().release(kept[0])
         assert Waitpoint.objects.pending().filter(run_id=parent.id).exists()
         assert execute_kept(*kept, worker="test") == "stale"

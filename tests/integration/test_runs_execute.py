@@ -282,8 +282,8 @@ def test_a_stale_attempt_cannot_write_to_a_run_another_attempt_owns(live):
         environment="PRODUCTION", queue="hello-world", max_attempts=3, attempt_count=2,
     )  # fmt: skip
     late = {"output": {"late": True}, "output_ref": "", "execution_ms": 0}
-    assert transitions.complete(run.id, 1, **late) is False
+    assert transitions.complete(run.id, 1, **late) == (False, [])
     run.refresh_from_db()
     assert (run.status, run.output) == ("EXECUTING", None)
     current = {"output": {"current": True}, "output_ref": "", "execution_ms": 0}
-    assert transitions.complete(run.id, 2, **current) is True
+    assert transitions.complete(run.id, 2, **current) == (True, [])

@@ -272,11 +272,11 @@ def test_a_cached_insert_is_what_the_orm_compiles(db):
 # after the suspension, so nothing asks whether it ended meanwhile. SQLite writes the
 # start and the suspension in BEGIN ... COMMIT, with the attempt row and the waitpoint.
 WAITING_PARENT_BUDGET = {"postgresql": 3, "sqlite": 11}
-# The kept child's attempt: its start and its final write, then one UPDATE completes the
-# waitpoint with the result the final write recorded, one resumes the parent (checking
-# in the same statement that nothing else is pending, and returning what its queue entry
-# needs) and one dequeues it to this process.
-WAITED_CHILD_BUDGET = {"postgresql": 5, "sqlite": 12}
+# The kept child's attempt: its start; its final write, which in the same statement
+# completes the waitpoint on it with its result and resumes the parent (checking that
+# nothing else is pending, and returning what its queue entry needs); the dequeue of the
+# parent to this process. SQLite: the same writes one by one in one transaction.
+WAITED_CHILD_BUDGET = {"postgresql": 3, "sqlite": 12}
 # The resumed parent: its start, the read of the completed wait step, its final write.
 RESUMED_PARENT_BUDGET = {"postgresql": 3, "sqlite": 9}
 

@@ -226,3 +226,65 @@ def test_a_suspension_writes_its_waitpoint_and_keeps_a_row_already_at_that_step(
     third = executing()
     assert not transitions.suspend(third, 2, execution_ms=1, waitpoint=row(third, "stale"))
     assert not Waitpoint.objects.filter(run_id=third).exists()  # the fence lost: no row
+
+
+def test_a_childs_final_write_completes_its_waitpoint_and_resumes_only_a_parent_left_waiting(
+    own,
+):
+    # ``transitions.complete(..., resume_with=...)``: one statement on PostgreSQL. A parent with another
+    # waitpoint still pending stays WAITING; a parent not WAITING (still executing) only
+    # gets its waitpoint completed; a completion that loses its fence writes nothing.
+    from trigger_celery.engine import queueing, transitions
+    from trigger_celery.engine.transitions import start_attempt
+    from trigger_celery.models import Waitpoint
+
+    def executing(parent: str | None = None) -> str:
+        handle = tasks.trigger("echo", {})
+        current_app.control.purge()
+        assert start_attempt(handle.id, 1, "test") is not None
+        if parent is not None:
+            Run.objects.filter(id=handle.id).update(parent_id=parent)
+        return handle.id
+
+    def waiting_on(parent: str, child: str, step: int) -> None:
+        Waitpoint.objects.create(run_id=parent, step=step, kind="RUN", child_run_id=child)
+
+    def complete(child: str, attempt: int = 1) -> tuple[bool, list[Run]]:
+        return transitions.complete(
+            child,
+            attempt,
+            output={"from": child},
+            output_ref="",
+            execution_ms=1,
+            resume_with={"ok": True, "id": child},
+            fields=queueing.ENTRY_FIELDS,
+        )
+
+    def pending(parent: str) -> int:
+        return Waitpoint.objects.pending().filter(run_id=parent).count()
+
+    parent = executing()
+    first, second = executing(parent), executing(parent)
+    waiting_on(parent, first, 0)
+    waiting_on(parent, second, 1)
+    assert transitions.suspend(parent, 1, execution_ms=1)
+
+    assert complete(first) == (True, [])  # the other waitpoint is still pending
+    assert Run.objects.get(id=first).status == "COMPLETED"
+    assert Run.objects.get(id=parent).status == "WAITING" and pending(parent) == 1
+    assert Waitpoint.objects.get(run_id=parent, step=0).result == {"ok": True, "id": first}
+
+    won, resumed = complete(second)
+    assert won and [r.id for r in resumed] == [parent]
+    assert resumed[0].queue == Run.objects.get(id=parent).queue  # what its entry needs
+    row = Run.objects.get(id=parent)
+    assert (row.status, row.attempt_count, pending(parent)) == ("QUEUED", 0, 0)
+
+    busy = executing()
+    child = executing(busy)
+    waiting_on(busy, child, 0)
+    assert complete(child, attempt=2) == (False, [])  # fenced out: nothing written
+    assert Run.objects.get(id=child).status == "EXECUTING" and pending(busy) == 1
+    assert complete(child) == (True, [])  # the waitpoint completes, the parent runs on
+    assert Run.objects.get(id=busy).status == "EXECUTING" and pending(busy) == 0
+    current_app.control.purge()

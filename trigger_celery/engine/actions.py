@@ -30,7 +30,7 @@ def cancel_run(run_id: str) -> bool:
     run = Run.objects.filter(id=run_id).only("id", "queue").first()
     if run is None:
         raise RunNotFoundError(f"no run with id {run_id!r}")
-    left = transitions.cancel(run_id)
+    left = _cancel(run_id)
     if left is not None:
         store = get_store()
         store.remove(run_id)
@@ -46,6 +46,18 @@ def cancel_run(run_id: str) -> bool:
     if left is not None:
         waitpoints.runs_finished([run_id])  # a parent waiting on this run resumes with an error
     return left is not None
+
+
+def _cancel(run_id: str) -> RunStatus | None:
+    """``transitions.cancel`` from whatever status the run is in; the status it left, or
+    None if it had ended (or does not exist)."""
+    while True:
+        row = Run.objects.filter(id=run_id).values_list("status", "attempt_count").first()
+        if row is None or RunStatus(row[0]) in FINAL_STATUSES:
+            return None
+        if transitions.cancel(run_id, RunStatus(row[0]), row[1]):
+            return RunStatus(row[0])
+        # It moved between the read and the write: look again.
 
 
 _SAME_PAYLOAD: Any = object()

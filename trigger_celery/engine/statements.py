@@ -24,6 +24,10 @@ from trigger_celery.engine.compiled_sql import update_sql
 from trigger_celery.models import Attempt, Run, Waitpoint
 
 
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
 def one_statement() -> bool:
     """Whether this database runs a transition as one statement."""
     return connection.vendor == "postgresql"
@@ -79,6 +83,16 @@ def move_with_attempt(
     with connection.cursor() as cursor:
         cursor.execute(sql, run_params + attempt_params + insert_params)
         return bool(cursor.fetchone()[0])
+
+
+def move_dropping_attempt(fence: dict[str, Any], values: dict[str, Any], attempt: int) -> bool:
+    """UPDATE the run within ``fence`` and, only if it moved, delete its attempt
+    ``attempt`` (a start undone), in one transaction."""
+    with write_transaction():
+        won = Run.objects.filter(**fence).update(**values)
+        if won:
+            Attempt.objects.filter(run_id=fence["id"], number=attempt).delete()
+    return bool(won)
 
 
 def _insert_from(obj: Model, source: str) -> tuple[str, tuple[Any, ...]]:
@@ -160,6 +174,97 @@ def resume_unless_pending(
             return None
         names = tuple(column[0] for column in cursor.description)
     return _run_from_row(names, row)
+
+
+def move_and_resume_waiters(
+    fence: dict[str, Any],
+    values: dict[str, Any],
+    attempt: int,
+    attempt_values: dict[str, Any],
+    completed: dict[str, Any] | None,
+    resume_fence: dict[str, Any],
+    resume_values: dict[str, Any],
+    fields: tuple[str, ...],
+) -> tuple[bool, list[Run]]:
+    """:func:`move_with_attempt`, and with the move: the pending RUN waitpoints on this
+    run take ``completed``, and each run within ``resume_fence`` that waited on one of
+    them and waits on nothing else takes ``resume_values``. Returns whether the run
+    moved, and ``fields`` of the runs that were resumed (none when ``completed`` is
+    None: then this is :func:`move_with_attempt`).
+
+    One statement on PostgreSQL. Its parts share one snapshot, so the check for other
+    pending waitpoints leaves out those this statement completes. (A run has one
+    pending waitpoint at a time: it suspends at its first unsatisfied wait.)
+    """
+    if completed is None:
+        return move_with_attempt(fence, values, attempt, attempt_values), []
+    fields = fields or ("id",)
+    run_id = fence["id"]
+    wp_sql, wp_params = update_sql(
+        Waitpoint, {"child_run_id": run_id, "completed_at__isnull": True}, completed
+    )
+    wp_table, run_table = (_quote(m._meta.db_table) for m in (Waitpoint, Run))
+    wp_id, wp_run, wp_done = (
+        _quote(Waitpoint._meta.get_field(name).column) for name in ("id", "run", "completed_at")
+    )
+    if not one_statement():
+        with write_transaction():
+            if not Run.objects.filter(**fence).update(**values):
+                return False, []
+            Attempt.objects.filter(run_id=run_id, number=attempt).update(**attempt_values)
+            with connection.cursor() as cursor:
+                cursor.execute(f"{wp_sql} RETURNING {wp_run}", wp_params)
+                waiting = [row[0] for row in cursor.fetchall()]
+            resumed = [
+                run
+                for waiting_id in waiting
+                if (
+                    run := resume_unless_pending(
+                        {"id": waiting_id, **resume_fence}, resume_values, fields
+                    )
+                )
+                is not None
+            ]
+        return True, resumed
+    run_sql, run_params = update_sql(Run, fence, values)
+    attempt_sql, attempt_params = update_sql(
+        Attempt, {"run_id": run_id, "number": attempt}, attempt_values
+    )
+    resume_sql, resume_params = update_sql(Run, resume_fence, resume_values)
+    pk = f"{run_table}.{_quote(Run._meta.pk.column)}"
+    columns = ", ".join(f"{run_table}.{_quote(Run._meta.get_field(f).column)}" for f in fields)
+    sql = (
+        f"WITH moved AS ({run_sql} RETURNING {pk}), "
+        f"written AS ({attempt_sql} AND EXISTS (SELECT 1 FROM moved) RETURNING 1), "
+        f"done AS ({wp_sql} AND EXISTS (SELECT 1 FROM moved) "
+        f"RETURNING {wp_table}.{wp_id} AS done_id, {wp_table}.{wp_run} AS waiting_id), "
+        f"resumed AS ({resume_sql} AND {pk} IN (SELECT waiting_id FROM done) "
+        f"AND NOT EXISTS (SELECT 1 FROM {wp_table} other WHERE other.{wp_run} = {pk} "
+        f"AND other.{wp_done} IS NULL AND other.{wp_id} NOT IN (SELECT done_id FROM done)) "
+        f"RETURNING {columns}) "
+        "SELECT (SELECT COUNT(*) FROM moved) AS moved_count, resumed.* "
+        "FROM (SELECT 1) AS one LEFT JOIN resumed ON TRUE"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, run_params + attempt_params + wp_params + resume_params)
+        rows = cursor.fetchall()
+        names = tuple(column[0] for column in cursor.description)
+    first_field = names.index(Run._meta.get_field(fields[0]).column)
+    resumed = [_run_from_row(names, row) for row in rows if row[first_field] is not None]
+    return bool(rows[0][0]), resumed
+
+
+def update_returning(
+    fence: dict[str, Any], values: dict[str, Any], columns: tuple[str, ...], *, relaxed: bool
+) -> list[tuple[Any, ...]]:
+    """UPDATE the runs within ``fence``; ``columns`` of those that moved. ``relaxed``:
+    its commit need not wait for the WAL flush (:func:`relaxed_commit_sql`)."""
+    sql, params = update_sql(Run, fence, values)
+    returned = ", ".join(_quote(Run._meta.get_field(name).column) for name in columns)
+    extra = f", {relaxed_commit_sql()}" if relaxed else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {returned}{extra}", params)
+        return [tuple(row[: len(columns)]) for row in cursor.fetchall()]
 
 
 def _run_from_row(names: tuple[str, ...], row: tuple[Any, ...]) -> Run:

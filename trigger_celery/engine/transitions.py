@@ -23,7 +23,7 @@ transaction, and subscribers are notified once it commits.
     EXECUTING ───────system_failure─────────▶ SYSTEM_FAILURE
     EXECUTING ───────suspend────────────────▶ WAITING
     EXECUTING ───────hand_back──────────────▶ PENDING_VERSION
-    WAITING ─────────resume─────────────────▶ QUEUED
+    WAITING ─────────resume─────────────────▶ QUEUED   (or with a child's complete)
     any non-final ───cancel─────────────────▶ CANCELED
 
 What a transition does *not* do is the work that follows its commit (releasing a slot,
@@ -38,15 +38,14 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Model
 
 from trigger_celery.core import clock, run_events
-from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
-from trigger_celery.db import write_transaction
+from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.engine import realtime, statements
 from trigger_celery.engine.compiled_sql import Added, KeepFirst
-from trigger_celery.models import Attempt, Run, Waitpoint
+from trigger_celery.models import Run, Waitpoint
 
 CANCELED_ERROR = {
     "type": "RunCanceledError",
@@ -84,9 +83,14 @@ def _move(
         assert attempt is not None
         won = statements.move_with_attempt(fence, values, attempt, attempt_fields, new_row)
     if won:
-        transaction.on_commit(partial(realtime.notify, run_id))
-        transaction.on_commit(partial(run_events.publish, run_id, event or target.value))
+        _announce(run_id, event or target.value)
     return bool(won)
+
+
+def _announce(run_id: str, event: str) -> None:
+    """Once the transaction commits: tell realtime subscribers and the run-event hooks."""
+    transaction.on_commit(partial(realtime.notify, run_id))
+    transaction.on_commit(partial(run_events.publish, run_id, event))
 
 
 def _ttl_deadline(now: datetime, ttl: int | None) -> datetime | None:
@@ -139,16 +143,12 @@ def dequeue(run_ids: list[str]) -> list[tuple[str, int, str, str]]:
     """
     if not run_ids:
         return []
-    table = connection.ops.quote_name(Run._meta.db_table)
-    marks = ", ".join(["%s"] * len(run_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, updated_at = %s "
-            f"WHERE id IN ({marks}) AND status = %s "
-            f"RETURNING id, attempt_count, machine, region, {statements.relaxed_commit_sql()}",
-            [RunStatus.DEQUEUED.value, clock.now(), *run_ids, RunStatus.QUEUED.value],
-        )
-        rows = [tuple(row[:4]) for row in cursor.fetchall()]
+    rows = statements.update_returning(
+        {"id__in": run_ids, "status": RunStatus.QUEUED},
+        {"status": RunStatus.DEQUEUED, "updated_at": clock.now()},
+        ("id", "attempt_count", "machine", "region"),
+        relaxed=True,
+    )
     if rows:
         transaction.on_commit(partial(realtime.notify, *[row[0] for row in rows]))
     return rows  # type: ignore[return-value]
@@ -217,23 +217,37 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
     return run
 
 
-def complete(run_id: str, attempt: int, *, output: Any, output_ref: str, execution_ms: int) -> bool:
-    """EXECUTING → COMPLETED, with the output stored."""
+def complete(
+    run_id: str,
+    attempt: int,
+    *,
+    output: Any,
+    output_ref: str,
+    execution_ms: int,
+    resume_with: dict[str, Any] | None = None,
+    fields: tuple[str, ...] = (),
+) -> tuple[bool, list[Run]]:
+    """EXECUTING → COMPLETED, with the output stored; whether it moved, and the runs
+    resumed with it: with ``resume_with`` (a child's result), the same statement gives
+    it to the RUN waitpoints on the run and moves each run waiting on them with nothing
+    else pending as :func:`resume` does (``fields`` of those are returned)."""
     now = clock.now()
-    return _move(
-        run_id,
-        source=RunStatus.EXECUTING,
-        target=RunStatus.COMPLETED,
-        attempt=attempt,
-        fields={
-            "output": output,
-            "output_ref": output_ref,
-            "finished_at": now,
-            "execution_ms": execution_ms,
-            "error": None,
-        },
-        attempt_fields={"status": AttemptStatus.COMPLETED, "finished_at": now},
+    won, resumed = statements.move_and_resume_waiters(
+        {"id": run_id, "status__in": [RunStatus.EXECUTING], "attempt_count": attempt},
+        {"status": RunStatus.COMPLETED, "updated_at": now, "output": output, "error": None}
+        | {"output_ref": output_ref, "finished_at": now, "execution_ms": execution_ms},
+        attempt,
+        {"status": AttemptStatus.COMPLETED, "finished_at": now},
+        None if resume_with is None else {"completed_at": now, "result": resume_with},
+        {"status": RunStatus.WAITING},
+        _resumed_values(now),
+        fields,
     )
+    if won:
+        _announce(run_id, RunStatus.COMPLETED.value)
+    for run in resumed:
+        _announce(run.id, RunStatus.QUEUED.value)
+    return won, resumed
 
 
 def retry(
@@ -337,74 +351,66 @@ def hand_back(run_id: str, attempt: int) -> bool:
     The start is undone - attempt number back, attempt row removed - so a worker that
     knows the task runs it as if this one never had.
     """
-    with write_transaction():
-        won = Run.objects.filter(
-            id=run_id, status=RunStatus.EXECUTING, attempt_count=attempt
-        ).update(
-            status=RunStatus.PENDING_VERSION, attempt_count=attempt - 1, updated_at=clock.now()
-        )
-        if won:
-            Attempt.objects.filter(run_id=run_id, number=attempt).delete()
-            transaction.on_commit(partial(realtime.notify, run_id))
-    return bool(won)
+    won = statements.move_dropping_attempt(
+        {"id": run_id, "status": RunStatus.EXECUTING, "attempt_count": attempt},
+        {
+            "status": RunStatus.PENDING_VERSION,
+            "attempt_count": attempt - 1,
+            "updated_at": clock.now(),
+        },
+        attempt,
+    )
+    if won:
+        transaction.on_commit(partial(realtime.notify, run_id))
+    return won
 
 
 def resume(run_id: str, fields: tuple[str, ...]) -> Run | None:
-    """WAITING → QUEUED: none of the run's waitpoints is pending any more (checked in the
-    same statement). Returns ``fields`` of the run, or None if it did not move.
-
-    The attempt number goes back by one, so the start that follows continues the
-    attempt the run suspended in instead of counting a new one.
-    """
+    """WAITING → QUEUED once none of its waitpoints is pending (checked in the same
+    statement); ``fields`` of the run, or None. The attempt number goes back by one: the
+    start that follows continues the attempt the run suspended in."""
     run = statements.resume_unless_pending(
-        {"id": run_id, "status": RunStatus.WAITING},
-        {
-            "status": RunStatus.QUEUED,
-            "updated_at": clock.now(),
-            "attempt_count": Added("attempt_count", -1),
-            "available_at": None,
-        },
-        fields,
+        {"id": run_id, "status": RunStatus.WAITING}, _resumed_values(clock.now()), fields
     )
     if run is not None:
-        transaction.on_commit(partial(realtime.notify, run_id))
-        transaction.on_commit(partial(run_events.publish, run_id, RunStatus.QUEUED.value))
+        _announce(run_id, RunStatus.QUEUED.value)
     return run
+
+
+def _resumed_values(now: datetime) -> dict[str, Any]:
+    return {
+        "status": RunStatus.QUEUED,
+        "updated_at": now,
+        "attempt_count": Added("attempt_count", -1),
+        "available_at": None,
+    }
 
 
 # -- from anywhere ---------------------------------------------------------------------------
 
 
-def cancel(run_id: str) -> RunStatus | None:
-    """Any non-final status → CANCELED; returns the status it left, None if it had ended.
+def cancel(run_id: str, status: RunStatus, attempt: int) -> bool:
+    """``status`` (not final, read by the caller with ``attempt``) → CANCELED; False if
+    the run has moved since the read.
 
     A run with an attempt (EXECUTING, WAITING) gets ``cancel_requested_at``, which its
     worker polls to stop the attempt, and its attempt row ends CANCELED.
     """
-    while True:
-        row = Run.objects.filter(id=run_id).values_list("status", "attempt_count").first()
-        if row is None:
-            return None
-        status, attempt = RunStatus(row[0]), row[1]
-        if status in FINAL_STATUSES:
-            return None
-        now = clock.now()
-        fields: dict[str, Any] = {"finished_at": now, "error": CANCELED_ERROR}
-        attempt_fields = None
-        if status in _STARTED:
-            fields["cancel_requested_at"] = now
-            attempt_fields = {
-                "status": AttemptStatus.CANCELED,
-                "finished_at": now,
-                "error": CANCELED_ERROR,
-            }
-        if _move(
-            run_id,
-            source=status,
-            target=RunStatus.CANCELED,
-            attempt=attempt,
-            fields=fields,
-            attempt_fields=attempt_fields,
-        ):
-            return status
-        # It moved between the read and the write: look again.
+    now = clock.now()
+    fields: dict[str, Any] = {"finished_at": now, "error": CANCELED_ERROR}
+    attempt_fields = None
+    if status in _STARTED:
+        fields["cancel_requested_at"] = now
+        attempt_fields = {
+            "status": AttemptStatus.CANCELED,
+            "finished_at": now,
+            "error": CANCELED_ERROR,
+        }
+    return _move(
+        run_id,
+        source=status,
+        target=RunStatus.CANCELED,
+        attempt=attempt,
+        fields=fields,
+        attempt_fields=attempt_fields,
+    )

@@ -173,9 +173,19 @@ def resume_if_ready(run_id: str) -> bool:
     run = transitions.resume(run_id, queueing.ENTRY_FIELDS)
     if run is None:
         return False
-    # Its queue only: a resume frees no slot, so no other queue can start anything now.
-    dispatch.dispatch_ready(run.queue, entries=queueing.entries_of([run]))
+    enqueue_resumed([run])
     return True
+
+
+def enqueue_resumed(runs: list[Run]) -> None:
+    """Put runs just resumed (read with ``queueing.ENTRY_FIELDS``) in their queues and
+    start what can start."""
+    if not runs:
+        return
+    # Their queues only: a resume frees no slot, so no other queue can start anything now.
+    queues = {run.queue for run in runs}
+    queue = queues.pop() if len(queues) == 1 else None
+    dispatch.dispatch_ready(queue, entries=queueing.entries_of(runs))
 
 
 def complete_due_datetimes(limit: int = 500) -> int:

@@ -89,17 +89,40 @@ def _settle_completed(
     result = RunResult(True, run.id, run.task_identifier, output=output)
     call_recorded(definition, "on_success", **common, output=output)
     call_recorded(definition, "on_complete", **common, result=result, output=output)
+    attempt = ctx.attempt.number
+    if run.parent_id and not run.batch_id and not ref:
+        # A parent may wait on this run: the final write completes its waitpoint and
+        # resumes it too. (A batch's waitpoint waits for the whole batch; an output
+        # kept in storage is read back by whoever needs it.)
+        recorded = RunResult(True, run.id, run.task_identifier, output=inline).to_json()
+        won, resumed = until_recorded(
+            lambda: transitions.complete(
+                run.id,
+                attempt,
+                output=inline,
+                output_ref=ref,
+                execution_ms=execution_ms,
+                resume_with=recorded,
+                fields=queueing.ENTRY_FIELDS,
+            ),
+            what=f"the completion of run {run.id}",
+        )
+        if won:
+            faults.point("child-final")
+        after_final(run, attempt, resumed=resumed if won else None)
+        return
     recorded = None
-    if until_recorded(
+    won, _ = until_recorded(
         lambda: transitions.complete(
-            run.id, ctx.attempt.number, output=inline, output_ref=ref, execution_ms=execution_ms
+            run.id, attempt, output=inline, output_ref=ref, execution_ms=execution_ms
         ),
         what=f"the completion of run {run.id}",
-    ):
+    )
+    if won:
         faults.point("child-final")
         if not ref:  # an output kept in storage is read back by whoever needs it
             recorded = RunResult(True, run.id, run.task_identifier, output=inline).to_json()
-    after_final(run, ctx.attempt.number, recorded)
+    after_final(run, attempt, recorded)
 
 
 def _settle_suspended(
@@ -242,14 +265,26 @@ def _decide(
     return decide_after_failure(failure.error, **facts, verdict=verdict)
 
 
-def after_final(run: Run, attempt: int, recorded: dict[str, Any] | None = None) -> None:
+def after_final(
+    run: Run,
+    attempt: int,
+    recorded: dict[str, Any] | None = None,
+    *,
+    resumed: list[Run] | None = None,
+) -> None:
     """Give the slot back, start the next run (this process may keep it, ``handoff``),
     and tell a parent waiting on this one. ``recorded``: the run's result as this
     attempt's final write stored it, if it won that write (a waiting parent gets it
-    without a read)."""
+    without a read). ``resumed``: the final write completed the waitpoints on this run
+    itself, and resumed these runs (``transitions.complete(..., resume_with=...)``)."""
     with dispatch.keeping(handoff.keeper(run.machine, run.region)):
         dispatch.release_and_dispatch(run.id, attempt=attempt)
-        if run.parent_id or run.batch_id:  # only those can have a waiting parent
+        if resumed is not None:
+            try:
+                waitpoints.enqueue_resumed(resumed)
+            except Exception:
+                log.exception("could not queue the runs that %s resumed; reconcile does", run.id)
+        elif run.parent_id or run.batch_id:  # only those can have a waiting parent
             try:
                 waitpoints.run_finished(run.id, run.batch_id, recorded)  # may resume the parent
             except Exception:
