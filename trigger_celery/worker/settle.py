@@ -90,39 +90,32 @@ def _settle_completed(
     call_recorded(definition, "on_success", **common, output=output)
     call_recorded(definition, "on_complete", **common, result=result, output=output)
     attempt = ctx.attempt.number
-    if run.parent_id and not run.batch_id and not ref:
-        # A parent may wait on this run: the final write completes its waitpoint and
-        # resumes it too. (A batch's waitpoint waits for the whole batch; an output
-        # kept in storage is read back by whoever needs it.)
-        recorded = RunResult(True, run.id, run.task_identifier, output=inline).to_json()
-        won, resumed = until_recorded(
-            lambda: transitions.complete(
-                run.id,
-                attempt,
-                output=inline,
-                output_ref=ref,
-                execution_ms=execution_ms,
-                resume_with=recorded,
-                fields=queueing.ENTRY_FIELDS,
-            ),
-            what=f"the completion of run {run.id}",
-        )
-        if won:
-            faults.point("child-final")
-        after_final(run, attempt, resumed=resumed if won else None)
-        return
-    recorded = None
-    won, _ = until_recorded(
+    # An output kept in storage is read back by whoever needs it; an inline one goes
+    # to a waiting parent as written. A parent may wait on a run outside any batch (a
+    # batch's waitpoint waits for the whole batch): the final write completes the
+    # waitpoint and resumes the parent too.
+    recorded = None if ref else RunResult(True, run.id, run.task_identifier, output=inline)
+    resume_with = recorded.to_json() if recorded and run.parent_id and not run.batch_id else None
+    won, resumed = until_recorded(
         lambda: transitions.complete(
-            run.id, attempt, output=inline, output_ref=ref, execution_ms=execution_ms
+            run.id,
+            attempt,
+            output=inline,
+            output_ref=ref,
+            execution_ms=execution_ms,
+            resume_with=resume_with,
+            fields=queueing.ENTRY_FIELDS,
         ),
         what=f"the completion of run {run.id}",
     )
-    if won:
-        faults.point("child-final")
-        if not ref:  # an output kept in storage is read back by whoever needs it
-            recorded = RunResult(True, run.id, run.task_identifier, output=inline).to_json()
-    after_final(run, attempt, recorded)
+    if not won:
+        after_final(run, attempt)
+        return
+    faults.point("child-final")
+    if resume_with is not None:
+        after_final(run, attempt, resumed=resumed)
+    else:
+        after_final(run, attempt, recorded.to_json() if recorded else None)
 
 
 def _settle_suspended(
