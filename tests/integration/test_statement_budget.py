@@ -329,3 +329,40 @@ def test_a_parent_its_child_and_its_resume_stay_within_their_budgets(own):
     assert len(parent_sql) <= WAITING_PARENT_BUDGET[vendor], parent_sql
     assert len(child_sql) <= WAITED_CHILD_BUDGET[vendor], child_sql
     assert len(resume_sql) <= RESUMED_PARENT_BUDGET[vendor], resume_sql
+
+
+def test_a_failed_child_resumes_its_parent_in_its_final_write(own):
+    # ``transitions.end(..., resume_with=...)``: a child that ends FAILED wakes its parent
+    # as a completed one does, within the same budget.
+    from trigger_celery.models import Waitpoint
+    from trigger_celery.worker import handoff
+
+    tasks.trigger("always-fails", {"warm": True}, max_attempts=1)
+    parent = tasks.trigger("unwrap-parent", {})
+    current_app.control.purge()
+    outcome = []
+    with handoff.chain():
+        execute(parent.id, 1, worker="budget")
+        kept = handoff.take()
+        child = Run.objects.get(parent_id=parent.id)
+        assert kept == (child.id, 1)
+        child_sql = statements(lambda: outcome.append(execute(*kept, worker="budget")))
+        resumed = handoff.take()
+        assert outcome == ["Failed"]
+        assert resumed == (parent.id, 1)  # resumed by the child's final write, then dequeued
+        failed = Run.objects.get(id=child.id)
+        assert failed.status == "FAILED" and failed.attempts.get().status == "FAILED"
+        wp = Waitpoint.objects.get(run_id=parent.id)
+        assert wp.result["ok"] is False and wp.result["error"] == failed.error
+        assert wp.result["error"]["type"] == "ValueError"
+        execute(*resumed, worker="budget")
+    done = Run.objects.get(id=parent.id)
+    assert done.status == "COMPLETED"
+    assert done.output == {
+        "ok": False,
+        "run_id": child.id,
+        "task_id": "always-fails",
+        "error": "ValueError",
+    }
+    current_app.control.purge()
+    assert len(child_sql) <= WAITED_CHILD_BUDGET[connection.vendor], child_sql

@@ -29,16 +29,16 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_3s_delay_runs_3s_later(live):
-    triggered = datetime.now(UTC)
+    before = datetime.now(UTC)
     handle = tasks.trigger("echo", {"n": 1}, delay="3s")
+    after = datetime.now(UTC)
     run = runs.retrieve(handle)
     assert run.status == "DELAYED" and run.is_queued
-    assert run.delayed_until is not None
+    # Due 3 s after the trigger call, read from the row (no timing of the machine).
+    assert before + timedelta(seconds=3) <= run.delayed_until <= after + timedelta(seconds=3)
     run = finished(handle)
     assert run.status == "COMPLETED"
-    waited = (run.started_at - triggered).total_seconds()
-    assert run.started_at >= run.delayed_until
-    assert 3.0 <= waited < 3.0 + 2.0  # started soon after it was due
+    assert run.started_at >= run.delayed_until  # not a moment early
 
 
 def test_delay_in_the_past_means_no_delay(live):

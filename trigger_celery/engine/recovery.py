@@ -102,7 +102,13 @@ def _crash_attempt(run: Run) -> None:
             attempt_status=AttemptStatus.CRASHED,
         )
     else:
-        moved = transitions.crash(run.id, attempt, error=WORKER_LOST)
+        moved, _ = transitions.end(
+            run.id,
+            attempt,
+            RunStatus.CRASHED,
+            error=WORKER_LOST,
+            attempt_status=AttemptStatus.CRASHED,
+        )
     if not moved:
         return
     log.warning(

@@ -17,10 +17,7 @@ transaction, and subscribers are notified once it commits.
     DEQUEUED ────────start_attempt──────────▶ EXECUTING
     EXECUTING ───────complete───────────────▶ COMPLETED
     EXECUTING ───────retry──────────────────▶ QUEUED
-    EXECUTING ───────fail───────────────────▶ FAILED
-    EXECUTING ───────time_out───────────────▶ TIMED_OUT
-    EXECUTING ───────crash──────────────────▶ CRASHED
-    EXECUTING ───────system_failure─────────▶ SYSTEM_FAILURE
+    EXECUTING ───────end────────────────────▶ FAILED | TIMED_OUT | CRASHED | SYSTEM_FAILURE
     EXECUTING ───────suspend────────────────▶ WAITING
     EXECUTING ───────hand_back──────────────▶ PENDING_VERSION
     WAITING ─────────resume─────────────────▶ QUEUED   (or with a child's complete)
@@ -54,6 +51,9 @@ CANCELED_ERROR = {
 }
 # Runs that hold an attempt when canceled: their worker stops it, their attempt ends.
 _STARTED = frozenset({RunStatus.EXECUTING, RunStatus.WAITING})
+_UNSUCCESSFUL = frozenset(
+    {RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED, RunStatus.SYSTEM_FAILURE}
+)
 
 
 def _move(
@@ -231,20 +231,41 @@ def complete(
     resumed with it: with ``resume_with`` (a child's result), the same statement gives
     it to the RUN waitpoints on the run and moves each run waiting on them with nothing
     else pending as :func:`resume` does (``fields`` of those are returned)."""
+    values = {"output": output, "error": None, "output_ref": output_ref}
+    return _finish(
+        run_id,
+        attempt,
+        RunStatus.COMPLETED,
+        values | {"execution_ms": execution_ms},
+        {"status": AttemptStatus.COMPLETED},
+        resume_with,
+        fields,
+    )
+
+
+def _finish(
+    run_id: str,
+    attempt: int,
+    target: RunStatus,
+    values: dict[str, Any],
+    attempt_values: dict[str, Any],
+    resume_with: dict[str, Any] | None,
+    fields: tuple[str, ...],
+) -> tuple[bool, list[Run]]:
+    """EXECUTING → a final ``target`` (see :func:`complete`, :func:`end`)."""
     now = clock.now()
     won, resumed = statements.move_and_resume_waiters(
         {"id": run_id, "status__in": [RunStatus.EXECUTING], "attempt_count": attempt},
-        {"status": RunStatus.COMPLETED, "updated_at": now, "output": output, "error": None}
-        | {"output_ref": output_ref, "finished_at": now, "execution_ms": execution_ms},
+        {"status": target, "updated_at": now, "finished_at": now, **values},
         attempt,
-        {"status": AttemptStatus.COMPLETED, "finished_at": now},
+        {"finished_at": now, **attempt_values},
         None if resume_with is None else {"completed_at": now, "result": resume_with},
         {"status": RunStatus.WAITING},
         _resumed_values(now),
         fields,
     )
     if won:
-        _announce(run_id, RunStatus.COMPLETED.value)
+        _announce(run_id, target.value)
     for run in resumed:
         _announce(run.id, RunStatus.QUEUED.value)
     return won, resumed
@@ -275,58 +296,34 @@ def retry(
     )
 
 
-def _end(
+def end(
     run_id: str,
     attempt: int,
     target: RunStatus,
-    error: dict[str, Any],
-    execution_ms: int | None,
-    attempt_status: AttemptStatus,
-) -> bool:
-    now = clock.now()
-    # A run that ends unsuccessfully releases its idempotency key (SPEC 5).
-    fields: dict[str, Any] = {"error": error, "finished_at": now, "idempotency_key": None}
-    if execution_ms is not None:
-        fields["execution_ms"] = execution_ms
-    return _move(
-        run_id,
-        source=RunStatus.EXECUTING,
-        target=target,
-        attempt=attempt,
-        fields=fields,
-        attempt_fields={"status": attempt_status, "finished_at": now, "error": error},
-    )
-
-
-def fail(run_id: str, attempt: int, *, error: dict[str, Any], execution_ms: int) -> bool:
-    """EXECUTING → FAILED: the attempt threw and no retry is left (or none is wanted)."""
-    return _end(run_id, attempt, RunStatus.FAILED, error, execution_ms, AttemptStatus.FAILED)
-
-
-def time_out(
-    run_id: str, attempt: int, *, error: dict[str, Any], execution_ms: int | None = None
-) -> bool:
-    """EXECUTING → TIMED_OUT: the run passed its ``max_duration``."""
-    return _end(run_id, attempt, RunStatus.TIMED_OUT, error, execution_ms, AttemptStatus.FAILED)
-
-
-def crash(
-    run_id: str,
-    attempt: int,
     *,
     error: dict[str, Any],
     execution_ms: int | None = None,
-    attempt_status: AttemptStatus = AttemptStatus.CRASHED,
-) -> bool:
-    """EXECUTING → CRASHED: the worker died on the last attempt (the attempt CRASHED), or
-    a ``catch_error`` hook broke (HANDLE_ERROR_ERROR; the attempt itself FAILED)."""
-    return _end(run_id, attempt, RunStatus.CRASHED, error, execution_ms, attempt_status)
+    attempt_status: AttemptStatus = AttemptStatus.FAILED,
+    resume_with: dict[str, Any] | None = None,
+    fields: tuple[str, ...] = (),
+) -> tuple[bool, list[Run]]:
+    """EXECUTING → ``target``, the run's unsuccessful end, with its attempt ended
+    ``attempt_status``; ``resume_with`` and the return as in :func:`complete`.
 
+    * FAILED: the attempt threw and no retry is left (or none is wanted);
+    * TIMED_OUT: the run passed its ``max_duration``;
+    * CRASHED: the worker died on the last attempt (the attempt CRASHED), or a
+      ``catch_error`` hook broke (HANDLE_ERROR_ERROR; the attempt itself FAILED);
+    * SYSTEM_FAILURE: the attempt could not run for a reason outside the task's code
+      (its stored payload cannot be read, say); retrying would not help.
 
-def system_failure(run_id: str, attempt: int, *, error: dict[str, Any]) -> bool:
-    """EXECUTING → SYSTEM_FAILURE: the attempt could not run for a reason outside the
-    task's code (its stored payload cannot be read, say); retrying would not help."""
-    return _end(run_id, attempt, RunStatus.SYSTEM_FAILURE, error, None, AttemptStatus.FAILED)
+    A run that ends unsuccessfully releases its idempotency key (SPEC 5)."""
+    assert target in _UNSUCCESSFUL, target
+    values: dict[str, Any] = {"error": error, "idempotency_key": None}
+    if execution_ms is not None:
+        values["execution_ms"] = execution_ms
+    attempt_values = {"status": attempt_status, "error": error}
+    return _finish(run_id, attempt, target, values, attempt_values, resume_with, fields)
 
 
 def suspend(

@@ -20,7 +20,6 @@ from trigger_celery.core import clock, faults
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine import dispatch, queueing, transitions
-from trigger_celery.engine.compiled_sql import update_sql
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import Run, Waitpoint
 
@@ -93,32 +92,11 @@ def runs_finished(run_ids: Iterable[str]) -> None:
         _complete_ready(run_ids, set(batches.values_list("batch_id", flat=True)))
 
 
-def run_finished(run_id: str, batch_id: str | None, result: dict[str, Any] | None = None) -> None:
+def run_finished(run_id: str, batch_id: str | None) -> None:
     """:func:`runs_finished` for one run whose batch the caller knows (the worker, after
-    its final write): one query finds what is ready.
-
-    ``result``: the run's result as its final write recorded it, when the caller has it.
-    A run outside any batch then completes the RUN waitpoints on it in one UPDATE, with
-    no read of the waitpoints or of the run."""
-    if result is not None and batch_id is None:
-        for waiting_run_id in _complete_run_waitpoints(run_id, result):
-            resume_if_ready(waiting_run_id)
-        return
+    its final write): one query finds what is ready. (A final write given
+    ``resume_with`` has done this itself: ``transitions.complete`` and ``end``.)"""
     _complete_ready([run_id], {batch_id} if batch_id else set())
-
-
-def _complete_run_waitpoints(child_run_id: str, result: dict[str, Any]) -> list[str]:
-    """Complete the pending RUN waitpoints on ``child_run_id`` with ``result``; the runs
-    that waited on them."""
-    sql, params = update_sql(
-        Waitpoint,
-        {"child_run_id": child_run_id, "completed_at__isnull": True},
-        {"completed_at": clock.now(), "result": result},
-    )
-    column = connection.ops.quote_name(Waitpoint._meta.get_field("run").column)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {column}", params)
-        return [row[0] for row in cursor.fetchall()]
 
 
 def _complete_ready(run_ids: list[str], batch_ids: set[str]) -> None:

@@ -70,7 +70,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
             # Not the task's fault, and retrying cannot bring the stored payload back.
             log.exception("run %s: its stored payload cannot be read", run.id)
             error = error_dict(err, traceback.format_exc(), code="PAYLOAD_UNREADABLE")
-            transitions.system_failure(run.id, attempt, error=error)
+            transitions.end(run.id, attempt, RunStatus.SYSTEM_FAILURE, error=error)
             after_final(run, attempt)
             return RunStatus.SYSTEM_FAILURE
         watched = _watch(definition, run, ctx)

@@ -224,7 +224,7 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
             "message": "max_duration exceeded",
             "code": "MAX_DURATION_EXCEEDED",
         }
-        transitions.time_out(w.run_id, w.attempt, error=error)
+        transitions.end(w.run_id, w.attempt, RunStatus.TIMED_OUT, error=error)
     if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
         dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
 

@@ -29,7 +29,7 @@ from trigger_celery.core.decisions import Decision, consults_catch_error, decide
 from trigger_celery.core.hooks import call_hook, global_hooks
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
-from trigger_celery.core.statuses import AttemptStatus, RunStatus
+from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
@@ -91,11 +91,9 @@ def _settle_completed(
     call_recorded(definition, "on_complete", **common, result=result, output=output)
     attempt = ctx.attempt.number
     # An output kept in storage is read back by whoever needs it; an inline one goes
-    # to a waiting parent as written. A parent may wait on a run outside any batch (a
-    # batch's waitpoint waits for the whole batch): the final write completes the
-    # waitpoint and resumes the parent too.
-    recorded = None if ref else RunResult(True, run.id, run.task_identifier, output=inline)
-    resume_with = recorded.to_json() if recorded and run.parent_id and not run.batch_id else None
+    # to a waiting parent as written.
+    recorded = RunResult(True, run.id, run.task_identifier, output=inline)
+    resume_with = recorded.to_json() if not ref and _may_be_waited_on(run) else None
     won, resumed = until_recorded(
         lambda: transitions.complete(
             run.id,
@@ -108,14 +106,9 @@ def _settle_completed(
         ),
         what=f"the completion of run {run.id}",
     )
-    if not won:
-        after_final(run, attempt)
-        return
-    faults.point("child-final")
-    if resume_with is not None:
-        after_final(run, attempt, resumed=resumed)
-    else:
-        after_final(run, attempt, recorded.to_json() if recorded else None)
+    if won:
+        faults.point("child-final")
+    after_final(run, attempt, resumed=resumed if won and resume_with is not None else None)
 
 
 def _settle_suspended(
@@ -165,34 +158,38 @@ def _settle_failed(
 
     if decision.status == RunStatus.FAILED:
         call_recorded(definition, "on_failure", **common, error=failure.error)
-    if decision.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED):
-        result = RunResult(False, run.id, run.task_identifier, error=decision.error)
-        call_recorded(definition, "on_complete", **common, result=result, error=failure.error)
-    recorded = None
-    if decision.status in _FINAL_MOVES:
-        move = _FINAL_MOVES[decision.status]
-        if (
-            until_recorded(
-                lambda: move(run.id, attempt, error=decision.error, execution_ms=execution_ms),
-                what=f"the end of run {run.id}",
-            )
-            and decision.error
-        ):
-            recorded = RunResult(False, run.id, run.task_identifier, error=decision.error).to_json()
-    # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
-    after_final(run, ctx.attempt.number, recorded)
+    if decision.status not in _ENDS:
+        # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
+        after_final(run, attempt)
+        return
+    result = RunResult(False, run.id, run.task_identifier, error=decision.error)
+    call_recorded(definition, "on_complete", **common, result=result, error=failure.error)
+    # The attempt itself FAILED in every case: its code raised, also when a broken
+    # catch_error hook makes the run CRASHED. A waiting parent gets the error as written.
+    resume_with = result.to_json() if _may_be_waited_on(run) else None
+    won, resumed = until_recorded(
+        lambda: transitions.end(
+            run.id,
+            attempt,
+            decision.status,
+            error=decision.error,
+            execution_ms=execution_ms,
+            resume_with=resume_with,
+            fields=queueing.ENTRY_FIELDS,
+        ),
+        what=f"the end of run {run.id}",
+    )
+    after_final(run, attempt, resumed=resumed if won and resume_with is not None else None)
 
 
-def _crash_after_failure(run_id: str, attempt: int, **fields: Any) -> bool:
-    # The code raised, but the decision is CRASHED: the attempt itself FAILED.
-    return transitions.crash(run_id, attempt, attempt_status=AttemptStatus.FAILED, **fields)
+_ENDS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED})
 
 
-_FINAL_MOVES = {
-    RunStatus.FAILED: transitions.fail,
-    RunStatus.TIMED_OUT: transitions.time_out,
-    RunStatus.CRASHED: _crash_after_failure,
-}
+def _may_be_waited_on(run: Run) -> bool:
+    """Whether a parent may wait on ``run`` itself, so that its final write completes
+    the waitpoint and resumes the parent too. A parent waits on a batch's runs through
+    the batch's waitpoint, which completes when the whole batch has finished."""
+    return bool(run.parent_id) and not run.batch_id
 
 
 def _requeue(run_id: str, attempt: int) -> None:
@@ -258,18 +255,11 @@ def _decide(
     return decide_after_failure(failure.error, **facts, verdict=verdict)
 
 
-def after_final(
-    run: Run,
-    attempt: int,
-    recorded: dict[str, Any] | None = None,
-    *,
-    resumed: list[Run] | None = None,
-) -> None:
+def after_final(run: Run, attempt: int, *, resumed: list[Run] | None = None) -> None:
     """Give the slot back, start the next run (this process may keep it, ``handoff``),
-    and tell a parent waiting on this one. ``recorded``: the run's result as this
-    attempt's final write stored it, if it won that write (a waiting parent gets it
-    without a read). ``resumed``: the final write completed the waitpoints on this run
-    itself, and resumed these runs (``transitions.complete(..., resume_with=...)``)."""
+    and tell a parent waiting on this one. ``resumed``: this attempt's final write
+    completed the waitpoints on the run itself, and resumed these runs
+    (``transitions.complete`` or ``transitions.end`` with ``resume_with``)."""
     with dispatch.keeping(handoff.keeper(run.machine, run.region)):
         dispatch.release_and_dispatch(run.id, attempt=attempt)
         if resumed is not None:
@@ -279,6 +269,6 @@ def after_final(
                 log.exception("could not queue the runs that %s resumed; reconcile does", run.id)
         elif run.parent_id or run.batch_id:  # only those can have a waiting parent
             try:
-                waitpoints.run_finished(run.id, run.batch_id, recorded)  # may resume the parent
+                waitpoints.run_finished(run.id, run.batch_id)  # may resume the parent
             except Exception:
                 log.exception("could not complete the waitpoints of %s; the pump retries", run.id)
