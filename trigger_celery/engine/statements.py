@@ -60,12 +60,10 @@ def move_with_attempt(
     and INSERT ``new_row`` (a row a unique constraint already holds stays as it is)."""
     if not one_statement():
         with write_transaction():
-            won = Run.objects.filter(**fence).update(**values)
-            if won:
-                Attempt.objects.filter(run_id=fence["id"], number=attempt).update(**attempt_values)
-                if new_row is not None:
-                    type(new_row).objects.bulk_create([new_row], ignore_conflicts=True)
-        return bool(won)
+            won = _move_in_steps(fence, values, attempt, attempt_values)
+            if won and new_row is not None:
+                type(new_row).objects.bulk_create([new_row], ignore_conflicts=True)
+        return won
     run_sql, run_params = update_sql(Run, fence, values)
     attempt_sql, attempt_params = update_sql(
         Attempt, {"run_id": fence["id"], "number": attempt}, attempt_values
@@ -83,6 +81,16 @@ def move_with_attempt(
     with connection.cursor() as cursor:
         cursor.execute(sql, run_params + attempt_params + insert_params)
         return bool(cursor.fetchone()[0])
+
+
+def _move_in_steps(
+    fence: dict[str, Any], values: dict[str, Any], attempt: int, attempt_values: dict[str, Any]
+) -> bool:
+    """:func:`move_with_attempt`'s two writes one by one, in the caller's transaction."""
+    won = Run.objects.filter(**fence).update(**values)
+    if won:
+        Attempt.objects.filter(run_id=fence["id"], number=attempt).update(**attempt_values)
+    return bool(won)
 
 
 def move_dropping_attempt(fence: dict[str, Any], values: dict[str, Any], attempt: int) -> bool:
@@ -209,9 +217,8 @@ def move_and_resume_waiters(
     )
     if not one_statement():
         with write_transaction():
-            if not Run.objects.filter(**fence).update(**values):
+            if not _move_in_steps(fence, values, attempt, attempt_values):
                 return False, []
-            Attempt.objects.filter(run_id=run_id, number=attempt).update(**attempt_values)
             with connection.cursor() as cursor:
                 cursor.execute(f"{wp_sql} RETURNING {wp_run}", wp_params)
                 waiting = [row[0] for row in cursor.fetchall()]

@@ -3,6 +3,12 @@
 Workers and beat are started once per session against the database pytest-django
 created; every test uses ``transactional_db`` so what it writes is committed and
 visible to them. Tests that need their own worker shape start one with ``start_worker``.
+
+``tests/conftest.py`` registers these once for the integration and the chaos tests. A
+second registration (a conftest of each directory importing them) would make a second
+session-wide ``services``: in a session running both directories, the ``own`` of a
+chaos test would stop its own copy and leave the integration tests' shared worker
+running, and that worker would take the runs the test's own worker was started for.
 """
 
 from __future__ import annotations
@@ -18,8 +24,6 @@ from django.conf import settings
 from django.test import Client
 
 from tests.integration.harness import Process, start_beat, start_worker
-
-pytestmark = pytest.mark.integration
 
 
 def _redis_reachable() -> bool:
