@@ -92,8 +92,9 @@ def _settle_completed(
     attempt = ctx.attempt.number
     # An output kept in storage is read back by whoever needs it; an inline one goes
     # to a waiting parent as written.
-    recorded = RunResult(True, run.id, run.task_identifier, output=inline)
-    resume_with = recorded.to_json() if not ref and _may_be_waited_on(run) else None
+    resume_with = None
+    if not ref and _may_be_waited_on(run):
+        resume_with = RunResult(True, run.id, run.task_identifier, output=inline).to_json()
     won, resumed = until_recorded(
         lambda: transitions.complete(
             run.id,
