@@ -104,6 +104,24 @@ def test_a_bad_filter_value_is_named_and_matches_nothing(admin_client):
     assert "&#x27;yesterday&#x27; is not a date" in page
 
 
+def test_a_filter_with_an_unreadable_status_stays_unreadable_when_carried_on(admin_client):
+    """The page's polling and its bulk form carry the filter on: an unreadable status must
+    keep matching nothing there too, never every run."""
+    for i in range(3):
+        make_run(f"run_carried_{i}", "QUEUED")
+    page = admin_client.get(LIST + "?status=failed")
+    carried = page.context["query"]
+    assert "status=failed" in carried
+    assert ids_in(admin_client, carried) == []
+    url = reverse("trigger_celery:bulk-new")
+    confirm = admin_client.get(url, {"action": "cancel", "scope": "filter", "filter": carried})
+    assert "unknown status &#x27;failed&#x27;" in confirm.content.decode()
+    assert "Cancel 3 runs?" not in confirm.content.decode()
+    done = admin_client.post(url, {"action": "cancel", "scope": "filter", "filter": carried})
+    assert done.status_code == 200  # the problem again, nothing created
+    assert set(Run.objects.values_list("status", flat=True)) == {"QUEUED"}
+
+
 def test_list_pages_by_keyset_and_json_never_returns_more_than_a_page(admin_client):
     for i in range(120):
         make_run(f"run_page_{i:03d}", tags=["paged"])

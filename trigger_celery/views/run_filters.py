@@ -40,6 +40,9 @@ class RunFilters:
     statuses: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Statuses that could not be read, kept as given: a filter carried on (the page's
+    # polling, a bulk action) must keep its error, or it would match every run.
+    unread_statuses: list[str] = field(default_factory=list)
 
     @classmethod
     def from_query(cls, query: QueryDict | dict[str, Any]) -> RunFilters:
@@ -49,6 +52,7 @@ class RunFilters:
             if status in RunStatus.__members__:
                 found.statuses.append(status)
             elif status:
+                found.unread_statuses.append(status[:255])
                 found.errors.append(f"unknown status {status!r}")
         for name in (*TEXT_FILTERS, *DATE_FILTERS):
             value = (query.get(name) or "").strip()
@@ -64,18 +68,18 @@ class RunFilters:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able, for a bulk action to keep."""
-        return {"status": list(self.statuses), **self.values}
+        return {"status": [*self.statuses, *self.unread_statuses], **self.values}
 
     def query_string(self) -> str:
         q = QueryDict(mutable=True)
-        q.setlist("status", self.statuses)
+        q.setlist("status", [*self.statuses, *self.unread_statuses])
         for name, value in self.values.items():
             q[name] = value
         return q.urlencode()
 
     @property
     def empty(self) -> bool:
-        return not self.statuses and not self.values
+        return not self.statuses and not self.values and not self.unread_statuses
 
     def apply(self, qs: Any) -> Any:
         v = self.values
