@@ -1,8 +1,9 @@
 """Drive a default-SQLite project as a user would; print a JSON report.
 
 50 concurrent debounced triggers (one key), 8 parents that wait on batches of 6 and on
-a timer - all from threads of this one process while a 4-process worker and a beat
-write to the same SQLite file.
+a timer, and an operator who pauses, resumes and overrides the limit of a queue - all
+from threads of this one process while a 4-process worker and a beat write to the same
+SQLite file.
 """
 
 import json
@@ -15,7 +16,7 @@ import django
 
 django.setup()
 
-from trigger_celery import runs, tasks  # noqa: E402
+from trigger_celery import queues, runs, tasks  # noqa: E402
 
 errors: list[str] = []
 handles = []
@@ -31,14 +32,30 @@ def trigger(task_id, payload, **options):
         errors.append(traceback.format_exc())
 
 
-threads = [
-    threading.Thread(
-        target=trigger,
-        args=("slow-echo", {"n": i, "sleep": 0.01}),
-        kwargs={"debounce": {"key": "burst", "delay": "2s"}},
-    )
-    for i in range(50)
-] + [threading.Thread(target=trigger, args=("sqlite-parent", {})) for _ in range(8)]
+def operate(rounds):
+    """What the dashboard's queue page does, over and over, while the runs write."""
+    for _ in range(rounds):
+        try:
+            queues.pause("limit-2")
+            queues.resume("limit-2")
+            queues.override_limit("limit-2", 3)
+            queues.reset_limit("limit-2")
+        except Exception:
+            errors.append(traceback.format_exc())
+
+
+threads = (
+    [threading.Thread(target=operate, args=(15,)) for _ in range(2)]
+    + [
+        threading.Thread(
+            target=trigger,
+            args=("slow-echo", {"n": i, "sleep": 0.01}),
+            kwargs={"debounce": {"key": "burst", "delay": "2s"}},
+        )
+        for i in range(50)
+    ]
+    + [threading.Thread(target=trigger, args=("sqlite-parent", {})) for _ in range(8)]
+)
 for t in threads:
     t.start()
 for t in threads:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, queueing
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import QueueState
@@ -50,19 +51,21 @@ class QueuesAPI:
         ):
             raise ValueError(f"a concurrency limit must be an int from 1 to 100000, got {limit!r}")
         registry.require_queue(name)
-        QueueState.objects.update_or_create(
-            name=name, defaults={"concurrency_limit_override": limit}
-        )
-        # After the commit: a reconciler that reads the row before it would push the
-        # old value, but never after our push (see queueing._push_queues).
-        transaction.on_commit(lambda: _pushed_and_dispatched(name))
+        with write_transaction():  # update_or_create reads, then writes (SQLite's lock)
+            QueueState.objects.update_or_create(
+                name=name, defaults={"concurrency_limit_override": limit}
+            )
+            # After the commit: a reconciler that reads the row before it would push the
+            # old value, but never after our push (see queueing._push_queues).
+            transaction.on_commit(lambda: _pushed_and_dispatched(name))
 
     def reset_limit(self, name: str) -> None:
         self.override_limit(name, None)
 
     def _set(self, name: str, paused: bool) -> None:
         registry.require_queue(name)
-        QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
+        with write_transaction():
+            QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
         get_store().set_paused(name, paused)
 
     def retrieve(self, name: str) -> QueueInfo:
