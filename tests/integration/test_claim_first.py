@@ -64,6 +64,19 @@ def test_a_full_queue_keeps_its_order(own):
     current_app.control.purge()
 
 
+def test_a_negative_priority_waits_its_turn_in_an_idle_queue_too(own):
+    """SPEC 4: runs start in order of queued time minus priority, so a priority of -30
+    is a place 30 s in the future, whether or not the queue is busy."""
+    tasks.trigger("quiet", {"warm": True})
+    current_app.control.purge()
+    handle = tasks.trigger("quiet", {"i": 2}, priority=-30)
+    run = Run.objects.get(id=handle.id)
+    assert (run.status, held_attempt(run.id)) == ("QUEUED", None)
+    assert run.id in get_store().queued_run_ids()
+    assert get_store().claim(None, max_count=10, lease_seconds=30) == []  # not its turn yet
+    current_app.control.purge()
+
+
 def test_a_slot_claimed_for_a_row_not_written_yet_is_kept_by_reconcile_and_reaped_later(own):
     tasks.trigger("quiet", {"warm": True})  # limits in the store
     store = get_store()

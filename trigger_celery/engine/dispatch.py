@@ -151,14 +151,16 @@ def claim_first(run: Run) -> Claim | None:
     then written DEQUEUED and no dequeue UPDATE is needed.
 
     None, with nothing held, when the store says no, has no state or cannot be reached,
-    and inside a transaction of the caller's (whose rollback would leave the slot held
-    until its lease ran out): the run then takes its queue as usual. After a no, the
+    inside a transaction of the caller's (whose rollback would leave the slot held until
+    its lease ran out), and for a negative priority (its place in the queue is in the
+    future, SPEC 4, also when the queue is idle): the run then takes its queue as usual. After a no, the
     queue's triggers skip the question for ``FULL_FOR_SECONDS`` (a burst into a full
     queue costs no extra round trip per run).
     """
     now = time.monotonic()
     if (
         run.status != RunStatus.QUEUED
+        or run.priority < 0
         or connection.in_atomic_block
         or _full_until.get(run.queue, 0.0) > now
     ):
