@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import django
 from django.apps import AppConfig
 from django.conf import settings
@@ -31,12 +33,18 @@ class TriggerCeleryConfig(AppConfig):
             # Django's task_finished for runs canceled, expired or crashed in this process
             # (the backend subscribes too when it is built, which covers subclasses).
             run_events.subscribe(django_tasks.finished_outside_the_task)
+            django_tasks.name_configured_queues(_tasks_backend_configs())
+
+
+def _tasks_backend_configs() -> list[dict[str, Any]]:
+    """The entries of settings.TASKS that name trigger_celery's django.tasks backend."""
+    tasks = getattr(settings, "TASKS", None) or {}
+    return [
+        config
+        for config in tasks.values()
+        if isinstance(config, dict) and str(config.get("BACKEND", "")).startswith("trigger_celery.")
+    ]
 
 
 def _tasks_backend_configured() -> bool:
-    """Whether settings.TASKS names trigger_celery's django.tasks backend."""
-    tasks = getattr(settings, "TASKS", None) or {}
-    return any(
-        isinstance(config, dict) and str(config.get("BACKEND", "")).startswith("trigger_celery.")
-        for config in tasks.values()
-    )
+    return bool(_tasks_backend_configs())

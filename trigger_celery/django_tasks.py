@@ -27,16 +27,16 @@ not plug into the other.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 from collections.abc import Mapping
+from datetime import datetime
 from traceback import format_exception
 from typing import Any
 
 import django
 
 try:
-    from django.tasks import TaskContext, TaskResult, TaskResultStatus
+    from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskResultStatus
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import Task, TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -53,13 +53,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
+from pydantic import ValidationError
 
+from trigger_celery.core import context as run_context
 from trigger_celery.core import run_events
 from trigger_celery.core.context import Context
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
-from trigger_celery.engine.payloads import load_payload
+from trigger_celery.django_task_results import ERRORS_METADATA_KEY, task_result
 from trigger_celery.engine.registry import Queue, TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.models import Run
@@ -82,11 +84,10 @@ TRIGGER_OPTIONS = frozenset(
     }
 )
 BACKEND_OPTIONS = frozenset({"PRIORITY_SECONDS"})
-# Where the worker notes each failed attempt's exception class path (run metadata).
-ERRORS_METADATA_KEY = "django_tasks.errors"
-
-_READY = frozenset({RunStatus.PENDING_VERSION, RunStatus.DELAYED, RunStatus.QUEUED})
-_RUNNING = frozenset({RunStatus.DEQUEUED, RunStatus.EXECUTING, RunStatus.WAITING})
+# Django's lowest priority. A run's priority is seconds taken off its place in the queue,
+# and a negative one would put that place in the future (SPEC 4): so Django's -100..100
+# becomes 0..200 steps of PRIORITY_SECONDS, in the same order, and none delays a run.
+PRIORITY_FLOOR = -100
 
 
 def check_trigger_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,6 +163,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
 
     # -- definitions ---------------------------------------------------------------------
     def validate_task(self, task: Task) -> None:
+        _check_fields(task)  # before Django's own checks, which fail on a wrong type
         super().validate_task(task)
         if not isinstance(task, TriggerCeleryTask):
             raise InvalidTask(
@@ -183,7 +185,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
         options = {
             **task.trigger_options,
             "queue": task.queue_name,
-            "priority": task.priority * self.priority_seconds,
+            "priority": (task.priority - PRIORITY_FLOOR) * self.priority_seconds,
         }
         if task.run_after is not None:
             options["delay"] = task.run_after
@@ -223,7 +225,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
         if run is None:
             raise TaskResultDoesNotExist(f"no run {result_id!r}")
         task = self._task_of(run)
-        return _result_of(run, task, self.alias, self.priority_seconds)
+        return task_result(run, task, self.alias)
 
     def _task_of(self, run: Run) -> TriggerCeleryTask:
         try:
@@ -237,10 +239,35 @@ class TriggerCeleryBackend(BaseTaskBackend):
             )
         try:  # the task as it was enqueued: queue and priority of the run
             return task.using(
-                queue_name=run.queue, priority=round(run.priority / self.priority_seconds)
+                queue_name=run.queue,
+                priority=round(run.priority / self.priority_seconds) + PRIORITY_FLOOR,
             )
         except InvalidTask:  # settings changed since; the task's own values will do
             return task
+
+
+def _check_fields(task: Task) -> None:
+    """Django's priority, run_after and queue_name with a message that names the value."""
+    if isinstance(task.priority, bool) or not isinstance(task.priority, int):
+        raise InvalidTask(f"priority must be a whole number, got {task.priority!r}")
+    if task.run_after is not None and not isinstance(task.run_after, datetime):
+        raise InvalidTask(f"run_after must be a datetime, got {task.run_after!r}")
+    try:
+        parse_trigger_options({"queue": task.queue_name})
+    except ValidationError as exc:  # the queue option's own rule, and its message
+        reason = str(exc.errors()[0]["ctx"]["error"])  # "queue: '' is not ..."
+        raise InvalidTask(reason.replace("queue:", "queue_name:", 1)) from None
+
+
+def name_configured_queues(configs: list[dict[str, Any]]) -> None:
+    """Make the queues that ``TASKS[...]["QUEUES"]`` names known to this process from its
+    start, declared in code or not: the dashboard lists them and ``queues.pause`` finds
+    them before any task of theirs was imported here."""
+    for config in configs:
+        names = config.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME])
+        for name in names if isinstance(names, list | tuple | set) else ():
+            if isinstance(name, str) and name.strip() and len(name) <= 255:
+                registry.add_queue(Queue(name), declared=False)
 
 
 def _ensure_queue(name: str) -> None:
@@ -249,66 +276,6 @@ def _ensure_queue(name: str) -> None:
     registry.ensure_discovered()
     if name not in registry.queues:
         registry.add_queue(Queue(name), declared=False)
-
-
-def _result_of(run: Run, task: Task, alias: str, priority_seconds: float) -> TaskResult:
-    attempts = sorted(run.attempts.all(), key=lambda a: a.number)
-    payload = load_payload(run.payload, run.payload_ref) or {}
-    if run.status == RunStatus.COMPLETED:
-        status = TaskResultStatus.SUCCESSFUL
-    elif run.status in _RUNNING:
-        status = TaskResultStatus.RUNNING
-    elif run.status in _READY:
-        status = TaskResultStatus.READY
-    else:  # every other final status: failed, crashed, timed out, expired, canceled
-        status = TaskResultStatus.FAILED
-    result = TaskResult(
-        task=task,
-        id=run.id,
-        status=status,
-        enqueued_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at if run.status in FINAL_STATUSES else None,
-        last_attempted_at=attempts[-1].started_at if attempts else None,
-        args=payload.get("args", []),
-        kwargs=payload.get("kwargs", {}),
-        backend=alias,
-        errors=_errors_of(run, attempts, failed=status == TaskResultStatus.FAILED),
-        worker_ids=[a.worker for a in attempts],
-    )
-    if status == TaskResultStatus.SUCCESSFUL:
-        object.__setattr__(result, "_return_value", load_payload(run.output, run.output_ref))
-    return result
-
-
-def _class_path(error: Mapping[str, Any], paths: Mapping[str, str], number: int | None) -> str:
-    if number is not None and str(number) in paths:
-        return paths[str(number)]
-    name = str(error.get("type") or "Exception")
-    return f"builtins.{name}" if isinstance(getattr(builtins, name, None), type) else name
-
-
-def _errors_of(run: Run, attempts: list[Any], *, failed: bool) -> list[TaskError]:
-    """One error per failed attempt, oldest first; a run that failed without an attempt
-    error (expired, canceled, crashed) gets its own."""
-    paths = (run.metadata or {}).get(ERRORS_METADATA_KEY) or {}
-    errors = [
-        TaskError(
-            exception_class_path=_class_path(a.error, paths, a.number),
-            traceback=a.error.get("stack") or str(a.error.get("message", "")),
-        )
-        for a in attempts
-        if a.error
-    ]
-    if failed and not errors:
-        error = run.error or {"type": "Exception", "message": f"run {run.status.lower()}"}
-        errors.append(
-            TaskError(
-                exception_class_path=_class_path(error, paths, None),
-                traceback=error.get("stack") or str(error.get("message", "")),
-            )
-        )
-    return errors
 
 
 # -- in the worker -------------------------------------------------------------------------
@@ -324,9 +291,13 @@ def definition_for(task: TriggerCeleryTask) -> TaskDefinition:
     # Named after the user's function, so a trigger_celery task with the same id clashes.
     run.__module__, run.__qualname__ = task.func.__module__, task.func.__qualname__
     run.django_task_func = task.func  # type: ignore[attr-defined]
+    # Its queue is the task's queue_name, also for a run triggered by id (the dashboard's
+    # test page, ``tasks.trigger``); a queue declared with queue(...) brings its limits.
+    registry.add_queue(Queue(task.queue_name), declared=False)
     return TaskDefinition(
         id=task.module_path,
         run=run,
+        queue=task.queue_name,
         description=(task.func.__doc__ or "").strip(),
         hooks={"on_failure": lambda ctx, error: _finished_after_failure(task, ctx, error)},
     )
@@ -341,14 +312,16 @@ def _backend_of(task: Task) -> TriggerCeleryBackend:
 def _current_result(task: Task, run_id: str) -> TaskResult:
     backend = _backend_of(task)
     run = Run.objects.get(id=run_id)
-    return _result_of(run, task, backend.alias, backend.priority_seconds)
+    return task_result(run, task, backend.alias)
 
 
 def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
     """One attempt: Django's signals around the call, the error's class path noted."""
     backend = _backend_of(task)
     result = _current_result(task, ctx.run.id)
-    task_started.send(type(backend), task_result=result)
+    scope = run_context.optional_scope()
+    if scope is None or not scope.resumed:  # a resume continues the attempt that started
+        task_started.send(type(backend), task_result=result)
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
     try:
         if task.takes_context:

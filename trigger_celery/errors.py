@@ -61,6 +61,14 @@ class RunCanceledError(TriggerCeleryError):
     """The run was canceled while it executed."""
 
 
+class RunExpiredError(TriggerCeleryError):
+    """The run's ttl passed before it started (status EXPIRED)."""
+
+
+class WorkerLostError(TriggerCeleryError):
+    """The process running the attempt died or stopped answering (status CRASHED)."""
+
+
 class LeaseLostError(TriggerCeleryError):
     """The attempt's slot lease was lost and its run moved on; the attempt was stopped."""
 

@@ -58,6 +58,14 @@ async def async_add(a, b):
 
 
 @task
+def waits_on_a_child(n):
+    """Suspends in a wait and resumes: one attempt, executed twice."""
+    from tests.taskapp.tasks import echo
+
+    return echo.trigger_and_wait({"n": n}).unwrap()["payload"]
+
+
+@task
 def killed():
     """Its process dies under it, as under the OOM killer: the run ends CRASHED."""
     os.kill(os.getpid(), signal.SIGKILL)

@@ -31,6 +31,7 @@ if django.VERSION >= (6, 0):
     from tests.djtaskapp import jobs
     from trigger_celery import runs
     from trigger_celery.django_tasks import TriggerCeleryBackend
+    from trigger_celery.errors import RunCanceledError, RunExpiredError
     from trigger_celery.models import Run
 
 
@@ -120,10 +121,50 @@ def test_run_after_delays_the_run(live):
     assert result.return_value == {"sum": 8}
 
 
-def test_priority_maps_to_the_runs_priority(live):
-    result = finished(jobs.add.using(priority=7).enqueue(0, 0))
-    assert Run.objects.get(id=result.id).priority == 7
-    assert jobs.add.get_result(result.id).task.priority == 7
+def test_priority_keeps_djangos_order_and_never_delays_a_run(live):
+    """Django's -100..100 becomes 0..200 seconds of run priority: the same order, and no
+    place in the future (a negative run priority would wait that long, SPEC 4)."""
+    high = finished(jobs.add.using(priority=7).enqueue(0, 0))
+    assert Run.objects.get(id=high.id).priority == 107
+    assert jobs.add.get_result(high.id).task.priority == 7
+    low = finished(jobs.add.using(priority=-100).enqueue(0, 0))  # not 100 s later
+    assert Run.objects.get(id=low.id).priority == 0
+    assert jobs.add.get_result(low.id).task.priority == -100
+    assert Run.objects.get(id=finished(jobs.add.enqueue(0, 0)).id).priority == 100
+
+
+def test_a_django_task_triggered_by_id_runs_in_its_queue(live):
+    """The dashboard's test page and ``tasks.trigger`` know the task by its module path:
+    its runs take its queue_name, with that queue's limit."""
+    from trigger_celery import tasks
+
+    handle = tasks.trigger(jobs.hold_slot.module_path, {"args": ["by-id", 0.01], "kwargs": {}})
+    assert Run.objects.get(id=handle.id).queue == "dj-limited"
+    assert finished(jobs.hold_slot.get_result(handle.id)).return_value == "by-id"
+
+
+def test_the_queues_django_tasks_use_are_the_ones_listed(live):
+    """TASKS' QUEUES are queues from the start; no task adds a queue named after itself."""
+    from trigger_celery import queues
+
+    names = {q.name for q in queues.list()}
+    assert {"default", "dj-limited"} <= names
+    assert jobs.add.module_path not in names
+    assert queues.retrieve("dj-limited").concurrency_limit == 1  # the declaration's
+    queues.pause("default")
+    try:
+        assert queues.retrieve("default").paused
+    finally:
+        queues.resume("default")
+
+
+def test_bad_task_fields_are_invalid_task_errors_naming_the_value(live):
+    with pytest.raises(InvalidTask, match="queue_name: '' is not a non-empty string"):
+        jobs.add.using(queue_name="")
+    with pytest.raises(InvalidTask, match="priority must be a whole number, got '5'"):
+        jobs.add.using(priority="5")
+    with pytest.raises(InvalidTask, match="run_after must be a datetime, got '2030-01-01'"):
+        jobs.add.using(run_after="2030-01-01")
 
 
 def test_a_queue_limit_holds_for_django_tasks(live):
@@ -201,6 +242,18 @@ def test_task_finished_is_sent_once_after_the_last_retry_fails(live):
     ]
 
 
+def test_a_task_that_waits_starts_once(live):
+    """A resume continues the attempt that suspended: Django's task_started is not sent
+    again, and the attempt's number stays 1."""
+    result = finished(jobs.waits_on_a_child.enqueue(3))
+    assert result.return_value == {"n": 3}
+    assert events.values(f"dj-signal:{result.id}") == [
+        ["enqueued", "READY"],
+        ["started", "RUNNING"],
+        ["finished", "SUCCESSFUL"],
+    ]
+
+
 def signals_until_finished(result_id: str) -> list[list[str]]:
     """Django's signals for a run, once task_finished is among them (sent after commit)."""
     return wait_for(
@@ -221,7 +274,9 @@ def test_task_finished_is_sent_for_a_run_canceled_here(live):
     finally:
         queues.resume("dj-limited")
     assert signals_until_finished(result.id) == [["enqueued", "READY"], ["finished", "FAILED"]]
-    assert jobs.hold_slot.get_result(result.id).status == TaskResultStatus.FAILED
+    canceled = jobs.hold_slot.get_result(result.id)
+    assert canceled.status == TaskResultStatus.FAILED
+    assert canceled.errors[-1].exception_class is RunCanceledError  # an importable path
 
 
 def test_task_finished_is_sent_for_a_run_expired_by_beat(live):
@@ -235,6 +290,7 @@ def test_task_finished_is_sent_for_a_run_expired_by_beat(live):
         queues.resume("dj-limited")
     assert sent == [["enqueued", "READY"], ["finished", "FAILED"]]
     assert Run.objects.get(id=result.id).status == "EXPIRED"
+    assert jobs.hold_slot.get_result(result.id).errors[-1].exception_class is RunExpiredError
 
 
 def test_task_finished_is_sent_for_a_run_whose_worker_process_died(live):
@@ -244,6 +300,7 @@ def test_task_finished_is_sent_for_a_run_whose_worker_process_died(live):
     assert Run.objects.get(id=result.id).status == "CRASHED"
     finished(result)
     assert result.errors and result.errors[-1].traceback
+    assert issubclass(result.errors[-1].exception_class, BaseException)
 
 
 def test_an_idempotency_key_gives_the_first_enqueues_result(live):

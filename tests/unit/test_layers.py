@@ -42,7 +42,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("coordination", ("trigger_celery.coordination",)),
     ("engine", ("trigger_celery.engine",)),
     ("worker", ("trigger_celery.worker",)),
-    ("api", ("trigger_celery.api", "trigger_celery.django_tasks")),
+    (
+        "api",
+        ("trigger_celery.api", "trigger_celery.django_tasks", "trigger_celery.django_task_results"),
+    ),
     (
         "django",
         (

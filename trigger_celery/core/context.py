@@ -106,6 +106,8 @@ class RunScope:
     # The run's first execution (attempt 1, not resumed from a wait): no wait step has a
     # row yet, except those this execution writes itself, so none needs to be read.
     fresh: bool = False
+    # This execution continues an attempt that suspended in a wait (the same attempt).
+    resumed: bool = False
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(

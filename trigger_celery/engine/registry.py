@@ -59,6 +59,7 @@ class Registry:
         self._lock = threading.RLock()
         self.tasks: dict[str, TaskDefinition] = {}
         self.queues: dict[str, Queue] = {}
+        self._declared: set[str] = set()  # names of the queues declared with queue(...)
         self._autodiscovered = False
 
     def add_task(self, definition: TaskDefinition) -> None:
@@ -73,15 +74,25 @@ class Registry:
             self.tasks[definition.id] = definition
 
     def add_queue(self, q: Queue, *, declared: bool) -> Queue:
+        """Register ``q``. A queue only named so far (``declared=False``: a task's own
+        queue, a ``django.tasks`` queue name) gives way to its declaration, which the
+        tasks that named it then use; two declarations must agree."""
         with self._lock:
             existing = self.queues.get(q.name)
             if existing is not None and existing != q:
                 if not declared:
                     return existing
-                raise ConfigurationError(
-                    f"queue {q.name!r} is declared twice with different limits: {existing} and {q}"
-                )
+                if q.name in self._declared:
+                    raise ConfigurationError(
+                        f"queue {q.name!r} is declared twice with different limits: "
+                        f"{existing} and {q}"
+                    )
+                for definition in self.tasks.values():
+                    if definition.queue is existing:
+                        definition.queue = q
             self.queues[q.name] = q
+            if declared:
+                self._declared.add(q.name)
             return q
 
     def get_task(self, task_id: str) -> TaskDefinition | None:

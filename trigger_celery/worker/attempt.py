@@ -61,8 +61,15 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
         _hand_back(run, attempt)
         return RunStatus.PENDING_VERSION
     ctx = build_context(run, attempt)
-    fresh = attempt == 1 and not getattr(run, "resumed", False)
-    token = run_context.enter(RunScope(ctx, machine=run.machine, region=run.region, fresh=fresh))
+    resumed = getattr(run, "resumed", False)
+    scope = RunScope(
+        ctx,
+        machine=run.machine,
+        region=run.region,
+        fresh=attempt == 1 and not resumed,
+        resumed=resumed,
+    )
+    token = run_context.enter(scope)
     try:
         try:
             raw_payload = load_payload(run.payload, run.payload_ref)
