@@ -78,6 +78,17 @@ def test_shared_queue_objects_and_conflicting_redeclaration():
         queue(name="unit-zero", concurrency_limit=0)
 
 
+def test_a_declaration_replaces_a_queue_only_named_so_far():
+    """A task's own queue, or a django.tasks queue name, gives way to queue(...) with the
+    same name, imported later; the task then uses the declared limits."""
+    named = task(id="unit-named-later", run=_run)
+    assert named.queue.concurrency_limit is None
+    declared = queue(name="unit-named-later", concurrency_limit=2)
+    assert named.queue is declared
+    with pytest.raises(ConfigurationError, match="declared twice"):
+        queue(name="unit-named-later", concurrency_limit=3)
+
+
 class Order(BaseModel):
     sku: str
     quantity: int = 1
