@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import django
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from trigger_celery.core import run_events
 
@@ -15,6 +16,13 @@ class TriggerCeleryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        if not apps.is_installed("django_celery_beat"):
+            # Said before the checks import django-celery-beat's models, whose own error
+            # ("doesn't declare an explicit app_label") would not say what to do.
+            raise ImproperlyConfigured(
+                "trigger_celery needs 'django_celery_beat' in INSTALLED_APPS: celery beat "
+                "runs its schedules (add it next to 'trigger_celery')"
+            )
         # Imported here, not at the top: these modules import the models, which Django
         # loads only after every app config (app loading forces the order).
         from trigger_celery import checks  # noqa: F401  (registers the system checks)

@@ -75,7 +75,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.E007",
             )
         )
-    if s.LEASE_SECONDS <= s.HEARTBEAT_SECONDS * 2:
+    problems += _check_values(s)
+    timing_ok = all(_positive(getattr(s, k), float) for k in ("LEASE_SECONDS", "HEARTBEAT_SECONDS"))
+    if timing_ok and s.LEASE_SECONDS <= s.HEARTBEAT_SECONDS * 2:
         problems.append(
             checks.Warning(
                 f"LEASE_SECONDS ({s.LEASE_SECONDS}) should be well above twice HEARTBEAT_SECONDS "
@@ -124,6 +126,71 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     problems += _check_storage(s.STORAGE)
     problems += _check_sqlite()
     problems += _check_prefetch()
+    return problems
+
+
+# Settings that must be a number above 0, by the kind of number; None is also accepted
+# where the setting means "none" (no ttl by default in DEVELOPMENT).
+_POSITIVE: dict[str, type] = {
+    "LEASE_SECONDS": float,
+    "HEARTBEAT_SECONDS": float,
+    "PUMP_INTERVAL": float,
+    "PAYLOAD_INLINE_LIMIT": int,
+    "PAYLOAD_MAX_SIZE": int,
+    "OUTPUT_MAX_SIZE": int,
+    "LOG_LINES_PER_RUN": int,
+    "DEVELOPMENT_TTL": int,
+}
+_NONE_ALLOWED = frozenset({"DEVELOPMENT_TTL"})
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _positive(value: Any, kind: type) -> bool:
+    number = int | float if kind is float else int
+    return not isinstance(value, bool) and isinstance(value, number) and value > 0
+
+
+def _check_values(s: Any) -> list[checks.CheckMessage]:
+    """The scalar settings: each wrong value is an error that names it."""
+    problems = [
+        checks.Error(
+            f"TRIGGER_CELERY[{name!r}] is {getattr(s, name)!r}; it must be "
+            f"{'a whole number' if kind is int else 'a number'} above 0"
+            + (" or None" if name in _NONE_ALLOWED else ""),
+            id="trigger_celery.E014",
+        )
+        for name, kind in _POSITIVE.items()
+        if not (getattr(s, name) is None and name in _NONE_ALLOWED)
+        and not _positive(getattr(s, name), kind)
+    ]
+    for name in ("CELERY_QUEUE", "STORAGE_PREFIX"):
+        value = getattr(s, name)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(
+                checks.Error(
+                    f"TRIGGER_CELERY[{name!r}] is {value!r}; it must be a non-empty string",
+                    id="trigger_celery.E014",
+                )
+            )
+    if s.REDIS_URL is not None and not (
+        isinstance(s.REDIS_URL, str) and s.REDIS_URL.startswith(REDIS_SCHEMES)
+    ):
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['REDIS_URL'] is {s.REDIS_URL!r}; it must start with "
+                f"{', '.join(REDIS_SCHEMES)} (or leave it out for the embedded store)",
+                id="trigger_celery.E015",
+            )
+        )
+    if not getattr(django_settings, "USE_TZ", True):
+        problems.append(
+            checks.Error(
+                "USE_TZ is False: trigger_celery records every time as an aware datetime "
+                "(schedules across DST, delays, ttls), which needs USE_TZ = True",
+                hint="Set USE_TZ = True, as startproject does.",
+                id="trigger_celery.E016",
+            )
+        )
     return problems
 
 

@@ -5,10 +5,12 @@ Values are read on every access, so ``override_settings`` works in tests.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 from trigger_celery.core.environments import ENVIRONMENTS
 
@@ -68,10 +70,18 @@ KNOWN_KEYS = frozenset(f.name for f in fields(Settings))
 
 def get_settings() -> Settings:
     """Build the settings object from Django settings (cheap; call freely)."""
-    raw = getattr(django_settings, "TRIGGER_CELERY", None) or {}
+    raw = _raw()
     return Settings(**{k: v for k, v in raw.items() if k in KNOWN_KEYS})
 
 
 def unknown_keys() -> list[str]:
+    return sorted(k for k in _raw() if k not in KNOWN_KEYS)
+
+
+def _raw() -> Mapping[str, Any]:
     raw = getattr(django_settings, "TRIGGER_CELERY", None) or {}
-    return sorted(k for k in raw if k not in KNOWN_KEYS)
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(
+            f"settings.TRIGGER_CELERY must be a dict of trigger_celery settings, got {raw!r}"
+        )
+    return raw

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import models as auth_models
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
 from django.urls import reverse
 
 from trigger_celery.checks import check_settings
+from trigger_celery.conf import get_settings
 from trigger_celery.models import Run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.django_db
@@ -28,6 +37,13 @@ def test_no_model_change_is_missing_a_migration():
         ({"STORE": "redis"}, "trigger_celery.E007"),
         ({"RETRY": {"max_attempts": 0}}, "trigger_celery.E008"),
         ({"LEASE_SECONDS": 5, "HEARTBEAT_SECONDS": 5}, "trigger_celery.W001"),
+        ({"LEASE_SECONDS": 0}, "trigger_celery.E014"),
+        ({"HEARTBEAT_SECONDS": "5"}, "trigger_celery.E014"),
+        ({"PUMP_INTERVAL": -1}, "trigger_celery.E014"),
+        ({"PAYLOAD_MAX_SIZE": 1.5}, "trigger_celery.E014"),
+        ({"DEVELOPMENT_TTL": 0}, "trigger_celery.E014"),
+        ({"CELERY_QUEUE": ""}, "trigger_celery.E014"),
+        ({"REDIS_URL": "htp://nope"}, "trigger_celery.E015"),
     ],
 )
 def test_system_checks_report_misconfiguration(config, check_id):
@@ -35,6 +51,48 @@ def test_system_checks_report_misconfiguration(config, check_id):
         messages = check_settings()
     assert check_id in {m.id for m in messages}
     assert any(repr(v)[:20] in m.msg or k in m.msg for m in messages for k, v in config.items())
+
+
+def test_use_tz_false_is_an_error():
+    with override_settings(USE_TZ=False):
+        assert "trigger_celery.E016" in {m.id for m in check_settings()}
+
+
+def test_settings_that_are_not_a_dict_are_named_by_the_check_and_at_use():
+    with override_settings(TRIGGER_CELERY="redis://x"):
+        messages = call_check_framework()
+        assert [m.id for m in messages if m.id.startswith("trigger_celery.")] == [
+            "trigger_celery.E001"
+        ]
+        with pytest.raises(ImproperlyConfigured, match=r"must be a dict .* got 'redis://x'"):
+            get_settings()
+
+
+def call_check_framework() -> list:
+    """Every registered check, as ``manage.py check`` runs them (none may crash)."""
+    from django.core import checks
+
+    return checks.run_checks()
+
+
+def test_a_project_without_django_celery_beat_is_told_to_add_it(tmp_path):
+    """Said when apps load, before django-celery-beat's own unhelpful model error."""
+    (tmp_path / "nobeat_settings.py").write_text(
+        "from tests.settings import *\n"
+        "INSTALLED_APPS = [a for a in INSTALLED_APPS if a != 'django_celery_beat']\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nobeat_settings"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "needs 'django_celery_beat' in INSTALLED_APPS" in done.stderr
 
 
 def test_sqlite_as_django_ships_it_is_warned_about_with_the_options_to_set():
@@ -204,3 +262,16 @@ def test_queue_admin_pauses_and_resumes_with_the_change_permission(
     client.force_login(viewer)
     client.post(changelist, data)
     assert not QueueState.objects.get(name="limit-2").paused  # no change permission, no pause
+
+
+def test_a_malformed_redis_url_is_named_when_the_store_is_built():
+    from trigger_celery.coordination.factory import get_store, reset_store_cache
+    from trigger_celery.errors import ConfigurationError
+
+    with override_settings(TRIGGER_CELERY={"REDIS_URL": "htp://nope"}):
+        reset_store_cache()
+        try:
+            with pytest.raises(ConfigurationError, match="REDIS_URL'] is 'htp://nope'"):
+                get_store()
+        finally:
+            reset_store_cache()

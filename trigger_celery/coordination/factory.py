@@ -8,6 +8,7 @@ from trigger_celery.conf import get_settings
 from trigger_celery.coordination.base import CoordinationStore
 from trigger_celery.coordination.database import DatabaseStore
 from trigger_celery.coordination.redis import RedisStore
+from trigger_celery.errors import ConfigurationError
 
 _lock = threading.Lock()
 _store: CoordinationStore | None = None
@@ -23,7 +24,12 @@ def get_store() -> CoordinationStore:
         if _store is None or _built_for != wanted:
             if settings.store_kind == "redis":
                 assert settings.REDIS_URL
-                _store = RedisStore(settings.REDIS_URL, namespace=settings.ENVIRONMENT)
+                try:
+                    _store = RedisStore(settings.REDIS_URL, namespace=settings.ENVIRONMENT)
+                except ValueError as exc:  # redis-py's word on a malformed URL
+                    raise ConfigurationError(
+                        f"TRIGGER_CELERY['REDIS_URL'] is {settings.REDIS_URL!r}: {exc}"
+                    ) from None
             else:
                 _store = DatabaseStore()
             _built_for = wanted

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import F
 
 from trigger_celery.conf import get_settings
@@ -118,7 +119,10 @@ def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] |
 
 
 def enabled() -> bool:
-    return get_settings().METRICS is not None
+    try:
+        return get_settings().METRICS is not None
+    except ImproperlyConfigured:  # TRIGGER_CELERY is not a dict: check E001 says so
+        return False
 
 
 def connect() -> None:
@@ -161,6 +165,8 @@ def metrics_problems(value: Any) -> list[str]:
 
 @checks.register()
 def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if not enabled():  # also when TRIGGER_CELERY is not a dict (check E001)
+        return []
     return [
         checks.Error(p, id="trigger_celery.E301") for p in metrics_problems(get_settings().METRICS)
     ]
