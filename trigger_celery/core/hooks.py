@@ -56,6 +56,10 @@ def run_coroutine(awaitable: Any) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:  # outside the except block: its error is no context of the run's own
         return asyncio.run(_as_coroutine(awaitable))
     # A loop already runs in this thread (an async run function calling a sync API):
     # run the awaitable on a private loop in a helper thread.
