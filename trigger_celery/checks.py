@@ -14,6 +14,7 @@ from trigger_celery.beat import Scheduler
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
 from trigger_celery.core.hooks import HOOK_NAMES
 from trigger_celery.core.retry import RetryPolicy
+from trigger_celery.engine.payloads import storage_anchor
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import TaskModuleImportError
 
@@ -255,15 +256,17 @@ def _check_storage(alias: Any) -> list[checks.CheckMessage]:
             )
         ]
     base = getattr(storage, "base_location", None)
-    if isinstance(storage, FileSystemStorage) and not os.path.isabs(str(base or "")):
+    relative = isinstance(storage, FileSystemStorage) and not os.path.isabs(str(base or ""))
+    if relative and storage_anchor() is None:  # else it is anchored at BASE_DIR
         return [
-            checks.Warning(
+            checks.Error(
                 f"large payloads and outputs go to the {alias!r} storage, whose location "
-                f"{base!r} is relative: each process writes them under its own working "
-                "directory, so workers started elsewhere cannot read them",
+                f"{base!r} is relative, and there is no absolute BASE_DIR to anchor it at: "
+                "each process would write under its own working directory, so large "
+                "payloads are refused",
                 hint="Set MEDIA_ROOT (or the storage's OPTIONS['location']) to an absolute "
                 "path, or name another STORAGES alias in TRIGGER_CELERY['STORAGE'].",
-                id="trigger_celery.W005",
+                id="trigger_celery.E017",
             )
         ]
     return []

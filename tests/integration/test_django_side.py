@@ -129,16 +129,45 @@ def test_an_unknown_storage_alias_is_an_error_naming_it():
     assert "'payloads'" in error.msg
 
 
-def test_a_storage_writing_under_the_working_directory_is_warned_about():
+@pytest.fixture
+def relative_media_root(settings):
+    """MEDIA_ROOT unset, as startproject leaves it: the default storage is relative."""
     from django.core.files.storage import storages
 
-    with override_settings(MEDIA_ROOT=""):
-        storages._storages.clear()  # storages are cached per alias; let this one be rebuilt
-        try:
-            [warning] = [m for m in check_settings() if m.id == "trigger_celery.W005"]
-        finally:
-            storages._storages.clear()
-    assert "relative" in warning.msg
+    settings.MEDIA_ROOT = ""
+    storages._storages.clear()  # storages are cached per alias; let this one be rebuilt
+    yield settings
+    storages._storages.clear()
+
+
+def test_a_relative_storage_is_anchored_at_base_dir_never_the_working_directory(
+    relative_media_root, tmp_path, monkeypatch
+):
+    from trigger_celery.engine.payloads import load_payload, store_payload
+
+    relative_media_root.BASE_DIR = tmp_path / "project"
+    monkeypatch.chdir(tmp_path)
+    assert not [m for m in check_settings() if m.id == "trigger_celery.E017"]
+    big = {"blob": "x" * 600_000}
+    inline, ref = store_payload("run_anchored", "payload", big, limit=10_000_000)
+    assert inline is None and (tmp_path / "project" / ref).is_file()
+    assert not (tmp_path / ref).exists()
+    monkeypatch.chdir(tmp_path / "project")  # another process, started elsewhere
+    assert load_payload(None, ref) == big
+
+
+def test_a_relative_storage_without_base_dir_is_an_error_and_refuses_large_values(
+    relative_media_root,
+):
+    from trigger_celery.engine.payloads import store_payload
+    from trigger_celery.errors import ConfigurationError
+
+    del relative_media_root.BASE_DIR
+    [error] = [m for m in check_settings() if m.id == "trigger_celery.E017"]
+    assert "relative" in error.msg
+    with pytest.raises(ConfigurationError, match="MEDIA_ROOT"):
+        store_payload("run_unanchored", "payload", {"blob": "x" * 600_000}, limit=10_000_000)
+    assert store_payload("run_small", "payload", {"n": 1}, limit=10_000_000) == ({"n": 1}, "")
 
 
 def test_pickle_is_refused_by_a_system_check():

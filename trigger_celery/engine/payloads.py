@@ -1,23 +1,28 @@
 """Payloads and outputs: inline up to a size, through Django's storage API above it.
 
 Large values go to the ``STORAGES`` alias named by ``TRIGGER_CELERY["STORAGE"]``
-(``"default"`` unless set), under ``STORAGE_PREFIX/<run id>/``. The default prefix,
-``trigger-celery-payloads``, has a hyphen, so it can never be taken for a Python package
-when the storage writes relative to a process's working directory (system check W005
-warns about such a storage).
+(``"default"`` unless set), under ``STORAGE_PREFIX/<run id>/``.
+
+Never relative to a process's working directory (SPEC 1): a file system storage whose
+location is relative (``MEDIA_ROOT`` unset, as ``startproject`` leaves it) is anchored at
+``settings.BASE_DIR``, which ``startproject`` defines, so the web process and the workers
+find the same files wherever they were started. Without a ``BASE_DIR`` that is absolute,
+a large value is refused with an error naming the setting to fix (system check E017).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import Storage, storages
+from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from trigger_celery.conf import get_settings
-from trigger_celery.errors import PayloadTooLargeError
+from trigger_celery.errors import ConfigurationError, PayloadTooLargeError
 
 log = logging.getLogger("trigger_celery.payloads")
 
@@ -58,4 +63,25 @@ def discard_payload(ref: str) -> None:
 
 
 def _storage() -> Storage:
-    return storages[get_settings().STORAGE]
+    alias = get_settings().STORAGE
+    storage = storages[alias]
+    if not isinstance(storage, FileSystemStorage) or os.path.isabs(str(storage.base_location)):
+        return storage
+    anchor = storage_anchor()
+    if anchor is None:
+        raise ConfigurationError(
+            f"the {alias!r} storage keeps large payloads and outputs under "
+            f"{storage.base_location!r}, relative to each process's working directory; set "
+            "MEDIA_ROOT (or the storage's OPTIONS['location']) to an absolute path"
+        )
+    return FileSystemStorage(
+        location=os.path.join(anchor, str(storage.base_location)),
+        file_permissions_mode=storage.file_permissions_mode,
+        directory_permissions_mode=storage.directory_permissions_mode,
+    )
+
+
+def storage_anchor() -> str | None:
+    """Where a relative file system storage is anchored: ``BASE_DIR`` when absolute."""
+    base_dir = getattr(django_settings, "BASE_DIR", None)
+    return str(base_dir) if base_dir and os.path.isabs(str(base_dir)) else None
