@@ -94,6 +94,16 @@ def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_
     assert [r.id for r in runs.list(from_=start, to=end, limit=100).data] == found
 
 
+def test_the_search_finds_a_run_by_the_idempotency_key_given_to_its_trigger(admin_client):
+    """The key is stored hashed: the search hashes what it is given the same way."""
+    from trigger_celery.core.idempotency import hash_key
+
+    make_run("run_keyed", "QUEUED", idempotency_key=hash_key("order-9"))
+    make_run("run_other_key", "QUEUED", idempotency_key=hash_key("order-10"))
+    assert ids_in(admin_client, "q=order-9") == ["run_keyed"]
+    assert ids_in(admin_client, "q=" + hash_key("order-9")) == ["run_keyed"]
+
+
 def test_a_bad_filter_value_is_named_and_matches_nothing(admin_client):
     make_run("run_bad_filter")
     body = admin_client.get(LIST_JSON + "?created_from=yesterday&status=NOPE").json()
@@ -184,6 +194,9 @@ def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
         follow=True,
     )
     assert "&#x27;soonish&#x27;" in response.content.decode()
+    admin_client.post(reverse("trigger_celery:run-reschedule", args=[delayed.id]), {"delay": "90"})
+    moved = Run.objects.get(id=delayed.id).delayed_until  # a bare number is seconds
+    assert timedelta(seconds=80) < moved - timezone.now() < timedelta(seconds=100)
 
 
 def test_cancel_from_the_page_cancels_a_queued_run(admin_client):
@@ -248,6 +261,11 @@ def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client
         url, {"task": "greet", "payload": '{"name": "a"}', "machine": "huge-9x"}
     )
     assert bad_option.status_code == 400 and 'id="tc-error-machine"' in bad_option.content.decode()
+    bad_delay = admin_client.post(
+        url, {"task": "greet", "payload": '{"name": "a"}', "delay": "soonish"}
+    ).content.decode()
+    assert 'id="tc-error-delay"' in bad_delay and "delay: &#x27;soonish&#x27; is" in bad_delay
+    assert "Value error" not in bad_delay  # the validator's words, not pydantic's prefix
     bad_queue = admin_client.post(
         url, {"task": "greet", "payload": '{"name": "a"}', "queue": "nowhere-q"}
     )

@@ -70,7 +70,8 @@ def reschedule(request: HttpRequest, run_id: str) -> HttpResponse:
         messages.error(request, "Not rescheduled: give a delay such as 30s, 5m or 2h.")
         return _back(run_id)
     try:
-        runs.reschedule(run_id, delay=delay)
+        # A bare number is seconds, as runs.reschedule(delay=90) takes it.
+        runs.reschedule(run_id, delay=int(delay) if delay.isdigit() else delay)
     except InvalidRunStateError as exc:
         messages.error(request, f"Not rescheduled: {exc}")
     except ValueError as exc:

@@ -15,6 +15,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.models import Run
 
@@ -99,7 +100,7 @@ class RunFilters:
                 qs = qs.filter(**{column: v[name]})
         qs = qs.created_between(_when(v.get("created_from", "")), _when(v.get("created_to", "")))
         if "q" in v:
-            qs = qs.filter(Q(id=v["q"]) | Q(idempotency_key=v["q"]))
+            qs = qs.filter(Q(id=v["q"]) | Q(idempotency_key__in=_stored_keys(v["q"])))
         return qs
 
     def runs(self) -> Any:
@@ -107,6 +108,15 @@ class RunFilters:
         if self.errors:
             return Run.objects.none()
         return self.apply(Run.objects.all())
+
+
+def _stored_keys(text: str) -> list[str]:
+    """The idempotency keys ``text`` may be stored as: the key given to a trigger outside
+    a run is kept hashed (a key made inside a run is scoped to it: search its hash)."""
+    try:
+        return sorted({text, hash_key(text)})
+    except ValueError:
+        return [text]
 
 
 def _list_getter(query: dict[str, Any]) -> Any:

@@ -95,7 +95,8 @@ class TestRunForm(forms.Form):
             for err in exc.errors():
                 field = str(err["loc"][0]) if err.get("loc") else None
                 target = field if field in self.fields else None
-                self.add_error(target, err["msg"])
+                # A validator's own message, without pydantic's "Value error, " prefix.
+                self.add_error(target, str(err.get("ctx", {}).get("error") or err["msg"]))
         except ValueError as exc:
             self.add_error(None, str(exc))
         if options.get("queue"):
