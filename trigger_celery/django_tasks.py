@@ -64,6 +64,7 @@ from trigger_celery.db import write_transaction
 from trigger_celery.django_task_results import ERRORS_METADATA_KEY, task_result
 from trigger_celery.engine.registry import Queue, TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
+from trigger_celery.errors import SerializationError
 from trigger_celery.models import Run
 from trigger_celery.worker.metadata import metadata
 
@@ -180,7 +181,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
             raise ImproperlyConfigured(f"TASKS[{self.alias!r}]: {'; '.join(self.problems)}")
         self.validate_task(task)
         assert isinstance(task, TriggerCeleryTask)
-        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        args, kwargs = _json(list(args), "args"), _json(dict(kwargs), "kwargs")
         _ensure_queue(task.queue_name)
         options = {
             **task.trigger_options,
@@ -259,6 +260,14 @@ def _check_fields(task: Task) -> None:
         raise InvalidTask(reason.replace("queue:", "queue_name:", 1)) from None
 
 
+def _json(value: Any, what: str) -> Any:
+    """Django's JSON normalisation, its error naming what was not JSON."""
+    try:
+        return normalize_json(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} must be JSON: {exc} in {value!r:.200}") from None
+
+
 def name_configured_queues(configs: list[dict[str, Any]]) -> None:
     """Make the queues that ``TASKS[...]["QUEUES"]`` names known to this process from its
     start, declared in code or not: the dashboard lists them and ``queues.pause`` finds
@@ -328,7 +337,7 @@ def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
             value = task.call(TaskContext(task_result=result), *args, **kwargs)
         else:
             value = task.call(*args, **kwargs)
-        value = normalize_json(value)
+        value = _json(value, "the return value")  # never retried: it would be the same
     except Exception as exc:
         paths = dict(metadata.get(ERRORS_METADATA_KEY) or {})
         paths[str(ctx.attempt.number)] = f"{type(exc).__module__}.{type(exc).__qualname__}"

@@ -66,6 +66,11 @@ def waits_on_a_child(n):
 
 
 @task
+def returns_a_set():
+    return {1, 2}
+
+
+@task
 def killed():
     """Its process dies under it, as under the OOM killer: the run ends CRASHED."""
     os.kill(os.getpid(), signal.SIGKILL)

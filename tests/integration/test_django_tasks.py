@@ -31,7 +31,7 @@ if django.VERSION >= (6, 0):
     from tests.djtaskapp import jobs
     from trigger_celery import runs
     from trigger_celery.django_tasks import TriggerCeleryBackend
-    from trigger_celery.errors import RunCanceledError, RunExpiredError
+    from trigger_celery.errors import RunCanceledError, RunExpiredError, SerializationError
     from trigger_celery.models import Run
 
 
@@ -156,6 +156,18 @@ def test_the_queues_django_tasks_use_are_the_ones_listed(live):
         assert queues.retrieve("default").paused
     finally:
         queues.resume("default")
+
+
+def test_values_that_are_not_json_are_named_and_a_return_value_is_not_retried(live):
+    with pytest.raises(
+        SerializationError, match=r"args must be JSON: .*'set'.* in \[\{1, 2\}, 1\]"
+    ):
+        jobs.add.enqueue({1, 2}, 1)
+    result = finished(jobs.returns_a_set.enqueue())
+    assert result.status == TaskResultStatus.FAILED
+    assert len(result.errors) == 1  # the same value again would fail the same way
+    assert result.errors[0].exception_class is SerializationError
+    assert "the return value must be JSON" in result.errors[0].traceback
 
 
 def test_bad_task_fields_are_invalid_task_errors_naming_the_value(live):
