@@ -93,7 +93,6 @@ class AttemptMonitor:
         last_beat = last_poll = time.monotonic()
         while True:
             time.sleep(TICK)
-            settings = get_settings()
             now = time.monotonic()
             with self._lock:
                 watched = list(self._watched.values())
@@ -105,6 +104,7 @@ class AttemptMonitor:
                     connections.close_all()
                 continue
             try:
+                settings = get_settings()
                 if now - last_beat >= settings.HEARTBEAT_SECONDS:
                     last_beat = now
                     self._heartbeat(watched, settings.LEASE_SECONDS)
