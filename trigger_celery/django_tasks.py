@@ -28,6 +28,7 @@ not plug into the other.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from datetime import datetime
 from traceback import format_exception
@@ -58,6 +59,7 @@ from pydantic import ValidationError
 from trigger_celery.core import context as run_context
 from trigger_celery.core import run_events
 from trigger_celery.core.context import Context
+from trigger_celery.core.hooks import run_coroutine
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
@@ -334,9 +336,10 @@ def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
     try:
         if task.takes_context:
-            value = task.call(TaskContext(task_result=result), *args, **kwargs)
-        else:
-            value = task.call(*args, **kwargs)
+            args = [TaskContext(task_result=result), *args]
+        value = task.func(*args, **kwargs)
+        if inspect.isawaitable(value):  # on our loop, which the run-time API knows
+            value = run_coroutine(value)
         value = _json(value, "the return value")  # never retried: it would be the same
     except Exception as exc:
         paths = dict(metadata.get(ERRORS_METADATA_KEY) or {})

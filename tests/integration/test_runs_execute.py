@@ -171,6 +171,19 @@ def test_async_run_function(live):
     assert run.output == {"doubled": 42, "attempt": 1}
 
 
+def test_an_async_run_function_uses_the_blocking_api(live):
+    """metadata, logger, tags, trigger, trigger_and_wait, wait and runs from ``async def``:
+    Django refuses database work on a running event loop, so each goes off it."""
+    handle = tasks.trigger("async-uses-the-api", {"n": 7})
+    run = finished(handle, timeout=90)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"child": {"n": 7}, "sibling": "echo", "attempt": 1}
+    assert run.metadata["progress"] == 0.5 and "async-tag" in run.tags
+    # Written again by each replay of the function after a wait (SPEC 7), all in attempt 1.
+    lines = LogEntry.objects.filter(run_id=handle.id, message="from async")
+    assert lines.exists() and set(lines.values_list("attempt_number", flat=True)) == {1}
+
+
 def test_global_middleware_run_locals_init_and_metadata(live):
     handle = tasks.trigger("uses-middleware", {}, metadata={"source": "test"}, tags=["t1"])
     run = finished(handle)

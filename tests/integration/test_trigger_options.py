@@ -195,12 +195,13 @@ def test_cancel_of_a_delayed_run(live):
 
 
 def test_cancel_of_an_executing_run_signals_it_runs_on_cancel_and_stops_it(live):
-    handle = tasks.trigger("cooperative", {})
+    handle = tasks.trigger("cooperative", {"order": 7})
     wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
     run = runs.cancel(handle)
     assert run.status == "CANCELED"
     wait_for(lambda: events.values(f"on_cancel_done:{handle.id}"), what="on_cancel to finish")
     assert events.values(f"on_cancel:{handle.id}") == [True]  # the signal was set first
+    assert events.values(f"on_cancel_payload:{handle.id}") == [{"order": 7}]  # like every hook
     assert events.values(f"saw_signal:{handle.id}") == ["canceled"]
     run = runs.retrieve(handle)
     assert run.status == "CANCELED" and run.output is None

@@ -126,6 +126,25 @@ async def async_task(payload, ctx):
     return {"doubled": payload["n"] * 2, "attempt": ctx.attempt.number}
 
 
+@task(id="async-uses-the-api", retry={"max_attempts": 1})
+async def async_uses_the_api(payload, ctx):
+    """Every blocking call a run makes, from an async run function."""
+    from trigger_celery import runs, tags, wait
+
+    metadata.set("progress", 0.5)
+    logger.info("from async", n=payload["n"])
+    tags.add("async-tag")
+    sibling = echo.trigger({"from": "async"})
+    child = echo.trigger_and_wait({"n": payload["n"]}).unwrap()
+    await asyncio.sleep(0)
+    wait.for_(seconds=1)
+    return {
+        "child": child["payload"],
+        "sibling": runs.retrieve(sibling.id).task_identifier,
+        "attempt": ctx.attempt.number,
+    }
+
+
 MIDDLEWARE_LOCAL: RunLocal = run_locals.create("middleware-value")
 
 
@@ -244,8 +263,9 @@ task(id="after-death", run=_interval, queue="dies-1")
 # -- options and run actions (SPEC 5, 6) -------------------------------------------------
 
 
-def _on_cancel(ctx, signal, run_finished):
+def _on_cancel(payload, ctx, signal, run_finished):
     events.record(f"on_cancel:{ctx.run.id}", signal.is_set())
+    events.record(f"on_cancel_payload:{ctx.run.id}", payload)
     run_finished.wait(10)  # on_cancel may wait for the run function to finish
     events.record(f"on_cancel_done:{ctx.run.id}", True)
 

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "trigger_celery.conf",
             "trigger_celery.db",
+            "trigger_celery.off_loop",
             "trigger_celery.models",
             "trigger_celery.dashboard_models",
             "trigger_celery.store_models",

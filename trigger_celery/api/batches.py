@@ -18,6 +18,7 @@ from trigger_celery.engine.batches import BatchHandle, create_batch, item_fields
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.errors import RunNotFoundError
 from trigger_celery.models import Batch, Run
+from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker.waits import batch_trigger_and_wait
 
 
@@ -29,6 +30,7 @@ class BatchRecord:
     runs: list[RunRecord]
 
 
+@off_event_loop_methods
 class BatchAPI:
     def trigger(self, items: Iterable[Mapping[str, Any]], **batch_options: Any) -> BatchHandle:
         """Items ``{"id": task_id, "payload": ..., "options": {...}}``; not validated."""

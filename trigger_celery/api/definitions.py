@@ -23,9 +23,11 @@ from trigger_celery.engine.batches import BatchHandle, item_fields, trigger_batc
 from trigger_celery.engine.registry import Queue, RunFunction, TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.errors import ConfigurationError
+from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import waits
 
 
+@off_event_loop_methods
 class Task(TaskDefinition):
     """A task as users hold it: its definition plus ``trigger`` and the wait variants."""
 

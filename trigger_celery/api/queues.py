@@ -15,6 +15,7 @@ from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, queueing
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import QueueState
+from trigger_celery.off_loop import off_event_loop_methods
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class QueueInfo:
     overridden: bool = False
 
 
+@off_event_loop_methods
 class QueuesAPI:
     def pause(self, name: str) -> None:
         """A paused queue starts nothing; runs already executing finish."""

@@ -21,6 +21,7 @@ from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.realtime import FALLBACK_SECONDS, Listener
 from trigger_celery.errors import RunNotFoundError
 from trigger_celery.models import Run
+from trigger_celery.off_loop import off_event_loop_methods
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     return keyset_page(qs, limit=limit, after=after, convert=RunRecord.from_model)
 
 
+@off_event_loop_methods
 class RunsAPI:
     """``runs.retrieve(id)``, ``runs.list(...)``."""
 

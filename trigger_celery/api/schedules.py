@@ -38,6 +38,7 @@ from trigger_celery.errors import (
     ScheduleNotFoundError,
 )
 from trigger_celery.models import Schedule
+from trigger_celery.off_loop import off_event_loop_methods
 
 _UNSET: Any = object()
 
@@ -141,6 +142,7 @@ def _imperative(row: Schedule, action: str) -> None:
         )
 
 
+@off_event_loop_methods
 class SchedulesAPI:
     """``schedules.task`` plus create / retrieve / list / update / activate / deactivate /
     delete / timezones / preview."""

@@ -9,8 +9,10 @@ from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks
 from trigger_celery.engine.batches import BatchHandle, trigger_batch_of_task
 from trigger_celery.engine.triggering import trigger_task
+from trigger_celery.off_loop import off_event_loop_methods
 
 
+@off_event_loop_methods
 class TasksAPI:
     """``tasks.trigger("hello-world", payload)``; ``tasks.on_success(fn)``; ...
 

@@ -53,18 +53,35 @@ def call_hook(fn: Hook, **available: Any) -> Any:
 
 def run_coroutine(awaitable: Any) -> Any:
     """Run an awaitable from sync code, also when called inside a running loop's thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        running = False
-    else:
-        running = True
-    if not running:  # outside the except block: its error is no context of the run's own
-        return asyncio.run(_as_coroutine(awaitable))
+    if not loop_running():
+        return _run_loop(awaitable)
     # A loop already runs in this thread (an async run function calling a sync API):
     # run the awaitable on a private loop in a helper thread.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _as_coroutine(awaitable)).result()
+        return pool.submit(_run_loop, awaitable).result()
+
+
+def loop_running() -> bool:
+    """Whether an event loop runs in this thread. (Asked without leaving asyncio's
+    RuntimeError as the context of whatever the caller raises next.)"""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+# Called in the thread of an event loop this module ran, once the loop has ended
+# (``off_loop.release_helper``: the thread's helper for database work stops).
+LOOP_EXIT_CALLBACKS: list[Callable[[], None]] = []
+
+
+def _run_loop(awaitable: Any) -> Any:
+    try:
+        return asyncio.run(_as_coroutine(awaitable))
+    finally:
+        for callback in LOOP_EXIT_CALLBACKS:
+            callback()
 
 
 async def _as_coroutine(awaitable: Any) -> Any:

@@ -81,6 +81,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
             after_final(run, attempt)
             return RunStatus.SYSTEM_FAILURE
         watched = _watch(definition, run, ctx)
+        watched.payload = raw_payload
         try:
             outcome, payload, elapsed_ms = _run_watched(watched, definition, run, ctx, raw_payload)
             if watched.reason == "lease_lost":

@@ -9,6 +9,7 @@ from trigger_celery.conf import get_settings
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.models import LogEntry
+from trigger_celery.off_loop import off_event_loop
 
 _py_logger = logging.getLogger("trigger_celery.run")
 _LEVELS = {
@@ -25,6 +26,7 @@ class RunLogger:
     Outside a run the line only goes to Python logging.
     """
 
+    @off_event_loop  # its row is written from an async run function too
     def _log(self, level: str, message: str, attributes: dict[str, Any]) -> None:
         scope = optional_scope()
         run_id = scope.ctx.run.id if scope else None

@@ -13,6 +13,7 @@ from trigger_celery.core.options import MAX_TAGS, validate_tag
 from trigger_celery.core.serialization import json_size, to_jsonable
 from trigger_celery.engine import realtime
 from trigger_celery.models import Run
+from trigger_celery.off_loop import off_event_loop_methods
 
 METADATA_MAX_BYTES = 256 * 1024
 
@@ -29,6 +30,7 @@ def _save_metadata(api: str, new: dict[str, Any]) -> None:
     realtime.notify(scope.ctx.run.id)
 
 
+@off_event_loop_methods
 class RunMetadata:
     """``metadata.set("progress", 0.5)`` and friends, inside a run."""
 
@@ -76,6 +78,7 @@ class RunMetadata:
         _save_metadata("metadata.replace", dict(value))
 
 
+@off_event_loop_methods
 class RunTags:
     """``tags.add("user_1")`` inside a run."""
 

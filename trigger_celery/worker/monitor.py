@@ -56,6 +56,7 @@ class Watched:
     interrupt_at: float | None = None
     interrupted_at: float | None = None
     beaten: bool = False  # the monitor has renewed its lease at least once
+    payload: Any = None  # as stored: the on_cancel hooks get it like every hook (SPEC 3)
 
     def claim(self, lease_expires_at: float) -> Claim:
         return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
@@ -181,7 +182,7 @@ class AttemptMonitor:
 
     def _on_cancel(self, w: Watched) -> None:
         try:
-            call_cancel_hooks(w.definition, w.ctx, w.finished)
+            call_cancel_hooks(w.definition, w.ctx, w.finished, payload=w.payload)
         finally:
             # Hooks done (or given up on): stop the attempt now, unless it ended already.
             w.interrupt_at = min(w.interrupt_at or 0, time.monotonic())

@@ -171,12 +171,22 @@ def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
             )
 
 
-def call_cancel_hooks(definition: TaskDefinition, ctx: Context, run_finished: Any = None) -> None:
-    """on_cancel hooks (global, then the task's); errors are logged. Called by the monitor."""
-    for fn in hooks_of(definition, "on_cancel"):
+def call_cancel_hooks(
+    definition: TaskDefinition, ctx: Context, run_finished: Any = None, *, payload: Any = None
+) -> None:
+    """on_cancel hooks (global, then the task's); errors are logged. Called by the monitor
+    with the payload as stored, parsed here for a schema task as every hook gets it."""
+    hooks = hooks_of(definition, "on_cancel")
+    if hooks:
+        try:
+            payload = definition.parse_payload_in_worker(payload)
+        except Exception:
+            pass  # the attempt itself failed on it: the hooks get it as stored
+    for fn in hooks:
         try:
             call_hook(
                 fn,
+                payload=payload,
                 ctx=ctx,
                 signal=ctx.signal,
                 task=definition.id,

@@ -40,6 +40,7 @@ from trigger_celery.engine.waitpoints import (
 )
 from trigger_celery.errors import ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
+from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
 
 # A timed wait this short (or shorter) stays in the worker instead of suspending the run.
@@ -222,6 +223,7 @@ def _wait_in_process_or_suspend(wp: Any) -> None:
     raise SuspendRun(wp.step)
 
 
+@off_event_loop_methods
 class WaitAPI:
     """``wait.for_(seconds=10)``, ``wait.until(datetime)`` inside a run."""
 
