@@ -74,6 +74,19 @@ def test_debounce_keys_are_per_task_and_idempotency_wins(live):
     assert again.is_cached and again.id == first.id
 
 
+def test_idempotency_wins_over_debounce_only_when_its_key_finds_a_run(live):
+    """Triggers with their own idempotency keys still debounce into one run; the run's
+    own key finds it again (as two parents' trigger_and_wait with one debounce key)."""
+    debounce = {"key": "keyed-d", "delay": "3s"}
+    a = tasks.trigger("echo", {"n": 1}, idempotency_key="i1", debounce=debounce)
+    b = tasks.trigger("echo", {"n": 2}, idempotency_key="i2", debounce=debounce)
+    c = tasks.trigger("echo", {"n": 3}, debounce=debounce)
+    assert a.id == b.id == c.id and not b.is_cached
+    again = tasks.trigger("echo", {"n": 4}, idempotency_key="i1", debounce=debounce)
+    assert again.is_cached and again.id == a.id
+    assert finished(a).output["payload"] == {"n": 1}  # leading: the first trigger's
+
+
 def test_concurrent_debounced_triggers_make_one_run(live):
     handles, errors = [], []
     barrier = threading.Barrier(20)

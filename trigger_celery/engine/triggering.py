@@ -91,13 +91,20 @@ def _trigger_task(
     if batch is not None:
         run.batch_id, run.batch_index = batch
     claimed: _Claimed | None = None
-    if opts.idempotency_key is not None:
-        # Idempotency wins over debounce: a cached run is returned as it is.
+    debounced = opts.debounce is not None and run.status == RunStatus.DELAYED
+    if opts.idempotency_key is not None and not debounced:
         cached, claimed = _save_idempotent(run, opts, look_up=not key_is_new)
         if cached is not None:
             discard_payload(run.payload_ref)
             return RunHandle(cached.id, task_id, is_cached=True)
-    elif opts.debounce is not None and run.status == RunStatus.DELAYED:
+    elif debounced:
+        # Idempotency wins over debounce when its key holds a run (SPEC 5); otherwise
+        # the trigger is debounced, and a run it creates holds the key.
+        if opts.idempotency_key is not None:
+            cached = _take_key(run, opts, look_up=not key_is_new)
+            if cached is not None:
+                discard_payload(run.payload_ref)
+                return RunHandle(cached.id, task_id, is_cached=True)
         existing_id = _save_debounced(run, opts)
         if existing_id is not None:
             return RunHandle(existing_id, task_id)
@@ -225,16 +232,11 @@ def _save_idempotent(
     The unique constraint on (environment, task, key) decides races: of many concurrent
     triggers exactly one insert succeeds and every other caller gets its handle.
     """
-    assert opts.idempotency_key is not None
-    now = clock.now()
-    key = resolve_key(opts.idempotency_key)
-    if look_up:
-        cached = find_cached(run.environment, run.task_identifier, key, now)
-        if cached is not None:
-            return cached, None
-    run.idempotency_key = key
-    ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
-    run.idempotency_key_expires_at = now + ttl
+    cached = _take_key(run, opts, look_up=look_up)
+    if cached is not None:
+        return cached, None
+    key, now = run.idempotency_key, clock.now()
+    assert key is not None
     try:
         if connection.in_atomic_block:
             with write_transaction():  # a savepoint: a lost race must not break the caller's
@@ -249,6 +251,22 @@ def _save_idempotent(
                 return _save_idempotent(run, opts)
             raise
         return cached, None
+
+
+def _take_key(run: Run, opts: TriggerOptions, *, look_up: bool) -> Run | None:
+    """The run holding ``opts.idempotency_key`` (when ``look_up``), or None with the key
+    and its expiry set on ``run`` for its INSERT."""
+    assert opts.idempotency_key is not None
+    now = clock.now()
+    key = resolve_key(opts.idempotency_key)
+    if look_up:
+        cached = find_cached(run.environment, run.task_identifier, key, now)
+        if cached is not None:
+            return cached
+    run.idempotency_key = key
+    ttl = timedelta(seconds=opts.idempotency_key_ttl) if opts.idempotency_key_ttl else DEFAULT_TTL
+    run.idempotency_key_expires_at = now + ttl
+    return None
 
 
 # What a trailing-mode debounce takes from the newest trigger.
