@@ -181,6 +181,16 @@ def test_sunday_is_0_or_7(sunday):
     assert [t.date().isoformat() for t in times] == ["2025-06-08", "2025-06-15"]
 
 
+@pytest.mark.parametrize("expression", ["7/2", "7/3"])
+def test_a_step_from_sunday_as_7_is_sunday_alone(expression):
+    """7/2 is 7-7/2, as 0/2 is 0-7/2 (Sunday, Tuesday, Thursday, Saturday)."""
+    after = datetime(2026, 1, 1, tzinfo=UTC)
+    times = preview(f"0 12 * * {expression}", after=after, count=3)
+    assert {t.strftime("%a") for t in times} == {"Sun"}
+    stepped = preview("0 12 * * sun/2", after=after, count=4)
+    assert [t.strftime("%a") for t in stepped] == ["Thu", "Sat", "Sun", "Tue"]  # 1 Jan: Thu
+
+
 def test_nth_weekday_and_names():
     times = preview("0 9 * jan-mar fri#2", after=datetime(2025, 1, 1, tzinfo=UTC), count=3)
     assert [t.date().isoformat() for t in times] == ["2025-01-10", "2025-02-14", "2025-03-14"]
@@ -269,6 +279,7 @@ def test_preview_refuses_bad_count_and_naive_after():
 def test_description_in_words():
     assert describe("0 9 * * 1L") == "At 09:00, on the last Monday of the month"
     assert describe("*/15 * * * *") == "Every 15 minutes"
+    assert describe("@daily") == describe("0 0 * * *") != "@daily"
 
 
 # -- specs and payloads -------------------------------------------------------------------

@@ -192,6 +192,8 @@ def _check_item(item: str, field: _Field, expression: str) -> str:
             )
         span = end - start
     _check_step(match["step"], field, expression, max(span, 1))
+    if field.name == "day of week" and start == 7 and match["end"] is None:
+        return "0"  # "7/2" is 7-7/2: Sunday alone (croniter would step from 0 to 6)
     return item
 
 
@@ -333,7 +335,7 @@ def describe(cron: str) -> str:
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
-        return str(get_description(cron, options))
+        return str(get_description(_MACROS.get(cron.strip().lower(), cron), options))
     except Exception:  # a description is a nicety; never fail because of it
         return cron
 
