@@ -247,8 +247,12 @@ def test_bad_rows_are_skipped_and_reported_without_stopping_others():
     assert "'deleted-task' is not defined" in row(orphan).problem
     assert "'hello-world' is not a schedules.task" in row(plain).problem
     assert tick_runs(corrupt.id) == tick_runs(orphan.id) == tick_runs(plain.id) == []
-    # The orphan keeps its place in time; the corrupt row waits for a fix.
-    assert row(orphan).next_tick_at == tick + timedelta(minutes=1)
+    # The corrupt row waits for a fix. The orphan's tick is left, until its next tick, to
+    # a beat that knows the task (another deployment); then it is skipped.
+    assert row(orphan).next_tick_at == tick
+    ScheduleTicker().tick(now=tick + timedelta(minutes=1))
+    assert row(orphan).next_tick_at == tick + timedelta(minutes=2)
+    assert tick_runs(orphan.id) == []
     plan_stale(tick)
     assert row(corrupt).next_tick_at is None
 
@@ -257,6 +261,21 @@ def test_bad_rows_are_skipped_and_reported_without_stopping_others():
     fixed = row(corrupt)
     assert fixed.problem == "" and fixed.next_tick_at is not None
     assert fixed.next_tick_at.minute % 2 == 0
+
+
+def test_a_tick_a_beat_cannot_run_is_left_to_a_beat_that_can():
+    """A rolling deploy: a beat whose code lacks the task leaves the tick; a beat of the
+    new code fires it, once."""
+    s = make(cron="* * * * *")
+    tick = s.next_run
+    Schedule.objects.filter(id=s.id).update(task_identifier="only-in-the-new-code")
+    assert fire_due(tick) == []  # this beat does not know the task
+    assert row(s).next_tick_at == tick and "not defined" in row(s).problem
+    Schedule.objects.filter(id=s.id).update(task_identifier="sched-record")  # the new code
+    fired = fire_due(tick + timedelta(seconds=1))
+    assert [f.run_id is not None for f in fired] == [True]
+    assert [r.schedule_tick_at for r in tick_runs(s.id)] == [tick]
+    assert row(s).problem == ""
 
 
 def test_an_edit_made_in_sql_is_planned_before_the_stale_tick_fires():

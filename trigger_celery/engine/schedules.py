@@ -173,6 +173,13 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
     following = fire_times(expression, zone, after=max(tick, now), count=UPCOMING_COUNT)
     definition = registry.get_task(schedule.task_identifier)
     problem = _task_problem(schedule, definition)  # reported in admin
+    if definition is None and now < fire_times(expression, zone, after=tick, count=1)[0]:
+        # A beat of another deployment (a rolling deploy) may know the task: the tick is
+        # left to it, as to a beat that is not there, until the next tick is due.
+        Schedule.objects.filter(id=schedule.id, next_tick_at=tick).exclude(problem=problem).update(
+            problem=problem
+        )
+        return None
     skipped = problem or _disabled_here(schedule)  # a skip that is not a problem
     with write_transaction():
         fields = {"next_tick_at": following[0]}
