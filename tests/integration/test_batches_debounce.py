@@ -129,6 +129,13 @@ def test_batch_trigger_from_a_generator_with_per_item_options(live):
     assert all(r.batch_id == handle.id and r.metadata == {"batch": True} for r in record.runs)
 
 
+def test_a_bad_item_option_names_its_item_and_creates_nothing(live):
+    items = [{"payload": {"i": 0}}, {"payload": {"i": 1}, "options": {"ttl": "bogus"}}]
+    with pytest.raises(ValueError, match=r"(?s)batch item 1: .*ttl: 'bogus'"):
+        echo.batch_trigger(items)
+    assert not Run.objects.filter(payload={"i": 1}).exists()
+
+
 def test_batch_of_1000_uses_a_constant_number_of_queries(live, django_assert_max_num_queries):
     items = ({"payload": {"i": i}} for i in range(1000))  # a generator
     # PostgreSQL inserts the 1,000 rows in two statements; SQLite caps a statement at

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.contrib.admin.utils import quote
@@ -92,6 +92,15 @@ def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_
     query = f"created_from={start.isoformat()}&created_to={end.isoformat()}".replace("+", "%2B")
     assert ids_in(admin_client, query) == found
     assert [r.id for r in runs.list(from_=start, to=end, limit=100).data] == found
+    naive = start.astimezone(UTC).replace(tzinfo=None)  # naive is UTC, a date its midnight
+    assert (
+        runs.list(from_=naive, to=end, limit=100).data
+        == runs.list(from_=start, to=end, limit=100).data
+    )
+    assert runs.list(from_=start.date(), limit=1).data is not None
+    for bad in ("2026-12-01", 5):
+        with pytest.raises(ValueError, match=f"from_= must be a datetime or a date, got {bad!r}"):
+            runs.list(from_=bad)
 
 
 def test_the_search_finds_a_run_by_the_idempotency_key_given_to_its_trigger(admin_client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from trigger_celery.core.handles import RunHandle
@@ -186,6 +186,17 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     return keyset_page(qs, limit=limit, after=after, convert=RunRecord.from_model)
 
 
+def _moment(name: str, value: object) -> datetime | None:
+    """A bound of ``runs.list``: a datetime (naive is UTC) or a date (its midnight, UTC)."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    raise ValueError(f"runs.list {name}= must be a datetime or a date, got {value!r}")
+
+
 @off_event_loop_methods
 class RunsAPI:
     """``runs.retrieve(id)``, ``runs.list(...)``."""
@@ -217,8 +228,8 @@ class RunsAPI:
         filters = {
             "status": status,
             "task_identifier": task_identifier,
-            "from_": from_,
-            "to": to,
+            "from_": _moment("from_", from_),
+            "to": _moment("to", to),
             "tag": tag,
             "batch": batch,
             "schedule": schedule,

@@ -106,7 +106,10 @@ def create_batch(
             group.rows.append((run_id, inline, ref, count - 1))
             continue
         merged = {**batch_options, **options}
-        opts = parse_trigger_options(merged)
+        try:
+            opts = parse_trigger_options(merged)
+        except ValueError as exc:  # say which item
+            raise ValueError(f"batch item {count - 1}: {exc}") from None
         if opts.idempotency_key is not None or opts.debounce is not None:
             special.append((count - 1, task_id, definition, payload, merged))
             continue
