@@ -128,6 +128,23 @@ def test_update_activate_deactivate_delete():
         schedules.delete(s.id)
 
 
+def test_update_changes_the_deduplication_key_and_refuses_one_in_use():
+    s, other = make("first-key"), make("second-key")
+    moved = schedules.update(s.id, deduplication_key="renamed-key")
+    assert moved.deduplication_key == "renamed-key"
+    assert (
+        schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="renamed-key").id
+        == s.id
+    )  # the key finds it under its new name
+    with pytest.raises(InvalidScheduleError, match="'second-key' is another schedule's"):
+        schedules.update(s.id, deduplication_key="second-key")
+    with pytest.raises(InvalidScheduleError, match="reserved"):
+        schedules.update(s.id, deduplication_key="declarative:x")
+    assert (
+        row(s).deduplication_key == "renamed-key" and row(other).deduplication_key == "second-key"
+    )
+
+
 def test_list_filters_and_pages():
     made = [make(f"k{i}", external_id="even" if i % 2 == 0 else "odd") for i in range(7)]
     schedules.deactivate(made[0].id)

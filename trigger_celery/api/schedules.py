@@ -114,6 +114,16 @@ def scheduled_task_ids() -> list[str]:
     return sorted(t.id for t in list(registry.tasks.values()) if t.is_scheduled)
 
 
+def _check_key(value: Any) -> str:
+    key = _check_text("deduplication_key", value, required=True)
+    if key.startswith(DECLARATIVE_KEY_PREFIX):
+        raise InvalidScheduleError(
+            f"deduplication_key {key!r}: keys starting with {DECLARATIVE_KEY_PREFIX!r} "
+            "are reserved for schedules declared in code"
+        )
+    return key
+
+
 def _check_text(name: str, value: object, *, required: bool) -> str:
     if value is None and not required:
         return ""
@@ -163,12 +173,7 @@ class SchedulesAPI:
     ) -> ScheduleRecord:
         """Attach a schedule to a ``schedules.task``; the same ``deduplication_key`` again
         updates that schedule instead of adding one."""
-        key = _check_text("deduplication_key", deduplication_key, required=True)
-        if key.startswith(DECLARATIVE_KEY_PREFIX):
-            raise InvalidScheduleError(
-                f"deduplication_key {key!r}: keys starting with {DECLARATIVE_KEY_PREFIX!r} "
-                "are reserved for schedules declared in code"
-            )
+        key = _check_key(deduplication_key)
         require_scheduled_task(task)
         spec = ScheduleSpec.build(cron, timezone, environments)
         ext = _check_text("external_id", external_id, required=False)
@@ -233,10 +238,13 @@ class SchedulesAPI:
         timezone: str = _UNSET,
         external_id: str | None = _UNSET,
         environments: list[str] | None = _UNSET,
+        deduplication_key: str = _UNSET,
     ) -> ScheduleRecord:
         """Change an imperative schedule; arguments left out keep their value."""
         row = _get(schedule_id)
         _imperative(row, "updated")
+        if deduplication_key is not _UNSET:
+            row.deduplication_key = _check_key(deduplication_key)
         if task is not _UNSET:
             row.task_identifier = require_scheduled_task(task)
         new_cron = row.cron if cron is _UNSET else cron
@@ -249,7 +257,13 @@ class SchedulesAPI:
         changed = (spec.cron, spec.timezone) != (row.cron, row.timezone)
         row.cron, row.timezone = spec.cron, spec.timezone
         row.environments = list(spec.environments)
-        save_planned(row, replan=changed or row.next_tick_at is None)
+        try:
+            with write_transaction():
+                save_planned(row, replan=changed or row.next_tick_at is None)
+        except IntegrityError:
+            raise InvalidScheduleError(
+                f"deduplication_key {row.deduplication_key!r} is another schedule's"
+            ) from None
         return ScheduleRecord.from_model(row)
 
     def activate(self, schedule_id: str) -> ScheduleRecord:
