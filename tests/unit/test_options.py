@@ -120,12 +120,5 @@ def test_rate_limits():
         parse_rate_limit("fast")
 
 
-def test_a_debounce_max_delay_shorter_than_its_delay_is_refused():
-    with pytest.raises(ValueError, match=r"max_delay \(1s\) is shorter than debounce.delay \(5s\)"):
-        parse_trigger_options(debounce={"key": "k", "delay": "5s", "max_delay": "1s"})
-    ok = parse_trigger_options(debounce={"key": "k", "delay": "5s", "max_delay": "5s"})
-    assert ok.debounce is not None and ok.debounce.max_delay == 5
-
-
 def test_a_tag_given_twice_is_kept_once_in_order():
     assert parse_trigger_options(tags=["b", "a", "b"]).tags == ("b", "a")

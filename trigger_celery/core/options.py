@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from trigger_celery.core import clock
 from trigger_celery.core.durations import parse_delay, parse_duration
@@ -100,15 +100,6 @@ class DebounceOptions(BaseModel):
     @classmethod
     def _max_delay(cls, v: Any) -> float | None:
         return None if v is None else parse_duration(v, name="debounce.max_delay").total_seconds()
-
-    @model_validator(mode="after")
-    def _max_delay_covers_delay(self) -> DebounceOptions:
-        if self.max_delay is not None and self.max_delay < self.delay:
-            raise ValueError(
-                f"debounce.max_delay ({self.max_delay:g}s) is shorter than debounce.delay "
-                f"({self.delay:g}s): no trigger could ever join the pending run"
-            )
-        return self
 
 
 class TriggerOptions(BaseModel):
