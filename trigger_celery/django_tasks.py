@@ -87,10 +87,23 @@ TRIGGER_OPTIONS = frozenset(
     }
 )
 BACKEND_OPTIONS = frozenset({"PRIORITY_SECONDS"})
-# Django's lowest priority. A run's priority is seconds taken off its place in the queue,
-# and a negative one would put that place in the future (SPEC 4): so Django's -100..100
-# becomes 0..200 steps of PRIORITY_SECONDS, in the same order, and none delays a run.
-PRIORITY_FLOOR = -100
+# A negative Django priority as run priority: milliseconds, not PRIORITY_SECONDS. A run's
+# priority is seconds taken off its place in the queue, so a negative one puts that place
+# in the future (SPEC 4); Django's -100 is then 0.1 s, which keeps Django's order among
+# runs queued together without holding a run back for any noticeable time.
+NEGATIVE_PRIORITY_SECONDS = 0.001
+
+
+def run_priority(django_priority: int, priority_seconds: float) -> float:
+    """Django's priority (-100..100) as a run's priority in seconds."""
+    step = priority_seconds if django_priority >= 0 else NEGATIVE_PRIORITY_SECONDS
+    return django_priority * step
+
+
+def django_priority(run_priority: float, priority_seconds: float) -> int:
+    """The inverse of :func:`run_priority`."""
+    step = priority_seconds if run_priority >= 0 else NEGATIVE_PRIORITY_SECONDS
+    return round(run_priority / step)
 
 
 def check_trigger_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,7 +201,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
         options = {
             **task.trigger_options,
             "queue": task.queue_name,
-            "priority": (task.priority - PRIORITY_FLOOR) * self.priority_seconds,
+            "priority": run_priority(task.priority, self.priority_seconds),
         }
         if task.run_after is not None:
             options["delay"] = task.run_after
@@ -243,7 +256,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
         try:  # the task as it was enqueued: queue and priority of the run
             return task.using(
                 queue_name=run.queue,
-                priority=round(run.priority / self.priority_seconds) + PRIORITY_FLOOR,
+                priority=django_priority(run.priority, self.priority_seconds),
             )
         except InvalidTask:  # settings changed since; the task's own values will do
             return task
