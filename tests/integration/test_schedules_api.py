@@ -20,13 +20,7 @@ from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task t
 from trigger_celery import runs, schedules
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
-from trigger_celery.engine.schedules import (
-    DECLARATIVE_KEY_PREFIX,
-    ScheduleTicker,
-    fire_due,
-    plan_stale,
-    sync_declarative,
-)
+from trigger_celery.engine.schedules import ScheduleTicker, fire_due, plan_stale, sync_declarative
 from trigger_celery.errors import (
     DeclarativeScheduleError,
     InvalidScheduleError,
@@ -353,23 +347,6 @@ def test_sync_creates_updates_and_deletes_declarative_schedules(monkeypatch):
     out = StringIO()
     call_command("trigger_sync", stdout=out)
     assert "0 created, 0 updated, 0 deleted" in out.getvalue()
-
-
-def test_a_workers_sync_leaves_the_schedules_of_tasks_its_code_does_not_have():
-    """A rolling deploy: a worker of the old code restarting must not delete the new
-    code's schedule; ``manage.py trigger_sync`` once the deploy is done prunes it."""
-    sync_declarative()
-    newer = Schedule.objects.get(task_identifier="sched-declared-tokyo")
-    Schedule.objects.filter(id=newer.id).update(
-        task_identifier="only-in-the-new-code",
-        deduplication_key=f"{DECLARATIVE_KEY_PREFIX}only-in-the-new-code",
-    )
-    assert sync_declarative() == {"created": 1, "updated": 0, "deleted": 0}  # tokyo again
-    assert Schedule.objects.filter(id=newer.id).exists()
-    out = StringIO()
-    call_command("trigger_sync", stdout=out)
-    assert "1 deleted" in out.getvalue()
-    assert not Schedule.objects.filter(id=newer.id).exists()
 
 
 def test_declarative_schedules_are_read_only_through_the_api():

@@ -261,16 +261,12 @@ def save_planned(row: Schedule, *, replan: bool) -> None:
 # -- declarative schedules ---------------------------------------------------------------
 
 
-def sync_declarative(*, prune: bool = False) -> dict[str, int]:
+def sync_declarative() -> dict[str, int]:
     """Make the declarative schedules in the database match the code of this process.
 
     Creates a schedule for each ``schedules.task`` with ``cron=``, updates those whose
-    cron, time zone or environments changed, and deletes those whose task this code
-    defines without a schedule. A schedule whose task this code does not define at all is
-    left alone: in a rolling deploy it is another deployment's (a worker of the old code
-    restarting must not delete the new code's schedules); ``prune`` (``manage.py
-    trigger_sync`` once a deploy is complete) deletes those too. Safe to run from several
-    workers at once.
+    cron, time zone or environments changed, and deletes those whose task is gone or no
+    longer declares one. Safe to run from several workers at once.
     """
     registry.ensure_discovered()
     declared = {
@@ -315,8 +311,6 @@ def sync_declarative(*, prune: bool = False) -> dict[str, int]:
     gone = Schedule.objects.filter(declarative=True).exclude(
         deduplication_key__in=[f"{DECLARATIVE_KEY_PREFIX}{t}" for t in declared]
     )
-    if not prune:
-        gone = gone.filter(task_identifier__in=list(registry.tasks))
     _, per_model = gone.delete()
     counts["deleted"] = per_model.get(Schedule._meta.label, 0)
     if any(counts.values()):
