@@ -130,25 +130,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return problems
 
 
-# Settings that must be a number above 0, by the kind of number; None is also accepted
-# where the setting means "none" (no ttl by default in DEVELOPMENT).
-_POSITIVE: dict[str, type] = {
-    "LEASE_SECONDS": float,
-    "HEARTBEAT_SECONDS": float,
-    "PUMP_INTERVAL": float,
-    "PAYLOAD_INLINE_LIMIT": int,
-    "PAYLOAD_MAX_SIZE": int,
-    "OUTPUT_MAX_SIZE": int,
-    "LOG_LINES_PER_RUN": int,
-    "DEVELOPMENT_TTL": int,
+# Numeric settings: the kind of number and its least value. None is also accepted where
+# the setting means "none" (no ttl by default in DEVELOPMENT). 0 is meaningful for the
+# inline limit (every payload to storage) and the log lines (none stored).
+_NUMBERS: dict[str, tuple[type, str]] = {
+    "LEASE_SECONDS": (float, "above 0"),
+    "HEARTBEAT_SECONDS": (float, "above 0"),
+    "PUMP_INTERVAL": (float, "above 0"),
+    "PAYLOAD_INLINE_LIMIT": (int, "0 or more"),
+    "PAYLOAD_MAX_SIZE": (int, "above 0"),
+    "OUTPUT_MAX_SIZE": (int, "above 0"),
+    "LOG_LINES_PER_RUN": (int, "0 or more"),
+    "DEVELOPMENT_TTL": (int, "above 0"),
 }
 _NONE_ALLOWED = frozenset({"DEVELOPMENT_TTL"})
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def _positive(value: Any, kind: type) -> bool:
+def _positive(value: Any, kind: type, least: str = "above 0") -> bool:
     number = int | float if kind is float else int
-    return not isinstance(value, bool) and isinstance(value, number) and value > 0
+    if isinstance(value, bool) or not isinstance(value, number):
+        return False
+    return value >= 0 if least == "0 or more" else value > 0
 
 
 def _check_values(s: Any) -> list[checks.CheckMessage]:
@@ -156,13 +159,13 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
     problems = [
         checks.Error(
             f"TRIGGER_CELERY[{name!r}] is {getattr(s, name)!r}; it must be "
-            f"{'a whole number' if kind is int else 'a number'} above 0"
+            f"{'a whole number' if kind is int else 'a number'} {least}"
             + (" or None" if name in _NONE_ALLOWED else ""),
             id="trigger_celery.E014",
         )
-        for name, kind in _POSITIVE.items()
+        for name, (kind, least) in _NUMBERS.items()
         if not (getattr(s, name) is None and name in _NONE_ALLOWED)
-        and not _positive(getattr(s, name), kind)
+        and not _positive(getattr(s, name), kind, least)
     ]
     for name in ("CELERY_QUEUE", "STORAGE_PREFIX"):
         value = getattr(s, name)

@@ -43,6 +43,7 @@ def test_no_model_change_is_missing_a_migration():
         ({"PAYLOAD_MAX_SIZE": 1.5}, "trigger_celery.E014"),
         ({"DEVELOPMENT_TTL": 0}, "trigger_celery.E014"),
         ({"CELERY_QUEUE": ""}, "trigger_celery.E014"),
+        ({"LOG_LINES_PER_RUN": -1}, "trigger_celery.E014"),
         ({"REDIS_URL": "htp://nope"}, "trigger_celery.E015"),
     ],
 )
@@ -51,6 +52,12 @@ def test_system_checks_report_misconfiguration(config, check_id):
         messages = check_settings()
     assert check_id in {m.id for m in messages}
     assert any(repr(v)[:20] in m.msg or k in m.msg for m in messages for k, v in config.items())
+
+
+def test_zero_inline_limit_and_zero_log_lines_are_accepted():
+    zeros = {"PAYLOAD_INLINE_LIMIT": 0, "LOG_LINES_PER_RUN": 0}
+    with override_settings(TRIGGER_CELERY={"REDIS_URL": "redis://localhost/0", **zeros}):
+        assert "trigger_celery.E014" not in {m.id for m in check_settings()}
 
 
 def test_use_tz_false_is_an_error():
