@@ -109,8 +109,13 @@ def test_the_search_finds_a_run_by_the_idempotency_key_given_to_its_trigger(admi
 
     make_run("run_keyed", "QUEUED", idempotency_key=hash_key("order-9"))
     make_run("run_other_key", "QUEUED", idempotency_key=hash_key("order-10"))
+    make_run("run_long_key", "QUEUED", idempotency_key=hash_key("z" * 300))
     assert ids_in(admin_client, "q=order-9") == ["run_keyed"]
     assert ids_in(admin_client, "q=" + hash_key("order-9")) == ["run_keyed"]
+    assert ids_in(admin_client, "q=" + "z" * 300) == ["run_long_key"]  # keys up to 2,048
+    admin_page = admin_client.get(reverse("admin:trigger_celery_run_changelist") + "?q=order-9")
+    assert "run_keyed" in admin_page.content.decode()
+    assert "run_other_key" not in admin_page.content.decode()
 
 
 def test_a_bad_filter_value_is_named_and_matches_nothing(admin_client):
@@ -403,5 +408,7 @@ def test_bulk_confirmation_states_the_count(admin_client):
     page = admin_client.get(url, {"action": "replay", "run": ["run_bulk_1", "run_bulk_2"]})
     assert "Replay 2 runs?" in page.content.decode()
     assert admin_client.get(url, {"action": "cancel"}).status_code == 400
+    unknown = admin_client.get(url, {"action": "<img src=x>", "run": ["x"]})
+    assert unknown.status_code == 400 and unknown["Content-Type"].startswith("text/plain")
     assert admin_client.get(url, {"action": "explode", "run": ["x"]}).status_code == 400
     assert json.loads(admin_client.get(LIST_JSON).content)["runs"]

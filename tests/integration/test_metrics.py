@@ -94,6 +94,14 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
     assert value(found, "trigger_celery_queue_length", queue_name="hello-world") == 0
     assert value(found, "trigger_celery_queue_executing", queue_name="hello-world") == 0
     assert value(found, "trigger_celery_queue_concurrency_limit", queue_name="limit-2") == 2
+    queues.override_limit("limit-2", 5)  # the dashboard's override is the limit in force
+    try:
+        found = samples(
+            client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+        )
+        assert value(found, "trigger_celery_queue_concurrency_limit", queue_name="limit-2") == 5
+    finally:
+        queues.reset_limit("limit-2")
 
 
 def test_waiting_runs_and_cancels_are_counted(own, counting, client):

@@ -42,6 +42,7 @@ from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.engine import queueing
 from trigger_celery.engine.registry import registry
 from trigger_celery.metrics.recorder import BUCKETS, SEP, client, counters_key
 from trigger_celery.models import Run
@@ -170,13 +171,15 @@ class RunCollector:
         for queue_name, n in counts:
             waiting.add_metric([queue_name], n)
         yield waiting
+        overrides = queueing.limit_overrides()  # the dashboard's, in force on every worker
         for name in sorted(queued):
             length.add_metric([name], queued[name])
             running.add_metric([name], executing[name])
             oldest.add_metric([name], max(now - heads[name], 0.0) if name in heads else 0.0)
             q = registry.queues.get(name)
-            if q is not None and q.concurrency_limit is not None:
-                limit.add_metric([name], q.concurrency_limit)
+            in_force = overrides.get(name, q.concurrency_limit if q is not None else None)
+            if in_force is not None:
+                limit.add_metric([name], in_force)
         yield from (length, running, limit, oldest)
 
 

@@ -22,7 +22,11 @@ def bulk_new(request: HttpRequest) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
     action = data.get("action", "")
     if action not in PERMISSION:
-        return HttpResponse(f"unknown bulk action {action!r}; use cancel or replay", status=400)
+        return HttpResponse(  # plain text: the value is the request's, never markup
+            f"unknown bulk action {action!r}; use cancel or replay",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     require(request, PERMISSION[action])
     filters = RunFilters.from_query(QueryDict(data.get("filter", "")))
     everything = data.get("scope") == "filter"

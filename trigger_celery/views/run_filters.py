@@ -15,7 +15,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from trigger_celery.core.idempotency import hash_key
+from trigger_celery.core.idempotency import MAX_KEY_LENGTH, hash_key
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.models import Run
 
@@ -57,8 +57,8 @@ class RunFilters:
                 found.errors.append(f"unknown status {status!r}")
         for name in (*TEXT_FILTERS, *DATE_FILTERS):
             value = (query.get(name) or "").strip()
-            if value:
-                found.values[name] = value[:255]
+            if value:  # an idempotency key may be 2,048 characters (SPEC 5)
+                found.values[name] = value[: MAX_KEY_LENGTH if name == "q" else 255]
         for name in DATE_FILTERS:
             if name in found.values and _when(found.values[name]) is None:
                 found.errors.append(
