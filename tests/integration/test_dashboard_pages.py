@@ -63,6 +63,9 @@ def test_list_filters_like_runs_list(admin_client):
     day = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d")
     assert old.id not in ids_in(admin_client, f"created_from={day}")
     assert ids_in(admin_client, f"created_to={day}") == [old.id]
+    fresh = make_run(new_id("run"))
+    today = timezone.localtime().strftime("%Y-%m-%d")  # a "to" date includes its day
+    assert ids_in(admin_client, f"created_from={today}&created_to={today}") == [fresh.id]
 
 
 def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_off(

@@ -7,7 +7,7 @@ One parser for the HTML list, its JSON twin that the page polls, and bulk action
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Q
@@ -98,7 +98,10 @@ class RunFilters:
         ):
             if name in v:
                 qs = qs.filter(**{column: v[name]})
-        qs = qs.created_between(_when(v.get("created_from", "")), _when(v.get("created_to", "")))
+        end = _when(v.get("created_to", ""))
+        if end is not None and parse_date(v["created_to"]) is not None:
+            end += timedelta(days=1)  # "to" a day: that day included
+        qs = qs.created_between(_when(v.get("created_from", "")), end)
         if "q" in v:
             qs = qs.filter(Q(id=v["q"]) | Q(idempotency_key__in=_stored_keys(v["q"])))
         return qs
