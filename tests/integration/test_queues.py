@@ -35,10 +35,7 @@ def test_limit_2_queue_runs_exactly_two_at_a_time_across_two_worker_nodes(own):
     all_finished(handles)
     spans = intervals("l2")
     assert len(spans) == 16
-    assert max_overlap(spans) == 2
-    # They do run two at a time: far less than 16 x 0.4 s end to end.
-    total = max(e for _, e in spans) - min(s for s, _ in spans)
-    assert total < 16 * 0.4 * 0.75
+    assert max_overlap(spans) == 2  # two at a time, never three (no wall-clock measure)
 
 
 def test_two_tasks_sharing_a_limit_1_queue_never_overlap(live):
@@ -125,6 +122,29 @@ def test_paused_queue_starts_nothing_until_resumed(live):
     finally:
         queues.resume("shared-1")
     all_finished([handle])
+
+
+def test_pause_and_resume_hold_when_the_store_is_unreachable(live, settings):
+    """The pause is a row: with the store down the call still succeeds (it did raise, with
+    the row already committed), and reconcile gives the store the row's word later."""
+    from trigger_celery.coordination.factory import reset_store_cache
+    from trigger_celery.models import QueueState
+
+    settings.TRIGGER_CELERY = {**settings.TRIGGER_CELERY, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    reset_store_cache()
+    try:
+        with pytest.raises(Exception):  # noqa: B017  the fault is real: nothing listens there
+            from trigger_celery.coordination.factory import get_store
+
+            get_store().stats()
+        queues.pause("shared-1")
+        assert QueueState.objects.get(name="shared-1").paused
+        queues.resume("shared-1")
+        assert not QueueState.objects.get(name="shared-1").paused
+        queues.override_limit("shared-1", 2)
+        queues.reset_limit("shared-1")
+    finally:
+        reset_store_cache()
 
 
 def test_live_counts_per_queue_and_key(live):

@@ -74,7 +74,8 @@ def test_unknown_option_names_are_listed_with_the_accepted_ones():
         ("debounce", "k"),
         ("queue", ""),
         ("queue", 7),
-        ("concurrency_key", 123),
+        ("concurrency_key", 1.5),
+        ("concurrency_key", True),
         ("concurrency_key", ""),
         ("max_attempts", 0),
         ("max_attempts", 251),
@@ -122,3 +123,7 @@ def test_rate_limits():
 
 def test_a_tag_given_twice_is_kept_once_in_order():
     assert parse_trigger_options(tags=["b", "a", "b"]).tags == ("b", "a")
+
+
+def test_an_int_concurrency_key_is_its_string():
+    assert parse_trigger_options(concurrency_key=42).concurrency_key == "42"

@@ -6,6 +6,8 @@ store, so it survives a Redis flush (the reconciler re-applies it).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -16,6 +18,8 @@ from trigger_celery.engine import dispatch, queueing
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import QueueState
 from trigger_celery.off_loop import off_event_loop_methods
+
+log = logging.getLogger("trigger_celery.queues")
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class QueuesAPI:
 
     def resume(self, name: str) -> None:
         self._set(name, False)
-        dispatch.dispatch_ready(name)
+        _when_reachable(lambda: dispatch.dispatch_ready(name), name)
 
     def override_limit(self, name: str, limit: int | None) -> None:
         """Set ``name``'s concurrency limit in the database, over the code's; every
@@ -68,7 +72,7 @@ class QueuesAPI:
         registry.require_queue(name)
         with write_transaction():
             QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
-        get_store().set_paused(name, paused)
+        _when_reachable(lambda: get_store().set_paused(name, paused), name)
 
     def retrieve(self, name: str) -> QueueInfo:
         q = registry.require_queue(name)
@@ -95,8 +99,20 @@ class QueuesAPI:
 
 
 def _pushed_and_dispatched(name: str) -> None:
-    queueing.push_queue(name)
-    dispatch.dispatch_ready(name)  # a higher limit may start waiting runs now
+    def push() -> None:
+        queueing.push_queue(name)
+        dispatch.dispatch_ready(name)  # a higher limit may start waiting runs now
+
+    _when_reachable(push, name)
+
+
+def _when_reachable(step: Callable[[], object], name: str) -> None:
+    """A store step after the queue's row is committed: with the store unreachable the
+    change still holds (the row), and reconcile and the pump apply it when it is back."""
+    try:
+        step()
+    except Exception:
+        log.warning("queue %s: the store is unreachable; reconcile applies the change", name)
 
 
 queues = QueuesAPI()

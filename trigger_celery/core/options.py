@@ -176,6 +176,8 @@ class TriggerOptions(BaseModel):
     @field_validator("concurrency_key", mode="before")
     @classmethod
     def _concurrency_key(cls, v: Any) -> str | None:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # concurrency_key=user.id: one copy of the queue per id
         return None if v is None else _non_empty_str("concurrency_key", v, 255)
 
     @field_validator("max_attempts", mode="before")
