@@ -56,7 +56,6 @@ def test_a_thousand_runs_survive_five_worker_kills_without_loss_or_overlap(own):
     ids = [h.id for h in handles]
     pool = {pid for w in workers for pid in child_pids(w)}
     killed = 0
-    last_kill = time.monotonic()
     deadline = time.monotonic() + 60
     while killed < 5 and time.monotonic() < deadline:
         # Kill a pool process while it runs a run (a start with no end yet).
@@ -71,7 +70,6 @@ def test_a_thousand_runs_survive_five_worker_kills_without_loss_or_overlap(own):
         except ProcessLookupError:
             continue
         killed += 1
-        last_kill = time.monotonic()
         pool.discard(pid)
         time.sleep(0.5)
         pool |= {p for w in workers for p in child_pids(w)}  # Celery replaced it
@@ -81,7 +79,6 @@ def test_a_thousand_runs_survive_five_worker_kills_without_loss_or_overlap(own):
         timeout=60,
         what="every run to reach a final status after the last kill",
     )
-    assert time.monotonic() - last_kill < 60
     statuses = dict(Run.objects.filter(id__in=ids).values_list("id", "status"))
     assert len(statuses) == 1000  # nothing lost
     assert set(statuses.values()) == {"COMPLETED"}

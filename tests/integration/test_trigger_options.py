@@ -214,13 +214,11 @@ def test_cancel_stops_a_run_that_ignores_the_signal(live):
     runs.cancel(handle)
     # The slot is released only when the attempt has really ended: long before the
     # 30 s the function would take.
-    started = time.monotonic()
     wait_for(
         lambda: handle.id not in get_store().holding_run_ids(),
         timeout=20,
         what="the attempt to stop",
     )
-    assert time.monotonic() - started < 20
     assert runs.retrieve(handle).status == "CANCELED"
     assert events.values(f"finished:{handle.id}") == []
 
