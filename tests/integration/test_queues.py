@@ -163,7 +163,7 @@ def test_bad_queue_options_are_clear_errors(live):
     with pytest.raises(ConfigurationError, match="'nope' is not declared"):
         tasks.trigger("hello-world", {}, queue="nope")
     with pytest.raises(ValueError, match="concurrency_key"):
-        tasks.trigger("hello-world", {}, concurrency_key=42)
+        tasks.trigger("hello-world", {}, concurrency_key=4.2)  # an int is its string
     with pytest.raises(ValueError, match="machine"):
         tasks.trigger("hello-world", {}, machine="xxl")
     assert not Run.objects.exists()
