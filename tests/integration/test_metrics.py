@@ -59,6 +59,17 @@ def scrape(client) -> dict[tuple[str, frozenset], float]:
     return samples(response.content.decode())
 
 
+def scrape_counted(client, *counts: tuple[str, dict[str, str], float]) -> dict:
+    """Scrape once each ``(metric, labels, n)`` has reached ``n``. A process counts a change
+    just after it commits it, so a row can show the change a moment before its counter."""
+
+    def ready():
+        found = scrape(client)
+        return found if all(value(found, m, **labels) >= n for m, labels, n in counts) else None
+
+    return wait_for(ready, what=f"the counters to reach {counts}")
+
+
 OLDEST = "trigger_celery_queue_oldest_age_seconds"
 
 
@@ -72,12 +83,16 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
 
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong-token").status_code == 403
-    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-    assert response.status_code == 200
-    found = samples(response.content.decode())
-
     hello = {"name": "hello-world", "queue_name": "hello-world"}
     fails = {"name": "always-fails", "queue_name": "always-fails"}
+    found = scrape_counted(
+        client,
+        ("trigger_celery_run_succeeded_total", hello, 3),
+        ("trigger_celery_run_runtime_seconds_count", hello, 3),
+        ("trigger_celery_run_failed_total", fails, 1),
+        ("trigger_celery_run_runtime_seconds_count", fails, 3),
+    )
+
     assert value(found, "trigger_celery_run_triggered_total", **hello) == 3
     assert value(found, "trigger_celery_run_started_total", **hello) == 3
     assert value(found, "trigger_celery_run_succeeded_total", **hello) == 3
@@ -110,18 +125,13 @@ def test_waiting_runs_and_cancels_are_counted(own, counting, client):
     handle = tasks.trigger("sleeper", {"seconds": 3600})
     wait_for(lambda: runs.retrieve(handle).is_waiting, what="the run to wait")
 
-    def scrape():
-        response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-        assert response.status_code == 200
-        return samples(response.content.decode())
-
     sleeper = {"name": "sleeper", "queue_name": "sleeper"}
-    found = scrape()
+    found = scrape_counted(client, ("trigger_celery_run_suspended_total", sleeper, 1))
     assert value(found, "trigger_celery_queue_waiting", queue_name="sleeper") == 1
     assert value(found, "trigger_celery_run_suspended_total", **sleeper) == 1
     assert value(found, "trigger_celery_run_canceled_total", **sleeper) == 0
     runs.cancel(handle)
-    found = scrape()
+    found = scrape_counted(client, ("trigger_celery_run_canceled_total", sleeper, 1))
     assert value(found, "trigger_celery_queue_waiting", queue_name="sleeper") == 0
     assert value(found, "trigger_celery_run_canceled_total", **sleeper) == 1
 
@@ -201,11 +211,17 @@ def test_every_final_status_is_counted_by_the_process_that_commits_it(own, count
         "crashed": "CRASHED",
         "timed_out": "TIMED_OUT",
     }
-    found = scrape(client)
     shared_a = {"name": "shared-a", "queue_name": "shared-1"}
     shared_b = {"name": "shared-b", "queue_name": "shared-1"}
     dies = {"name": "dies", "queue_name": "dies-1"}
     stubborn = {"name": "stubborn", "queue_name": "stubborn"}
+    found = scrape_counted(
+        client,
+        ("trigger_celery_run_expired_total", shared_a, 1),
+        ("trigger_celery_run_canceled_total", shared_b, 1),
+        ("trigger_celery_run_crashed_total", dies, 1),
+        ("trigger_celery_run_timed_out_total", stubborn, 1),
+    )
     assert value(found, "trigger_celery_run_expired_total", **shared_a) == 1
     assert value(found, "trigger_celery_run_canceled_total", **shared_b) == 1
     assert value(found, "trigger_celery_run_started_total", **dies) == 2
@@ -235,11 +251,17 @@ def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, lo
     try:
         wait_for(lambda: "serving metrics" in exporter.log() or not exporter.alive(), timeout=60)
         assert exporter.alive(), exporter.log()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-            found = samples(page.read().decode())
+        hello = {"name": "hello-world", "queue_name": "hello-world"}
+
+        def exported():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+                found = samples(page.read().decode())
+            # The worker counts the end just after committing it (see scrape_counted).
+            return found if value(found, "trigger_celery_run_succeeded_total", **hello) else None
+
+        found = wait_for(exported, what="the exporter to count the run")
     finally:
         exporter.stop()
-    hello = {"name": "hello-world", "queue_name": "hello-world"}
     assert value(found, "trigger_celery_run_triggered_total", **hello) == 1
     assert value(found, "trigger_celery_run_succeeded_total", **hello) == 1
 
