@@ -33,6 +33,9 @@ class StoreSlot(models.Model):
     lease_expires_at = models.FloatField()
     claimed_at = models.FloatField()
     attempt = models.PositiveIntegerField(default=0)  # the attempt the slot belongs to
+    # Set when its run starts. In a rate-limited queue a slot not started yet counts as a
+    # start in the window, whatever its age (``DatabaseStore.started``).
+    started = models.BooleanField(default=False)
 
 
 class StoreQueue(models.Model):

@@ -102,8 +102,21 @@ def test_a_start_counts_toward_the_rate_limit(redis_store):
     assert claim_new(store, "a") is not None
     store.enqueue([Entry("b", "q", NOW)])
     assert claim(store) == ["b"]
+    assert claim_new(store, "c") is None  # two claims inside the window
+    assert store.started("a", NOW) and store.started("b", NOW)
     assert claim_new(store, "c") is None  # two starts inside the window
     assert store.claim_new(Entry("c", "q", NOW, None, 1), NOW + 10.5, lease_seconds=LEASE)
+
+
+def test_a_claim_not_started_holds_its_rate_place_however_old(redis_store):
+    store = redis_store
+    store.configure_queue(QueueConfig("q", rate_limit_count=1, rate_limit_period=10))
+    assert claim_new(store, "a") is not None
+    late = Entry("b", "q", NOW, None, 1)
+    assert store.claim_new(late, NOW + 60, lease_seconds=LEASE) is None
+    store.started("a", NOW + 60)
+    assert store.claim_new(late, NOW + 69, lease_seconds=LEASE) is None
+    assert store.claim_new(late, NOW + 70.5, lease_seconds=LEASE) is not None
 
 
 def test_a_run_the_store_knows_is_left_to_its_queue(redis_store):

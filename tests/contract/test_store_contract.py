@@ -189,9 +189,44 @@ def test_rate_limit_counts_starts_inside_the_window(store):
     store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(4)])
     assert claim(store) == ["r0", "r1"]
     for r in ("r0", "r1"):
+        assert store.started(r, NOW) is True
+        assert store.started(r, NOW + 1) is False  # dated once
         store.release(r)
     assert claim(store, now=NOW + 5) == []
     assert claim(store, now=NOW + 10.5) == ["r2", "r3"]
+
+
+def test_a_rate_limit_counts_starts_not_dispatches(store):
+    # Runs dispatched while every worker is busy start late: their places stay in the
+    # window until they start, and the window of each start runs from the start itself.
+    store.configure_queue(QueueConfig("q", rate_limit_count=2, rate_limit_period=10))
+    store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(4)])
+    assert claim(store) == ["r0", "r1"]
+    assert claim(store, now=NOW + 20) == []  # claimed 20 s ago, not started yet
+    store.started("r0", NOW + 20)
+    store.started("r1", NOW + 21)
+    assert claim(store, now=NOW + 29) == []
+    assert claim(store, now=NOW + 30.5) == ["r2"]  # r0's start left the window
+    assert claim(store, now=NOW + 30.6) == []
+    assert claim(store, now=NOW + 31.5) == ["r3"]
+
+
+def test_a_claim_released_unstarted_gives_its_rate_place_back(store):
+    store.configure_queue(QueueConfig("q", rate_limit_count=2, rate_limit_period=10))
+    store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(3)])
+    assert claim(store) == ["r0", "r1"]
+    assert claim(store) == []
+    store.release("r0")  # its lease ran out before any worker started it
+    assert store.started("r0", NOW) is False
+    assert claim(store) == ["r2"]
+    assert claim(store) == []
+
+
+def test_a_start_outside_a_rate_limit_is_not_kept(store):
+    store.enqueue([Entry("a", "free", NOW)])
+    assert claim(store) == ["a"]
+    assert store.started("a", NOW) is False
+    assert store.started("nobody", NOW) is False
 
 
 def test_leases_expire_and_heartbeats_extend_them(store):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.db.models import Min
 
 from tests.integration.harness import max_overlap, wait_for
 from tests.taskapp import events
@@ -81,6 +84,26 @@ def test_priority_orders_starts_within_a_busy_queue(live):
     all_finished([blocker, low, high, mid])
     order = [v[0] for v in sorted(events.values("start:prio"), key=lambda v: v[2])]
     assert order == [blocker.id, high.id, mid.id, low.id]
+
+
+def test_a_rate_limit_holds_on_starts_when_dispatched_runs_wait_for_busy_workers(own):
+    own.worker(concurrency=2)
+    own.beat()
+    busy = [tasks.trigger("sleepy", {"tag": "busy", "seconds": 3}) for _ in range(2)]
+    wait_for(
+        lambda: Run.objects.filter(id__in=[h.id for h in busy], status="EXECUTING").count() == 2,
+        what="both worker processes to be busy",
+    )
+    rated = [tasks.trigger("rated", {}) for _ in range(8)]
+    all_finished(busy + rated)
+    busy_ended = Run.objects.filter(id__in=[h.id for h in busy]).aggregate(m=Min("finished_at"))
+    starts = sorted(
+        Run.objects.filter(id__in=[h.id for h in rated]).values_list("started_at", flat=True)
+    )
+    # The worker was busy when the first rated runs were dispatched: they started late.
+    assert starts[0] >= busy_ended["m"]
+    # "4/s": any five consecutive starts span at least a second, wherever dispatch was.
+    assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))
 
 
 def test_environment_limit_with_burst_across_queues(own):

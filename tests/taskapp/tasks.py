@@ -568,6 +568,12 @@ def steady(payload, ctx):
     return {"n": payload.get("n")}
 
 
+# -- a rate limit on starts ----------------------------------------------------------------
+
+RATED = queue(name="rated-4s", rate_limit="4/s")
+task(id="rated", run=lambda payload, ctx: None, queue=RATED)
+
+
 # -- the dashboard's queue limit override -----------------------------------------------
 
 OVERRIDE_1 = queue(name="override-1", concurrency_limit=1)

@@ -194,6 +194,18 @@ class CoordinationStore(ABC):
         never frees the slot of the attempt that replaced it.
         """
 
+    @abstractmethod
+    def started(self, run_id: str, now: float | None) -> bool:
+        """The run began to execute at ``now`` (``None``: :meth:`time`).
+
+        A claim in a rate-limited queue takes its place in the rate window at once, but
+        that place is pending: it counts against the limit and never ages out until the
+        run starts. This call dates it, so the window of that start runs from ``now``;
+        a claim released unstarted gives its place back. A busy worker pool therefore
+        never lets more runs *start* in a period than the limit, however long their
+        dispatch waited. True if a pending place was dated (False without a rate
+        limit, or when already dated)."""
+
     def enqueue_and_claim(
         self,
         entries: Sequence[Entry],

@@ -126,6 +126,20 @@ class DatabaseStore(CoordinationStore):
         with write_transaction():
             return bool(_slot_of(run_id, attempt).delete()[0] > 0)
 
+    def started(self, run_id: str, now: float | None) -> bool:
+        with write_transaction():
+            slot = StoreSlot.objects.filter(run_id=run_id, started=False).first()
+            if slot is None:
+                return False
+            StoreSlot.objects.filter(run_id=run_id).update(started=True)
+            # Only a rate-limited queue keeps starts; any other queue's are never read.
+            if not StoreQueue.objects.filter(name=slot.queue, rate_limit_count__isnull=False):
+                return False
+            StoreStart.objects.create(
+                queue=slot.queue, started_at=database_time() if now is None else now
+            )
+            return True
+
     def adopt(self, claim: Claim) -> None:
         with write_transaction():
             StoreSlot.objects.update_or_create(
@@ -136,6 +150,7 @@ class DatabaseStore(CoordinationStore):
                     "lease_expires_at": claim.lease_expires_at,
                     "claimed_at": claim.lease_expires_at,
                     "attempt": claim.attempt,
+                    "started": True,  # executing already, as the database says
                 },
             )
 

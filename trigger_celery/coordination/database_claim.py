@@ -114,9 +114,10 @@ def _rate_left(now: float, confs: dict[str, StoreQueue], queues: Iterable[str]) 
         conf = confs.get(q)
         if conf and conf.rate_limit_count and conf.rate_limit_period:
             starts = StoreStart.objects.filter(queue=q)
-            # A start at t counts while t > now - period.
+            # A start at t counts while t > now - period; a claim not started yet, always.
             starts.filter(started_at__lte=now - conf.rate_limit_period).delete()
-            left[q] = conf.rate_limit_count - starts.count()
+            unstarted = StoreSlot.objects.filter(queue=q, started=False).count()
+            left[q] = conf.rate_limit_count - starts.count() - unstarted
     return left
 
 
@@ -210,8 +211,9 @@ class _Picker:
 
 
 def _write_claims(picker: _Picker, now: float) -> None:
-    """Move the winners from the queue into slots; record their starts and turns."""
-    claims, rate_left = picker.claims, picker.rate_left
+    """Move the winners from the queue into slots, and record their turns. A slot
+    counts in its queue's rate window from now on (see ``_rate_left``)."""
+    claims = picker.claims
     ids = [c.run_id for c in claims]
     StoreEntry.objects.filter(run_id__in=ids).delete()
     # A run queued again while it held a slot keeps one slot: the new claim.
@@ -222,9 +224,6 @@ def _write_claims(picker: _Picker, now: float) -> None:
             for c in claims
         ]
     )
-    starts = [StoreStart(queue=c.queue, started_at=now) for c in claims if c.queue in rate_left]
-    if starts:
-        StoreStart.objects.bulk_create(starts)
     StoreKeyTurn.objects.bulk_create(
         [
             StoreKeyTurn(queue=q, concurrency_key=ck, served_at=served)

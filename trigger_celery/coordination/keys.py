@@ -29,7 +29,10 @@ because most of them depend on data read inside the script (a run's queue, say).
     {p}leases         ZSET  run id -> lease expiry
     {p}hs:<sq>        SET   runs holding a slot of sub-queue sq
     {p}hq:<q>         SET   runs holding a slot of queue q (all its keys)
-    {p}rate:<q>       ZSET  start id -> start time, starts inside q's rate window
+    {p}rate:<q>       ZSET  start id -> start time, starts inside q's rate window; a
+                            claim not started yet is scored PENDING (1e15), so it
+                            stays in the window until its run starts or lets go
+    {p}rpend          HASH  run id -> "<q> SEP <turn>": its claim's pending start
     {p}turn           STRING counter ordering round-robin turns (and start ids)
     {p}run-changed:<id>  pub/sub channel: a run changed (``runs.subscribe_to_run``)
 

@@ -27,7 +27,7 @@ from trigger_celery.coordination.base import (
 from trigger_celery.core import clock
 
 _SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "claim_new", "heartbeat", "release")
-_SCRIPTS += ("adopt",)
+_SCRIPTS += ("adopt", "started")
 _SCRIPTS += ("configure", "set_env", "pause")
 
 
@@ -245,6 +245,9 @@ class RedisStore(CoordinationStore):
 
     def release(self, run_id: str, *, attempt: int | None = None) -> bool:
         return bool(self._run("release", run_id, str(attempt or 0)))
+
+    def started(self, run_id: str, now: float | None) -> bool:
+        return bool(self._run("started", run_id, "" if now is None else _num(now)))
 
     def adopt(self, claim: Claim) -> None:
         sq = keys.sub_queue_id(claim.queue, claim.concurrency_key)

@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 
+from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core import context as run_context
 from trigger_celery.core.context import (
@@ -60,6 +61,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     if definition is None:
         _hand_back(run, attempt)
         return RunStatus.PENDING_VERSION
+    _date_start(run)
     ctx = build_context(run, attempt)
     resumed = getattr(run, "resumed", False)
     scope = RunScope(
@@ -160,6 +162,21 @@ def _run_watched(
         )
         outcome = Failed(err, "")
     return outcome, payload, int((time.monotonic() - started) * 1000)
+
+
+def _date_start(run: Run) -> None:
+    """A rate limit counts starts (SPEC 4): the claim's place in the queue's window is
+    dated now. Queues without a rate limit skip the round trip."""
+    q = registry.queues.get(run.queue)
+    if q is None or q.rate_limit is None:
+        return
+    try:
+        get_store().started(run.id, None)
+    except Exception:
+        # The run goes on: its place stays in the window until its slot is released.
+        log.warning(
+            "run %s: could not date its start in queue %r", run.id, run.queue, exc_info=True
+        )
 
 
 def _hand_back(run: Run, attempt: int) -> None:

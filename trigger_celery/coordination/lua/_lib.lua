@@ -1,7 +1,8 @@
 -- Shared helpers, prepended to every other script when it is loaded (not run alone).
 -- Keys (built from the prefix ARGV[1]; see keys.py): {p}env, {p}conf:<q>, {p}paused,
 --   {p}sq:<sq>, {p}subs:<q>, {p}ring:<q>, {p}heads:<q>, {p}queues, {p}ratewait,
---   {p}entry, {p}due, {p}held, {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn
+--   {p}entry, {p}due, {p}held, {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn, {p}rate:<q>,
+--   {p}rpend
 -- ARGV[1] is always the prefix; the including script reads the rest.
 local p = ARGV[1]
 local SEP = '\031'
@@ -97,8 +98,50 @@ local function touch_queue(q, base)
   end
 end
 
--- Drop run_id from the slot sets it holds (if any); returns its sub-queue or nil.
+-- A claim's place in its queue's rate window ({p}rate:<q>) is scored PENDING until the
+-- run starts (started.lua scores it with that instant); {p}rpend maps the run to
+-- "<q> SEP <turn>", the member being "<run_id> SEP <turn>". A pending start never leaves
+-- the window by age, so starts, not dispatches, are what the rate limits.
+local PENDING = 1e15
+
+local function hold_rate_place(q, run_id)
+  local turn = next_turn()
+  redis.call('ZADD', p .. 'rate:' .. q, PENDING, run_id .. SEP .. turn)
+  redis.call('HSET', p .. 'rpend', run_id, q .. SEP .. turn)
+end
+
+-- q's rate window changed: a parked q waits for its oldest start to age out, or no longer.
+local function rewake(q)
+  if not redis.call('ZSCORE', p .. 'ratewait', q) then return end
+  local _, _, count, period = queue_conf(q)
+  local rate = p .. 'rate:' .. q
+  if count ~= nil and period ~= nil and redis.call('ZCARD', rate) >= count then
+    local oldest = redis.call('ZRANGE', rate, 0, 0, 'WITHSCORES')
+    redis.call('ZADD', p .. 'ratewait', tonumber(oldest[2]) + period, q)
+    return
+  end
+  redis.call('ZREM', p .. 'ratewait', q)
+  touch_queue(q, (env_limits()))
+end
+
+-- run_id's pending place in a rate window, taken out ({p}rpend cleared): returns its
+-- queue and member, or nil.
+local function take_rate_place(run_id)
+  local pend = redis.call('HGET', p .. 'rpend', run_id)
+  if not pend then return nil end
+  redis.call('HDEL', p .. 'rpend', run_id)
+  local q = queue_of(pend)
+  return q, run_id .. SEP .. string.sub(pend, #q + 2)
+end
+
+-- Drop run_id from the slot sets it holds (if any); returns its sub-queue or nil. A claim
+-- that never started gives its place in the rate window back too.
 local function unhold(run_id)
+  local rq, member = take_rate_place(run_id)
+  if rq then
+    redis.call('ZREM', p .. 'rate:' .. rq, member)
+    rewake(rq)
+  end
   local sq = redis.call('HGET', p .. 'held', run_id)
   if not sq then return nil end
   redis.call('HDEL', p .. 'held', run_id)

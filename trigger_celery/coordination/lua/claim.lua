@@ -1,7 +1,7 @@
 -- Move up to max_count ready entries into slots, applying every limit in one step.
 -- Keys: {p}env, {p}queues, {p}ratewait, {p}paused, {p}conf:<q>, {p}rate:<q>,
 --   {p}ring:<q>, {p}heads:<q>, {p}subs:<q>, {p}sq:<sq>, {p}entry, {p}due, {p}held,
---   {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn
+--   {p}leases, {p}hs:<sq>, {p}hq:<q>, {p}turn, {p}rpend
 -- ARGV: prefix, now ('' = this server's TIME), max_count, lease expiry (absolute, or
 --   '+<lease seconds>' from TIME), queue ('' = any),
 --   budget (most queue/key visits this call may make: bounds the work)
@@ -101,9 +101,7 @@ while claimed < max_count and env_held < env_max and budget > 0 do
       redis.call('ZADD', p .. 'leases', expiry, run_id)
       redis.call('SADD', p .. 'hs:' .. chosen, run_id)
       redis.call('SADD', p .. 'hq:' .. q, run_id)
-      if rate_count ~= nil and rate_period ~= nil then
-        redis.call('ZADD', p .. 'rate:' .. q, now, run_id .. SEP .. next_turn())
-      end
+      if rate_count ~= nil and rate_period ~= nil then hold_rate_place(q, run_id) end
       redis.call('ZADD', ring, next_turn(), chosen)  -- served: to the back
       touch_sq(q, chosen, limit)
       touch_queue(q, base)

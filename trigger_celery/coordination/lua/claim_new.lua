@@ -2,7 +2,7 @@
 -- would be the very next run its queue starts: no ready entry of the queue is waiting,
 -- and every limit has room. Otherwise nothing changes and the caller queues the run.
 -- Keys: {p}env, {p}held, {p}hatt, {p}entry, {p}leases, {p}paused, {p}known, {p}conf:<q>,
---   {p}rate:<q>, {p}heads:<q>, {p}hs:<sq>, {p}hq:<q>, and through refresh() those of
+--   {p}rate:<q>, {p}rpend, {p}heads:<q>, {p}hs:<sq>, {p}hq:<q>, and through refresh() those of
 --   touch_sq/touch_queue
 -- ARGV: prefix, run_id, queue, concurrency key ('' = none), attempt, lease expiry
 --   (absolute, or '+<lease seconds>' from TIME), now ('' = this server's TIME)
@@ -34,7 +34,7 @@ if rate_count ~= nil and rate_period ~= nil then
   local rate = p .. 'rate:' .. q
   redis.call('ZREMRANGEBYSCORE', rate, '-inf', now - rate_period)
   if redis.call('ZCARD', rate) >= rate_count then return {} end
-  redis.call('ZADD', rate, now, run_id .. SEP .. next_turn())
+  hold_rate_place(q, run_id)
 end
 
 redis.call('HSET', p .. 'held', run_id, sq)
