@@ -192,6 +192,19 @@ def test_bad_queue_options_are_clear_errors(live):
     assert not Run.objects.exists()
 
 
+def test_a_run_no_worker_serves_expires_at_its_ttl(own):
+    own.worker(concurrency=1)  # the default Celery queue only: nobody serves large-1x
+    own.beat()
+    handle = tasks.trigger("hello-world", {"message": "big"}, machine="large-1x", ttl="2s")
+    wait_for(lambda: runs.retrieve(handle).status == "DEQUEUED", what="the run to be sent")
+    run = wait_for(
+        lambda: (r := runs.retrieve(handle)).status == "EXPIRED" and r,
+        what="the unserved run to expire",
+    )
+    assert run.started_at is None
+    assert queues.retrieve("hello-world").executing == 0  # its slot is back
+
+
 def test_machine_preset_routes_to_its_celery_queue(own):
     own.worker(concurrency=1, queues="machine.large-1x")
     own.beat()

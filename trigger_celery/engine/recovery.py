@@ -61,7 +61,7 @@ def reap_expired_leases(now: float | None = None) -> int:
             continue
         if run.status == RunStatus.DEQUEUED:
             if transitions.requeue_unstarted(run.id, run.attempt_count):
-                queueing.enqueue([Run.objects.get(id=run.id)])
+                _queue_again_or_expire(run)
         elif run.status == RunStatus.EXECUTING:
             if _just_started(run):
                 # Its lease ran out while the message waited in a worker's prefetch
@@ -80,6 +80,17 @@ def reap_expired_leases(now: float | None = None) -> int:
     if reaped:
         dispatch.dispatch_ready()
     return reaped
+
+
+def _queue_again_or_expire(run: Run) -> None:
+    """A run whose message found no worker (none serves its machine or region, or none
+    runs) goes back to its queue, unless its ttl has passed meanwhile: then it expires,
+    as a queued run would (SPEC 5), instead of being sent again and again."""
+    ttl_passed = run.ttl_expires_at is not None and run.ttl_expires_at <= clock.now()
+    if ttl_passed and run.started_at is None and transitions.expire(run.id):
+        waitpoints.runs_finished([run.id])  # a waiting parent resumes with an error
+        return
+    queueing.enqueue([Run.objects.get(id=run.id)])
 
 
 def _just_started(run: Run) -> bool:
