@@ -62,6 +62,19 @@ def test_concurrency_keys_run_side_by_side_but_never_two_of_one_key(live):
         assert max_overlap([(v[2], v[3]) for v in spans if v[1] == key]) == 1
 
 
+def test_a_total_limit_caps_every_key_together(live):
+    handles = [
+        tasks.trigger("tenant-work", {"tag": "total", "seconds": 0.3}, concurrency_key=f"t-{k}")
+        for _ in range(3)
+        for k in "abc"
+    ]
+    all_finished(handles)
+    spans = events.values("interval:total")
+    assert max_overlap([(v[2], v[3]) for v in spans]) == 2  # three keys could run, two may
+    for key in ("t-a", "t-b", "t-c"):
+        assert max_overlap([(v[2], v[3]) for v in spans if v[1] == key]) == 1
+
+
 def test_a_quiet_key_starts_promptly_while_a_busy_key_has_20_queued(live):
     busy = [
         tasks.trigger("per-key", {"tag": "fair", "seconds": 0.1}, concurrency_key="busy")

@@ -237,6 +237,12 @@ task(id="limited-2", run=_interval, queue=LIMIT_2)
 task(id="shared-a", run=_interval, queue=SHARED_1)
 task(id="shared-b", run=_interval, queue=SHARED_1)
 task(id="per-key", run=_interval, queue=PER_KEY_1)
+# SPEC 4's name for the per-key limit, with a cap on all keys together.
+task(
+    id="tenant-work",
+    run=_interval,
+    queue=queue(name="tenants-total-2", concurrency_key_limit=1, total_limit=2),
+)
 task(id="prio", run=_interval, queue=PRIO_1)
 task(id="env-a", run=_interval)
 task(id="env-b", run=_interval)

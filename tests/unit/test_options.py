@@ -114,6 +114,15 @@ def test_queue_declaration_limits():
             QueueOptions(name="q", concurrency_limit=bad)
 
 
+def test_concurrency_key_limit_is_the_per_key_limit_by_its_other_name():
+    assert QueueOptions(name="q", concurrency_key_limit=2, total_limit=5).concurrency_limit == 2
+    assert QueueOptions(concurrency_key_limit=2, concurrency_limit=2).concurrency_limit == 2
+    with pytest.raises(ValueError, match="concurrency_key_limit=2 and concurrency_limit=3"):
+        QueueOptions(name="q", concurrency_key_limit=2, concurrency_limit=3)
+    with pytest.raises(ValueError, match="concurrency_limit"):
+        QueueOptions(name="q", concurrency_key_limit=0)
+
+
 def test_rate_limits():
     assert parse_rate_limit("100/m") == (100, 60.0)
     assert parse_rate_limit("5/s") == (5, 1.0)

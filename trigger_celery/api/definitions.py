@@ -72,16 +72,22 @@ def queue(
     *,
     total_limit: int | None = None,
     rate_limit: str | None = None,
+    concurrency_key_limit: int | None = None,
 ) -> Queue:
     """Declare a queue shared by several tasks.
 
     >>> emails = queue(name="emails", concurrency_limit=5, rate_limit="100/m")
+    >>> tenants = queue(name="tenants", concurrency_key_limit=2, total_limit=10)
+
+    ``concurrency_key_limit`` is ``concurrency_limit`` by the name that says what it
+    limits once runs carry a ``concurrency_key``: each key's runs, ``total_limit`` all.
     """
     opts = QueueOptions(
         name=name,
         concurrency_limit=concurrency_limit,
         total_limit=total_limit,
         rate_limit=rate_limit,
+        concurrency_key_limit=concurrency_key_limit,
     )
     assert opts.name is not None
     q = Queue(opts.name, opts.concurrency_limit, opts.total_limit, opts.rate_limit)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from trigger_celery.core import clock
 from trigger_celery.core.durations import parse_delay, parse_duration
@@ -293,6 +293,25 @@ class QueueOptions(BaseModel):
     concurrency_limit: int | None = None
     total_limit: int | None = None
     rate_limit: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_limit(cls, data: Any) -> Any:
+        """``concurrency_key_limit`` is another name for ``concurrency_limit``: the limit
+        each concurrency key's copy of the queue gets (``total_limit`` caps them all)."""
+        if not isinstance(data, dict) or "concurrency_key_limit" not in data:
+            return data
+        data = dict(data)
+        per_key = data.pop("concurrency_key_limit")
+        both = data.get("concurrency_limit") is not None and per_key is not None
+        if both and data["concurrency_limit"] != per_key:
+            raise ValueError(
+                f"concurrency_key_limit={per_key!r} and concurrency_limit="
+                f"{data['concurrency_limit']!r} name one limit; give one of them"
+            )
+        if per_key is not None:
+            data["concurrency_limit"] = per_key
+        return data
 
     @field_validator("name", mode="before")
     @classmethod
