@@ -265,6 +265,16 @@ def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_cli
     assert '<rect class="waiting"' in page  # the retry delay between the attempts
 
 
+def test_the_timeline_of_a_run_that_never_started_shows_its_wait(admin_client):
+    now = timezone.now()
+    run = make_run("run_expired", "EXPIRED", finished_at=now, expired_at=now)
+    Run.objects.filter(id=run.id).update(created_at=now - timedelta(seconds=10))
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    timeline = page.split("<h2>Timeline</h2>")[1].split("</table>")[0]
+    assert "queued, then expired" in timeline and "10.0" in timeline
+    assert "Nothing yet." not in timeline
+
+
 def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client):
     url = reverse("trigger_celery:test")
     page = admin_client.get(url + "?task=greet").content.decode()
@@ -328,6 +338,8 @@ def test_tasks_page_lists_configuration_counts_and_percentiles(admin_client):
     row = page.split('data-task="hello-world"')[1].split("</tr>")[0]
     assert "COMPLETED</span> 5" in row and "FAILED</span> 1" in row
     assert "3.000 s" in row and "100.000 s" in row
+    # hello-world has no retry of its own: the project's policy is shown, said to be it.
+    assert "&quot;max_attempts&quot;: 3" in row and "(the project's RETRY)" in row
     assert percentile([1, 2, 3, 4, 100], 0.5) == 3 and percentile([], 0.5) is None
 
 

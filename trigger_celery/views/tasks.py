@@ -15,6 +15,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from trigger_celery.conf import get_settings
+from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import QueueState, Run, Schedule
 from trigger_celery.views.access import can, dashboard_view
@@ -103,6 +105,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
     schedules: dict[str, list[Schedule]] = defaultdict(list)
     for s in Schedule.objects.filter(task_identifier__in=list(registry.tasks))[:500]:
         schedules[s.task_identifier].append(s)
+    default_retry = RetryPolicy.from_value(get_settings().RETRY)  # a task without its own
     rows = []
     for task_id in sorted(registry.tasks):
         d = registry.tasks[task_id]
@@ -116,9 +119,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
                 "limit": overrides.get(d.queue.name, d.queue.concurrency_limit),
                 "overridden": d.queue.name in overrides,
                 "rate_limit": d.queue.rate_limit,
-                "retry": json.dumps(asdict(d.retry)) if d.retry else "default",
+                "retry": json.dumps(asdict(d.retry or default_retry)),
+                "retry_is_default": d.retry is None,
                 "max_duration": d.max_duration,
-                "machine": d.machine or "default",
+                "machine": d.machine or "—",
                 "schema": json.dumps(schema, indent=2) if schema else "",
                 "scheduled": d.is_scheduled,
                 "schedules": schedules.get(task_id, [])[:5],

@@ -38,8 +38,12 @@ def timeline(run: Run, attempts: list[Any], now: datetime) -> list[Segment]:
         stop = attempt.finished_at or end
         parts.append((f"attempt {attempt.number}", "executing", attempt.started_at, stop))
         cursor = max(cursor, stop)
+    started = any(a.started_at is not None for a in attempts)
     if cursor < end and run.finished_at is None:
         parts.append(("queued" if not attempts else "waiting", "queued", cursor, end))
+    elif cursor < end and not started:
+        # Ended without ever starting (expired, canceled): its whole wait, and how it ended.
+        parts.append((f"queued, then {run.status.lower()}", "queued", cursor, end))
 
     def pct(moment: datetime) -> float:
         return round(100 * (moment - begin).total_seconds() / total, 2)
