@@ -114,3 +114,27 @@ def test_trigger_reconcile_command_requeues_runs_on_demand(own):
     own.beat()
     for handle in handles:
         assert finished(handle).status == "COMPLETED"
+
+
+def test_a_store_outage_logs_a_line_per_failure_not_a_traceback(transactional_db, settings, caplog):
+    """Redis down: the trigger still returns its handle (the row is committed and
+    reconcile queues it later), and the trigger and the pump each say so in one line."""
+    from trigger_celery.coordination.factory import reset_store_cache
+    from trigger_celery.engine.pump import Pump
+
+    settings.TRIGGER_CELERY = {**settings.TRIGGER_CELERY, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    reset_store_cache()
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError):  # the fault is real
+            get_store().time()
+        caplog.clear()
+        handle = tasks.trigger("hello-world", {"message": "in the outage"})
+        Pump().tick()
+    finally:
+        reset_store_cache()
+    assert Run.objects.get(id=handle.id).status == "QUEUED"
+    ours = [r for r in caplog.records if r.name.startswith("trigger_celery")]
+    said = [r.getMessage() for r in ours if "the store is unreachable" in r.getMessage()]
+    assert any(m.startswith("could not enqueue 1 run(s) now") for m in said), said
+    assert any(m.startswith("trigger_celery pump pass failed") for m in said), said
+    assert [r for r in ours if r.exc_info] == []

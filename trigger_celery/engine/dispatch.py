@@ -21,6 +21,7 @@ from django.db import connection
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim, Entry, StoreNotConfiguredError
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import queueing, transitions
@@ -211,7 +212,7 @@ def send_claimed(run: Run, claim: Claim, claimed_at: float) -> None:
             return
         _keep_or_send(run.id, claim.attempt, celery_queue_of(run.machine, run.region))
     except Exception:
-        log.exception("could not send run %s now; it is sent again when its lease ends", run.id)
+        log_failure(log, "could not send run %s now; it is sent again when its lease ends", run.id)
 
 
 def return_unstarted(run_id: str, attempt: int) -> bool:
@@ -240,7 +241,7 @@ def release_and_dispatch(
     try:
         dispatch_ready(queue, release=(run_id, attempt))
     except Exception:
-        log.exception("could not release the slot of run %s; its lease will expire", run_id)
+        log_failure(log, "could not release the slot of run %s; its lease will expire", run_id)
 
 
 def after_commit_fan_out(entries: list[Entry]) -> None:
@@ -261,7 +262,7 @@ def after_commit_fan_out(entries: list[Entry]) -> None:
                 queue=get_settings().CELERY_QUEUE,
             )
     except Exception:
-        log.exception("could not enqueue %d run(s) now; the reconciler will", len(entries))
+        log_failure(log, "could not enqueue %d run(s) now; the reconciler will", len(entries))
 
 
 def after_commit_dispatch(runs: list[Run]) -> None:
@@ -276,4 +277,4 @@ def after_commit_dispatch(runs: list[Run]) -> None:
                 dispatch_ready(queue)
     except Exception:
         # The rows are committed: the reconciler puts them in the queue later.
-        log.exception("could not enqueue %d run(s) now; the reconciler will", len(runs))
+        log_failure(log, "could not enqueue %d run(s) now; the reconciler will", len(runs))

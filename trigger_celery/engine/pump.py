@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import clock
 from trigger_celery.db import heal_connections
 from trigger_celery.engine import dispatch, promotions, recovery, repairs
@@ -63,7 +64,7 @@ class Pump:
             log.warning("trigger_celery pump: the database is unavailable (%s); retrying", err)
             return settings.PUMP_INTERVAL
         except Exception:
-            log.exception("trigger_celery pump pass failed; retrying")
+            log_failure(log, "trigger_celery pump pass failed; retrying")
             return settings.PUMP_INTERVAL
         if next_ready is None:
             return settings.PUMP_INTERVAL
