@@ -68,6 +68,22 @@ def test_attempt_span_is_a_child_of_the_trigger_span_and_child_runs_nest(traced)
     assert child_attempt["trace_id"] == trigger["trace_id"]
 
 
+def test_a_batch_is_one_producer_span_and_its_runs_attempts_hang_from_it(traced):
+    batch = tasks.batch_trigger("hello-world", [{"payload": {"message": m}} for m in "ab"])
+    for handle in batch.runs:
+        finished(handle)
+    trigger = _here("trigger batch")
+    assert trigger["kind"] == "PRODUCER"
+    assert trigger["attributes"]["trigger_celery.batch_id"] == batch.id
+    assert trigger["attributes"]["trigger_celery.run_count"] == 2
+    attempts = [s for s in _spans(traced, 2) if s["name"] == "run hello-world"]
+    assert {s["attributes"]["trigger_celery.run_id"] for s in attempts} == {
+        h.id for h in batch.runs
+    }
+    assert {s["parent_id"] for s in attempts} == {trigger["span_id"]}
+    assert {s["trace_id"] for s in attempts} == {trigger["trace_id"]}
+
+
 def test_every_retry_is_a_span_under_the_same_trigger_and_failures_are_errors(traced):
     handle = tasks.trigger("always-fails", {})
     finished(handle)

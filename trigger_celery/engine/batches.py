@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 
 from trigger_celery.conf import get_settings
-from trigger_celery.core import run_events
+from trigger_celery.core import run_events, tracing
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
@@ -62,20 +62,32 @@ def item_fields(
     return target, item.get("payload"), options
 
 
+Items = Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]
+
+
 def create_batch(
-    items: Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]],
-    batch_options: Mapping[str, Any],
-    *,
-    batch_id: str | None = None,
+    items: Items, batch_options: Mapping[str, Any], *, batch_id: str | None = None
 ) -> BatchHandle:
     """``items`` yields (task id, definition, validate payload?, payload, options).
 
     With ``batch_id`` given (a wait's batch, whose id is fixed by its parent and step),
     making the same batch again is safe: the row is kept, and children with idempotency
     keys are found instead of made twice.
+
+    One ``trigger batch`` producer span covers it: every run of the batch carries that
+    span's context, as a single trigger's run carries its ``trigger <task>`` span's.
     """
-    settings = get_settings()
     batch_id = batch_id or new_id("batch")
+    attributes = {"trigger_celery.batch_id": batch_id}
+    with tracing.span("trigger batch", attributes=attributes) as sp:
+        handle = _create_batch(items, batch_options, batch_id)
+        if sp is not None:
+            sp.set_attribute("trigger_celery.run_count", len(handle.runs))
+        return handle
+
+
+def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str) -> BatchHandle:
+    settings = get_settings()
     scope = optional_scope()
     plain: list[tuple[int, Run]] = []
     special: list[tuple[int, str, TaskDefinition | None, Any, Mapping[str, Any]]] = []
