@@ -275,6 +275,26 @@ def test_the_timeline_of_a_run_that_never_started_shows_its_wait(admin_client):
     assert "Nothing yet." not in timeline
 
 
+def test_the_timeline_shows_a_wait_inside_an_attempt_as_waiting(admin_client):
+    from trigger_celery.models import Waitpoint
+
+    now = timezone.now()
+    run = make_run("run_waited", started_at=now - timedelta(seconds=10), finished_at=now)
+    Run.objects.filter(id=run.id).update(created_at=now - timedelta(seconds=10))
+    run.attempts.create(
+        number=1, status="COMPLETED", started_at=now - timedelta(seconds=10), finished_at=now
+    )
+    wp = Waitpoint.objects.create(
+        run=run, step=0, kind="RUN", label="child-task", completed_at=now - timedelta(seconds=2)
+    )
+    Waitpoint.objects.filter(id=wp.id).update(created_at=now - timedelta(seconds=8))
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    timeline = page.split("<h2>Timeline</h2>")[1].split("</table>")[0]
+    rows = [r.split("</td>")[0] for r in timeline.split("<tr><td>")[1:]]
+    assert rows == ["attempt 1", "wait: child-task", "attempt 1"]
+    assert '<rect class="waiting"' in timeline and ">6.0<" in timeline
+
+
 def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client):
     url = reverse("trigger_celery:test")
     page = admin_client.get(url + "?task=greet").content.decode()

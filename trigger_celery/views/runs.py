@@ -17,7 +17,7 @@ from trigger_celery.models import Run
 from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
 from trigger_celery.views.run_filters import row_of as _row
-from trigger_celery.views.timeline import timeline
+from trigger_celery.views.timeline import Wait, timeline
 
 PAGE_SIZE = 50
 FINAL = {s.value for s in FINAL_STATUSES}
@@ -72,6 +72,11 @@ def pretty(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+def _waits(run: Run) -> list[Wait]:
+    rows = run.waitpoints.values_list("label", "created_at", "completed_at")
+    return [Wait(label, start, end) for label, start, end in rows[:200]]
+
+
 @dashboard_view("view_run")
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get(run_id)
@@ -89,7 +94,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "output": pretty(load_payload(run.output, run.output_ref)),
             "error": run.error,
             "attempts": attempts,
-            "timeline": timeline(run, attempts, timezone.now()),
+            "timeline": timeline(run, attempts, timezone.now(), _waits(run)),
             "logs": [
                 {"line": line, "attributes": json.dumps(line.attributes, ensure_ascii=False)}
                 for line in run.logs.all()[:500]

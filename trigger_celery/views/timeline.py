@@ -18,8 +18,20 @@ class Segment:
     seconds: float
 
 
-def timeline(run: Run, attempts: list[Any], now: datetime) -> list[Segment]:
-    """Delayed, queued, each attempt executing and the gaps between attempts."""
+@dataclass(frozen=True)
+class Wait:
+    """A wait of the run (a waitpoint): what it waited for, from when until when."""
+
+    label: str
+    start: datetime
+    end: datetime | None  # still waiting
+
+
+def timeline(
+    run: Run, attempts: list[Any], now: datetime, waits: list[Wait] | None = None
+) -> list[Segment]:
+    """Delayed, queued, each attempt executing, the waits inside an attempt (a suspended
+    run continues its attempt when it resumes) and the gaps between attempts."""
     begin = run.created_at
     end = run.finished_at or now
     total = max((end - begin).total_seconds(), 0.001)
@@ -36,7 +48,7 @@ def timeline(run: Run, attempts: list[Any], now: datetime) -> list[Segment]:
             kind = "queued" if attempt.number == 1 else "waiting"
             parts.append((kind, kind, cursor, attempt.started_at))
         stop = attempt.finished_at or end
-        parts.append((f"attempt {attempt.number}", "executing", attempt.started_at, stop))
+        parts.extend(_attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end))
         cursor = max(cursor, stop)
     started = any(a.started_at is not None for a in attempts)
     if cursor < end and run.finished_at is None:
@@ -58,3 +70,22 @@ def timeline(run: Run, attempts: list[Any], now: datetime) -> list[Segment]:
         )
         for label, kind, a, b in parts
     ]
+
+
+def _attempt_parts(
+    number: int, start: datetime, stop: datetime, waits: list[Wait], end: datetime
+) -> list[tuple[str, str, datetime, datetime]]:
+    """An attempt's time, executing except where one of its waits was open."""
+    parts = []
+    cursor = start
+    for wait in sorted(waits, key=lambda w: w.start):
+        a, b = max(wait.start, cursor), min(wait.end or end, stop)
+        if b <= a:
+            continue
+        if a > cursor:
+            parts.append((f"attempt {number}", "executing", cursor, a))
+        parts.append((f"wait: {wait.label}", "waiting", a, b))
+        cursor = b
+    if cursor < stop or not parts:
+        parts.append((f"attempt {number}", "executing", cursor, stop))
+    return parts
