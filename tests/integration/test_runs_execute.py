@@ -184,6 +184,15 @@ def test_an_async_run_function_uses_the_blocking_api(live):
     assert lines.exists() and set(lines.values_list("attempt_number", flat=True)) == {1}
 
 
+def test_an_async_run_function_behind_async_middleware_stays_inside_its_run(live):
+    handle = tasks.trigger("async-behind-async-middleware", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "set by async middleware"
+    assert run.metadata == {"seen": "set by async middleware"}
+    assert LogEntry.objects.filter(run_id=handle.id, message="behind async middleware").exists()
+
+
 def test_global_middleware_run_locals_init_and_metadata(live):
     handle = tasks.trigger("uses-middleware", {}, metadata={"source": "test"}, tags=["t1"])
     run = finished(handle)

@@ -206,6 +206,9 @@ def test_cancel_of_an_executing_run_signals_it_runs_on_cancel_and_stops_it(live)
     run = runs.retrieve(handle)
     assert run.status == "CANCELED" and run.output is None
     assert run.attempts[0].status == "CANCELED"
+    # It stopped by returning, as asked: a canceled run did not succeed (SPEC 3).
+    wait_for(lambda: handle.id not in get_store().holding_run_ids(), what="the attempt to end")
+    assert events.values(f"ended:{handle.id}") == []
 
 
 def test_cancel_stops_a_run_that_ignores_the_signal(live):

@@ -110,9 +110,12 @@ def test_waits_nest_three_levels_deep(live):
 
 
 def test_on_wait_and_on_resume_hooks_fire(live):
-    handle = tasks.trigger("hooked-sleeper", {})
+    handle = tasks.trigger("hooked-sleeper", {"n": 1})
     assert finished(handle).status == "COMPLETED"
     assert events.values(f"wait-hooks:{handle.id}") == ["on_wait", "on_resume"]
+    # Both get the payload and what the run waits on (SPEC 3's keyword arguments).
+    seen = [[{"n": 1}, "duration", 0]] * 2
+    assert events.values(f"wait-args:{handle.id}") == seen
 
 
 def test_waits_outside_a_run_are_a_clear_error():

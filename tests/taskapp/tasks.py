@@ -154,6 +154,21 @@ def uses_middleware(payload, ctx):
     return {"local": run_locals.get_or_throw(MIDDLEWARE_LOCAL), "init": ctx.init}
 
 
+ASYNC_LOCAL: RunLocal = run_locals.create("async-middleware-value")
+
+
+async def _async_middleware(ctx, next):
+    run_locals.set(ASYNC_LOCAL, "set by async middleware")
+    return next()
+
+
+@task(id="async-behind-async-middleware", middleware={"async-locals": _async_middleware})
+async def async_behind_async_middleware(payload, ctx):
+    metadata.set("seen", run_locals.get_or_throw(ASYNC_LOCAL))
+    logger.info("behind async middleware")
+    return run_locals.get_or_throw(ASYNC_LOCAL)
+
+
 @task(id="sleepy")
 def sleepy(payload, ctx):
     import time
@@ -276,7 +291,20 @@ def _on_cancel(payload, ctx, signal, run_finished):
     events.record(f"on_cancel_done:{ctx.run.id}", True)
 
 
-@task(id="cooperative", on_cancel=_on_cancel)
+def _ended_how(name):
+    def hook(ctx):
+        events.record(f"ended:{ctx.run.id}", name)
+
+    return hook
+
+
+@task(
+    id="cooperative",
+    on_cancel=_on_cancel,
+    on_success=_ended_how("on_success"),
+    on_complete=_ended_how("on_complete"),
+    on_failure=_ended_how("on_failure"),
+)
 def cooperative(payload, ctx):
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)
     for _ in range(600):
@@ -432,12 +460,14 @@ def level(payload, ctx):
     return level.trigger_and_wait({"n": payload["n"] - 1}).unwrap() + 1
 
 
-def _on_wait(ctx):
+def _on_wait(ctx, payload, wait, signal, init):
     events.record(f"wait-hooks:{ctx.run.id}", "on_wait")
+    events.record(f"wait-args:{ctx.run.id}", [payload, wait["type"], wait["step"]])
 
 
-def _on_resume(ctx):
+def _on_resume(ctx, payload, wait):
     events.record(f"wait-hooks:{ctx.run.id}", "on_resume")
+    events.record(f"wait-args:{ctx.run.id}", [payload, wait["type"], wait["step"]])
 
 
 @task(id="hooked-sleeper", on_wait=_on_wait, on_resume=_on_resume)

@@ -35,6 +35,23 @@ def test_duplicate_task_id_is_refused_naming_both_definitions():
     assert "_run" in str(info.value) and "other" in str(info.value)
 
 
+def test_two_definitions_with_one_name_in_one_module_are_duplicates():
+    def handler(payload, ctx):
+        return 1
+
+    task(id="unit-dup-same-name", run=handler)
+    task(id="unit-dup-same-name", run=handler)  # the same function again: not a duplicate
+
+    def handler(payload, ctx):  # a second definition, copied and pasted
+        return 2
+
+    with pytest.raises(DuplicateTaskIdError, match="'unit-dup-same-name'"):
+        task(id="unit-dup-same-name", run=handler)
+    task(id="unit-dup-lambda", run=lambda payload: 1)
+    with pytest.raises(DuplicateTaskIdError):
+        task(id="unit-dup-lambda", run=lambda payload: 2)
+
+
 def test_unknown_task_option_is_refused_with_the_accepted_ones():
     with pytest.raises(ConfigurationError) as info:
         task(id="unit-typo", run=_run, retries={"max_attempts": 2})
@@ -119,6 +136,10 @@ def test_schema_task_with_a_type_adapter_and_a_callable():
     assert custom.json_schema() is None
     with pytest.raises(TaskPayloadParsedError):
         custom.parse_payload_in_worker(3)
+    # A parser may raise anything: in the worker it is still the payload that failed.
+    picky = schema_task(id="unit-schema-keyerror", schema=lambda p: {"n": p["n"]}, run=_run)
+    with pytest.raises(TaskPayloadParsedError, match="'n'"):
+        picky.parse_payload_in_worker({"m": 1})
 
 
 def test_schema_task_needs_a_usable_schema():

@@ -57,3 +57,39 @@ def test_decorator_form_sync_and_async():
 def test_bad_policy_is_refused():
     with pytest.raises(ValueError, match="'tries'"):
         retry.on_throw(lambda: 1, tries=3)
+
+
+def test_block_form_retries_the_block_until_it_passes():
+    fn, _ = flaky(2)
+    seen = []
+    for attempt in retry.on_throw(**FAST):
+        with attempt:
+            seen.append(attempt.number)
+            value = fn()
+    assert value == 3 and seen == [1, 2, 3]
+
+
+def test_block_form_raises_the_last_error_when_no_try_is_left():
+    fn, calls = flaky(5)
+    with pytest.raises(ConnectionError, match="call 3 failed"):
+        for attempt in retry.on_throw(**FAST):
+            with attempt:
+                fn()
+    assert len(calls) == 3
+
+
+def test_block_form_async():
+    fn, _ = flaky(1)
+
+    async def main():
+        async for attempt in retry.on_throw(**FAST):
+            with attempt:
+                return fn()
+
+    assert asyncio.run(main()) == 2
+
+
+def test_a_plain_with_is_refused_with_the_form_that_works():
+    refused = pytest.raises(TypeError, match=r"for attempt in retry\.on_throw")
+    with refused, retry.on_throw(**FAST):
+        pass

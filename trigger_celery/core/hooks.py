@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -57,8 +58,10 @@ def run_coroutine(awaitable: Any) -> Any:
         return _run_loop(awaitable)
     # A loop already runs in this thread (an async run function calling a sync API):
     # run the awaitable on a private loop in a helper thread.
+    # The run's context variables (its scope, run_locals) go with it.
+    context = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_run_loop, awaitable).result()
+        return pool.submit(context.run, _run_loop, awaitable).result()
 
 
 def loop_running() -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
 from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet
@@ -178,12 +178,18 @@ def _import_defining_module(task_id: str) -> bool:
     return True
 
 
-def _origin(fn: Callable[..., Any]) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+def _origin(fn: Callable[..., Any]) -> tuple[Any, ...]:
+    """Where a run function is written: its file and first line when it has code."""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return (code.co_filename, code.co_firstlineno, getattr(fn, "__qualname__", ""))
+    return (getattr(fn, "__module__", "?"), getattr(fn, "__qualname__", repr(fn)))
 
 
 def _same_origin(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
-    # The same module imported twice (autoreload, two import paths) is not a duplicate.
+    # The same file imported twice (a reload, two import paths) is not a duplicate; two
+    # definitions at two places are, even with one name in one module.
     return _origin(a) == _origin(b)
 
 
@@ -285,7 +291,7 @@ class TaskDefinition:
     def parse_payload_in_worker(self, payload: Any) -> Any:
         try:
             return self.parse_payload(payload)
-        except (ValidationError, ValueError, TypeError) as exc:
+        except Exception as exc:  # a callable parser may raise anything (KeyError, ...)
             raise TaskPayloadParsedError(
                 f"Parsing payload with schema failed: {exc}", cause=exc
             ) from exc

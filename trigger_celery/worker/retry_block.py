@@ -3,6 +3,11 @@
 >>> charge = retry.on_throw(lambda: stripe.charge(order), max_attempts=5)
 >>> @retry.on_throw(max_attempts=3, min_timeout_in_ms=200)
 ... def fetch(): ...
+>>> for attempt in retry.on_throw(max_attempts=3):   # a block (``async for`` too)
+...     with attempt:
+...         charge = stripe.charge(order)
+
+A plain ``with retry.on_throw(...)`` cannot be: a ``with`` statement runs its block once.
 
 Unlike a run's own retries, these waits happen in the worker (like a loop with
 ``time.sleep``): use them for short, local retries; long backoffs belong to the run's
@@ -15,7 +20,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
@@ -31,7 +36,7 @@ class RetryAPI:
         """
         parsed = RetryPolicy.from_value(policy or None)
         if fn is None:
-            return lambda f: self._decorate(f, parsed)
+            return Retrying(self, parsed)
         return self._call(fn, parsed)
 
     def _decorate(self, fn: Callable[..., Any], policy: RetryPolicy) -> Callable[..., Any]:
@@ -74,6 +79,70 @@ class RetryAPI:
                     raise
                 await asyncio.sleep(delay / 1000)
                 attempt += 1
+
+
+class Attempt:
+    """One try of a block (``with attempt:``): an exception in it is kept, not raised,
+    until the policy says no more tries are left."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.error: Exception | None = None
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        if isinstance(error, Exception):
+            self.error = error
+            return True
+        return False
+
+
+class Retrying:
+    """What ``retry.on_throw(**policy)`` returns: a decorator, and the tries of a block
+    (``for attempt in ...: with attempt: ...``, or ``async for``)."""
+
+    def __init__(self, api: RetryAPI, policy: RetryPolicy) -> None:
+        self._api, self._policy = api, policy
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self._api._decorate(fn, self._policy)
+
+    def __iter__(self) -> Iterator[Attempt]:
+        number = 1
+        while True:
+            attempt = Attempt(number)
+            yield attempt
+            if attempt.error is None:
+                return
+            delay = next_delay_ms(self._policy, number)
+            if delay is None:
+                raise attempt.error
+            time.sleep(delay / 1000)
+            number += 1
+
+    async def __aiter__(self) -> AsyncIterator[Attempt]:
+        number = 1
+        while True:
+            attempt = Attempt(number)
+            yield attempt
+            if attempt.error is None:
+                return
+            delay = next_delay_ms(self._policy, number)
+            if delay is None:
+                raise attempt.error
+            await asyncio.sleep(delay / 1000)
+            number += 1
+
+    def __enter__(self) -> None:
+        raise TypeError(
+            "retry.on_throw(...) cannot retry a plain `with` block (Python runs it once); "
+            "write `for attempt in retry.on_throw(...):` and `with attempt:` inside it"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # never reached: __enter__ raised
+        return None
 
 
 retry = RetryAPI()

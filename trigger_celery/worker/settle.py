@@ -36,7 +36,15 @@ from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.models import Run
 from trigger_celery.worker import handoff
 from trigger_celery.worker.recording import until_recorded
-from trigger_celery.worker.user_code import Completed, Failed, Outcome, Suspended, call_recorded
+from trigger_celery.worker.user_code import (
+    Completed,
+    Failed,
+    Outcome,
+    Suspended,
+    call_recorded,
+    hooks_of,
+)
+from trigger_celery.worker.waits import wait_of
 
 log = logging.getLogger("trigger_celery.worker")
 
@@ -71,7 +79,7 @@ def settle(
             )
             return
     if isinstance(outcome, Suspended):
-        _settle_suspended(definition, run, ctx, execution_ms, outcome)
+        _settle_suspended(definition, run, ctx, common, execution_ms, outcome)
         return
     _settle_failed(definition, run, ctx, common, outcome, execution_ms)
 
@@ -113,7 +121,12 @@ def _settle_completed(
 
 
 def _settle_suspended(
-    definition: TaskDefinition, run: Run, ctx: Context, execution_ms: int, outcome: Suspended
+    definition: TaskDefinition,
+    run: Run,
+    ctx: Context,
+    common: dict[str, Any],
+    execution_ms: int,
+    outcome: Suspended,
 ) -> None:
     with dispatch.keeping(handoff.keeper(run.machine, run.region)):
         # The slot goes back before a resume can queue the run again, and what it lets
@@ -127,7 +140,9 @@ def _settle_suspended(
             what=f"the suspension of run {run.id}",
         ):
             faults.point("parent-waiting")
-            call_recorded(definition, "on_wait", ctx=ctx, task=definition.id, wait=True)
+            if hooks_of(definition, "on_wait"):
+                wait = wait_of(run.id, outcome.reason)
+                call_recorded(definition, "on_wait", **common, wait=wait)
             # A child may have finished between the wait and the suspension, unless this
             # process keeps it (it starts here once this settle returns).
             if kept_child is None:

@@ -21,7 +21,7 @@ from trigger_celery.core.hooks import Hook, call_hook, global_hooks, run_corouti
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.models import LogEntry, Run
-from trigger_celery.worker.waits import SuspendRun
+from trigger_celery.worker.waits import SuspendRun, wait_of
 
 log = logging.getLogger("trigger_celery.worker")
 
@@ -116,7 +116,9 @@ def _run_attempt(
                     ctx.init = value
             if resumed:
                 # SPEC 3: an error in on_resume is logged and recorded, not a failure.
-                call_recorded(definition, "on_resume", **common, init=ctx.init)
+                if hooks_of(definition, "on_resume"):
+                    wait = wait_of(ctx.run.id)
+                    call_recorded(definition, "on_resume", **common, init=ctx.init, wait=wait)
             elif ctx.attempt.number == 1:
                 for fn in hooks_of(definition, "on_start"):
                     call_hook(fn, **common, init=ctx.init)

@@ -47,6 +47,22 @@ from trigger_celery.worker import handoff
 IN_PROCESS_WAIT_SECONDS = 2.0
 
 
+def wait_of(run_id: str, step: int | None = None) -> dict[str, Any] | None:
+    """The ``wait`` the ``on_wait`` / ``on_resume`` hooks get: what the run waits (or
+    waited) on at ``step``, or at its latest wait. ``{"type": "task", "run_id": ...}``,
+    ``{"type": "batch", "batch_id": ...}`` or ``{"type": "duration", "until": ...}``,
+    each with its ``step``."""
+    found = Waitpoint.objects.filter(run_id=run_id)
+    wp = found.filter(step=step).first() if step is not None else found.order_by("-step").first()
+    if wp is None:
+        return None
+    if wp.kind == Waitpoint.Kind.RUN:
+        return {"type": "task", "step": wp.step, "run_id": wp.child_run_id, "task": wp.label}
+    if wp.kind == Waitpoint.Kind.BATCH:
+        return {"type": "batch", "step": wp.step, "batch_id": wp.batch_id}
+    return {"type": "duration", "step": wp.step, "until": wp.resume_at}
+
+
 class SuspendRun(BaseException):
     """Raised inside a run to end the attempt at an unsatisfied wait.
 
