@@ -52,6 +52,11 @@ def test_two_definitions_with_one_name_in_one_module_are_duplicates():
         task(id="unit-dup-lambda", run=lambda payload: 2)
 
 
+def test_a_description_that_is_not_text_is_refused_by_name():
+    with pytest.raises(ConfigurationError, match="description must be a string, got 5"):
+        task(id="unit-bad-description", run=_run, description=5)
+
+
 def test_unknown_task_option_is_refused_with_the_accepted_ones():
     with pytest.raises(ConfigurationError) as info:
         task(id="unit-typo", run=_run, retries={"max_attempts": 2})

@@ -254,6 +254,10 @@ class TaskDefinition:
             if max_duration is None
             else int(parse_duration(max_duration, name="max_duration", minimum=5).total_seconds())
         )
+        if not isinstance(description, str):
+            raise ConfigurationError(
+                f"task {id!r}: description must be a string, got {description!r}"
+            )
         self.description = description
         # A schedules.task: its payload is a ScheduledPayload, and ``cron=`` declares
         # the schedule that is synced from code (SPEC 8).
