@@ -121,6 +121,8 @@ TRIGGER_CELERY = {
     "HOOKS": {"on_success": ["tests.taskapp.trigger_init.settings_on_success"]},
     "OUTPUT_MAX_SIZE": int(os.environ.get("TC_OUTPUT_MAX_SIZE", str(100 * 1024 * 1024))),
 }
+if os.environ.get("TC_LOG_LINES_PER_RUN"):
+    TRIGGER_CELERY["LOG_LINES_PER_RUN"] = int(os.environ["TC_LOG_LINES_PER_RUN"])
 if os.environ.get("TC_METRICS"):
     # Processes of the metrics tests count run events (off elsewhere: a query each).
     TRIGGER_CELERY["METRICS"] = {"TOKEN": "metrics-token-for-tests-only"}

@@ -50,6 +50,9 @@ def test_debounce_trailing_takes_the_latest_payload_and_tags(live):
     run = finished(first)
     assert run.output == {"payload": {"n": 3}, "tags": ["c"]}
     assert (run.started_at - last_at).total_seconds() >= 1.0
+    # A replay is the run as it ran: the latest trigger's data, not the first's.
+    replay = finished(runs.replay(first))
+    assert replay.output == {"payload": {"n": 3}, "tags": ["c"]}
 
 
 def test_debounce_max_delay_starts_a_new_run_instead_of_postponing_forever(live):
@@ -210,6 +213,18 @@ def test_a_batch_made_again_under_its_id_finds_its_runs_instead_of_making_more(l
     assert [h.id for h in again.runs] == [h.id for h in first.runs]
     made = Run.objects.filter(batch_id="batch_made_twice")
     assert sorted(made.values_list("batch_index", flat=True)) == [0, 1, 2, 3]
+
+
+def test_a_batch_idempotency_key_is_the_batchs_not_every_items(live):
+    items = [{"payload": {"n": 1}}, {"payload": {"n": 2}}, {"payload": {"n": 3}, "options": {}}]
+    first = echo.batch_trigger(items, idempotency_key="nightly-import")
+    assert len({h.id for h in first.runs}) == 3  # three items, three runs
+    assert not any(h.is_cached for h in first.runs)
+    again = echo.batch_trigger(items, idempotency_key="nightly-import")
+    assert [h.id for h in again.runs] == [h.id for h in first.runs]
+    assert all(h.is_cached for h in again.runs)
+    outputs = [finished(h).output["payload"] for h in first.runs]
+    assert outputs == [{"n": 1}, {"n": 2}, {"n": 3}]
 
 
 def test_batch_over_1000_items_is_refused_and_creates_nothing(live):

@@ -193,6 +193,20 @@ def test_an_async_run_function_behind_async_middleware_stays_inside_its_run(live
     assert LogEntry.objects.filter(run_id=handle.id, message="behind async middleware").exists()
 
 
+def test_stored_log_lines_are_bounded_per_run_and_never_fail_it(own):
+    own.worker(env={"TC_LOG_LINES_PER_RUN": "7"})
+    own.beat()
+    handle = tasks.trigger("chatty", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED" and run.attempt_count == 2, run.error
+    lines = list(LogEntry.objects.filter(run_id=handle.id).order_by("id"))
+    # 5 lines in attempt 1, 2 of attempt 2's 5, then one line saying the rest went on.
+    assert [line.attempt_number for line in lines] == [1] * 5 + [2] * 3
+    assert lines[-1].level == "WARN" and "7 log lines stored" in lines[-1].message
+    assert lines[0].attributes["thing"].startswith("<object object at")
+    assert len(lines[1].attributes["truncated"]) == 10_000
+
+
 def test_global_middleware_run_locals_init_and_metadata(live):
     handle = tasks.trigger("uses-middleware", {}, metadata={"source": "test"}, tags=["t1"])
     run = finished(handle)

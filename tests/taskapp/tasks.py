@@ -169,6 +169,18 @@ async def async_behind_async_middleware(payload, ctx):
     return run_locals.get_or_throw(ASYNC_LOCAL)
 
 
+@task(id="chatty", retry=FAST_RETRY)
+def chatty(payload, ctx):
+    """Logs past the per-run bound across two attempts, with attributes JSON cannot hold."""
+    logger.info("an object", thing=object())
+    logger.info("a big one", blob="x" * 50_000)
+    for i in range(3):
+        logger.info(f"line {i} of attempt {ctx.attempt.number}")
+    if ctx.attempt.number == 1:
+        raise RuntimeError("once more")
+    return "said enough"
+
+
 @task(id="sleepy")
 def sleepy(payload, ctx):
     import time

@@ -118,6 +118,8 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
             group.rows.append((run_id, inline, ref, count - 1))
             continue
         merged = {**batch_options, **options}
+        if options.get("idempotency_key") is None and shared_opts.idempotency_key is not None:
+            merged["idempotency_key"] = _item_key(batch_options["idempotency_key"], count - 1)
         try:
             opts = parse_trigger_options(merged)
         except ValueError as exc:  # say which item
@@ -170,6 +172,13 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
         )
         handles[index] = handle
     return BatchHandle(batch_id, [handles[i] for i in sorted(handles)])
+
+
+def _item_key(batch_key: str | list[str] | tuple[str, ...], index: int) -> list[str]:
+    """A batch's idempotency key is the batch's: each item keys its run with it and its
+    index, so the same batch triggered again finds its runs, and its items stay apart."""
+    parts = [batch_key] if isinstance(batch_key, str) else list(batch_key)
+    return [*parts, f"batch item {index}"]
 
 
 def _existing_runs(batch_id: str) -> dict[int, RunHandle]:

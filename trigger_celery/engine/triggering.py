@@ -281,6 +281,17 @@ _TRAILING_FIELDS = (
 )
 
 
+# The trigger options behind _TRAILING_FIELDS: a replay rebuilds the run from them.
+_TRAILING_OPTIONS = ("metadata", "tags", "max_attempts", "max_duration", "machine")
+
+
+def _trailing_options(kept: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:
+    """The options of a pending run whose trailing trigger replaced its data."""
+    merged = {k: v for k, v in kept.items() if k not in _TRAILING_OPTIONS}
+    merged.update({k: v for k, v in latest.items() if k in _TRAILING_OPTIONS})
+    return merged
+
+
 def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
     """Push the pending run of this debounce key instead of creating one (SPEC 5).
 
@@ -312,6 +323,7 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
                     fields: dict[str, object] = {"delayed_until": start}
                     if debounce.mode == "trailing":
                         fields.update({f: getattr(run, f) for f in _TRAILING_FIELDS})
+                        fields["options"] = _trailing_options(pending.options, run.options)
                         unused = pending.payload_ref  # replaced by this trigger's
                     else:
                         unused = run.payload_ref  # the first trigger's data is kept

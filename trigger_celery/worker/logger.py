@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -20,6 +21,25 @@ _LEVELS = {
 }
 
 
+# Characters kept of a line's message, and of its attributes as JSON.
+TEXT_LIMIT = 10_000
+
+
+def _stored(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A line's attributes as stored: a value JSON cannot hold is kept as its repr (a log
+    call never fails the run), and attributes longer than TEXT_LIMIT are cut."""
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        try:
+            out[str(key)] = to_jsonable(value, what="log attribute")
+        except (TypeError, ValueError):
+            out[str(key)] = repr(value)[:TEXT_LIMIT]
+    text = json.dumps(out, ensure_ascii=False)
+    if len(text) > TEXT_LIMIT:
+        return {"truncated": text[:TEXT_LIMIT]}
+    return out
+
+
 class RunLogger:
     """``logger.info("charged", amount=10)`` inside a run.
 
@@ -36,16 +56,25 @@ class RunLogger:
         _py_logger.log(_LEVELS[level], "[%s] %s %s", run_id or "-", message, attributes or "")
         if scope is None:
             return
-        written = scope.locals.setdefault(-1, 0)
-        if written >= get_settings().LOG_LINES_PER_RUN:
+        if -1 not in scope.locals:
+            # The bound is per run: earlier attempts and replays count too.
+            scope.locals[-1] = LogEntry.objects.filter(run_id=run_id).count()
+        written, limit = scope.locals[-1], get_settings().LOG_LINES_PER_RUN
+        if written > limit:
             return
         scope.locals[-1] = written + 1
+        if written == limit:
+            if limit:
+                level, attributes = "warn", {}
+                message = f"{limit} log lines stored (LOG_LINES_PER_RUN); later ones go to Python logging only"
+            else:
+                return
         LogEntry.objects.create(
             run_id=run_id,
             attempt_number=scope.ctx.attempt.number,
             level=level.upper(),
-            message=str(message)[:10_000],
-            attributes=to_jsonable(attributes, what="log attributes") if attributes else {},
+            message=str(message)[:TEXT_LIMIT],
+            attributes=_stored(attributes) if attributes else {},
         )
 
     def debug(self, message: str, /, **attributes: Any) -> None:
