@@ -50,16 +50,22 @@ class RunQuerySet(models.QuerySet["Run"]):
     def due_delayed(self, now: Any) -> RunQuerySet:
         return self.filter(status=RunStatus.DELAYED, delayed_until__lte=now)
 
-    def with_tag(self, tag: str) -> RunQuerySet:
-        """Runs carrying ``tag`` exactly (case and accents matter): ``runs.list(tag=)``,
-        the admin's tag filter and the dashboard all filter with this."""
+    def with_tag(self, *tags: str) -> RunQuerySet:
+        """Runs carrying any of ``tags`` exactly (case and accents matter):
+        ``runs.list(tag=)``, the admin's tag filter and the dashboard all filter with this."""
         if connection.features.supports_json_field_contains:
-            return self.filter(tags__contains=[tag])
-        # SQLite has no JSON containment: look the tag up among the array's elements.
+            any_of = models.Q()
+            for tag in tags:
+                any_of |= models.Q(tags__contains=[tag])
+            return self.filter(any_of)
+        # SQLite has no JSON containment: look the tags up among the array's elements.
         table = connection.ops.quote_name(self.model._meta.db_table)
+        marks = ", ".join(["%s"] * len(tags))
         return self.extra(
-            where=[f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = %s)"],
-            params=[tag],
+            where=[
+                f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value IN ({marks}))"
+            ],
+            params=list(tags),
         )
 
     def created_between(self, start: datetime | None, end: datetime | None) -> RunQuerySet:

@@ -68,6 +68,9 @@ def test_runs_list_and_the_admin_tag_filter_agree_on_non_ascii_tags(admin_client
     assert [r.id for r in runs.list(tag="café")] == ["run_tag_accented"]
     assert [r.id for r in runs.list(tag="日本")] == ["run_tag_japanese"]
     assert [r.id for r in runs.list(tag="cafe")] == ["run_tag_plain"]
+    # A list of tags matches runs carrying any of them (as a list of statuses does).
+    either = {r.id for r in runs.list(tag=["日本", "cafe", "nowhere"])}
+    assert either == {"run_tag_japanese", "run_tag_plain"}
 
     page = admin_client.get(reverse("admin:trigger_celery_run_changelist"), {"tag": "café"})
     assert page.status_code == 200

@@ -175,8 +175,7 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     qs = qs.created_between(filters.get("from_"), filters.get("to"))
     tag = filters.get("tag")
     if tag:
-        for t in [tag] if isinstance(tag, str) else list(tag):
-            qs = qs.with_tag(t)
+        qs = qs.with_tag(*([tag] if isinstance(tag, str) else list(tag)))  # any of them
     if filters.get("batch"):
         qs = qs.filter(batch_id=filters["batch"])
     if filters.get("schedule"):
