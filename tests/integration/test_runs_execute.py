@@ -262,6 +262,8 @@ def test_runs_list_pages_through_every_run_newest_first(live):
     third = second.get_next_page()
     assert [r.id for r in third.data] == [handles[0].id]
     assert not third.has_next_page()
+    with pytest.raises(LookupError, match="last page"):
+        third.get_next_page()
     assert [r.id for r in runs.list(tag="paged", limit=3)][1:] == [h.id for h in reversed(handles)]
     assert {
         r.id for r in runs.list(status="PENDING_VERSION", task_identifier="not-deployed-yet")

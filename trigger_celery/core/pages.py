@@ -59,7 +59,8 @@ class Page(Generic[T]):
 
     def get_next_page(self) -> Page[T]:
         if self._next_cursor is None:
-            raise StopIteration("this is the last page")
+            # Not StopIteration: raised inside a generator, that becomes a RuntimeError.
+            raise LookupError("this is the last page; check has_next_page() first")
         return self._fetch(self._next_cursor)
 
     def __iter__(self) -> Iterator[T]:
