@@ -40,6 +40,12 @@ def test_batch_trigger_and_wait_keeps_item_order(live):
     assert run.output == [0, 1, 2, 3, 4, 5]
 
 
+def test_batch_trigger_and_wait_of_no_items_returns_no_results_at_once(live):
+    run = finished(tasks.trigger("batch-parent", {"n": 0}), timeout=30)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == []
+
+
 def test_unwrap_of_a_failed_child_raises_subtask_unwrap_error(live):
     run = finished(tasks.trigger("unwrap-parent", {}))
     assert run.status == "COMPLETED", run.error

@@ -21,7 +21,7 @@ from trigger_celery.core.results import RunResult
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine import dispatch, queueing, transitions
 from trigger_celery.engine.payloads import load_payload
-from trigger_celery.models import Run, Waitpoint
+from trigger_celery.models import Batch, Run, Waitpoint
 
 _FINAL = sorted(s.value for s in FINAL_STATUSES)  # as in the index tc_run_batch_open
 
@@ -79,7 +79,8 @@ def _complete_batch(wp: Waitpoint) -> None:
     children = list(
         Run.objects.filter(batch_id=wp.batch_id).order_by("batch_index").only(*RESULT_FIELDS)
     )
-    if children:
+    # No runs: an empty batch (batch_trigger_and_wait([])) is done at once.
+    if children or Batch.objects.filter(id=wp.batch_id, run_count=0).exists():
         results = [result_of(c).to_json() for c in children]
         complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
 
