@@ -8,6 +8,7 @@ thread and consumes what the pump and any other process (a Django shell) dispatc
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Any
 
@@ -31,9 +32,27 @@ def wsgi_application() -> Any:
     return app
 
 
-def serve_http(addr: str, port: int) -> threading.Thread:
+def parse_addrport(value: str) -> tuple[str, int, bool]:
+    """``"8000"``, ``"0.0.0.0:8000"`` or ``"[::1]:8000"`` (as ``runserver`` takes them):
+    address, port and whether the address is IPv6."""
+    addr, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not a port or address:port")
+    ipv6 = addr.startswith("[") and addr.endswith("]")
+    return (addr[1:-1] if ipv6 else addr) or "127.0.0.1", int(port), ipv6
+
+
+def check_bindable(addr: str, port: int, ipv6: bool) -> None:
+    """Raise OSError now if the dashboard could not listen there, rather than leave the
+    process running as a worker without the dashboard it announced."""
+    with socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((addr, port))
+
+
+def serve_http(addr: str, port: int, ipv6: bool = False) -> threading.Thread:
     def target() -> None:
-        run(addr, port, wsgi_application(), threading=True, server_cls=WSGIServer)
+        run(addr, port, wsgi_application(), ipv6=ipv6, threading=True, server_cls=WSGIServer)
 
     thread = threading.Thread(target=target, name="trigger-dev-http", daemon=True)
     thread.start()

@@ -1,6 +1,6 @@
 import threading
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from trigger_celery import devserver
 
@@ -14,13 +14,18 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: object, **options: object) -> None:
-        addr, _, port = str(options["addrport"]).rpartition(":")
+        try:
+            addr, port, ipv6 = devserver.parse_addrport(str(options["addrport"]))
+            devserver.check_bindable(addr, port, ipv6)
+        except ValueError as err:
+            raise CommandError(str(err)) from None
+        except OSError as err:
+            raise CommandError(f"cannot serve the dashboard on {addr}:{port}: {err.strerror}")
         stop = threading.Event()
-        devserver.serve_http(addr or "127.0.0.1", int(port))
+        devserver.serve_http(addr, port, ipv6)
         devserver.pump_forever(stop)
-        self.stdout.write(
-            f"trigger_celery dev: dashboard on http://{addr or '127.0.0.1'}:{port}/trigger/"
-        )
+        shown = f"[{addr}]" if ipv6 else addr
+        self.stdout.write(f"trigger_celery dev: dashboard on http://{shown}:{port}/trigger/")
         try:
             devserver.run_worker(int(options["concurrency"]), str(options["loglevel"]))  # type: ignore[arg-type]
         finally:
