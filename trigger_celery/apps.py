@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from trigger_celery.core import run_events
+from trigger_celery.default_broker import use_file_system_broker_if_unset
 
 
 class TriggerCeleryConfig(AppConfig):
@@ -34,10 +35,7 @@ class TriggerCeleryConfig(AppConfig):
 
         signals.connect()
         recorder.connect()  # counts run events when TRIGGER_CELERY["METRICS"] is set
-        # The embedded default needs no broker server either (default_broker.py).
-        from trigger_celery.default_broker import use_file_system_broker_if_unset
-
-        use_file_system_broker_if_unset()
+        use_file_system_broker_if_unset()  # the embedded default needs no broker server
         if django.VERSION >= (6, 0) and _tasks_backend_configured():
             # Imported only here: it needs django.tasks (Django 6.0+) and the models.
             from trigger_celery import django_tasks

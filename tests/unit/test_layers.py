@@ -60,6 +60,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.management",
             "trigger_celery.beat",
             "trigger_celery.devserver",
+            "trigger_celery.default_broker",
             "trigger_celery.bulk",
             "trigger_celery.metrics",
         ),
