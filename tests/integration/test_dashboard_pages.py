@@ -54,6 +54,7 @@ def test_list_filters_like_runs_list(admin_client):
     assert ids_in(admin_client, "queue=q-a") == ["run_f1"]
     assert ids_in(admin_client, "concurrency_key=tenant-1") == ["run_f2"]
     assert ids_in(admin_client, "task=greet") == ["run_f3"]
+    assert ids_in(admin_client, "task_identifier=greet") == ["run_f3"]  # runs.list's name
     assert ids_in(admin_client, "q=key-123") == ["run_f3"]
     assert ids_in(admin_client, "q=run_f4") == ["run_f4"]
     # A run's id begins with its creation time, as new_id makes it.
@@ -63,6 +64,7 @@ def test_list_filters_like_runs_list(admin_client):
     day = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d")
     assert old.id not in ids_in(admin_client, f"created_from={day}")
     assert ids_in(admin_client, f"created_to={day}") == [old.id]
+    assert ids_in(admin_client, f"to={day}") == [old.id]
     fresh = make_run(new_id("run"))
     today = timezone.localtime().strftime("%Y-%m-%d")  # a "to" date includes its day
     assert ids_in(admin_client, f"created_from={today}&created_to={today}") == [fresh.id]
@@ -182,6 +184,11 @@ def test_replay_with_an_edited_payload_links_the_new_run(admin_client):
     assert new.payload == {"message": "edited"}
     detail = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
     assert new.id in detail.content.decode()
+    # A payload field left empty (or left out) replays the original's payload, not null.
+    for form in ({"payload": "  "}, {}):
+        admin_client.post(reverse("trigger_celery:run-replay", args=[original.id]), form)
+    again = Run.objects.filter(replayed_from_id=original.id).exclude(id=new.id)
+    assert [r.payload for r in again] == [{"message": "old"}] * 2
 
 
 def test_replay_with_bad_json_or_a_bad_schema_payload_creates_nothing(admin_client):

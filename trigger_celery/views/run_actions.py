@@ -44,8 +44,12 @@ def replay(request: HttpRequest, run_id: str) -> HttpResponse:
     """Replay with the payload from the form (the original's, edited or not)."""
     run = _exists(run_id)
     text = request.POST.get("payload", "")
+    if not text.strip():  # no payload given (a cleared field, a bare POST): the same one
+        handle = replay_run(run_id, {})
+        messages.success(request, f"Replayed {run_id} as {handle.id}.")
+        return redirect("trigger_celery:run-detail", handle.id)
     try:
-        payload = json.loads(text) if text.strip() else None
+        payload = json.loads(text)
     except json.JSONDecodeError as exc:
         messages.error(request, f"Not replayed: the payload is not JSON ({exc}).")
         return _back(run_id)

@@ -21,6 +21,8 @@ from trigger_celery.models import Run
 
 TEXT_FILTERS = ("task", "tag", "queue", "concurrency_key", "batch", "schedule", "q")
 DATE_FILTERS = ("created_from", "created_to")
+# runs.list's names for the same filters, accepted in a hand-made URL too.
+ALIASES = {"task_identifier": "task", "from_": "created_from", "to": "created_to"}
 LIST_FIELDS = (
     "id",
     "task_identifier",
@@ -57,6 +59,8 @@ class RunFilters:
                 found.errors.append(f"unknown status {status!r}")
         for name in (*TEXT_FILTERS, *DATE_FILTERS):
             value = (query.get(name) or "").strip()
+            for alias in (a for a, canonical in ALIASES.items() if canonical == name):
+                value = value or (query.get(alias) or "").strip()
             if value:  # an idempotency key may be 2,048 characters (SPEC 5)
                 found.values[name] = value[: MAX_KEY_LENGTH if name == "q" else 255]
         for name in DATE_FILTERS:
