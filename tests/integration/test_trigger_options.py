@@ -310,9 +310,10 @@ def test_large_payload_is_stored_through_django_storage_and_loaded_transparently
 
 
 def test_payload_over_10_mb_is_refused_and_nothing_is_created(live):
-    with pytest.raises(PayloadTooLargeError, match="10,485,760"):
+    with pytest.raises(PayloadTooLargeError, match="10,485,760") as refused:
         tasks.trigger("echo", {"blob": "x" * (10 * 1024 * 1024 + 1)})
     assert not Run.objects.exists()
+    assert str(refused.value).startswith("the payload is ")  # no id of a run never made
 
 
 def test_cancel_also_cancels_children_in_progress(live):

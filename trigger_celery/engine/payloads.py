@@ -35,8 +35,10 @@ def store_payload(run_id: str, kind: str, value: Any, *, limit: int) -> tuple[An
     settings = get_settings()
     encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     if len(encoded) > limit:
+        # A payload is refused before its run exists: no run id to name then.
+        whose = "the payload" if kind == "payload" else f"the {kind} of run {run_id}"
         raise PayloadTooLargeError(
-            f"{kind} of run {run_id} is {len(encoded):,} bytes; the limit is {limit:,} bytes"
+            f"{whose} is {len(encoded):,} bytes; the limit is {limit:,} bytes"
         )
     if len(encoded) <= settings.PAYLOAD_INLINE_LIMIT:
         return value, ""
