@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -338,34 +339,50 @@ class QueueAdmin(admin.ModelAdmin):
         # The override is changed on the dashboard's queues page, which pushes it to the store.
         return ("name", "paused", "limit", "executing", "queued", "concurrency_limit_override")
 
+    # One ModelAdmin serves every request: live counts are kept per request thread.
+    _live = threading.local()
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # Queues declared in code only: a row a removed queue left behind is not offered
+        # (pausing it would name a queue the code no longer has).
+        registry.ensure_discovered()
+        return super().get_queryset(request).filter(name__in=list(registry.queues))
+
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         registry.ensure_discovered()
         QueueState.objects.bulk_create(
             [QueueState(name=name) for name in registry.queues], ignore_conflicts=True
         )
-        self._stats = {}
+        stats: dict[str, tuple[int, int]] = {}
         try:
             for row in get_store().stats():
-                queued, executing = self._stats.get(row.queue, (0, 0))
-                self._stats[row.queue] = (queued + row.queued, executing + row.executing)
+                queued, executing = stats.get(row.queue, (0, 0))
+                stats[row.queue] = (queued + row.queued, executing + row.executing)
         except Exception:  # the store is down: show the rows without live counts
-            self._stats = {}
+            stats = {}
+        self._live.stats = stats
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="concurrency limit")
     def limit(self, obj: QueueState) -> str:
-        if obj.concurrency_limit_override is not None:
-            return f"{obj.concurrency_limit_override} (overridden)"
         q = registry.queues.get(obj.name)
-        return "-" if q is None or q.concurrency_limit is None else str(q.concurrency_limit)
+        if obj.concurrency_limit_override is not None:
+            shown = [f"{obj.concurrency_limit_override} (overridden)"]
+        else:
+            shown = ["-" if q is None or q.concurrency_limit is None else str(q.concurrency_limit)]
+        if q is not None and q.total_limit is not None:
+            shown.append(f"{q.total_limit} over all keys")
+        if q is not None and q.rate_limit:
+            shown.append(f"rate {q.rate_limit}")
+        return "; ".join(shown)
 
     @admin.display(description="executing")
     def executing(self, obj: QueueState) -> int:
-        return getattr(self, "_stats", {}).get(obj.name, (0, 0))[1]
+        return getattr(self._live, "stats", {}).get(obj.name, (0, 0))[1]
 
     @admin.display(description="queued")
     def queued(self, obj: QueueState) -> int:
-        return getattr(self, "_stats", {}).get(obj.name, (0, 0))[0]
+        return getattr(self._live, "stats", {}).get(obj.name, (0, 0))[0]
 
     @admin.action(description="Pause selected queues", permissions=["change"])
     def pause_queues(self, request: HttpRequest, queryset: Any) -> None:

@@ -300,6 +300,22 @@ def test_queue_admin_pauses_and_resumes_with_the_change_permission(
     assert not QueueState.objects.get(name="limit-2").paused  # no change permission, no pause
 
 
+@pytest.mark.django_db
+def test_queue_admin_lists_only_queues_in_code_and_shows_every_limit(admin_client):
+    from trigger_celery.models import QueueState
+
+    QueueState.objects.create(name="removed-from-code")  # left by an earlier deploy
+    changelist = reverse("admin:trigger_celery_queuestate_changelist")
+    page = admin_client.get(changelist).content.decode()
+    assert "removed-from-code" not in page
+    data = {"action": "pause_queues", "_selected_action": ["removed-from-code", "limit-2"]}
+    assert admin_client.post(changelist, data).status_code == 302  # not a 500
+    assert QueueState.objects.get(name="limit-2").paused
+    assert not QueueState.objects.get(name="removed-from-code").paused
+    admin_client.post(changelist, {**data, "action": "resume_queues"})
+    assert "rate 4/s" in page and "1; 2 over all keys" in page
+
+
 def test_a_malformed_redis_url_is_named_when_the_store_is_built():
     from trigger_celery.coordination.factory import get_store, reset_store_cache
     from trigger_celery.errors import ConfigurationError
