@@ -83,6 +83,8 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
 
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong-token").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"bearer {TOKEN}").status_code == 200
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Basic {TOKEN}").status_code == 403
     hello = {"name": "hello-world", "queue_name": "hello-world"}
     fails = {"name": "always-fails", "queue_name": "always-fails"}
     found = scrape_counted(
@@ -133,7 +135,28 @@ def test_waiting_runs_and_cancels_are_counted(own, counting, client):
     runs.cancel(handle)
     found = scrape_counted(client, ("trigger_celery_run_canceled_total", sleeper, 1))
     assert value(found, "trigger_celery_queue_waiting", queue_name="sleeper") == 0
+    # Read 0, not left out, as every queue gauge is for a known queue.
+    assert ("trigger_celery_queue_waiting", frozenset({("queue_name", "sleeper")})) in found
     assert value(found, "trigger_celery_run_canceled_total", **sleeper) == 1
+
+
+def test_an_attempt_that_waited_counts_its_execution_not_its_wait(own, counting, client):
+    from trigger_celery.models import Attempt, Waitpoint
+
+    own.worker(env=METRICS_ENV)
+    own.beat(env=METRICS_ENV)
+    handle = tasks.trigger("waits-a-while", {})  # suspends for 3 s, then resumes attempt 1
+    assert finished(handle).status == "COMPLETED"
+    labels = {"name": "waits-a-while", "queue_name": "waits-a-while"}
+    found = scrape_counted(client, ("trigger_celery_run_runtime_seconds_count", labels, 1))
+    assert value(found, "trigger_celery_run_runtime_seconds_count", **labels) == 1
+    attempt = Attempt.objects.get(run_id=handle.id, number=1)
+    wp = Waitpoint.objects.get(run_id=handle.id)
+    assert (wp.completed_at - wp.created_at).total_seconds() >= 3  # the wait it made
+    wall = (attempt.finished_at - attempt.started_at).total_seconds()
+    recorded = value(found, "trigger_celery_run_runtime_seconds_sum", **labels)
+    waited = (wp.completed_at - wp.created_at).total_seconds()
+    assert recorded == pytest.approx(wall - waited, abs=1e-3)
 
 
 def test_oldest_queued_age_covers_the_known_wait_and_is_zero_for_an_empty_queue(

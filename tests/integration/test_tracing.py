@@ -84,6 +84,21 @@ def test_a_batch_is_one_producer_span_and_its_runs_attempts_hang_from_it(traced)
     assert {s["trace_id"] for s in attempts} == {trigger["trace_id"]}
 
 
+def test_a_canceled_attempt_says_canceled_and_is_not_an_error(traced):
+    from tests.taskapp import events
+    from trigger_celery import runs
+
+    handle = tasks.trigger("cooperative", {})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    runs.cancel(handle)  # the function returns on the signal
+    [span] = wait_for(
+        lambda: [s for s in otel_spans.read(traced) if s["name"] == "run cooperative"],
+        what="the attempt's span",
+    )
+    assert span["attributes"]["trigger_celery.outcome"] == "Canceled"
+    assert span["status"] != "ERROR"
+
+
 def test_every_retry_is_a_span_under_the_same_trigger_and_failures_are_errors(traced):
     handle = tasks.trigger("always-fails", {})
     finished(handle)

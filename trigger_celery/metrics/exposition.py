@@ -168,8 +168,10 @@ class RunCollector:
             .annotate(n=Count("id"))
             .order_by()
         )
-        for queue_name, n in counts:
-            waiting.add_metric([queue_name], n)
+        waiting_in = dict.fromkeys(queued, 0)  # every known queue reads 0 when none waits
+        waiting_in.update(dict(counts))
+        for queue_name in sorted(waiting_in):
+            waiting.add_metric([queue_name], waiting_in[queue_name])
         yield waiting
         overrides = queueing.limit_overrides()  # the dashboard's, in force on every worker
         for name in sorted(queued):
@@ -195,11 +197,11 @@ def allowed(request: HttpRequest) -> bool:
     With neither configured, nobody."""
     config: dict[str, Any] = get_settings().METRICS or {}
     token = config.get("TOKEN")
-    header = request.headers.get("Authorization", "")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if (
         token
-        and header.startswith("Bearer ")
-        and hmac.compare_digest(header.removeprefix("Bearer ").encode(), str(token).encode())
+        and scheme.lower() == "bearer"  # an auth scheme is case-insensitive (RFC 7235)
+        and hmac.compare_digest(given.strip().encode(), str(token).encode())
     ):
         return True
     remote = request.META.get("REMOTE_ADDR", "")

@@ -28,7 +28,7 @@ from django.db.models import F
 from trigger_celery.conf import get_settings
 from trigger_celery.core import run_events
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.models import Attempt, Run
+from trigger_celery.models import Attempt, Run, Waitpoint
 
 log = logging.getLogger("trigger_celery.metrics")
 
@@ -108,7 +108,8 @@ def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] |
             task, queue, started_at, finished_at = ended
             seconds = None
             if started_at is not None and finished_at is not None:
-                seconds = max((finished_at - started_at).total_seconds(), 0.0)
+                waited = _waited(run_id, started_at, finished_at)
+                seconds = max((finished_at - started_at).total_seconds() - waited, 0.0)
             return task, queue, None, None, seconds
     row = (
         Run.objects.filter(id=run_id)
@@ -116,6 +117,21 @@ def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] |
         .first()
     )
     return None if row is None else (*row, None)
+
+
+def _waited(run_id: str, start: Any, end: Any) -> float:
+    """Seconds of [start, end] the run spent in its waits: an attempt that suspended is
+    continued when the run resumes, and the time between is not execution (SPEC 12)."""
+    spans = Waitpoint.objects.filter(run_id=run_id, created_at__lt=end).values_list(
+        "created_at", "completed_at"
+    )
+    total, cursor = 0.0, start
+    for opened, closed in sorted(spans):
+        a, b = max(opened, cursor), min(closed or end, end)
+        if b > a:
+            total += (b - a).total_seconds()
+            cursor = b
+    return total
 
 
 def enabled() -> bool:

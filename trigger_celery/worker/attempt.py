@@ -43,6 +43,7 @@ from trigger_celery.errors import (
     TaskModuleImportError,
 )
 from trigger_celery.models import Run
+from trigger_celery.worker import log_fields
 from trigger_celery.worker.monitor import Watched, monitor
 from trigger_celery.worker.settle import after_final, settle
 from trigger_celery.worker.user_code import Failed, Outcome, Suspended, run_attempt
@@ -55,7 +56,12 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     heal_connections()  # a database restart since the last attempt broke the connection
     run = transitions.start_attempt(run_id, attempt, worker or socket.gethostname())
     if run is None:
-        log.info("run %s attempt %d: stale or duplicate message, ignored", run_id, attempt)
+        log.info(
+            "run %s attempt %d: stale or duplicate message, ignored",
+            run_id,
+            attempt,
+            extra=log_fields.of(run_id, None, attempt),
+        )
         return "stale"
     definition = _definition_of(run)
     if definition is None:

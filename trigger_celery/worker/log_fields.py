@@ -36,3 +36,9 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def of(run_id: str, task_id: str | None, attempt: int) -> dict[str, Any]:
+    """The fields as ``extra``, for a line about a run logged outside its scope (the
+    attempt monitor's thread, a message refused before its run is loaded)."""
+    return dict(zip(FIELDS, (run_id, task_id, attempt), strict=True))

@@ -28,6 +28,7 @@ from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, transitions
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
+from trigger_celery.worker import log_fields
 from trigger_celery.worker.user_code import call_cancel_hooks
 
 log = logging.getLogger("trigger_celery.monitor")
@@ -175,7 +176,12 @@ class AttemptMonitor:
                 store.adopt(w.claim(store.time() + lease_seconds))
 
     def _lost(self, w: Watched) -> None:
-        log.warning("run %s attempt %d lost its lease; stopping it", w.run_id, w.attempt)
+        log.warning(
+            "run %s attempt %d lost its lease; stopping it",
+            w.run_id,
+            w.attempt,
+            extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
+        )
         w.reason = "lease_lost"
         w.ctx.signal.set("lease_lost")
         w.interrupt_at = time.monotonic() + COOPERATIVE_GRACE_SECONDS
@@ -203,6 +209,7 @@ class AttemptMonitor:
                 "run %s ignored its stop for %.0fs; ending this pool process",
                 w.run_id,
                 HARD_GRACE_SECONDS,
+                extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
             )
             stop_unresponsive_attempt(w, exc)
             os._exit(1)

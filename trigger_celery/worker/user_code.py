@@ -20,6 +20,7 @@ from trigger_celery.core.decisions import error_dict
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, run_coroutine
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
+from trigger_celery.errors import MaxDurationExceededError
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.worker.waits import SuspendRun, wait_of
 
@@ -94,9 +95,22 @@ def run_attempt(
         f"run {definition.id}", consumer=True, parent=parent, attributes=attributes
     ) as sp:
         outcome, payload = _run_attempt(definition, raw_payload, ctx, resumed=resumed)
-        error = outcome.error if isinstance(outcome, Failed) else None
-        tracing.set_outcome(sp, type(outcome).__name__, error)
+        tracing.set_outcome(sp, *_span_outcome(outcome, ctx))
     return outcome, payload
+
+
+def _span_outcome(outcome: Outcome, ctx: Context) -> tuple[str, BaseException | None]:
+    """How the attempt's span says it ended: a cancel is ``Canceled`` (not an error, even
+    when the function returned on the signal), a passed max_duration ``TimedOut``."""
+    error = outcome.error if isinstance(outcome, Failed) else None
+    reason = ctx.signal.reason if ctx.signal.is_set() else None
+    if isinstance(outcome, Suspended):
+        return "Suspended", None
+    if reason == "canceled":
+        return "Canceled", None
+    if reason == "max_duration":
+        return "TimedOut", error or MaxDurationExceededError("the attempt passed max_duration")
+    return type(outcome).__name__, error
 
 
 def _run_attempt(
