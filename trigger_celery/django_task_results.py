@@ -28,10 +28,26 @@ _READY = frozenset({RunStatus.PENDING_VERSION, RunStatus.DELAYED, RunStatus.QUEU
 _RUNNING = frozenset({RunStatus.DEQUEUED, RunStatus.EXECUTING, RunStatus.WAITING})
 
 
+def django_payload(value: Any) -> dict[str, Any]:
+    """The payload of a Django task's run, ``{"args": [...], "kwargs": {...}}``: the schema
+    its definition checks in the worker (a run triggered by id with another shape fails
+    once, naming it) and at ``enqueue``."""
+    shape = isinstance(value, Mapping) and set(value) <= {"args", "kwargs"}
+    args, kwargs = (value.get("args", []), value.get("kwargs", {})) if shape else (None, None)
+    if not isinstance(args, list) or not isinstance(kwargs, Mapping):
+        raise ValueError(
+            f'a Django task\'s payload is {{"args": [...], "kwargs": {{...}}}}; got {value!r:.200}'
+        )
+    return {"args": args, "kwargs": dict(kwargs)}
+
+
 def task_result(run: Run, task: Task, alias: str) -> TaskResult:
     """``run`` as Django's ``TaskResult`` of ``task`` (backend ``alias``)."""
     attempts = sorted(run.attempts.all(), key=lambda a: a.number)
-    payload = load_payload(run.payload, run.payload_ref) or {}
+    try:
+        payload = django_payload(load_payload(run.payload, run.payload_ref) or {})
+    except ValueError:  # triggered by id with another shape: its run failed saying so
+        payload = {"args": [], "kwargs": {}}
     if run.status == RunStatus.COMPLETED:
         status = TaskResultStatus.SUCCESSFUL
     elif run.status in _RUNNING:

@@ -63,7 +63,7 @@ from trigger_celery.core.hooks import run_coroutine
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
-from trigger_celery.django_task_results import ERRORS_METADATA_KEY, task_result
+from trigger_celery.django_task_results import ERRORS_METADATA_KEY, django_payload, task_result
 from trigger_celery.engine.registry import Queue, TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.errors import SerializationError
@@ -253,11 +253,9 @@ class TriggerCeleryBackend(BaseTaskBackend):
                 f"run {run.id} ({run.task_identifier!r}) is not a django.tasks run of "
                 f"backend {self.alias!r}"
             )
-        try:  # the task as it was enqueued: queue and priority of the run
-            return task.using(
-                queue_name=run.queue,
-                priority=django_priority(run.priority, self.priority_seconds),
-            )
+        try:  # the task as it was enqueued: queue, priority and run_after of the run
+            priority = django_priority(run.priority, self.priority_seconds)
+            return task.using(queue_name=run.queue, priority=priority, run_after=run.delayed_until)
         except InvalidTask:  # settings changed since; the task's own values will do
             return task
 
@@ -322,6 +320,8 @@ def definition_for(task: TriggerCeleryTask) -> TaskDefinition:
         id=task.module_path,
         run=run,
         queue=task.queue_name,
+        schema=django_payload,  # checked in the worker also for a run triggered by id
+        is_schema_task=True,
         description=(task.func.__doc__ or "").strip(),
         hooks={"on_failure": lambda ctx, error: _finished_after_failure(task, ctx, error)},
     )

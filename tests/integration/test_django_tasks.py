@@ -116,6 +116,7 @@ def test_run_after_delays_the_run(live):
     assert Run.objects.get(id=result.id).status == "DELAYED"
     result.refresh()
     assert result.status == TaskResultStatus.READY
+    assert default_task_backend.get_result(result.id).task.run_after == when  # as enqueued
     finished(result)
     assert result.started_at >= when
     assert result.return_value == {"sum": 8}
@@ -142,6 +143,18 @@ def test_a_django_task_triggered_by_id_runs_in_its_queue(live):
     handle = tasks.trigger(jobs.hold_slot.module_path, {"args": ["by-id", 0.01], "kwargs": {}})
     assert Run.objects.get(id=handle.id).queue == "dj-limited"
     assert finished(jobs.hold_slot.get_result(handle.id)).return_value == "by-id"
+
+
+def test_a_django_task_triggered_by_id_with_another_payload_fails_once_saying_why(live):
+    from trigger_celery import tasks
+
+    handle = tasks.trigger(jobs.hold_slot.module_path, "not args and kwargs")
+    run = wait_for(lambda: (r := runs.retrieve(handle)).is_completed and r)
+    assert run.status == "FAILED" and run.attempt_count == 1  # not retried: it would repeat
+    assert run.error["type"] == "TaskPayloadParsedError"
+    assert '{"args": [...], "kwargs": {...}}' in run.error["message"]
+    result = jobs.hold_slot.get_result(handle.id)  # readable, not an AttributeError
+    assert result.status == TaskResultStatus.FAILED and result.args == []
 
 
 def test_the_queues_django_tasks_use_are_the_ones_listed(live):
