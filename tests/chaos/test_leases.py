@@ -8,7 +8,7 @@ import time
 
 from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
-from trigger_celery import tasks
+from trigger_celery import runs, tasks
 from trigger_celery.models import LogEntry
 
 
@@ -48,6 +48,38 @@ def test_an_attempt_that_lost_its_lease_stops_and_writes_nothing(own):
     # Attempt 1 woke up, found its lease gone, and was stopped before its end.
     time.sleep(3.0)
     assert events.values(f"pid-sleeper-done:{handle.id}") == [2]
+
+
+def test_an_attempt_frozen_past_its_lease_that_ends_on_waking_runs_no_hook(own):
+    """Frozen until its run was retried and completed elsewhere, attempt 1 ends the
+    moment it wakes, before the monitor's next pass: the row, asked before settling,
+    says the run moved on, so its on_success does not run a second time."""
+    own.worker(concurrency=2)
+    own.beat()
+    handle = tasks.trigger("wakes-done", {"seconds": 2})
+    wait_for(lambda: events.values(f"wakes-done:{handle.id}"), what="attempt 1 to start")
+    (number, pid), *_ = events.values(f"wakes-done:{handle.id}")
+    assert number == 1
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: events.values(f"wakes-done-success:{handle.id}") == [2],
+            timeout=60,
+            what="attempt 2 to complete the run while attempt 1 is frozen",
+        )
+        assert _state_of(pid) == "T"  # still frozen: the fault held
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    run = finished(handle, timeout=60)
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "CRASHED"), (2, "COMPLETED")]
+    time.sleep(3.0)  # attempt 1 has woken and ended by now (its sleep was over)
+    assert events.values(f"wakes-done-success:{handle.id}") == [2]
+    assert runs.retrieve(handle).output == {"attempt": 2}
+
+
+def _state_of(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
 
 
 def test_a_worker_whose_clock_is_30s_behind_keeps_its_leases(own):

@@ -590,6 +590,21 @@ def pid_sleeper(payload, ctx):
     return {"attempt": ctx.attempt.number}
 
 
+def _success_of_attempt(ctx):
+    events.record(f"wakes-done-success:{ctx.run.id}", ctx.attempt.number)
+
+
+@task(
+    id="wakes-done",
+    retry={"max_attempts": 3, "min_timeout_in_ms": 100},
+    on_success=_success_of_attempt,
+)
+def wakes_done(payload, ctx):
+    events.record(f"wakes-done:{ctx.run.id}", [ctx.attempt.number, os.getpid()])
+    time.sleep(payload["seconds"])  # one sleep: over at once when a long freeze ends
+    return {"attempt": ctx.attempt.number}
+
+
 @task(id="sqlite-parent", retry={"max_attempts": 3, "min_timeout_in_ms": 100})
 def sqlite_parent(payload, ctx):
     from trigger_celery import wait

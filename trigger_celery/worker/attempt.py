@@ -92,7 +92,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
         watched.payload = raw_payload
         try:
             outcome, payload, elapsed_ms = _run_watched(watched, definition, run, ctx, raw_payload)
-            if watched.reason == "lease_lost":
+            if watched.reason == "lease_lost" or monitor.lease_overdue(watched):
                 # The reaper gave the run to a new attempt: this one writes nothing.
                 log.warning("run %s attempt %d: lease lost, not settled", run.id, attempt)
                 return "lease lost"

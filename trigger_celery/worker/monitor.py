@@ -57,6 +57,9 @@ class Watched:
     interrupt_at: float | None = None
     interrupted_at: float | None = None
     beaten: bool = False  # the monitor has renewed its lease at least once
+    # When its lease was last known to be held (time.monotonic, which runs on while the
+    # process is frozen): see ``lease_overdue``.
+    renewed_at: float = field(default_factory=time.monotonic)
     payload: Any = None  # as stored: the on_cancel hooks get it like every hook (SPEC 3)
 
     def claim(self, lease_expires_at: float) -> Claim:
@@ -133,6 +136,7 @@ class AttemptMonitor:
         for w in watched:
             w.beaten = True
             if store.heartbeat(w.run_id, None, lease_seconds, attempt=w.attempt):
+                w.renewed_at = time.monotonic()
                 continue
             if not (w.reason or w.done):  # else stopping, or settling (slot given back)
                 gone.append(w)
@@ -174,6 +178,28 @@ class AttemptMonitor:
             elif lease_seconds is not None:
                 # Still ours (the store forgot it, or the reaper is mid-way): hold it again.
                 store.adopt(w.claim(store.time() + lease_seconds))
+                w.renewed_at = time.monotonic()
+
+    def lease_overdue(self, w: Watched) -> bool:
+        """Whether an attempt that just returned may have lost its run meanwhile: its
+        lease was last renewed over half a lease ago (the process was frozen, or the
+        store unreachable), so the reaper may have given the run to a new attempt before
+        this monitor's next pass could tell. The run's row decides then, before any hook
+        of the settle runs; otherwise nothing is asked."""
+        lease = get_settings().LEASE_SECONDS
+        if w.reason is not None or time.monotonic() - w.renewed_at < lease / 2:
+            return False
+        row = Run.objects.filter(id=w.run_id).values_list("status", "attempt_count").first()
+        if row == (RunStatus.EXECUTING, w.attempt):
+            return False
+        log.warning(
+            "run %s attempt %d ended after its run moved on (%s); not settled",
+            w.run_id,
+            w.attempt,
+            row[0] if row else "deleted",
+            extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
+        )
+        return True
 
     def _lost(self, w: Watched) -> None:
         log.warning(
