@@ -280,6 +280,8 @@ def test_description_in_words():
     assert describe("0 9 * * 1L") == "At 09:00, on the last Monday of the month"
     assert describe("*/15 * * * *") == "Every 15 minutes"
     assert describe("@daily") == describe("0 0 * * *") != "@daily"
+    assert describe("0 12 * * 0,7") == "At 12:00, only on Sunday"  # 0 and 7 are one day
+    assert describe("0 12 * * 1,3") == "At 12:00, only on Monday and Wednesday"
 
 
 # -- specs and payloads -------------------------------------------------------------------

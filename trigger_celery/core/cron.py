@@ -335,9 +335,20 @@ def describe(cron: str) -> str:
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
-        return str(get_description(_MACROS.get(cron.strip().lower(), cron), options))
+        expr = _one_name_per_day(_MACROS.get(cron.strip().lower(), cron))
+        return str(get_description(expr, options))
     except Exception:  # a description is a nicety; never fail because of it
         return cron
+
+
+def _one_name_per_day(cron: str) -> str:
+    """A day-of-week list that names a day twice (``0,7``: Sunday both) once per day, so
+    its description does not read "on Sunday and Sunday"."""
+    fields = cron.split()
+    if len(fields) == 5 and re.fullmatch(r"[0-7](,[0-7])+", fields[4]):
+        days = sorted({int(day) % 7 for day in fields[4].split(",")})
+        fields[4] = ",".join(str(day) for day in days)
+    return " ".join(fields)
 
 
 def format_local(instant: datetime, zone_name: str) -> str:
