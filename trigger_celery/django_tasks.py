@@ -215,8 +215,8 @@ class TriggerCeleryBackend(BaseTaskBackend):
                 {},
                 definition=definition_for(task),
             )
-            if handle.is_cached:  # an idempotency key returned an existing run
-                result = self.get_result(handle.id)
+            if handle.is_cached:  # an idempotency key returned an existing run: nothing
+                return self.get_result(handle.id)  # was enqueued, so no task_enqueued
             else:
                 result = TaskResult(
                     task=task,

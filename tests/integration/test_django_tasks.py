@@ -330,9 +330,21 @@ def test_task_finished_is_sent_for_a_run_whose_worker_process_died(live):
 
 
 def test_an_idempotency_key_gives_the_first_enqueues_result(live):
+    from django.tasks.signals import task_enqueued
+
     keyed = jobs.add.using(trigger_options={"idempotency_key": uuid.uuid4().hex})
-    first = keyed.enqueue(1, 2)
-    second = keyed.enqueue(1, 2)
+    sent = []
+
+    def count(sender, task_result, **kwargs):
+        sent.append(task_result.id)
+
+    task_enqueued.connect(count)
+    try:
+        first = keyed.enqueue(1, 2)
+        second = keyed.enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(count)
     assert second.id == first.id
+    assert sent == [first.id]  # the second enqueue found the run: nothing was enqueued
     assert finished(second).return_value == {"sum": 3}
     assert Run.objects.filter(task_identifier=jobs.add.module_path, id=first.id).count() == 1
