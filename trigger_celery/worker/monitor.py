@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from billiard.process import current_process
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
@@ -189,7 +189,10 @@ class AttemptMonitor:
         lease = get_settings().LEASE_SECONDS
         if w.reason is not None or time.monotonic() - w.renewed_at < lease / 2:
             return False
-        row = Run.objects.filter(id=w.run_id).values_list("status", "attempt_count").first()
+        try:
+            row = Run.objects.filter(id=w.run_id).values_list("status", "attempt_count").first()
+        except DatabaseError:  # unreachable too: the settle's fenced writes wait and decide
+            return False
         if row == (RunStatus.EXECUTING, w.attempt):
             return False
         log.warning(
