@@ -114,12 +114,9 @@ class Retrying:
         while True:
             attempt = Attempt(number)
             yield attempt
-            if attempt.error is None:
+            if (seconds := self._pause_after(attempt)) is None:
                 return
-            delay = next_delay_ms(self._policy, number)
-            if delay is None:
-                raise attempt.error
-            time.sleep(delay / 1000)
+            time.sleep(seconds)
             number += 1
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
@@ -127,13 +124,20 @@ class Retrying:
         while True:
             attempt = Attempt(number)
             yield attempt
-            if attempt.error is None:
+            if (seconds := self._pause_after(attempt)) is None:
                 return
-            delay = next_delay_ms(self._policy, number)
-            if delay is None:
-                raise attempt.error
-            await asyncio.sleep(delay / 1000)
+            await asyncio.sleep(seconds)
             number += 1
+
+    def _pause_after(self, attempt: Attempt) -> float | None:
+        """Seconds before the next try; None once the block passed. Raises the block's
+        error when the policy leaves no try."""
+        if attempt.error is None:
+            return None
+        delay = next_delay_ms(self._policy, attempt.number)
+        if delay is None:
+            raise attempt.error
+        return delay / 1000
 
     def __enter__(self) -> None:
         raise TypeError(
