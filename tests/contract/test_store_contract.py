@@ -95,6 +95,13 @@ def test_keys_are_served_round_robin_under_a_total_limit(store):
     assert "quiet" in served[:2]
 
 
+def test_the_environment_limits_read_back_as_set_and_none_once_flushed(store):
+    store.set_environment_limits(EnvironmentLimits(concurrency_limit=7, burst_factor=1.5))
+    assert store.environment_limits() == EnvironmentLimits(7, 1.5)
+    store.flush()
+    assert store.environment_limits() is None
+
+
 def test_environment_limit_with_burst_across_queues(store):
     store.set_environment_limits(EnvironmentLimits(concurrency_limit=2, burst_factor=1.5))
     store.enqueue([Entry(f"{q}{i}", q, NOW - 10 + i) for q in ("x", "y") for i in range(3)])

@@ -77,6 +77,17 @@ def test_exhausted_retries_fail_the_run_and_call_on_failure_once(live):
     assert all(a.error["type"] == "ValueError" for a in run.attempts)
 
 
+def test_sys_exit_in_a_run_fails_its_attempt_and_the_retry_runs(live):
+    handle = tasks.trigger("exits", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert events.values(f"attempts:{handle.id}") == [1, 2]
+    first = run.attempts[0]
+    assert first.status == "FAILED"  # not CRASHED after its lease: the process lived on
+    assert first.error["type"] == "SystemExit"
+    assert first.error["message"] == "3"
+
+
 def test_max_attempts_trigger_option_overrides_the_task_retry_policy(live):
     handle = tasks.trigger("always-fails", {}, max_attempts=1)
     run = finished(handle)

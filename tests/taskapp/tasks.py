@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import sys
 import time
 
 from pydantic import BaseModel
@@ -291,6 +292,14 @@ task(
     retry={"max_attempts": 2, "min_timeout_in_ms": 50},
 )
 task(id="after-death", run=_interval, queue="dies-1")
+
+
+@task(id="exits", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
+def exits(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    if ctx.attempt.number == 1:
+        sys.exit(3)
+    return {"pid": os.getpid()}
 
 
 # -- options and run actions (SPEC 5, 6) -------------------------------------------------

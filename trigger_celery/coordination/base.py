@@ -128,6 +128,10 @@ class CoordinationStore(ABC):
         store that has them (False otherwise)."""
 
     @abstractmethod
+    def environment_limits(self) -> EnvironmentLimits | None:
+        """The environment limits claims go by now; None in a store that has none."""
+
+    @abstractmethod
     def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume a queue: a paused queue is never claimed from."""
 

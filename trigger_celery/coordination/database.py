@@ -74,6 +74,14 @@ class DatabaseStore(CoordinationStore):
             )
         return True
 
+    def environment_limits(self) -> EnvironmentLimits | None:
+        values = dict(
+            StoreSetting.objects.filter(key__in=["limit", "burst"]).values_list("key", "value")
+        )
+        if "limit" not in values or "burst" not in values:
+            return None
+        return EnvironmentLimits(int(values["limit"]), float(values["burst"]))
+
     def set_paused(self, queue: str, paused: bool) -> None:
         with write_transaction():
             StoreQueue.objects.update_or_create(name=queue, defaults={"paused": paused})

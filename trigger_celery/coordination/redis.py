@@ -116,6 +116,12 @@ class RedisStore(CoordinationStore):
             )
         )
 
+    def environment_limits(self) -> EnvironmentLimits | None:
+        limit, burst = self.client.hmget(keys.env(self.p), "limit", "burst")
+        if limit is None or burst is None:
+            return None
+        return EnvironmentLimits(int(float(limit)), float(burst))
+
     def set_paused(self, queue: str, paused: bool) -> None:
         self._run("pause", queue, "1" if paused else "0")
 

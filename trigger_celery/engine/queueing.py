@@ -10,6 +10,7 @@ last, the environment limits that mark the store as ready again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 
@@ -34,6 +35,8 @@ ENTRY_FIELDS = (
 )
 CHUNK = 1000
 
+log = logging.getLogger("trigger_celery.queueing")
+
 _configured_queues: set[str] = set()
 _configured_lock = threading.Lock()
 _env_configured = False
@@ -54,10 +57,10 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
     with _configured_lock:
         if not _env_configured:
             settings = get_settings()
-            get_store().set_environment_limits(
-                EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR),
-                only_if_set=True,
-            )
+            mine = EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR)
+            store = get_store()
+            warn_of_other_limits(store.environment_limits(), mine)
+            store.set_environment_limits(mine, only_if_set=True)
             _env_configured = True
         todo = [
             name
@@ -66,6 +69,26 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
         ]
         if todo:
             _push_queues(todo)
+
+
+def warn_of_other_limits(theirs: EnvironmentLimits | None, mine: EnvironmentLimits) -> bool:
+    """Warn when the store holds environment limits other than this process's settings:
+    every process pushes its own, so processes with different ``CONCURRENCY_LIMIT`` or
+    ``BURST_FACTOR`` take turns at deciding it. Expected once in a deploy that changes
+    them; anything else means the processes of one environment disagree."""
+    if theirs is None or theirs == mine:
+        return False
+    log.warning(
+        "trigger_celery: the %s environment's limits were CONCURRENCY_LIMIT=%s, "
+        "BURST_FACTOR=%s; this process's settings make them %s and %s. Every process of an "
+        "environment pushes its own: give them all the same settings",
+        get_settings().ENVIRONMENT,
+        theirs.concurrency_limit,
+        theirs.burst_factor,
+        mine.concurrency_limit,
+        mine.burst_factor,
+    )
+    return True
 
 
 def limit_overrides() -> dict[str, int]:

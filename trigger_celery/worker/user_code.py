@@ -154,6 +154,13 @@ def _run_attempt(
         return Suspended(suspend.reason, suspend.kept_child_waitpoint), payload
     except Exception as err:
         return Failed(err, traceback.format_exc()), payload
+    except SystemExit as err:
+        # ``sys.exit()`` in the user's code fails the attempt like any error instead of
+        # ending the pool process (the run would wait out its lease as a crash). Celery's
+        # own shutdowns (``WorkerShutdown``, ``WorkerTerminate``) subclass it and go on.
+        if type(err) is not SystemExit:
+            raise
+        return Failed(err, traceback.format_exc()), payload
 
 
 def _wrap_middleware(
