@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings as django_settings
 from django.core import checks
@@ -12,11 +14,11 @@ from django.utils.module_loading import import_string
 
 from trigger_celery.beat import Scheduler
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
-from trigger_celery.core.hooks import HOOK_NAMES
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.engine.payloads import storage_anchor
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import TaskModuleImportError
+from trigger_celery.worker.settings_hooks import SHAPE, named_hooks
 
 
 @checks.register()
@@ -55,7 +57,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.E004",
             )
         )
-    if not isinstance(s.BURST_FACTOR, int | float) or s.BURST_FACTOR < 1:
+    if not _positive(s.BURST_FACTOR, float) or s.BURST_FACTOR < 1:
         problems.append(
             checks.Error(
                 f"TRIGGER_CELERY['BURST_FACTOR'] is {s.BURST_FACTOR!r}; it must be a number >= 1",
@@ -149,9 +151,18 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 def _positive(value: Any, kind: type, least: str = "above 0") -> bool:
     number = int | float if kind is float else int
-    if isinstance(value, bool) or not isinstance(value, number):
-        return False
+    if isinstance(value, bool) or not isinstance(value, number) or not math.isfinite(value):
+        return False  # NaN compares false with every bound, and inf never ends
     return value >= 0 if least == "0 or more" else value > 0
+
+
+def _redis_db(url: str) -> str | None:
+    """The database part of a Redis URL when it is not a whole number (None if fine)."""
+    parts = urlsplit(url)
+    db = parse_qs(parts.query).get("db", [""])[0]
+    if not db and parts.scheme != "unix":
+        db = parts.path.strip("/")
+    return None if db == "" or db.isdigit() else db
 
 
 def _check_values(s: Any) -> list[checks.CheckMessage]:
@@ -183,6 +194,15 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
             checks.Error(
                 f"TRIGGER_CELERY['REDIS_URL'] is {s.REDIS_URL!r}; it must start with "
                 f"{', '.join(REDIS_SCHEMES)} (or leave it out for the embedded store)",
+                id="trigger_celery.E015",
+            )
+        )
+    elif s.REDIS_URL is not None and (db := _redis_db(s.REDIS_URL)) is not None:
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['REDIS_URL'] is {s.REDIS_URL!r}, whose database {db!r} is "
+                "not a number: Redis would use database 0, which may hold another's data",
+                hint="End the URL with the database number, e.g. redis://localhost:6379/1.",
                 id="trigger_celery.E015",
             )
         )
@@ -297,35 +317,11 @@ def _is_our_scheduler(path: Any) -> bool:
 
 
 def _check_hook_paths(hooks: Any, middleware: Any) -> list[checks.CheckMessage]:
-    problems: list[checks.CheckMessage] = []
-    if not isinstance(hooks, dict) or not isinstance(middleware, list | tuple):
-        return [
-            checks.Error(
-                "TRIGGER_CELERY HOOKS must be a dict and MIDDLEWARE a list",
-                id="trigger_celery.E010",
-            )
-        ]
-    entries = [
-        (name, p)
-        for name, paths in hooks.items()
-        for p in ([paths] if isinstance(paths, str) else paths)
+    _, problems = named_hooks(hooks, middleware)
+    return [
+        checks.Error(
+            f"TRIGGER_CELERY {text}",
+            id="trigger_celery.E010" if kind == SHAPE else "trigger_celery.E011",
+        )
+        for kind, text in problems
     ]
-    entries += [("middleware", p) for p in middleware]
-    for name, path in entries:
-        if name not in HOOK_NAMES and name != "middleware":
-            problems.append(
-                checks.Error(
-                    f"TRIGGER_CELERY HOOKS has an unknown hook {name!r}", id="trigger_celery.E010"
-                )
-            )
-            continue
-        try:
-            import_string(path)
-        except ImportError as exc:
-            problems.append(
-                checks.Error(
-                    f"TRIGGER_CELERY {name} hook {path!r} cannot be imported: {exc}",
-                    id="trigger_celery.E011",
-                )
-            )
-    return problems

@@ -45,6 +45,15 @@ def test_no_model_change_is_missing_a_migration():
         ({"CELERY_QUEUE": ""}, "trigger_celery.E014"),
         ({"LOG_LINES_PER_RUN": -1}, "trigger_celery.E014"),
         ({"REDIS_URL": "htp://nope"}, "trigger_celery.E015"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/abc"}, "trigger_celery.E015"),
+        ({"BURST_FACTOR": float("nan")}, "trigger_celery.E005"),
+        ({"BURST_FACTOR": True}, "trigger_celery.E005"),
+        ({"LEASE_SECONDS": float("inf")}, "trigger_celery.E014"),
+        ({"HOOKS": {"on_success": 5}}, "trigger_celery.E010"),
+        ({"HOOKS": {"on_success": None}}, "trigger_celery.E010"),
+        ({"HOOKS": {"on_success": "os.sep"}}, "trigger_celery.E011"),
+        ({"MIDDLEWARE": [None]}, "trigger_celery.E011"),
+        ({"MIDDLEWARE": "tests.taskapp.tasks.exits"}, "trigger_celery.E010"),
     ],
 )
 def test_system_checks_report_misconfiguration(config, check_id):
@@ -52,6 +61,14 @@ def test_system_checks_report_misconfiguration(config, check_id):
         messages = check_settings()
     assert check_id in {m.id for m in messages}
     assert any(repr(v)[:20] in m.msg or k in m.msg for m in messages for k, v in config.items())
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/3", "unix:///tmp/r.sock?db=2"]
+)
+def test_a_redis_url_with_a_database_number_or_none_is_accepted(url):
+    with override_settings(TRIGGER_CELERY={"REDIS_URL": url}):
+        assert "trigger_celery.E015" not in {m.id for m in check_settings()}
 
 
 def test_zero_inline_limit_and_zero_log_lines_are_accepted():

@@ -24,6 +24,7 @@ from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import TriggerOptions, parse_trigger_options
+from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import heal_connections, write_transaction
@@ -168,7 +169,7 @@ def build_run(
     elif definition is not None and definition.retry is not None:
         max_attempts = definition.retry.max_attempts
     else:
-        max_attempts = int(settings.RETRY.get("max_attempts", 3))
+        max_attempts = RetryPolicy.from_value(settings.RETRY).max_attempts
 
     ttl = opts.ttl
     if ttl is None and settings.ENVIRONMENT == "DEVELOPMENT":

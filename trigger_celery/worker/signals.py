@@ -17,7 +17,6 @@ from typing import Any
 
 from celery import signals
 from django.db import close_old_connections
-from django.utils.module_loading import import_string
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import reset_store_cache
@@ -26,6 +25,7 @@ from trigger_celery.engine import dispatch, promotions, queueing
 from trigger_celery.engine.registry import app_modules, registry
 from trigger_celery.engine.schedules import sync_declarative
 from trigger_celery.worker import log_fields, prefetch
+from trigger_celery.worker.settings_hooks import named_hooks
 
 log = logging.getLogger("trigger_celery.worker")
 _imported = False
@@ -50,21 +50,27 @@ def register_hooks_from_settings() -> int:
 
     ``"HOOKS": {"on_failure": ["myapp.hooks.alert"]}``,
     ``"MIDDLEWARE": ["myapp.hooks.with_db"]`` (registered under its dotted path).
+    Raises ``SystemExit`` naming every entry that is wrong: the worker does not start
+    without a hook the project counts on.
     """
     global _settings_hooks_registered
     if _settings_hooks_registered:
         return 0
-    _settings_hooks_registered = True
     settings = get_settings()
-    count = 0
-    for name, paths in settings.HOOKS.items():
-        for path in [paths] if isinstance(paths, str) else paths:
-            global_hooks.add(name, import_string(path))
-            count += 1
-    for path in settings.MIDDLEWARE:
-        global_hooks.add_middleware(path, import_string(path))
-        count += 1
-    return count
+    found, problems = named_hooks(settings.HOOKS, settings.MIDDLEWARE)
+    if problems:
+        message = "trigger_celery cannot start: TRIGGER_CELERY " + "; ".join(
+            text for _, text in problems
+        )
+        log.critical(message)
+        raise SystemExit(message)
+    for name, path, fn in found:
+        if name == "middleware":
+            global_hooks.add_middleware(path, fn)
+        else:
+            global_hooks.add(name, fn)
+    _settings_hooks_registered = True
+    return len(found)
 
 
 _settings_hooks_registered = False

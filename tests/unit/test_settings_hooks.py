@@ -1,0 +1,37 @@
+"""Global hooks named in settings: a worker does not start without one it cannot import."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from trigger_celery.core.hooks import global_hooks
+from trigger_celery.worker import signals
+
+
+@pytest.fixture
+def fresh_registration(monkeypatch):
+    monkeypatch.setattr(signals, "_settings_hooks_registered", False)
+    yield
+    global_hooks.clear()
+
+
+def test_a_hook_that_cannot_be_imported_stops_the_start_naming_it(fresh_registration):
+    hooks = {"on_success": ["tests.taskapp.tasks._skip"], "on_failure": ["nope.mod.fn"]}
+    with (
+        override_settings(TRIGGER_CELERY={"HOOKS": hooks}),
+        pytest.raises(SystemExit, match=r"HOOKS\['on_failure'\] names 'nope.mod.fn'"),
+    ):
+        signals.register_hooks_from_settings()
+    assert global_hooks.get("on_success") == []  # none of them, not the valid half
+
+
+def test_valid_hooks_and_middleware_are_registered(fresh_registration):
+    config = {
+        "HOOKS": {"on_success": "tests.taskapp.tasks._skip"},
+        "MIDDLEWARE": ["tests.taskapp.tasks._skip"],
+    }
+    with override_settings(TRIGGER_CELERY=config):
+        assert signals.register_hooks_from_settings() == 2
+    assert len(global_hooks.get("on_success")) == 1
+    assert [name for name, _ in global_hooks.middleware] == ["tests.taskapp.tasks._skip"]
