@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, timedelta
 
 import pytest
@@ -300,6 +301,18 @@ def test_the_timeline_shows_a_wait_inside_an_attempt_as_waiting(admin_client):
     rows = [r.split("</td>")[0] for r in timeline.split("<tr><td>")[1:]]
     assert rows == ["attempt 1", "wait: child-task", "attempt 1"]
     assert '<rect class="waiting"' in timeline and ">6.0<" in timeline
+
+
+def test_the_timeline_is_drawn_in_a_language_with_a_decimal_comma(admin_client, settings):
+    settings.LANGUAGE_CODE = "de"
+    now = timezone.now()
+    run = make_run("run_de", started_at=now - timedelta(seconds=3), finished_at=now)
+    Run.objects.filter(id=run.id).update(created_at=now - timedelta(seconds=3.5))
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    rects = re.findall(r'<rect class="\w+" x="([^"]*)" y="0" width="([^"]*)"', page)
+    assert rects
+    for x, width in rects:  # SVG lengths: never "0,3"
+        float(x), float(width)
 
 
 def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client):

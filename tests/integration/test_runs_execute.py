@@ -237,6 +237,12 @@ def test_unknown_task_id_waits_in_pending_version(live):
     assert run.is_queued
 
 
+def test_the_project_retry_setting_as_an_int_is_the_max_attempts_of_a_run(live, settings):
+    settings.TRIGGER_CELERY = {**settings.TRIGGER_CELERY, "RETRY": 5}
+    handle = tasks.trigger("not-deployed-yet", {"x": 1})
+    assert Run.objects.get(id=handle.id).max_attempts == 5
+
+
 def test_a_retry_waiting_for_its_time_holds_no_worker(live):
     # Five runs wait a minute for their retry; the worker has four processes.
     waiting = [tasks.trigger("retry-later", {}) for _ in range(5)]

@@ -82,6 +82,17 @@ def test_a_run_triggered_elsewhere_appears_and_completes_without_a_reload(browse
     assert browser_page.csp_violations() == []
 
 
+def test_a_live_list_whose_last_run_stops_matching_says_no_runs_match(browser_page):
+    page = browser_page.page
+    make_run("run_live_only", "EXECUTING", tags=["now-running"])
+    browser_page.go("/trigger/?status=EXECUTING&tag=now-running")
+    page.wait_for_selector('#tc-runs tr[data-id="run_live_only"]')
+    Run.objects.filter(id="run_live_only").update(status="COMPLETED")
+    page.wait_for_selector("#tc-runs tbody tr.empty")
+    assert page.locator('#tc-runs tr[data-id="run_live_only"]').count() == 0
+    assert browser_page.csp_violations() == []
+
+
 def test_cancel_an_executing_run_from_its_page(browser_page, live):
     page = browser_page.page
     handle = tasks.trigger("sleepy", {"seconds": 30, "tag": "browser-cancel"})

@@ -68,7 +68,11 @@
         tr.appendChild(el("td", run.finished || "—"));
         rows.appendChild(tr);
       });
-      if (!body.runs.length) return;
+      if (!body.runs.length) {  // the last matching run has moved on: say so
+        var none = el("tr", null, "empty"), cell = el("td", "No runs match.");
+        cell.colSpan = 10;
+        none.appendChild(cell); rows.appendChild(none);
+      }
       tbody.replaceChildren(rows);
     });
   }
