@@ -369,3 +369,29 @@ def test_every_preview_time_matches_in_local_time_and_strictly_increases(
         gap = int((t.astimezone(tz).utcoffset() - before.utcoffset()).total_seconds() // 60)
         skipped = [wall - timedelta(minutes=m) for m in range(1, gap + 1)]
         assert any(_matches_wall(expression, w) for w in skipped), (expression, zone, t)
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 0 1 1 0", "At 00:00, on day 1 of the month or on Sunday, only in January"),
+        ("0 0 1,15 * 1-5", "At 00:00, on day 1 and 15 of the month or Monday through Friday"),
+        ("0 9 1 * *", "At 09:00, on day 1 of the month"),
+        ("0 9 * * 1", "At 09:00, only on Monday"),
+    ],
+)
+def test_both_day_fields_restricted_are_described_as_either(expression, words):
+    assert describe(expression) == words
+    if " or " in words:  # what the words say is what fires: the 1st and the Sundays
+        after = "2025-12-31T12:00:00+00:00"
+        days = {d.day for d in preview(expression, after=after, count=6)}
+        assert 1 in days and len(days) > 2
+
+
+def test_preview_takes_an_iso_string_with_its_offset():
+    expected = [datetime(2030, 1, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, 2, tzinfo=UTC)]
+    assert preview("0 * * * *", after="2030-01-01T00:00:00+00:00", count=2) == expected
+    with pytest.raises(ValueError, match="aware"):  # as a naive datetime is
+        preview("0 * * * *", after="2030-01-01")
+    with pytest.raises(InvalidScheduleError, match="after='soon' is not an ISO 8601"):
+        preview("0 * * * *", after="soon")

@@ -136,3 +136,11 @@ def test_a_tag_given_twice_is_kept_once_in_order():
 
 def test_an_int_concurrency_key_is_its_string():
     assert parse_trigger_options(concurrency_key=42).concurrency_key == "42"
+
+
+@pytest.mark.parametrize("items", [5, "abc", {"payload": 1}, None])
+def test_a_batch_that_is_not_a_list_of_items_is_refused_by_name(items):
+    from trigger_celery.engine.batches import items_of
+
+    with pytest.raises(TypeError, match=r"a batch takes a list of items \(dicts\), got"):
+        items_of(items)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.api.runs import RunRecord
-from trigger_celery.engine.batches import BatchHandle, create_batch, item_fields
+from trigger_celery.engine.batches import BatchHandle, create_batch, item_fields, items_of
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.errors import RunNotFoundError
 from trigger_celery.models import Batch, Run
@@ -36,7 +36,7 @@ class BatchAPI:
         """Items ``{"id": task_id, "payload": ..., "options": {...}}``; not validated."""
 
         def gen() -> Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]:
-            for i, item in enumerate(items):
+            for i, item in enumerate(items_of(items)):
                 task_id, payload, options = item_fields(item, i, task_key="id")
                 if not isinstance(task_id, str):
                     raise ValueError(
@@ -52,7 +52,7 @@ class BatchAPI:
         """Items ``{"task": my_task, "payload": ...}``; payloads are validated."""
 
         def gen() -> Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]:
-            for i, item in enumerate(items):
+            for i, item in enumerate(items_of(items)):
                 definition, payload, options = item_fields(item, i, task_key="task")
                 if not isinstance(definition, TaskDefinition):
                     raise ValueError(f"batch item {i}: 'task' must be a task, got {definition!r}")
@@ -64,7 +64,7 @@ class BatchAPI:
         """Like :meth:`trigger`, then wait for every run; ``.runs`` in item order."""
 
         parsed = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(items_of(items)):
             task_id, payload, options = item_fields(item, i, task_key="id")
             parsed.append((task_id, payload, options, None))
         return batch_trigger_and_wait("batch", parsed)
@@ -73,7 +73,7 @@ class BatchAPI:
         """Like :meth:`trigger_by_task`, then wait for every run."""
 
         parsed = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(items_of(items)):
             definition, payload, options = item_fields(item, i, task_key="task")
             if not isinstance(definition, TaskDefinition):
                 raise ValueError(f"batch item {i}: 'task' must be a task, got {definition!r}")

@@ -19,7 +19,12 @@ from trigger_celery.core.hooks import HOOK_NAMES
 from trigger_celery.core.options import QueueOptions
 from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.core.schedules import ScheduleSpec
-from trigger_celery.engine.batches import BatchHandle, item_fields, trigger_batch_of_task
+from trigger_celery.engine.batches import (
+    BatchHandle,
+    item_fields,
+    items_of,
+    trigger_batch_of_task,
+)
 from trigger_celery.engine.registry import Queue, RunFunction, TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.errors import ConfigurationError
@@ -60,7 +65,7 @@ class Task(TaskDefinition):
         """Trigger children (``{"payload", "options"}`` items) and wait for all; ``.runs``
         are results in item order."""
         parsed = []
-        for i, item in enumerate(items):
+        for i, item in enumerate(items_of(items)):
             _, payload, options = item_fields(item, i, task_key=None)
             parsed.append((self.id, payload, options, self))
         return waits.batch_trigger_and_wait(self.id, parsed)

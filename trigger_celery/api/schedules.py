@@ -300,10 +300,11 @@ class SchedulesAPI:
         cron: str,
         *,
         timezone: str = "UTC",
-        after: datetime | None = None,
+        after: datetime | str | None = None,
         count: int = UPCOMING_COUNT,
     ) -> list[datetime]:
-        """The next ``count`` fire times of ``cron`` in ``timezone`` (aware, in UTC)."""
+        """The next ``count`` fire times of ``cron`` in ``timezone`` (aware, in UTC) after
+        ``after``, an aware datetime or an ISO 8601 string with its offset (default: now)."""
         return cron_rules.preview(cron, timezone=timezone, after=after, count=count)
 
 

@@ -321,11 +321,20 @@ def preview(
     cron: str,
     *,
     timezone: str = "UTC",
-    after: datetime | None = None,
+    after: datetime | str | None = None,
     count: int = 5,
 ) -> list[datetime]:
     """The next ``count`` fire times (aware, UTC) of ``cron`` in ``timezone`` after
-    ``after`` (default: now)."""
+    ``after``: an aware datetime or ISO 8601 string with its offset (default: now)."""
+    if isinstance(after, str):
+        try:
+            after = datetime.fromisoformat(after)
+        except ValueError:
+            raise InvalidScheduleError(
+                f"after={after!r} is not an ISO 8601 date or datetime"
+            ) from None
+    elif after is not None and not isinstance(after, datetime):
+        raise InvalidScheduleError(f"after={after!r} is not a datetime or an ISO 8601 string")
     return fire_times(parse_cron(cron), get_zone(timezone), after=after or clock.now(), count=count)
 
 
@@ -336,9 +345,30 @@ def describe(cron: str) -> str:
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
         expr = _one_name_per_day(_MACROS.get(cron.strip().lower(), cron))
-        return str(get_description(expr, options))
+        return _either_day(expr, options) or str(get_description(expr, options))
     except Exception:  # a description is a nicety; never fail because of it
         return cron
+
+
+def _either_day(expr: str, options: Options) -> str | None:
+    """With both day fields restricted, cron fires on a day that matches either (``0 0 1
+    * 0``: the 1st, and every Sunday); say "or" where the plain description reads as if
+    both had to match. None when the expression restricts at most one of them."""
+    fields = expr.split()
+    if len(fields) != 5 or fields[2] in ("*", "?") or fields[4] in ("*", "?"):
+        return None
+    minute, hour, dom, month, dow = fields
+
+    def words(dom: str, month: str, dow: str) -> str:
+        return str(get_description(f"{minute} {hour} {dom} {month} {dow}", options))
+
+    base = words("*", "*", "*")
+    parts = [words(dom, "*", "*"), words("*", "*", dow), words("*", month, "*")]
+    if not all(part.startswith(base) for part in parts):
+        return None
+    on_date, on_day, in_month = (part[len(base) :] for part in parts)
+    on_day = on_day.removeprefix(", ").removeprefix("only ")
+    return f"{base}{on_date} or {on_day}{in_month}"
 
 
 def _one_name_per_day(cron: str) -> str:

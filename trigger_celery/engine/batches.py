@@ -40,6 +40,14 @@ class BatchHandle:
     runs: list[RunHandle]
 
 
+def items_of(items: Any) -> Iterable[Any]:
+    """``items`` checked to be a list (or another iterable) of items: a dict, a string or
+    a number is refused by name rather than iterated or failing deep inside."""
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise TypeError(f"a batch takes a list of items (dicts), got {items!r}")
+    return items
+
+
 def item_fields(
     item: Any, index: int, *, task_key: str | None
 ) -> tuple[Any, Any, Mapping[str, Any]]:
@@ -204,7 +212,7 @@ def trigger_batch_of_task(
     batch_options: Mapping[str, Any],
 ) -> BatchHandle:
     def gen() -> Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]:
-        for i, item in enumerate(items):
+        for i, item in enumerate(items_of(items)):
             _, payload, options = item_fields(item, i, task_key=None)
             yield (
                 task_id,

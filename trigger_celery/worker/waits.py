@@ -19,13 +19,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection
 
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope
+from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.db import write_transaction
@@ -246,16 +247,33 @@ class WaitAPI:
     def for_(
         self,
         *,
-        seconds: float = 0,
-        minutes: float = 0,
-        hours: float = 0,
-        days: float = 0,
-        weeks: float = 0,
+        seconds: float | None = None,
+        minutes: float | None = None,
+        hours: float | None = None,
+        days: float | None = None,
+        weeks: float | None = None,
     ) -> None:
-        total = seconds + minutes * 60 + hours * 3600 + days * 86400 + weeks * 604800
-        if total < 0:
-            raise ValueError(f"wait.for_ needs a duration >= 0, got {total} seconds")
-        self._until(clock.now() + timedelta(seconds=total), "wait.for_")
+        given = {
+            unit: (value, size)
+            for unit, value, size in (
+                ("seconds", seconds, 1),
+                ("minutes", minutes, 60),
+                ("hours", hours, 3600),
+                ("days", days, 86400),
+                ("weeks", weeks, 604800),
+            )
+            if value is not None
+        }
+        if not given:
+            raise ValueError(
+                "wait.for_ needs a duration: seconds=, minutes=, hours=, days= or weeks="
+            )
+        total = 0.0
+        for unit, (value, size) in given.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"wait.for_: {unit}={value!r} is not a number")
+            total += parse_duration(value, name=f"wait.for_ {unit}").total_seconds() * size
+        self._until(clock.now() + parse_duration(total, name="wait.for_"), "wait.for_")
 
     def until(self, when: datetime) -> None:
         if not isinstance(when, datetime):
