@@ -206,6 +206,33 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
                 id="trigger_celery.E015",
             )
         )
+    prefix = s.STORAGE_PREFIX
+    if isinstance(prefix, str) and (prefix.startswith(("/", "\\")) or ".." in prefix.split("/")):
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY['STORAGE_PREFIX'] is {prefix!r}; it must be a relative path "
+                "inside the storage, without '..'",
+                id="trigger_celery.E018",
+            )
+        )
+    if s.STORE == "database" and s.REDIS_URL:
+        problems.append(
+            checks.Warning(
+                f"TRIGGER_CELERY['STORE'] is 'database', so REDIS_URL ({s.REDIS_URL!r}) is not "
+                "used: limits, queues and leases live in the database",
+                hint="Remove REDIS_URL, or STORE to use Redis.",
+                id="trigger_celery.W007",
+            )
+        )
+    inline, most = s.PAYLOAD_INLINE_LIMIT, s.PAYLOAD_MAX_SIZE
+    if _positive(inline, int, "0 or more") and _positive(most, int) and inline > most:
+        problems.append(
+            checks.Warning(
+                f"TRIGGER_CELERY['PAYLOAD_INLINE_LIMIT'] ({inline}) is above PAYLOAD_MAX_SIZE "
+                f"({most}): every payload is refused before it could be too large to inline",
+                id="trigger_celery.W008",
+            )
+        )
     if not getattr(django_settings, "USE_TZ", True):
         problems.append(
             checks.Error(
@@ -293,6 +320,23 @@ def _check_storage(alias: Any) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+@checks.register(deploy=True)
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``manage.py check --deploy``: the development defaults in a deployment."""
+    s = get_settings()
+    if s.ENVIRONMENT != "DEVELOPMENT" or s.DEVELOPMENT_TTL is None:
+        return []
+    return [
+        checks.Warning(
+            "TRIGGER_CELERY['ENVIRONMENT'] is 'DEVELOPMENT' (the default): a run triggered "
+            f"without a ttl expires after {s.DEVELOPMENT_TTL} s in its queue (DEVELOPMENT_TTL)",
+            hint="Set TRIGGER_CELERY['ENVIRONMENT'] = 'PRODUCTION' (or 'STAGING') in "
+            "the deployed settings.",
+            id="trigger_celery.W009",
+        )
+    ]
 
 
 @checks.register()

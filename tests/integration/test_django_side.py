@@ -53,6 +53,10 @@ def test_no_model_change_is_missing_a_migration():
         ({"HOOKS": {"on_success": None}}, "trigger_celery.E010"),
         ({"HOOKS": {"on_success": "os.sep"}}, "trigger_celery.E011"),
         ({"MIDDLEWARE": [None]}, "trigger_celery.E011"),
+        ({"STORAGE_PREFIX": "/abs"}, "trigger_celery.E018"),
+        ({"STORAGE_PREFIX": "a/../b"}, "trigger_celery.E018"),
+        ({"STORE": "database", "REDIS_URL": "redis://x/1"}, "trigger_celery.W007"),
+        ({"PAYLOAD_INLINE_LIMIT": 2000, "PAYLOAD_MAX_SIZE": 1000}, "trigger_celery.W008"),
         ({"MIDDLEWARE": "tests.taskapp.tasks.exits"}, "trigger_celery.E010"),
     ],
 )
@@ -69,6 +73,16 @@ def test_system_checks_report_misconfiguration(config, check_id):
 def test_a_redis_url_with_a_database_number_or_none_is_accepted(url):
     with override_settings(TRIGGER_CELERY={"REDIS_URL": url}):
         assert "trigger_celery.E015" not in {m.id for m in check_settings()}
+
+
+def test_the_deploy_check_warns_of_the_development_environment_and_its_ttl():
+    from trigger_celery.checks import check_deploy
+
+    with override_settings(TRIGGER_CELERY={"ENVIRONMENT": "DEVELOPMENT"}):
+        [warning] = check_deploy()
+    assert warning.id == "trigger_celery.W009" and "expires after 600 s" in warning.msg
+    with override_settings(TRIGGER_CELERY={"ENVIRONMENT": "PRODUCTION"}):
+        assert check_deploy() == []
 
 
 def test_zero_inline_limit_and_zero_log_lines_are_accepted():

@@ -92,6 +92,7 @@ def test_unknown_option_names_are_listed_with_the_accepted_ones():
         ("max_duration", "soon"),
         ("priority", "high"),
         ("priority", float("inf")),
+        ("priority", -1e12),
         ("region", ""),
         ("machine", "huge-9x"),
     ],

@@ -68,7 +68,8 @@ def test_max_attempts_over_250_is_refused_naming_the_value():
         ({"max_attempt": 3}, "'max_attempt'"),
         ({"max_attempts": 0}, "max_attempts must be an int >= 1, got 0"),
         ({"max_attempts": "3"}, "got '3'"),
-        ({"factor": 0}, "factor must be a number > 0, got 0"),
+        ({"factor": 0}, "factor must be a finite number > 0, got 0"),
+        ({"factor": float("inf")}, "factor must be a finite number > 0, got inf"),
         ({"min_timeout_in_ms": 5000, "max_timeout_in_ms": 10}, "above"),
         ({"randomize": "yes"}, "'yes'"),
         ("often", "'often'"),
@@ -78,3 +79,8 @@ def test_bad_retry_options_name_key_and_value(value, fragment):
     with pytest.raises(ValueError) as info:
         RetryPolicy.from_value(value)
     assert fragment in str(info.value)
+
+
+def test_a_large_factor_waits_the_cap_instead_of_overflowing():
+    policy = RetryPolicy(max_attempts=5, factor=1e300, randomize=False)
+    assert next_delay_ms(policy, 3) == policy.max_timeout_in_ms

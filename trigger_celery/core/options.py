@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from trigger_celery.core import clock
-from trigger_celery.core.durations import parse_delay, parse_duration
+from trigger_celery.core.durations import MAX_SECONDS, parse_delay, parse_duration
 from trigger_celery.core.idempotency import MAX_KEY_LENGTH
 from trigger_celery.core.retry import MAX_ATTEMPTS_CAP
 from trigger_celery.core.serialization import json_size, to_jsonable
@@ -220,6 +220,8 @@ class TriggerOptions(BaseModel):
             return None
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise ValueError(f"priority: {v!r} is not a finite number of seconds")
+        if abs(v) > MAX_SECONDS:  # a place in the queue years away is a mistake
+            raise ValueError(f"priority: {v!r} is more than 10 years of seconds either way")
         return float(v)
 
     @field_validator("region", mode="before")

@@ -7,6 +7,7 @@ uniform in [1, 2) when ``randomize`` and 1 otherwise; the cap applies after the 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -32,9 +33,9 @@ class RetryPolicy:
         if (
             isinstance(self.factor, bool)
             or not isinstance(self.factor, int | float)
-            or not self.factor > 0
+            or not 0 < self.factor < math.inf
         ):
-            raise ValueError(f"retry.factor must be a number > 0, got {self.factor!r}")
+            raise ValueError(f"retry.factor must be a finite number > 0, got {self.factor!r}")
         _check_int("min_timeout_in_ms", self.min_timeout_in_ms, 0)
         _check_int("max_timeout_in_ms", self.max_timeout_in_ms, 0)
         if self.min_timeout_in_ms > self.max_timeout_in_ms:
@@ -84,5 +85,8 @@ def next_delay_ms(
     if attempt >= policy.max_attempts:
         return None
     r = 1.0 + rand() if policy.randomize else 1.0
-    raw = r * policy.min_timeout_in_ms * policy.factor ** (attempt - 1)
+    try:
+        raw = r * policy.min_timeout_in_ms * policy.factor ** (attempt - 1)
+    except OverflowError:  # a large factor: past any cap
+        return policy.max_timeout_in_ms
     return round(min(policy.max_timeout_in_ms, raw))
