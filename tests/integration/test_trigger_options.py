@@ -19,7 +19,7 @@ from trigger_celery.engine import recovery, transitions
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import InvalidRunStateError, PayloadTooLargeError
 from trigger_celery.models import Run
-from trigger_celery.worker.attempt import build_context
+from trigger_celery.worker.attempt import build_context, execute
 from trigger_celery.worker.monitor import AttemptMonitor, Watched
 
 pytestmark = pytest.mark.integration
@@ -88,6 +88,22 @@ def test_runs_behind_a_busy_queue_expire_and_never_execute(live):
     executed = {v[0] for v in events.values("start:ttl30")}
     assert not (expired & executed)
     assert Run.objects.filter(id__in=list(expired), attempt_count__gt=0).count() == 0
+
+
+def test_a_run_whose_message_reaches_a_worker_after_its_ttl_expires_unexecuted(fresh_store):
+    """Dispatched in time, started too late (its message waited in the broker): it
+    expires instead of running, and its start leaves no trace (SPEC 5)."""
+    handle = tasks.trigger("shared-a", {"tag": "late-start"}, ttl="1s")
+    current_app.control.purge()  # no worker: this process takes the message's place
+    assert Run.objects.get(id=handle.id).status == "DEQUEUED"
+    time.sleep(1.1)  # the ttl must pass; there is nothing to poll
+    assert execute(handle.id, 1, worker="test") == "EXPIRED"
+    run = Run.objects.get(id=handle.id)
+    assert run.status == "EXPIRED" and run.attempt_count == 0 and run.started_at is None
+    assert not run.attempts.exists()
+    assert events.values("start:late-start") == []
+    assert get_store().holding_run_ids() == set()  # its slot went back
+    assert execute(handle.id, 1, worker="test") == "stale"  # a copy of the message
 
 
 def test_ttl_counts_from_the_end_of_the_delay(live):

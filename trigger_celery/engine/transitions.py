@@ -13,6 +13,7 @@ transaction, and subscribers are notified once it commits.
     DELAYED ─────────promote_delayed────────▶ QUEUED
     QUEUED ──────────dequeue────────────────▶ DEQUEUED
     QUEUED ──────────expire─────────────────▶ EXPIRED
+    EXECUTING ───────expire_late_start──────▶ EXPIRED  (its first start, after its ttl)
     DEQUEUED ────────requeue_unstarted──────▶ QUEUED
     DEQUEUED ────────start_attempt──────────▶ EXECUTING
     EXECUTING ───────complete───────────────▶ COMPLETED
@@ -156,23 +157,14 @@ def dequeue(run_ids: list[str]) -> list[tuple[str, int, str, str]]:
 
 def expire(run_id: str) -> bool:
     """QUEUED → EXPIRED: not started within its ttl (a run that ever started never expires)."""
+    kw = {"fields": _expired(), "extra_filter": {"started_at__isnull": True}}
+    return _move(run_id, source=RunStatus.QUEUED, target=RunStatus.EXPIRED, attempt=None, **kw)
+
+
+def _expired() -> dict[str, Any]:
     now = clock.now()
-    return _move(
-        run_id,
-        source=RunStatus.QUEUED,
-        target=RunStatus.EXPIRED,
-        attempt=None,
-        fields={
-            "expired_at": now,
-            "finished_at": now,
-            "idempotency_key": None,
-            "error": {
-                "type": RunStatus.EXPIRED,
-                "message": "the run was not started within its ttl",
-            },
-        },
-        extra_filter={"started_at__isnull": True},
-    )
+    error = {"type": "EXPIRED", "message": "the run was not started within its ttl"}
+    return {"expired_at": now, "finished_at": now, "idempotency_key": None, "error": error}
 
 
 def requeue_unstarted(run_id: str, attempt_count: int) -> bool:
@@ -344,20 +336,29 @@ def suspend(
 
 def hand_back(run_id: str, attempt: int) -> bool:
     """EXECUTING → PENDING_VERSION: this worker does not know the task (an older deploy).
+    The start is undone (:func:`_undo_start`), so a worker that knows the task runs it
+    as if this one never had."""
+    return _undo_start(run_id, attempt, {"status": RunStatus.PENDING_VERSION}, event=None)
 
-    The start is undone - attempt number back, attempt row removed - so a worker that
-    knows the task runs it as if this one never had.
-    """
+
+def expire_late_start(run_id: str, attempt: int) -> bool:
+    """EXECUTING → EXPIRED: the run's first start came after its ttl (its message waited
+    in the broker). The start is undone: the run never started (SPEC 5)."""
+    values = {"status": RunStatus.EXPIRED, "started_at": None, **_expired()}
+    return _undo_start(run_id, attempt, values, event=RunStatus.EXPIRED.value)
+
+
+def _undo_start(run_id: str, attempt: int, values: dict[str, Any], *, event: str | None) -> bool:
+    """Move an EXECUTING run with ``values``, its attempt number back and the attempt
+    row removed; subscribers (and, with ``event``, run-event hooks) hear of it."""
     won = statements.move_dropping_attempt(
         {"id": run_id, "status": RunStatus.EXECUTING, "attempt_count": attempt},
-        {
-            "status": RunStatus.PENDING_VERSION,
-            "attempt_count": attempt - 1,
-            "updated_at": clock.now(),
-        },
+        {"attempt_count": attempt - 1, "updated_at": clock.now(), **values},
         attempt,
     )
-    if won:
+    if won and event:
+        _announce(run_id, event)
+    elif won:
         transaction.on_commit(partial(realtime.notify, run_id))
     return won
 

@@ -63,6 +63,8 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
             extra=log_fields.of(run_id, None, attempt),
         )
         return "stale"
+    if _started_past_its_ttl(run, attempt):
+        return RunStatus.EXPIRED
     definition = _definition_of(run)
     if definition is None:
         _hand_back(run, attempt)
@@ -187,6 +189,20 @@ def _date_start(run: Run) -> None:
         log.warning(
             "run %s: could not date its start in queue %r", run.id, run.queue, exc_info=True
         )
+
+
+def _started_past_its_ttl(run: Run, attempt: int) -> bool:
+    """A run not started within its ttl expires (SPEC 5), also when its message waited
+    in the broker or a busy worker past it: its first start is undone and it ends
+    EXPIRED, never executed. Later attempts and resumes are never too late."""
+    ttl_at = run.ttl_expires_at
+    if attempt != 1 or getattr(run, "resumed", False) or ttl_at is None or ttl_at > clock.now():
+        return False
+    if transitions.expire_late_start(run.id, attempt):
+        log.info("run %s: started after its ttl had passed; expired instead", run.id)
+        waitpoints.runs_finished([run.id])  # a waiting parent resumes with an error
+    dispatch.release_and_dispatch(run.id, attempt=attempt)
+    return True
 
 
 def _hand_back(run: Run, attempt: int) -> None:
