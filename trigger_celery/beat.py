@@ -13,13 +13,20 @@ beat sent it) or loses the race skips its turn.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.utils.time import maybe_make_aware
+from django.db import DatabaseError
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
+from trigger_celery.db import heal_connections
 from trigger_celery.engine.pump import Pump
+
+log = logging.getLogger("trigger_celery.beat")
+# How soon beat tries again after the database failed it.
+OUTAGE_RETRY_SECONDS = 1.0
 
 
 class SharedEntry(ModelEntry):  # type: ignore[misc]
@@ -49,10 +56,22 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]
         self._pump = Pump()
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        interval = super().tick(*args, **kwargs)
+        try:
+            interval = super().tick(*args, **kwargs)
+        except DatabaseError as err:
+            # django-celery-beat reads its periodic tasks here (all of them every few
+            # minutes): an unreachable database must not end beat, and with it every
+            # schedule, delayed run and repair of the pump.
+            log.warning("beat: the database is unavailable (%s); trying again", err)
+            heal_connections()
+            interval = OUTAGE_RETRY_SECONDS
         return min(interval, self._pump.tick())
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
-        if isinstance(entry, SharedEntry) and not entry.take_turn():
+        try:
+            if isinstance(entry, SharedEntry) and not entry.take_turn():
+                return
+        except DatabaseError as err:  # its turn comes again at the next tick
+            log.warning("beat: could not take %s's turn (%s); trying again", entry.name, err)
             return
         super().apply_entry(entry, producer=producer)

@@ -17,8 +17,10 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.integration.harness import wait_for
+from tests.taskapp import events
 from trigger_celery import runs, tasks
 from trigger_celery.models import Attempt, Run
 
@@ -165,6 +167,11 @@ class PostgresServer:
 def test_postgresql_stopped_for_30_seconds_under_load_loses_nothing(own):
     server = PostgresServer()
     lease = settings.TRIGGER_CELERY["LEASE_SECONDS"]
+    # A django-celery-beat periodic task: beat reads it on every tick, outage or not.
+    every_2s, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="through the outage", task="tests.plain_periodic", interval=every_2s, args='["pg"]'
+    )
     worker = own.worker(concurrency=4)
     beat = own.beat()
     before = [tasks.trigger("steady", {"n": i, "seconds": 0.2}, tags=["pg"]) for i in range(200)]
@@ -235,3 +242,10 @@ def test_postgresql_stopped_for_30_seconds_under_load_loses_nothing(own):
     assert Run.objects.with_tag("pg").count() == len(handles)
     assert worker.alive(), worker.log()[-4000:]
     assert beat.alive(), beat.log()[-4000:]
+    # Beat lived through it and sends the periodic task again.
+    sent_before = len(events.values("plain-periodic:pg"))
+    wait_for(
+        lambda: len(events.values("plain-periodic:pg")) > sent_before,
+        timeout=30,
+        what="the periodic task to be sent after the outage",
+    )

@@ -106,6 +106,22 @@ def test_a_run_whose_message_reaches_a_worker_after_its_ttl_expires_unexecuted(f
     assert execute(handle.id, 1, worker="test") == "stale"  # a copy of the message
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="kills a PostgreSQL backend")
+def test_a_start_on_a_connection_the_server_closed_while_idle_connects_again(fresh_store):
+    import psycopg
+
+    handle = tasks.trigger("echo", {"n": 1})
+    current_app.control.purge()  # no worker: this process takes the message's place
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+        active = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+        wait_for(lambda: other.execute(active, [pid]).fetchone()[0] == 0, what="its end")
+    assert execute(handle.id, 1, worker="test") == "Completed"
+    assert Run.objects.get(id=handle.id).status == "COMPLETED"
+
+
 def test_ttl_counts_from_the_end_of_the_delay(live):
     handle = tasks.trigger("echo", {}, delay="2s", ttl="1s")
     assert finished(handle).status == "COMPLETED"

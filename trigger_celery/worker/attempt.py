@@ -18,6 +18,8 @@ import threading
 import time
 import traceback
 
+from django.db import InterfaceError, OperationalError, connection
+
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core import context as run_context
@@ -54,7 +56,7 @@ log = logging.getLogger("trigger_celery.worker")
 def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
     """Run one attempt; returns what happened, for logs ("stale", "Completed", ...)."""
     heal_connections()  # a database restart since the last attempt broke the connection
-    run = transitions.start_attempt(run_id, attempt, worker or socket.gethostname())
+    run = _start(run_id, attempt, worker or socket.gethostname())
     if run is None:
         log.info(
             "run %s attempt %d: stale or duplicate message, ignored",
@@ -189,6 +191,21 @@ def _date_start(run: Run) -> None:
         log.warning(
             "run %s: could not date its start in queue %r", run.id, run.queue, exc_info=True
         )
+
+
+def _start(run_id: str, attempt: int, worker: str) -> Run | None:
+    """``transitions.start_attempt``, once more on a new connection when the first try
+    finds its connection dead: one the server closed while this process was idle (a
+    database restart, a killed backend) shows no error until it is used, and the message
+    is already taken, so giving up would leave the run to its lease."""
+    try:
+        return transitions.start_attempt(run_id, attempt, worker)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        log.warning("run %s: its start met a closed database connection; trying again", run_id)
+        connection.close()
+        return transitions.start_attempt(run_id, attempt, worker)
 
 
 def _started_past_its_ttl(run: Run, attempt: int) -> bool:
