@@ -121,6 +121,24 @@ def bad_output(payload, ctx):
     return {"socket": object()}
 
 
+@task(id="bad-strings", retry=FAST_RETRY)
+def bad_strings(payload, ctx):
+    """Strings the database cannot store, from inside a run: ``payload["do"]`` says where."""
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    if payload["do"] == "log":
+        logger.info("a\x00b\ud800", note="c\x00d", **{"k\x00": ["\ud800"]})
+        return "logged"
+    if payload["do"] == "metadata":
+        try:
+            metadata.set("x", "a\x00")
+        except TypeError as exc:
+            return str(exc)
+        return "stored"
+    if payload["do"] == "raise":
+        raise ValueError("a\x00b")
+    return {"out": "a\x00b"}
+
+
 @task(id="async-task")
 async def async_task(payload, ctx):
     await asyncio.sleep(0.01)

@@ -477,3 +477,10 @@ def test_a_policy_with_one_attempt_never_retries():
     assert next_delay_ms(policy, 1) is None
     d = decide(attempt=1, max_attempts=1, default_delay_ms=next_delay_ms(policy, 1))
     assert d.status == RunStatus.FAILED
+
+
+def test_an_error_with_a_nul_character_is_recorded_with_it_escaped():
+    stack = 'Traceback...\n    raise ValueError("a\x00b")\nValueError: a\x00b\n'
+    error = error_dict(ValueError("a\x00b\ud800"), stack)
+    assert error["message"] == "a\\x00b\\ud800"
+    assert "\x00" not in error["stack"] and 'ValueError("a\\x00b")' in error["stack"]

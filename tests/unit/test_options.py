@@ -7,6 +7,7 @@ from trigger_celery.core.options import (
     QueueOptions,
     parse_rate_limit,
     parse_trigger_options,
+    task_id_problem,
 )
 
 
@@ -145,3 +146,38 @@ def test_a_batch_that_is_not_a_list_of_items_is_refused_by_name(items):
 
     with pytest.raises(TypeError, match=r"a batch takes a list of items \(dicts\), got"):
         items_of(items)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"tags": ["ok", "a\x00"]}, "tags: 'a\\x00' contains a NUL character"),
+        ({"tags": "\ud800"}, "tags: '\\ud800' contains a lone surrogate"),
+        ({"metadata": {"a": "\x00"}}, "metadata['a'] contains a NUL character"),
+        ({"metadata": {"a\x00": 1}}, "metadata has a key 'a\\x00' that contains a NUL"),
+        ({"idempotency_key": "k\x00"}, "idempotency_key: 'k\\x00' contains a NUL"),
+        ({"idempotency_key": ["k", "\ud800"]}, "idempotency_key: '\\ud800' contains a lone"),
+        ({"concurrency_key": "c\x00"}, "concurrency_key: 'c\\x00' contains a NUL"),
+        ({"region": "r\x00"}, "region: 'r\\x00' contains a NUL"),
+        ({"queue": "q\x00"}, "queue: 'q\\x00' contains a NUL"),
+        ({"debounce": {"key": "d\x00", "delay": "5s"}}, "debounce.key: 'd\\x00' contains a NUL"),
+    ],
+)
+def test_an_option_string_the_database_cannot_store_is_refused(options, message):
+    with pytest.raises(ValueError) as info:
+        parse_trigger_options(options)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "message"),
+    [
+        (" ", "task id must be a non-empty string of at most 255 characters, got ' '"),
+        ("x" * 256, "task id must be a non-empty string of at most 255 characters"),
+        (5, "task id must be a non-empty string of at most 255 characters, got 5"),
+        ("a\x00b", "task id 'a\\x00b' contains a NUL character"),
+    ],
+)
+def test_one_task_id_rule(task_id, message):
+    assert message in (task_id_problem(task_id) or "")
+    assert task_id_problem("x" * 255) is None

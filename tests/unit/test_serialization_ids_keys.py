@@ -9,7 +9,14 @@ from pydantic import BaseModel
 
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.ids import first_id_at, id_time, last_id_at, new_id
-from trigger_celery.core.serialization import dumps, to_jsonable
+from trigger_celery.core.serialization import (
+    MAX_DEPTH,
+    dumps,
+    encode,
+    escape_json,
+    escape_text,
+    to_jsonable,
+)
 from trigger_celery.errors import SerializationError
 
 
@@ -95,3 +102,51 @@ def test_idempotency_key_over_2048_characters_is_refused():
         hash_key("k" * 2049)
     with pytest.raises(ValueError):
         hash_key([])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"s": "a\x00b"}, "payload['s'] contains a NUL character"),
+        ({"a": [1, {"k\x00": 1}]}, "payload['a'][1] has a key 'k\\x00' that contains a NUL"),
+        (["ok", "\ud800"], "payload[1] contains a lone surrogate ('\\ud800')"),
+        ({"\udfff": 1}, "payload has a key '\\udfff' that contains a lone surrogate"),
+    ],
+)
+def test_a_string_the_database_cannot_store_is_refused_naming_its_path(value, message):
+    with pytest.raises(SerializationError) as info:
+        encode(to_jsonable(value, what="payload"), what="payload")
+    assert message in str(info.value)
+
+
+def test_a_backslash_and_u0000_is_an_ordinary_string():
+    assert encode({"s": "\\u0000"}) == b'{"s":"\\\\u0000"}'
+
+
+def test_a_value_nested_too_deep_is_refused_naming_the_limit():
+    deep: list = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(
+        SerializationError, match=f"payload is nested too deep: more than {MAX_DEPTH}"
+    ):
+        to_jsonable(deep, what="payload")
+    ok: dict = {}
+    inner_dict = ok
+    for _ in range(MAX_DEPTH - 1):
+        inner_dict["x"] = {}
+        inner_dict = inner_dict["x"]
+    assert to_jsonable(ok) == ok
+
+
+def test_escape_text_keeps_what_the_database_cannot_store_as_escapes():
+    assert escape_text("a\x00b\ud800") == "a\\x00b\\ud800"
+    assert escape_text("plain") == "plain"
+    assert escape_json({"k\x00": ["\x00", 1]}) == {"k\\x00": ["\\x00", 1]}
+
+
+def test_an_idempotency_key_with_a_lone_surrogate_is_a_clear_error():
+    with pytest.raises(ValueError, match="idempotency_key: '\\\\ud800' contains a lone surrogate"):
+        hash_key("\ud800")

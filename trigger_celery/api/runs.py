@@ -9,6 +9,7 @@ from typing import Any
 
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.pages import Page, check_limit, keyset_page
+from trigger_celery.core.serialization import text_problem
 from trigger_celery.core.statuses import (
     EXECUTING_STATUSES,
     FAILED_STATUSES,
@@ -152,8 +153,25 @@ def _run_id(id_or_handle: str | RunHandle | RunRecord) -> str:
     if isinstance(id_or_handle, RunHandle | RunRecord):
         return id_or_handle.id
     if isinstance(id_or_handle, str) and id_or_handle:
+        if text_problem(id_or_handle) is not None:  # no run has such an id
+            raise RunNotFoundError(f"no run with id {id_or_handle!r}")
         return id_or_handle
     raise ValueError(f"expected a run id or handle, got {id_or_handle!r}")
+
+
+def _strings(name: str, value: object) -> list[str]:
+    """A ``runs.list`` filter given as a string or a list of strings, as a list."""
+    try:
+        values = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    except TypeError:
+        values = [value]
+    if not all(isinstance(v, str) for v in values):
+        raise TypeError(f"runs.list {name}= must be a string or a list of strings, got {value!r}")
+    for v in values:
+        problem = text_problem(v)
+        if problem is not None:  # the database could not even compare it
+            raise ValueError(f"runs.list {name}=: {v!r} {problem}")
+    return list(values)
 
 
 RunPage = Page[RunRecord]
@@ -163,25 +181,24 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     qs = Run.objects.all().prefetch_related("attempts")
     status = filters.get("status")
     if status:
-        statuses = [status] if isinstance(status, str) else list(status)
+        statuses = _strings("status", status)
         bad = [s for s in statuses if s not in RunStatus.__members__]
         if bad:
             raise ValueError(f"unknown status {bad!r}; use one of {', '.join(RunStatus)}")
         qs = qs.filter(status__in=statuses)
     task_identifier = filters.get("task_identifier")
     if task_identifier:
-        ids = [task_identifier] if isinstance(task_identifier, str) else list(task_identifier)
-        qs = qs.filter(task_identifier__in=ids)
+        qs = qs.filter(task_identifier__in=_strings("task_identifier", task_identifier))
     qs = qs.created_between(filters.get("from_"), filters.get("to"))
     tag = filters.get("tag")
     if tag:
-        qs = qs.with_tag(*([tag] if isinstance(tag, str) else list(tag)))  # any of them
-    if filters.get("batch"):
-        qs = qs.filter(batch_id=filters["batch"])
-    if filters.get("schedule"):
-        qs = qs.filter(schedule_id=filters["schedule"])
-    if filters.get("queue"):
-        qs = qs.filter(queue=filters["queue"])
+        qs = qs.with_tag(*_strings("tag", tag))  # any of them
+    for name, column in (("batch", "batch_id"), ("schedule", "schedule_id"), ("queue", "queue")):
+        value = filters.get(name)
+        if value:
+            if isinstance(value, str):
+                _strings(name, value)  # a NUL character: a clear error, not the database's
+            qs = qs.filter(**{column: value})
     return keyset_page(qs, limit=limit, after=after, convert=RunRecord.from_model)
 
 

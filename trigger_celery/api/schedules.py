@@ -29,6 +29,7 @@ from trigger_celery.core.schedules import (
     UPCOMING_COUNT,
     ScheduleSpec,
 )
+from trigger_celery.core.serialization import text_problem
 from trigger_celery.db import write_transaction
 from trigger_celery.engine.registry import registry
 from trigger_celery.engine.schedules import plan, save_planned, upcoming
@@ -132,6 +133,9 @@ def _check_text(name: str, value: object, *, required: bool) -> str:
         raise InvalidScheduleError(
             f"{name} must be {need} of at most 255 characters, got {value!r}"
         )
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidScheduleError(f"{name} {value!r} {problem}")
     return value
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks
+from trigger_celery.core.options import task_id_problem
 from trigger_celery.engine.batches import BatchHandle, trigger_batch_of_task
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.off_loop import off_event_loop_methods
@@ -23,8 +24,9 @@ class TasksAPI:
     def trigger(
         self, task_id: str, payload: Any = None, options: Mapping[str, Any] | None = None, **kw: Any
     ) -> RunHandle:
-        if not isinstance(task_id, str) or not task_id:
-            raise ValueError(f"task id must be a non-empty string, got {task_id!r}")
+        bad_id = task_id_problem(task_id)
+        if bad_id is not None:  # the rule task() applies: a run no task could ever serve
+            raise ValueError(bad_id)
         return trigger_task(task_id, payload, options, kw)
 
     def batch_trigger(self, task_id: str, items: Any, **batch_options: Any) -> BatchHandle:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trigger_celery.core.serialization import escape_text
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.errors import (
     AbortTaskRunError,
@@ -60,7 +61,13 @@ class Decision:
 
 def error_dict(err: BaseException, stack: str = "", code: str | None = None) -> dict[str, Any]:
     """How an error is stored on a run and an attempt: type, message, stack, code."""
-    data: dict[str, Any] = {"type": type(err).__name__, "message": str(err), "stack": stack}
+    data: dict[str, Any] = {
+        # A NUL character in a message (or its traceback) is stored as an escape: the
+        # error is recorded whatever it says.
+        "type": escape_text(type(err).__name__),
+        "message": escape_text(str(err)),
+        "stack": escape_text(stack),
+    }
     if code:
         data["code"] = code
     return data

@@ -6,6 +6,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 
+from trigger_celery.core.serialization import text_problem
+
 MAX_KEY_LENGTH = 2048
 _HASHED = re.compile(r"[0-9a-f]{64}")
 
@@ -25,6 +27,10 @@ def hash_key(key: str | Sequence[str], scope_parts: Sequence[str] = ()) -> str:
         raise ValueError(
             f"idempotency_key is {len(joined)} characters; the limit is {MAX_KEY_LENGTH}"
         )
+    for part in parts:
+        problem = text_problem(part)
+        if problem is not None:
+            raise ValueError(f"idempotency_key: {part!r} {problem}")
     if isinstance(key, str) and not scope_parts and _HASHED.fullmatch(key):
         return key
     return hashlib.sha256("-".join([*parts, *scope_parts]).encode()).hexdigest()

@@ -17,7 +17,7 @@ from trigger_celery.core import clock
 from trigger_celery.core.durations import MAX_SECONDS, parse_delay, parse_duration
 from trigger_celery.core.idempotency import MAX_KEY_LENGTH
 from trigger_celery.core.retry import MAX_ATTEMPTS_CAP
-from trigger_celery.core.serialization import json_size, to_jsonable
+from trigger_celery.core.serialization import json_size, text_problem, to_jsonable
 
 MACHINE_PRESETS = (
     "micro",
@@ -28,6 +28,7 @@ MACHINE_PRESETS = (
     "large-1x",
     "large-2x",
 )
+MAX_TASK_ID_LENGTH = 255
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 128
 METADATA_MAX_BYTES = 256 * 1024
@@ -47,7 +48,28 @@ _PERIODS = {
 def validate_tag(tag: Any) -> str:
     if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH:
         raise ValueError(f"tags: {tag!r} is not a string of 1 to {MAX_TAG_LENGTH} characters")
-    return tag
+    return storable_text("tags", tag)
+
+
+def task_id_problem(task_id: Any) -> str | None:
+    """What is wrong with a task id, or None: one rule for ``task(id=...)`` and for a
+    trigger by id (``tasks.trigger``), so no run is made that no task could serve."""
+    if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID_LENGTH:
+        return (
+            f"task id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, "
+            f"got {task_id!r}"
+        )
+    problem = text_problem(task_id)
+    return None if problem is None else f"task id {task_id!r} {problem}"
+
+
+def storable_text(name: str, value: str) -> str:
+    """``value``, unless the database cannot store it (a NUL character, a lone
+    surrogate): then a ValueError naming the option, on every database alike."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name}: {value!r} {problem}")
+    return value
 
 
 def parse_rate_limit(value: Any) -> tuple[int, float]:
@@ -72,7 +94,7 @@ def _non_empty_str(name: str, value: Any, max_length: int) -> str:
         raise ValueError(
             f"{name}: {value!r} is not a non-empty string of at most {max_length} characters"
         )
-    return value
+    return storable_text(name, value)
 
 
 class DebounceOptions(BaseModel):
@@ -163,6 +185,8 @@ class TriggerOptions(BaseModel):
             raise ValueError(
                 f"idempotency_key is {length} characters; the limit is {MAX_KEY_LENGTH}"
             )
+        for part in parts:
+            storable_text("idempotency_key", part)
         return v if isinstance(v, str) else tuple(parts)
 
     @field_validator("queue", mode="before")
@@ -206,9 +230,9 @@ class TriggerOptions(BaseModel):
             raise ValueError(f"metadata: {v!r} is not a dict")
         try:
             data = to_jsonable(dict(v), what="metadata")
+            size = json_size(data, what="metadata")
         except TypeError as exc:  # SerializationError: report it as a bad option value
             raise ValueError(str(exc)) from None
-        size = json_size(data)
         if size > METADATA_MAX_BYTES:
             raise ValueError(f"metadata is {size:,} bytes; the limit is {METADATA_MAX_BYTES:,}")
         return dict(data)

@@ -21,7 +21,7 @@ from trigger_celery.core import run_events, tracing
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
-from trigger_celery.core.options import parse_trigger_options
+from trigger_celery.core.options import parse_trigger_options, task_id_problem
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import write_transaction
@@ -110,6 +110,8 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
             raise ValueError(f"a batch takes at most {MAX_BATCH_ITEMS} items; this one has more")
         if validate and definition is not None:
             definition.parse_payload(payload)
+        if definition is None and (bad_id := task_id_problem(task_id)) is not None:
+            raise ValueError(f"batch item {count - 1}: {bad_id}")  # by id: task()'s rule
         if not options and not shared_is_special:
             group = siblings.get(task_id)
             if group is None:

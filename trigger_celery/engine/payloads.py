@@ -22,6 +22,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from trigger_celery.conf import get_settings
+from trigger_celery.core.serialization import encode
 from trigger_celery.errors import ConfigurationError, PayloadTooLargeError
 
 log = logging.getLogger("trigger_celery.payloads")
@@ -30,10 +31,12 @@ log = logging.getLogger("trigger_celery.payloads")
 def store_payload(run_id: str, kind: str, value: Any, *, limit: int) -> tuple[Any, str]:
     """Return ``(inline_value, storage_ref)``: one of the two is empty.
 
-    ``value`` must already be JSON-able. Above ``limit`` bytes: ``PayloadTooLargeError``.
+    ``value`` must already be JSON-able. Above ``limit`` bytes: ``PayloadTooLargeError``;
+    a string the database cannot store (a NUL character, a lone surrogate):
+    ``SerializationError``, before anything is written.
     """
     settings = get_settings()
-    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    encoded = encode(value, what=kind)
     if len(encoded) > limit:
         # A payload is refused before its run exists: no run id to name then.
         whose = "the payload" if kind == "payload" else f"the {kind} of run {run_id}"

@@ -23,7 +23,12 @@ from pydantic import BaseModel, TypeAdapter
 
 from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet
-from trigger_celery.core.options import MACHINE_PRESETS, QueueOptions, parse_rate_limit
+from trigger_celery.core.options import (
+    MACHINE_PRESETS,
+    QueueOptions,
+    parse_rate_limit,
+    task_id_problem,
+)
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
 from trigger_celery.errors import (
@@ -230,10 +235,9 @@ class TaskDefinition:
         scheduled: bool = False,
         cron: Any = None,
     ) -> None:
-        if not isinstance(id, str) or not id.strip() or len(id) > 255:
-            raise ConfigurationError(
-                f"task id must be a non-empty string of at most 255 characters, got {id!r}"
-            )
+        bad_id = task_id_problem(id)
+        if bad_id is not None:
+            raise ConfigurationError(bad_id)
         if not callable(run):
             raise ConfigurationError(f"task {id!r}: run must be a function, got {run!r}")
         self.id = id

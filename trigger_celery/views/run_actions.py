@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from trigger_celery.api.runs import runs
 from trigger_celery.engine.actions import replay_run
 from trigger_celery.engine.registry import registry
-from trigger_celery.errors import InvalidRunStateError, RunNotFoundError
+from trigger_celery.errors import InvalidRunStateError, RunNotFoundError, TriggerCeleryError
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
 
@@ -22,6 +22,8 @@ def _back(run_id: str) -> HttpResponse:
 
 
 def _exists(run_id: str) -> Run:
+    if "\x00" in run_id:  # no run has one, and the database cannot compare it
+        raise Http404(f"no run {run_id!r}")
     run = Run.objects.filter(id=run_id).only("id", "task_identifier", "status").first()
     if run is None:
         raise Http404(f"no run {run_id}")
@@ -60,7 +62,11 @@ def replay(request: HttpRequest, run_id: str) -> HttpResponse:
         except (ValidationError, ValueError, TypeError) as exc:
             messages.error(request, f"Not replayed: the payload does not fit the schema: {exc}")
             return _back(run_id)
-    handle = replay_run(run_id, {}, payload)
+    try:
+        handle = replay_run(run_id, {}, payload)
+    except (TriggerCeleryError, ValueError) as exc:  # NaN, a NUL character, too large
+        messages.error(request, f"Not replayed: {exc}")
+        return _back(run_id)
     messages.success(request, f"Replayed {run_id} as {handle.id}.")
     return redirect("trigger_celery:run-detail", handle.id)
 

@@ -46,6 +46,8 @@ class RunFilters:
     # Statuses that could not be read, kept as given: a filter carried on (the page's
     # polling, a bulk action) must keep its error, or it would match every run.
     unread_statuses: list[str] = field(default_factory=list)
+    # A value that is no filter at all (a NUL character): the request is answered 400.
+    refused: bool = False
 
     @classmethod
     def from_query(cls, query: QueryDict | dict[str, Any]) -> RunFilters:
@@ -63,6 +65,9 @@ class RunFilters:
                 value = value or (query.get(alias) or "").strip()
             if value:  # an idempotency key may be 2,048 characters (SPEC 5)
                 found.values[name] = value[: MAX_KEY_LENGTH if name == "q" else 255]
+            if "\x00" in value:  # no run has one, and the database cannot compare it
+                found.errors.append(f"{name}: {value!r} contains a NUL character")
+                found.refused = True
         for name in DATE_FILTERS:
             if name in found.values and _when(found.values[name]) is None:
                 found.errors.append(

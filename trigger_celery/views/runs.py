@@ -51,6 +51,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
                 "select": can(request, "cancel_run") or can(request, "replay_run"),
             },
         },
+        status=400 if filters.refused else 200,
     )
 
 
@@ -58,10 +59,15 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_list_json(request: HttpRequest) -> HttpResponse:
     """One page of the list, as the live list redraws it (never more than a page)."""
     filters, rows, next_cursor = _page(request)
-    return JsonResponse({"runs": rows, "next": next_cursor, "errors": filters.errors})
+    return JsonResponse(
+        {"runs": rows, "next": next_cursor, "errors": filters.errors},
+        status=400 if filters.refused else 200,
+    )
 
 
 def _get(run_id: str) -> Run:
+    if "\x00" in run_id:  # no run has one, and the database cannot compare it
+        raise Http404(f"no run {run_id!r}")
     try:
         return Run.objects.get(id=run_id)
     except Run.DoesNotExist:

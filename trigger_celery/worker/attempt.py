@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
@@ -101,7 +101,12 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
                 log.warning("run %s attempt %d: lease lost, not settled", run.id, attempt)
                 return "lease lost"
             # Still watched while settling: the lease lives until the attempt's last write.
-            settle(definition, run, ctx, outcome, payload, elapsed_ms)
+            try:
+                settle(definition, run, ctx, outcome, payload, elapsed_ms)
+            except DatabaseError as err:
+                if isinstance(err, OperationalError | InterfaceError):
+                    raise  # unreachable past its budget: the lease lapses, the run is retried
+                return _end_unrecorded(run, attempt, err)
         finally:
             monitor.unwatch(run.id)
     finally:
@@ -176,6 +181,20 @@ def _run_watched(
         )
         outcome = Failed(err, "")
     return outcome, payload, int((time.monotonic() - started) * 1000)
+
+
+def _end_unrecorded(run: Run, attempt: int, err: DatabaseError) -> str:
+    """The database refused the attempt's last write for good (a value it cannot take,
+    a constraint): waiting out the lease would only run the code again to the same end.
+    The run ends SYSTEM_FAILURE with the database's error, if it is still this
+    attempt's; if it is not, the error goes on as before."""
+    log.exception("run %s attempt %d: the database refused its last write", run.id, attempt)
+    error = error_dict(err, traceback.format_exc(), code="OUTCOME_NOT_RECORDED")
+    won, _ = transitions.end(run.id, attempt, RunStatus.SYSTEM_FAILURE, error=error)
+    if not won:
+        raise err
+    after_final(run, attempt)
+    return RunStatus.SYSTEM_FAILURE
 
 
 def _date_start(run: Run) -> None:

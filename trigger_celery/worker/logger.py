@@ -8,7 +8,8 @@ from typing import Any
 
 from trigger_celery.conf import get_settings
 from trigger_celery.core.context import optional_scope
-from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.core.serialization import encode, escape_json, escape_text, to_jsonable
+from trigger_celery.errors import SerializationError
 from trigger_celery.models import LogEntry
 from trigger_celery.off_loop import off_event_loop
 
@@ -34,7 +35,11 @@ def _stored(attributes: dict[str, Any]) -> dict[str, Any]:
             out[str(key)] = to_jsonable(value, what="log attribute")
         except (TypeError, ValueError):
             out[str(key)] = repr(value)[:TEXT_LIMIT]
-    text = json.dumps(out, ensure_ascii=False)
+    try:
+        text = encode(out, what="log attribute").decode()
+    except SerializationError:  # a NUL character or a lone surrogate: kept as escapes
+        out = escape_json(out)
+        text = json.dumps(out, ensure_ascii=False)
     if len(text) > TEXT_LIMIT:
         return {"truncated": text[:TEXT_LIMIT]}
     return out
@@ -73,7 +78,7 @@ class RunLogger:
             run_id=run_id,
             attempt_number=scope.ctx.attempt.number,
             level=level.upper(),
-            message=str(message)[:TEXT_LIMIT],
+            message=escape_text(str(message))[:TEXT_LIMIT],
             attributes=_stored(attributes) if attributes else {},
         )
 

@@ -21,10 +21,9 @@ METADATA_MAX_BYTES = 256 * 1024
 def _save_metadata(api: str, new: dict[str, Any]) -> None:
     scope = current_scope(api)
     new = to_jsonable(new, what="metadata")
-    if json_size(new) > METADATA_MAX_BYTES:
-        raise ValueError(
-            f"metadata would be {json_size(new):,} bytes; the limit is {METADATA_MAX_BYTES:,}"
-        )
+    size = json_size(new, what="metadata")  # a NUL character: a SerializationError
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(f"metadata would be {size:,} bytes; the limit is {METADATA_MAX_BYTES:,}")
     scope.ctx.run.metadata = new
     Run.objects.filter(id=scope.ctx.run.id).update(metadata=new)
     realtime.notify(scope.ctx.run.id)

@@ -33,6 +33,7 @@ from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
+from trigger_celery.errors import SerializationError
 from trigger_celery.models import Run
 from trigger_celery.worker import handoff
 from trigger_celery.worker.recording import until_recorded
@@ -71,7 +72,7 @@ def settle(
             inline, ref = store_payload(
                 run.id, "output", outcome.output, limit=get_settings().OUTPUT_MAX_SIZE
             )
-        except ValueError as err:
+        except (SerializationError, ValueError) as err:  # too large, or a NUL character
             outcome = Failed(err, "")
         else:
             _settle_completed(
