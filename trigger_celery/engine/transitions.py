@@ -163,7 +163,7 @@ def expire(run_id: str) -> bool:
 
 def _expired() -> dict[str, Any]:
     now = clock.now()
-    error = {"type": "EXPIRED", "message": "the run was not started within its ttl"}
+    error = {"type": RunStatus.EXPIRED.value, "message": "the run was not started within its ttl"}
     return {"expired_at": now, "finished_at": now, "idempotency_key": None, "error": error}
 
 
