@@ -13,6 +13,7 @@ from django.core.files.storage import FileSystemStorage, InvalidStorageError, st
 from django.utils.module_loading import import_string
 
 from trigger_celery.beat import Scheduler
+from trigger_celery.celery_checks import check_celery
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.engine.payloads import storage_anchor
@@ -95,17 +96,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             checks.Error(f"TRIGGER_CELERY['RETRY'] is invalid: {exc}", id="trigger_celery.E008")
         )
     problems.extend(_check_hook_paths(s.HOOKS, s.MIDDLEWARE))
-    serializer = getattr(django_settings, "CELERY_TASK_SERIALIZER", "json")
-    accept = getattr(django_settings, "CELERY_ACCEPT_CONTENT", ["json"])
-    if serializer != "json" or any(c not in ("json", "application/json") for c in accept):
-        problems.append(
-            checks.Error(
-                "trigger_celery requires JSON-only Celery messages "
-                f"(CELERY_TASK_SERIALIZER={serializer!r}, CELERY_ACCEPT_CONTENT={accept!r})",
-                hint="Remove pickle: set CELERY_TASK_SERIALIZER='json' and CELERY_ACCEPT_CONTENT=['json'].",
-                id="trigger_celery.E009",
-            )
-        )
+    problems += check_celery()
     if not getattr(django_settings, "CELERY_DB_REUSE_MAX", None):
         problems.append(
             checks.Warning(
@@ -128,7 +119,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     problems += _check_storage(s.STORAGE)
     problems += _check_sqlite()
-    problems += _check_prefetch()
     return problems
 
 
@@ -180,6 +170,8 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
     ]
     for name in ("CELERY_QUEUE", "STORAGE_PREFIX"):
         value = getattr(s, name)
+        if name == "CELERY_QUEUE" and value is None:
+            continue  # the Celery app's routing decides
         if not isinstance(value, str) or not value.strip():
             problems.append(
                 checks.Error(
@@ -243,26 +235,6 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
             )
         )
     return problems
-
-
-def _check_prefetch() -> list[checks.CheckMessage]:
-    """A run in a busy worker's prefetch buffer holds its slot without starting."""
-    multiplier = getattr(django_settings, "CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
-    disable = getattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH", None)
-    broker = str(getattr(django_settings, "CELERY_BROKER_URL", "") or "")
-    redis_broker = broker.startswith(("redis:", "rediss:", "redis+socket:", "sentinel:"))
-    if multiplier == 1 or disable or (disable is None and redis_broker):
-        # On Redis the worker turns worker_disable_prefetch on (worker.prefetch).
-        return []
-    return [
-        checks.Warning(
-            f"CELERY_WORKER_PREFETCH_MULTIPLIER is {multiplier!r}: a busy worker reserves runs "
-            "it cannot start yet, and each holds its queue's slot until its lease runs out",
-            hint="Set CELERY_WORKER_PREFETCH_MULTIPLIER = 1 (or start workers with "
-            "--prefetch-multiplier 1).",
-            id="trigger_celery.W006",
-        )
-    ]
 
 
 SQLITE_OPTIONS = {

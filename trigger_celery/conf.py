@@ -42,8 +42,10 @@ class Settings:
     PUMP_INTERVAL: float = 0.5
     # Default ttl (seconds) of runs in the DEVELOPMENT environment (SPEC 5).
     DEVELOPMENT_TTL: int | None = 600
-    # Celery queue that runs without machine/region go to.
-    CELERY_QUEUE: str = "celery"
+    # Celery queue that runs without machine/region go to. None: where the Celery app
+    # routes ``trigger_celery.execute_run`` (its task_routes, else task_default_queue:
+    # what a worker started without -Q consumes).
+    CELERY_QUEUE: str | None = None
     PAYLOAD_INLINE_LIMIT: int = 512 * 1024
     PAYLOAD_MAX_SIZE: int = 10 * 1024 * 1024
     OUTPUT_MAX_SIZE: int = 100 * 1024 * 1024

@@ -208,9 +208,33 @@ def test_a_relative_storage_without_base_dir_is_an_error_and_refuses_large_value
     assert store_payload("run_small", "payload", {"n": 1}, limit=10_000_000) == ({"n": 1}, "")
 
 
-def test_pickle_is_refused_by_a_system_check():
-    with override_settings(CELERY_TASK_SERIALIZER="pickle"):
+def test_accepting_pickle_is_warned_about_and_not_accepting_json_refused():
+    with override_settings(CELERY_ACCEPT_CONTENT=["pickle"]):
         assert "trigger_celery.E009" in {m.id for m in check_settings()}
+    with override_settings(CELERY_ACCEPT_CONTENT=["pickle", "json"]):
+        ids = {m.id for m in check_settings()}
+        assert "trigger_celery.W010" in ids and "trigger_celery.E009" not in ids
+    # The project's own tasks may use another serializer: runs are sent as JSON anyway.
+    with override_settings(CELERY_TASK_SERIALIZER="pickle"):
+        ids = {m.id for m in check_settings()}
+        assert not ids & {"trigger_celery.E009", "trigger_celery.W010"}
+
+
+def test_eager_celery_is_said_to_leave_runs_to_a_worker():
+    with override_settings(CELERY_TASK_ALWAYS_EAGER=True):
+        [warning] = [m for m in check_settings() if m.id == "trigger_celery.W011"]
+    assert "does not run runs eagerly" in warning.msg
+
+
+def test_celery_settings_missing_from_django_are_read_from_the_celery_app(settings):
+    """A prefetch multiplier not in settings.py is the Celery app's (celery.py's)."""
+    from celery import current_app
+
+    del settings.CELERY_WORKER_PREFETCH_MULTIPLIER
+    settings.CELERY_BROKER_URL = "amqp://guest@127.0.0.1//"
+    assert current_app.conf.worker_prefetch_multiplier == 4  # Celery's default
+    [warning] = [m for m in check_settings() if m.id == "trigger_celery.W006"]
+    assert "worker_prefetch_multiplier is 4" in warning.msg
 
 
 @pytest.mark.parametrize("scheduler", [None, "django_celery_beat.schedulers:DatabaseScheduler"])

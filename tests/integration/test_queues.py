@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db.models import Min
 
-from tests.integration.harness import max_overlap, wait_for
+from tests.integration.harness import finished, max_overlap, wait_for
 from tests.taskapp import events
 from trigger_celery import queues, runs, tasks
 from trigger_celery.errors import ConfigurationError
@@ -225,3 +225,12 @@ def test_machine_preset_routes_to_its_celery_queue(own):
     [run] = all_finished([handle])
     assert run.machine == "large-1x"
     assert run.attempts[0].status == "COMPLETED"
+
+
+def test_runs_go_to_the_queue_the_celery_app_renamed_its_default_to(own, settings):
+    """A project that set CELERY_TASK_DEFAULT_QUEUE: its workers consume that queue, and
+    runs go there (TRIGGER_CELERY['CELERY_QUEUE'] unset)."""
+    settings.CELERY_TASK_DEFAULT_QUEUE = "team-default"  # this process triggers
+    own.worker(queues="team-default", env={"TC_CELERY_QUEUE": "team-default"})
+    handles = [tasks.trigger("echo", {"n": n}) for n in range(3)]
+    assert all(finished(h).status == "COMPLETED" for h in handles)

@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "trigger_celery.apps",
             "trigger_celery.checks",
+            "trigger_celery.celery_checks",
             "trigger_celery.admin",
             "trigger_celery.schedule_admin",
             "trigger_celery.forms",

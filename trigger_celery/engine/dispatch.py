@@ -124,7 +124,25 @@ def dispatch_ready(
 
 def celery_queue_of(machine: str, region: str) -> str:
     """The Celery queue a run with this ``machine`` and ``region`` is sent to."""
-    return celery_queue_for(machine or None, region or None, get_settings().CELERY_QUEUE)
+    if machine or region:
+        return celery_queue_for(machine or None, region or None, "")
+    return default_celery_queue()
+
+
+def default_celery_queue() -> str:
+    """Where runs without machine or region go: ``TRIGGER_CELERY['CELERY_QUEUE']`` when
+    set, else where the Celery app routes ``execute_run`` - its ``task_routes``, else its
+    ``task_default_queue`` - so a project that renamed Celery's default queue gets its
+    runs on the queue its workers consume."""
+    configured = get_settings().CELERY_QUEUE
+    if configured:
+        return configured
+    app = current_app
+    try:
+        queue = app.amqp.router.route({}, EXECUTE_RUN).get("queue")
+    except Exception:  # a route naming a queue Celery does not know: Celery says so itself
+        queue = None
+    return str(getattr(queue, "name", None) or app.conf.task_default_queue)
 
 
 def _keep_or_send(run_id: str, attempt: int, celery_queue: str) -> None:
@@ -259,7 +277,7 @@ def after_commit_fan_out(entries: list[Entry]) -> None:
                 DISPATCH_QUEUE,
                 kwargs={"queue": queue},
                 serializer="json",
-                queue=get_settings().CELERY_QUEUE,
+                queue=default_celery_queue(),
             )
     except Exception:
         log_failure(log, "could not enqueue %d run(s) now; the reconciler will", len(entries))

@@ -1,0 +1,95 @@
+"""System checks of the Celery configuration a project already has.
+
+Celery settings may live in Django's settings (``CELERY_*``, read by
+``config_from_object(..., namespace="CELERY")``) or in the project's ``celery.py``
+(``app.conf...``): each is read from Django's settings when set there, else from the
+project's Celery app as it is configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import current_app
+from django.conf import settings as django_settings
+from django.core import checks
+
+JSON = ("json", "application/json")
+
+
+def celery_setting(name: str) -> Any:
+    """The Celery setting ``name`` (``worker_prefetch_multiplier``): ``CELERY_<NAME>`` in
+    Django's settings when set, else the current Celery app's value."""
+    django_name = f"CELERY_{name.upper()}"
+    if hasattr(django_settings, django_name):
+        return getattr(django_settings, django_name)
+    return current_app.conf.get(name)
+
+
+def check_celery() -> list[checks.CheckMessage]:
+    return _check_serializers() + _check_prefetch() + _check_eager()
+
+
+def _check_serializers() -> list[checks.CheckMessage]:
+    """Runs are sent as JSON whatever the project's serializer; a worker must accept it."""
+    accept = list(celery_setting("accept_content") or ["json"])
+    if not any(kind in JSON for kind in accept):
+        return [
+            checks.Error(
+                f"CELERY_ACCEPT_CONTENT is {accept!r}: workers would refuse trigger_celery's "
+                "messages, which are JSON",
+                hint="Add 'json' to CELERY_ACCEPT_CONTENT.",
+                id="trigger_celery.E009",
+            )
+        ]
+    if "pickle" in accept or "application/x-python-serialize" in accept:
+        return [
+            checks.Warning(
+                f"CELERY_ACCEPT_CONTENT is {accept!r}: trigger_celery sends its runs as JSON, "
+                "but a worker that accepts pickle runs the code of any message someone can "
+                "put in the broker",
+                hint="Accept only JSON (CELERY_ACCEPT_CONTENT = ['json']) once your own "
+                "tasks do not need pickle.",
+                id="trigger_celery.W010",
+            )
+        ]
+    return []
+
+
+def _check_prefetch() -> list[checks.CheckMessage]:
+    """A run reserved by a busy worker waits there instead of starting on a free one."""
+    multiplier = celery_setting("worker_prefetch_multiplier")
+    # Unset (None) on a Redis broker, the worker turns it on itself (worker.prefetch).
+    disable = getattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH", None)
+    if disable is None and current_app.conf.get("worker_disable_prefetch"):
+        disable = True
+    broker = str(celery_setting("broker_url") or "")
+    redis_broker = broker.startswith(("redis:", "rediss:", "redis+socket:", "sentinel:"))
+    if multiplier == 1 or disable or (disable is None and redis_broker):
+        return []
+    return [
+        checks.Warning(
+            f"worker_prefetch_multiplier is {multiplier!r}: a busy worker reserves runs it "
+            "cannot start yet; each is handed back after a second and sent again, so runs "
+            "go back and forth between busy workers",
+            hint="Set CELERY_WORKER_PREFETCH_MULTIPLIER = 1 (or "
+            "app.conf.worker_prefetch_multiplier = 1, or start workers with "
+            "--prefetch-multiplier 1).",
+            id="trigger_celery.W006",
+        )
+    ]
+
+
+def _check_eager() -> list[checks.CheckMessage]:
+    if not celery_setting("task_always_eager"):
+        return []
+    return [
+        checks.Warning(
+            "task_always_eager is on: trigger_celery does not run runs eagerly. trigger() "
+            "still records each run and sends it to the broker, where a worker runs it "
+            "(in tests too)",
+            hint="Start a worker for the runs; CELERY_TASK_ALWAYS_EAGER only changes the "
+            "project's own .delay() calls.",
+            id="trigger_celery.W011",
+        )
+    ]
