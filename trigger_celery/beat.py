@@ -21,6 +21,7 @@ from django.db import DatabaseError
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.db import heal_connections
 from trigger_celery.engine.pump import Pump
 
@@ -58,11 +59,11 @@ class Scheduler(DatabaseScheduler):  # type: ignore[misc]
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
             interval = super().tick(*args, **kwargs)
-        except DatabaseError as err:
+        except DatabaseError:
             # django-celery-beat reads its periodic tasks here (all of them every few
             # minutes): an unreachable database must not end beat, and with it every
             # schedule, delayed run and repair of the pump.
-            log.warning("beat: the database is unavailable (%s); trying again", err)
+            log_failure(log, "beat could not read its periodic tasks; trying again")
             heal_connections()
             interval = OUTAGE_RETRY_SECONDS
         return min(interval, self._pump.tick())

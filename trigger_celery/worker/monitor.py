@@ -24,6 +24,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, transitions
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
@@ -125,7 +126,7 @@ class AttemptMonitor:
                         w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS
                     self._enforce(w, now)
             except Exception:
-                log.warning("attempt monitor pass failed", exc_info=True)
+                log_failure(log, "attempt monitor pass failed")
 
     def _heartbeat(self, watched: list[Watched], lease_seconds: float) -> None:
         """Extend every lease. An attempt whose lease is gone is looked up: it is stopped

@@ -23,6 +23,7 @@ from typing import Any
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import clock, faults
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import Decision, consults_catch_error, decide_after_failure
@@ -225,7 +226,7 @@ def _store_step(step: Callable[[], object], run_id: str) -> None:
     try:
         step()
     except Exception:
-        log.warning("run %s: store step failed; the pump will redo it", run_id, exc_info=True)
+        log_failure(log, "run %s: store step failed; the pump will redo it", run_id)
 
 
 def _decide(
