@@ -18,7 +18,7 @@ from trigger_celery.coordination.factory import get_store
 from trigger_celery.engine import recovery, transitions
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import InvalidRunStateError, PayloadTooLargeError
-from trigger_celery.models import Run
+from trigger_celery.models import LogEntry, Run
 from trigger_celery.worker.attempt import build_context, execute
 from trigger_celery.worker.monitor import AttemptMonitor, Watched
 
@@ -234,6 +234,8 @@ def test_cancel_of_an_executing_run_signals_it_runs_on_cancel_and_stops_it(live)
     wait_for(lambda: events.values(f"on_cancel_done:{handle.id}"), what="on_cancel to finish")
     assert events.values(f"on_cancel:{handle.id}") == [True]  # the signal was set first
     assert events.values(f"on_cancel_payload:{handle.id}") == [{"order": 7}]  # like every hook
+    said = LogEntry.objects.filter(run_id=handle.id, message="on_cancel says")
+    assert [line.attributes for line in said] == [{"stage": "cancel"}]
     assert events.values(f"saw_signal:{handle.id}") == ["canceled"]
     run = runs.retrieve(handle)
     assert run.status == "CANCELED" and run.output is None

@@ -325,6 +325,7 @@ def exits(payload, ctx):
 
 def _on_cancel(payload, ctx, signal, run_finished):
     events.record(f"on_cancel:{ctx.run.id}", signal.is_set())
+    logger.info("on_cancel says", stage="cancel")  # stored with its run, as in any hook
     events.record(f"on_cancel_payload:{ctx.run.id}", payload)
     run_finished.wait(10)  # on_cancel may wait for the run function to finish
     events.record(f"on_cancel_done:{ctx.run.id}", True)

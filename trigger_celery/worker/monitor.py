@@ -10,6 +10,7 @@ child as Celery's hard time limit would, after its final status was written.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import logging
 import os
@@ -62,6 +63,9 @@ class Watched:
     # process is frozen): see ``lease_overdue``.
     renewed_at: float = field(default_factory=time.monotonic)
     payload: Any = None  # as stored: the on_cancel hooks get it like every hook (SPEC 3)
+    # The attempt thread's context (its run scope), made where the attempt is watched:
+    # the on_cancel hooks run in it, so logger, metadata and tags know their run.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     def claim(self, lease_expires_at: float) -> Claim:
         return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
@@ -173,7 +177,9 @@ class AttemptMonitor:
                 w.reason = "canceled"
                 w.ctx.signal.set("canceled")
                 w.interrupt_at = time.monotonic() + ON_CANCEL_GRACE_SECONDS
-                threading.Thread(target=self._on_cancel, args=(w,), daemon=True).start()
+                hooks = threading.Thread(target=w.context.run, args=(self._on_cancel, w))
+                hooks.daemon = True
+                hooks.start()
             elif (status, attempt) != (RunStatus.EXECUTING, w.attempt):
                 self._lost(w)
             elif lease_seconds is not None:
