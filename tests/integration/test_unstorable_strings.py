@@ -187,6 +187,18 @@ def test_a_log_line_with_a_nul_character_is_stored_escaped(fresh_store):
 
 
 @pytest.mark.integration
+def test_a_log_attribute_too_deep_even_for_repr_is_a_note_naming_it(fresh_store):
+    run = executed("deep-log")
+    assert run.status == "COMPLETED" and run.output == "logged"
+    line = LogEntry.objects.get(run_id=run.id)
+    assert line.message == "deep"
+    assert line.attributes == {
+        "deep": "<log attribute 'deep': list not shown (RecursionError)>",
+        "ok": 1,
+    }
+
+
+@pytest.mark.integration
 def test_an_error_with_a_nul_character_is_recorded_escaped(fresh_store):
     run = executed("raise")
     assert run.status == "FAILED"
