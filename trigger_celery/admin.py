@@ -21,6 +21,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 
 from trigger_celery import schedule_admin  # noqa: F401  (registers ScheduleAdmin)
+from trigger_celery.admin_base import StorableLookupsAdmin
 from trigger_celery.api.queues import queues
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.idempotency import hash_key
@@ -38,7 +39,7 @@ def _pretty(value: Any) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(StorableLookupsAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -322,7 +323,7 @@ class BatchAdmin(ReadOnlyAdmin):
 
 
 @admin.register(QueueState)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(StorableLookupsAdmin):
     """Queues declared in code, their live counts, and pause/resume (change permission)."""
 
     list_display = ("name", "paused", "limit", "executing", "queued")

@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from trigger_celery.admin_base import StorableLookupsAdmin
 from trigger_celery.api.schedules import schedules
 from trigger_celery.core import clock
 from trigger_celery.core.cron import describe, format_local
@@ -28,7 +29,7 @@ from trigger_celery.models import Schedule
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(StorableLookupsAdmin):
     """Schedules with their local fire times; declared ones are view-only."""
 
     form = ScheduleForm

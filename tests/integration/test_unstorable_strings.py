@@ -17,8 +17,13 @@ from tests.taskapp import events, scheduled  # noqa: F401  (defines the schedule
 from trigger_celery import batch, runs, schedules, tasks
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.engine import transitions
-from trigger_celery.errors import InvalidScheduleError, RunNotFoundError, SerializationError
-from trigger_celery.models import LogEntry, Run, Schedule
+from trigger_celery.errors import (
+    InvalidScheduleError,
+    RunNotFoundError,
+    ScheduleNotFoundError,
+    SerializationError,
+)
+from trigger_celery.models import BulkAction, LogEntry, Run, Schedule
 from trigger_celery.worker.attempt import execute
 
 NUL_OPTIONS = [
@@ -117,6 +122,32 @@ def test_the_runs_api_answers_a_nul_character_or_a_wrong_type_clearly():
     assert list(runs.list(tag=("a", "b"), task_identifier=["hello-world"])) == []
 
 
+@pytest.mark.django_db
+def test_the_schedules_api_answers_a_nul_character_or_a_wrong_type_clearly():
+    for name in ("task", "external_id"):
+        with pytest.raises(ValueError, match=f"schedules.list {name}=: 'a\\\\x00' contains a NUL"):
+            schedules.list(**{name: "a\x00"})
+        with pytest.raises(TypeError, match=f"schedules.list {name}= must be a string"):
+            schedules.list(**{name: 5})
+    with pytest.raises(TypeError, match=r"schedules.list task= must be a string or a list"):
+        schedules.list(task=["sched-record", 5])
+    with pytest.raises(ValueError, match=r"schedules.list task=: '\\ud800' contains a lone"):
+        schedules.list(task=["sched-record", "\ud800"])
+    assert list(schedules.list(task=("sched-record",), external_id="e")) == []
+    for call in (schedules.retrieve, schedules.activate, schedules.delete):
+        with pytest.raises(ScheduleNotFoundError, match="no schedule with id"):
+            call("sched_\x00")
+    with pytest.raises(RunNotFoundError, match="no batch with id"):
+        batch.retrieve("batch_\x00")
+
+
+@pytest.mark.django_db
+def test_a_page_cursor_with_a_nul_character_is_refused_naming_it():
+    for api in (runs, schedules):
+        with pytest.raises(ValueError, match="after: 'a\\\\x00' contains a NUL character"):
+            api.list(after="a\x00")
+
+
 # -- inside a run: this process runs the attempt (no worker) ------------------------------
 
 
@@ -153,6 +184,18 @@ def test_a_log_line_with_a_nul_character_is_stored_escaped(fresh_store):
     line = LogEntry.objects.get(run_id=run.id)
     assert line.message == "a\\x00b\\ud800"
     assert line.attributes == {"note": "c\\x00d", "k\\x00": ["\\ud800"]}
+
+
+@pytest.mark.integration
+def test_a_log_attribute_too_deep_even_for_repr_is_a_note_naming_it(fresh_store):
+    run = executed("deep-log")
+    assert run.status == "COMPLETED" and run.output == "logged"
+    line = LogEntry.objects.get(run_id=run.id)
+    assert line.message == "deep"
+    assert line.attributes == {
+        "deep": "<log attribute 'deep': list not shown (RecursionError)>",
+        "ok": 1,
+    }
 
 
 @pytest.mark.integration
@@ -237,3 +280,84 @@ def test_a_nul_character_in_a_filter_or_a_run_url_is_a_bad_request(admin_client)
         url = reverse(f"trigger_celery:{name}", args=["run_\x00"])
         assert "%00" in url
         assert getattr(admin_client, method)(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_page_cursor_is_a_bad_request(admin_client):
+    page = admin_client.get(reverse("trigger_celery:run-list") + "?after=a%00")
+    assert page.status_code == 400
+    assert "after: &#x27;a\\x00&#x27; contains a NUL character" in page.content.decode()
+    listed = admin_client.get(reverse("trigger_celery:run-list-json") + "?after=a%00")
+    assert listed.status_code == 400 and listed.json()["runs"] == []
+    assert "contains a NUL character" in listed.json()["errors"][0]
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_schedule_filter_or_url_is_refused(admin_client):
+    schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="k")
+    for query, name in (
+        ("task=a%00", "task"),
+        ("after=%00", "after"),
+        ("task=x&after=b%00", "after"),
+    ):
+        page = admin_client.get(reverse("trigger_celery:schedule-list") + "?" + query)
+        assert page.status_code == 400
+        assert f"{name}: &#x27;" in page.content.decode()
+        assert "contains a NUL character" in page.content.decode()
+    assert admin_client.get(reverse("trigger_celery:schedule-list")).status_code == 200
+    detail = reverse("trigger_celery:schedule-detail", args=["sched_\x00"])
+    assert "%00" in detail
+    assert admin_client.get(detail).status_code == 404
+    assert admin_client.post(detail, {"cron": "0 * * * *"}).status_code == 404
+    for action in ("activate", "deactivate", "delete"):
+        url = reverse("trigger_celery:schedule-action", args=["sched_\x00", action])
+        assert admin_client.post(url).status_code == 404
+    assert Schedule.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_bulk_action_on_a_run_id_with_a_nul_character_is_refused_naming_it(admin_client):
+    run = tasks.trigger("hello-world", {"message": "hi"})
+    url = reverse("trigger_celery:bulk-new")
+    for method in (admin_client.get, admin_client.post):
+        response = method(url, {"action": "cancel", "run": [run.id, "run_\x00"]})
+        assert response.status_code == 400
+        assert "run: &#x27;run_\\x00&#x27; contains a NUL character" in response.content.decode()
+    everything = admin_client.get(url, {"action": "cancel", "scope": "filter", "filter": "tag=%00"})
+    assert everything.status_code == 400
+    assert "contains a NUL character" in everything.content.decode()
+    assert not BulkAction.objects.exists()
+    assert Run.objects.get(id=run.id).status != "CANCELED"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("model", "query"),
+    [
+        ("run", "status__exact=%00"),
+        ("run", "task=%00"),
+        ("attempt", "status__exact=%00"),
+        ("schedule", "timezone=a%00"),
+        ("schedule", "task_identifier__exact=%00"),
+    ],
+)
+def test_the_admin_answers_a_nul_character_in_a_filter_as_a_bad_lookup(admin_client, model, query):
+    url = reverse(f"admin:trigger_celery_{model}_changelist")
+    response = admin_client.get(url + "?" + query)
+    assert response.status_code == 302 and response["Location"] == url + "?e=1"
+
+
+@pytest.mark.django_db
+def test_the_admin_answers_a_nul_character_in_an_object_id_or_a_selection(admin_client):
+    for model in ("run", "batch", "queuestate", "schedule"):
+        url = reverse(f"admin:trigger_celery_{model}_change", args=["a\x00"])
+        response = admin_client.get(url, follow=True)
+        assert response.status_code == 200
+        assert "Perhaps it was deleted?" in response.content.decode()
+    run = tasks.trigger("hello-world", {"message": "hi"})
+    response = admin_client.post(
+        reverse("admin:trigger_celery_run_changelist"),
+        {"action": "cancel_runs", "_selected_action": [run.id, "run_\x00"]},
+    )
+    assert response.status_code == 302
+    assert Run.objects.get(id=run.id).status != "CANCELED"

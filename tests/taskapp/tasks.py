@@ -136,6 +136,14 @@ def bad_strings(payload, ctx):
         return "stored"
     if payload["do"] == "raise":
         raise ValueError("a\x00b")
+    if payload["do"] == "deep-log":
+        deep: list = []
+        inner = deep
+        for _ in range(1000):  # deeper than JSON is stored, and than repr can go
+            inner.append([])
+            inner = inner[0]
+        logger.info("deep", deep=deep, ok=1)
+        return "logged"
     return {"out": "a\x00b"}
 
 

@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.checks",
             "trigger_celery.celery_checks",
             "trigger_celery.admin",
+            "trigger_celery.admin_base",
             "trigger_celery.schedule_admin",
             "trigger_celery.forms",
             "trigger_celery.views",

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.api.runs import RunRecord
+from trigger_celery.core.serialization import text_problem
 from trigger_celery.engine.batches import BatchHandle, create_batch, item_fields, items_of
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.errors import RunNotFoundError
@@ -81,6 +82,8 @@ class BatchAPI:
         return batch_trigger_and_wait("batch", parsed)
 
     def retrieve(self, batch_id: str) -> BatchRecord:
+        if isinstance(batch_id, str) and text_problem(batch_id) is not None:
+            raise RunNotFoundError(f"no batch with id {batch_id!r}")  # none has such an id
         row = Batch.objects.filter(id=batch_id).first()
         if row is None:
             raise RunNotFoundError(f"no batch with id {batch_id!r}")

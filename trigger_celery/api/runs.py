@@ -159,19 +159,25 @@ def _run_id(id_or_handle: str | RunHandle | RunRecord) -> str:
     raise ValueError(f"expected a run id or handle, got {id_or_handle!r}")
 
 
-def _strings(name: str, value: object) -> list[str]:
-    """A ``runs.list`` filter given as a string or a list of strings, as a list."""
+def filter_strings(call: str, name: str, value: object) -> list[str]:
+    """A filter of ``call`` (``runs.list``, ``schedules.list``) given as a string or a
+    list of strings, as a list: a TypeError for anything else, a ValueError naming a
+    string the database could not even compare (a NUL character, a lone surrogate)."""
     try:
         values = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
     except TypeError:
         values = [value]
     if not all(isinstance(v, str) for v in values):
-        raise TypeError(f"runs.list {name}= must be a string or a list of strings, got {value!r}")
+        raise TypeError(f"{call} {name}= must be a string or a list of strings, got {value!r}")
     for v in values:
         problem = text_problem(v)
-        if problem is not None:  # the database could not even compare it
-            raise ValueError(f"runs.list {name}=: {v!r} {problem}")
+        if problem is not None:
+            raise ValueError(f"{call} {name}=: {v!r} {problem}")
     return list(values)
+
+
+def _strings(name: str, value: object) -> list[str]:
+    return filter_strings("runs.list", name, value)
 
 
 RunPage = Page[RunRecord]

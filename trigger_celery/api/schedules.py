@@ -20,6 +20,7 @@ from typing import Any
 from django.db import IntegrityError
 
 from trigger_celery.api.definitions import scheduled_task
+from trigger_celery.api.runs import filter_strings
 from trigger_celery.core import clock
 from trigger_celery.core import cron as cron_rules
 from trigger_celery.core.ids import new_id
@@ -142,6 +143,8 @@ def _check_text(name: str, value: object, *, required: bool) -> str:
 def _get(schedule_id: str) -> Schedule:
     if not isinstance(schedule_id, str) or not schedule_id:
         raise ValueError(f"expected a schedule id, got {schedule_id!r}")
+    if text_problem(schedule_id) is not None:  # no schedule has such an id
+        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
     try:
         return Schedule.objects.get(id=schedule_id)
     except Schedule.DoesNotExist:
@@ -316,12 +319,16 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
     qs = Schedule.objects.all()
     task = filters.get("task")
     if task:
-        qs = qs.filter(task_identifier__in=[task] if isinstance(task, str) else list(task))
+        qs = qs.filter(task_identifier__in=filter_strings("schedules.list", "task", task))
     for name in ("active", "declarative"):
         if filters.get(name) is not None:
             qs = qs.filter(**{name: bool(filters[name])})
-    if filters.get("external_id") is not None:
-        qs = qs.filter(external_id=filters["external_id"])
+    external_id = filters.get("external_id")
+    if external_id is not None:
+        if not isinstance(external_id, str):
+            raise TypeError(f"schedules.list external_id= must be a string, got {external_id!r}")
+        (external_id,) = filter_strings("schedules.list", "external_id", external_id)
+        qs = qs.filter(external_id=external_id)
     return keyset_page(
         qs, limit=limit, after=after, convert=ScheduleRecord.from_model, descending=False
     )

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from trigger_celery.core.serialization import text_problem
+
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
@@ -33,8 +35,13 @@ def check_limit(limit: object, *, maximum: int = MAX_PAGE_SIZE) -> int:
 def keyset_rows(
     queryset: _Keyed, *, limit: int, after: str | None, descending: bool = True
 ) -> tuple[Sequence[Any], str | None]:
-    """One page of ``queryset`` by primary key, and the cursor of the next page (or None)."""
+    """One page of ``queryset`` by primary key, and the cursor of the next page (or None).
+
+    A cursor the database cannot compare (a NUL character) is a ValueError naming it."""
     if after:
+        problem = text_problem(after) if isinstance(after, str) else None
+        if problem is not None:  # no row has such an id
+            raise ValueError(f"after: {after!r} {problem}")
         queryset = queryset.filter(**{"pk__lt" if descending else "pk__gt": after})
     rows = list(queryset.order_by("-pk" if descending else "pk")[: limit + 1])
     more = len(rows) > limit

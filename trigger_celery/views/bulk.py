@@ -38,9 +38,17 @@ def bulk_new(request: HttpRequest) -> HttpResponse:
             {"problem": "Select some runs, or tick “everything this filter matches”."},
             status=400,
         )
+    refused = [f"run: {r!r} contains a NUL character" for r in run_ids if "\x00" in r]
+    if refused:  # no run has one, and the database cannot compare it
+        return render(
+            request, "trigger_celery/bulk_confirm.html", {"problem": "; ".join(refused)}, status=400
+        )
     if everything and filters.errors:
         return render(
-            request, "trigger_celery/bulk_confirm.html", {"problem": "; ".join(filters.errors)}
+            request,
+            "trigger_celery/bulk_confirm.html",
+            {"problem": "; ".join(filters.errors)},
+            status=400 if filters.refused else 200,
         )
     if request.method == "POST":
         row = bulk.create(

@@ -26,7 +26,12 @@ FINAL = {s.value for s in FINAL_STATUSES}
 def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str | None]:
     filters = RunFilters.from_query(request.GET)
     qs = filters.runs().only(*LIST_FIELDS)
-    rows, next_cursor = keyset_rows(qs, limit=PAGE_SIZE, after=request.GET.get("after"))
+    try:
+        rows, next_cursor = keyset_rows(qs, limit=PAGE_SIZE, after=request.GET.get("after"))
+    except ValueError as exc:  # a cursor with a NUL character: refused like a filter
+        filters.errors.append(str(exc))
+        filters.refused = True
+        return filters, [], None
     return filters, [_row(r) for r in rows], next_cursor
 
 

@@ -30,6 +30,8 @@ def _require(request: HttpRequest, action: str) -> None:
 
 
 def _get(schedule_id: str) -> Schedule:
+    if "\x00" in schedule_id:  # no schedule has one, and the database cannot compare it
+        raise Http404(f"no schedule {schedule_id!r}")
     try:
         return Schedule.objects.get(id=schedule_id)
     except Schedule.DoesNotExist:
@@ -41,10 +43,19 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
     _require(request, "view")
     qs = Schedule.objects.all()
     task_id = request.GET.get("task") or ""
+    after = request.GET.get("after") or ""
+    # A value no schedule has, that the database cannot even compare: a 400 naming it.
+    errors = [
+        f"{name}: {value!r} contains a NUL character"
+        for name, value in (("task", task_id), ("after", after))
+        if "\x00" in value
+    ]
     if task_id:
         qs = qs.filter(task_identifier=task_id)
-    rows, next_cursor = keyset_rows(
-        qs, limit=PAGE_SIZE, after=request.GET.get("after"), descending=False
+    rows, next_cursor = (
+        ([], None)
+        if errors
+        else keyset_rows(qs, limit=PAGE_SIZE, after=after or None, descending=False)
     )
     shown = [
         {
@@ -62,9 +73,11 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         {
             "schedules": shown,
             "task": task_id,
+            "errors": errors,
             "next_cursor": next_cursor,
             "can_add": request.user.has_perm("trigger_celery.add_schedule"),
         },
+        status=400 if errors else 200,
     )
 
 

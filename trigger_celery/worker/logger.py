@@ -33,8 +33,8 @@ def _stored(attributes: dict[str, Any]) -> dict[str, Any]:
     for key, value in attributes.items():
         try:
             out[str(key)] = to_jsonable(value, what="log attribute")
-        except (TypeError, ValueError):
-            out[str(key)] = repr(value)[:TEXT_LIMIT]
+        except (TypeError, ValueError, RecursionError):
+            out[str(key)] = _shown(str(key), value)
     try:
         text = encode(out, what="log attribute").decode()
     except SerializationError:  # a NUL character or a lone surrogate: kept as escapes
@@ -43,6 +43,15 @@ def _stored(attributes: dict[str, Any]) -> dict[str, Any]:
     if len(text) > TEXT_LIMIT:
         return {"truncated": text[:TEXT_LIMIT]}
     return out
+
+
+def _shown(key: str, value: Any) -> str:
+    """``value``'s repr, cut to TEXT_LIMIT; a note naming the attribute when even that
+    fails (a value nested too deep for repr, a ``__repr__`` that raises)."""
+    try:
+        return repr(value)[:TEXT_LIMIT]
+    except Exception as exc:  # RecursionError included
+        return f"<log attribute {key!r}: {type(value).__name__} not shown ({type(exc).__name__})>"
 
 
 class RunLogger:
