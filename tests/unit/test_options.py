@@ -181,3 +181,8 @@ def test_an_option_string_the_database_cannot_store_is_refused(options, message)
 def test_one_task_id_rule(task_id, message):
     assert message in (task_id_problem(task_id) or "")
     assert task_id_problem("x" * 255) is None
+
+
+def test_an_int_debounce_key_is_its_string():
+    options = parse_trigger_options(debounce={"key": 42, "delay": "5s"})
+    assert options.debounce is not None and options.debounce.key == "42"

@@ -108,6 +108,8 @@ class DebounceOptions(BaseModel):
     @field_validator("key", mode="before")
     @classmethod
     def _key(cls, v: Any) -> str:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # debounce={"key": user.id, ...}, as concurrency_key takes it
         return _non_empty_str("debounce.key", v, 512)
 
     @field_validator("delay", mode="before")
