@@ -174,6 +174,8 @@ def test_postgresql_stopped_for_30_seconds_under_load_loses_nothing(own):
     )
     worker = own.worker(concurrency=4)
     beat = own.beat()
+    # Beat has the periodic task in hand: during the outage it is due every 2 s.
+    wait_for(lambda: events.values("plain-periodic:pg"), timeout=30, what="a first periodic send")
     before = [tasks.trigger("steady", {"n": i, "seconds": 0.2}, tags=["pg"]) for i in range(200)]
     wait_for(
         lambda: Run.objects.filter(id__in=[h.id for h in before], status="EXECUTING").exists(),
