@@ -27,7 +27,7 @@ def celery_setting(name: str) -> Any:
 
 
 def check_celery() -> list[checks.CheckMessage]:
-    return _check_serializers() + _check_prefetch() + _check_eager()
+    return _check_serializers() + _check_prefetch() + _check_eager() + _check_time_limit()
 
 
 def _check_serializers() -> list[checks.CheckMessage]:
@@ -91,5 +91,22 @@ def _check_eager() -> list[checks.CheckMessage]:
             hint="Start a worker for the runs; CELERY_TASK_ALWAYS_EAGER only changes the "
             "project's own .delay() calls.",
             id="trigger_celery.W011",
+        )
+    ]
+
+
+def _check_time_limit() -> list[checks.CheckMessage]:
+    """Celery's hard time limit kills the pool process without a word to the run."""
+    limit = celery_setting("task_time_limit")
+    if not limit:
+        return []
+    return [
+        checks.Warning(
+            f"task_time_limit is {limit!r}: it applies to runs too. A run past it is killed "
+            "with its process and counted as a crash once its lease ends (LEASE_SECONDS "
+            "later), then retried",
+            hint="Give tasks max_duration= instead (the run ends TIMED_OUT at once), or "
+            "keep task_time_limit above every task's max_duration.",
+            id="trigger_celery.W012",
         )
     ]

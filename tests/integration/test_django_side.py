@@ -220,6 +220,12 @@ def test_accepting_pickle_is_warned_about_and_not_accepting_json_refused():
         assert not ids & {"trigger_celery.E009", "trigger_celery.W010"}
 
 
+def test_a_global_hard_time_limit_is_said_to_crash_runs():
+    with override_settings(CELERY_TASK_TIME_LIMIT=60):
+        [warning] = [m for m in check_settings() if m.id == "trigger_celery.W012"]
+    assert "max_duration" in warning.hint
+
+
 def test_eager_celery_is_said_to_leave_runs_to_a_worker():
     with override_settings(CELERY_TASK_ALWAYS_EAGER=True):
         [warning] = [m for m in check_settings() if m.id == "trigger_celery.W011"]
