@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import connection, models
 from django.db.models import Q
+from django.utils import timezone
 
 from trigger_celery.core.ids import ID_CLOCK_SLACK, first_id_at, last_id_at
 from trigger_celery.core.statuses import FINAL_STATUSES, AttemptStatus, RunStatus
@@ -163,7 +164,9 @@ class Run(models.Model):
     )
     schedule_tick_at = models.DateTimeField(null=True, blank=True)
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Not auto_now_add: a trigger gives it the same instant as queued_at (and delays and
+    # ttls count from it), so no run reads as queued before it was created.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     delayed_until = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -27,6 +27,12 @@ def test_hello_world_run_completes_with_its_output_and_one_attempt(live):
     assert LogEntry.objects.filter(run_id=handle.id, message="hello").exists()
 
 
+def test_a_triggered_run_is_queued_at_the_instant_it_is_created(live):
+    handle = hello_world.trigger({"message": "when"})
+    row = Run.objects.get(id=handle.id)
+    assert row.queued_at == row.created_at  # never queued before it existed
+
+
 def test_celery_message_carries_only_the_run_id_and_attempt(live):
     bodies = []
 
@@ -202,6 +208,7 @@ def test_an_async_run_function_behind_async_middleware_stays_inside_its_run(live
     assert run.output == "set by async middleware"
     assert run.metadata == {"seen": "set by async middleware"}
     assert LogEntry.objects.filter(run_id=handle.id, message="behind async middleware").exists()
+    assert events.values(f"awaited-next:{handle.id}") == ["set by async middleware"]
 
 
 def test_stored_log_lines_are_bounded_per_run_and_never_fail_it(own):

@@ -189,7 +189,17 @@ async def _async_middleware(ctx, next):
     return next()
 
 
-@task(id="async-behind-async-middleware", middleware={"async-locals": _async_middleware})
+async def _awaiting_middleware(ctx, next):
+    """Trigger.dev's shape: ``await next()`` is the output of the steps inside."""
+    output = await next()
+    events.record(f"awaited-next:{ctx.run.id}", output)
+    return output
+
+
+@task(
+    id="async-behind-async-middleware",
+    middleware={"async-locals": _async_middleware, "awaits": _awaiting_middleware},
+)
 async def async_behind_async_middleware(payload, ctx):
     metadata.set("seen", run_locals.get_or_throw(ASYNC_LOCAL))
     logger.info("behind async middleware")

@@ -217,6 +217,7 @@ def build_run(
         root_id=root_id,
         depth=depth,
         delayed_until=delayed_until,
+        created_at=now,
         queued_at=now if queued else None,
         ttl_expires_at=now + timedelta(seconds=ttl) if queued and ttl else None,
         trace_context=tracing.carrier(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,13 +166,30 @@ def _run_attempt(
 def _wrap_middleware(
     mw: Hook, inner: Callable[[], Any], common: dict[str, Any]
 ) -> Callable[[], Any]:
+    is_async = inspect.iscoroutinefunction(mw)
+
     def step() -> Any:
         def next_() -> Any:
-            return inner()
+            output = inner()
+            return _Ran(output) if is_async else output
 
         return call_hook(mw, **common, next=next_)
 
     return step
+
+
+class _Ran:
+    """What ``next()`` gives async middleware: the steps inside it have run, and
+    ``await next()`` is their output, as in Trigger.dev (``return next()`` works too)."""
+
+    def __init__(self, output: Any) -> None:
+        self.output = output
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._output().__await__()
+
+    async def _output(self) -> Any:
+        return self.output
 
 
 def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
