@@ -81,7 +81,10 @@ class SubtaskUnwrapError(TriggerCeleryError):
     """A child run failed and its result was unwrapped."""
 
     def __init__(self, run_id: str, task_id: str, cause: Any) -> None:
-        super().__init__(f"Run {run_id} of task {task_id!r} did not succeed: {cause}")
+        said = cause
+        if isinstance(cause, dict) and "message" in cause:  # the child's error; .cause has all
+            said = f"{cause.get('type') or 'Error'}: {cause['message']}"
+        super().__init__(f"Run {run_id} of task {task_id!r} did not succeed: {said}")
         self.run_id = run_id
         self.task_id = task_id
         self.cause = cause

@@ -393,9 +393,16 @@ def test_queue_override_is_stored_shown_and_reset(admin_client):
         reverse(action, args=["limit-2", "override"]), {"limit": "zero"}, follow=True
     )
     assert "got &#x27;zero&#x27;" in response.content.decode()
+    response = admin_client.post(
+        reverse(action, args=["limit-2", "override"]), {"limit": "200000"}, follow=True
+    )
+    assert "from 1 to 100000, got &#x27;200000&#x27;" in response.content.decode()
     admin_client.post(reverse(action, args=["limit-2", "reset"]))
     page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()
     assert "overridden" not in page.split('data-queue="limit-2"')[1].split("</tr>")[0]
+    # A queue without a limit of its own is held to the environment's.
+    unlimited = page.split('data-queue="hello-world"')[1].split("</tr>")[0]
+    assert "none" in unlimited and "the environment's 100" in unlimited
     assert admin_client.post(reverse(action, args=["no-such-q", "pause"])).status_code == 404
 
 

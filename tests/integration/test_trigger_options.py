@@ -203,6 +203,15 @@ def test_max_duration_stops_the_attempt_and_times_the_run_out_without_retry(live
     assert events.values(f"finished:{handle.id}") == []
 
 
+def test_a_timed_out_run_gets_its_failure_hooks(live):
+    """TIMED_OUT is a failure after all retries (none are made): on_failure and
+    on_complete run (SPEC 3 leaves out only CRASHED, SYSTEM_FAILURE and CANCELED)."""
+    handle = tasks.trigger("cooperative", {}, max_duration=5)
+    run = finished(handle, timeout=30)
+    assert run.status == "TIMED_OUT"
+    assert events.values(f"ended:{handle.id}") == ["on_failure", "on_complete"]
+
+
 def test_cancel_of_a_queued_run_means_it_never_executes(live):
     from trigger_celery import queues
 

@@ -53,6 +53,8 @@ def test_unwrap_of_a_failed_child_raises_subtask_unwrap_error(live):
     assert run.output["task_id"] == "always-fails"
     assert runs.retrieve(run.output["run_id"]).status == "FAILED"
     assert run.output["error"] == "ValueError"
+    # The child's error in a line; its traceback stays on err.cause.
+    assert run.output["message"].endswith("did not succeed: ValueError: this task always fails")
 
 
 def test_the_waiting_status_is_observable_and_the_slot_is_free(live):
@@ -300,3 +302,15 @@ def test_a_childs_final_write_completes_its_waitpoint_and_resumes_only_a_parent_
     assert complete(child) == (True, [])  # the waitpoint completes, the parent runs on
     assert Run.objects.get(id=busy).status == "EXECUTING" and pending(busy) == 0
     current_app.control.purge()
+
+
+def test_a_retry_triggers_again_the_child_that_failed_and_replays_the_one_that_did_not(live):
+    """A parent whose attempt failed on its child's error retries with that child run
+    again (its key was released), not with the failure replayed; a child that succeeded
+    is replayed, not run again."""
+    handle = tasks.trigger("retries-past-a-failed-child", {})
+    run = finished(handle, timeout=60)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "ok" and run.attempt_count == 2
+    assert len(events.values(f"fails-once:{handle.id}")) == 2  # a new child the second time
+    assert len(set(events.values(f"first-child:{handle.id}"))) == 1

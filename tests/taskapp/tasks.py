@@ -434,6 +434,21 @@ def parent_once(payload, ctx):
     return child.id
 
 
+@task(id="fails-once", retry={"max_attempts": 1})
+def fails_once(payload, ctx):
+    events.record(f"fails-once:{payload['tag']}", ctx.run.id)
+    if len(events.values(f"fails-once:{payload['tag']}")) == 1:
+        raise RuntimeError("the first one fails")
+    return "ok"
+
+
+@task(id="retries-past-a-failed-child", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
+def retries_past_a_failed_child(payload, ctx):
+    first = echo.trigger_and_wait({"n": 1})  # succeeds: replayed, never run again
+    events.record(f"first-child:{ctx.run.id}", first.id)
+    return fails_once.trigger_and_wait({"tag": ctx.run.id}).unwrap()
+
+
 @task(id="spawner")
 def spawner(payload, ctx):
     from trigger_celery import tasks as api
@@ -491,6 +506,7 @@ def unwrap_parent(payload, ctx):
             "run_id": err.run_id,
             "task_id": err.task_id,
             "error": result.error["type"],
+            "message": str(err),
         }
     return "unwrapped?"
 

@@ -167,6 +167,17 @@ def enqueue_resumed(runs: list[Run]) -> None:
     dispatch.dispatch_ready(queue, entries=queueing.entries_of(runs))
 
 
+def forget_failed_children(run_id: str) -> int:
+    """Before a failed attempt's retry: remove the run's child waits whose child did not
+    succeed, so the retry triggers those children again (their idempotency keys were
+    released when they failed) instead of replaying the same failure; a child that
+    succeeded is still replayed. Returns how many were removed."""
+    failed = Waitpoint.objects.filter(
+        run_id=run_id, kind=Waitpoint.Kind.RUN, completed_at__isnull=False, result__ok=False
+    )
+    return failed.delete()[0]
+
+
 def complete_due_datetimes(limit: int = 500) -> int:
     """Pump step: DATETIME waitpoints whose time has come resume their runs."""
     ids = list(

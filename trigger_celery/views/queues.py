@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from trigger_celery.api.queues import queues
+from trigger_celery.conf import get_settings
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import ConfigurationError
 from trigger_celery.views.access import can, dashboard_view
@@ -24,7 +25,12 @@ def queue_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "trigger_celery/queue_list.html",
-        {"queues": rows, "problem": problem, "can_change": can(request, "change_queuestate")},
+        {
+            "queues": rows,
+            "problem": problem,
+            "can_change": can(request, "change_queuestate"),
+            "environment_limit": get_settings().CONCURRENCY_LIMIT,
+        },
     )
 
 
@@ -48,7 +54,8 @@ def queue_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
             queues.override_limit(name, int(text))
         except (ValueError, ConfigurationError):
             messages.error(
-                request, f"Not changed: the limit must be a whole number from 1, got {text!r}."
+                request,
+                f"Not changed: the limit must be a whole number from 1 to 100000, got {text!r}.",
             )
         else:
             messages.success(request, f"Queue {name}: concurrency limit {text} (overridden).")

@@ -25,6 +25,7 @@ from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import clock, faults
+from trigger_celery.core import context as run_context
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import Decision, consults_catch_error, decide_after_failure
 from trigger_celery.core.hooks import call_hook, global_hooks
@@ -163,6 +164,9 @@ def _settle_failed(
     decision = _decide(definition, run, ctx, common, failure)
     if decision.retries:
         assert decision.retry_at is not None
+        scope = run_context.optional_scope()
+        if scope is not None and scope.step:  # this attempt reached a wait
+            waitpoints.forget_failed_children(run.id)
         log.info("run %s attempt %d failed; retry at %s", run.id, attempt, decision.retry_at)
         retry_at = decision.retry_at
         until_recorded(
@@ -174,7 +178,8 @@ def _settle_failed(
         _store_step(lambda: _requeue(run.id, attempt), run.id)
         return
 
-    if decision.status == RunStatus.FAILED:
+    if decision.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):  # SPEC 3: not for
+        # CRASHED (a broken catch_error), SYSTEM_FAILURE or CANCELED
         call_recorded(definition, "on_failure", **common, error=failure.error)
     if decision.status not in _ENDS:
         # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
