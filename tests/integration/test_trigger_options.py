@@ -339,6 +339,16 @@ def test_replay_creates_a_new_linked_run_with_the_same_payload_and_options(live)
     assert run.idempotency_key is None
 
 
+def test_replay_with_another_payload_as_the_dashboard_offers(live):
+    original = tasks.trigger("echo", {"n": 7}, tags=["edited"])
+    edited = runs.replay(original, {"n": 8})
+    by_name = runs.replay(original, payload={"n": 9}, tags=["renamed"])
+    assert finished(edited).payload == {"n": 8} and finished(edited).tags == ["edited"]
+    assert finished(by_name).payload == {"n": 9} and finished(by_name).tags == ["renamed"]
+    with pytest.raises(TypeError, match="payload twice"):
+        runs.replay(original, {"n": 1}, payload={"n": 2})
+
+
 # -- payload sizes -----------------------------------------------------------------------------
 
 

@@ -296,8 +296,21 @@ class RunsAPI:
         cancel_run(_run_id(id_or_handle))
         return self.retrieve(id_or_handle)
 
-    def replay(self, id_or_handle: str | RunHandle | RunRecord, **overrides: Any) -> RunHandle:
-        """A new run with the same payload and options, linked to the original."""
+    def replay(
+        self, id_or_handle: str | RunHandle | RunRecord, *args: Any, **overrides: Any
+    ) -> RunHandle:
+        """A new run with the same options, linked to the original, and the same payload
+        or the one given: ``runs.replay(run)``, ``runs.replay(run, {"edited": 1})``,
+        ``runs.replay(run, payload=...)``; other keywords override trigger options."""
+        if len(args) > 1:
+            raise TypeError(f"runs.replay takes a run and at most one payload, got {len(args) + 1}")
+        if args and "payload" in overrides:
+            raise TypeError("runs.replay got the payload twice (positional and payload=)")
+        if args:
+            return replay_run(_run_id(id_or_handle), overrides, args[0])
+        if "payload" in overrides:
+            payload = overrides.pop("payload")
+            return replay_run(_run_id(id_or_handle), overrides, payload)
         return replay_run(_run_id(id_or_handle), overrides)
 
     def reschedule(self, id_or_handle: str | RunHandle | RunRecord, *, delay: Any) -> RunRecord:
