@@ -363,6 +363,10 @@ def test_a_failed_child_resumes_its_parent_in_its_final_write(own):
         "run_id": child.id,
         "task_id": "always-fails",
         "error": "ValueError",
+        "message": (
+            f"Run {child.id} of task 'always-fails' did not succeed: "
+            "ValueError: this task always fails"
+        ),
     }
     current_app.control.purge()
     assert len(child_sql) <= WAITED_CHILD_BUDGET[connection.vendor], child_sql
