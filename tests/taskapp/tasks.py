@@ -121,6 +121,13 @@ def bad_output(payload, ctx):
     return {"socket": object()}
 
 
+class _Unshowable:
+    """A value JSON cannot hold whose repr fails too."""
+
+    def __repr__(self) -> str:
+        raise RecursionError("maximum recursion depth exceeded")
+
+
 @task(id="bad-strings", retry=FAST_RETRY)
 def bad_strings(payload, ctx):
     """Strings the database cannot store, from inside a run: ``payload["do"]`` says where."""
@@ -139,10 +146,10 @@ def bad_strings(payload, ctx):
     if payload["do"] == "deep-log":
         deep: list = []
         inner = deep
-        for _ in range(1000):  # deeper than JSON is stored, and than repr can go
+        for _ in range(1000):  # deeper than JSON is stored (repr copes from Python 3.12)
             inner.append([])
             inner = inner[0]
-        logger.info("deep", deep=deep, ok=1)
+        logger.info("deep", deep=deep, broken=_Unshowable(), ok=1)
         return "logged"
     return {"out": "a\x00b"}
 
