@@ -107,9 +107,16 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
     assert value(found, "trigger_celery_run_runtime_seconds_count", **hello) == 3
     assert value(found, "trigger_celery_run_runtime_seconds_count", **fails) == 3
     assert value(found, "trigger_celery_run_runtime_seconds_bucket", le="+Inf", **hello) == 3
-    # Every run ended: nothing queued or executing in their queues.
-    assert value(found, "trigger_celery_queue_length", queue_name="hello-world") == 0
-    assert value(found, "trigger_celery_queue_executing", queue_name="hello-world") == 0
+
+    # Every run ended: nothing queued or executing in their queues, once the last one's
+    # slot is back (a worker gives it back just after the run's final write and counter).
+    def idle():
+        now = scrape(client)
+        executing = value(now, "trigger_celery_queue_executing", queue_name="hello-world")
+        return now if executing == 0 else None
+
+    idle_scrape = wait_for(idle, what="the hello-world queue's slots to be given back")
+    assert value(idle_scrape, "trigger_celery_queue_length", queue_name="hello-world") == 0
     assert value(found, "trigger_celery_queue_concurrency_limit", queue_name="limit-2") == 2
     queues.override_limit("limit-2", 5)  # the dashboard's override is the limit in force
     try:
