@@ -77,6 +77,10 @@ class HandleErrorError(TriggerCeleryError):
     """A catch_error hook itself raised (code HANDLE_ERROR_ERROR)."""
 
 
+class MiddlewareSkippedError(TriggerCeleryError):
+    """A middleware returned without calling ``next()``: the run function never ran."""
+
+
 class SubtaskUnwrapError(TriggerCeleryError):
     """A child run failed and its result was unwrapped."""
 

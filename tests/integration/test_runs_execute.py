@@ -211,6 +211,16 @@ def test_an_async_run_function_behind_async_middleware_stays_inside_its_run(live
     assert events.values(f"awaited-next:{handle.id}") == ["set by async middleware"]
 
 
+def test_a_middleware_that_never_calls_next_fails_the_attempt(live):
+    handle = tasks.trigger("behind-forgetful-middleware", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "MiddlewareSkippedError"
+    assert "_forgets_next returned without calling next()" in run.error["message"]
+    assert run.output is None
+    assert events.values(f"ran:{handle.id}") == []
+
+
 def test_stored_log_lines_are_bounded_per_run_and_never_fail_it(own):
     own.worker(env={"TC_LOG_LINES_PER_RUN": "7"})
     own.beat()

@@ -213,6 +213,17 @@ async def async_behind_async_middleware(payload, ctx):
     return run_locals.get_or_throw(ASYNC_LOCAL)
 
 
+def _forgets_next(ctx, next):
+    """A middleware that returns without calling ``next()``."""
+    return "never ran"
+
+
+@task(id="behind-forgetful-middleware", retry={"max_attempts": 1}, middleware={"x": _forgets_next})
+def behind_forgetful_middleware(payload, ctx):
+    events.record(f"ran:{ctx.run.id}", True)
+    return "ran"
+
+
 @task(id="chatty", retry=FAST_RETRY)
 def chatty(payload, ctx):
     """Logs past the per-run bound across two attempts, with attributes JSON cannot hold."""

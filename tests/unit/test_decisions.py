@@ -224,6 +224,25 @@ def test_a_verdict_that_is_not_a_dict_crashes_the_run(verdict):
     assert repr(verdict) in d.error["message"]
 
 
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        {"skip_retry": True},
+        {"skipRetrying": True},
+        {"retry_delay_in_ms": 10, "delay": 5},
+        {"note": "x"},
+    ],
+)
+def test_a_verdict_with_an_unknown_key_crashes_the_run_naming_the_key(verdict):
+    d = decide(attempt=1, max_attempts=3, default_delay_ms=1000, verdict=verdict)
+    assert d.status == RunStatus.CRASHED
+    assert d.retry_at is None
+    assert d.error["code"] == "HANDLE_ERROR_ERROR"
+    unknown = next(key for key in verdict if key not in ("retry_delay_in_ms",))
+    assert f"unknown key(s) {unknown}" in d.error["message"]
+    assert "retry_delay_in_ms, skip_retrying" in d.error["message"]
+
+
 # --- dict verdicts ---------------------------------------------------------------------
 
 
@@ -349,7 +368,6 @@ NO_CHOICE_VERDICTS = [
     {"retry_at": None},
     {"retry_delay_in_ms": None},
     {"retry_at": None, "retry_delay_in_ms": None, "skip_retrying": None},
-    {"note": "logged it"},
 ]
 
 

@@ -6,8 +6,10 @@ the policy's default delay and what the ``catch_error`` hooks said - and
 
 * cancellation, ``max_duration`` and the never-retried errors end the run at once;
 * a ``catch_error`` hook that raised, or returned something other than None or a dict
-  (or a dict whose ``retry_at`` is not a datetime, or whose ``retry_delay_in_ms`` is not
-  a finite number), ends the run CRASHED with code ``HANDLE_ERROR_ERROR``;
+  (or a dict with a key other than ``skip_retrying``, ``retry_at`` and
+  ``retry_delay_in_ms``, or whose ``retry_at`` is not a datetime, or whose
+  ``retry_delay_in_ms`` is not a finite number), ends the run CRASHED with code
+  ``HANDLE_ERROR_ERROR``;
 * on the last attempt the run FAILS, whatever the hooks asked (a hook that raised still
   counts as an internal error);
 * ``{"skip_retrying": True}`` FAILS it; ``{"retry_at": dt}`` and
@@ -35,6 +37,10 @@ from trigger_celery.errors import (
     SerializationError,
     TaskPayloadParsedError,
 )
+
+# What a ``catch_error`` verdict may say; any other key is a mistake (a typo would
+# otherwise quietly keep the default policy).
+VERDICT_KEYS = frozenset({"skip_retrying", "retry_at", "retry_delay_in_ms"})
 
 # Errors that fail the run at once, whatever the retry policy says.
 NEVER_RETRIED: tuple[type[BaseException], ...] = (
@@ -121,6 +127,13 @@ def decide_after_failure(
         return Decision(RunStatus.QUEUED, retry_at=default_retry_at, error=error)
     if not isinstance(verdict, dict):
         wrapped = HandleErrorError(f"catch_error returned {verdict!r}; expected None or a dict")
+        return Decision(RunStatus.CRASHED, error=error_dict(wrapped, code="HANDLE_ERROR_ERROR"))
+    unknown = sorted(str(key) for key in verdict if key not in VERDICT_KEYS)
+    if unknown:
+        wrapped = HandleErrorError(
+            f"catch_error returned {verdict!r}: unknown key(s) {', '.join(unknown)}; "
+            f"expected {', '.join(sorted(VERDICT_KEYS))}"
+        )
         return Decision(RunStatus.CRASHED, error=error_dict(wrapped, code="HANDLE_ERROR_ERROR"))
     if verdict.get("skip_retrying"):
         return Decision(RunStatus.FAILED, error=error)

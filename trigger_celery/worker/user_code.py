@@ -20,7 +20,7 @@ from trigger_celery.core.decisions import error_dict
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, run_coroutine
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
-from trigger_celery.errors import MaxDurationExceededError
+from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.worker.waits import SuspendRun, wait_of
 
@@ -169,11 +169,21 @@ def _wrap_middleware(
     is_async = inspect.iscoroutinefunction(mw)
 
     def step() -> Any:
+        called = False
+
         def next_() -> Any:
+            nonlocal called
+            called = True
             output = inner()
             return _Ran(output) if is_async else output
 
-        return call_hook(mw, **common, next=next_)
+        returned = call_hook(mw, **common, next=next_)
+        if not called:
+            name = getattr(mw, "__qualname__", repr(mw))
+            raise MiddlewareSkippedError(
+                f"middleware {name} returned without calling next(): the run function did not run"
+            )
+        return returned
 
     return step
 
