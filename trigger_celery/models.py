@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -350,6 +351,30 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_identifier} {self.cron} ({self.timezone})"
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Schedule:
+        row = super().from_db(db, field_names, values)
+        row._loaded = dict(zip(field_names, copy.deepcopy(list(values)), strict=True))
+        return row
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Write back only the fields changed since the row was read. Beat moves
+        ``last_tick_at``, ``next_tick_at`` and ``problem`` by compare-and-set in between;
+        an edit of other fields (the API, a form) must not put back what it read."""
+        loaded: dict[str, Any] | None = getattr(self, "_loaded", None)
+        whole = not args and not kwargs
+        if loaded is not None and whole and not self._state.adding:
+            changed = [
+                f.attname
+                for f in self._meta.concrete_fields
+                if f.attname in loaded and getattr(self, f.attname) != loaded[f.attname]
+            ]
+            kwargs["update_fields"] = [*changed, "updated_at"] if changed else []
+        super().save(*args, **kwargs)
+        if whole:
+            fields = self._meta.concrete_fields
+            self._loaded = {f.attname: copy.deepcopy(getattr(self, f.attname)) for f in fields}
 
     @property
     def fingerprint(self) -> str:

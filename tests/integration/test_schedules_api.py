@@ -214,6 +214,36 @@ def test_two_schedulers_racing_for_one_tick_make_one_run():
         )
 
 
+def test_an_edit_of_a_row_read_before_a_tick_keeps_what_beat_wrote():
+    s = make(cron="*/10 * * * *")
+    tick = s.next_run
+    stale = row(s)  # a form or the API read the row ...
+    fire_due(tick + timedelta(seconds=1))  # ... beat fired the tick meanwhile ...
+    fired = row(s)
+    assert fired.last_tick_at == tick and fired.next_tick_at == tick + timedelta(minutes=10)
+    stale.external_id = "edited"  # ... and the edit, which changes no timing, is saved
+    stale.save()
+    after = row(s)
+    assert after.external_id == "edited"
+    assert (after.last_tick_at, after.next_tick_at) == (fired.last_tick_at, fired.next_tick_at)
+    # The next tick still knows the one before it.
+    fire_due(after.next_tick_at)
+    latest = tick_runs(s.id)[-1]
+    assert load_payload(latest.payload, latest.payload_ref)["last_timestamp"] == (
+        tick.isoformat().replace("+00:00", "Z")
+    )
+
+
+def test_a_saved_edit_writes_the_changed_fields_and_in_place_changes_count():
+    s = make(cron="*/10 * * * *", environments=["PRODUCTION"])
+    edited = row(s)
+    edited.environments.append("STAGING")  # changed in place
+    edited.save()
+    assert row(s).environments == ["PRODUCTION", "STAGING"]
+    edited.save()  # nothing changed since: nothing written, nothing lost
+    assert row(s).environments == ["PRODUCTION", "STAGING"]
+
+
 def test_missed_ticks_fire_once_late_and_are_not_caught_up():
     s = make(cron="0 * * * *")
     tick = s.next_run
