@@ -86,6 +86,19 @@ def set_outcome(current: Any, outcome: str, error: BaseException | None = None) 
         current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
 
+def abandon(current: Any, outcome: str, error: BaseException | None = None) -> None:
+    """End an attempt's span from another thread, and send what the process's exporters
+    hold: its process is about to exit without leaving the span's block (an attempt
+    that ignored its stop), and a span never ended is never exported."""
+    if current is None:
+        return
+    set_outcome(current, outcome, error)
+    current.end()
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush(2000)
+
+
 def record_span(
     name: str, start: datetime, end: datetime, attributes: Mapping[str, Any] | None = None
 ) -> None:

@@ -160,7 +160,11 @@ def _run_watched(
     payload: object = raw_payload
     try:
         outcome, payload = run_attempt(
-            definition, raw_payload, ctx, resumed=getattr(run, "resumed", False)
+            definition,
+            raw_payload,
+            ctx,
+            resumed=getattr(run, "resumed", False),
+            on_span=watched.hold_span,
         )
         with watched.lock:
             watched.done = True

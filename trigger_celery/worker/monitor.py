@@ -26,6 +26,7 @@ from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.outages import log_failure
+from trigger_celery.core import tracing
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, transitions
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
@@ -66,6 +67,11 @@ class Watched:
     # The attempt thread's context (its run scope), made where the attempt is watched:
     # the on_cancel hooks run in it, so logger, metadata and tags know their run.
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    span: Any = None  # the attempt's span, ended here if the process must exit
+
+    def hold_span(self, span: Any) -> None:
+        self.span = span
 
     def claim(self, lease_expires_at: float) -> Claim:
         return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
@@ -261,7 +267,12 @@ STOPS: dict[str, type[BaseException]] = {
 
 def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
     """Final writes for an attempt whose process is about to exit because it ignored a
-    stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it)."""
+    stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it).
+    The attempt's span is ended and exported first."""
+    try:
+        tracing.abandon(w.span, *_abandoned_outcome(exc))
+    except Exception:
+        log.warning("run %s: could not end its attempt's span", w.run_id, exc_info=True)
     if exc is MaxDurationExceededError:
         error = {
             "type": "MaxDurationExceededError",
@@ -271,6 +282,14 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
         transitions.end(w.run_id, w.attempt, RunStatus.TIMED_OUT, error=error)
     if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
         dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
+
+
+def _abandoned_outcome(exc: type[BaseException]) -> tuple[str, BaseException | None]:
+    if exc is MaxDurationExceededError:
+        return "TimedOut", MaxDurationExceededError("the attempt ignored its max_duration stop")
+    if exc is LeaseLostError:
+        return "LeaseLost", None
+    return "Canceled", None
 
 
 def raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:

@@ -75,9 +75,16 @@ def call_run_function(definition: TaskDefinition, payload: Any, ctx: Context) ->
 
 
 def run_attempt(
-    definition: TaskDefinition, raw_payload: Any, ctx: Context, *, resumed: bool
+    definition: TaskDefinition,
+    raw_payload: Any,
+    ctx: Context,
+    *,
+    resumed: bool,
+    on_span: Callable[[Any], None] | None = None,
 ) -> tuple[Outcome, Any]:
-    """Middleware, hooks and the run function of one attempt, in the attempt's span.
+    """Middleware, hooks and the run function of one attempt, in the attempt's span
+    (handed to ``on_span`` once open, so the monitor can end it if it must end the
+    process).
 
     Returns the outcome and the payload the settling hooks get: parsed by the task's
     schema when it parsed, else as stored.
@@ -94,6 +101,8 @@ def run_attempt(
     with tracing.span(
         f"run {definition.id}", consumer=True, parent=parent, attributes=attributes
     ) as sp:
+        if on_span is not None:
+            on_span(sp)
         outcome, payload = _run_attempt(definition, raw_payload, ctx, resumed=resumed)
         tracing.set_outcome(sp, *_span_outcome(outcome, ctx))
     return outcome, payload
