@@ -101,6 +101,7 @@ class ScheduleForm(forms.ModelForm):
             schedule.id = new_id("sched")
         if not schedule.active:
             schedule.next_tick_at = None
+            schedule.problem = ""  # planned afresh when activated again, even in SQL
         elif (
             adding
             or schedule.next_tick_at is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 
 import redis
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.conf import settings
 from tests.integration.harness import Process, finished, max_overlap, wait_for
 from tests.taskapp import events
 from trigger_celery import runs, tasks
+from trigger_celery.models import Run
 
 # The long version: TC_CHAOS_SCALE=10 ./scripts/test tests/chaos (see docs/reliability.md).
 SCALE = int(os.environ.get("TC_CHAOS_SCALE", "1"))
@@ -61,3 +63,27 @@ def test_a_flushdb_while_a_limit_1_queue_executes_keeps_the_limit(own):
         assert finished(handle, timeout=120).status == "COMPLETED"
     assert len(intervals("flushed")) == 10
     assert max_overlap(intervals("flushed")) == 1
+
+
+def test_a_flushdb_in_the_middle_of_a_rate_window_keeps_the_rate(own):
+    """A restored store learns the starts of the current window from the database: a
+    flush right after four starts of a "4/s" queue lets none start before the second
+    is up (it let four more start at once)."""
+    own.worker(concurrency=2)
+    own.worker(concurrency=2)
+    own.beat()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    handles = [tasks.trigger("rated", {}) for _ in range(12)]
+    ids = [h.id for h in handles]
+    wait_for(
+        lambda: Run.objects.filter(id__in=ids, started_at__isnull=False).count() >= 4,
+        what="the window's four starts",
+    )
+    assert client.dbsize() > 0
+    assert client.flushdb() is True
+    assert client.dbsize() == 0
+    for handle in handles:
+        assert finished(handle, timeout=120).status == "COMPLETED"
+    assert client.dbsize() > 0  # restored
+    starts = sorted(Run.objects.filter(id__in=ids).values_list("started_at", flat=True))
+    assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from trigger_celery.coordination.base import (
+    Claim,
     CoordinationStore,
     Entry,
     EnvironmentLimits,
@@ -223,10 +224,46 @@ def test_a_claim_released_unstarted_gives_its_rate_place_back(store):
     store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(3)])
     assert claim(store) == ["r0", "r1"]
     assert claim(store) == []
-    store.release("r0")  # its lease ran out before any worker started it
+    store.release("r0", unstarted=True)  # e.g. canceled before any worker started it
     assert store.started("r0", NOW) is False
     assert claim(store) == ["r2"]
     assert claim(store) == []
+
+
+def test_a_claim_released_without_a_dated_start_still_counts(store):
+    # Its worker may have run it without dating the start (a queue its code does not
+    # declare, a store call that failed, a lease that ran out mid-run): the place is
+    # dated at the release (the store's clock, after this test's NOW), never given back.
+    store.configure_queue(QueueConfig("q", rate_limit_count=2, rate_limit_period=10))
+    store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(3)])
+    assert claim(store) == ["r0", "r1"]
+    assert store.release("r0") is True
+    assert store.started("r0", NOW) is False  # dated already
+    assert claim(store) == []
+
+
+def test_an_adopted_slot_keeps_its_pending_rate_place(store):
+    store.configure_queue(QueueConfig("q", rate_limit_count=2, rate_limit_period=10))
+    store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(3)])
+    claims = store.claim(NOW, max_count=10, lease_seconds=LEASE)
+    assert [c.run_id for c in claims] == ["r0", "r1"]
+    store.adopt(claims[0])  # a restore running beside the claim adopts it again
+    assert claim(store) == []
+    assert store.started("r0", NOW) is True  # still pending: its start dates it
+    assert claim(store, now=NOW + 5) == []
+
+
+def test_a_seeded_rate_window_counts_past_starts_and_pending_runs(store):
+    store.configure_queue(QueueConfig("q", rate_limit_count=3, rate_limit_period=10))
+    store.adopt(Claim("c", "q", None, NOW + LEASE, 1))  # restore adopts before it seeds
+    store.seed_rate_window("q", [("a@1", NOW - 1), ("b@1", NOW - 2)], ["c"])
+    store.seed_rate_window("q", [("a@1", NOW - 1), ("b@1", NOW - 2)], ["c"])  # twice: same
+    store.enqueue([Entry(f"r{i}", "q", NOW - 5 + i * 0.01) for i in range(3)])
+    assert claim(store) == []  # a, b and c fill the window
+    assert claim(store, now=NOW + 8.5) == ["r0"]  # b's start left it
+    assert claim(store, now=NOW + 9.5) == ["r1"]  # a's too
+    assert claim(store, now=NOW + 30) == []  # c never started: pending, it stays
+    assert store.started("c", NOW + 30) is True
 
 
 def test_a_start_outside_a_rate_limit_is_not_kept(store):

@@ -234,3 +234,25 @@ def test_runs_go_to_the_queue_the_celery_app_renamed_its_default_to(own, setting
     own.worker(queues="team-default", env={"TC_CELERY_QUEUE": "team-default"})
     handles = [tasks.trigger("echo", {"n": n}) for n in range(3)]
     assert all(finished(h).status == "COMPLETED" for h in handles)
+
+
+def test_a_rate_limit_declared_only_where_runs_are_triggered_still_holds(own):
+    """The worker's code does not declare the queue (only the triggering process does):
+    its starts are dated all the same, so the store's "4/s" holds (it let all start)."""
+    from trigger_celery import queue
+    from trigger_celery.engine.registry import registry
+
+    name = "rated-here-only"
+    queue(name=name, rate_limit="4/s")
+    try:
+        own.worker(concurrency=4)
+        own.beat()
+        handles = [tasks.trigger("echo", {}, queue=name) for _ in range(9)]
+        all_finished(handles)
+    finally:
+        registry.queues.pop(name, None)
+        registry._declared.discard(name)
+    starts = sorted(
+        Run.objects.filter(id__in=[h.id for h in handles]).values_list("started_at", flat=True)
+    )
+    assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))

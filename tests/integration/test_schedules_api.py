@@ -244,6 +244,20 @@ def test_a_saved_edit_writes_the_changed_fields_and_in_place_changes_count():
     assert row(s).environments == ["PRODUCTION", "STAGING"]
 
 
+def test_a_schedule_activated_again_in_sql_is_planned_whatever_problem_it_had():
+    s = make(cron="*/10 * * * *")
+    # A beat of another deployment reported a problem, then the schedule was switched
+    # off by the API and on again straight in SQL.
+    Schedule.objects.filter(id=s.id).update(problem="task 'x' is not defined here")
+    schedules.deactivate(s.id)
+    Schedule.objects.filter(id=s.id).update(active=True)
+    now = datetime.now(UTC)
+    assert plan_stale(now) == 1
+    planned = row(s)
+    assert planned.next_tick_at is not None and planned.next_tick_at > now
+    assert planned.problem == ""
+
+
 def test_missed_ticks_fire_once_late_and_are_not_caught_up():
     s = make(cron="0 * * * *")
     tick = s.next_run

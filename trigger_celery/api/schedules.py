@@ -289,6 +289,7 @@ class SchedulesAPI:
         if row.active:
             row.active = False
             row.next_tick_at = None
+            row.problem = ""  # planned afresh when activated again, even in SQL
             row.save()
         return ScheduleRecord.from_model(row)
 

@@ -191,11 +191,16 @@ class CoordinationStore(ABC):
         another attempt of the run)."""
 
     @abstractmethod
-    def release(self, run_id: str, *, attempt: int | None = None) -> bool:
+    def release(self, run_id: str, *, attempt: int | None = None, unstarted: bool = False) -> bool:
         """Give a run's slot back (idempotent). True if it held one.
 
         With ``attempt``, only that attempt's slot: a late release by a stale attempt
         never frees the slot of the attempt that replaced it.
+
+        A claim's place in its queue's rate window that no start dated goes back with
+        ``unstarted`` (the caller knows the run never began: a send that failed, a
+        cancel before the start, a hand-back); otherwise it is dated now, since the run
+        may have started without saying so. A rate limit is never exceeded either way.
         """
 
     @abstractmethod
@@ -232,9 +237,10 @@ class CoordinationStore(ABC):
         max_count: int,
         lease_seconds: float,
         queue: str | None = None,
+        unstarted: bool = False,
     ) -> list[Claim]:
         """:meth:`release`, then :meth:`claim`: a store may do both in one round trip."""
-        self.release(run_id, attempt=attempt)
+        self.release(run_id, attempt=attempt, unstarted=unstarted)
         return self.claim(now, max_count=max_count, lease_seconds=lease_seconds, queue=queue)
 
     def claim_new(self, entry: Entry, now: float | None, *, lease_seconds: float) -> Claim | None:
@@ -255,6 +261,14 @@ class CoordinationStore(ABC):
     def adopt(self, claim: Claim) -> None:
         """Hold a slot for a run the database says is executing but the store forgot
         (after a flush or a Redis restart). Idempotent; no limit is checked."""
+
+    @abstractmethod
+    def seed_rate_window(
+        self, queue: str, starts: Sequence[tuple[str, float]], pending: Sequence[str]
+    ) -> None:
+        """Give a restored store ``queue``'s rate window back: ``starts`` are (a name
+        unique to the start, its time) of the last period, ``pending`` the runs claimed
+        but not started (their start dates their place). Idempotent."""
 
     @abstractmethod
     def expired_leases(self, now: float | None) -> list[Claim]:

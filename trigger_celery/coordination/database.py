@@ -130,9 +130,19 @@ class DatabaseStore(CoordinationStore):
                 now = database_time()
             return bool(_slot_of(run_id, attempt).update(lease_expires_at=now + lease_seconds))
 
-    def release(self, run_id: str, *, attempt: int | None = None) -> bool:
+    def release(self, run_id: str, *, attempt: int | None = None, unstarted: bool = False) -> bool:
         with write_transaction():
-            return bool(_slot_of(run_id, attempt).delete()[0] > 0)
+            slot = _slot_of(run_id, attempt)
+            if not unstarted:
+                # A claim of a rate-limited queue whose start was never dated may have
+                # started all the same: it counts from now (see the base class).
+                rated = StoreQueue.objects.filter(rate_limit_count__isnull=False)
+                undated = slot.filter(started=False, queue__in=rated.values("name"))
+                now = None
+                for queue in undated.values_list("queue", flat=True):
+                    now = database_time() if now is None else now
+                    StoreStart.objects.create(queue=queue, started_at=now)
+            return bool(slot.delete()[0] > 0)
 
     def started(self, run_id: str, now: float | None) -> bool:
         with write_transaction():
@@ -158,9 +168,30 @@ class DatabaseStore(CoordinationStore):
                     "lease_expires_at": claim.lease_expires_at,
                     "claimed_at": claim.lease_expires_at,
                     "attempt": claim.attempt,
-                    "started": True,  # executing already, as the database says
+                },
+                # Executing already, as the database says; a slot still held keeps what
+                # it knew (a start not dated yet is dated by that start).
+                create_defaults={
+                    "queue": claim.queue,
+                    "concurrency_key": claim.concurrency_key,
+                    "lease_expires_at": claim.lease_expires_at,
+                    "claimed_at": claim.lease_expires_at,
+                    "attempt": claim.attempt,
+                    "started": True,
                 },
             )
+
+    def seed_rate_window(
+        self, queue: str, starts: Sequence[tuple[str, float]], pending: Sequence[str]
+    ) -> None:
+        with write_transaction():
+            # This store is restored only when new: a window it already keeps is its own.
+            if starts and not StoreStart.objects.filter(queue=queue).exists():
+                StoreStart.objects.bulk_create(
+                    StoreStart(queue=queue, started_at=at) for _, at in starts
+                )
+            if pending:
+                StoreSlot.objects.filter(run_id__in=pending).update(started=False)
 
     def expired_leases(self, now: float | None) -> list[Claim]:
         if now is None:

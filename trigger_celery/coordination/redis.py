@@ -27,7 +27,7 @@ from trigger_celery.coordination.base import (
 from trigger_celery.core import clock
 
 _SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "claim_new", "heartbeat", "release")
-_SCRIPTS += ("adopt", "started")
+_SCRIPTS += ("adopt", "started", "seed_rate")
 _SCRIPTS += ("configure", "set_env", "pause")
 
 
@@ -177,9 +177,10 @@ class RedisStore(CoordinationStore):
         max_count: int,
         lease_seconds: float,
         queue: str | None = None,
+        unstarted: bool = False,
     ) -> list[Claim]:
         flat = self._pipelined(
-            ("release", [run_id, str(attempt or 0)]),
+            ("release", [run_id, str(attempt or 0), "0" if unstarted else "1"]),
             ("claim", _claim_args(now, max_count, lease_seconds, queue)),
         )
         return self._claims(flat, now, lease_seconds)
@@ -249,8 +250,14 @@ class RedisStore(CoordinationStore):
             self._run("heartbeat", run_id, _lease_arg(now, lease_seconds), str(attempt or 0))
         )
 
-    def release(self, run_id: str, *, attempt: int | None = None) -> bool:
-        return bool(self._run("release", run_id, str(attempt or 0)))
+    def release(self, run_id: str, *, attempt: int | None = None, unstarted: bool = False) -> bool:
+        return bool(self._run("release", run_id, str(attempt or 0), "0" if unstarted else "1"))
+
+    def seed_rate_window(
+        self, queue: str, starts: Sequence[tuple[str, float]], pending: Sequence[str]
+    ) -> None:
+        flat = [value for name, at in starts for value in (name, _num(at))]
+        self._run("seed_rate", queue, str(len(starts)), *flat, *pending)
 
     def started(self, run_id: str, now: float | None) -> bool:
         return bool(self._run("started", run_id, "" if now is None else _num(now)))

@@ -36,7 +36,7 @@ def cancel_run(run_id: str) -> bool:
         store.remove(run_id)
         if left in (RunStatus.DEQUEUED, RunStatus.WAITING):
             # No worker will settle it: give its slot back here (a no-op if none).
-            dispatch.release_and_dispatch(run_id, run.queue)
+            dispatch.release_and_dispatch(run_id, run.queue, unstarted=left == RunStatus.DEQUEUED)
     for child_id in (
         Run.objects.filter(parent_id=run_id)
         .exclude(status__in=[s.value for s in FINAL_STATUSES])

@@ -61,13 +61,15 @@ def dispatch_ready(
     max_count: int = 200,
     entries: list[Entry] | None = None,
     release: tuple[str, int | None] | None = None,
+    release_unstarted: bool = False,
     rounds: int | None = None,
 ) -> int:
     """Claim slots for ready runs and send them to Celery (or to a :func:`keeping`
     caller); returns how many were sent.
 
     ``entries`` are enqueued, or ``release`` (run id, attempt) is released, in the same
-    round trip as the first claim. Claims go on, ``max_count`` at a time, until fewer
+    round trip as the first claim (``release_unstarted``: that run never started, see
+    ``CoordinationStore.release``). Claims go on, ``max_count`` at a time, until fewer
     come back or ``rounds`` claims were made.
     """
     settings = get_settings()
@@ -83,7 +85,12 @@ def dispatch_ready(
                 )
             elif release is not None:
                 claims = store.release_and_claim(
-                    *release, None, max_count=max_count, lease_seconds=lease, queue=queue
+                    *release,
+                    None,
+                    max_count=max_count,
+                    lease_seconds=lease,
+                    queue=queue,
+                    unstarted=release_unstarted,
                 )
             else:
                 claims = store.claim(None, max_count=max_count, lease_seconds=lease, queue=queue)
@@ -112,7 +119,7 @@ def dispatch_ready(
             )
             for claim in claims:
                 if claim.run_id in lost and claim.run_id not in active:
-                    store.release(claim.run_id, attempt=claim.attempt)
+                    store.release(claim.run_id, attempt=claim.attempt, unstarted=True)
         for run_id, attempt_count, machine, region in rows:
             _keep_or_send(run_id, attempt_count + 1, celery_queue_of(machine, region))
         sent += len(rows)
@@ -200,7 +207,7 @@ def give_back(claim: Claim) -> None:
     raises (the caller has an error to report): a slot not released ends with its lease.
     Nothing more is claimed here: the database has just failed."""
     try:
-        get_store().release(claim.run_id, attempt=claim.attempt)
+        get_store().release(claim.run_id, attempt=claim.attempt, unstarted=True)
     except Exception:
         log.warning("could not give back the slot of run %s; its lease will end", claim.run_id)
 
@@ -244,20 +251,24 @@ def return_unstarted(run_id: str, attempt: int) -> bool:
     if queue is None or not transitions.requeue_unstarted(run_id, attempt - 1):
         return False
     # Release before enqueueing: the next claim of this run holds a slot under its id.
-    get_store().release(run_id, attempt=attempt)
+    get_store().release(run_id, attempt=attempt, unstarted=True)
     queueing.enqueue([Run.objects.get(id=run_id)])
     dispatch_ready(queue)
     return True
 
 
 def release_and_dispatch(
-    run_id: str, queue: str | None = None, *, attempt: int | None = None
+    run_id: str,
+    queue: str | None = None,
+    *,
+    attempt: int | None = None,
+    unstarted: bool = False,
 ) -> None:
     """Give a run's slot back (only ``attempt``'s, when named) and start what can start
-    now. Never raises: a slot that could not be released comes back when its lease
-    expires."""
+    now; ``unstarted``: the run never began (``CoordinationStore.release``). Never
+    raises: a slot that could not be released comes back when its lease expires."""
     try:
-        dispatch_ready(queue, release=(run_id, attempt))
+        dispatch_ready(queue, release=(run_id, attempt), release_unstarted=unstarted)
     except Exception:
         log_failure(log, "could not release the slot of run %s; its lease will expire", run_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from datetime import timedelta
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim, Entry, EnvironmentLimits, QueueConfig
@@ -20,7 +21,7 @@ from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine.registry import registry
-from trigger_celery.models import QueueState, Run
+from trigger_celery.models import Attempt, QueueState, Run
 
 # The fields an entry is made from: never the payload.
 ENTRY_FIELDS = (
@@ -219,9 +220,33 @@ def restore() -> dict[str, int]:
         _push_queues(list(registry.queues))
     configure_pauses()
     adopted = adopt_active_slots()
+    seed_rate_windows()
     queued = Run.objects.filter(status=RunStatus.QUEUED).only(*ENTRY_FIELDS)
     enqueued = enqueue_missing(queued.iterator(chunk_size=CHUNK))
     store.set_environment_limits(
         EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR)
     )
     return {"adopted": adopted, "enqueued": enqueued}
+
+
+def seed_rate_windows() -> None:
+    """A restored store learns each rate-limited queue's window from the database: the
+    attempts started in the last period, and the runs dispatched but not started. Without
+    it a flush in the middle of a window let a full window more start at once."""
+    store = get_store()
+    now = clock.now()
+    for q in list(registry.queues.values()):
+        if q.rate is None:
+            continue
+        _, period = q.rate
+        starts = Attempt.objects.filter(
+            run__queue=q.name, started_at__gt=now - timedelta(seconds=period)
+        ).values_list("run_id", "number", "started_at")
+        pending = Run.objects.filter(queue=q.name, status=RunStatus.DEQUEUED).values_list(
+            "id", flat=True
+        )
+        store.seed_rate_window(
+            q.name,
+            [(f"{run_id}@{number}", at.timestamp()) for run_id, number, at in starts],
+            list(pending),
+        )

@@ -203,10 +203,10 @@ def _end_unrecorded(run: Run, attempt: int, err: DatabaseError) -> str:
 
 def _date_start(run: Run) -> None:
     """A rate limit counts starts (SPEC 4): the claim's place in the queue's window is
-    dated now. Queues without a rate limit skip the round trip."""
+    dated now. Queues this worker declares without a rate limit skip the round trip."""
     q = registry.queues.get(run.queue)
-    if q is None or q.rate_limit is None:
-        return
+    if q is not None and q.rate_limit is None:
+        return  # a queue this code does not declare may have a limit in the store
     try:
         get_store().started(run.id, None)
     except Exception:
@@ -241,7 +241,7 @@ def _started_past_its_ttl(run: Run, attempt: int) -> bool:
     if transitions.expire_late_start(run.id, attempt):
         log.info("run %s: started after its ttl had passed; expired instead", run.id)
         waitpoints.runs_finished([run.id])  # a waiting parent resumes with an error
-    dispatch.release_and_dispatch(run.id, attempt=attempt)
+    dispatch.release_and_dispatch(run.id, attempt=attempt, unstarted=True)
     return True
 
 
@@ -254,7 +254,7 @@ def _hand_back(run: Run, attempt: int) -> None:
         run.id,
         run.task_identifier,
     )
-    dispatch.release_and_dispatch(run.id, attempt=attempt)
+    dispatch.release_and_dispatch(run.id, attempt=attempt, unstarted=True)
 
 
 def build_context(run: Run, attempt: int) -> Context:

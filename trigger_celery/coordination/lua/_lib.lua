@@ -134,13 +134,23 @@ local function take_rate_place(run_id)
   return q, run_id .. SEP .. string.sub(pend, #q + 2)
 end
 
--- Drop run_id from the slot sets it holds (if any); returns its sub-queue or nil. A claim
--- that never started gives its place in the rate window back too.
-local function unhold(run_id)
-  local rq, member = take_rate_place(run_id)
-  if rq then
-    redis.call('ZREM', p .. 'rate:' .. rq, member)
-    rewake(rq)
+-- Drop run_id from the slot sets it holds (if any); returns its sub-queue or nil.
+-- `rate` says what becomes of a place in a rate window that no start has dated:
+--   'give' - the run never started: the place goes back;
+--   'date' - it may have started (its worker could not say): dated now, so the window
+--            counts it from a moment no earlier than its start (never over the limit);
+--   'keep' - left pending as it is (a slot adopted again: its start dates it).
+local function unhold(run_id, rate)
+  if rate ~= 'keep' then
+    local rq, member = take_rate_place(run_id)
+    if rq then
+      if rate == 'give' then
+        redis.call('ZREM', p .. 'rate:' .. rq, member)
+      else
+        redis.call('ZADD', p .. 'rate:' .. rq, 'XX', server_time(), member)
+      end
+      rewake(rq)
+    end
   end
   local sq = redis.call('HGET', p .. 'held', run_id)
   if not sq then return nil end

@@ -3,7 +3,7 @@
 -- ARGV: prefix, run_id, sub-queue id, lease expiry, attempt ('0' = not known)
 local run_id, sq, expiry, attempt = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local base = env_limits()
-local old = unhold(run_id)
+local old = unhold(run_id, 'keep')  -- a pending start stays pending: its start dates it
 if old and old ~= sq then refresh(old, base) end
 redis.call('HSET', p .. 'held', run_id, sq)
 redis.call('HSET', p .. 'hatt', run_id, attempt)

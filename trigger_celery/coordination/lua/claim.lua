@@ -94,7 +94,9 @@ while claimed < max_count and env_held < env_max and budget > 0 do
       local run_id = redis.call('ZRANGE', p .. 'sq:' .. chosen, 0, 0)[1]
       local attempt = redis.call('HGET', p .. 'eatt', run_id) or '0'
       unqueue(run_id)
-      local prev = unhold(run_id)  -- a run queued again while holding keeps one slot
+      -- A run queued again while holding keeps one slot; an undated place of the
+      -- claim before is dated (it may have started), and this claim holds a new one.
+      local prev = unhold(run_id, 'date')
       if prev and prev ~= chosen then refresh(prev, base) end
       redis.call('HSET', p .. 'held', run_id, chosen)
       redis.call('HSET', p .. 'hatt', run_id, attempt)  -- the slot is this attempt's
