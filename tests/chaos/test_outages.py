@@ -22,9 +22,11 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from tests.integration.harness import wait_for
 from tests.taskapp import events
 from trigger_celery import runs, tasks
+from trigger_celery.core.statuses import FINAL_STATUSES
 from trigger_celery.models import Attempt, Run
 
 SCALE = int(os.environ.get("TC_CHAOS_SCALE", "1"))
+FINAL = {s.value for s in FINAL_STATUSES}
 
 
 class PrivateRedis:
@@ -251,3 +253,39 @@ def test_postgresql_stopped_for_30_seconds_under_load_loses_nothing(own):
         timeout=30,
         what="the periodic task to be sent after the outage",
     )
+
+
+def test_a_cancel_while_redis_is_down_cancels_the_run_and_its_children(own):
+    """The cancel is committed in the database; the store's part waits for it to come
+    back. It raised the store's error, so the waiting parent's executing child ran on."""
+    server = PrivateRedis(settings.REDIS_URL)
+    own.worker(concurrency=2)
+    own.beat()
+    parent = tasks.trigger("waits-on-long-child", {})
+    child_id = wait_for(
+        lambda: (
+            Run.objects.filter(parent_id=parent.id, status="EXECUTING")
+            .values_list("id", flat=True)
+            .first()
+        ),
+        what="the child to execute",
+    )
+    wait_for(lambda: runs.retrieve(parent).status == "WAITING", what="the parent to wait")
+    killed_pid = server.kill()
+    assert not server.up()
+    assert runs.cancel(parent.id).status == "CANCELED"  # no store error reaches the caller
+    child = wait_for(
+        lambda: (run := Run.objects.get(id=child_id)).status in FINAL and run,
+        timeout=60,
+        what="the child to end",
+    )
+    assert child.status == "CANCELED"
+    server.start()
+    assert server.pid() != killed_pid
+    # Its worker stopped it (the test's event log lives in Redis: read the attempt).
+    attempt = wait_for(
+        lambda: Attempt.objects.filter(run_id=child_id, finished_at__isnull=False).first(),
+        timeout=60,
+        what="the child's attempt to end",
+    )
+    assert attempt.status == "CANCELED"

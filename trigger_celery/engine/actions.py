@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import clock
 from trigger_celery.core.durations import parse_delay
 from trigger_celery.core.handles import RunHandle
@@ -15,6 +17,8 @@ from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.errors import InvalidRunStateError, RunNotFoundError
 from trigger_celery.models import Run
+
+log = logging.getLogger("trigger_celery.engine")
 
 # Options a replay does not copy: the key and debounce belonged to the first trigger,
 # and the delay has passed.
@@ -32,8 +36,12 @@ def cancel_run(run_id: str) -> bool:
         raise RunNotFoundError(f"no run with id {run_id!r}")
     left = _cancel(run_id)
     if left is not None:
-        store = get_store()
-        store.remove(run_id)
+        try:
+            get_store().remove(run_id)
+        except Exception:
+            # CANCELED is committed, so no claim can start it (the dequeue refuses it);
+            # reconcile drops the stale entry. The children and waiters go on below.
+            log_failure(log, "could not take run %s out of its queue in the store", run_id)
         if left in (RunStatus.DEQUEUED, RunStatus.WAITING):
             # No worker will settle it: give its slot back here (a no-op if none).
             dispatch.release_and_dispatch(run_id, run.queue, unstarted=left == RunStatus.DEQUEUED)
