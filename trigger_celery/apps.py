@@ -40,9 +40,9 @@ class TriggerCeleryConfig(AppConfig):
             # Imported only here: it needs django.tasks (Django 6.0+) and the models.
             from trigger_celery import django_tasks
 
-            # Django's task_finished for runs canceled, expired or crashed in this process
-            # (the backend subscribes too when it is built, which covers subclasses).
-            run_events.subscribe(django_tasks.finished_outside_the_task)
+            # Django's task_finished, once a run's end commits in this process (the
+            # backend subscribes too when it is built, which covers subclasses).
+            run_events.subscribe(django_tasks.send_task_finished)
             django_tasks.name_configured_queues(_tasks_backend_configs())
 
 

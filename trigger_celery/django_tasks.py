@@ -15,7 +15,8 @@ trigger_celery runs, with attempts, retries, queue limits and the dashboard.
 >>> send_welcome.get_result(result.id).status     # READY, RUNNING, SUCCESSFUL or FAILED
 
 A Django task is a trigger_celery task whose id is its module path
-(``myapp.jobs.send_welcome``); workers import that module when a run of it arrives.
+(``myapp.jobs.send_welcome``); workers import that module when a run of it arrives, if it
+belongs to an installed app or to the project package (else the task is refused).
 Options ``django.tasks`` has no words for are given per task:
 
 >>> send_welcome.using(trigger_options={"concurrency_key": "tenant-1", "max_attempts": 5})
@@ -27,21 +28,18 @@ not plug into the other.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Mapping
 from datetime import datetime
-from traceback import format_exception
 from typing import Any
 
 import django
 
 try:
-    from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskResultStatus
+    from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskResult, TaskResultStatus
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task, TaskError
+    from django.tasks.base import Task
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
+    from django.tasks.signals import task_enqueued
 except ImportError as exc:  # Django 5.2 has no django.tasks
     raise ImportError(
         "trigger_celery.django_tasks needs django.tasks, which Django 6.0 added; this "
@@ -49,43 +47,28 @@ except ImportError as exc:  # Django 5.2 has no django.tasks
         "trigger_celery tasks directly (the django-tasks backport is not supported)."
     ) from exc
 
+from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
-from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
-from pydantic import ValidationError
 
-from trigger_celery.core import context as run_context
 from trigger_celery.core import run_events
-from trigger_celery.core.context import Context
-from trigger_celery.core.hooks import run_coroutine
 from trigger_celery.core.options import parse_trigger_options
-from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
-from trigger_celery.django_task_results import ERRORS_METADATA_KEY, django_payload, task_result
-from trigger_celery.engine.registry import Queue, TaskDefinition, registry
-from trigger_celery.engine.triggering import trigger_task
-from trigger_celery.errors import SerializationError
-from trigger_celery.models import Run
-from trigger_celery.worker.metadata import metadata
-
-# Options of a run that Django's Task has no field for; queue, priority and run_after
-# come from the Task itself.
-TRIGGER_OPTIONS = frozenset(
-    {
-        "idempotency_key",
-        "idempotency_key_ttl",
-        "concurrency_key",
-        "tags",
-        "metadata",
-        "ttl",
-        "max_attempts",
-        "max_duration",
-        "machine",
-        "region",
-    }
+from trigger_celery.django_task_results import task_result
+from trigger_celery.django_task_worker import (
+    TRIGGER_OPTIONS,
+    TriggerCeleryTask,
+    as_json,
+    check_trigger_options,
+    definition_for,
+    send_task_finished,
 )
+from trigger_celery.engine.registry import Queue, project_packages, registry, worker_imports
+from trigger_celery.engine.triggering import trigger_task
+from trigger_celery.models import Run
+
 BACKEND_OPTIONS = frozenset({"PRIORITY_SECONDS"})
 # A negative Django priority as run priority: milliseconds, not PRIORITY_SECONDS. A run's
 # priority is seconds taken off its place in the queue, so a negative one puts that place
@@ -104,41 +87,6 @@ def django_priority(run_priority: float, priority_seconds: float) -> int:
     """The inverse of :func:`run_priority`."""
     step = priority_seconds if run_priority >= 0 else NEGATIVE_PRIORITY_SECONDS
     return round(run_priority / step)
-
-
-def check_trigger_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate per-task trigger_celery options; returns them as a plain dict."""
-    if not isinstance(options, Mapping):
-        raise InvalidTask(f"trigger_options must be a dict, got {options!r}")
-    unknown = sorted(set(options) - TRIGGER_OPTIONS)
-    if unknown:
-        raise InvalidTask(
-            f"trigger_options: {', '.join(unknown)} not accepted here (queue, priority and "
-            f"delay come from the Task's queue_name, priority and run_after); accepted: "
-            f"{', '.join(sorted(TRIGGER_OPTIONS))}"
-        )
-    try:
-        parse_trigger_options(dict(options))
-    except ValueError as exc:
-        raise InvalidTask(f"trigger_options: {exc}") from None
-    return dict(options)
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class TriggerCeleryTask(Task):
-    """Django's Task plus ``trigger_options`` (idempotency key, tags, ttl, ...)."""
-
-    trigger_options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
-
-    def using(  # type: ignore[override]
-        self, *, trigger_options: Mapping[str, Any] | None = None, **changes: Any
-    ) -> TriggerCeleryTask:
-        """Django's ``using()``; ``trigger_options`` are merged into the task's own."""
-        task: TriggerCeleryTask = Task.using(self, **changes)
-        if trigger_options is None:
-            return task
-        merged = {**task.trigger_options, **check_trigger_options(trigger_options)}
-        return dataclasses.replace(task, trigger_options=merged)
 
 
 def _option_problems(options: Any) -> list[str]:
@@ -165,7 +113,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        run_events.subscribe(finished_outside_the_task)  # once per process
+        run_events.subscribe(send_task_finished)  # once per process
         self.problems = _option_problems(self.options)
         self.priority_seconds = (
             1.0 if self.problems else float(self.options.get("PRIORITY_SECONDS", 1))
@@ -187,6 +135,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
                 "define it with django.tasks.task so the backend's task class is used"
             )
         check_trigger_options(task.trigger_options)
+        _check_module(task)
         # Registered under its module path, so a worker that imports the module knows it.
         definition_for(task)
 
@@ -196,7 +145,7 @@ class TriggerCeleryBackend(BaseTaskBackend):
             raise ImproperlyConfigured(f"TASKS[{self.alias!r}]: {'; '.join(self.problems)}")
         self.validate_task(task)
         assert isinstance(task, TriggerCeleryTask)
-        args, kwargs = _json(list(args), "args"), _json(dict(kwargs), "kwargs")
+        args, kwargs = as_json(list(args), "args"), as_json(dict(kwargs), "kwargs")
         _ensure_queue(task.queue_name)
         options = {
             **task.trigger_options,
@@ -268,17 +217,23 @@ def _check_fields(task: Task) -> None:
         raise InvalidTask(f"run_after must be a datetime, got {task.run_after!r}")
     try:
         parse_trigger_options({"queue": task.queue_name})
-    except ValidationError as exc:  # the queue option's own rule, and its message
-        reason = str(exc.errors()[0]["ctx"]["error"])  # "queue: '' is not ..."
-        raise InvalidTask(reason.replace("queue:", "queue_name:", 1)) from None
+    except ValueError as exc:  # the queue option's own rule, and its message
+        raise InvalidTask(str(exc).replace("queue:", "queue_name:", 1)) from None
 
 
-def _json(value: Any, what: str) -> Any:
-    """Django's JSON normalisation, its error naming what was not JSON."""
-    try:
-        return normalize_json(value)
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"{what} must be JSON: {exc} in {value!r:.200}") from None
+def _check_module(task: Task) -> None:
+    """A task whose module no worker would import: refused, its runs would wait forever."""
+    if not apps.apps_ready:  # decorated while apps load; checked again at enqueue
+        return
+    module = task.module_path.rpartition(".")[0]
+    if not worker_imports(module):
+        packages = ", ".join(project_packages()) or "none"
+        raise InvalidTask(
+            f"{task.module_path}: workers import a Django task's module only from an "
+            f"installed app or the project package ({packages}), and {module!r} is "
+            "neither: move the task into an installed app (e.g. myapp/tasks.py) or the "
+            "project package, or add its app to INSTALLED_APPS"
+        )
 
 
 def name_configured_queues(configs: list[dict[str, Any]]) -> None:
@@ -300,119 +255,10 @@ def _ensure_queue(name: str) -> None:
         registry.add_queue(Queue(name), declared=False)
 
 
-# -- in the worker -------------------------------------------------------------------------
-def definition_for(task: TriggerCeleryTask) -> TaskDefinition:
-    """The trigger_celery definition that runs ``task``, registered under its module path."""
-    existing = registry.tasks.get(task.module_path)
-    if existing is not None and getattr(existing.run_fn, "django_task_func", None) is task.func:
-        return existing
-
-    def run(payload: Any, ctx: Context) -> Any:
-        return _execute(task, payload, ctx)
-
-    # Named after the user's function, so a trigger_celery task with the same id clashes.
-    run.__module__, run.__qualname__ = task.func.__module__, task.func.__qualname__
-    run.django_task_func = task.func  # type: ignore[attr-defined]
-    # Its queue is the task's queue_name, also for a run triggered by id (the dashboard's
-    # test page, ``tasks.trigger``); a queue declared with queue(...) brings its limits.
-    registry.add_queue(Queue(task.queue_name), declared=False)
-    return TaskDefinition(
-        id=task.module_path,
-        run=run,
-        queue=task.queue_name,
-        schema=django_payload,  # checked in the worker also for a run triggered by id
-        is_schema_task=True,
-        description=(task.func.__doc__ or "").strip(),
-        hooks={"on_failure": lambda ctx, error: _finished_after_failure(task, ctx, error)},
-    )
-
-
-def _backend_of(task: Task) -> TriggerCeleryBackend:
-    backend = task.get_backend()
-    assert isinstance(backend, TriggerCeleryBackend)
-    return backend
-
-
-def _current_result(task: Task, run_id: str) -> TaskResult:
-    backend = _backend_of(task)
-    run = Run.objects.get(id=run_id)
-    return task_result(run, task, backend.alias)
-
-
-def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
-    """One attempt: Django's signals around the call, the error's class path noted."""
-    backend = _backend_of(task)
-    result = _current_result(task, ctx.run.id)
-    scope = run_context.optional_scope()
-    if scope is None or not scope.resumed:  # a resume continues the attempt that started
-        task_started.send(type(backend), task_result=result)
-    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
-    try:
-        if task.takes_context:
-            args = [TaskContext(task_result=result), *args]
-        value = task.func(*args, **kwargs)
-        if inspect.isawaitable(value):  # on our loop, which the run-time API knows
-            value = run_coroutine(value)
-        value = _json(value, "the return value")  # never retried: it would be the same
-    except Exception as exc:
-        paths = dict(metadata.get(ERRORS_METADATA_KEY) or {})
-        paths[str(ctx.attempt.number)] = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        metadata.set(ERRORS_METADATA_KEY, paths)
-        raise
-    done = dataclasses.replace(
-        result, status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now()
-    )
-    object.__setattr__(done, "_return_value", value)
-    task_finished.send(type(backend), task_result=done)
-    return value
-
-
-# Final statuses no hook of the task sees: a cancel (web process), an expiry or a crash
-# found by recovery (pump), a time-out (monitor). FAILED has the on_failure hook above.
-_ENDED_OUTSIDE_THE_TASK = frozenset(
-    s.value for s in FINAL_STATUSES - {RunStatus.COMPLETED, RunStatus.FAILED}
-)
-
-
-def finished_outside_the_task(run_id: str, event: str) -> None:
-    """A ``run_events`` listener: Django's ``task_finished`` (FAILED, Django having no
-    canceled status) for a django.tasks run canceled, expired, crashed, timed out or
-    ended by a system failure, sent by the process that committed the change."""
-    if event not in _ENDED_OUTSIDE_THE_TASK:
-        return
-    run = Run.objects.filter(id=run_id).first()
-    try:
-        task = import_string(run.task_identifier) if run is not None else None
-    except ImportError:  # a trigger_celery task id, not a module path
-        return
-    if run is None or not isinstance(task, TriggerCeleryTask):
-        return
-    backend = _backend_of(task)
-    task_finished.send(type(backend), task_result=backend.get_result(run.id))
-
-
-def _finished_after_failure(task: Task, ctx: Context, error: BaseException) -> None:
-    """The run failed for good (retries spent): Django's ``task_finished``."""
-    result = _current_result(task, ctx.run.id)
-    # The hook runs before the run and its attempt settle: add what they will record.
-    errors = list(result.errors)
-    if len(errors) < ctx.attempt.number:
-        kind = type(error)
-        errors.append(
-            TaskError(
-                exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-                traceback="".join(format_exception(error)),
-            )
-        )
-    result = dataclasses.replace(
-        result, status=TaskResultStatus.FAILED, finished_at=timezone.now(), errors=errors
-    )
-    task_finished.send(type(_backend_of(task)), task_result=result)
-
-
 __all__ = [
     "TRIGGER_OPTIONS",
     "TriggerCeleryBackend",
     "TriggerCeleryTask",
     "check_trigger_options",
+    "send_task_finished",
 ]

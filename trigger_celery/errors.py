@@ -21,6 +21,17 @@ class TaskModuleImportError(ConfigurationError):
     """An installed app's ``tasks`` module raised when it was imported."""
 
 
+class InvalidTriggerOptionError(TriggerCeleryError, ValueError):
+    """A trigger option has a value it does not take; the message names option and value.
+
+    ``problems`` holds one ``(option, message)`` per wrong option (option None when the
+    problem is not one option's)."""
+
+    def __init__(self, problems: list[tuple[str | None, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
 class RunNotFoundError(TriggerCeleryError, LookupError):
     """No run has the given id."""
 

@@ -45,7 +45,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("worker", ("trigger_celery.worker",)),
     (
         "api",
-        ("trigger_celery.api", "trigger_celery.django_tasks", "trigger_celery.django_task_results"),
+        (
+            "trigger_celery.api",
+            "trigger_celery.django_tasks",
+            "trigger_celery.django_task_results",
+            "trigger_celery.django_task_worker",
+        ),
     ),
     (
         "django",

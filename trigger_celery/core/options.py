@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from trigger_celery.core import clock
 from trigger_celery.core.durations import MAX_SECONDS, parse_delay, parse_duration
 from trigger_celery.core.idempotency import MAX_KEY_LENGTH
 from trigger_celery.core.retry import MAX_ATTEMPTS_CAP
 from trigger_celery.core.serialization import json_size, text_problem, to_jsonable
+from trigger_celery.errors import InvalidTriggerOptionError
 
 MACHINE_PRESETS = (
     "micro",
@@ -309,7 +310,22 @@ def parse_trigger_options(
             f"unknown trigger option(s) {', '.join(map(repr, unknown))}; "
             f"accepted: {', '.join(TRIGGER_OPTION_NAMES)}"
         )
-    return TriggerOptions(**merged)
+    try:
+        return TriggerOptions(**merged)
+    except ValidationError as exc:  # the validators' own messages, not pydantic's dump
+        raise InvalidTriggerOptionError(option_problems(exc)) from None
+
+
+def option_problems(exc: ValidationError) -> list[tuple[str | None, str]]:
+    """``(option, message)`` per error of a ValidationError: a validator's own message
+    ("max_attempts: '3' is not an int"), else the option, its value and pydantic's word."""
+    problems: list[tuple[str | None, str]] = []
+    for err in exc.errors():
+        option = ".".join(map(str, err["loc"])) or None
+        own = err.get("ctx", {}).get("error")
+        message = str(own) if own is not None else f"{option}: {err['input']!r} {err['msg']}"
+        problems.append((option.split(".")[0] if option else None, message))
+    return problems
 
 
 class QueueOptions(BaseModel):

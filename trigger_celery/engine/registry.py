@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from pydantic import BaseModel, TypeAdapter
 
 from trigger_celery.core.durations import parse_duration
@@ -162,18 +163,30 @@ def app_modules(module: str) -> list[str]:
 registry = Registry()
 
 
+def project_packages() -> list[str]:
+    """The project's own top-level packages: those of ``ROOT_URLCONF`` and of the
+    settings module (``proj`` of ``proj.settings``), where ``startproject`` puts code."""
+    names = [getattr(settings, "ROOT_URLCONF", None), getattr(settings, "SETTINGS_MODULE", None)]
+    tops = (name.partition(".")[0] for name in names if isinstance(name, str) and name)
+    return list(dict.fromkeys(top for top in tops if top))
+
+
+def worker_imports(module: str) -> bool:
+    """Whether a worker imports ``module`` to find a task a run names: a module of an
+    installed app or of the project package, the deployment's own code. Nothing else,
+    so a run row cannot make a worker import an arbitrary module."""
+    roots = [config.name for config in apps.get_app_configs()] + project_packages()
+    return bool(module) and any(module == r or module.startswith(r + ".") for r in roots)
+
+
 def _import_defining_module(task_id: str) -> bool:
-    """Import the module a dotted task id names, if it belongs to an installed app.
+    """Import the module a dotted task id names, if a worker may (:func:`worker_imports`).
 
     A ``django.tasks`` task is registered under its module path (``app.jobs.send``) when
-    its module is imported, and that module need not be ``<app>.tasks``. Only modules of
-    installed apps are imported, so a run row cannot make a worker import anything else.
+    its module is imported, and that module need not be ``<app>.tasks``.
     """
     module = task_id.rpartition(".")[0]
-    if not module or not any(
-        module == config.name or module.startswith(config.name + ".")
-        for config in apps.get_app_configs()
-    ):
+    if not worker_imports(module):
         return False
     try:
         importlib.import_module(module)

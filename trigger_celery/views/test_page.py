@@ -19,7 +19,11 @@ from trigger_celery.core.options import MACHINE_PRESETS, parse_trigger_options
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
-from trigger_celery.errors import ConfigurationError, TriggerCeleryError
+from trigger_celery.errors import (
+    ConfigurationError,
+    InvalidTriggerOptionError,
+    TriggerCeleryError,
+)
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
 
@@ -91,12 +95,9 @@ class TestRunForm(forms.Form):
             options[name] = value
         try:
             parse_trigger_options(options)
-        except ValidationError as exc:
-            for err in exc.errors():
-                field = str(err["loc"][0]) if err.get("loc") else None
-                target = field if field in self.fields else None
-                # A validator's own message, without pydantic's "Value error, " prefix.
-                self.add_error(target, str(err.get("ctx", {}).get("error") or err["msg"]))
+        except InvalidTriggerOptionError as exc:
+            for field, message in exc.problems:
+                self.add_error(field if field in self.fields else None, message)
         except ValueError as exc:
             self.add_error(None, str(exc))
         if options.get("queue"):

@@ -2,9 +2,16 @@
 
 ``record.trigger_run_id``, ``record.trigger_task_id`` and ``record.trigger_attempt`` are
 set on each record created inside a run (Celery's, Django's, the project's own
-loggers), so a JSON formatter picks them up like ``extra``; in a formatter string,
-``%(trigger_run_id)s``. They are namespaced so a project's own ``extra={"run_id": ...}``
-never collides with them (``logging`` refuses an ``extra`` key a record already has).
+loggers), so a JSON formatter picks them up like ``extra``. They are namespaced so a
+project's own ``extra={"run_id": ...}`` never collides with them (``logging`` refuses an
+``extra`` key a record already has).
+
+A record made outside a run has none of them, so a formatter string such as
+``%(trigger_run_id)s`` needs the :class:`RunFields` filter on its handler, which sets
+the fields missing from a record to None (in every process, in or out of a run):
+
+>>> LOGGING["filters"] = {"run": {"()": "trigger_celery.worker.log_fields.RunFields"}}
+>>> LOGGING["handlers"]["console"]["filters"] = ["run"]
 """
 
 from __future__ import annotations
@@ -36,6 +43,16 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+class RunFields(logging.Filter):
+    """A handler filter: the fields on every record, None on one made outside a run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, None)
+        return True
 
 
 def of(run_id: str, task_id: str | None, attempt: int) -> dict[str, Any]:
