@@ -397,6 +397,11 @@ def test_queue_override_is_stored_shown_and_reset(admin_client):
         reverse(action, args=["limit-2", "override"]), {"limit": "200000"}, follow=True
     )
     assert "from 1 to 100000, got &#x27;200000&#x27;" in response.content.decode()
+    # An override above the environment's limit is held to it, and says so.
+    admin_client.post(reverse(action, args=["limit-2", "override"]), {"limit": "500"})
+    page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()
+    row = page.split('data-queue="limit-2"')[1].split("</tr>")[0]
+    assert "500" in row and "held to the environment's 100" in row
     admin_client.post(reverse(action, args=["limit-2", "reset"]))
     page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()
     assert "overridden" not in page.split('data-queue="limit-2"')[1].split("</tr>")[0]
