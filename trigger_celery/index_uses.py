@@ -52,6 +52,11 @@ INDEX_USES: dict[str, dict[str, str]] = {
         "tc_waitpoint_batch": "a finished batch's pending BATCH waitpoints; SET NULL when "
         "the batch is deleted",
     },
+    "JoinedKey": {
+        "tc_joined_key_unique": "idempotency: the run a key that joined a debounced run "
+        "points to (find_cached), one per (environment, task, key)",
+        "tc_joined_key_run": "CASCADE when the run is deleted",
+    },
     "Schedule": {
         "tc_schedule_unique_dedup": "one schedule per deduplication key",
         "tc_schedule_due": "the scheduler's active schedules whose next tick is due",

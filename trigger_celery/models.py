@@ -211,7 +211,10 @@ class Run(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["environment", "task_identifier", "debounce_key"],
-                condition=Q(debounce_key__isnull=False, status=RunStatus.DELAYED),
+                condition=Q(
+                    debounce_key__isnull=False,
+                    status__in=[RunStatus.DELAYED, RunStatus.PENDING_VERSION],
+                ),
                 name="tc_run_unique_pending_debounce",
             ),
             models.UniqueConstraint(
@@ -396,6 +399,7 @@ class QueueState(models.Model):
 
 
 from trigger_celery.dashboard_models import BulkAction  # noqa: E402, F401  (registers it)
+from trigger_celery.key_models import JoinedKey  # noqa: E402, F401  (registers it)
 from trigger_celery.store_models import (  # noqa: E402, F401  (registers them)
     StoreEntry,
     StoreKeyTurn,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery import current_app
@@ -56,8 +56,11 @@ def test_debounce_trailing_takes_the_latest_payload_and_tags(live):
 
 
 def test_debounce_max_delay_starts_a_new_run_instead_of_postponing_forever(live):
-    opts = {"key": "user-3", "delay": "2s", "max_delay": "1s"}
+    opts = {"key": "user-3", "delay": "2s", "max_delay": "1m"}
     first = tasks.trigger("echo", {"n": 1}, debounce=opts)
+    # Its window opened a minute ago: a push now would go past first + max_delay.
+    opened = Run.objects.get(id=first.id).debounce_first_at - timedelta(minutes=1)
+    Run.objects.filter(id=first.id).update(debounce_first_at=opened)
     second = tasks.trigger("echo", {"n": 2}, debounce=opts)
     assert second.id != first.id
     assert finished(first).status == "COMPLETED"

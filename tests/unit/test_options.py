@@ -22,7 +22,6 @@ def test_every_spec_option_name_is_accepted():
 def test_valid_options_are_normalised():
     opts = parse_trigger_options(
         {"ttl": "10m"},
-        delay="1h",
         idempotency_key=["a", "b"],
         idempotency_key_ttl=timedelta(days=1),
         debounce={"key": "k", "delay": "5s", "mode": "trailing", "max_delay": "1m"},
@@ -44,9 +43,27 @@ def test_valid_options_are_normalised():
     assert opts.metadata == {"when": "2026-01-01T00:00:00+00:00"}
     assert opts.max_duration == 300
     assert opts.priority == 10.0
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert opts.delay_until(now) == now + timedelta(hours=1)
     assert opts.to_dict()["tags"] == ["one"]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_trigger_options(delay="1h").delay_until(now) == now + timedelta(hours=1)
+
+
+@pytest.mark.parametrize("max_delay", ["5s", 0, "10s"])
+def test_a_debounce_max_delay_not_longer_than_its_delay_is_refused(max_delay):
+    # Such a window never takes a second trigger: debouncing would be silently off.
+    with pytest.raises(ValueError, match=r"debounce.max_delay \(\d+s\).*debounce.delay \(10s\)"):
+        parse_trigger_options(debounce={"key": "k", "delay": "10s", "max_delay": max_delay})
+
+
+def test_a_debounce_key_longer_than_its_column_is_refused_by_name():
+    assert parse_trigger_options(debounce={"key": "k" * 255, "delay": "1s"}).debounce
+    with pytest.raises(ValueError, match=r"debounce.key: 'kkk.*at most 255 characters"):
+        parse_trigger_options(debounce={"key": "k" * 256, "delay": "1s"})
+
+
+def test_delay_with_debounce_is_refused_naming_both():
+    with pytest.raises(ValueError, match=r"delay='1h' and debounce=.*'key': 'k'"):
+        parse_trigger_options(debounce={"key": "k", "delay": "1s"}, delay="1h")
 
 
 def test_unknown_option_names_are_listed_with_the_accepted_ones():

@@ -23,6 +23,3 @@ class IdempotencyKeysAPI:
 
 
 idempotency_keys = IdempotencyKeysAPI()
-
-
-idempotency_keys = IdempotencyKeysAPI()

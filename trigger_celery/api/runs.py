@@ -22,7 +22,7 @@ from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.realtime import FALLBACK_SECONDS, Listener
 from trigger_celery.errors import RunNotFoundError
 from trigger_celery.models import Run
-from trigger_celery.off_loop import off_event_loop_methods
+from trigger_celery.off_loop import off_event_loop, off_event_loop_methods
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,13 @@ def _strings(name: str, value: object) -> list[str]:
     return filter_strings("runs.list", name, value)
 
 
+def _referenced(name: str, value: object, attr: str) -> list[str]:
+    """A batch, schedule or queue filter: an id (a queue's name), a handle or record
+    (its ``.id``; a queue's ``.name``), or a list of them."""
+    items = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    return _strings(name, [getattr(v, attr, v) for v in items])
+
+
 RunPage = Page[RunRecord]
 
 
@@ -199,13 +206,17 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     tag = filters.get("tag")
     if tag:
         qs = qs.with_tag(*_strings("tag", tag))  # any of them
-    for name, column in (("batch", "batch_id"), ("schedule", "schedule_id"), ("queue", "queue")):
+    for name, column, attr in (
+        ("batch", "batch_id", "id"),
+        ("schedule", "schedule_id", "id"),
+        ("queue", "queue", "name"),
+    ):
         value = filters.get(name)
         if value:
-            if isinstance(value, str):
-                _strings(name, value)  # a NUL character: a clear error, not the database's
-            qs = qs.filter(**{column: value})
-    return keyset_page(qs, limit=limit, after=after, convert=RunRecord.from_model)
+            qs = qs.filter(**{f"{column}__in": _referenced(name, value, attr)})
+    return keyset_page(
+        qs, limit=limit, after=after, convert=RunRecord.from_model, wrap=off_event_loop
+    )
 
 
 def _moment(name: str, value: object) -> datetime | None:
@@ -239,13 +250,16 @@ class RunsAPI:
         from_: datetime | None = None,
         to: datetime | None = None,
         tag: str | list[str] | None = None,
-        batch: str | None = None,
-        schedule: str | None = None,
-        queue: str | None = None,
+        batch: str | Any | None = None,
+        schedule: str | Any | None = None,
+        queue: str | Any | None = None,
         limit: int = 25,
         after: str | None = None,
     ) -> RunPage:
-        """Runs, newest first, ``limit`` per page (1-100); cursor-based, stable under inserts."""
+        """Runs, newest first, ``limit`` per page (1-100); cursor-based, stable under inserts.
+
+        ``batch``, ``schedule``: an id, a handle or record, or a list of them; ``queue``: a
+        name, a ``queue(...)``, or a list of them. Several values match any of them."""
         check_limit(limit)
         filters = {
             "status": status,

@@ -40,7 +40,7 @@ from trigger_celery.errors import (
     ScheduleNotFoundError,
 )
 from trigger_celery.models import Schedule
-from trigger_celery.off_loop import off_event_loop_methods
+from trigger_celery.off_loop import off_event_loop, off_event_loop_methods
 
 _UNSET: Any = object()
 
@@ -331,7 +331,12 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
         (external_id,) = filter_strings("schedules.list", "external_id", external_id)
         qs = qs.filter(external_id=external_id)
     return keyset_page(
-        qs, limit=limit, after=after, convert=ScheduleRecord.from_model, descending=False
+        qs,
+        limit=limit,
+        after=after,
+        convert=ScheduleRecord.from_model,
+        descending=False,
+        wrap=off_event_loop,
     )
 
 

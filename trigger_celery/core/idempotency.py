@@ -17,7 +17,7 @@ def hash_key(key: str | Sequence[str], scope_parts: Sequence[str] = ()) -> str:
 
     A 64-character lowercase hex string without scope is taken as already hashed.
     """
-    parts = [key] if isinstance(key, str) else list(key)
+    parts = [key] if isinstance(key, str) else list(key) if isinstance(key, list | tuple) else []
     if not parts or any(not isinstance(p, str) or not p for p in parts):
         raise ValueError(
             f"idempotency_key must be a non-empty string or list of strings, got {key!r}"

@@ -30,6 +30,7 @@ MACHINE_PRESETS = (
     "large-2x",
 )
 MAX_TASK_ID_LENGTH = 255
+MAX_DEBOUNCE_KEY_LENGTH = 255  # Run.debounce_key's column
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 128
 METADATA_MAX_BYTES = 256 * 1024
@@ -111,7 +112,7 @@ class DebounceOptions(BaseModel):
     def _key(cls, v: Any) -> str:
         if isinstance(v, int) and not isinstance(v, bool):
             v = str(v)  # debounce={"key": user.id, ...}, as concurrency_key takes it
-        return _non_empty_str("debounce.key", v, 512)
+        return _non_empty_str("debounce.key", v, MAX_DEBOUNCE_KEY_LENGTH)
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -125,6 +126,16 @@ class DebounceOptions(BaseModel):
     @classmethod
     def _max_delay(cls, v: Any) -> float | None:
         return None if v is None else parse_duration(v, name="debounce.max_delay").total_seconds()
+
+    @model_validator(mode="after")
+    def _max_delay_after_delay(self) -> DebounceOptions:
+        # A window no longer than one delay never takes a second trigger: debouncing off.
+        if self.max_delay is not None and self.max_delay <= self.delay:
+            raise ValueError(
+                f"debounce.max_delay ({self.max_delay:g}s) must be longer than "
+                f"debounce.delay ({self.delay:g}s)"
+            )
+        return self
 
 
 class TriggerOptions(BaseModel):
@@ -264,6 +275,15 @@ class TriggerOptions(BaseModel):
                 f"machine: {v!r} is not a preset; use one of {', '.join(MACHINE_PRESETS)}"
             )
         return None if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> TriggerOptions:
+        if self.delay is not None and self.debounce is not None:
+            raise ValueError(
+                f"delay={self.delay!r} and debounce={self.debounce.model_dump()!r}: a debounced "
+                "run starts debounce.delay after its last trigger; give one of them"
+            )
+        return self
 
     def delay_until(self, now: datetime) -> datetime | None:
         return None if self.delay is None else parse_delay(self.delay, now=now)

@@ -84,13 +84,20 @@ def keyset_page(
     after: str | None,
     convert: Callable[[Any], T],
     descending: bool = True,
+    wrap: Callable[[Callable[[str], Page[T]]], Callable[[str], Page[T]]] = lambda f: f,
 ) -> Page[T]:
-    """A :class:`Page` of ``convert(row)`` whose next pages come from the same query."""
+    """A :class:`Page` of ``convert(row)`` whose next pages come from the same query.
+
+    ``wrap`` wraps the fetch of each next page: the API passes ``off_loop.off_event_loop``
+    so that a page fetched or iterated from async code reads off the event loop, as the
+    first page did."""
     rows, cursor = keyset_rows(queryset, limit=limit, after=after, descending=descending)
     return Page(
         data=[convert(r) for r in rows],
         _next_cursor=cursor,
-        _fetch=lambda c: keyset_page(
-            queryset, limit=limit, after=c, convert=convert, descending=descending
+        _fetch=wrap(
+            lambda c: keyset_page(
+                queryset, limit=limit, after=c, convert=convert, descending=descending, wrap=wrap
+            )
         ),
     )

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 
 from trigger_celery.conf import get_settings
-from trigger_celery.core import run_events, tracing
+from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
@@ -26,6 +26,7 @@ from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, run_rows
+from trigger_celery.engine.idempotency import find_cached, resolve_key
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
@@ -85,16 +86,20 @@ def create_batch(
     One ``trigger batch`` producer span covers it: every run of the batch carries that
     span's context, as a single trigger's run carries its ``trigger <task>`` span's.
     """
+    fixed = batch_id is not None
     batch_id = batch_id or new_id("batch")
     attributes = {"trigger_celery.batch_id": batch_id}
     with tracing.span("trigger batch", attributes=attributes) as sp:
-        handle = _create_batch(items, batch_options, batch_id)
+        handle = _create_batch(items, batch_options, batch_id, fixed=fixed)
         if sp is not None:
+            sp.set_attribute("trigger_celery.batch_id", handle.id)  # a keyed batch's own
             sp.set_attribute("trigger_celery.run_count", len(handle.runs))
         return handle
 
 
-def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str) -> BatchHandle:
+def _create_batch(
+    items: Items, batch_options: Mapping[str, Any], batch_id: str, *, fixed: bool
+) -> BatchHandle:
     settings = get_settings()
     scope = optional_scope()
     plain: list[tuple[int, Run]] = []
@@ -104,6 +109,7 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
     shared_opts = parse_trigger_options(batch_options)
     shared_is_special = shared_opts.idempotency_key is not None or shared_opts.debounce is not None
     siblings: dict[str, run_rows.SiblingRuns] = {}
+    batch_keyed: set[int] = set()  # the items keyed by the batch's idempotency key
     count = 0
     for count, (task_id, definition, validate, payload, options) in enumerate(items, start=1):
         if count > MAX_BATCH_ITEMS:
@@ -130,6 +136,7 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
         merged = {**batch_options, **options}
         if options.get("idempotency_key") is None and shared_opts.idempotency_key is not None:
             merged["idempotency_key"] = _item_key(batch_options["idempotency_key"], count - 1)
+            batch_keyed.add(count - 1)
         try:
             opts = parse_trigger_options(merged)
         except ValueError as exc:  # say which item
@@ -142,6 +149,10 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
         plain.append((count - 1, run))
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special} | set(siblings)
     handles: dict[int, RunHandle] = {}
+    keyed = (
+        None if fixed or shared_opts.idempotency_key is None else _keyed_batch(special, batch_keyed)
+    )
+    batch_id = keyed or batch_id
     with write_transaction():
         _, created = Batch.objects.get_or_create(
             id=batch_id,
@@ -152,7 +163,7 @@ def _create_batch(items: Items, batch_options: Mapping[str, Any], batch_id: str)
                 "parent_run_id": scope.ctx.run.id if scope else None,
             },
         )
-        if not created:
+        if not created and keyed is None:
             # Made before (a wait's batch, replayed): its runs were written in the same
             # transaction as its row, so they are found by index instead of made again.
             handles = _existing_runs(batch_id)
@@ -189,6 +200,23 @@ def _item_key(batch_key: str | list[str] | tuple[str, ...], index: int) -> list[
     index, so the same batch triggered again finds its runs, and its items stay apart."""
     parts = [batch_key] if isinstance(batch_key, str) else list(batch_key)
     return [*parts, f"batch item {index}"]
+
+
+def _keyed_batch(
+    special: list[tuple[int, str, Any, Any, Mapping[str, Any]]], batch_keyed: set[int]
+) -> str | None:
+    """The batch made before with this batch's idempotency key: the batch of a run an
+    item's key finds (its items are then triggered into it, each finding its run, or
+    making a new one if its key was released), or None."""
+    environment, now = get_settings().ENVIRONMENT, clock.now()
+    for index, task_id, _definition, _payload, options in special:
+        if index not in batch_keyed:
+            continue  # the item's own key, not the batch's
+        key = resolve_key(parse_trigger_options(options).idempotency_key or "")
+        found = find_cached(environment, task_id, key, now)
+        if found is not None and found.batch_id is not None:
+            return found.batch_id
+    return None
 
 
 def _existing_runs(batch_id: str) -> dict[int, RunHandle]:

@@ -10,7 +10,7 @@ from typing import Literal
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES
-from trigger_celery.models import Run
+from trigger_celery.models import JoinedKey, Run
 
 DEFAULT_TTL = timedelta(days=30)
 _HASHED = re.compile(r"[0-9a-f]{64}")
@@ -48,7 +48,7 @@ def find_cached(environment: str, task_id: str, key: str, now: datetime) -> Run 
         environment=environment, task_identifier=task_id, idempotency_key=key
     ).first()
     if run is None:
-        return None
+        return _find_joined(environment, task_id, key, now)
     if run.idempotency_key_expires_at is not None and run.idempotency_key_expires_at <= now:
         Run.objects.filter(id=run.id, idempotency_key=key).update(idempotency_key=None)
         return None
@@ -56,3 +56,38 @@ def find_cached(environment: str, task_id: str, key: str, now: datetime) -> Run 
         Run.objects.filter(id=run.id, idempotency_key=key).update(idempotency_key=None)
         return None
     return run
+
+
+def _find_joined(environment: str, task_id: str, key: str, now: datetime) -> Run | None:
+    """The debounced run ``key`` joined (``JoinedKey``), while the key counts."""
+    joined = (
+        JoinedKey.objects.filter(environment=environment, task_identifier=task_id, key=key)
+        .select_related("run")
+        .first()
+    )
+    if joined is None:
+        return None
+    if joined.expires_at > now and joined.run.status in IDEMPOTENCY_HOLDING_STATUSES:
+        return joined.run
+    JoinedKey.objects.filter(id=joined.id).delete()  # released, as a run's own key is
+    return None
+
+
+def record_joined(run: Run, pending: Run) -> None:
+    """``run`` (not saved) joined ``pending``: the key ``run`` took now finds ``pending``."""
+    key = run.idempotency_key
+    if key is None or key == pending.idempotency_key:
+        return
+    assert run.idempotency_key_expires_at is not None
+    JoinedKey.objects.bulk_create(
+        [
+            JoinedKey(
+                environment=run.environment,
+                task_identifier=run.task_identifier,
+                key=key,
+                run_id=pending.id,
+                expires_at=run.idempotency_key_expires_at,
+            )
+        ],
+        ignore_conflicts=True,  # a concurrent trigger with this key recorded it first
+    )

@@ -337,8 +337,10 @@ def suspend(
 def hand_back(run_id: str, attempt: int) -> bool:
     """EXECUTING → PENDING_VERSION: this worker does not know the task (an older deploy).
     The start is undone (:func:`_undo_start`), so a worker that knows the task runs it
-    as if this one never had."""
-    return _undo_start(run_id, attempt, {"status": RunStatus.PENDING_VERSION}, event=None)
+    as if this one never had. It leaves its debounce key: it started, so it is no longer
+    the pending run of that key (a newer one may be)."""
+    fields = {"status": RunStatus.PENDING_VERSION, "debounce_key": None}
+    return _undo_start(run_id, attempt, fields, event=None)
 
 
 def expire_late_start(run_id: str, attempt: int) -> bool:

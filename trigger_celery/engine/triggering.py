@@ -30,7 +30,12 @@ from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import heal_connections, write_transaction
 from trigger_celery.engine import dispatch, realtime
 from trigger_celery.engine.compiled_sql import insert_row
-from trigger_celery.engine.idempotency import DEFAULT_TTL, find_cached, resolve_key
+from trigger_celery.engine.idempotency import (
+    DEFAULT_TTL,
+    find_cached,
+    record_joined,
+    resolve_key,
+)
 from trigger_celery.engine.payloads import discard_payload, store_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.models import Run
@@ -92,7 +97,8 @@ def _trigger_task(
     if batch is not None:
         run.batch_id, run.batch_index = batch
     claimed: _Claimed | None = None
-    debounced = opts.debounce is not None and run.status == RunStatus.DELAYED
+    # DELAYED, or PENDING_VERSION when no worker knows the task yet: debounced alike.
+    debounced = opts.debounce is not None
     if opts.idempotency_key is not None and not debounced:
         cached, claimed = _save_idempotent(run, opts, look_up=not key_is_new)
         if cached is not None:
@@ -100,7 +106,7 @@ def _trigger_task(
             return RunHandle(cached.id, task_id, is_cached=True)
     elif debounced:
         # Idempotency wins over debounce when its key holds a run (SPEC 5); otherwise
-        # the trigger is debounced, and a run it creates holds the key.
+        # the trigger is debounced, and the run it creates or joins holds the key.
         if opts.idempotency_key is not None:
             cached = _take_key(run, opts, look_up=not key_is_new)
             if cached is not None:
@@ -297,9 +303,10 @@ def _trailing_options(kept: dict[str, Any], latest: dict[str, Any]) -> dict[str,
 def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
     """Push the pending run of this debounce key instead of creating one (SPEC 5).
 
-    Returns the id of the run that absorbed this trigger, or None when ``run`` was saved
-    as a new pending run. The partial unique index on (task, debounce key) for DELAYED
-    runs makes concurrent first triggers produce one run.
+    Returns the id of the run that absorbed this trigger (which then holds the trigger's
+    idempotency key too: ``record_joined``), or None when ``run`` was saved as a new
+    pending run. The partial unique index on (task, debounce key) for DELAYED and
+    PENDING_VERSION runs makes concurrent first triggers produce one run.
     """
     assert opts.debounce is not None
     debounce = opts.debounce
@@ -312,7 +319,7 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
                     environment=run.environment,
                     task_identifier=run.task_identifier,
                     debounce_key=debounce.key,
-                    status=RunStatus.DELAYED,
+                    status__in=(RunStatus.DELAYED, RunStatus.PENDING_VERSION),
                 )
                 .first()
             )
@@ -330,6 +337,7 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
                     else:
                         unused = run.payload_ref  # the first trigger's data is kept
                     Run.objects.filter(id=pending.id).update(**fields)
+                    record_joined(run, pending)
                     transaction.on_commit(partial(discard_payload, unused))
                     return pending.id
                 # Postponed long enough: the pending run keeps its time and leaves the
