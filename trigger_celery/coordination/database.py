@@ -160,25 +160,17 @@ class DatabaseStore(CoordinationStore):
 
     def adopt(self, claim: Claim) -> None:
         with write_transaction():
+            held = {
+                "queue": claim.queue,
+                "concurrency_key": claim.concurrency_key,
+                "lease_expires_at": claim.lease_expires_at,
+                "claimed_at": claim.lease_expires_at,
+                "attempt": claim.attempt,
+            }
+            # Executing already, as the database says; a slot still held keeps what it
+            # knew (a start not dated yet is dated by that start).
             StoreSlot.objects.update_or_create(
-                run_id=claim.run_id,
-                defaults={
-                    "queue": claim.queue,
-                    "concurrency_key": claim.concurrency_key,
-                    "lease_expires_at": claim.lease_expires_at,
-                    "claimed_at": claim.lease_expires_at,
-                    "attempt": claim.attempt,
-                },
-                # Executing already, as the database says; a slot still held keeps what
-                # it knew (a start not dated yet is dated by that start).
-                create_defaults={
-                    "queue": claim.queue,
-                    "concurrency_key": claim.concurrency_key,
-                    "lease_expires_at": claim.lease_expires_at,
-                    "claimed_at": claim.lease_expires_at,
-                    "attempt": claim.attempt,
-                    "started": True,
-                },
+                run_id=claim.run_id, defaults=held, create_defaults={**held, "started": True}
             )
 
     def seed_rate_window(
