@@ -53,7 +53,8 @@ deadline = time.time() + 60
 while time.time() < deadline and not runs.retrieve(handle).is_completed:
     time.sleep(0.1)
 run = runs.retrieve(handle)
-print("RESULT " + json.dumps([current_app.conf.broker_url, run.status, run.output]))
+conf = current_app.conf
+print("RESULT " + json.dumps([conf.broker_url, conf.broker_transport, run.status, run.output]))
 """
 
 
@@ -97,6 +98,7 @@ def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path)
         out = _run([sys.executable, "manage.py", "shell", "-c", TRIGGER], root, env)
     finally:
         dev.stop()
-    broker, status, output = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    broker, transport, status, output = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
     assert (broker, status, output) == ("filesystem://", "COMPLETED", 5)
+    assert transport == "trigger_celery.default_broker:EmbeddedTransport"
     assert (root / ".trigger_celery" / "broker").is_dir()  # under BASE_DIR
