@@ -7,6 +7,16 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def forget_debounce_keys_of_waiting_runs(apps, schema_editor):
+    # Before this migration a run could reach PENDING_VERSION with its debounce key (a
+    # delayed run whose task no worker knew, a start handed back), several with one key.
+    # The new constraint allows one: such runs are no longer the pending run of a key.
+    Run = apps.get_model("trigger_celery", "Run")
+    Run.objects.filter(status="PENDING_VERSION", debounce_key__isnull=False).update(
+        debounce_key=None
+    )
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -28,6 +38,7 @@ class Migration(migrations.Migration):
             model_name='run',
             name='tc_run_unique_pending_debounce',
         ),
+        migrations.RunPython(forget_debounce_keys_of_waiting_runs, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name='run',
             constraint=models.UniqueConstraint(condition=models.Q(('debounce_key__isnull', False), ('status__in', ['DELAYED', 'PENDING_VERSION'])), fields=('environment', 'task_identifier', 'debounce_key'), name='tc_run_unique_pending_debounce'),
