@@ -211,10 +211,7 @@ class Run(models.Model):
             ),
             models.UniqueConstraint(
                 fields=["environment", "task_identifier", "debounce_key"],
-                condition=Q(
-                    debounce_key__isnull=False,
-                    status__in=[RunStatus.DELAYED, RunStatus.PENDING_VERSION],
-                ),
+                condition=Q(debounce_key__isnull=False, status=RunStatus.DELAYED),
                 name="tc_run_unique_pending_debounce",
             ),
             models.UniqueConstraint(

@@ -110,3 +110,27 @@ def test_next_pages_are_read_off_the_event_loop(live):
         release_helper()  # the helper's database connection
     assert two_pages == sorted(made, reverse=True)[:4]
     assert sorted(every) == sorted(made)
+
+
+@pytest.mark.django_db
+def test_a_waiting_run_promoted_to_delayed_leaves_a_debounce_key_another_run_holds():
+    """Two first triggers of a task no worker knew raced: one run waited for a worker
+    (PENDING_VERSION), the other was DELAYED. The waiting one is promoted without the
+    key (one pending run per key), where the unique index refused it before."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trigger_celery.engine.promotions import promote_pending_versions
+
+    later = timezone.now() + timedelta(minutes=5)
+    common = {"task_identifier": "echo", "environment": "PRODUCTION", "max_attempts": 1}
+    Run.objects.create(id="run_dk_delayed", status="DELAYED", debounce_key="raced",
+                       delayed_until=later, **common)  # fmt: skip
+    Run.objects.create(id="run_dk_waiting", status="PENDING_VERSION", debounce_key="raced",
+                       delayed_until=later, **common)  # fmt: skip
+    promote_pending_versions(["echo"])
+    rows = dict(Run.objects.values_list("id", "status"))
+    assert rows == {"run_dk_delayed": "DELAYED", "run_dk_waiting": "DELAYED"}
+    keys = dict(Run.objects.values_list("id", "debounce_key"))
+    assert keys == {"run_dk_delayed": "raced", "run_dk_waiting": None}

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import IntegrityError
+
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import RunStatus
+from trigger_celery.db import write_transaction
 from trigger_celery.engine import queueing, transitions, waitpoints
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import Run
@@ -63,7 +66,13 @@ def promote_pending_versions(task_ids: Iterable[str]) -> int:
         # A trigger-time queue= wins; otherwise the run takes its task's queue.
         queue = run.queue if run.options.get("queue") else definition.queue.name
         if run.delayed_until is not None and run.delayed_until > now:
-            transitions.delay_pending_version(run.id, queue=queue)
+            try:
+                with write_transaction():
+                    transitions.delay_pending_version(run.id, queue=queue)
+            except IntegrityError:
+                # Another DELAYED run holds its debounce key (two first triggers raced
+                # while no worker knew the task): that one stays the key's pending run.
+                transitions.delay_pending_version(run.id, queue=queue, drop_debounce_key=True)
         elif transitions.queue_pending_version(run.id, queue=queue, ttl=run.ttl):
             promoted.append(run.id)
     if promoted:

@@ -113,14 +113,17 @@ def queue_pending_version(run_id: str, *, queue: str, ttl: int | None) -> bool:
     )
 
 
-def delay_pending_version(run_id: str, *, queue: str) -> bool:
+def delay_pending_version(run_id: str, *, queue: str, drop_debounce_key: bool = False) -> bool:
     """PENDING_VERSION → DELAYED: the task is known now, and the run's delay has not passed."""
+    fields: dict[str, Any] = {"queue": queue, "queued_at": None, "ttl_expires_at": None}
+    if drop_debounce_key:
+        fields["debounce_key"] = None
     return _move(
         run_id,
         source=RunStatus.PENDING_VERSION,
         target=RunStatus.DELAYED,
         attempt=None,
-        fields={"queue": queue, "queued_at": None, "ttl_expires_at": None},
+        fields=fields,
     )
 
 

@@ -305,8 +305,11 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
 
     Returns the id of the run that absorbed this trigger (which then holds the trigger's
     idempotency key too: ``record_joined``), or None when ``run`` was saved as a new
-    pending run. The partial unique index on (task, debounce key) for DELAYED and
-    PENDING_VERSION runs makes concurrent first triggers produce one run.
+    pending run. The partial unique index on (task, debounce key) for DELAYED runs makes
+    concurrent first triggers produce one run. A run waiting for a worker that knows its
+    task (PENDING_VERSION) is found and pushed the same way, but is outside the index
+    (workers of the release before hand runs back with their key), so two first
+    triggers of an unknown task racing may each make one.
     """
     assert opts.debounce is not None
     debounce = opts.debounce
