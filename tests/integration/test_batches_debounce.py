@@ -350,3 +350,64 @@ def test_a_started_run_waiting_for_its_retry_never_expires(live):
     handle = tasks.trigger("flaky", {"succeed_on": 2}, ttl="1s")
     run = finished(handle, timeout=30)
     assert run.status == "COMPLETED" and run.attempt_count == 2
+
+
+def _herd(count: int, trigger) -> tuple[list, list]:
+    handles, errors = [], []
+    barrier = threading.Barrier(count)
+
+    def one(i):
+        try:
+            barrier.wait()
+            handles.append(trigger(i))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return handles, errors
+
+
+def test_one_idempotency_key_with_other_debounce_keys_at_once_is_one_run(live):
+    """Idempotency wins over debounce: the triggers that lose the key's INSERT get the
+    run that holds it (they said "debounce key ... is too contended")."""
+    handles, errors = _herd(
+        20,
+        lambda i: tasks.trigger(
+            "echo", {"i": i}, idempotency_key="one-key", debounce={"key": f"d{i}", "delay": "1s"}
+        ),
+    )
+    assert errors == []
+    assert len({h.id for h in handles}) == 1
+    assert sum(not h.is_cached for h in handles) == 1
+
+
+def test_a_key_released_between_a_lost_insert_and_its_lookup_is_taken(live, monkeypatch):
+    """The interleaving of a herd, made exact: the lookup finds no holder, another
+    trigger's run takes the key before this INSERT, then fails and releases it before
+    this trigger looks for the holder. The key is free: the trigger takes it (a raw
+    IntegrityError before)."""
+    from trigger_celery.engine import triggering
+
+    real = triggering.find_cached
+    calls = []
+
+    def interleaved(environment, task_id, key, now):
+        calls.append(key)
+        if len(calls) == 1:  # the other trigger's run takes the key now
+            Run.objects.create(id="run_holder", task_identifier="echo", environment=environment,
+                               max_attempts=1, idempotency_key=key)  # fmt: skip
+            return None
+        if len(calls) == 2:  # ... and fails, which releases it
+            Run.objects.filter(id="run_holder").update(status="FAILED", idempotency_key=None)
+        return real(environment, task_id, key, now)
+
+    monkeypatch.setattr(triggering, "find_cached", interleaved)
+    handle = tasks.trigger("echo", {}, idempotency_key="released-meanwhile")
+    assert not handle.is_cached and handle.id != "run_holder"
+    assert Run.objects.get(id=handle.id).idempotency_key is not None

@@ -113,6 +113,9 @@ def _trigger_task(
                 discard_payload(run.payload_ref)
                 return RunHandle(cached.id, task_id, is_cached=True)
         existing_id = _save_debounced(run, opts)
+        if isinstance(existing_id, Run):  # another trigger took the key meanwhile
+            discard_payload(run.payload_ref)
+            return RunHandle(existing_id.id, task_id, is_cached=True)
         if existing_id is not None:
             return RunHandle(existing_id, task_id)
     else:
@@ -231,7 +234,7 @@ def build_run(
 
 
 def _save_idempotent(
-    run: Run, opts: TriggerOptions, *, look_up: bool = True
+    run: Run, opts: TriggerOptions, *, look_up: bool = True, tries: int = 5
 ) -> tuple[Run | None, _Claimed | None]:
     """Save ``run`` under its idempotency key, or return the run that already holds it
     (with the slot ``run`` took first, if it did). ``look_up=False``: no lookup before
@@ -254,10 +257,13 @@ def _save_idempotent(
     except IntegrityError:
         cached = find_cached(run.environment, run.task_identifier, key, now)
         if cached is None:
-            if not look_up:
-                # Held after all, by a run that no longer counts (released just now).
-                return _save_idempotent(run, opts)
-            raise
+            # Held when the INSERT ran, by a run that has released it since (it failed
+            # or expired just now): the key is free, try again.
+            if tries <= 1:
+                raise RuntimeError(
+                    f"idempotency key {opts.idempotency_key!r} is too contended; try again"
+                ) from None
+            return _save_idempotent(run, opts, tries=tries - 1)
         return cached, None
 
 
@@ -300,12 +306,13 @@ def _trailing_options(kept: dict[str, Any], latest: dict[str, Any]) -> dict[str,
     return merged
 
 
-def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
+def _save_debounced(run: Run, opts: TriggerOptions) -> str | Run | None:
     """Push the pending run of this debounce key instead of creating one (SPEC 5).
 
     Returns the id of the run that absorbed this trigger (which then holds the trigger's
-    idempotency key too: ``record_joined``), or None when ``run`` was saved as a new
-    pending run. The partial unique index on (task, debounce key) for DELAYED runs makes
+    idempotency key too: ``record_joined``), the run that holds that key if another
+    trigger with it won the INSERT (idempotency wins), or None when ``run`` was saved as
+    a new pending run. The partial unique index on (task, debounce key) for DELAYED runs makes
     concurrent first triggers produce one run. A run waiting for a worker that knows its
     task (PENDING_VERSION) is found and pushed the same way, but is outside the index
     (workers of the release before hand runs back with their key), so two first
@@ -353,6 +360,10 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | None:
                 with write_transaction():
                     insert_row(run)
             except IntegrityError:
+                key = run.idempotency_key
+                cached = key and find_cached(run.environment, run.task_identifier, key, now)
+                if cached:
+                    return cached  # another trigger with this idempotency key won
                 continue  # another trigger created the pending run first: join it
             return None
     raise RuntimeError(f"debounce key {debounce.key!r} is too contended; try again")
