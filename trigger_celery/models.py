@@ -76,9 +76,13 @@ class RunQuerySet(models.QuerySet["Run"]):
         (widened by ID_CLOCK_SLACK): a page of a day long ago scans only that day's ids."""
         qs, slack = self, ID_CLOCK_SLACK
         if start is not None:
-            qs = qs.filter(created_at__gte=start, id__gte=first_id_at("run", start - slack))
+            qs = qs.filter(created_at__gte=start)
+            if start > datetime.min.replace(tzinfo=start.tzinfo) + slack:
+                qs = qs.filter(id__gte=first_id_at("run", start - slack))
         if end is not None:
-            qs = qs.filter(created_at__lt=end, id__lte=last_id_at("run", end + slack))
+            qs = qs.filter(created_at__lt=end)
+            if end < datetime.max.replace(tzinfo=end.tzinfo) - slack:
+                qs = qs.filter(id__lte=last_id_at("run", end + slack))
         return qs
 
 

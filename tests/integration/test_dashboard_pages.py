@@ -69,6 +69,16 @@ def test_list_filters_like_runs_list(admin_client):
     fresh = make_run(new_id("run"))
     today = timezone.localtime().strftime("%Y-%m-%d")  # a "to" date includes its day
     assert ids_in(admin_client, f"created_from={today}&created_to={today}") == [fresh.id]
+    # The first and last days there are bound nothing (they answered 500).
+    everything = set(ids_in(admin_client, ""))
+    for edge in ("created_from=0001-01-01", "created_to=9999-12-31", "to=9999-12-31T23:59"):
+        assert set(ids_in(admin_client, edge)) == everything, edge
+    for url in (
+        LIST_JSON + "?created_from=0001-01-01",
+        reverse("trigger_celery:bulk-new")
+        + "?action=cancel&scope=filter&filter=created_from%3D0001-01-01",
+    ):
+        assert admin_client.get(url).status_code == 200, url
 
 
 def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_off(

@@ -7,7 +7,7 @@ One parser for the HTML list, its JSON twin that the page polls, and bulk action
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db.models import Q
@@ -109,7 +109,8 @@ class RunFilters:
                 qs = qs.filter(**{column: v[name]})
         end = _when(v.get("created_to", ""))
         if end is not None and parse_date(v["created_to"]) is not None:
-            end += timedelta(days=1)  # "to" a day: that day included
+            # "to" a day: that day included (the last day there is: to its end).
+            end = end + timedelta(days=1) if end.date() < date.max else None
         qs = qs.created_between(_when(v.get("created_from", "")), end)
         if "q" in v:
             qs = qs.filter(Q(id=v["q"]) | Q(idempotency_key__in=_stored_keys(v["q"])))
@@ -153,6 +154,10 @@ def _when(text: str) -> datetime | None:
         return None
     if moment is not None and timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    try:
+        moment is not None and moment.astimezone(UTC)
+    except OverflowError:  # past the first or last day there is: no bound on that side
+        return None
     return moment
 
 
