@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.utils import quote
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -234,6 +234,19 @@ def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
     after = timezone.now()
     moved = Run.objects.get(id=delayed.id).delayed_until  # a bare number is seconds
     assert before + timedelta(seconds=90) <= moved <= after + timedelta(seconds=90)
+    # A time without a zone is the project's, as every time on the page is shown.
+    with override_settings(TIME_ZONE="Europe/Paris"):
+        admin_client.post(
+            reverse("trigger_celery:run-reschedule", args=[delayed.id]),
+            {"delay": "2030-01-01T10:00"},
+        )
+    assert Run.objects.get(id=delayed.id).delayed_until == datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+    response = admin_client.post(
+        reverse("trigger_celery:run-reschedule", args=[delayed.id]),
+        {"delay": "9999-12-31"},
+        follow=True,
+    )
+    assert "more than the maximum of 10 years" in response.content.decode()
 
 
 def test_cancel_from_the_page_cancels_a_queued_run(admin_client):
@@ -369,6 +382,17 @@ def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client
     assert run.status == "DELAYED" and run.metadata == {"k": 1}
     again = admin_client.get(url + "?task=greet").content.decode()
     assert "Ada" in again  # pre-filled from the latest run now
+    cached = admin_client.post(
+        url, {"task": "greet", "payload": '{"name": "Bo"}', "idempotency_key": "once"}, follow=True
+    ).content.decode()
+    assert f"Nothing new was triggered: run {run.id} already holds" in cached
+    assert Run.objects.filter(task_identifier="greet").count() == 1
+    with override_settings(TIME_ZONE="Europe/Paris"):
+        admin_client.post(
+            url, {"task": "greet", "payload": '{"name": "Cy"}', "delay": "2030-01-01T10:00"}
+        )
+    local = Run.objects.get(task_identifier="greet", payload={"name": "Cy"})
+    assert local.delayed_until == datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def test_test_page_of_a_scheduled_task_offers_the_schedule_payload(admin_client):

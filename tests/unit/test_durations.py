@@ -42,6 +42,14 @@ def test_duration_below_minimum_names_the_minimum():
         parse_duration("4s", name="max_duration", minimum=5)
 
 
+def test_a_delay_date_more_than_ten_years_ahead_is_refused():
+    with pytest.raises(ValueError, match=r"delay: '9999-12-31' is more than the maximum of 10"):
+        parse_delay("9999-12-31", now=NOW)
+    with pytest.raises(ValueError, match="more than the maximum of 10 years"):
+        parse_delay(NOW + timedelta(days=3660), now=NOW)
+    assert parse_delay(NOW + timedelta(days=3600), now=NOW) == NOW + timedelta(days=3600)
+
+
 def test_delay_takes_durations_iso_strings_and_datetimes():
     assert parse_delay("1h", now=NOW) == NOW + timedelta(hours=1)
     assert parse_delay("2026-03-02T09:00:00Z", now=NOW) == datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -73,6 +73,11 @@ def parse_delay(value: Any, *, now: datetime) -> datetime | None:
     else:
         when = now + parse_duration(value, name="delay")
     when = when.astimezone(UTC)
+    if (when - now).total_seconds() > MAX_SECONDS:
+        raise ValueError(
+            f"delay: {value!r} is more than the maximum of 10 years ({MAX_SECONDS} seconds) "
+            "from now"
+        )
     return when if when > now else None
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 from pydantic import ValidationError
 
 from trigger_celery.api.runs import runs
@@ -15,6 +17,22 @@ from trigger_celery.engine.registry import registry
 from trigger_celery.errors import InvalidRunStateError, RunNotFoundError, TriggerCeleryError
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
+
+
+def typed_delay(text: str) -> str | int | datetime:
+    """A delay typed in the dashboard, for ``parse_delay``: a bare number is seconds (as
+    ``runs.reschedule(delay=90)`` takes it), and a date or a time without a zone is in
+    the project's time zone, the one every time on these pages is shown in."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text  # a duration, or what parse_delay names as unreadable
+    if timezone.is_naive(moment):
+        return timezone.make_aware(moment, timezone.get_current_timezone())
+    return moment
 
 
 def _back(run_id: str) -> HttpResponse:
@@ -80,8 +98,7 @@ def reschedule(request: HttpRequest, run_id: str) -> HttpResponse:
         messages.error(request, "Not rescheduled: give a delay such as 30s, 5m or 2h.")
         return _back(run_id)
     try:
-        # A bare number is seconds, as runs.reschedule(delay=90) takes it.
-        runs.reschedule(run_id, delay=int(delay) if delay.isdigit() else delay)
+        runs.reschedule(run_id, delay=typed_delay(delay))
     except InvalidRunStateError as exc:
         messages.error(request, f"Not rescheduled: {exc}")
     except ValueError as exc:

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -26,6 +27,7 @@ from trigger_celery.errors import (
 )
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
+from trigger_celery.views.run_actions import typed_delay
 
 OPTION_FIELDS = (
     "delay",
@@ -92,6 +94,8 @@ class TestRunForm(forms.Form):
                 value = [t.strip() for t in value.split(",") if t.strip()]
             elif name == "ttl" and value.isdigit():
                 value = int(value)
+            elif name == "delay":
+                value = typed_delay(value)
             options[name] = value
         try:
             parse_trigger_options(options)
@@ -172,6 +176,12 @@ def test_page(request: HttpRequest) -> HttpResponse:
                 except (TriggerCeleryError, ValueError) as exc:
                     form.add_error(None, f"not triggered: {exc}")
                 else:
+                    if handle.is_cached:
+                        messages.info(
+                            request,
+                            f"Nothing new was triggered: run {handle.id} already holds this "
+                            "idempotency key.",
+                        )
                     return redirect("trigger_celery:run-detail", handle.id)
         else:
             form = TestRunForm(initial=initial, definition=definition)
