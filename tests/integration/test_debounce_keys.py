@@ -134,3 +134,19 @@ def test_a_waiting_run_promoted_to_delayed_leaves_a_debounce_key_another_run_hol
     assert rows == {"run_dk_delayed": "DELAYED", "run_dk_waiting": "DELAYED"}
     keys = dict(Run.objects.values_list("id", "debounce_key"))
     assert keys == {"run_dk_delayed": "raced", "run_dk_waiting": None}
+
+
+def test_a_run_made_before_its_task_was_known_takes_the_tasks_policy_when_promoted(own):
+    """Triggered where no process knew the task, the run got the project's defaults;
+    once a worker knows it, its retry policy and max_duration apply (it failed after the
+    project's 3 attempts, where the task allows 5)."""
+    waiting = tasks.trigger("late-with-policy", {})
+    kept = tasks.trigger("late-with-policy", {}, max_attempts=2)  # given: it stays
+    assert runs.retrieve(waiting).status == "PENDING_VERSION"
+    own.worker(concurrency=1, env={"TC_EXTRA_APPS": "tests.lateapp"})
+    own.beat()
+    run = finished(waiting)
+    assert (run.status, run.max_attempts, run.attempt_count) == ("COMPLETED", 5, 5)
+    assert run.max_duration == 600
+    other = finished(kept)
+    assert (other.status, other.max_attempts) == ("FAILED", 2)

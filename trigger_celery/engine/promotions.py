@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError
 
+from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
+from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import queueing, transitions, waitpoints
-from trigger_celery.engine.registry import registry
+from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.models import Run
 
 
@@ -63,18 +66,35 @@ def promote_pending_versions(task_ids: Iterable[str]) -> int:
         definition = registry.get_task(run.task_identifier)
         if definition is None:
             continue
-        # A trigger-time queue= wins; otherwise the run takes its task's queue.
-        queue = run.queue if run.options.get("queue") else definition.queue.name
+        known = decided_by(definition, run)
         if run.delayed_until is not None and run.delayed_until > now:
             try:
                 with write_transaction():
-                    transitions.delay_pending_version(run.id, queue=queue)
+                    transitions.delay_pending_version(run.id, known=known)
             except IntegrityError:
                 # Another DELAYED run holds its debounce key (two first triggers raced
                 # while no worker knew the task): that one stays the key's pending run.
-                transitions.delay_pending_version(run.id, queue=queue, drop_debounce_key=True)
-        elif transitions.queue_pending_version(run.id, queue=queue, ttl=run.ttl):
+                transitions.delay_pending_version(run.id, known={**known, "debounce_key": None})
+        elif transitions.queue_pending_version(run.id, known=known, ttl=run.ttl):
             promoted.append(run.id)
     if promoted:
         queueing.enqueue(Run.objects.filter(id__in=promoted))
     return len(promoted)
+
+
+def decided_by(definition: TaskDefinition, run: Run) -> dict[str, Any]:
+    """The fields of a run triggered before any process knew its task that the task's
+    definition decides, unless the trigger gave them: its queue, attempts, machine and
+    max_duration (the run was made with the project's defaults)."""
+    given = run.options
+    known: dict[str, Any] = {
+        "queue": run.queue if given.get("queue") else definition.queue.name,
+    }
+    if given.get("max_attempts") is None:
+        policy = definition.retry or RetryPolicy.from_value(get_settings().RETRY)
+        known["max_attempts"] = policy.max_attempts
+    if not given.get("machine") and definition.machine:
+        known["machine"] = definition.machine
+    if given.get("max_duration") is None and definition.max_duration:
+        known["max_duration"] = definition.max_duration
+    return known

@@ -101,23 +101,23 @@ def _ttl_deadline(now: datetime, ttl: int | None) -> datetime | None:
 # -- before a worker has it ------------------------------------------------------------------
 
 
-def queue_pending_version(run_id: str, *, queue: str, ttl: int | None) -> bool:
-    """PENDING_VERSION → QUEUED: a worker that knows the task appeared."""
+def queue_pending_version(run_id: str, *, known: dict[str, Any], ttl: int | None) -> bool:
+    """PENDING_VERSION → QUEUED: a worker that knows the task appeared; ``known`` are
+    the fields the task's definition decides (its queue, attempts, machine...)."""
     now = clock.now()
+    fields = {**known, "queued_at": now, "ttl_expires_at": _ttl_deadline(now, ttl)}
     return _move(
         run_id,
         source=RunStatus.PENDING_VERSION,
         target=RunStatus.QUEUED,
         attempt=None,
-        fields={"queue": queue, "queued_at": now, "ttl_expires_at": _ttl_deadline(now, ttl)},
+        fields=fields,
     )
 
 
-def delay_pending_version(run_id: str, *, queue: str, drop_debounce_key: bool = False) -> bool:
+def delay_pending_version(run_id: str, *, known: dict[str, Any]) -> bool:
     """PENDING_VERSION → DELAYED: the task is known now, and the run's delay has not passed."""
-    fields: dict[str, Any] = {"queue": queue, "queued_at": None, "ttl_expires_at": None}
-    if drop_debounce_key:
-        fields["debounce_key"] = None
+    fields = {**known, "queued_at": None, "ttl_expires_at": None}
     return _move(
         run_id,
         source=RunStatus.PENDING_VERSION,
