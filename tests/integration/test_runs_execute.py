@@ -211,6 +211,27 @@ def test_an_async_run_function_behind_async_middleware_stays_inside_its_run(live
     assert events.values(f"awaited-next:{handle.id}") == ["set by async middleware"]
 
 
+def test_a_sync_run_behind_async_middleware_may_use_the_orm(live):
+    """The steps inside async middleware run off its event loop's thread (Django refused
+    every ORM call there: SynchronousOnlyOperation on each attempt)."""
+    handle = tasks.trigger("orm-behind-async-middleware", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"rows": 1} and run.metadata == {"seen": True}
+    assert events.values(f"awaited-next:{handle.id}") == [{"rows": 1}]
+
+
+def test_a_stop_reaches_a_sync_run_behind_async_middleware(own):
+    """The monitor interrupts the thread the run's code moved to, not the one waiting
+    on the middleware's loop: the attempt stops without its process being ended."""
+    worker = own.worker(concurrency=1)
+    own.beat()
+    handle = tasks.trigger("stubborn-behind-async-middleware", {"seconds": 60}, max_duration=5)
+    run = finished(handle, timeout=60)
+    assert run.status == "TIMED_OUT"
+    assert "ignored its stop" not in worker.log()
+
+
 def test_a_middleware_that_never_calls_next_fails_the_attempt(live):
     handle = tasks.trigger("behind-forgetful-middleware", {})
     run = finished(handle)

@@ -224,6 +224,27 @@ def behind_forgetful_middleware(payload, ctx):
     return "ran"
 
 
+@task(id="orm-behind-async-middleware", middleware={"awaits": _awaiting_middleware})
+def orm_behind_async_middleware(payload, ctx):
+    """A sync run function using the ORM, wrapped by Trigger.dev-shaped middleware."""
+    from trigger_celery.models import Run
+
+    metadata.set("seen", True)
+    return {"rows": Run.objects.filter(id=ctx.run.id).count()}
+
+
+@task(
+    id="stubborn-behind-async-middleware",
+    retry={"max_attempts": 1},
+    middleware={"awaits": _awaiting_middleware},
+)
+def stubborn_behind_async_middleware(payload, ctx):
+    deadline = time.time() + payload.get("seconds", 30)
+    while time.time() < deadline:
+        time.sleep(0.05)  # ignores ctx.signal on purpose
+    return "finished"
+
+
 @task(id="chatty", retry=FAST_RETRY)
 def chatty(payload, ctx):
     """Logs past the per-run bound across two attempts, with attributes JSON cannot hold."""

@@ -32,7 +32,7 @@ from trigger_celery.engine import dispatch, transitions
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
 from trigger_celery.worker import log_fields
-from trigger_celery.worker.user_code import call_cancel_hooks
+from trigger_celery.worker.user_code import call_cancel_hooks, running_thread
 
 log = logging.getLogger("trigger_celery.monitor")
 
@@ -244,7 +244,7 @@ class AttemptMonitor:
                 if w.done:
                     return
                 w.interrupted_at = now
-                raise_in_thread(w.thread_id, exc)
+                raise_in_thread(running_thread(w.thread_id), exc)
             return
         if now - w.interrupted_at >= HARD_GRACE_SECONDS and _is_pool_child():
             log.error(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import traceback
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import Any
 from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import error_dict
-from trigger_celery.core.hooks import Hook, call_hook, global_hooks, run_coroutine
+from trigger_celery.core.hooks import Hook, call_hook, global_hooks, loop_running, run_coroutine
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
 from trigger_celery.models import LogEntry, Run
+from trigger_celery.off_loop import off_event_loop
 from trigger_celery.worker.waits import SuspendRun, wait_of
 
 log = logging.getLogger("trigger_celery.worker")
@@ -183,7 +185,9 @@ def _wrap_middleware(
         def next_() -> Any:
             nonlocal called
             called = True
-            output = inner()
+            # The steps inside are sync code (hooks, the run function): not in the thread
+            # whose loop runs async middleware, where Django refuses ORM calls.
+            output = _off_the_loop(inner) if is_async and loop_running() else inner()
             return _Ran(output) if is_async else output
 
         returned = call_hook(mw, **common, next=next_)
@@ -195,6 +199,31 @@ def _wrap_middleware(
         return returned
 
     return step
+
+
+# attempt thread -> the helper thread running the steps inside its async middleware
+# (:func:`_off_the_loop`): the monitor stops the thread at the end of the chain.
+MOVED: dict[int, int] = {}
+
+
+def running_thread(thread_id: int) -> int:
+    """The thread that runs the code of the attempt started in ``thread_id`` now."""
+    while thread_id in MOVED:
+        thread_id = MOVED[thread_id]
+    return thread_id
+
+
+def _off_the_loop(inner: Callable[[], Any]) -> Any:
+    owner = threading.get_ident()
+
+    def moved() -> Any:
+        MOVED[owner] = threading.get_ident()
+        try:
+            return inner()
+        finally:
+            MOVED.pop(owner, None)
+
+    return off_event_loop(moved)()
 
 
 class _Ran:
