@@ -5,6 +5,11 @@ the web process then takes the runs newest first, a chunk at a time, and records
 progress on the row after each chunk, which the progress page polls. If that process
 goes away mid-way, the next look at the progress page picks the work up where the
 row's cursor says it stopped.
+
+A cancel is about the runs that have not finished yet: ``total`` counts those when the
+action is confirmed, ``done`` the runs it actually canceled, and a run that finished on
+its own before its turn came is skipped (``skipped``: what is left of ``total`` once
+the action has finished). A replay is about every matching run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from trigger_celery.core.statuses import FINAL_STATUSES
 from trigger_celery.engine.actions import cancel_run, replay_run
 from trigger_celery.models import BulkAction, Run
 from trigger_celery.views.run_filters import RunFilters
@@ -32,12 +38,29 @@ _active_lock = threading.Lock()
 
 
 def matching(action: BulkAction) -> Any:
-    """The runs ``action`` is about, newest first (not yet limited by its cursor)."""
+    """The runs ``action`` is about, newest first (not yet limited by its cursor): for a
+    cancel only those not finished yet."""
+    return selected(action).exclude(**_finished(action)).order_by("-id")
+
+
+def selected(action: BulkAction) -> Any:
+    """Every run ``action`` was asked about, finished or not."""
     if action.run_ids:
-        qs = Run.objects.filter(id__in=action.run_ids)
-    else:
-        qs = RunFilters.from_query(action.filters).runs()
-    return qs.order_by("-id")
+        return Run.objects.filter(id__in=action.run_ids)
+    return RunFilters.from_query(action.filters).runs()
+
+
+def _finished(action: BulkAction) -> dict[str, Any]:
+    if action.action == BulkAction.Action.CANCEL:
+        return {"status__in": [s.value for s in FINAL_STATUSES]}
+    return {}
+
+
+def skipped(action: BulkAction) -> int:
+    """Runs of a finished cancel that had ended on their own before it got to them."""
+    if action.finished_at is None:
+        return 0
+    return max(action.total - action.done - action.failed, 0)
 
 
 def create(action: str, *, run_ids: list[str], filters: dict[str, Any], user: str) -> BulkAction:
@@ -93,10 +116,11 @@ def process_chunk(action_id: int) -> bool:
     for run_id in ids:
         try:
             if action.action == BulkAction.Action.CANCEL:
-                cancel_run(run_id)
+                # False: it finished between the query and here, nothing was canceled.
+                done += cancel_run(run_id)
             else:
                 replay_run(run_id, {})
-            done += 1
+                done += 1
         except Exception as exc:  # one bad run does not stop the rest
             log.warning("bulk %s of %s failed: %s", action.action, run_id, exc)
             failed += 1

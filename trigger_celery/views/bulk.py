@@ -50,6 +50,15 @@ def bulk_new(request: HttpRequest) -> HttpResponse:
             {"problem": "; ".join(filters.errors)},
             status=400 if filters.refused else 200,
         )
+    preview = BulkAction(action=action, run_ids=run_ids, filters=filters.as_dict())
+    count = bulk.matching(preview).count()
+    finished = bulk.selected(preview).count() - count if action == "cancel" else 0
+    if action == "cancel" and not count:
+        return render(
+            request,
+            "trigger_celery/bulk_confirm.html",
+            {"problem": _nothing_to_cancel(finished)},
+        )
     if request.method == "POST":
         row = bulk.create(
             action,
@@ -58,19 +67,26 @@ def bulk_new(request: HttpRequest) -> HttpResponse:
             user=request.user.get_username(),
         )
         return redirect("trigger_celery:bulk-detail", row.pk)
-    preview = BulkAction(action=action, run_ids=run_ids, filters=filters.as_dict())
     return render(
         request,
         "trigger_celery/bulk_confirm.html",
         {
             "action": action,
-            "count": bulk.matching(preview).count(),
+            "count": count,
+            "finished": finished,
             "everything": everything,
             "filters": filters,
             "filter_query": data.get("filter", ""),
             "run_ids": run_ids,
         },
     )
+
+
+def _nothing_to_cancel(finished: int) -> str:
+    if not finished:
+        return "Nothing to cancel: no run matches."
+    runs = "run has" if finished == 1 else f"{finished} runs have"
+    return f"Nothing to cancel: the {runs} already finished."
 
 
 def _get(pk: int) -> BulkAction:
@@ -89,6 +105,7 @@ def bulk_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "trigger_celery/bulk_detail.html",
         {
             "row": row,
+            "skipped": bulk.skipped(row),
             "live": {
                 "url": reverse("trigger_celery:bulk-json", args=[row.pk]),
                 "finished": row.finished_at is not None,
@@ -108,6 +125,7 @@ def bulk_json(request: HttpRequest, pk: int) -> HttpResponse:
             "total": row.total,
             "done": row.done,
             "failed": row.failed,
+            "skipped": bulk.skipped(row),
             "finished": row.finished_at is not None,
         }
     )

@@ -84,8 +84,11 @@ def pretty(value: object) -> str:
 
 
 def _waits(run: Run) -> list[Wait]:
-    rows = run.waitpoints.values_list("label", "created_at", "completed_at")
-    return [Wait(label, start, end) for label, start, end in rows[:200]]
+    rows = run.waitpoints.values_list("label", "created_at", "completed_at", "resume_at")
+    return [
+        Wait(label, start, end, (resume - start).total_seconds() if resume else None)
+        for label, start, end, resume in rows[:200]
+    ]
 
 
 @dashboard_view("view_run")

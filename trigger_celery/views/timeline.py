@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from trigger_celery.core.durations import format_duration
 from trigger_celery.models import Run
 
 
@@ -25,6 +26,13 @@ class Wait:
     label: str
     start: datetime
     end: datetime | None  # still waiting
+    planned: float | None = None  # seconds, for a wait for a time; None: for a run or batch
+
+    @property
+    def title(self) -> str:
+        if self.planned is not None:
+            return f"wait {format_duration(round(self.planned, 1))}"
+        return f"wait: {self.label}"
 
 
 def timeline(
@@ -45,8 +53,10 @@ def timeline(
         if attempt.started_at is None:
             continue
         if attempt.started_at > cursor:
-            kind = "queued" if attempt.number == 1 else "waiting"
-            parts.append((kind, kind, cursor, attempt.started_at))
+            if attempt.number == 1:
+                parts.append(("queued", "queued", cursor, attempt.started_at))
+            else:
+                parts.append(("retry delay", "waiting", cursor, attempt.started_at))
         stop = attempt.finished_at or end
         parts.extend(_attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end))
         cursor = max(cursor, stop)
@@ -56,6 +66,10 @@ def timeline(
     elif cursor < end and not started:
         # Ended without ever starting (expired, canceled): its whole wait, and how it ended.
         parts.append((f"queued, then {run.status.lower()}", "queued", cursor, end))
+    elif run.finished_at is not None and not started and parts:
+        # Ended while still delayed (canceled, expired): the delay says how it ended.
+        label, kind, a, b = parts[-1]
+        parts[-1] = (f"{label}, then {run.status.lower()}", kind, a, b)
 
     def pct(moment: datetime) -> float:
         return round(100 * (moment - begin).total_seconds() / total, 2)
@@ -84,7 +98,7 @@ def _attempt_parts(
             continue
         if a > cursor:
             parts.append((f"attempt {number}", "executing", cursor, a))
-        parts.append((f"wait: {wait.label}", "waiting", a, b))
+        parts.append((wait.title, "waiting", a, b))
         cursor = b
     if cursor < stop or not parts:
         parts.append((f"attempt {number}", "executing", cursor, stop))

@@ -273,3 +273,27 @@ def test_status_tags_and_metadata_update_live_on_the_run_page(browser_page, live
     page.wait_for_selector("#tc-status.COMPLETED")  # final: the page reloads with the output
     assert '"done"' in page.inner_text("#tc-output")
     assert browser_page.csp_violations() == []
+
+
+def test_a_run_ending_while_the_user_types_reloads_once_they_leave_the_form(browser_page, live):
+    page = browser_page.page
+    queues.pause("progress")  # the page is loaded before the run starts
+    try:
+        handle = tasks.trigger("progress", {})
+        browser_page.go(f"/trigger/runs/{handle.id}/")
+        page.evaluate("window.__not_reloaded = true")
+        page.click("#tc-replay summary")
+        page.fill("#tc-replay textarea", '{"edited": true}')
+        page.focus("#tc-replay textarea")
+    finally:
+        queues.resume("progress")
+    events.record(f"go:{handle.id}", 1)
+    page.wait_for_selector("#tc-status.COMPLETED")  # the poll saw it end...
+    # ...and left the page alone: what the user typed is still there.
+    assert page.evaluate("window.__not_reloaded") is True
+    assert page.input_value("#tc-replay textarea") == '{"edited": true}'
+    with page.expect_navigation():  # focus leaves the form: now the page shows the output
+        page.click("h1")
+    assert page.evaluate("window.__not_reloaded") is None
+    assert '"done"' in page.inner_text("#tc-output")
+    assert browser_page.csp_violations() == []

@@ -91,11 +91,31 @@
       tags.replaceChildren();
       body.tags.forEach(function (t) { tags.appendChild(el("span", t, "tag")); });
       if (body.final) {
-        // Output, error and attempts are final now: show them, unless the user is typing.
-        var active = document.activeElement;
-        if (!active || !/^(TEXTAREA|INPUT|SELECT)$/.test(active.tagName)) window.location.reload();
+        // Output, error and attempts are final now: show them (at once, or as soon as
+        // the user has left the form they are filling in).
+        reloadWhenIdle();
         return false;
       }
+    });
+  }
+
+  /* The user is in a form (typing, or about to press its button): a reload now would
+   * throw away what they typed. */
+  function busy() {
+    var active = document.activeElement;
+    if (!active || active === document.body) return false;
+    return /^(TEXTAREA|INPUT|SELECT)$/.test(active.tagName) || !!active.closest("form");
+  }
+
+  function reloadWhenIdle() {
+    if (!busy()) { window.location.reload(); return; }
+    document.addEventListener("focusout", function later() {
+      // Where the focus went is known only once this event is over.
+      setTimeout(function () {
+        if (busy()) return;
+        document.removeEventListener("focusout", later);
+        window.location.reload();
+      }, 0);
     });
   }
 
@@ -107,7 +127,9 @@
       bar.max = Math.max(body.total, 1);
       bar.value = body.done + body.failed;
       document.getElementById("tc-progress-text").textContent =
-        body.done + " done, " + body.failed + " failed, of " + body.total;
+        body.done + " done, " + body.failed + " failed" +
+        (body.skipped ? ", " + body.skipped + " skipped (already finished)" : "") +
+        ", of " + body.total;
       if (body.finished) {
         document.getElementById("tc-progress-state").textContent = "finished";
         return false;
