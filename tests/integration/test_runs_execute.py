@@ -232,6 +232,29 @@ def test_a_stop_reaches_a_sync_run_behind_async_middleware(own):
     assert "ignored its stop" not in worker.log()
 
 
+@pytest.mark.parametrize("stop", ["max_duration", "cancel"])
+def test_an_async_run_waiting_at_an_await_is_stopped_there(own, stop):
+    """The stop cancels the coroutine at its await: the run ends without its process
+    being ended (an exception raised into the thread waited for the await to return)."""
+    worker = own.worker(concurrency=1)
+    own.beat()
+    options = {"max_duration": 5} if stop == "max_duration" else {}
+    handle = tasks.trigger("async-sleeper", {"seconds": 60}, **options)
+    wait_for(lambda: events.values(f"async-sleeping:{handle.id}"), what="the run to await")
+    if stop == "cancel":
+        runs.cancel(handle.id)
+    run = finished(handle, timeout=45)
+    assert run.status == ("TIMED_OUT" if stop == "max_duration" else "CANCELED")
+    attempt = wait_for(
+        lambda: Attempt.objects.filter(run_id=handle.id, finished_at__isnull=False).first(),
+        what="the attempt to end",
+    )
+    assert attempt.status == ("FAILED" if stop == "max_duration" else "CANCELED")
+    assert "ignored its stop" not in worker.log()
+    # The worker's one process is free again: the next run starts on it.
+    assert finished(tasks.trigger("echo", {}), timeout=30).status == "COMPLETED"
+
+
 def test_a_middleware_that_never_calls_next_fails_the_attempt(live):
     handle = tasks.trigger("behind-forgetful-middleware", {})
     run = finished(handle)

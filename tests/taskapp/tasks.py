@@ -245,6 +245,14 @@ def stubborn_behind_async_middleware(payload, ctx):
     return "finished"
 
 
+@task(id="async-sleeper", retry={"max_attempts": 1})
+async def async_sleeper(payload, ctx):
+    """Waits in one await, as async code does (asyncio.sleep, an HTTP call...)."""
+    events.record(f"async-sleeping:{ctx.run.id}", ctx.attempt.number)
+    await asyncio.sleep(payload.get("seconds", 60))
+    return "slept"
+
+
 @task(id="chatty", retry=FAST_RETRY)
 def chatty(payload, ctx):
     """Logs past the per-run bound across two attempts, with attributes JSON cannot hold."""

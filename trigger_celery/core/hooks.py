@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -87,8 +88,38 @@ def _run_loop(awaitable: Any) -> Any:
             callback()
 
 
+# thread id -> (its running loop, the task this module runs on it, the stop asked for).
+_LOOPS: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any], list[BaseException]]] = {}
+
+
 async def _as_coroutine(awaitable: Any) -> Any:
-    return await awaitable
+    me = threading.get_ident()
+    task = asyncio.current_task()
+    assert task is not None
+    stops: list[BaseException] = []
+    _LOOPS[me] = (asyncio.get_running_loop(), task, stops)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if stops:  # stopped from outside (stop_loop): the stop's own error, not a cancel
+            raise stops[0] from None
+        raise
+    finally:
+        _LOOPS.pop(me, None)
+
+
+def stop_loop(thread_id: int, error: BaseException) -> bool:
+    """Cancel the coroutine this module runs in ``thread_id`` (an async run function, or
+    a hook), so it ends with ``error`` at the ``await`` it waits in; an exception raised
+    into the thread would not arrive until that await returns. False if that thread runs
+    none."""
+    entry = _LOOPS.get(thread_id)
+    if entry is None:
+        return False
+    loop, task, stops = entry
+    stops.append(error)
+    loop.call_soon_threadsafe(task.cancel)
+    return True
 
 
 def _accepted_kwargs(fn: Hook, available: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import tracing
+from trigger_celery.core.hooks import stop_loop
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import dispatch, transitions
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
@@ -244,7 +245,9 @@ class AttemptMonitor:
                 if w.done:
                     return
                 w.interrupted_at = now
-                raise_in_thread(running_thread(w.thread_id), exc)
+                target = running_thread(w.thread_id)
+                if not stop_loop(target, exc()):  # an async run waits at an await
+                    raise_in_thread(target, exc)
             return
         if now - w.interrupted_at >= HARD_GRACE_SECONDS and _is_pool_child():
             log.error(
