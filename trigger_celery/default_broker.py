@@ -12,11 +12,19 @@ left alone.
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
+from queue import Empty
+from time import monotonic
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
+from kombu.utils.encoding import bytes_to_str, str_to_bytes
+from kombu.utils.json import dumps, loads
 
 from trigger_celery.conf import get_settings
 
@@ -65,8 +73,48 @@ def wait_in_short_slices() -> None:
 DRAIN_SECONDS = 0.05
 
 
+class EmbeddedChannel(filesystem.Channel):
+    """Celery's file-system channel, with messages that are whole when seen and taken
+    by one consumer. Kombu's opens a message's file under its final name and then writes
+    it, so a worker could read it empty (``JSONDecodeError``, an unrecoverable error that
+    ended the worker); and it moves a taken message to the system's temporary folder,
+    a copy when that is another file system, which two workers could both make."""
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        try:
+            with open(final + ".part", "wb") as out:  # not a message's name: not read
+                out.write(str_to_bytes(dumps(payload)))
+            os.replace(final + ".part", final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def _get(self, queue: str) -> Any:
+        wanted = f"{queue}.msg"
+        taken_folder = os.path.join(self.data_folder_in, ".taken")  # same file system
+        os.makedirs(taken_folder, exist_ok=True)
+        for name in sorted(os.listdir(self.data_folder_in)):
+            if name.partition(".")[2] != wanted:
+                continue
+            taken = os.path.join(taken_folder, name)
+            try:
+                os.rename(os.path.join(self.data_folder_in, name), taken)  # one taker wins
+            except OSError:
+                continue  # another worker took it
+            try:
+                with open(taken, "rb") as message:
+                    payload = message.read()
+                os.remove(taken)
+            except OSError as exc:
+                raise ChannelError(f"Cannot read file {taken!r} from queue.") from exc
+            return loads(bytes_to_str(payload))
+        raise Empty()
+
+
 class EmbeddedTransport(filesystem.Transport):
-    """Celery's file-system transport, waited on in short slices.
+    """Celery's file-system transport, waited on in short slices (and its messages
+    written and taken whole: :class:`EmbeddedChannel`).
 
     The transport cannot wake a worker, so Celery runs its blocking loop: acknowledge
     what finished, then wait up to 2 s for one message. With the prefetch multiplier of
@@ -77,7 +125,14 @@ class EmbeddedTransport(filesystem.Transport):
     back to its acknowledgements at once.
     """
 
+    Channel = EmbeddedChannel
     polling_interval = DRAIN_SECONDS
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # A folder has no host: with none here, kombu does not warn in every process
+        # that it is "reverting to default 'localhost'".
+        return {"port": self.default_port}
 
     def drain_events(self, connection: object, timeout: float | None = None) -> object:
         if timeout is not None and timeout > DRAIN_SECONDS:

@@ -95,6 +95,7 @@ def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path)
         wait_for(lambda: "ready." in dev.log() or not dev.alive(), timeout=60, what="trigger_dev")
         assert dev.alive(), dev.log()
         assert "amqp://" not in dev.log()  # not Celery's default broker
+        assert "No hostname was supplied" not in dev.log()  # a folder has no host
         out = _run([sys.executable, "manage.py", "shell", "-c", TRIGGER], root, env)
     finally:
         dev.stop()
