@@ -87,3 +87,38 @@ def test_a_flushdb_in_the_middle_of_a_rate_window_keeps_the_rate(own):
     assert client.dbsize() > 0  # restored
     starts = sorted(Run.objects.filter(id__in=ids).values_list("started_at", flat=True))
     assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))
+
+
+def test_a_queue_declared_only_where_runs_are_triggered_gets_its_rate_back_after_a_flush(
+    own, monkeypatch
+):
+    """The store a worker restores knows only the queues the worker declares; the
+    triggering process pushes its own again (after REPUSH_SECONDS, 0 here), so its "4/s"
+    holds after the flush (it was unlimited until that process restarted)."""
+    from trigger_celery import queue
+    from trigger_celery.engine import queueing
+    from trigger_celery.engine.registry import registry
+
+    name = "rated-here-only-flushed"
+    queue(name=name, rate_limit="4/s")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        own.worker(concurrency=4)
+        own.beat()
+        first = tasks.trigger("echo", {}, queue=name)  # pushes the queue's limits
+        assert finished(first).status == "COMPLETED"
+        assert client.dbsize() > 0
+        assert client.flushdb() is True
+        assert client.dbsize() == 0
+        # Anything that asks the store now finds it empty and restores it.
+        wait_for(lambda: client.dbsize() > 0, what="a process to restore the store")
+        monkeypatch.setattr(queueing, "REPUSH_SECONDS", 0.0)
+        handles = [tasks.trigger("echo", {}, queue=name) for _ in range(9)]
+        for handle in handles:
+            assert finished(handle, timeout=60).status == "COMPLETED"
+    finally:
+        registry.queues.pop(name, None)
+        registry._declared.discard(name)
+    ids = [h.id for h in handles]
+    starts = sorted(Run.objects.filter(id__in=ids).values_list("started_at", flat=True))
+    assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))

@@ -11,7 +11,9 @@ last, the environment limits that mark the store as ready again.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -38,7 +40,12 @@ CHUNK = 1000
 
 log = logging.getLogger("trigger_celery.queueing")
 
-_configured_queues: set[str] = set()
+# queue -> when this process last pushed its limits (time.monotonic()). They are pushed
+# again after REPUSH_SECONDS: a store restored by another process (a flush, a restart)
+# knows only the queues that process declares, so a queue declared only where runs are
+# triggered gets its limits back within this long.
+_configured_queues: dict[str, float] = {}
+REPUSH_SECONDS = 10.0
 _configured_lock = threading.Lock()
 _env_configured = False
 
@@ -52,7 +59,8 @@ def reset_caches() -> None:
 
 
 def configure_queues(names: Iterable[str] | None = None) -> None:
-    """Push queue limits from code to the store (each queue once per process), and keep
+    """Push queue limits from code to the store (each queue once per process, and again
+    after ``REPUSH_SECONDS``), and keep
     the environment limits in step with settings in a store that has them."""
     global _env_configured
     with _configured_lock:
@@ -63,10 +71,11 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
             warn_of_other_limits(store.environment_limits(), mine)
             store.set_environment_limits(mine, only_if_set=True)
             _env_configured = True
+        stale = time.monotonic() - REPUSH_SECONDS
         todo = [
             name
             for name in (names if names is not None else list(registry.queues))
-            if name not in _configured_queues
+            if _configured_queues.get(name, -math.inf) <= stale
         ]
         if todo:
             _push_queues(todo)
@@ -137,7 +146,7 @@ def _push_queue(name: str, overrides: dict[str, int]) -> None:
                 rate_limit_period=rate[1] if rate else None,
             )
         )
-    _configured_queues.add(name)
+    _configured_queues[name] = time.monotonic()
 
 
 def score_of(run: Run) -> float:
