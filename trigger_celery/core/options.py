@@ -92,7 +92,11 @@ def _strict_int(name: str, value: Any, low: int, high: int | None = None) -> int
 
 
 def _non_empty_str(name: str, value: Any, max_length: int) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+    if isinstance(value, str) and len(value) > max_length:
+        raise ValueError(
+            f"{name}: {value[:40]!r}... is {len(value)} characters; the limit is {max_length}"
+        )
+    if not isinstance(value, str) or not value.strip():
         raise ValueError(
             f"{name}: {value!r} is not a non-empty string of at most {max_length} characters"
         )
