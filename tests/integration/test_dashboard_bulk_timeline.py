@@ -9,6 +9,7 @@ from django.http import QueryDict
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.integration.test_dashboard_pages import make_run
 from trigger_celery import bulk
 from trigger_celery.models import BulkAction, Run, Waitpoint
 from trigger_celery.views.run_filters import RunFilters
@@ -16,19 +17,6 @@ from trigger_celery.views.run_filters import RunFilters
 pytestmark = pytest.mark.django_db
 
 NEW = reverse("trigger_celery:bulk-new")
-
-
-def make_run(run_id: str, status: str = "COMPLETED", **fields) -> Run:
-    defaults = {
-        "task_identifier": "hello-world",
-        "status": status,
-        "environment": "PRODUCTION",
-        "queue": "hello-world",
-        "max_attempts": 3,
-        "payload": {"message": "hi"},
-    }
-    defaults.update(fields)
-    return Run.objects.create(id=run_id, **defaults)
 
 
 def timeline_rows(client, run: Run) -> list[str]:
