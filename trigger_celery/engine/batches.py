@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from trigger_celery.conf import get_settings
 from trigger_celery.core import clock, run_events, tracing
@@ -23,10 +24,10 @@ from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options, task_id_problem
 from trigger_celery.core.serialization import to_jsonable
-from trigger_celery.core.statuses import RunStatus
+from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, run_rows
-from trigger_celery.engine.idempotency import find_cached, resolve_key
+from trigger_celery.engine.idempotency import resolve_key
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
@@ -206,17 +207,25 @@ def _keyed_batch(
     special: list[tuple[int, str, Any, Any, Mapping[str, Any]]], batch_keyed: set[int]
 ) -> str | None:
     """The batch made before with this batch's idempotency key: the batch of a run an
-    item's key finds (its items are then triggered into it, each finding its run, or
-    making a new one if its key was released), or None."""
-    environment, now = get_settings().ENVIRONMENT, clock.now()
-    for index, task_id, _definition, _payload, options in special:
-        if index not in batch_keyed:
-            continue  # the item's own key, not the batch's
-        key = resolve_key(parse_trigger_options(options).idempotency_key or "")
-        found = find_cached(environment, task_id, key, now)
-        if found is not None and found.batch_id is not None:
-            return found.batch_id
-    return None
+    item's key still holds (its items are then triggered into it, each finding its run,
+    or making a new one if its key was released), or None. One query for all items."""
+    wanted = {
+        (task_id, resolve_key(options["idempotency_key"]))
+        for index, task_id, _definition, _payload, options in special
+        if index in batch_keyed
+    }
+    if not wanted:
+        return None
+    now = clock.now()
+    holders = Run.objects.filter(
+        Q(idempotency_key_expires_at__isnull=True) | Q(idempotency_key_expires_at__gt=now),
+        environment=get_settings().ENVIRONMENT,
+        task_identifier__in={task_id for task_id, _ in wanted},
+        idempotency_key__in={key for _, key in wanted},
+        status__in=IDEMPOTENCY_HOLDING_STATUSES,
+        batch_id__isnull=False,
+    ).values_list("task_identifier", "idempotency_key", "batch_id")
+    return next((batch for task, key, batch in holders if (task, key) in wanted), None)
 
 
 def _existing_runs(batch_id: str) -> dict[int, RunHandle]:
