@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from functools import cached_property
 from pathlib import Path
 from queue import Empty
 from time import monotonic
@@ -80,6 +81,14 @@ class EmbeddedChannel(filesystem.Channel):
     ended the worker); and it moves a taken message to the system's temporary folder,
     a copy when that is another file system, which two workers could both make."""
 
+    @cached_property
+    def taken_folder(self) -> str:
+        """Where a consumer moves the message it takes: inside the folder, so the move is
+        one atomic rename that only one consumer wins."""
+        folder = os.path.join(self.data_folder_in, ".taken")
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
@@ -92,12 +101,10 @@ class EmbeddedChannel(filesystem.Channel):
 
     def _get(self, queue: str) -> Any:
         wanted = f"{queue}.msg"
-        taken_folder = os.path.join(self.data_folder_in, ".taken")  # same file system
-        os.makedirs(taken_folder, exist_ok=True)
         for name in sorted(os.listdir(self.data_folder_in)):
             if name.partition(".")[2] != wanted:
                 continue
-            taken = os.path.join(taken_folder, name)
+            taken = os.path.join(self.taken_folder, name)
             try:
                 os.rename(os.path.join(self.data_folder_in, name), taken)  # one taker wins
             except OSError:
