@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -164,6 +165,36 @@ def test_an_attempt_that_waited_counts_its_execution_not_its_wait(own, counting,
     recorded = value(found, "trigger_celery_run_runtime_seconds_sum", **labels)
     waited = (wp.completed_at - wp.created_at).total_seconds()
     assert recorded == pytest.approx(wall - waited, abs=1e-3)
+
+
+def test_an_attempt_stopped_by_a_cancel_counts_its_runtime_once(own, counting, client):
+    from trigger_celery.models import Attempt
+
+    own.worker(env=METRICS_ENV)
+    handle = tasks.trigger("stubborn", {"seconds": 30})
+    wait_for(lambda: runs.retrieve(handle).status == "EXECUTING", what="the run to start")
+    time.sleep(0.3)  # some runtime to count
+    runs.cancel(handle)
+    labels = {"name": "stubborn", "queue_name": "stubborn"}
+    found = scrape_counted(client, ("trigger_celery_run_canceled_total", labels, 1))
+    attempt = Attempt.objects.get(run_id=handle.id, number=1)
+    assert attempt.status == "CANCELED"
+    assert value(found, "trigger_celery_run_runtime_seconds_count", **labels) == 1
+    wall = (attempt.finished_at - attempt.started_at).total_seconds()
+    assert wall >= 0.3
+    recorded = value(found, "trigger_celery_run_runtime_seconds_sum", **labels)
+    assert recorded == pytest.approx(wall, abs=1e-3)
+
+
+def test_a_run_canceled_between_attempts_counts_no_second_runtime(own, counting, client):
+    own.worker(env=METRICS_ENV)
+    handle = tasks.trigger("retry-later", {})  # its retry is a minute away
+    labels = {"name": "retry-later", "queue_name": "retry-later"}
+    scrape_counted(client, ("trigger_celery_run_retried_total", labels, 1))
+    runs.cancel(handle)
+    found = scrape_counted(client, ("trigger_celery_run_canceled_total", labels, 1))
+    # The failed attempt was counted when it was retried; the cancel stopped none.
+    assert value(found, "trigger_celery_run_runtime_seconds_count", **labels) == 1
 
 
 def test_oldest_queued_age_covers_the_known_wait_and_is_zero_for_an_empty_queue(

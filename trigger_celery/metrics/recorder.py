@@ -27,7 +27,7 @@ from django.db.models import F
 
 from trigger_celery.conf import get_settings
 from trigger_celery.core import run_events
-from trigger_celery.core.statuses import RunStatus
+from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.models import Attempt, Run, Waitpoint
 
 log = logging.getLogger("trigger_celery.metrics")
@@ -43,6 +43,7 @@ ENDS_ATTEMPT = frozenset(
         RunStatus.CRASHED.value,
         RunStatus.TIMED_OUT.value,
         RunStatus.SYSTEM_FAILURE.value,
+        RunStatus.CANCELED.value,  # counted only when it stopped an attempt (below)
         run_events.RETRIED,
     }
 )
@@ -101,13 +102,18 @@ def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] |
         # The run's current attempt is the one that just ended; read it with its run.
         ended = (
             Attempt.objects.filter(run_id=run_id, number=F("run__attempt_count"))
-            .values_list("run__task_identifier", "run__queue", "started_at", "finished_at")
+            .values_list(
+                "run__task_identifier", "run__queue", "started_at", "finished_at", "status"
+            )
             .first()
         )
         if ended is not None:
-            task, queue, started_at, finished_at = ended
+            task, queue, started_at, finished_at, status = ended
             seconds = None
-            if started_at is not None and finished_at is not None:
+            # A cancel ends an attempt only when it stopped one: a run canceled while it
+            # waited for a retry has its failed attempt counted already, by RETRIED.
+            stopped = event != RunStatus.CANCELED.value or status == AttemptStatus.CANCELED
+            if stopped and started_at is not None and finished_at is not None:
                 waited = _waited(run_id, started_at, finished_at)
                 seconds = max((finished_at - started_at).total_seconds() - waited, 0.0)
             return task, queue, None, None, seconds
