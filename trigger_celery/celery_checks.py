@@ -8,6 +8,7 @@ project's Celery app as it is configured.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import current_app
@@ -24,6 +25,12 @@ def celery_setting(name: str) -> Any:
     if hasattr(django_settings, django_name):
         return getattr(django_settings, django_name)
     return current_app.conf.get(name)
+
+
+def broker_url() -> str | None:
+    """The broker Celery connects to: ``CELERY_BROKER_URL`` in the environment comes
+    first (Celery reads it ahead of every setting), then the settings' and the app's."""
+    return os.environ.get("CELERY_BROKER_URL") or celery_setting("broker_url")
 
 
 def check_celery() -> list[checks.CheckMessage]:
@@ -63,7 +70,7 @@ def _check_prefetch() -> list[checks.CheckMessage]:
     disable = getattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH", None)
     if disable is None and current_app.conf.get("worker_disable_prefetch"):
         disable = True
-    broker = str(celery_setting("broker_url") or "")
+    broker = str(broker_url() or "")
     redis_broker = broker.startswith(("redis:", "rediss:", "redis+socket:", "sentinel:"))
     if multiplier == 1 or disable or (disable is None and redis_broker):
         return []

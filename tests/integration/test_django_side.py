@@ -161,6 +161,33 @@ def test_a_prefetching_worker_configuration_is_warned_about():
         assert "trigger_celery.W006" in [m.id for m in check_settings()]
 
 
+def test_a_broker_named_only_in_the_environment_is_the_one_the_prefetch_check_judges(tmp_path):
+    """``CELERY_BROKER_URL`` in the environment is the broker Celery uses (ahead of the
+    settings): on Redis the worker limits prefetch itself, so no W006; elsewhere W006."""
+    (tmp_path / "envbroker_settings.py").write_text(
+        "from tests.settings import *\n"
+        "del CELERY_BROKER_URL\n"
+        "CELERY_WORKER_PREFETCH_MULTIPLIER = 4\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "envbroker_settings"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+
+    def check_output(broker: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "django", "check"],
+            env={**env, "CELERY_BROKER_URL": broker},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    assert "trigger_celery.W006" not in check_output("redis://127.0.0.1:6379/15")
+    assert "trigger_celery.W006" in check_output("amqp://guest@127.0.0.1//")
+
+
 def test_an_unknown_storage_alias_is_an_error_naming_it():
     with override_settings(TRIGGER_CELERY={"STORAGE": "payloads"}):
         [error] = [m for m in check_settings() if m.id == "trigger_celery.E012"]
