@@ -135,6 +135,9 @@ if os.environ.get("TC_VISIBILITY_TIMEOUT"):
         "visibility_timeout": float(os.environ["TC_VISIBILITY_TIMEOUT"])
     }
 CELERY_DB_REUSE_MAX = 1000
+if os.environ.get("TC_RESULT_BACKEND"):
+    # A team's result backend (runs must not write to it).
+    CELERY_RESULT_BACKEND = os.environ["TC_RESULT_BACKEND"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 if os.environ.get("TC_DISABLE_PREFETCH"):
     # Set only when a test chooses; unset, a worker on Redis turns it on itself.

@@ -27,6 +27,45 @@ def test_hello_world_run_completes_with_its_output_and_one_attempt(live):
     assert LogEntry.objects.filter(run_id=handle.id, message="hello").exists()
 
 
+def test_runs_write_nothing_to_the_projects_celery_result_backend(own, redis_url, settings):
+    """A team's result backend is theirs: a run's outcome lives in its row, and the
+    messages that carry runs ask Celery to keep no result (one write per attempt else)."""
+    import redis
+
+    backend = redis_url.rsplit("/", 1)[0] + "/2"
+    store = redis.Redis.from_url(backend)
+    store.flushdb()
+    settings.CELERY_RESULT_BACKEND = backend  # this process sends
+    own.worker(concurrency=2, env={"TC_RESULT_BACKEND": backend})
+    handles = [tasks.trigger("echo", {"n": n}) for n in range(3)]
+    handles += tasks.batch_trigger("echo", [{"payload": {"n": n}} for n in range(40)]).runs
+    assert all(finished(h).status == "COMPLETED" for h in handles)
+    assert store.keys("celery-task-meta-*") == []
+
+
+@pytest.fixture
+def eager_app():
+    """A team's test settings: CELERY_TASK_ALWAYS_EAGER (runs are sent all the same)."""
+    from celery import current_app
+
+    current_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        current_app.conf.task_always_eager = False
+
+
+def test_an_eager_app_under_warnings_as_errors_still_sends_runs(own, eager_app):
+    import warnings
+
+    own.worker(concurrency=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # python -W error, pytest's filterwarnings = error
+        handles = [tasks.trigger("echo", {"n": 1})]
+        handles += tasks.batch_trigger("echo", [{"payload": {"n": n}} for n in range(30)]).runs
+    assert all(finished(h).status == "COMPLETED" for h in handles)
+
+
 def test_a_triggered_run_is_queued_at_the_instant_it_is_created(live):
     handle = hello_world.trigger({"message": "when"})
     row = Run.objects.get(id=handle.id)
