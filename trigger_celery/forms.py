@@ -45,7 +45,9 @@ class ScheduleForm(forms.ModelForm):
         help_texts = {
             "cron": "5 fields: minute hour day-of-month month day-of-week. "
             "L = last day of the month, 1L-7L = last Monday-Sunday, 0 or 7 = Sunday.",
-            "deduplication_key": "Unique; schedules.create with the same key updates this one.",
+            "deduplication_key": "Optional and unique: schedules.create with the same key "
+            "updates this schedule. Left empty, the schedule's id is its key, so each "
+            "schedule made without one is a schedule of its own.",
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,6 +60,8 @@ class ScheduleForm(forms.ModelForm):
             self.fields["task_identifier"].choices = [("", "---------"), *choices]  # type: ignore[attr-defined]
         if "timezone" in self.fields:
             self.fields["timezone"].choices = [(z, z) for z in timezone_names()]  # type: ignore[attr-defined]
+        if "deduplication_key" in self.fields:
+            self.fields["deduplication_key"].required = False
 
     def clean_task_identifier(self) -> str:
         value = self.cleaned_data["task_identifier"]
@@ -83,9 +87,13 @@ class ScheduleForm(forms.ModelForm):
         return sorted(set(self.cleaned_data.get("environments") or []))
 
     def clean_deduplication_key(self) -> str:
-        value = str(self.cleaned_data["deduplication_key"]).strip()
+        value = str(self.cleaned_data["deduplication_key"] or "").strip()
         if not value:
-            raise forms.ValidationError("A deduplication key is required.")
+            # As Trigger.dev's dashboard does without a key: a schedule of its own. Its id
+            # is a key no other schedule holds, and one schedules.create can still name.
+            if not self.instance.id:
+                self.instance.id = new_id("sched")
+            return str(self.instance.id)
         if value.startswith(DECLARATIVE_KEY_PREFIX):
             raise forms.ValidationError(
                 f"Keys starting with {DECLARATIVE_KEY_PREFIX!r} are reserved for schedules "

@@ -19,7 +19,7 @@ from trigger_celery.admin_base import StorableLookupsAdmin
 from trigger_celery.api.schedules import schedules
 from trigger_celery.core import clock
 from trigger_celery.core.cron import describe, format_local
-from trigger_celery.engine.schedules import upcoming
+from trigger_celery.engine.schedules import disabled_here, upcoming
 from trigger_celery.errors import (
     DeclarativeScheduleError,
     ScheduleNotFoundError,
@@ -107,7 +107,8 @@ class ScheduleAdmin(StorableLookupsAdmin):
     def next_fire(self, obj: Schedule) -> str:
         if not obj.active or obj.next_tick_at is None:
             return "-"
-        return format_local(obj.next_tick_at, obj.timezone)
+        # Limited to other environments: beat skips every tick here, none is "next".
+        return disabled_here(obj) or format_local(obj.next_tick_at, obj.timezone)
 
     @admin.display(description="problem")
     def has_problem(self, obj: Schedule) -> str:
@@ -119,6 +120,9 @@ class ScheduleAdmin(StorableLookupsAdmin):
     def upcoming_times(self, obj: Schedule) -> str:
         if not obj.active:
             return "inactive"
+        elsewhere = disabled_here(obj)
+        if elsewhere:
+            return elsewhere
         times = upcoming(obj, clock.now())
         if not times:
             return "-"

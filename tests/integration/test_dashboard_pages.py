@@ -296,6 +296,33 @@ def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_cli
     assert '<rect class="waiting"' in page  # the retry delay between the attempts
 
 
+def test_run_json_sends_the_log_lines_after_the_one_given(admin_client):
+    run = make_run("run_logs_json", "EXECUTING")
+    lines = [
+        run.logs.create(attempt_number=1, level="INFO", message=f"line {i}", attributes={"i": i})
+        for i in range(3)
+    ]
+    url = reverse("trigger_celery:run-detail-json", args=[run.id])
+    assert "logs" not in admin_client.get(url).json()  # only when asked for
+    body = admin_client.get(f"{url}?logs_after={lines[0].id}").json()
+    assert [line["message"] for line in body["logs"]] == ["line 1", "line 2"]
+    assert body["logs"][0]["attributes"] == '{"i": 1}' and body["logs"][0]["attempt"] == 1
+    assert body["status"] == "EXECUTING"
+    assert admin_client.get(f"{url}?logs_after={lines[2].id}").json()["logs"] == []
+    # The page says where the live lines start: after the last one it shows.
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    assert f'"logs_after": {lines[2].id}' in page
+    for bad in ("x1", "-1", "\u00b2", "9" * 40):
+        response = admin_client.get(url, {"logs_after": bad})
+        assert response.status_code == 400 and repr(bad) in response.json()["errors"][0], bad
+
+
+def test_the_payload_is_in_the_run_page_once(admin_client):
+    run = make_run("run_payload_once", payload={"marker": "only-once-<b>"})
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    assert page.count("only-once-") == 1 and "only-once-&lt;b&gt;" in page
+
+
 def test_the_timeline_of_a_run_that_never_started_shows_its_wait(admin_client):
     now = timezone.now()
     run = make_run("run_expired", "EXPIRED", finished_at=now, expired_at=now)

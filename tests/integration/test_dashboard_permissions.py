@@ -206,3 +206,31 @@ def test_viewer_sees_no_action_buttons_but_superuser_does(client_for):
     admin = client_for("superuser").get(url).content.decode()
     assert 'id="tc-cancel"' in admin and 'id="tc-replay"' in admin
     assert 'id="tc-reschedule"' in admin
+
+
+def test_a_refusal_has_the_dashboard_layout_and_names_the_permission(client_for):
+    response = client_for("viewer").get(reverse("trigger_celery:test"))
+    body = response.content.decode()
+    assert response.status_code == 403
+    assert "trigger_celery/dashboard.css" in body and "<nav>" in body  # the layout
+    assert "trigger_celery.trigger_run" in body
+    staff = client_for("staff").get(reverse("trigger_celery:run-list"))
+    assert staff.status_code == 403 and "trigger_celery.view_run" in staff.content.decode()
+    assert "script-src 'self'" in staff["Content-Security-Policy"]
+    anonymous = client_for("anonymous").get(reverse("trigger_celery:test"))
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
+def test_links_to_pages_a_user_may_not_open_are_hidden(client_for, logged_in_client):
+    test_url = reverse("trigger_celery:test")
+    viewer = client_for("viewer").get(reverse("trigger_celery:run-list")).content.decode()
+    assert f'href="{test_url}' not in viewer  # the nav and the empty list's hint
+    tasks_page = client_for("viewer").get(reverse("trigger_celery:task-list"))
+    assert f'href="{test_url}' not in tasks_page.content.decode()
+    runs_only = logged_in_client("view_run").get(reverse("trigger_celery:run-list"))
+    for name in ("queue-list", "schedule-list"):
+        assert f'href="{reverse("trigger_celery:" + name)}"' not in runs_only.content.decode()
+    tester = logged_in_client("view_run", "trigger_run")
+    assert f'href="{test_url}"' in tester.get(reverse("trigger_celery:run-list")).content.decode()
+    admin = client_for("superuser").get(reverse("trigger_celery:task-list")).content.decode()
+    assert f'href="{test_url}"' in admin and f'href="{test_url}?task=' in admin

@@ -150,3 +150,54 @@ def test_values_are_escaped_and_runs_listed(admin_client):
         assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
         assert "<i>x</i>" not in body and "<b>key</b>" not in body
     assert "run_tick" in admin_client.get(detail(s.id)).content.decode()
+
+
+def test_a_schedule_created_without_a_deduplication_key_is_a_new_schedule(admin_client):
+    page = admin_client.get(NEW).content.decode()
+    assert (
+        'name="deduplication_key"' in page
+        and "required" not in page.split('name="deduplication_key"')[1].split(">")[0]
+    )
+    first = admin_client.post(NEW, form_data(deduplication_key=""))
+    second = admin_client.post(NEW, form_data(deduplication_key="  "))
+    assert first.status_code == 302 and second.status_code == 302
+    rows = list(Schedule.objects.order_by("id"))
+    assert len(rows) == 2
+    # Each got a key of its own: its id, so schedules.create can still address it.
+    assert [r.deduplication_key for r in rows] == [r.id for r in rows]
+    assert all(r.next_tick_at is not None for r in rows)
+    # An edit that clears the key keeps the schedule's own key; it does not clash.
+    edit = admin_client.post(detail(rows[0].id), form_data(deduplication_key="", cron="5 * * * *"))
+    assert edit.status_code == 302
+    rows[0].refresh_from_db()
+    assert rows[0].deduplication_key == rows[0].id and rows[0].cron == "5 * * * *"
+    # A key given is still a key: the same one again is refused as a duplicate.
+    assert admin_client.post(NEW, form_data(deduplication_key="mine")).status_code == 302
+    again = admin_client.post(NEW, form_data(deduplication_key="mine"))
+    assert again.status_code == 200 and "already exists" in again.content.decode()
+    assert Schedule.objects.count() == 3
+
+
+def test_a_schedule_of_another_environment_says_it_does_not_fire_here(admin_client, settings):
+    # The tests run as PRODUCTION (tests/settings.py).
+    elsewhere = schedules.create(
+        task="sched-record",
+        cron="0 8 * * *",
+        timezone="America/New_York",
+        deduplication_key="staging-only",
+        environments=["STAGING"],
+    )
+    here = schedules.create(
+        task="sched-record",
+        cron="0 9 * * *",
+        timezone="America/New_York",
+        deduplication_key="everywhere",
+    )
+    body = admin_client.get(detail(elsewhere.id)).content.decode()
+    assert " 08:00 E" not in body  # no fire time it will not fire at
+    assert "Does not fire in this environment (PRODUCTION): only in STAGING." in body
+    listed = admin_client.get(LIST).content.decode()
+    row = listed.split(f">{elsewhere.id}<")[1].split("</tr>")[0]
+    assert " 08:00 E" not in row and "not in PRODUCTION (only in STAGING)" in row
+    assert " 09:00 E" in listed.split(f">{here.id}<")[1].split("</tr>")[0]
+    assert admin_client.get(detail(here.id)).content.decode().count(" 09:00 E") == 5

@@ -127,7 +127,6 @@ def test_a_task_outside_the_allow_list_is_refused(admin_client: Client, task: st
         ({"cron": "0 0 12 * * *"}, "cron '0 0 12 * * *' has 6 fields"),
         ({"timezone": "Mars/Olympus"}, "Mars/Olympus is not one of the available choices"),
         ({"deduplication_key": "declarative:mine"}, "reserved for schedules declared in code"),
-        ({"deduplication_key": ""}, "This field is required."),
     ],
 )
 def test_invalid_input_is_a_form_error_naming_the_value(
@@ -138,6 +137,16 @@ def test_invalid_input_is_a_form_error_naming_the_value(
     assert expected in text(response)
     assert "errornote" in response.content.decode()
     assert not Schedule.objects.exists()
+
+
+def test_a_schedule_added_without_a_deduplication_key_has_its_id_as_key(
+    admin_client: Client,
+) -> None:
+    for _ in range(2):
+        response = admin_client.post(reverse(ADD), post_data(deduplication_key=""))
+        assert response.status_code == 302, text(response)[:2000]
+    rows = list(Schedule.objects.all())
+    assert len(rows) == 2 and all(r.deduplication_key == r.id for r in rows)
 
 
 def test_a_deduplication_key_in_use_is_the_usual_unique_error(admin_client: Client) -> None:
@@ -198,6 +207,20 @@ def test_the_change_page_shows_local_fire_times_and_the_cron_in_words(
         assert f"{label}:</label>" in page
     listing = text(admin_client.get(reverse(CHANGELIST)))
     assert "2025-03-09 00:00 EST (-05:00)" in listing and describe("0 0 * * *") in listing
+
+
+def test_a_schedule_of_another_environment_shows_no_fire_times_here(
+    admin_client: Client, frozen: datetime
+) -> None:
+    # The tests run as PRODUCTION (tests/settings.py).
+    admin_client.post(reverse(ADD), post_data(environments=["STAGING"]))
+    row = Schedule.objects.get()
+    page = text(admin_client.get(change_url(row.id)))
+    assert "<li>2025-03-" not in page
+    assert "not enabled in the PRODUCTION environment" in page
+    listing = text(admin_client.get(reverse(CHANGELIST)))
+    assert "2025-03-09 00:00" not in listing
+    assert "not enabled in the PRODUCTION environment" in listing
 
 
 def test_editing_the_cron_or_zone_re_plans_other_edits_do_not(

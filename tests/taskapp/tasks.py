@@ -765,3 +765,15 @@ def logs_plainly(payload, ctx):
 
     logging.getLogger("tests.plain").warning("a plain log line", extra={"run_id": "mine"})
     return "logged"
+
+
+@task(id="logs-in-steps")
+def logs_in_steps(payload, ctx):
+    """Logs each of ``payload["lines"]``, then waits for the test's next go before the
+    following one (so a page can be watched while the run executes)."""
+    for n, line in enumerate(payload["lines"], start=1):
+        logger.info(line, step=n)
+        deadline = time.time() + 20
+        while len(events.values(f"go:{ctx.run.id}")) < n and time.time() < deadline:
+            time.sleep(0.05)
+    return "logged"

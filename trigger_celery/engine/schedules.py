@@ -180,7 +180,7 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
             problem=problem
         )
         return None
-    skipped = problem or _disabled_here(schedule)  # a skip that is not a problem
+    skipped = problem or disabled_here(schedule)  # a skip that is not a problem
     with write_transaction():
         fields = {"next_tick_at": following[0]}
         if skipped is None:
@@ -219,7 +219,8 @@ def _task_problem(schedule: Schedule, definition: TaskDefinition | None) -> str 
     return None
 
 
-def _disabled_here(schedule: Schedule) -> str | None:
+def disabled_here(schedule: Schedule) -> str | None:
+    """Why ``schedule`` does not fire in this deployment's environment (None: it does)."""
     environment = get_settings().ENVIRONMENT
     if schedule.environments and environment not in schedule.environments:
         return f"not enabled in the {environment} environment"

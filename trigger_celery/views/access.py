@@ -2,8 +2,9 @@
 
 Every dashboard view is wrapped in :func:`dashboard_view`: login and staff first (an
 anonymous or non-staff user is sent to the admin login, as ``staff_member_required``
-does), then the model permission the page needs (403 without it). State changes are
-POST only; Django's CSRF middleware checks their token.
+does), then the model permission the page needs (403 without it: a dashboard page that
+names the permission). State changes are POST only; Django's CSRF middleware checks
+their token.
 
 Permissions used:
     view_run                       runs list, run detail, their JSON, tasks page
@@ -26,10 +27,10 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseForbidden,
     HttpResponseNotAllowed,
     HttpResponseNotFound,
 )
+from django.shortcuts import render
 from django.utils.html import escape
 
 # Our own origin only; no inline script (JavaScript lives in static files, data reaches
@@ -47,7 +48,7 @@ View = Callable[..., HttpResponse]
 def require(request: HttpRequest, codename: str) -> None:
     """Raise 403 unless the user has ``trigger_celery.<codename>``."""
     if not request.user.has_perm(f"trigger_celery.{codename}"):
-        raise PermissionDenied(f"you need the {codename} permission")
+        raise PermissionDenied(f"you need the trigger_celery.{codename} permission")
 
 
 def can(request: HttpRequest, codename: str) -> bool:
@@ -59,6 +60,16 @@ def secure_headers(response: HttpResponse) -> HttpResponse:
     response.setdefault("X-Content-Type-Options", "nosniff")
     response.setdefault("Referrer-Policy", "same-origin")
     return response
+
+
+def refused(request: HttpRequest, reason: str) -> HttpResponse:
+    """A 403 in the dashboard's layout, saying what is missing (escaped by the template)."""
+    return render(
+        request,
+        "trigger_celery/forbidden.html",
+        {"reason": reason or "you may not do this"},
+        status=403,
+    )
 
 
 def dashboard_view(
@@ -77,7 +88,7 @@ def dashboard_view(
                     require(request, permission)
                 return view(request, *args, **kwargs)
             except PermissionDenied as exc:
-                return HttpResponseForbidden(escape(str(exc) or "permission denied"))
+                return refused(request, str(exc))
             except Http404 as exc:
                 return HttpResponseNotFound(escape(str(exc) or "not found"))
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from trigger_celery.core.pages import keyset_rows
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine.payloads import load_payload
-from trigger_celery.models import Run
+from trigger_celery.models import LogEntry, Run
 from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
 from trigger_celery.views.run_filters import row_of as _row
@@ -21,6 +21,8 @@ from trigger_celery.views.timeline import Wait, timeline
 
 PAGE_SIZE = 50
 FINAL = {s.value for s in FINAL_STATUSES}
+LOG_LINES_SHOWN = 500  # a run page's log lines at most, loaded or added live
+LOG_LINES_PER_POLL = 100
 
 
 def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str | None]:
@@ -83,6 +85,18 @@ def pretty(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
+def _log_row(line: LogEntry) -> dict[str, Any]:
+    """A log line as the run page shows it, and as its JSON sends it to be added live."""
+    return {
+        "id": line.id,
+        "time": timezone.localtime(line.created_at).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "attempt": line.attempt_number,
+        "level": line.level,
+        "message": line.message,
+        "attributes": json.dumps(line.attributes, ensure_ascii=False),
+    }
+
+
 def _waits(run: Run) -> list[Wait]:
     rows = run.waitpoints.values_list("label", "created_at", "completed_at", "resume_at")
     return [
@@ -98,6 +112,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     payload = load_payload(run.payload, run.payload_ref)
     final = run.status in FINAL
     related = Run.objects.only("id", "task_identifier", "status")
+    logs = [_log_row(line) for line in run.logs.order_by("id")[:LOG_LINES_SHOWN]]
     return render(
         request,
         "trigger_celery/run_detail.html",
@@ -109,10 +124,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "error": run.error,
             "attempts": attempts,
             "timeline": timeline(run, attempts, timezone.now(), _waits(run)),
-            "logs": [
-                {"line": line, "attributes": json.dumps(line.attributes, ensure_ascii=False)}
-                for line in run.logs.all()[:500]
-            ],
+            "logs": logs,
             "metadata": pretty(run.metadata),
             "parent": related.filter(id=run.parent_id).first() if run.parent_id else None,
             "root": related.filter(id=run.root_id).first()
@@ -124,23 +136,39 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "show_cancel": not final and can(request, "cancel_run"),
             "show_replay": can(request, "replay_run"),
             "show_reschedule": run.status == RunStatus.DELAYED and can(request, "change_run"),
-            "live": {"url": request.path + "json/", "status": run.status, "final": final},
+            "live": {
+                "url": request.path + "json/",
+                "status": run.status,
+                "final": final,
+                # New log lines are asked for after the last one shown, up to the cap.
+                "logs_after": logs[-1]["id"] if logs else 0,
+                "logs_room": LOG_LINES_SHOWN - len(logs),
+            },
         },
     )
 
 
 @dashboard_view("view_run")
 def run_detail_json(request: HttpRequest, run_id: str) -> HttpResponse:
-    """What changes while a run executes: status, attempts, tags, metadata."""
+    """What changes while a run executes: status, attempts, tags, metadata, and with
+    ``?logs_after=<id>`` the log lines written after that one (a page of them)."""
+    after = request.GET.get("logs_after")
+    if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
+        return JsonResponse(
+            {"errors": [f"logs_after: {after!r} is not a log line id (a whole number)"]},
+            status=400,
+        )
     run = _get(run_id)
-    return JsonResponse(
-        {
-            "id": run.id,
-            "status": run.status,
-            "final": run.status in FINAL,
-            "attempts": run.attempt_count,
-            "duration": human_duration(duration_of(run)),
-            "tags": list(run.tags or []),
-            "metadata": pretty(run.metadata),
-        }
-    )
+    body: dict[str, Any] = {
+        "id": run.id,
+        "status": run.status,
+        "final": run.status in FINAL,
+        "attempts": run.attempt_count,
+        "duration": human_duration(duration_of(run)),
+        "tags": list(run.tags or []),
+        "metadata": pretty(run.metadata),
+    }
+    if after is not None:
+        lines = run.logs.filter(id__gt=int(after)).order_by("id")[:LOG_LINES_PER_POLL]
+        body["logs"] = [_log_row(line) for line in lines]
+    return JsonResponse(body)

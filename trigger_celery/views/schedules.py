@@ -13,20 +13,27 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from trigger_celery.api.schedules import schedules
+from trigger_celery.conf import get_settings
 from trigger_celery.core import clock
 from trigger_celery.core.cron import describe, format_local
 from trigger_celery.core.pages import keyset_rows
-from trigger_celery.engine.schedules import upcoming
+from trigger_celery.engine.schedules import disabled_here, upcoming
 from trigger_celery.forms import ScheduleForm
 from trigger_celery.models import Run, Schedule
-from trigger_celery.views.access import dashboard_view
+from trigger_celery.views.access import dashboard_view, require
 
 PAGE_SIZE = 50
 
 
 def _require(request: HttpRequest, action: str) -> None:
-    if not request.user.has_perm(f"trigger_celery.{action}_schedule"):
-        raise PermissionDenied(f"you need the {action}_schedule permission")
+    require(request, f"{action}_schedule")
+
+
+def _elsewhere(schedule: Schedule) -> str:
+    """Why ``schedule`` has no fire times on this environment's pages ("" if it has)."""
+    if disabled_here(schedule) is None:
+        return ""
+    return f"not in {get_settings().ENVIRONMENT} (only in {', '.join(schedule.environments)})"
 
 
 def _get(schedule_id: str) -> Schedule:
@@ -61,6 +68,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         {
             "row": row,
             "description": describe(row.cron),
+            "elsewhere": _elsewhere(row),
             "next": format_local(row.next_tick_at, row.timezone)
             if row.active and row.next_tick_at
             else "",
@@ -107,16 +115,24 @@ def schedule_detail(request: HttpRequest, schedule_id: str) -> HttpResponse:
             messages.success(request, "Schedule saved.")
             return redirect("trigger_celery:schedule-detail", schedule.id)
     elif request.method == "POST":
-        raise PermissionDenied("this schedule cannot be changed here")
+        if schedule.declarative:
+            raise PermissionDenied("this schedule is declared in code; change it there")
+        _require(request, "change")
+    # Beat skips every tick of a schedule limited to other environments: no times to show.
+    fires_here = schedule.active and disabled_here(schedule) is None
     now = clock.now()
-    fire_times = [format_local(t, schedule.timezone) for t in upcoming(schedule, now)]
+    fire_times = (
+        [format_local(t, schedule.timezone) for t in upcoming(schedule, now)] if fires_here else []
+    )
     return render(
         request,
         "trigger_celery/schedule_detail.html",
         {
             "schedule": schedule,
             "description": describe(schedule.cron),
-            "fire_times": fire_times if schedule.active else [],
+            "fire_times": fire_times,
+            "environment": get_settings().ENVIRONMENT,
+            "fires_here": disabled_here(schedule) is None,
             "form": form,
             "runs": Run.objects.filter(schedule_id=schedule.id)
             .only("id", "status", "schedule_tick_at", "created_at")

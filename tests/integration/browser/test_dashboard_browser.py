@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.integration.browser.conftest import PASSWORD, Watched
 from tests.integration.harness import _env, max_overlap, wait_for
 from tests.taskapp import events
 from trigger_celery import queues, tasks
@@ -297,3 +298,82 @@ def test_a_run_ending_while_the_user_types_reloads_once_they_leave_the_form(brow
     assert page.evaluate("window.__not_reloaded") is None
     assert '"done"' in page.inner_text("#tc-output")
     assert browser_page.csp_violations() == []
+
+
+def test_the_payload_is_rendered_once_and_replay_starts_from_it(browser_page):
+    page = browser_page.page
+    original = make_run(
+        "run_b_once", task_identifier="greet", payload={"name": "Ada <b>once-marker</b>"}
+    )
+    browser_page.go(f"/trigger/runs/{original.id}/")
+    assert page.content().count("once-marker") == 1
+    assert "<b>once-marker</b>" in page.inner_text("#tc-payload")  # escaped: shown as text
+    page.click("#tc-replay summary")  # the replay box starts from the payload shown
+    page.wait_for_function("document.querySelector('#tc-replay textarea').value !== ''")
+    assert page.input_value("#tc-replay textarea") == page.inner_text("#tc-payload")
+    page.click("#tc-replay button[type=submit]")
+    page.wait_for_selector("text=Replay of")
+    assert Run.objects.get(replayed_from_id=original.id).payload == original.payload
+    assert browser_page.csp_violations() == []
+
+
+def test_log_lines_appear_live_while_the_run_executes(browser_page, live):
+    page = browser_page.page
+    queues.pause("logs-in-steps")  # the page is loaded before the run starts
+    try:
+        handle = tasks.trigger("logs-in-steps", {"lines": ["first step", EVIL[0], "third"]})
+        browser_page.go(f"/trigger/runs/{handle.id}/")
+        assert "No log lines." in page.inner_text("#tc-logs")
+        page.evaluate("window.__not_reloaded = true")
+    finally:
+        queues.resume("logs-in-steps")
+    page.wait_for_selector("#tc-logs tbody tr:has-text('first step')")
+    assert "No log lines." not in page.inner_text("#tc-logs")
+    events.record(f"go:{handle.id}", 1)
+    page.wait_for_selector("#tc-logs tbody tr:has-text('window.__xss')")
+    rows = page.locator("#tc-logs tbody tr")
+    assert rows.count() == 2  # each line once, in order, as text
+    assert "first step" in rows.nth(0).inner_text()
+    assert EVIL[0] in rows.nth(1).inner_text() and '"step": 2' in rows.nth(1).inner_text()
+    assert page.evaluate("window.__xss") is None and browser_page.dialogs == []
+    assert status_of(page) == "EXECUTING"
+    assert page.evaluate("window.__not_reloaded") is True  # no reload did this
+    events.record(f"go:{handle.id}", 2)
+    page.wait_for_selector("#tc-logs tbody tr:has-text('third')")
+    events.record(f"go:{handle.id}", 3)
+    page.wait_for_selector("#tc-status.COMPLETED")
+    assert page.locator("#tc-logs tbody tr").count() == 3
+    assert browser_page.csp_violations() == []
+
+
+def test_a_user_without_a_permission_sees_no_link_to_it_and_a_dashboard_403(
+    chromium, live_server, django_user_model
+):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_run"))
+    make_run("run_b_viewer")
+    context = chromium.new_context()
+    page = context.new_page()
+    watched = Watched(page, live_server.url)
+    try:
+        watched.go("/trigger/")
+        page.fill("#id_username", "viewer")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url("**/trigger/")
+        nav = page.inner_text("header nav")
+        assert "Runs" in nav and "Tasks" in nav
+        assert "Test" not in nav and "Queues" not in nav and "Schedules" not in nav
+        watched.go("/trigger/tasks/")
+        assert page.locator("a[href^='/trigger/test/']").count() == 0
+        response = watched.go("/trigger/test/")
+        assert response.status == 403
+        assert "trigger_celery.trigger_run" in page.inner_text("main")
+        assert page.locator("header nav a", has_text="Runs").count() == 1  # the layout
+        # The dashboard's stylesheet is applied to it, as to any page.
+        assert page.eval_on_selector("header", "e => getComputedStyle(e).display") == "flex"
+        assert watched.csp_violations() == []
+    finally:
+        context.close()

@@ -21,11 +21,12 @@
     return el("span", status, "status " + status);
   }
 
+  /* url: a string, or a function giving the next request's (it may carry a cursor). */
   function poll(url, handle) {
     var stopped = false;
     function tick() {
       if (stopped) return;
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      fetch(typeof url === "function" ? url() : url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (body) { if (body && handle(body) === false) stopped = true; })
         .catch(function () {})
@@ -77,10 +78,36 @@
     });
   }
 
-  /* Run detail: status, attempts, tags and metadata while it executes. */
+  /* Run detail: log lines written after the last one shown, added as text. */
+  function addLogLines(live, lines) {
+    var tbody = document.querySelector("#tc-logs tbody");
+    if (!tbody) return;
+    lines.forEach(function (line) {
+      live.logs_after = Math.max(live.logs_after, line.id);
+      if (live.logs_room <= 0) return;
+      live.logs_room -= 1;
+      var empty = tbody.querySelector("tr.empty");
+      if (empty) empty.remove();
+      var tr = el("tr"), attrs = el("td");
+      tr.appendChild(el("td", line.time, "mono"));
+      tr.appendChild(el("td", "#" + line.attempt));
+      tr.appendChild(el("td", line.level, "level-" + String(line.level).toLowerCase()));
+      tr.appendChild(el("td", line.message));
+      attrs.appendChild(el("code", line.attributes));
+      tr.appendChild(attrs);
+      tbody.appendChild(tr);
+    });
+  }
+
+  /* Run detail: status, attempts, tags, metadata and new log lines while it executes. */
   function liveRun(live) {
     if (live.final) return;
-    poll(live.url, function (body) {
+    function next() {
+      // Once the page holds as many lines as it shows, it stops asking for more.
+      return live.logs_room > 0 ? live.url + "?logs_after=" + live.logs_after : live.url;
+    }
+    poll(next, function (body) {
+      if (body.logs) addLogLines(live, body.logs);
       var status = document.getElementById("tc-status");
       status.textContent = body.status;
       status.className = "status " + body.status;
@@ -148,6 +175,18 @@
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+    /* The payload is in the page once (its <pre>); a box that edits it starts from
+     * that text when it is first opened. Left empty, the server uses the same payload. */
+    document.querySelectorAll("textarea[data-fill-from]").forEach(function (box) {
+      var details = box.closest("details"), source = document.getElementById(box.dataset.fillFrom);
+      if (!details || !source) return;
+      details.addEventListener("toggle", function () {
+        if (details.open && !box.dataset.filled) {
+          box.dataset.filled = "1";
+          if (!box.value) box.value = source.textContent;
+        }
       });
     });
     document.querySelectorAll("[data-copy]").forEach(function (button) {
