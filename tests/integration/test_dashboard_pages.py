@@ -323,6 +323,18 @@ def test_the_payload_is_in_the_run_page_once(admin_client):
     assert page.count("only-once-") == 1 and "only-once-&lt;b&gt;" in page
 
 
+def test_a_dequeued_run_says_which_celery_queue_it_waits_on(admin_client):
+    sent = make_run("run_sent", "DEQUEUED", machine="large-1x")
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[sent.id])).content.decode()
+    assert "sent to Celery queue <code>machine.large-1x</code>" in page
+    plain = make_run("run_sent_plain", "DEQUEUED")
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[plain.id])).content.decode()
+    assert "sent to Celery queue <code>celery</code>" in page
+    done = make_run("run_done", "COMPLETED", machine="large-1x")
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[done.id])).content.decode()
+    assert "sent to Celery queue" not in page
+
+
 def test_the_timeline_of_a_run_that_never_started_shows_its_wait(admin_client):
     now = timezone.now()
     run = make_run("run_expired", "EXPIRED", finished_at=now, expired_at=now)

@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from trigger_celery.core.pages import keyset_rows
+from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
+from trigger_celery.engine.dispatch import default_celery_queue
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.views.access import can, dashboard_view
@@ -136,6 +138,10 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "show_cancel": not final and can(request, "cancel_run"),
             "show_replay": can(request, "replay_run"),
             "show_reschedule": run.status == RunStatus.DELAYED and can(request, "change_run"),
+            # A DEQUEUED run waits for a worker that consumes its Celery queue.
+            "sent_to": celery_queue_for(run.machine, run.region, default_celery_queue())
+            if run.status == RunStatus.DEQUEUED
+            else None,
             "live": {
                 "url": request.path + "json/",
                 "status": run.status,

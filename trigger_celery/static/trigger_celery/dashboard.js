@@ -111,6 +111,8 @@
       var status = document.getElementById("tc-status");
       status.textContent = body.status;
       status.className = "status " + body.status;
+      var sentTo = document.getElementById("tc-sent-to");
+      if (sentTo && body.status !== "DEQUEUED") sentTo.remove();  // a worker took it
       document.getElementById("tc-attempts").textContent = body.attempts;
       document.getElementById("tc-duration").textContent = body.duration;
       document.getElementById("tc-metadata").textContent = body.metadata;
