@@ -136,6 +136,8 @@ if os.environ.get("TC_VISIBILITY_TIMEOUT"):
     }
 CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+if os.environ.get("TC_TASK_TIME_LIMIT"):
+    CELERY_TASK_TIME_LIMIT = int(os.environ["TC_TASK_TIME_LIMIT"])
 if os.environ.get("TC_DISABLE_PREFETCH"):
     # Set only when a test chooses; unset, a worker on Redis turns it on itself.
     CELERY_WORKER_DISABLE_PREFETCH = os.environ["TC_DISABLE_PREFETCH"] == "1"
