@@ -139,6 +139,8 @@ if os.environ.get("TC_RESULT_BACKEND"):
     # A team's result backend (runs must not write to it).
     CELERY_RESULT_BACKEND = os.environ["TC_RESULT_BACKEND"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+if os.environ.get("TC_TASK_TIME_LIMIT"):
+    CELERY_TASK_TIME_LIMIT = int(os.environ["TC_TASK_TIME_LIMIT"])
 if os.environ.get("TC_DISABLE_PREFETCH"):
     # Set only when a test chooses; unset, a worker on Redis turns it on itself.
     CELERY_WORKER_DISABLE_PREFETCH = os.environ["TC_DISABLE_PREFETCH"] == "1"

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -427,6 +428,27 @@ def stubborn(payload, ctx):
         time.sleep(0.05)  # ignores ctx.signal on purpose
     events.record(f"finished:{ctx.run.id}", ctx.attempt.number)
     return "finished"
+
+
+BLOCKED_1 = queue(name="blocked-1", concurrency_limit=1)
+
+
+def _blocked_ended(ctx):
+    events.record(f"blocked-ended:{ctx.run.id}", ctx.attempt.number)
+
+
+@task(id="blocked-in-one-call", queue=BLOCKED_1, on_failure=_blocked_ended)
+def blocked_in_one_call(payload, ctx):
+    """Waits in one C call (a socket read) until the test writes a byte: nothing raised
+    in its thread can stop it before that, and only a prefork child can be ended."""
+    with socket.create_connection(("127.0.0.1", payload["port"]), timeout=300) as conn:
+        events.record(f"blocked:{ctx.run.id}", ctx.attempt.number)
+        conn.recv(1)
+    events.record(f"unblocked:{ctx.run.id}", ctx.attempt.number)
+    return "unblocked"
+
+
+task(id="after-blocked", run=lambda payload, ctx: "ran", queue=BLOCKED_1)
 
 
 @task(id="quiet")

@@ -35,9 +35,17 @@ log = logging.getLogger("trigger_celery.recovery")
 RECENT_CHANGES = timedelta(minutes=10)
 # Statuses of a run whose slot reconcile must not take away: QUEUED may be mid-claim;
 # a CANCELED run's attempt may still be stopping (its on_cancel hooks, its grace), and
-# its worker gives the slot back when it has stopped (or the reaper, when its lease ends).
+# so may a TIMED_OUT one's outside prefork (the monitor ends a run that ignored its stop
+# while its thread is still in the blocking call); its worker gives the slot back when
+# it has stopped (or the reaper, when its lease ends).
 _MAY_HOLD_A_SLOT = frozenset(
-    {RunStatus.QUEUED, RunStatus.DEQUEUED, RunStatus.EXECUTING, RunStatus.CANCELED}
+    {
+        RunStatus.QUEUED,
+        RunStatus.DEQUEUED,
+        RunStatus.EXECUTING,
+        RunStatus.CANCELED,
+        RunStatus.TIMED_OUT,
+    }
 )
 
 WORKER_LOST = {
@@ -140,7 +148,7 @@ def reconcile(*, full: bool = False) -> dict[str, int]:
       last minutes, or every one with ``full`` (``manage.py trigger_reconcile``, and the
       pump every few minutes);
     * a slot is freed only when its run is certainly not running - never for a QUEUED
-      (mid-claim), DEQUEUED, EXECUTING or CANCELED (maybe still stopping) one, whatever
+      (mid-claim), DEQUEUED, EXECUTING, CANCELED or TIMED_OUT (maybe still stopping) one, whatever
       happened between the reads, nor for one whose row does not exist (yet: a trigger
       claims before it writes; the reaper frees the slot if its lease ends with no row);
     * dispatched and executing runs whose slot the store forgot hold one again.

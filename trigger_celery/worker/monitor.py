@@ -14,6 +14,7 @@ import contextvars
 import ctypes
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import tracing
 from trigger_celery.core.hooks import stop_loop
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.engine import dispatch, transitions
+from trigger_celery.engine import dispatch, transitions, waitpoints
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
 from trigger_celery.worker import log_fields
@@ -61,10 +62,14 @@ class Watched:
     interrupt_at: float | None = None
     interrupted_at: float | None = None
     beaten: bool = False  # the monitor has renewed its lease at least once
+    abandoned: bool = False  # it ignored its stop, in a pool that cannot end it
     # When its lease was last known to be held (time.monotonic, which runs on while the
     # process is frozen): see ``lease_overdue``.
     renewed_at: float = field(default_factory=time.monotonic)
     payload: Any = None  # as stored: the on_cancel hooks get it like every hook (SPEC 3)
+    # Under Celery's gevent pool, the greenlet running the attempt (made where the
+    # attempt is watched): a stop is thrown into it, as a thread's is raised in it.
+    greenlet: Any = field(default_factory=lambda: current_greenlet())
     # The attempt thread's context (its run scope), made where the attempt is watched:
     # the on_cancel hooks run in it, so logger, metadata and tags know their run.
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
@@ -246,10 +251,16 @@ class AttemptMonitor:
                     return
                 w.interrupted_at = now
                 target = running_thread(w.thread_id)
-                if not stop_loop(target, exc()):  # an async run waits at an await
+                if stop_loop(target, exc()):  # an async run waits at an await
+                    pass
+                elif w.greenlet is not None:
+                    throw_in_greenlet(w, exc)
+                else:
                     raise_in_thread(target, exc)
             return
-        if now - w.interrupted_at >= HARD_GRACE_SECONDS and _is_pool_child():
+        if now - w.interrupted_at < HARD_GRACE_SECONDS or w.abandoned:
+            return
+        if _is_pool_child():
             log.error(
                 "run %s ignored its stop for %.0fs; ending this pool process",
                 w.run_id,
@@ -258,6 +269,20 @@ class AttemptMonitor:
             )
             stop_unresponsive_attempt(w, exc)
             os._exit(1)
+        # Threads, solo, gevent: the attempt shares its process with others, which
+        # cannot be ended for it. The run ends now all the same; its code goes on until
+        # its blocking call returns, so its slot stays held until then (``settle``).
+        if exc is MaxDurationExceededError:
+            _end_timed_out(w)
+        w.abandoned = True
+        log.error(
+            "run %s ignored its stop for %.0fs and this pool cannot end it: the run is "
+            "ended (%s), its slot is held until its code returns",
+            w.run_id,
+            HARD_GRACE_SECONDS,
+            w.reason,
+            extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
+        )
 
 
 # What the attempt's thread is interrupted with, by reason.
@@ -277,14 +302,25 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
     except Exception:
         log.warning("run %s: could not end its attempt's span", w.run_id, exc_info=True)
     if exc is MaxDurationExceededError:
-        error = {
-            "type": "MaxDurationExceededError",
-            "message": "max_duration exceeded",
-            "code": "MAX_DURATION_EXCEEDED",
-        }
-        transitions.end(w.run_id, w.attempt, RunStatus.TIMED_OUT, error=error)
+        _end_timed_out(w)
     if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
         dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
+
+
+def _end_timed_out(w: Watched) -> None:
+    """TIMED_OUT for an attempt that ignored its ``max_duration`` stop, with the
+    waitpoints of a parent waiting on it completed (the settle of an attempt that never
+    returns would have done it)."""
+    error = {
+        "type": "MaxDurationExceededError",
+        "message": "max_duration exceeded",
+        "code": "MAX_DURATION_EXCEEDED",
+    }
+    won, _ = transitions.end(w.run_id, w.attempt, RunStatus.TIMED_OUT, error=error)
+    if won:
+        row = Run.objects.filter(id=w.run_id).values_list("parent_id", "batch_id").first()
+        if row and (row[0] or row[1]):
+            waitpoints.run_finished(w.run_id, row[1])
 
 
 def _abandoned_outcome(exc: type[BaseException]) -> tuple[str, BaseException | None]:
@@ -298,6 +334,26 @@ def _abandoned_outcome(exc: type[BaseException]) -> tuple[str, BaseException | N
 def raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
     """Raise ``exc`` in another thread at its next Python instruction."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def current_greenlet() -> Any:
+    """The greenlet running this code when gevent has patched ``threading`` (Celery's
+    gevent pool), else None: there, every attempt of the process shares one thread."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return None
+    return sys.modules["gevent"].getcurrent()
+
+
+def throw_in_greenlet(w: Watched, exc: type[BaseException]) -> None:
+    """Throw ``exc`` into the attempt's greenlet where it waits (a patched sleep, socket
+    or lock), from the hub, unless the attempt has ended by then."""
+
+    def throw() -> None:
+        if not w.done and not w.greenlet.dead:
+            w.greenlet.throw(exc)
+
+    sys.modules["gevent"].get_hub().loop.run_callback(throw)
 
 
 def _is_pool_child() -> bool:

@@ -38,6 +38,7 @@ HOLD_SECONDS = 1.0
 _reserved: deque[tuple[float, Any]] = deque()
 _wake = threading.Condition()
 _thread: threading.Thread | None = None
+_notes: list[str] = []  # said once the worker's logging is set up
 
 
 def on_task_received(request: Any = None, **_: Any) -> None:
@@ -98,14 +99,26 @@ def _hand_back(request: Any) -> None:
         log.warning("could not hand back a reserved run; its lease will expire", exc_info=True)
 
 
-def limit_prefetch(app: Any) -> bool:
+def limit_prefetch(app: Any, pool: Any = None) -> bool:
     """On a Redis broker, reserve messages only for free pool processes.
 
     This is Celery's ``worker_disable_prefetch``, turned on unless the project's
     settings choose (``CELERY_WORKER_DISABLE_PREFETCH``). Other brokers prefetch by
     ``worker_prefetch_multiplier`` (check W006 asks for 1); the hand-back above covers
-    what they reserve. Returns whether it turned the option on.
+    what they reserve. Not under the gevent pool (``pool``: the worker's ``-P``), where
+    the option makes Celery reserve nothing. Returns whether it turned the option on.
     """
+    if _counts_busy_workers(pool):
+        # Celery's gevent pool counts its busy greenlets as its processes: with the
+        # option on, an idle worker has room for none and never reserves a message.
+        if app.conf.worker_disable_prefetch:
+            app.conf.worker_disable_prefetch = False
+            _notes.append(
+                "trigger_celery: worker_disable_prefetch turned off: under the gevent pool "
+                "Celery would reserve no message at all (runs reserved by a busy worker are "
+                "handed back after 1 s instead)"
+            )
+        return False
     if hasattr(django_settings, "CELERY_WORKER_DISABLE_PREFETCH"):
         return False
     try:
@@ -118,13 +131,22 @@ def limit_prefetch(app: Any) -> bool:
     return True
 
 
+def _counts_busy_workers(pool: Any) -> bool:
+    """Whether ``pool`` (a name or a class, as the worker was given it) is Celery's
+    gevent pool, whose ``num_processes`` is its number of busy greenlets."""
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "") or ""
+    return "gevent" in name
+
+
 def on_worker_init(sender: Any = None, **_: Any) -> None:
     if sender is not None and hasattr(sender, "app"):
-        limit_prefetch(sender.app)
+        limit_prefetch(sender.app, getattr(sender, "pool_cls", None))
 
 
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
     # Logged here: at worker_init Celery's logging is not set up yet.
+    while _notes:
+        log.warning(_notes.pop(0))
     if sender is not None and sender.app.conf.worker_disable_prefetch:
         log.info(
             "trigger_celery: worker_disable_prefetch on; runs are reserved only for free processes"

@@ -15,6 +15,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+from billiard import common as billiard_common
+
 from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import error_dict
@@ -168,10 +170,19 @@ def _run_attempt(
     except SystemExit as err:
         # ``sys.exit()`` in the user's code fails the attempt like any error instead of
         # ending the pool process (the run would wait out its lease as a crash). Celery's
-        # own shutdowns (``WorkerShutdown``, ``WorkerTerminate``) subclass it and go on.
-        if type(err) is not SystemExit:
+        # own shutdowns (``WorkerShutdown``, ``WorkerTerminate``) subclass it and go on,
+        # as does the exit of a pool child sent SIGTERM (Celery's hard time limit): that
+        # process is killed a moment later, and its run is a crash, not a failure.
+        if type(err) is not SystemExit or _terminate_handler_fired():
             raise
         return Failed(err, traceback.format_exc()), payload
+
+
+def _terminate_handler_fired() -> bool:
+    """Whether billiard's SIGTERM handler raised in this pool process (it says so from
+    billiard 4.3 on; before, a ``SystemExit`` is taken as the user's)."""
+    fired = getattr(billiard_common, "terminate_handler_fired", None)
+    return bool(fired and fired())
 
 
 def _wrap_middleware(

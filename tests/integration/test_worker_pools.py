@@ -1,0 +1,99 @@
+"""Runs under the worker pools other than prefork (threads, solo): what a stop can and
+cannot do there (SPEC 6 ``max_duration``, ``runs.cancel``)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.harness import finished, wait_for
+from tests.taskapp import events
+from trigger_celery import queues, runs, tasks
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A socket a run connects to and reads from: it waits until the test writes."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(60)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_a_run_stuck_in_one_call_past_its_max_duration_is_timed_out_and_keeps_its_slot(
+    own, listener, pool
+):
+    """A thread cannot be stopped inside a blocking call, and outside prefork there is
+    no child process to end: the run is TIMED_OUT anyway once it ignored its stop, its
+    slot stays held while its code still runs, and comes back when the code returns."""
+    own.worker(pool=pool, concurrency=2)
+    own.beat()
+    port = listener.getsockname()[1]
+    handle = tasks.trigger("blocked-in-one-call", {"port": port}, max_duration=5)
+    conn, _ = listener.accept()
+    with conn:
+        wait_for(lambda: events.values(f"blocked:{handle.id}"), what="the run to block")
+        run = finished(handle, timeout=45)  # its code still waits on the socket
+        assert run.status == "TIMED_OUT"
+        assert run.error["code"] == "MAX_DURATION_EXCEEDED"
+        assert [a.status for a in run.attempts] == ["FAILED"]
+        # Its code still runs: the limit-1 queue's slot is still its.
+        assert queues.retrieve("blocked-1").executing == 1
+        after = tasks.trigger("after-blocked", {})
+        assert events.values(f"unblocked:{handle.id}") == []
+        conn.sendall(b"x")
+        assert finished(after, timeout=45).status == "COMPLETED"
+    wait_for(lambda: events.values(f"blocked-ended:{handle.id}"), what="on_failure")
+    assert events.values(f"blocked-ended:{handle.id}") == [1]  # once, when the code returned
+    again = finished(handle)
+    assert again.status == "TIMED_OUT" and again.attempt_count == 1
+
+
+def test_a_gevent_worker_reserves_runs_and_stops_a_canceled_one_where_it_waits(own, listener):
+    """Under ``-P gevent`` Celery counts busy greenlets as its processes, so the
+    prefetch limit the worker turns on elsewhere would let it reserve nothing; and a
+    stop is thrown into the attempt's greenlet (a patched socket read gives way at once),
+    so the limit-1 queue's slot comes back without the run's code returning."""
+    worker = own.worker(pool="gevent", concurrency=10)
+    own.beat()
+    assert finished(tasks.trigger("echo", {}), timeout=30).status == "COMPLETED"
+    assert "reserved only for free processes" not in worker.log()  # left off
+    port = listener.getsockname()[1]
+    canceled = tasks.trigger("blocked-in-one-call", {"port": port})
+    conn, _ = listener.accept()
+    with conn:
+        wait_for(lambda: events.values(f"blocked:{canceled.id}"), what="the run to block")
+        runs.cancel(canceled)
+        assert finished(tasks.trigger("after-blocked", {}), timeout=30).status == "COMPLETED"
+        timed_out = tasks.trigger("blocked-in-one-call", {"port": port}, max_duration=5)
+        second, _ = listener.accept()
+        with second:
+            assert finished(timed_out, timeout=30).status == "TIMED_OUT"
+            assert finished(tasks.trigger("after-blocked", {}), timeout=30).status == "COMPLETED"
+    assert runs.retrieve(canceled).status == "CANCELED"
+    assert events.values(f"unblocked:{canceled.id}") == []  # stopped, never returned
+    assert events.values(f"unblocked:{timed_out.id}") == []
+    wait_for(lambda: events.values(f"blocked-ended:{timed_out.id}"), what="on_failure")
+    assert "ignored its stop" not in worker.log()
+
+
+def test_celerys_hard_time_limit_crashes_the_attempt_instead_of_failing_it_as_sys_exit(own):
+    """``task_time_limit`` set for the whole project ends a prefork child with SIGTERM,
+    whose handler raises ``SystemExit`` in the run: that is the process on its way out
+    (check W012: a crash once the lease ends), not the user's ``sys.exit()``, and must not
+    be settled as an ordinary error while Celery is about to SIGKILL the process."""
+    worker = own.worker(concurrency=2, env={"TC_TASK_TIME_LIMIT": "3"})
+    own.beat()
+    handle = tasks.trigger("stubborn", {"seconds": 30}, max_attempts=1)
+    run = finished(handle, timeout=60)
+    assert "Hard time limit (3s) exceeded" in worker.log()
+    assert run.status == "CRASHED"
+    assert [a.status for a in run.attempts] == ["CRASHED"]
+    assert run.error["type"] != "SystemExit"
