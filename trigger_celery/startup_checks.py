@@ -6,6 +6,8 @@ sees, and log an error that says what to do instead of failing later, one run at
 * ``celery beat`` started with another scheduler (``-S django``, or Celery's default):
   nothing fires schedules, delayed runs, due retries, expiry or crash recovery;
 * a release whose migrations were not applied (``manage.py migrate`` forgotten);
+* settings ``manage.py check`` would refuse (a misspelt key, a wrong type): Celery
+  does not run Django's system checks, so a worker would run on the defaults;
 * a Redis store that may evict keys (``maxmemory`` with a policy other than
   ``noeviction``): runs it forgets wait until the next reconcile, limits it forgets
   are not held.
@@ -21,11 +23,13 @@ from typing import Any
 
 from celery import signals
 from celery.utils.imports import load_extension_class_names, symbol_by_name
+from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from redis.exceptions import RedisError
 
 from trigger_celery.beat import Scheduler
+from trigger_celery.checks import check_settings
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.redis import RedisStore
@@ -94,21 +98,40 @@ def eviction_problem() -> str | None:
     )
 
 
-def _report(*checks: Any) -> None:
-    for check in checks:
+def report_settings() -> int:
+    """Log what trigger_celery's system checks find (warnings and errors); how many."""
+    found = [m for m in check_settings() if m.level >= checks.WARNING]
+    for message in found:
+        hint = f" ({message.hint})" if message.hint else ""
+        level = logging.ERROR if message.level >= checks.ERROR else logging.WARNING
+        log.log(level, "trigger_celery: %s: %s%s", message.id, message.msg, hint)
+    return len(found)
+
+
+def _report(*problems: Any) -> None:
+    for problem_of in problems:
         try:
-            problem = check()
+            problem = problem_of()
         except (DatabaseError, RedisError, OSError):
             continue  # unreachable: the process's outage handling says so
         if problem:
             log.error("trigger_celery: %s", problem)
 
 
+def _report_settings() -> None:
+    try:
+        report_settings()
+    except Exception:  # a check that breaks must not keep the process from starting
+        log.exception("trigger_celery: could not check the settings")
+
+
 def on_worker_ready(**_: Any) -> None:
+    _report_settings()
     _report(migrations_problem, eviction_problem)
 
 
 def on_beat_init(sender: Any = None, **_: Any) -> None:
+    _report_settings()
     scheduler = getattr(sender, "scheduler_cls", None)
     _report(lambda: scheduler_problem(scheduler), migrations_problem, eviction_problem)
 

@@ -87,3 +87,16 @@ def test_a_worker_on_a_redis_that_evicts_keys_says_so(own):
     finally:
         client.config_set("maxmemory-policy", was["maxmemory-policy"])
         client.config_set("maxmemory", was["maxmemory"])
+
+
+@pytest.mark.parametrize("process", ["worker", "beat"])
+def test_a_misspelt_setting_is_named_by_the_worker_and_beat(own, process):
+    """Celery does not run Django's system checks: a worker with
+    ``TRIGGER_CELERY["CONCURENCY_LIMIT"]`` ran with the default limit and said nothing
+    (only ``manage.py check`` named the key)."""
+    env = {"TC_SETTINGS_TYPO": "CONCURENCY_LIMIT"}
+    started = own.worker(concurrency=1, env=env) if process == "worker" else own.beat(env=env)
+    wait_for(lambda: "trigger_celery.E002" in started.log(), timeout=30, what="the check")
+    line = next(line for line in started.log().splitlines() if "trigger_celery.E002" in line)
+    assert "ERROR" in line
+    assert "'CONCURENCY_LIMIT'" in line
