@@ -123,6 +123,9 @@ TRIGGER_CELERY = {
 }
 if os.environ.get("TC_LOG_LINES_PER_RUN"):
     TRIGGER_CELERY["LOG_LINES_PER_RUN"] = int(os.environ["TC_LOG_LINES_PER_RUN"])
+if os.environ.get("TC_SETTINGS_TYPO"):
+    # A misspelt key, as an operator writes one (tests/integration/test_operator_mistakes.py).
+    TRIGGER_CELERY[os.environ["TC_SETTINGS_TYPO"]] = 3
 if os.environ.get("TC_METRICS"):
     # Processes of the metrics tests count run events (off elsewhere: a query each).
     TRIGGER_CELERY["METRICS"] = {"TOKEN": "metrics-token-for-tests-only"}

@@ -26,7 +26,10 @@ class TriggerCeleryConfig(AppConfig):
             )
         # Imported here, not at the top: these modules import the models, which Django
         # loads only after every app config (app loading forces the order).
-        from trigger_celery import checks  # noqa: F401  (registers the system checks)
+        from trigger_celery import (
+            checks,  # noqa: F401  (registers the system checks)
+            startup_checks,
+        )
         from trigger_celery.metrics import recorder
         from trigger_celery.worker import (
             celery_task,  # noqa: F401  (execute_run on every app)
@@ -34,6 +37,7 @@ class TriggerCeleryConfig(AppConfig):
         )
 
         signals.connect()
+        startup_checks.connect()  # a worker or beat says what keeps it from serving runs
         recorder.connect()  # counts run events when TRIGGER_CELERY["METRICS"] is set
         use_file_system_broker_if_unset()  # the embedded default needs no broker server
         if django.VERSION >= (6, 0) and _tasks_backend_configured():

@@ -145,7 +145,13 @@ def start_worker(
     return worker
 
 
-def start_beat(log_dir: Path, *, name: str = "beat", env: dict[str, str] | None = None) -> Process:
+def start_beat(
+    log_dir: Path,
+    *,
+    name: str = "beat",
+    env: dict[str, str] | None = None,
+    scheduler: str = "trigger_celery.beat:Scheduler",
+) -> Process:
     args = [
         sys.executable,
         "-m",
@@ -154,7 +160,7 @@ def start_beat(log_dir: Path, *, name: str = "beat", env: dict[str, str] | None 
         "tests.celery_app",
         "beat",
         "-S",
-        "trigger_celery.beat:Scheduler",
+        scheduler,
         "-l",
         "INFO",
         "--pidfile=",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import time
@@ -11,6 +12,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Process, finished, wait_for
@@ -334,3 +337,25 @@ def test_bad_metrics_settings_name_the_value(settings):
     assert any("'10.0.0.300'" in p for p in metrics_problems({"ALLOWED_IPS": ["10.0.0.300"]}))
     assert any("'TOKENS'" in p for p in metrics_problems({"TOKENS": "x"}))
     assert metrics_problems({"TOKEN": TOKEN, "ALLOWED_IPS": ["10.0.0.0/8"]}) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--port", "99999"], "99999"),
+        (["--port", "-1"], "-1"),
+        (["--addr", "999.1.1.1", "--port", "0"], "999.1.1.1"),
+    ],
+)
+def test_the_exporter_refuses_an_address_it_cannot_serve_on_naming_it(args, named):
+    with pytest.raises(CommandError, match=re.escape(named)):
+        call_command("trigger_metrics", *args)
+
+
+def test_the_exporter_names_a_port_another_process_holds():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"127.0.0.1:{port}"):
+            call_command("trigger_metrics", "--port", str(port))

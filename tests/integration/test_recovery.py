@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import time
 
 import pytest
 import redis
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from tests.integration.harness import child_pids, finished, max_overlap, wait_for
 from tests.taskapp import events
@@ -140,3 +142,18 @@ def test_a_store_outage_logs_a_line_per_failure_not_a_traceback(transactional_db
     assert any(m.startswith("could not enqueue 1 run(s) now") for m in said), said
     assert any(m.startswith("trigger_celery pump pass failed") for m in said), said
     assert [r for r in ours if r.exc_info] == []
+
+
+def test_trigger_reconcile_with_redis_down_names_the_store_it_cannot_reach(
+    transactional_db, settings
+):
+    """It ended in a raw redis ConnectionError traceback."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.TRIGGER_CELERY = {
+        **settings.TRIGGER_CELERY,
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    }
+    with pytest.raises(CommandError, match=f"127.0.0.1:{port}.*REDIS_URL"):
+        call_command("trigger_reconcile", verbosity=0)

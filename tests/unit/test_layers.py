@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.urls",
             "trigger_celery.management",
             "trigger_celery.beat",
+            "trigger_celery.startup_checks",
             "trigger_celery.devserver",
             "trigger_celery.default_broker",
             "trigger_celery.bulk",
@@ -90,6 +91,9 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
         "needs django.tasks (Django 6.0+) and imports the models"
     ),
     ("trigger_celery.apps", "trigger_celery.worker.signals"): (
+        "imports the models, which Django loads after every AppConfig"
+    ),
+    ("trigger_celery.apps", "trigger_celery.startup_checks"): (
         "imports the models, which Django loads after every AppConfig"
     ),
 }

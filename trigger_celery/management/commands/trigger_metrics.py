@@ -2,7 +2,7 @@ from argparse import ArgumentParser
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from trigger_celery.metrics.exposition import CONTENT_TYPE_LATEST, render
 
@@ -32,7 +32,13 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=9808, help="port (default 9808)")
 
     def handle(self, *args: Any, addr: str, port: int, **options: Any) -> None:
-        with make_server(addr, port, metrics_app, handler_class=_QuietHandler) as server:
+        if not 0 <= port <= 65535:
+            raise CommandError(f"--port {port} is not a port: use a number from 0 to 65535")
+        try:
+            server = make_server(addr, port, metrics_app, handler_class=_QuietHandler)
+        except OSError as exc:  # an unknown address, a port in use or not ours to bind
+            raise CommandError(f"cannot serve metrics on {addr}:{port}: {exc}") from exc
+        with server:
             host, bound = server.server_address[:2]
             self.stdout.write(f"serving metrics on http://{host}:{bound}/metrics", ending="\n")
             self.stdout.flush()
