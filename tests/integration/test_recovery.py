@@ -56,11 +56,12 @@ def test_a_thousand_runs_survive_five_worker_kills_without_loss_or_overlap(own):
         for _ in range(1000)
     ]
     ids = [h.id for h in handles]
-    pool = {pid for w in workers for pid in child_pids(w)}
-    killed = 0
+    dead: set[int] = set()
     deadline = time.monotonic() + 60
-    while killed < 5 and time.monotonic() < deadline:
-        # Kill a pool process while it runs a run (a start with no end yet).
+    while len(dead) < 5 and time.monotonic() < deadline:
+        # Kill a pool process while it runs a run (a start with no end yet). The pool is
+        # read each time: Celery replaces a killed process when it gets to it.
+        pool = {pid for w in workers for pid in child_pids(w)} - dead
         ended = {v[0] for v in events.values("interval:chaos")}
         running = [v for v in events.values("start:chaos") if v[0] not in ended and v[3] in pool]
         if not running:
@@ -71,11 +72,9 @@ def test_a_thousand_runs_survive_five_worker_kills_without_loss_or_overlap(own):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
-        killed += 1
-        pool.discard(pid)
+        dead.add(pid)
         time.sleep(0.5)
-        pool |= {p for w in workers for p in child_pids(w)}  # Celery replaced it
-    assert killed == 5
+    assert len(dead) == 5
     wait_for(
         lambda: Run.objects.filter(id__in=ids, status__in=FINAL).count() == 1000,
         timeout=60,
