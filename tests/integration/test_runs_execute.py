@@ -271,6 +271,25 @@ def test_a_stop_reaches_a_sync_run_behind_async_middleware(own):
     assert "ignored its stop" not in worker.log()
 
 
+def test_an_attempt_that_gave_way_to_its_stop_settles_in_peace_however_long_its_hooks(own):
+    """Stopped by max_duration, the code gave way at once; its on_failure hook then takes
+    longer than the monitor's hard grace. The monitor must not end the process (or write
+    over the outcome) of an attempt that is settling: the hook finishes, the run is
+    TIMED_OUT by its own settle, and the process lives on."""
+    worker = own.worker(concurrency=1)
+    own.beat()
+    handle = tasks.trigger("stopped-then-slow-hook", {"seconds": 60}, max_duration=5)
+    run = finished(handle, timeout=60)
+    assert run.status == "TIMED_OUT"
+    wait_for(
+        lambda: events.values(f"failure-hook-done:{handle.id}") == [1],
+        timeout=30,
+        what="the on_failure hook to finish",
+    )
+    assert "ignored its stop" not in worker.log()
+    assert finished(tasks.trigger("echo", {}), timeout=30).status == "COMPLETED"
+
+
 @pytest.mark.parametrize("stop", ["max_duration", "cancel"])
 def test_an_async_run_waiting_at_an_await_is_stopped_there(own, stop):
     """The stop cancels the coroutine at its await: the run ends without its process

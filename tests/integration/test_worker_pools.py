@@ -84,14 +84,18 @@ def test_a_gevent_worker_reserves_runs_and_stops_a_canceled_one_where_it_waits(o
     assert "ignored its stop" not in worker.log()
 
 
-def test_celerys_hard_time_limit_crashes_the_attempt_instead_of_failing_it_as_sys_exit(own):
+@pytest.mark.parametrize("task_id", ["stubborn", "stubborn-failing-cleanup"])
+def test_celerys_hard_time_limit_crashes_the_attempt_instead_of_failing_it_as_sys_exit(
+    own, task_id
+):
     """``task_time_limit`` set for the whole project ends a prefork child with SIGTERM,
     whose handler raises ``SystemExit`` in the run: that is the process on its way out
     (check W012: a crash once the lease ends), not the user's ``sys.exit()``, and must not
     be settled as an ordinary error while Celery is about to SIGKILL the process."""
     worker = own.worker(concurrency=2, env={"TC_TASK_TIME_LIMIT": "3"})
     own.beat()
-    handle = tasks.trigger("stubborn", {"seconds": 30}, max_attempts=1)
+    # (a cleanup hook that raises while the exit unwinds changes nothing)
+    handle = tasks.trigger(task_id, {"seconds": 30}, max_attempts=1)
     run = finished(handle, timeout=60)
     assert "Hard time limit (3s) exceeded" in worker.log()
     assert run.status == "CRASHED"

@@ -420,6 +420,32 @@ def cooperative(payload, ctx):
     return "ran to the end"
 
 
+def _slow_failure_hook(ctx, error=None):
+    time.sleep(7)  # longer than the monitor's hard grace after a stop
+    events.record(f"failure-hook-done:{ctx.run.id}", ctx.attempt.number)
+
+
+@task(id="stopped-then-slow-hook", retry={"max_attempts": 1}, on_failure=_slow_failure_hook)
+def stopped_then_slow_hook(payload, ctx):
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    deadline = time.time() + payload.get("seconds", 60)
+    while time.time() < deadline:
+        time.sleep(0.05)  # ignores ctx.signal, gives way to the monitor's stop
+    return "finished"
+
+
+def _failing_cleanup(ctx):
+    raise RuntimeError("cleanup failed on the way out")
+
+
+@task(id="stubborn-failing-cleanup", retry={"max_attempts": 3}, cleanup=_failing_cleanup)
+def stubborn_failing_cleanup(payload, ctx):
+    deadline = time.time() + payload.get("seconds", 30)
+    while time.time() < deadline:
+        time.sleep(0.05)  # ignores ctx.signal on purpose
+    return "finished"
+
+
 @task(id="stubborn", retry={"max_attempts": 3})
 def stubborn(payload, ctx):
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)

@@ -260,6 +260,11 @@ class AttemptMonitor:
             return
         if now - w.interrupted_at < HARD_GRACE_SECONDS or w.abandoned:
             return
+        with w.lock:
+            if w.done:
+                # Its code returned; it is settling (hooks, the final write), which ends
+                # the run itself: neither end its process nor write over its outcome.
+                return
         if _is_pool_child():
             log.error(
                 "run %s ignored its stop for %.0fs; ending this pool process",

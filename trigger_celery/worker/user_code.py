@@ -166,6 +166,10 @@ def _run_attempt(
     except SuspendRun as suspend:
         return Suspended(suspend.reason, suspend.kept_child_waitpoint), payload
     except Exception as err:
+        if _terminate_handler_fired():
+            # Raised while billiard's SIGTERM exit unwound (a cleanup hook that failed on
+            # the way out): the process is ending all the same, and its run is a crash.
+            raise
         return Failed(err, traceback.format_exc()), payload
     except SystemExit as err:
         # ``sys.exit()`` in the user's code fails the attempt like any error instead of
@@ -179,10 +183,13 @@ def _run_attempt(
 
 
 def _terminate_handler_fired() -> bool:
-    """Whether billiard's SIGTERM handler raised in this pool process (it says so from
-    billiard 4.3 on; before, a ``SystemExit`` is taken as the user's)."""
+    """Whether billiard's SIGTERM handler raised in this pool process. Billiard says so
+    from 4.3.1 on; older releases (Celery 5.6 allows 4.2) keep the same flag unnamed."""
     fired = getattr(billiard_common, "terminate_handler_fired", None)
-    return bool(fired and fired())
+    if fired is not None:
+        return bool(fired())
+    flag = getattr(billiard_common, "_should_have_exited", None)
+    return bool(flag and flag[0])
 
 
 def _wrap_middleware(
