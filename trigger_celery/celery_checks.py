@@ -15,6 +15,8 @@ from celery import current_app
 from django.conf import settings as django_settings
 from django.core import checks
 
+from trigger_celery.conf import get_settings
+
 JSON = ("json", "application/json")
 
 
@@ -34,7 +36,34 @@ def broker_url() -> str | None:
 
 
 def check_celery() -> list[checks.CheckMessage]:
-    return _check_serializers() + _check_prefetch() + _check_eager() + _check_time_limit()
+    return (
+        _check_broker()
+        + _check_serializers()
+        + _check_prefetch()
+        + _check_eager()
+        + _check_time_limit()
+    )
+
+
+def _check_broker() -> list[checks.CheckMessage]:
+    """A project that chose a store (Redis) but no broker gets Celery's own default,
+    RabbitMQ on localhost, without a word; the embedded default sets its own broker."""
+    if broker_url():
+        return []
+    try:
+        if get_settings().store_kind == "database":
+            return []  # the embedded default: its file-system broker (default_broker.py)
+    except Exception:  # unreadable settings: the settings checks name them
+        return []
+    return [
+        checks.Warning(
+            "CELERY_BROKER_URL is not set: Celery falls back to its default broker, "
+            "amqp://guest@localhost//, and runs go wherever that is (or nowhere)",
+            hint="Set CELERY_BROKER_URL, e.g. to your Redis in another database than the "
+            "store's: 'redis://localhost:6379/1'.",
+            id="trigger_celery.W013",
+        )
+    ]
 
 
 def _check_serializers() -> list[checks.CheckMessage]:

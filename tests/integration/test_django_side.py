@@ -247,6 +247,21 @@ def test_accepting_pickle_is_warned_about_and_not_accepting_json_refused():
         assert not ids & {"trigger_celery.E009", "trigger_celery.W010"}
 
 
+def test_a_redis_store_without_a_broker_is_warned_about(settings, monkeypatch):
+    """Celery would quietly use RabbitMQ on localhost; the embedded default sets its
+    own broker, and a broker set anywhere (settings, celery.py, environment) is enough."""
+    from celery import current_app
+
+    assert "trigger_celery.W013" not in {m.id for m in check_settings()}
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    del settings.CELERY_BROKER_URL
+    monkeypatch.setattr(current_app.conf, "broker_url", None)
+    [warning] = [m for m in check_settings() if m.id == "trigger_celery.W013"]
+    assert "amqp://guest@localhost//" in warning.msg and "CELERY_BROKER_URL" in warning.hint
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
+    assert "trigger_celery.W013" not in {m.id for m in check_settings()}
+
+
 def test_a_global_hard_time_limit_is_said_to_crash_runs():
     with override_settings(CELERY_TASK_TIME_LIMIT=60):
         [warning] = [m for m in check_settings() if m.id == "trigger_celery.W012"]
