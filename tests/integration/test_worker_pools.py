@@ -4,6 +4,7 @@ cannot do there (SPEC 6 ``max_duration``, ``runs.cancel``)."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -54,6 +55,38 @@ def test_a_run_stuck_in_one_call_past_its_max_duration_is_timed_out_and_keeps_it
     assert events.values(f"blocked-ended:{handle.id}") == [1]  # once, when the code returned
     again = finished(handle)
     assert again.status == "TIMED_OUT" and again.attempt_count == 1
+
+
+def test_a_timed_out_run_whose_code_still_runs_holds_its_slot_again_after_a_flush(
+    own, listener, redis_url
+):
+    """The store is flushed while a TIMED_OUT run's code is still stuck on a threads
+    worker: its worker holds the slot again (the restore from the rows adopts only
+    running runs), so the limit-1 queue starts nothing else until that code returns."""
+    import redis
+
+    own.worker(pool="threads", concurrency=2)
+    own.beat()
+    port = listener.getsockname()[1]
+    handle = tasks.trigger("blocked-in-one-call", {"port": port}, max_duration=5)
+    conn, _ = listener.accept()
+    with conn:
+        wait_for(lambda: events.values(f"blocked:{handle.id}"), what="the run to block")
+        assert finished(handle, timeout=45).status == "TIMED_OUT"
+        pipe = redis.Redis.from_url(redis_url).pipeline(transaction=True)
+        pipe.flushdb()
+        pipe.dbsize()
+        assert pipe.execute() == [True, 0]  # the fault happened
+        wait_for(
+            lambda: queues.retrieve("blocked-1").executing == 1,
+            what="the stuck run's worker to hold its slot again",
+        )
+        after = tasks.trigger("after-blocked", {})
+        time.sleep(2)  # a start would come at once; none may while the code runs
+        assert runs.retrieve(after).status == "QUEUED"
+        conn.sendall(b"x")
+        assert finished(after, timeout=45).status == "COMPLETED"
+    wait_for(lambda: events.values(f"blocked-ended:{handle.id}"), what="on_failure")
 
 
 def test_a_gevent_worker_reserves_runs_and_stops_a_canceled_one_where_it_waits(own, listener):

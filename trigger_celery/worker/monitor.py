@@ -155,10 +155,23 @@ class AttemptMonitor:
             if store.heartbeat(w.run_id, None, lease_seconds, attempt=w.attempt):
                 w.renewed_at = time.monotonic()
                 continue
-            if not (w.reason or w.done):  # else stopping, or settling (slot given back)
+            if not (w.reason or w.done):
                 gone.append(w)
+            elif w.reason != "lease_lost":
+                self._hold_while_stopping(w, store, lease_seconds)
         if gone:
             self._check_rows(gone, lease_seconds=lease_seconds)
+
+    def _hold_while_stopping(self, w: Watched, store: Any, lease_seconds: float) -> None:
+        """A stopped attempt whose code still runs (a cancel's grace, or code its pool
+        cannot end) uses its slot until it returns: when the store has forgotten that
+        slot (flushed, restarted), it holds it again, as a running attempt does. One
+        that has returned is settling and gives the slot back itself."""
+        with w.lock:
+            if w.done:
+                return
+            store.adopt(w.claim(store.time() + lease_seconds))
+        w.renewed_at = time.monotonic()
 
     def _poll_cancels(self, watched: list[Watched]) -> None:
         """One query for every attempt still running here: was its run canceled, or
