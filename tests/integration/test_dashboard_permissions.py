@@ -221,6 +221,18 @@ def test_a_refusal_has_the_dashboard_layout_and_names_the_permission(client_for)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
 
 
+def test_a_missing_page_has_the_dashboard_layout_and_says_what_is_missing(client_for):
+    missing = reverse("trigger_celery:run-detail", args=["run_<i>nope"])
+    response = client_for("viewer").get(missing)
+    body = response.content.decode()
+    assert response.status_code == 404
+    assert "trigger_celery/dashboard.css" in body and "<nav>" in body  # the layout
+    assert "No run run_&lt;i&gt;nope" in body and "<i>nope" not in body
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    anonymous = client_for("anonymous").get(missing)
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
 def test_links_to_pages_a_user_may_not_open_are_hidden(client_for, logged_in_client):
     test_url = reverse("trigger_celery:test")
     viewer = client_for("viewer").get(reverse("trigger_celery:run-list")).content.decode()

@@ -28,10 +28,8 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
-    HttpResponseNotFound,
 )
 from django.shortcuts import render
-from django.utils.html import escape
 
 # Our own origin only; no inline script (JavaScript lives in static files, data reaches
 # it through json_script). Inline styles are not script and stay allowed for the admin's
@@ -72,6 +70,16 @@ def refused(request: HttpRequest, reason: str) -> HttpResponse:
     )
 
 
+def not_found(request: HttpRequest, reason: str) -> HttpResponse:
+    """A 404 in the dashboard's layout, saying what was not found (escaped)."""
+    return render(
+        request,
+        "trigger_celery/not_found.html",
+        {"reason": reason or "not found"},
+        status=404,
+    )
+
+
 def dashboard_view(
     permission: str | None, *, methods: tuple[str, ...] = ("GET", "HEAD")
 ) -> Callable[[View], View]:
@@ -90,7 +98,7 @@ def dashboard_view(
             except PermissionDenied as exc:
                 return refused(request, str(exc))
             except Http404 as exc:
-                return HttpResponseNotFound(escape(str(exc) or "not found"))
+                return not_found(request, str(exc))
 
         guarded = staff_member_required(inner)
 
