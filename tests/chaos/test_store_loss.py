@@ -11,8 +11,7 @@ from django.conf import settings
 
 from tests.integration.harness import Process, finished, max_overlap, wait_for
 from tests.taskapp import events
-from trigger_celery import queues, runs, tasks
-from trigger_celery.coordination.keys import SEP
+from trigger_celery import runs, tasks
 from trigger_celery.models import Run
 
 # The long version: TC_CHAOS_SCALE=10 ./scripts/test tests/chaos (see docs/reliability.md).
@@ -132,29 +131,3 @@ def test_a_queue_declared_only_where_runs_are_triggered_gets_its_rate_back_after
     ids = [h.id for h in handles]
     starts = sorted(Run.objects.filter(id__in=ids).values_list("started_at", flat=True))
     assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))
-
-
-def test_queued_runs_whose_sub_queue_redis_evicted_start_after_reconcile(own):
-    """Redis under ``maxmemory`` with an evicting policy (``allkeys-lru``) drops some of
-    the store's keys and keeps others. It dropped a queue's sub-queue and its indexes and
-    kept the run -> sub-queue hash: the reconciler took that hash as proof the runs were
-    queued, and 2,000 runs stayed QUEUED for good (``trigger_reconcile`` too)."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    queues.pause("echo")  # they stay QUEUED, in the store, until the keys are gone
-    try:
-        handles = [tasks.trigger("echo", {"evicted": i}) for i in range(5)]
-        assert {runs.retrieve(h).status for h in handles} == {"QUEUED"}
-        evicted = [
-            key
-            for pattern in (f"tc:*:sq:echo{SEP}*", "tc:*:ring:echo", "tc:*:heads:echo")
-            for key in client.scan_iter(match=pattern)
-        ] + [key for name in ("queues", "due") for key in client.scan_iter(match=f"tc:*:{name}")]
-        assert evicted and client.delete(*evicted) == len(evicted)
-        entries = [key for key in client.scan_iter(match="tc:*:entry")]
-        assert all(client.hexists(entries[0], h.id) for h in handles)  # what eviction left
-    finally:
-        queues.resume("echo")
-    own.worker(concurrency=2)
-    own.beat()
-    for handle in handles:
-        assert finished(handle, timeout=60).status == "COMPLETED"

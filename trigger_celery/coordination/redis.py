@@ -310,20 +310,7 @@ class RedisStore(CoordinationStore):
         pipe.hmget(keys.entry(self.p), list(run_ids))
         pipe.hmget(keys.held(self.p), list(run_ids))
         queued, held = pipe.execute()
-        known = {r for r, h in zip(run_ids, held, strict=True) if h}
-        # An entry counts only if its sub-queue still has it: a Redis that evicts keys
-        # (maxmemory with allkeys-lru) can drop a sub-queue and keep the entry hash, and
-        # the reconciler must then enqueue those runs again (enqueue rebuilds the rest).
-        listed = [(r, sq) for r, sq, h in zip(run_ids, queued, held, strict=True) if sq and not h]
-        if listed:
-            pipe = self.client.pipeline(transaction=False)
-            for run_id, sq in listed:
-                pipe.zscore(keys.sub_queue(self.p, sq), run_id)
-            scores = pipe.execute()
-            known.update(
-                r for (r, _), score in zip(listed, scores, strict=True) if score is not None
-            )
-        return known
+        return {r for r, q, h in zip(run_ids, queued, held, strict=True) if q or h}
 
     def holding_run_ids(self) -> set[str]:
         return set(self.client.hkeys(keys.held(self.p)))
