@@ -70,10 +70,22 @@ class Settings:
 KNOWN_KEYS = frozenset(f.name for f in fields(Settings))
 
 
+# The last settings built, with a copy of the dict they were built from: hot paths call
+# get_settings() several times per run, and building the dataclass cost more than
+# comparing the dict (changed in place or replaced, it is built again).
+_built: tuple[dict[str, Any], Settings] | None = None
+
+
 def get_settings() -> Settings:
-    """Build the settings object from Django settings (cheap; call freely)."""
+    """The settings object of Django's ``TRIGGER_CELERY`` now (cheap; call freely)."""
+    global _built
     raw = _raw()
-    return Settings(**{k: v for k, v in raw.items() if k in KNOWN_KEYS})
+    built = _built
+    if built is not None and built[0] == raw:
+        return built[1]
+    result = Settings(**{k: v for k, v in raw.items() if k in KNOWN_KEYS})
+    _built = (dict(raw), result)
+    return result
 
 
 def unknown_keys() -> list[str]:

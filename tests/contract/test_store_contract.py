@@ -170,6 +170,29 @@ def test_enqueue_can_move_a_run_to_another_queue(store):
     assert {(s.queue, s.queued) for s in store.stats()} == {("b", 0)}
 
 
+def test_one_enqueue_of_runs_sharing_and_not_sharing_their_fields(store):
+    """Runs in a row with the same queue, key, score and attempt (a batch's siblings)
+    and runs between them that differ, one of them moved out of a sub-queue the same
+    call fills: every entry lands where it says, and a sub-queue left empty is gone."""
+    store.configure_queue(QueueConfig("q", concurrency_limit=1))
+    store.enqueue([Entry("moved", "q", NOW - 50, "old")])
+    store.enqueue(
+        [Entry(f"s{i}", "q", NOW - 20, "k") for i in range(4)]
+        + [Entry("moved", "q", NOW - 30, "k"), Entry("other", "q", NOW - 10, "k2")]
+        + [Entry(f"t{i}", "q", NOW - 20, "k") for i in range(2)]
+    )
+    assert store.queued_run_ids() == {"moved", "other", "s0", "s1", "s2", "s3", "t0", "t1"}
+    by_key = {s.concurrency_key: s.queued for s in store.stats()}
+    assert by_key == {"k": 7, "k2": 1}  # nothing left under "old"
+    got = store.claim(NOW, max_count=10, lease_seconds=LEASE)
+    assert sorted((c.run_id, c.concurrency_key) for c in got) == [("moved", "k"), ("other", "k2")]
+    for run_id in ["moved", "s0", "s1", "s2", "s3", "t0"]:
+        store.release(run_id)
+        [c] = store.claim(NOW, max_count=10, lease_seconds=LEASE, queue="q")
+        assert c.concurrency_key == "k"
+    assert claim(store) == []  # "t1" waits for the slot "t0" holds
+
+
 def test_a_run_queued_again_while_holding_keeps_one_slot(store):
     store.configure_queue(QueueConfig("q", concurrency_limit=2))
     store.enqueue([Entry("r", "q", NOW)])

@@ -78,6 +78,18 @@ def test_ids_sort_by_creation_and_carry_their_time():
     assert abs((id_time(ids[0]) - datetime.now(UTC)).total_seconds()) < 5
 
 
+def test_an_id_is_its_ms_in_ten_characters_then_its_random_bits_in_sixteen():
+    import random
+
+    from trigger_celery.core.ids import _encode, _encode_id
+
+    rng = random.Random(7)
+    cases = [(0, 0), (2**48 - 1, 2**80 - 1), (1, 1), (2**47, 2**79)]
+    cases += [(rng.getrandbits(48), rng.getrandbits(80)) for _ in range(2000)]
+    for ms, rand in cases:
+        assert _encode_id(ms, rand) == _encode(ms, 10) + _encode(rand, 16)
+
+
 def test_an_id_made_at_an_instant_sorts_between_the_first_and_last_ids_of_that_instant():
     moment = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
     made = [new_id("run", at=moment) for _ in range(20)]

@@ -35,3 +35,19 @@ def test_valid_hooks_and_middleware_are_registered(fresh_registration):
         assert signals.register_hooks_from_settings() == 2
     assert len(global_hooks.get("on_success")) == 1
     assert [name for name, _ in global_hooks.middleware] == ["tests.taskapp.tasks._skip"]
+
+
+def test_settings_read_again_when_the_dict_is_replaced_or_changed_in_place():
+    """get_settings() keeps what it built last: a replaced TRIGGER_CELERY dict
+    (override_settings) and one changed in place are both read again."""
+    from trigger_celery.conf import get_settings
+
+    with override_settings(TRIGGER_CELERY={"ENVIRONMENT": "STAGING", "LEASE_SECONDS": 7}):
+        assert get_settings().LEASE_SECONDS == 7
+        assert get_settings() is get_settings()
+        from django.conf import settings
+
+        settings.TRIGGER_CELERY["LEASE_SECONDS"] = 9
+        assert get_settings().LEASE_SECONDS == 9
+    with override_settings(TRIGGER_CELERY={"ENVIRONMENT": "STAGING", "LEASE_SECONDS": 8}):
+        assert get_settings().LEASE_SECONDS == 8

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
+from itertools import groupby
 from typing import Any
 
 import redis as redis_lib
@@ -48,9 +49,14 @@ def _num(value: float) -> str:
 
 
 def _entry_args(entries: Sequence[Entry]) -> list[str]:
+    """enqueue.lua's arguments: runs in a row that share queue, key, score and attempt
+    (a batch's siblings) are one group, their shared fields sent once."""
     args: list[str] = []
-    for e in entries:
-        args += [e.run_id, e.queue, e.concurrency_key or "", _num(e.score), str(e.attempt)]
+    for (queue, key, score, attempt), group in groupby(
+        entries, key=lambda e: (e.queue, e.concurrency_key or "", e.score, e.attempt)
+    ):
+        ids = [e.run_id for e in group]
+        args += [str(len(ids)), queue, key, _num(score), str(attempt), *ids]
     return args
 
 

@@ -28,7 +28,7 @@ from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, run_rows
 from trigger_celery.engine.idempotency import resolve_key
-from trigger_celery.engine.payloads import store_payload
+from trigger_celery.engine.payloads import store_payload_json
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
 from trigger_celery.models import Batch, Run
@@ -126,13 +126,13 @@ def _create_batch(
                 template.batch_id = batch_id
                 group = siblings[task_id] = run_rows.SiblingRuns(template)
             run_id = new_id("run")
-            inline, ref = store_payload(
+            inline, ref, text = store_payload_json(
                 run_id,
                 "payload",
                 to_jsonable(payload, what="payload"),
                 limit=settings.PAYLOAD_MAX_SIZE,
             )
-            group.rows.append((run_id, inline, ref, count - 1))
+            group.rows.append((run_id, inline, ref, count - 1, text))
             continue
         merged = {**batch_options, **options}
         if options.get("idempotency_key") is None and shared_opts.idempotency_key is not None:

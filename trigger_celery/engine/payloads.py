@@ -35,6 +35,16 @@ def store_payload(run_id: str, kind: str, value: Any, *, limit: int) -> tuple[An
     a string the database cannot store (a NUL character, a lone surrogate):
     ``SerializationError``, before anything is written.
     """
+    inline, ref, _ = store_payload_json(run_id, kind, value, limit=limit)
+    return inline, ref
+
+
+def store_payload_json(
+    run_id: str, kind: str, value: Any, *, limit: int
+) -> tuple[Any, str, str | None]:
+    """:func:`store_payload`, with the JSON text of the inline value as well (None when
+    the value went to storage): a batch writes that text as it is instead of encoding
+    every payload twice."""
     settings = get_settings()
     encoded = encode(value, what=kind)
     if len(encoded) > limit:
@@ -44,9 +54,9 @@ def store_payload(run_id: str, kind: str, value: Any, *, limit: int) -> tuple[An
             f"{whose} is {len(encoded):,} bytes; the limit is {limit:,} bytes"
         )
     if len(encoded) <= settings.PAYLOAD_INLINE_LIMIT:
-        return value, ""
+        return value, "", encoded.decode()
     name = _storage().save(f"{settings.STORAGE_PREFIX}/{run_id}/{kind}.json", ContentFile(encoded))
-    return None, name
+    return None, name, None
 
 
 def load_payload(inline: Any, ref: str) -> Any:

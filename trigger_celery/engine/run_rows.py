@@ -28,13 +28,17 @@ from trigger_celery.models import Run
 # The columns that differ between siblings, in the order of ``SiblingRuns.rows``.
 VARYING = ("id", "payload", "payload_ref", "batch_index")
 
+# A sibling: id, payload (inline, JSON-able), payload_ref, batch index, and the inline
+# payload's JSON text (None when it went to storage), which COPY writes as it is.
+Row = tuple[str, Any, str, int, str | None]
+
 
 @dataclass
 class SiblingRuns:
-    """Runs made from one template: ``rows`` holds (id, payload, payload_ref, index)."""
+    """Runs made from one template, and a :data:`Row` per run."""
 
     template: Run
-    rows: list[tuple[str, Any, str, int]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
     @property
     def ids(self) -> list[str]:
@@ -51,7 +55,7 @@ class SiblingRuns:
         """The siblings as unsaved model instances (for ``bulk_create`` and callers that
         need objects)."""
         out = []
-        for run_id, payload, ref, index in self.rows:
+        for run_id, payload, ref, index, _text in self.rows:
             run = copy.copy(self.template)
             run.id, run.payload, run.payload_ref, run.batch_index = run_id, payload, ref, index
             out.append(run)
@@ -78,9 +82,9 @@ def insert(siblings: SiblingRuns) -> None:
         raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
         with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copying:
             row = list(shared)
-            for run_id, payload, ref, index in siblings.rows:
+            for run_id, payload, ref, index, text in siblings.rows:
                 row[slots[0]] = run_id
-                row[slots[1]] = None if payload is None else json.dumps(payload)
+                row[slots[1]] = None if payload is None else text  # SQL NULL, as the ORM
                 row[slots[2]] = ref
                 row[slots[3]] = index
                 copying.write_row(row)
