@@ -89,8 +89,8 @@ def warn_of_other_limits(theirs: EnvironmentLimits | None, mine: EnvironmentLimi
     if theirs is None or theirs == mine:
         return False
     log.warning(
-        "trigger_celery: the %s environment's limits were CONCURRENCY_LIMIT=%s, "
-        "BURST_FACTOR=%s; this process's settings make them %s and %s. Every process of an "
+        "trigger_celery: the %s environment's limits were CONCURRENCY_LIMIT=%r, "
+        "BURST_FACTOR=%r; this process's settings make them %r and %r. Every process of an "
         "environment pushes its own: give them all the same settings",
         get_settings().ENVIRONMENT,
         theirs.concurrency_limit,
