@@ -825,3 +825,22 @@ def logs_in_steps(payload, ctx):
         while len(events.values(f"go:{ctx.run.id}")) < n and time.time() < deadline:
             time.sleep(0.05)
     return "logged"
+
+
+@task(id="keyed-batch-parent")
+def keyed_batch_parent(payload, ctx):
+    """A ``batch_trigger_and_wait`` whose items carry idempotency keys of the caller's."""
+    from trigger_celery import idempotency_keys
+
+    scope = payload.get("scope", "run")
+    child = sleepy if "sleep" in payload else echo
+    extra = {"seconds": payload["sleep"]} if "sleep" in payload else {}
+    items = [
+        {
+            "payload": {"i": i, **extra},
+            "options": {"idempotency_key": idempotency_keys.create(k, scope=scope)},
+        }
+        for i, k in enumerate(payload["keys"])
+    ]
+    results = child.batch_trigger_and_wait(items)
+    return [[r.ok, r.id, r.output] for r in results.runs]

@@ -204,8 +204,15 @@ def batch_trigger_and_wait(
         own = [h.id for h, item in zip(handle.runs, items, strict=True) if item[2]]
         if own:
             Run.objects.filter(id__in=own, batch_id__isnull=True).update(batch_id=handle.id)
+        # A key may find a run outside this batch (another batch's, an earlier item's):
+        # the waitpoint then lists each item's run, so every item gets its result.
         wp = _record_step(
-            scope.ctx.run.id, step, kind=Waitpoint.Kind.BATCH, label=label, batch_id=handle.id
+            scope.ctx.run.id,
+            step,
+            kind=Waitpoint.Kind.BATCH,
+            label=label,
+            batch_id=handle.id,
+            item_runs=[h.id for h in handle.runs] if own else None,
         )
         complete_batch_if_done(wp.batch_id)
         wp.refresh_from_db()
