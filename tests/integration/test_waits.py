@@ -348,3 +348,16 @@ def test_a_batch_wait_whose_only_keyed_item_is_another_batchs_running_run_resume
         run = finished(handle)
         assert run.status == "COMPLETED", run.error
         assert run.output == [[True, child.id, "slept"]]
+
+
+def test_a_wait_in_on_success_is_a_clear_error_and_the_run_completes_once(live):
+    # Before: the wait's suspension escaped the settle and took the worker process with
+    # it; the run was executed three times and ended CRASHED.
+    handle = tasks.trigger("waits-in-on-success", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "done"
+    assert run.attempt_count == 1
+    assert events.values(f"ran:{handle.id}") == [1]
+    (message,) = events.values(f"hook-wait:{handle.id}")
+    assert message.startswith("OutsideRunError: wait.for_ cannot be used in a hook that runs")

@@ -844,3 +844,19 @@ def keyed_batch_parent(payload, ctx):
     ]
     results = child.batch_trigger_and_wait(items)
     return [[r.ok, r.id, r.output] for r in results.runs]
+
+
+def _waits_in_hook(ctx, **kwargs):
+    from trigger_celery import wait
+
+    try:
+        wait.for_(seconds=30)
+    except Exception as err:
+        events.record(f"hook-wait:{ctx.run.id}", f"{type(err).__name__}: {err}")
+        raise
+
+
+@task(id="waits-in-on-success", on_success=_waits_in_hook)
+def waits_in_on_success(payload, ctx):
+    events.record(f"ran:{ctx.run.id}", ctx.attempt.number)
+    return "done"

@@ -108,6 +108,9 @@ class RunScope:
     fresh: bool = False
     # This execution continues an attempt that suspended in a wait (the same attempt).
     resumed: bool = False
+    # Set once the run function has returned: the hooks that follow (on_success,
+    # on_failure, on_complete, catch_error, on_wait) cannot suspend a finished attempt.
+    waits_closed: bool = False
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(

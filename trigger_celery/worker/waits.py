@@ -39,7 +39,7 @@ from trigger_celery.engine.waitpoints import (
     complete_if_child_done,
     complete_waitpoint,
 )
-from trigger_celery.errors import ReplayMismatchError
+from trigger_celery.errors import OutsideRunError, ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
 from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
@@ -84,6 +84,12 @@ class SuspendRun(BaseException):
 def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | None]:
     """The next step of the current run and its recorded waitpoint, if any."""
     scope = current_scope(api)
+    if scope.waits_closed:
+        raise OutsideRunError(
+            f"{api} cannot be used in a hook that runs after the run function returned "
+            "(on_success, on_failure, on_complete, catch_error, on_wait): the attempt has "
+            "ended and cannot wait; trigger the work from the run function instead"
+        )
     step = scope.step
     scope.step += 1
     if scope.fresh:
