@@ -361,3 +361,13 @@ def test_a_wait_in_on_success_is_a_clear_error_and_the_run_completes_once(live):
     assert events.values(f"ran:{handle.id}") == [1]
     (message,) = events.values(f"hook-wait:{handle.id}")
     assert message.startswith("OutsideRunError: wait.for_ cannot be used in a hook that runs")
+
+
+def test_a_wait_in_on_start_is_a_clear_error(live):
+    # on_start runs on the first execution only: its wait took the step of the run
+    # function's first wait, so a replay skipped the function's wait as done.
+    handle = tasks.trigger("waits-in-on-start", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "OutsideRunError"
+    assert run.error["message"].startswith("wait.for_ cannot be used in on_start (it runs")

@@ -860,3 +860,8 @@ def _waits_in_hook(ctx, **kwargs):
 def waits_in_on_success(payload, ctx):
     events.record(f"ran:{ctx.run.id}", ctx.attempt.number)
     return "done"
+
+
+@task(id="waits-in-on-start", retry={"max_attempts": 1}, on_start=_waits_in_hook)
+def waits_in_on_start(payload, ctx):
+    return "done"

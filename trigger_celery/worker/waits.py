@@ -17,15 +17,15 @@ on every replay: make it idempotent (``idempotency_keys.create`` for plain trigg
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection
 
 from trigger_celery.core import clock, faults, tracing
-from trigger_celery.core.context import RunScope, current_scope
+from trigger_celery.core.context import RunScope, current_scope, optional_scope
 from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
@@ -78,6 +78,20 @@ class SuspendRun(BaseException):
         self.kept_child_waitpoint = kept_child_waitpoint
 
 
+@contextmanager
+def waits_closed(where: str) -> Iterator[None]:
+    """Refuse waits in the code run inside (a hook), saying ``where`` it is."""
+    scope = optional_scope()
+    if scope is None:
+        yield
+        return
+    before, scope.waits_closed = scope.waits_closed, where
+    try:
+        yield
+    finally:
+        scope.waits_closed = before
+
+
 # -- steps ------------------------------------------------------------------------------
 
 
@@ -86,9 +100,7 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
     scope = current_scope(api)
     if scope.waits_closed:
         raise OutsideRunError(
-            f"{api} cannot be used in a hook that runs after the run function returned "
-            "(on_success, on_failure, on_complete, catch_error, on_wait): the attempt has "
-            "ended and cannot wait; trigger the work from the run function instead"
+            f"{api} cannot be used in {scope.waits_closed}; wait in the run function instead"
         )
     step = scope.step
     scope.step += 1
