@@ -371,3 +371,19 @@ def test_a_wait_in_on_start_is_a_clear_error(live):
     assert run.status == "FAILED"
     assert run.error["type"] == "OutsideRunError"
     assert run.error["message"].startswith("wait.for_ cannot be used in on_start (it runs")
+
+
+def test_a_child_triggered_by_a_canceled_parent_in_its_grace_period_is_canceled(live):
+    # runs.cancel canceled the children it found; the parent's code, told to stop, went
+    # on and triggered one more, which ran to its end under a CANCELED parent.
+    handle = tasks.trigger("triggers-after-its-cancel", {})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the parent to start")
+    runs.cancel(handle)
+    assert not Run.objects.filter(parent_id=handle.id).exists()  # none when it was canceled
+    child = wait_for(lambda: Run.objects.filter(parent_id=handle.id).first(), what="the late child")
+    wait_for(
+        lambda: runs.retrieve(child.id).status == "CANCELED",
+        timeout=20,
+        what="the late child to be canceled",
+    )
+    assert runs.retrieve(handle).status == "CANCELED"

@@ -865,3 +865,10 @@ def waits_in_on_success(payload, ctx):
 @task(id="waits-in-on-start", retry={"max_attempts": 1}, on_start=_waits_in_hook)
 def waits_in_on_start(payload, ctx):
     return "done"
+
+
+@task(id="triggers-after-its-cancel", retry={"max_attempts": 1})
+def triggers_after_its_cancel(payload, ctx):
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    ctx.signal.wait(30)  # runs.cancel: the code goes on for the cooperative grace
+    return cooperative.trigger_and_wait({}).ok
