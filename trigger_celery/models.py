@@ -303,6 +303,10 @@ class Waitpoint(models.Model):
     resume_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
+    # A BATCH wait with items keyed by the caller: the run of each item, in item order.
+    # A key may find a run outside this batch (another batch's, or an earlier item's),
+    # so the batch's own runs are not the whole result.
+    item_runs = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = WaitpointQuerySet.as_manager()

@@ -314,3 +314,76 @@ def test_a_retry_triggers_again_the_child_that_failed_and_replays_the_one_that_d
     assert run.output == "ok" and run.attempt_count == 2
     assert len(events.values(f"fails-once:{handle.id}")) == 2  # a new child the second time
     assert len(set(events.values(f"first-child:{handle.id}"))) == 1
+
+
+def test_a_batch_wait_gets_a_result_for_every_keyed_item_wherever_its_run_is(live):
+    # A key that found a run of another batch (a first parent's wait), or the run an
+    # earlier item of the same batch made: each item still has its result, in order.
+    first = finished(tasks.trigger("keyed-batch-parent", {"keys": ["kb-a"], "scope": "global"}))
+    assert first.status == "COMPLETED", first.error
+    ((a_ok, a_id, a_output),) = first.output
+    handle = tasks.trigger(
+        "keyed-batch-parent", {"keys": ["kb-a", "kb-b", "kb-b"], "scope": "global"}
+    )
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert [item[0] for item in run.output] == [True, True, True]
+    assert run.output[0] == [a_ok, a_id, a_output]  # the first parent's child, cached
+    assert run.output[1][1] == run.output[2][1] != a_id
+    assert run.output[1][2]["payload"] == {"i": 1}
+
+
+def test_a_batch_wait_whose_only_keyed_item_is_another_batchs_running_run_resumes(live):
+    # Before: the wait's batch had no run of its own, so nothing ever completed it.
+    first = tasks.trigger(
+        "keyed-batch-parent", {"keys": ["kb-slow"], "scope": "global", "sleep": 3}
+    )
+    child = wait_for(
+        lambda: Run.objects.filter(parent_id=first.id).first(), what="the first parent's child"
+    )
+    second = tasks.trigger(
+        "keyed-batch-parent", {"keys": ["kb-slow"], "scope": "global", "sleep": 3}
+    )
+    for handle in (first, second):
+        run = finished(handle)
+        assert run.status == "COMPLETED", run.error
+        assert run.output == [[True, child.id, "slept"]]
+
+
+def test_a_wait_in_on_success_is_a_clear_error_and_the_run_completes_once(live):
+    # Before: the wait's suspension escaped the settle and took the worker process with
+    # it; the run was executed three times and ended CRASHED.
+    handle = tasks.trigger("waits-in-on-success", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "done"
+    assert run.attempt_count == 1
+    assert events.values(f"ran:{handle.id}") == [1]
+    (message,) = events.values(f"hook-wait:{handle.id}")
+    assert message.startswith("OutsideRunError: wait.for_ cannot be used in a hook that runs")
+
+
+def test_a_wait_in_on_start_is_a_clear_error(live):
+    # on_start runs on the first execution only: its wait took the step of the run
+    # function's first wait, so a replay skipped the function's wait as done.
+    handle = tasks.trigger("waits-in-on-start", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "OutsideRunError"
+    assert run.error["message"].startswith("wait.for_ cannot be used in on_start (it runs")
+
+
+def test_a_child_triggered_by_a_canceled_parent_in_its_grace_period_is_canceled(live):
+    # runs.cancel canceled the children it found; the parent's code, told to stop, went
+    # on and triggered one more, which ran to its end under a CANCELED parent.
+    handle = tasks.trigger("triggers-after-its-cancel", {})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the parent to start")
+    runs.cancel(handle)
+    assert not Run.objects.filter(parent_id=handle.id).exists()  # none when it was canceled
+    child = wait_for(lambda: Run.objects.filter(parent_id=handle.id).first(), what="the late child")
+    wait_for(
+        lambda: runs.retrieve(child.id).status == "CANCELED",
+        timeout=20,
+        what="the late child to be canceled",
+    )
+    assert runs.retrieve(handle).status == "CANCELED"

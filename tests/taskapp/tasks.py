@@ -825,3 +825,50 @@ def logs_in_steps(payload, ctx):
         while len(events.values(f"go:{ctx.run.id}")) < n and time.time() < deadline:
             time.sleep(0.05)
     return "logged"
+
+
+@task(id="keyed-batch-parent")
+def keyed_batch_parent(payload, ctx):
+    """A ``batch_trigger_and_wait`` whose items carry idempotency keys of the caller's."""
+    from trigger_celery import idempotency_keys
+
+    scope = payload.get("scope", "run")
+    child = sleepy if "sleep" in payload else echo
+    extra = {"seconds": payload["sleep"]} if "sleep" in payload else {}
+    items = [
+        {
+            "payload": {"i": i, **extra},
+            "options": {"idempotency_key": idempotency_keys.create(k, scope=scope)},
+        }
+        for i, k in enumerate(payload["keys"])
+    ]
+    results = child.batch_trigger_and_wait(items)
+    return [[r.ok, r.id, r.output] for r in results.runs]
+
+
+def _waits_in_hook(ctx, **kwargs):
+    from trigger_celery import wait
+
+    try:
+        wait.for_(seconds=30)
+    except Exception as err:
+        events.record(f"hook-wait:{ctx.run.id}", f"{type(err).__name__}: {err}")
+        raise
+
+
+@task(id="waits-in-on-success", on_success=_waits_in_hook)
+def waits_in_on_success(payload, ctx):
+    events.record(f"ran:{ctx.run.id}", ctx.attempt.number)
+    return "done"
+
+
+@task(id="waits-in-on-start", retry={"max_attempts": 1}, on_start=_waits_in_hook)
+def waits_in_on_start(payload, ctx):
+    return "done"
+
+
+@task(id="triggers-after-its-cancel", retry={"max_attempts": 1})
+def triggers_after_its_cancel(payload, ctx):
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    ctx.signal.wait(30)  # runs.cancel: the code goes on for the cooperative grace
+    return cooperative.trigger_and_wait({}).ok

@@ -108,6 +108,10 @@ class RunScope:
     fresh: bool = False
     # This execution continues an attempt that suspended in a wait (the same attempt).
     resumed: bool = False
+    # Where the code runs when a wait there is refused ("" while waits are allowed): the
+    # hooks after the run function (the attempt has ended), on_start and on_resume (they
+    # do not run on every execution, so their waits would shift the replay's steps).
+    waits_closed: str = ""
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(

@@ -7,7 +7,8 @@ wait) would leave a parent WAITING forever. The pump therefore runs :func:`repai
 every few seconds; it finds what is due but not done, and does it:
 
 * a RUN waitpoint whose child is final is completed;
-* a BATCH waitpoint whose batch has runs, all final, is completed;
+* a BATCH waitpoint whose batch has runs, all final, is completed (one that lists its
+  items' runs, when every listed run is final);
 * a WAITING run none of whose waitpoints is pending is queued again.
 
 (Due DATETIME waitpoints and dispatching ready runs are pump steps of their own.) Each
@@ -49,12 +50,15 @@ def complete_finished_children(limit: int) -> int:
 def complete_finished_batches(limit: int) -> int:
     unfinished = Run.objects.filter(batch_id=OuterRef("batch_id")).exclude(status__in=_FINAL)
     any_run = Run.objects.filter(batch_id=OuterRef("batch_id"))
+    pending = Waitpoint.objects.pending().filter(kind=Waitpoint.Kind.BATCH, batch_id__isnull=False)
     batch_ids = list(
-        Waitpoint.objects.pending()
-        .filter(kind=Waitpoint.Kind.BATCH, batch_id__isnull=False)
-        .filter(Exists(any_run), ~Exists(unfinished))
-        .values_list("batch_id", flat=True)[:limit]
+        pending.filter(Exists(any_run), ~Exists(unfinished)).values_list("batch_id", flat=True)[
+            :limit
+        ]
     )
+    # A wait on keyed items may wait on runs of other batches, whose ends do not look at
+    # this one: it is checked here, on every sweep, until those runs have ended.
+    batch_ids += pending.filter(item_runs__isnull=False).values_list("batch_id", flat=True)[:limit]
     for batch_id in batch_ids:
         waitpoints.complete_batch_if_done(batch_id)
     return len(batch_ids)

@@ -11,6 +11,7 @@ completion and any repair pass may both try it: one wins, the other does nothing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -76,6 +77,9 @@ def complete_batch_if_done(batch_id: str | None) -> None:
 
 
 def _complete_batch(wp: Waitpoint) -> None:
+    if wp.item_runs is not None:
+        _complete_listed_batch(wp, wp.item_runs)
+        return
     children = list(
         Run.objects.filter(batch_id=wp.batch_id).order_by("batch_index").only(*RESULT_FIELDS)
     )
@@ -83,6 +87,23 @@ def _complete_batch(wp: Waitpoint) -> None:
     if children or Batch.objects.filter(id=wp.batch_id, run_count=0).exists():
         results = [result_of(c).to_json() for c in children]
         complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
+
+
+def _complete_listed_batch(wp: Waitpoint, item_runs: list[str]) -> None:
+    """A batch wait whose items were keyed: one result per item, from the run each item's
+    key found, once every one of them has finished (wherever it belongs)."""
+    found = {r.id: r for r in Run.objects.filter(id__in=set(item_runs)).only(*RESULT_FIELDS)}
+    if any(r.status not in FINAL_STATUSES for r in found.values()):
+        return
+    results = []
+    for run_id in item_runs:
+        run = found.get(run_id)
+        if run is None:  # deleted meanwhile: the item still gets a result to inspect
+            error = {"type": "NOT_FOUND", "message": f"the run {run_id} no longer exists"}
+            results.append(RunResult(False, run_id, "", error=error).to_json())
+        else:
+            results.append(result_of(run).to_json())
+    complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
 
 
 def runs_finished(run_ids: Iterable[str]) -> None:
@@ -103,9 +124,18 @@ def run_finished(run_id: str, batch_id: str | None) -> None:
 def _complete_ready(run_ids: list[str], batch_ids: set[str]) -> None:
     """Complete the pending RUN waitpoints on ``run_ids``, and the pending BATCH
     waitpoints of ``batch_ids`` whose batch has no unfinished run left."""
-    for wp_id, run_id, kind, child_run_id, batch_id in _ready(run_ids, sorted(batch_ids)):
+    for wp_id, run_id, kind, child_run_id, batch_id, item_runs in _ready(
+        run_ids, sorted(batch_ids)
+    ):
+        if isinstance(item_runs, str):  # a JSON column read raw: text on some backends
+            item_runs = json.loads(item_runs)
         wp = Waitpoint(
-            id=wp_id, run_id=run_id, kind=kind, child_run_id=child_run_id, batch_id=batch_id
+            id=wp_id,
+            run_id=run_id,
+            kind=kind,
+            child_run_id=child_run_id,
+            batch_id=batch_id,
+            item_runs=item_runs,
         )
         if kind == Waitpoint.Kind.BATCH:
             _complete_batch(wp)
@@ -134,7 +164,7 @@ def _ready(run_ids: list[str], batch_ids: list[str]) -> list[tuple[Any, ...]]:
                 f"AND NOT (r.status IN ({final}))))"
             )
         sql = (
-            f"SELECT id, run_id, kind, child_run_id, batch_id FROM {wp} "
+            f"SELECT id, run_id, kind, child_run_id, batch_id, item_runs FROM {wp} "
             f"WHERE completed_at IS NULL AND ({' OR '.join(ready)})"
         )
         if sum(shape) <= 4:  # the worker's shapes; a sweep's long lists are not kept

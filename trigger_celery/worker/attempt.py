@@ -101,6 +101,10 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
                 log.warning("run %s attempt %d: lease lost, not settled", run.id, attempt)
                 return "lease lost"
             # Still watched while settling: the lease lives until the attempt's last write.
+            scope.waits_closed = (
+                "a hook that runs after the run function returned (on_success, on_failure, "
+                "on_complete, catch_error, on_wait): the attempt has ended and cannot wait"
+            )
             try:
                 settle(definition, run, ctx, outcome, payload, elapsed_ms)
             except DatabaseError as err:

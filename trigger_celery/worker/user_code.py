@@ -26,9 +26,15 @@ from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.off_loop import off_event_loop
-from trigger_celery.worker.waits import SuspendRun, wait_of
+from trigger_celery.worker.waits import SuspendRun, wait_of, waits_closed
 
 log = logging.getLogger("trigger_celery.worker")
+
+# Hooks that do not run on every execution of a run: a wait in one would take the step
+# the run function's wait has on the other executions, and replay would mix them up.
+_ONLY_ON_START = "on_start (it runs on the first execution only, not when the run resumes)"
+_ONLY_ON_RESUME = "on_resume (it runs only when the run resumes from a wait)"
+_CLEANUP = "cleanup (it runs after the run function, also when the run has just suspended)"
 
 
 @dataclass
@@ -145,17 +151,20 @@ def _run_attempt(
                 # SPEC 3: an error in on_resume is logged and recorded, not a failure.
                 if hooks_of(definition, "on_resume"):
                     wait = wait_of(ctx.run.id)
-                    call_recorded(definition, "on_resume", **common, init=ctx.init, wait=wait)
+                    with waits_closed(_ONLY_ON_RESUME):
+                        call_recorded(definition, "on_resume", **common, init=ctx.init, wait=wait)
             elif ctx.attempt.number == 1:
-                for fn in hooks_of(definition, "on_start"):
-                    call_hook(fn, **common, init=ctx.init)
+                with waits_closed(_ONLY_ON_START):
+                    for fn in hooks_of(definition, "on_start"):
+                        call_hook(fn, **common, init=ctx.init)
             for fn in hooks_of(definition, "on_start_attempt"):
                 call_hook(fn, **common, init=ctx.init)
             try:
                 box["output"] = call_run_function(definition, payload, ctx)
             finally:
-                for fn in hooks_of(definition, "cleanup"):
-                    call_hook(fn, **common, init=ctx.init)
+                with waits_closed(_CLEANUP):
+                    for fn in hooks_of(definition, "cleanup"):
+                        call_hook(fn, **common, init=ctx.init)
             return box.get("output")
 
         chain: Callable[[], Any] = core

@@ -17,15 +17,15 @@ on every replay: make it idempotent (``idempotency_keys.create`` for plain trigg
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection
 
 from trigger_celery.core import clock, faults, tracing
-from trigger_celery.core.context import RunScope, current_scope
+from trigger_celery.core.context import RunScope, current_scope, optional_scope
 from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
@@ -39,7 +39,7 @@ from trigger_celery.engine.waitpoints import (
     complete_if_child_done,
     complete_waitpoint,
 )
-from trigger_celery.errors import ReplayMismatchError
+from trigger_celery.errors import OutsideRunError, ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
 from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
@@ -78,12 +78,30 @@ class SuspendRun(BaseException):
         self.kept_child_waitpoint = kept_child_waitpoint
 
 
+@contextmanager
+def waits_closed(where: str) -> Iterator[None]:
+    """Refuse waits in the code run inside (a hook), saying ``where`` it is."""
+    scope = optional_scope()
+    if scope is None:
+        yield
+        return
+    before, scope.waits_closed = scope.waits_closed, where
+    try:
+        yield
+    finally:
+        scope.waits_closed = before
+
+
 # -- steps ------------------------------------------------------------------------------
 
 
 def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | None]:
     """The next step of the current run and its recorded waitpoint, if any."""
     scope = current_scope(api)
+    if scope.waits_closed:
+        raise OutsideRunError(
+            f"{api} cannot be used in {scope.waits_closed}; wait in the run function instead"
+        )
     step = scope.step
     scope.step += 1
     if scope.fresh:
@@ -204,8 +222,15 @@ def batch_trigger_and_wait(
         own = [h.id for h, item in zip(handle.runs, items, strict=True) if item[2]]
         if own:
             Run.objects.filter(id__in=own, batch_id__isnull=True).update(batch_id=handle.id)
+        # A key may find a run outside this batch (another batch's, an earlier item's):
+        # the waitpoint then lists each item's run, so every item gets its result.
         wp = _record_step(
-            scope.ctx.run.id, step, kind=Waitpoint.Kind.BATCH, label=label, batch_id=handle.id
+            scope.ctx.run.id,
+            step,
+            kind=Waitpoint.Kind.BATCH,
+            label=label,
+            batch_id=handle.id,
+            item_runs=[h.id for h in handle.runs] if own else None,
         )
         complete_batch_if_done(wp.batch_id)
         wp.refresh_from_db()
