@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from datetime import timedelta
+from io import StringIO
 
 import redis
 from django.conf import settings
+from django.core.management import call_command
 
 from tests.integration.harness import Process, finished, max_overlap, wait_for
 from tests.taskapp import events
-from trigger_celery import runs, tasks
+from trigger_celery import queues, runs, tasks
+from trigger_celery.coordination import keys
 from trigger_celery.models import Run
 
 # The long version: TC_CHAOS_SCALE=10 ./scripts/test tests/chaos (see docs/reliability.md).
@@ -131,3 +135,78 @@ def test_a_queue_declared_only_where_runs_are_triggered_gets_its_rate_back_after
     ids = [h.id for h in handles]
     starts = sorted(Run.objects.filter(id__in=ids).values_list("started_at", flat=True))
     assert all(b - a >= timedelta(seconds=1) for a, b in zip(starts, starts[4:], strict=False))
+
+
+def evict_all_but(hot: list[redis.Redis], cold: list[str], client: redis.Redis) -> int:
+    """Make the Redis of ``client`` evict the keys ``cold`` for real, under ``allkeys-lru``:
+    filler written (database 9), then ``maxmemory`` lowered below its use step by step
+    until every cold key is gone. Every other key of the ``hot`` databases is read all
+    along, as a live system reads the keys it uses, so LRU keeps those and takes the cold
+    keys and the filler. Returns how many bytes Redis had to give up."""
+    config = client.config_get("maxmemory*")
+    filler = redis.Redis.from_url(settings.REDIS_URL.rsplit("/", 1)[0] + "/9")
+    keep = [(db, [k for k in db.scan_iter(count=1000) if k not in cold]) for db in hot]
+
+    def read_hot() -> None:
+        for db, names in keep:
+            if names:
+                db.touch(*names)
+
+    # LRU measures idle time in whole seconds: cold keys, then filler, then hot keys.
+    time.sleep(2.2)
+    pipe = filler.pipeline(transaction=False)
+    for i in range(256):
+        pipe.set(f"filler:{i}", b"x" * 16_384)
+    pipe.execute()
+    time.sleep(1.2)
+    read_hot()
+    start = client.info("memory")["used_memory"]
+    limit = start
+    try:
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        while client.exists(*cold) and limit > start - 4_000_000:
+            limit -= 65_536
+            client.config_set("maxmemory", limit)
+            read_hot()
+            filler.set("filler:probe", b"x")  # a write: Redis evicts before it
+    finally:
+        client.config_set("maxmemory", config["maxmemory"])
+        client.config_set("maxmemory-policy", config["maxmemory-policy"])
+        filler.flushdb()
+    assert client.info("stats")["evicted_keys"] > 0
+    return start - limit
+
+
+def test_queued_runs_whose_sub_queue_redis_evicted_run_once_after_reconcile(own):
+    """Redis under ``maxmemory`` with ``allkeys-lru`` evicts the keys used least lately:
+    it dropped a queue's sub-queue and its indexes, and kept the run -> sub-queue hash
+    every trigger touches. ``trigger_reconcile`` took that hash as proof the runs were
+    queued and re-enqueued 0 of them: they stayed QUEUED for good."""
+    count = 20 * SCALE
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+    p = keys.prefix(settings.TRIGGER_CELERY["ENVIRONMENT"])
+    sub_queue = keys.sub_queue(p, keys.sub_queue_id("dies-1", None))
+    queues.pause("dies-1")  # they stay QUEUED, in the store, until the eviction is over
+    handles = [
+        tasks.trigger("after-death", {"tag": "evicted", "seconds": 0.02}) for _ in range(count)
+    ]
+    assert {runs.retrieve(h).status for h in handles} == {"QUEUED"}
+    assert client.zcard(sub_queue) == count
+    cold = [sub_queue, f"{p}ring:dies-1", f"{p}heads:dies-1", f"{p}queues", f"{p}due"]
+    evict_all_but([client, broker], cold, client)
+    # The fault: Redis itself dropped the sub-queue and its indexes, and kept the rest.
+    assert client.exists(*cold) == 0
+    assert all(client.hexists(keys.entry(p), h.id) for h in handles)
+    out = StringIO()
+    call_command("trigger_reconcile", stdout=out)
+    assert f"re-enqueued {count} run(s)" in out.getvalue()
+    queues.resume("dies-1")
+    own.worker(concurrency=4)
+    own.beat()
+    for handle in handles:
+        assert finished(handle, timeout=60).status == "COMPLETED"
+    assert len(intervals("evicted")) == count  # each ran once
+    assert max_overlap(intervals("evicted")) == 1
+    ids = [h.id for h in handles]
+    assert set(Run.objects.filter(id__in=ids).values_list("attempt_count", flat=True)) == {1}

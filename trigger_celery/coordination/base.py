@@ -289,7 +289,9 @@ class CoordinationStore(ABC):
 
     @abstractmethod
     def known_run_ids(self, run_ids: Sequence[str]) -> set[str]:
-        """Those of ``run_ids`` that have a queue entry or hold a slot."""
+        """Those of ``run_ids`` that have a queue entry or hold a slot, in one snapshot
+        (a run moving from its entry to a slot meanwhile is known either way). A store
+        that lost part of an entry (keys evicted) forgets the rest and does not count it."""
 
     @abstractmethod
     def holding_run_ids(self) -> set[str]:

@@ -29,7 +29,7 @@ from trigger_celery.core import clock
 
 _SCRIPTS: tuple[str, ...] = ("enqueue", "remove", "claim", "claim_new", "heartbeat", "release")
 _SCRIPTS += ("adopt", "started", "seed_rate")
-_SCRIPTS += ("configure", "set_env", "pause")
+_SCRIPTS += ("configure", "set_env", "pause", "known")
 
 
 def _script_source(name: str) -> str:
@@ -312,11 +312,9 @@ class RedisStore(CoordinationStore):
     def known_run_ids(self, run_ids: Sequence[str]) -> set[str]:
         if not run_ids:
             return set()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(keys.entry(self.p), list(run_ids))
-        pipe.hmget(keys.held(self.p), list(run_ids))
-        queued, held = pipe.execute()
-        return {r for r, q, h in zip(run_ids, queued, held, strict=True) if q or h}
+        # One script: read in two steps, a run claimed between them looked lost. It also
+        # drops listings whose sub-queue an evicting Redis lost, and re-indexes the rest.
+        return set(self._run("known", *run_ids))
 
     def holding_run_ids(self) -> set[str]:
         return set(self.client.hkeys(keys.held(self.p)))

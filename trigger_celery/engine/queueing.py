@@ -207,10 +207,15 @@ def enqueue_missing(queued: Iterable[Run]) -> int:
 
     def flush() -> int:
         known = store.known_run_ids([r.id for r in batch])
-        lost = [r for r in batch if r.id not in known]
-        enqueue(lost)
+        lost = [r.id for r in batch if r.id not in known]
         batch.clear()
-        return len(lost)
+        if not lost:
+            return 0
+        # Read again after the store: a run claimed, run and released since its row was
+        # read is QUEUED no more, and an entry put back for it would take its queue's turn.
+        again = list(Run.objects.filter(id__in=lost, status=RunStatus.QUEUED).only(*ENTRY_FIELDS))
+        enqueue(again)
+        return len(again)
 
     for run in queued:
         batch.append(run)

@@ -88,10 +88,15 @@ while claimed < max_count and env_held < env_max and budget > 0 do
         chosen = nil
       end
     end
-    if chosen == nil then
+    local run_id = chosen and redis.call('ZRANGE', p .. 'sq:' .. chosen, 0, 0)[1]
+    if chosen ~= nil and not run_id then
+      -- Indexed with no entry: Redis evicted the sub-queue and kept its ring and heads
+      -- (maxmemory, allkeys-lru). The index goes; the reconciler queues its runs again.
+      touch_sq(q, chosen, limit)
+      touch_queue(q, base)
+    elseif chosen == nil then
       touch_queue(q, base)
     else
-      local run_id = redis.call('ZRANGE', p .. 'sq:' .. chosen, 0, 0)[1]
       local attempt = redis.call('HGET', p .. 'eatt', run_id) or '0'
       unqueue(run_id)
       -- A run queued again while holding keeps one slot; an undated place of the
