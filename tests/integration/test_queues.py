@@ -76,8 +76,10 @@ def test_a_total_limit_caps_every_key_together(live):
 
 
 def test_a_quiet_key_starts_promptly_while_a_busy_key_has_20_queued(live):
+    # Each busy run lasts long enough that a loaded machine's trigger -> start of the
+    # quiet run (well under a busy run) cannot let two more busy runs start first.
     busy = [
-        tasks.trigger("per-key", {"tag": "fair", "seconds": 0.1}, concurrency_key="busy")
+        tasks.trigger("per-key", {"tag": "fair", "seconds": 0.4}, concurrency_key="busy")
         for _ in range(20)
     ]
     wait_for(lambda: len(events.values("start:fair")) >= 1, what="the busy key to start")
