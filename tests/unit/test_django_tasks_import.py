@@ -33,6 +33,21 @@ def test_bad_backend_options_are_a_system_check_error_naming_the_value():
 
 
 @pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks exists from Django 6.0")
+def test_queues_that_are_not_a_list_of_queue_names_are_a_system_check_error():
+    """Django makes a set of QUEUES: "emails" would be the queues e, m, a, i, l, s."""
+    from trigger_celery.django_tasks import TriggerCeleryBackend
+
+    assert [m.msg for m in TriggerCeleryBackend("jobs", {"QUEUES": "emails"}).check()] == [
+        "TASKS['jobs']: QUEUES must be a list of queue names, got 'emails'"
+    ]
+    messages = [m.msg for m in TriggerCeleryBackend("jobs", {"QUEUES": ["ok", ""]}).check()]
+    assert len(messages) == 1 and "QUEUES: '' is not" in messages[0]
+    assert [m.id for m in TriggerCeleryBackend("jobs", {"QUEUES": 3}).check()] == [
+        "trigger_celery.E201"
+    ]
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks exists from Django 6.0")
 def test_the_configured_backend_passes_djangos_checks():
     from django.core import checks
 
