@@ -50,6 +50,13 @@ except ImportError as exc:  # Django 5.2 has no django.tasks
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+
+if apps.apps_ready and not apps.is_installed("trigger_celery"):
+    # Said before the models are imported, whose own error names a model, not the fix.
+    raise ImproperlyConfigured(
+        "TASKS names trigger_celery.django_tasks.TriggerCeleryBackend, but 'trigger_celery' "
+        "is not in INSTALLED_APPS: add 'trigger_celery' and 'django_celery_beat' to it"
+    )
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
