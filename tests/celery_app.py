@@ -25,6 +25,15 @@ if os.environ.get("TC_OTEL_SPANS"):
 
             CeleryInstrumentor().instrument()
 
+    from celery.signals import beat_init
+
+    @beat_init.connect(weak=False)
+    def _install_tracing_in_beat(**kwargs):
+        # Beat's pump finds crashed attempts and records the spans their processes lost.
+        from tests import otel_spans
+
+        otel_spans.install(os.environ["TC_OTEL_SPANS"])
+
 
 if os.environ.get("TC_JSON_LOG"):
     # A JSON log handler, as a project with a JSON formatter would have.

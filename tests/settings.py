@@ -41,7 +41,12 @@ if django.VERSION >= (6, 0):
             "BACKEND": "trigger_celery.django_tasks.TriggerCeleryBackend",
             "QUEUES": ["default", "dj-limited"],
             "OPTIONS": {"PRIORITY_SECONDS": 1},
-        }
+        },
+        # A second alias of the same backend, for tasks sent with using(backend="bulk").
+        "bulk": {
+            "BACKEND": "trigger_celery.django_tasks.TriggerCeleryBackend",
+            "QUEUES": ["default"],
+        },
     }
 # Apps only some worker processes install (TC_EXTRA_APPS=tests.lateapp).
 INSTALLED_APPS += [a for a in os.environ.get("TC_EXTRA_APPS", "").split(",") if a]

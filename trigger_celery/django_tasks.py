@@ -37,7 +37,7 @@ import django
 try:
     from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskResult, TaskResultStatus
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task
+    from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, Task
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued
 except ImportError as exc:  # Django 5.2 has no django.tasks
@@ -50,6 +50,13 @@ except ImportError as exc:  # Django 5.2 has no django.tasks
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+
+if apps.apps_ready and not apps.is_installed("trigger_celery"):
+    # Said before the models are imported, whose own error names a model, not the fix.
+    raise ImproperlyConfigured(
+        "TASKS names trigger_celery.django_tasks.TriggerCeleryBackend, but 'trigger_celery' "
+        "is not in INSTALLED_APPS: add 'trigger_celery' and 'django_celery_beat' to it"
+    )
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -89,6 +96,20 @@ def django_priority(run_priority: float, priority_seconds: float) -> int:
     return round(run_priority / step)
 
 
+def _queue_problems(queues: Any) -> list[str]:
+    """What is wrong with ``QUEUES``: Django makes a set of it, so a string would be a set
+    of its letters and every enqueue would be refused without a word about the setting."""
+    if not isinstance(queues, list | tuple | set | frozenset):
+        return [f"QUEUES must be a list of queue names, got {queues!r}"]
+    problems = []
+    for name in queues:
+        try:
+            parse_trigger_options({"queue": name})
+        except ValueError as exc:
+            problems.append(f"QUEUES: {str(exc).removeprefix('queue: ')}")
+    return problems
+
+
 def _option_problems(options: Any) -> list[str]:
     if not isinstance(options, Mapping):
         return [f"OPTIONS must be a dict, got {options!r}"]
@@ -112,9 +133,12 @@ class TriggerCeleryBackend(BaseTaskBackend):
     supports_priority = True
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        queues = params.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME])
+        self.problems = _queue_problems(queues) + _option_problems(params.get("OPTIONS", {}))
+        if not isinstance(queues, list | tuple | set | frozenset):  # Django would set() it
+            params = {**params, "QUEUES": [DEFAULT_TASK_QUEUE_NAME]}  # checks say why
         super().__init__(alias, params)
         run_events.subscribe(send_task_finished)  # once per process
-        self.problems = _option_problems(self.options)
         self.priority_seconds = (
             1.0 if self.problems else float(self.options.get("PRIORITY_SECONDS", 1))
         )
@@ -128,6 +152,11 @@ class TriggerCeleryBackend(BaseTaskBackend):
     # -- definitions ---------------------------------------------------------------------
     def validate_task(self, task: Task) -> None:
         _check_fields(task)  # before Django's own checks, which fail on a wrong type
+        if self.queues and task.queue_name not in self.queues:
+            raise InvalidTask(
+                f"queue_name {task.queue_name!r} is not in TASKS[{self.alias!r}]['QUEUES'] "
+                f"({', '.join(sorted(map(str, self.queues)))})"
+            )
         super().validate_task(task)
         if not isinstance(task, TriggerCeleryTask):
             raise InvalidTask(
@@ -197,14 +226,21 @@ class TriggerCeleryBackend(BaseTaskBackend):
             task = import_string(run.task_identifier)
         except ImportError:
             task = None
-        if not isinstance(task, TriggerCeleryTask) or task.backend != self.alias:
+        if not isinstance(task, TriggerCeleryTask):
             raise TaskResultDoesNotExist(
-                f"run {run.id} ({run.task_identifier!r}) is not a django.tasks run of "
-                f"backend {self.alias!r}"
+                f"run {run.id} ({run.task_identifier!r}) is not a django.tasks run"
             )
+        # Every trigger_celery backend reads the same runs: a task enqueued through
+        # another alias (``using(backend=...)``) is read here as this backend's, so its
+        # result's ``refresh()`` asks this backend again.
         try:  # the task as it was enqueued: queue, priority and run_after of the run
             priority = django_priority(run.priority, self.priority_seconds)
-            return task.using(queue_name=run.queue, priority=priority, run_after=run.delayed_until)
+            return task.using(
+                queue_name=run.queue,
+                priority=priority,
+                run_after=run.delayed_until,
+                backend=self.alias,
+            )
         except InvalidTask:  # settings changed since; the task's own values will do
             return task
 
@@ -213,6 +249,11 @@ def _check_fields(task: Task) -> None:
     """Django's priority, run_after and queue_name with a message that names the value."""
     if isinstance(task.priority, bool) or not isinstance(task.priority, int):
         raise InvalidTask(f"priority must be a whole number, got {task.priority!r}")
+    if not TASK_MIN_PRIORITY <= task.priority <= TASK_MAX_PRIORITY:
+        raise InvalidTask(
+            f"priority must be between {TASK_MIN_PRIORITY} and {TASK_MAX_PRIORITY}, "
+            f"got {task.priority!r}"
+        )
     if task.run_after is not None and not isinstance(task.run_after, datetime):
         raise InvalidTask(f"run_after must be a datetime, got {task.run_after!r}")
     try:

@@ -103,3 +103,27 @@ outside.__module__ = "elsewhere.jobs"
 def test_a_task_no_worker_would_import_is_refused_naming_its_module():
     with pytest.raises(InvalidTask, match=r"elsewhere\.jobs\.outside: workers import .*"):
         task(outside)
+
+
+def test_a_task_sent_through_another_alias_of_the_backend_reads_its_result_there(live):
+    """``using(backend="bulk")``: the result refreshes through "bulk" and shows the run."""
+    result = jobs.add.using(backend="bulk").enqueue(4, 5)
+    assert result.backend == "bulk"
+    wait_for(lambda: result.refresh() or result.is_finished, what=f"{result.id} to finish")
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"sum": 9}
+    again = jobs.add.using(backend="bulk").get_result(result.id)
+    assert again.backend == "bulk" and again.task.backend == "bulk"
+    assert again.return_value == {"sum": 9}
+
+
+def test_priority_and_queue_name_outside_what_the_backend_takes_are_named():
+    with pytest.raises(InvalidTask, match="priority must be between -100 and 100, got 101"):
+        jobs.add.using(priority=101)
+    with pytest.raises(InvalidTask, match="got -101"):
+        jobs.add.using(priority=-101)
+    with pytest.raises(
+        InvalidTask,
+        match=r"queue_name 'emails' is not in TASKS\['default'\]\['QUEUES'\] \(default, dj-",
+    ):
+        jobs.add.using(queue_name="emails")

@@ -330,6 +330,21 @@ def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, lo
     assert value(found, "trigger_celery_run_succeeded_total", **hello) == 1
 
 
+def test_allowed_ips_let_in_their_addresses_also_as_a_dual_stack_server_sees_them(
+    settings, client, db
+):
+    settings.TRIGGER_CELERY = {
+        **settings.TRIGGER_CELERY,
+        "METRICS": {"ALLOWED_IPS": ["10.0.0.0/8"]},
+    }
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="11.1.2.3").status_code == 403
+    # gunicorn/uvicorn bound to [::] give an IPv4 client's address IPv4-mapped.
+    assert client.get("/metrics", REMOTE_ADDR="::ffff:10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::ffff:11.1.2.3").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="2001:db8::1").status_code == 403
+
+
 def test_bad_metrics_settings_name_the_value(settings):
     assert metrics_problems({"TOKEN": "short"}) == [
         "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters"

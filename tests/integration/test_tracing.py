@@ -19,7 +19,7 @@ def traced(own, tmp_path):
     otel_spans.memory.clear()
     path = str(tmp_path / "worker-spans.jsonl")
     own.worker(env={"TC_OTEL_SPANS": path})
-    own.beat()
+    own.beat(env={"TC_OTEL_SPANS": path})
     return path
 
 
@@ -107,6 +107,32 @@ def test_every_retry_is_a_span_under_the_same_trigger_and_failures_are_errors(tr
     assert sorted(s["attributes"]["trigger_celery.attempt"] for s in attempts) == [1, 2, 3]
     assert {s["parent_id"] for s in attempts} == {trigger["span_id"]}
     assert {s["status"] for s in attempts} == {"ERROR"}
+
+
+def test_an_attempt_whose_process_was_killed_has_a_crashed_span_under_the_trigger(traced):
+    """SIGKILL (the OOM killer) leaves no span to export; the process that finds the
+    crash records the attempt's span, an error saying Crashed, beside the retry's."""
+    handle = tasks.trigger("dies", {"die_on": [1]})
+    assert finished(handle, timeout=90).status == "COMPLETED"
+    trigger = _here("trigger dies")
+    attempts = wait_for(
+        lambda: (
+            len(found := [s for s in otel_spans.read(traced) if s["name"] == "run dies"]) >= 2
+            and found
+        ),
+        what="the spans of both attempts",
+    )
+    by_number = {s["attributes"]["trigger_celery.attempt"]: s for s in attempts}
+    assert sorted(by_number) == [1, 2]
+    crashed, survived = by_number[1], by_number[2]
+    assert crashed["attributes"]["trigger_celery.outcome"] == "Crashed"
+    assert crashed["attributes"]["trigger_celery.run_id"] == handle.id
+    assert crashed["status"] == "ERROR"
+    assert crashed["kind"] == "CONSUMER"
+    assert survived["attributes"]["trigger_celery.outcome"] == "Completed"
+    for span in (crashed, survived):
+        assert span["parent_id"] == trigger["span_id"]
+        assert span["trace_id"] == trigger["trace_id"]
 
 
 def test_a_wait_is_one_span_under_the_attempt_that_continues_after_it(traced):

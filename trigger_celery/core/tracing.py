@@ -113,3 +113,31 @@ def record_span(
         attributes={k: v for k, v in (attributes or {}).items() if v is not None},
     )
     span.end(end_time=int(end.timestamp() * 1e9))
+
+
+def record_lost_attempt(
+    name: str,
+    *,
+    parent: Mapping[str, str] | None,
+    start: datetime,
+    end: datetime,
+    attributes: Mapping[str, Any],
+    outcome: str,
+    error: BaseException,
+) -> None:
+    """The span of an attempt whose process died under it (SIGKILL, the OOM killer): a
+    span never ended is never exported, so the process that finds the crash records one
+    in its place, from the attempt's start to the crash's discovery, under the run's
+    trigger like every attempt span."""
+    if not enabled():
+        return
+    tracer = trace.get_tracer(TRACER_NAME)
+    lost = tracer.start_span(
+        name,
+        context=propagate.extract(dict(parent)) if parent else None,
+        kind=SpanKind.CONSUMER,
+        start_time=int(start.timestamp() * 1e9),
+        attributes={k: v for k, v in attributes.items() if v is not None},
+    )
+    set_outcome(lost, outcome, error)
+    lost.end(end_time=int(end.timestamp() * 1e9))

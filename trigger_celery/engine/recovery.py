@@ -24,9 +24,10 @@ from datetime import timedelta
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.core import clock
+from trigger_celery.core import clock, tracing
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
+from trigger_celery.errors import WorkerLostError
 from trigger_celery.models import Attempt, Run
 
 log = logging.getLogger("trigger_celery.recovery")
@@ -133,10 +134,37 @@ def _crash_attempt(run: Run) -> None:
     log.warning(
         "run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else RunStatus.CRASHED
     )
+    _record_crashed_span(run, attempt)
     if retry:
         queueing.enqueue([Run.objects.get(id=run.id)])
     else:
         waitpoints.runs_finished([run.id])
+
+
+def _record_crashed_span(run: Run, attempt: int) -> None:
+    """The crashed attempt's span, which its dead process could not end (SPEC 12)."""
+    if not tracing.enabled():
+        return
+    row = Attempt.objects.filter(run_id=run.id, number=attempt).values_list(
+        "started_at", "finished_at"
+    )
+    started_at, finished_at = row.first() or (None, None)
+    if started_at is None:
+        return
+    tracing.record_lost_attempt(
+        f"run {run.task_identifier}",
+        parent=run.trace_context or None,
+        start=started_at,
+        end=finished_at or clock.now(),
+        attributes={
+            "trigger_celery.run_id": run.id,
+            "trigger_celery.task": run.task_identifier,
+            "trigger_celery.attempt": attempt,
+            "trigger_celery.queue": run.queue,
+        },
+        outcome="Crashed",
+        error=WorkerLostError(WORKER_LOST["message"]),
+    )
 
 
 def reconcile(*, full: bool = False) -> dict[str, int]:

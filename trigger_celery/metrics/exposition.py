@@ -209,6 +209,10 @@ def allowed(request: HttpRequest) -> bool:
         address = ipaddress.ip_address(remote)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # A server listening on [::] sees an IPv4 client as ::ffff:10.0.0.5, which no
+        # IPv4 network "contains": compare the IPv4 address it carries.
+        address = address.ipv4_mapped
     return any(
         address in ipaddress.ip_network(net, strict=False) for net in config.get("ALLOWED_IPS", ())
     )
