@@ -125,6 +125,7 @@ def test_a_task_outside_the_allow_list_is_refused(admin_client: Client, task: st
         ({"cron": "*/0 * * * *"}, "cron '*/0 * * * *': step '0' in the minute field"),
         ({"cron": "77 * * * *"}, "cron '77 * * * *': minute 77 is out of range 0-59"),
         ({"cron": "0 0 12 * * *"}, "cron '0 0 12 * * *' has 6 fields"),
+        ({"cron": "0 \u00b2 * * *"}, "'\u00b2' is not a valid hour value"),
         ({"timezone": "Mars/Olympus"}, "Mars/Olympus is not one of the available choices"),
         ({"deduplication_key": "declarative:mine"}, "reserved for schedules declared in code"),
     ],

@@ -258,6 +258,50 @@ def test_a_schedule_activated_again_in_sql_is_planned_whatever_problem_it_had():
     assert planned.problem == ""
 
 
+def test_a_schedule_edited_while_inactive_and_activated_in_sql_fires_no_stale_tick():
+    s = make(cron="0 * * * *")
+    schedules.deactivate(s.id)
+    schedules.update(s.id, cron="30 * * * *")  # edited while switched off: nothing planned
+    assert row(s).next_tick_at is None
+    # Switched on again straight in SQL a day later: planned from then, no late tick.
+    Schedule.objects.filter(id=s.id).update(active=True)
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert ScheduleTicker().tick(now=later) == []
+    assert tick_runs(s.id) == []
+    planned = row(s).next_tick_at
+    assert planned is not None and later < planned <= later + timedelta(hours=1)
+    assert planned.minute == 30
+
+
+def test_a_cron_written_in_sql_that_breaks_planning_does_not_hold_up_later_rows():
+    """A cron with a digit int() cannot read (a superscript two) was a ValueError that
+    ended the planning pass, so rows after it were never planned."""
+    bad = make("bad", cron="0 * * * *")
+    later = make("later", cron="* * * * *")
+    Schedule.objects.filter(id=bad.id).update(cron="0 \u00b2 * * *")
+    Schedule.objects.filter(id=later.id).update(cron="*/5 * * * *")
+    assert bad.id < later.id  # planned in id order: the bad row comes first
+    now = datetime.now(UTC)
+    ScheduleTicker().tick(now=now)
+    assert "'\u00b2' is not a valid hour value" in row(bad).problem
+    assert row(bad).next_tick_at is None
+    planned = row(later)
+    assert planned.next_tick_at is not None and planned.next_tick_at.minute % 5 == 0
+    assert planned.next_tick_for == "*/5 * * * *|UTC"
+
+
+def test_a_cron_too_long_to_store_is_refused_naming_it():
+    long_cron = "0," * 200 + "0 * * * *"
+    with pytest.raises(InvalidScheduleError, match="409 characters long; at most 255 fit"):
+        make(cron=long_cron)
+    s = make(cron="0 * * * *")
+    with pytest.raises(InvalidScheduleError, match="409 characters long"):
+        schedules.update(s.id, cron=long_cron)
+    with pytest.raises(InvalidScheduleError, match="409 characters long"):
+        schedules.task(id="sched-too-long", cron=long_cron)(lambda payload, ctx: None)
+    assert row(s).cron == "0 * * * *" and registry.get_task("sched-too-long") is None
+
+
 def test_missed_ticks_fire_once_late_and_are_not_caught_up():
     s = make(cron="0 * * * *")
     tick = s.next_run

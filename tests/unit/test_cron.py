@@ -238,6 +238,13 @@ def test_ticks_are_strictly_after_after_and_utc():
         ("0,,5 * * * *", "empty item"),
         ("? * * * *", "'?' is only allowed"),
         ("@every 5m", "unknown shortcut"),
+        # Digits other than 0-9 (str.isdigit() says yes to them, int() to some).
+        ("0 \u00b2 * * *", "'\u00b2' is not a valid hour value"),
+        ("\u0663 * * * *", "'\u0663' is not a valid minute value"),
+        ("*/\u00b2 * * * *", "step '\u00b2' in the minute field"),
+        ("0-30/\u0661\u0665 * * * *", "step '\u0661\u0665' in the minute field"),
+        # Longer than the column that stores it.
+        ("0," * 200 + "0 * * * *", "is 409 characters long; at most 255 fit"),
     ],
 )
 def test_bad_expressions_are_refused_with_a_message_naming_them(expression, message):

@@ -264,9 +264,11 @@ class SchedulesAPI:
         changed = (spec.cron, spec.timezone) != (row.cron, row.timezone)
         row.cron, row.timezone = spec.cron, spec.timezone
         row.environments = list(spec.environments)
+        # An inactive row keeps no next tick: it is planned when activated (in SQL too).
+        replan = row.active and (changed or row.next_tick_at is None)
         try:
             with write_transaction():
-                save_planned(row, replan=changed or row.next_tick_at is None)
+                save_planned(row, replan=replan)
         except IntegrityError:
             raise InvalidScheduleError(
                 f"deduplication_key {row.deduplication_key!r} is another schedule's"

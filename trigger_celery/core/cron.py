@@ -35,6 +35,7 @@ from trigger_celery.core import clock
 from trigger_celery.errors import InvalidScheduleError
 
 MAX_PREVIEW = 1000
+MAX_LENGTH = 255  # the length of the column a schedule's cron is stored in
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -61,7 +62,7 @@ class _Field:
         lowered = token.lower()
         if lowered in self.names:
             return self.names.index(lowered) + self.name_base
-        if not token.isdigit():
+        if not _is_number(token):
             hint = f"use {self.low}-{self.high}"
             if self.names:
                 hint += f" or a name like {self.names[0]!r}"
@@ -116,6 +117,10 @@ def parse_cron(expression: object) -> CronExpression:
             f"cron must be a non-empty string like '0 9 * * *', got {expression!r}"
         )
     text = " ".join(expression.split())
+    if len(text) > MAX_LENGTH:
+        raise InvalidScheduleError(
+            f"cron {text!r} is {len(text)} characters long; at most {MAX_LENGTH} fit"
+        )
     body = _MACROS.get(text.lower(), text)
     if body.startswith("@"):
         raise InvalidScheduleError(
@@ -200,7 +205,7 @@ def _check_item(item: str, field: _Field, expression: str) -> str:
 def _check_step(step: str | None, field: _Field, expression: str, span: int) -> None:
     if step is None:
         return
-    if not step.isdigit() or int(step) == 0:
+    if not _is_number(step) or int(step) == 0:
         raise InvalidScheduleError(
             f"cron {expression!r}: step {step!r} in the {field.name} field must be a whole "
             "number of at least 1"
@@ -210,6 +215,11 @@ def _check_step(step: str | None, field: _Field, expression: str, span: int) -> 
             f"cron {expression!r}: step {step} in the {field.name} field is larger than the "
             f"field's range ({field.low}-{field.high})"
         )
+
+
+def _is_number(token: str) -> bool:
+    """Only 0-9: ``str.isdigit()`` also says yes to digits like '²' and '٣'."""
+    return token.isascii() and token.isdigit()
 
 
 # -- time zones ---------------------------------------------------------------------------

@@ -113,7 +113,12 @@ def plan_stale(now: datetime) -> int:
     )
     count = 0
     for schedule in stale:
-        plan(schedule, now)
+        try:
+            plan(schedule, now)
+        except Exception as exc:  # one row we cannot plan must not stop the others
+            log.exception("schedule %s could not be planned", schedule.id)
+            schedule.next_tick_at = None
+            schedule.problem = f"could not plan: {exc}"[:2000]
         Schedule.objects.filter(
             id=schedule.id, cron=schedule.cron, timezone=schedule.timezone
         ).update(
