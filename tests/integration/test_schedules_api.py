@@ -153,6 +153,16 @@ def test_list_filters_and_pages():
         schedules.list(limit=0)
 
 
+@pytest.mark.parametrize("name", ["active", "declarative"])
+@pytest.mark.parametrize("value", ["false", 0, "no"])
+def test_list_refuses_a_flag_that_is_not_a_bool_naming_it(name, value):
+    make("on")
+    with pytest.raises(
+        TypeError, match=f"schedules.list {name}= must be True, False or None, got {value!r}"
+    ):
+        schedules.list(**{name: value})
+
+
 def test_timezones_and_preview():
     zones = schedules.timezones()
     assert "America/New_York" in zones and "UTC" in zones and zones == sorted(zones)

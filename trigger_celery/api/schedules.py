@@ -324,8 +324,12 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
     if task:
         qs = qs.filter(task_identifier__in=filter_strings("schedules.list", "task", task))
     for name in ("active", "declarative"):
-        if filters.get(name) is not None:
-            qs = qs.filter(**{name: bool(filters[name])})
+        flag = filters.get(name)
+        if flag is None:
+            continue
+        if not isinstance(flag, bool):  # bool("false") is True: never guess
+            raise TypeError(f"schedules.list {name}= must be True, False or None, got {flag!r}")
+        qs = qs.filter(**{name: flag})
     external_id = filters.get("external_id")
     if external_id is not None:
         if not isinstance(external_id, str):
