@@ -402,3 +402,11 @@ def test_preview_takes_an_iso_string_with_its_offset():
         preview("0 * * * *", after="2030-01-01")
     with pytest.raises(InvalidScheduleError, match="after='soon' is not an ISO 8601"):
         preview("0 * * * *", after="soon")
+
+
+def test_preview_takes_a_zone_object_as_schedules_create_does():
+    by_name = preview("0 9 * * *", timezone="Europe/Paris", after="2030-01-01T00:00:00+00:00")
+    by_zone = preview(
+        "0 9 * * *", timezone=ZoneInfo("Europe/Paris"), after="2030-01-01T00:00:00+00:00"
+    )
+    assert by_zone == by_name

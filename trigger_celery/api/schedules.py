@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError
 
@@ -309,7 +310,7 @@ class SchedulesAPI:
         self,
         cron: str,
         *,
-        timezone: str = "UTC",
+        timezone: str | ZoneInfo = "UTC",
         after: datetime | str | None = None,
         count: int = UPCOMING_COUNT,
     ) -> list[datetime]:

@@ -330,12 +330,15 @@ def _exists(aware: datetime) -> bool:
 def preview(
     cron: str,
     *,
-    timezone: str = "UTC",
+    timezone: str | ZoneInfo = "UTC",
     after: datetime | str | None = None,
     count: int = 5,
 ) -> list[datetime]:
-    """The next ``count`` fire times (aware, UTC) of ``cron`` in ``timezone`` after
-    ``after``: an aware datetime or ISO 8601 string with its offset (default: now)."""
+    """The next ``count`` fire times (aware, UTC) of ``cron`` in ``timezone`` (an IANA
+    name or a zone, as ``schedules.create`` takes) after ``after``: an aware datetime or
+    ISO 8601 string with its offset (default: now)."""
+    if isinstance(timezone, ZoneInfo):
+        timezone = timezone.key
     if isinstance(after, str):
         try:
             after = datetime.fromisoformat(after)
