@@ -29,7 +29,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
 from croniter import croniter  # type: ignore[import-untyped]
-from croniter.croniter import CroniterError  # type: ignore[import-untyped]
+from croniter.croniter import (  # type: ignore[import-untyped]
+    CroniterBadDateError,
+    CroniterError,
+)
 
 from trigger_celery.core import clock
 from trigger_celery.errors import InvalidScheduleError
@@ -151,7 +154,12 @@ def parse_cron(expression: object) -> CronExpression:
     for form in forms:
         try:
             croniter(form, datetime(2000, 1, 1)).get_next(datetime)
-        except CroniterError as exc:  # e.g. "0 0 31 2 *": a date that never comes
+        except CroniterBadDateError:  # e.g. "0 0 31 2 *": a date that never comes
+            raise InvalidScheduleError(
+                f"cron {text!r} is not valid: it never fires, no date has that day of "
+                "the month in those months (like February 30)"
+            ) from None
+        except CroniterError as exc:
             raise InvalidScheduleError(f"cron {text!r} is not valid: {exc}") from None
     return CronExpression(text=text, engine_forms=forms)
 
