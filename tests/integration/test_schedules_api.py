@@ -18,6 +18,7 @@ from django.test import override_settings
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import runs, schedules
+from trigger_celery.core import clock
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.engine.schedules import ScheduleTicker, fire_due, plan_stale, sync_declarative
@@ -222,6 +223,24 @@ def test_two_schedulers_racing_for_one_tick_make_one_run():
         Run.objects.create(
             id="run_dup", task_identifier="sched-record", schedule_id=s.id, schedule_tick_at=tick
         )
+
+
+def test_a_cron_edit_between_beat_reading_a_due_row_and_firing_it_is_kept():
+    """Beat read the due row; the cron was edited (by a web server whose clock is a
+    minute behind, so the new plan kept the same next tick); beat's compare-and-set on
+    the tick alone succeeded and planned the tick after from the old cron."""
+    from trigger_celery.engine.schedules import _fire
+
+    s = make(cron="0 * * * *")
+    tick = s.next_run
+    read_by_beat = row(s)
+    with clock.freeze(tick - timedelta(minutes=1)):
+        schedules.update(s.id, cron="0,30 * * * *")
+    assert row(s).next_tick_at == tick  # the same tick, for the new cron
+    assert _fire(read_by_beat, tick) is None  # the row changed under it: not fired
+    fire_due(tick)  # the next pass reads the edited row
+    assert [r.schedule_tick_at for r in tick_runs(s.id)] == [tick]
+    assert row(s).next_tick_at == tick + timedelta(minutes=30)
 
 
 def test_an_edit_of_a_row_read_before_a_tick_keeps_what_beat_wrote():
