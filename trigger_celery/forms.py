@@ -62,6 +62,12 @@ class ScheduleForm(forms.ModelForm):
             self.fields["timezone"].choices = [(z, z) for z in timezone_names()]  # type: ignore[attr-defined]
         if "deduplication_key" in self.fields:
             self.fields["deduplication_key"].required = False
+        # Kept exactly, as the API keeps them: a stripped key would no longer be the one
+        # schedules.create names (it would make a second schedule), nor the external id
+        # the payload carries.
+        for name in ("deduplication_key", "external_id"):
+            if name in self.fields:
+                self.fields[name].strip = False  # type: ignore[attr-defined]
 
     def clean_task_identifier(self) -> str:
         value = self.cleaned_data["task_identifier"]
@@ -87,8 +93,8 @@ class ScheduleForm(forms.ModelForm):
         return sorted(set(self.cleaned_data.get("environments") or []))
 
     def clean_deduplication_key(self) -> str:
-        value = str(self.cleaned_data["deduplication_key"] or "").strip()
-        if not value:
+        value = str(self.cleaned_data["deduplication_key"] or "")
+        if not value.strip():
             # As Trigger.dev's dashboard does without a key: a schedule of its own. Its id
             # is a key no other schedule holds, and one schedules.create can still name.
             if not self.instance.id:

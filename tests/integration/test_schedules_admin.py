@@ -125,6 +125,7 @@ def test_a_task_outside_the_allow_list_is_refused(admin_client: Client, task: st
         ({"cron": "*/0 * * * *"}, "cron '*/0 * * * *': step '0' in the minute field"),
         ({"cron": "77 * * * *"}, "cron '77 * * * *': minute 77 is out of range 0-59"),
         ({"cron": "0 0 12 * * *"}, "cron '0 0 12 * * *' has 6 fields"),
+        ({"cron": "0 \u00b2 * * *"}, "'\u00b2' is not a valid hour value"),
         ({"timezone": "Mars/Olympus"}, "Mars/Olympus is not one of the available choices"),
         ({"deduplication_key": "declarative:mine"}, "reserved for schedules declared in code"),
     ],
@@ -137,6 +138,25 @@ def test_invalid_input_is_a_form_error_naming_the_value(
     assert expected in text(response)
     assert "errornote" in response.content.decode()
     assert not Schedule.objects.exists()
+
+
+def test_an_edit_keeps_keys_and_external_ids_exactly_as_the_api_wrote_them(
+    admin_client: Client,
+) -> None:
+    """The form stripped them: editing anything of a schedule made with key ' k ' turned
+    the key into 'k', and schedules.create(deduplication_key=' k ') then made another."""
+    s = schedules.create(
+        task="sched-record", cron="0 * * * *", deduplication_key=" k ", external_id=" u1 "
+    )
+    url = reverse("admin:trigger_celery_schedule_change", args=[s.id])
+    response = admin_client.post(
+        url, post_data(deduplication_key=" k ", external_id=" u1 ", cron="5 * * * *")
+    )
+    assert response.status_code == 302
+    saved = Schedule.objects.get(id=s.id)
+    assert (saved.deduplication_key, saved.external_id, saved.cron) == (" k ", " u1 ", "5 * * * *")
+    again = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key=" k ")
+    assert again.id == s.id and Schedule.objects.count() == 1
 
 
 def test_a_schedule_added_without_a_deduplication_key_has_its_id_as_key(

@@ -18,6 +18,7 @@ from django.test import override_settings
 
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import runs, schedules
+from trigger_celery.core import clock
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.engine.schedules import ScheduleTicker, fire_due, plan_stale, sync_declarative
@@ -153,6 +154,16 @@ def test_list_filters_and_pages():
         schedules.list(limit=0)
 
 
+@pytest.mark.parametrize("name", ["active", "declarative"])
+@pytest.mark.parametrize("value", ["false", 0, "no"])
+def test_list_refuses_a_flag_that_is_not_a_bool_naming_it(name, value):
+    make("on")
+    with pytest.raises(
+        TypeError, match=f"schedules.list {name}= must be True, False or None, got {value!r}"
+    ):
+        schedules.list(**{name: value})
+
+
 def test_timezones_and_preview():
     zones = schedules.timezones()
     assert "America/New_York" in zones and "UTC" in zones and zones == sorted(zones)
@@ -214,6 +225,24 @@ def test_two_schedulers_racing_for_one_tick_make_one_run():
         )
 
 
+def test_a_cron_edit_between_beat_reading_a_due_row_and_firing_it_is_kept():
+    """Beat read the due row; the cron was edited (by a web server whose clock is a
+    minute behind, so the new plan kept the same next tick); beat's compare-and-set on
+    the tick alone succeeded and planned the tick after from the old cron."""
+    from trigger_celery.engine.schedules import _fire
+
+    s = make(cron="0 * * * *")
+    tick = s.next_run
+    read_by_beat = row(s)
+    with clock.freeze(tick - timedelta(minutes=1)):
+        schedules.update(s.id, cron="0,30 * * * *")
+    assert row(s).next_tick_at == tick  # the same tick, for the new cron
+    assert _fire(read_by_beat, tick) is None  # the row changed under it: not fired
+    fire_due(tick)  # the next pass reads the edited row
+    assert [r.schedule_tick_at for r in tick_runs(s.id)] == [tick]
+    assert row(s).next_tick_at == tick + timedelta(minutes=30)
+
+
 def test_an_edit_of_a_row_read_before_a_tick_keeps_what_beat_wrote():
     s = make(cron="*/10 * * * *")
     tick = s.next_run
@@ -256,6 +285,50 @@ def test_a_schedule_activated_again_in_sql_is_planned_whatever_problem_it_had():
     planned = row(s)
     assert planned.next_tick_at is not None and planned.next_tick_at > now
     assert planned.problem == ""
+
+
+def test_a_schedule_edited_while_inactive_and_activated_in_sql_fires_no_stale_tick():
+    s = make(cron="0 * * * *")
+    schedules.deactivate(s.id)
+    schedules.update(s.id, cron="30 * * * *")  # edited while switched off: nothing planned
+    assert row(s).next_tick_at is None
+    # Switched on again straight in SQL a day later: planned from then, no late tick.
+    Schedule.objects.filter(id=s.id).update(active=True)
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert ScheduleTicker().tick(now=later) == []
+    assert tick_runs(s.id) == []
+    planned = row(s).next_tick_at
+    assert planned is not None and later < planned <= later + timedelta(hours=1)
+    assert planned.minute == 30
+
+
+def test_a_cron_written_in_sql_that_breaks_planning_does_not_hold_up_later_rows():
+    """A cron with a digit int() cannot read (a superscript two) was a ValueError that
+    ended the planning pass, so rows after it were never planned."""
+    bad = make("bad", cron="0 * * * *")
+    later = make("later", cron="* * * * *")
+    Schedule.objects.filter(id=bad.id).update(cron="0 \u00b2 * * *")
+    Schedule.objects.filter(id=later.id).update(cron="*/5 * * * *")
+    assert bad.id < later.id  # planned in id order: the bad row comes first
+    now = datetime.now(UTC)
+    ScheduleTicker().tick(now=now)
+    assert "'\u00b2' is not a valid hour value" in row(bad).problem
+    assert row(bad).next_tick_at is None
+    planned = row(later)
+    assert planned.next_tick_at is not None and planned.next_tick_at.minute % 5 == 0
+    assert planned.next_tick_for == "*/5 * * * *|UTC"
+
+
+def test_a_cron_too_long_to_store_is_refused_naming_it():
+    long_cron = "0," * 200 + "0 * * * *"
+    with pytest.raises(InvalidScheduleError, match="409 characters long; at most 255 fit"):
+        make(cron=long_cron)
+    s = make(cron="0 * * * *")
+    with pytest.raises(InvalidScheduleError, match="409 characters long"):
+        schedules.update(s.id, cron=long_cron)
+    with pytest.raises(InvalidScheduleError, match="409 characters long"):
+        schedules.task(id="sched-too-long", cron=long_cron)(lambda payload, ctx: None)
+    assert row(s).cron == "0 * * * *" and registry.get_task("sched-too-long") is None
 
 
 def test_missed_ticks_fire_once_late_and_are_not_caught_up():

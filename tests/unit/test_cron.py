@@ -233,11 +233,19 @@ def test_ticks_are_strictly_after_after_and_utc():
         ("0 0 15W * *", "'15W' is not a valid day of month value"),
         ("5-1 * * * *", "range '5-1' in the minute field goes backwards"),
         ("*/99 * * * *", "larger than the field's range"),
-        ("0 0 31 2 *", "is not valid"),
+        ("0 0 31 2 *", "is not valid: it never fires"),
+        ("0 0 31 4,6,9,11 *", "no date has that day of the month in those months"),
         ("0 0 * * 1#6", "week number after '#' must be 1-5"),
         ("0,,5 * * * *", "empty item"),
         ("? * * * *", "'?' is only allowed"),
         ("@every 5m", "unknown shortcut"),
+        # Digits other than 0-9 (str.isdigit() says yes to them, int() to some).
+        ("0 \u00b2 * * *", "'\u00b2' is not a valid hour value"),
+        ("\u0663 * * * *", "'\u0663' is not a valid minute value"),
+        ("*/\u00b2 * * * *", "step '\u00b2' in the minute field"),
+        ("0-30/\u0661\u0665 * * * *", "step '\u0661\u0665' in the minute field"),
+        # Longer than the column that stores it.
+        ("0," * 200 + "0 * * * *", "is 409 characters long; at most 255 fit"),
     ],
 )
 def test_bad_expressions_are_refused_with_a_message_naming_them(expression, message):
@@ -395,3 +403,11 @@ def test_preview_takes_an_iso_string_with_its_offset():
         preview("0 * * * *", after="2030-01-01")
     with pytest.raises(InvalidScheduleError, match="after='soon' is not an ISO 8601"):
         preview("0 * * * *", after="soon")
+
+
+def test_preview_takes_a_zone_object_as_schedules_create_does():
+    by_name = preview("0 9 * * *", timezone="Europe/Paris", after="2030-01-01T00:00:00+00:00")
+    by_zone = preview(
+        "0 9 * * *", timezone=ZoneInfo("Europe/Paris"), after="2030-01-01T00:00:00+00:00"
+    )
+    assert by_zone == by_name

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError
 
@@ -264,9 +265,11 @@ class SchedulesAPI:
         changed = (spec.cron, spec.timezone) != (row.cron, row.timezone)
         row.cron, row.timezone = spec.cron, spec.timezone
         row.environments = list(spec.environments)
+        # An inactive row keeps no next tick: it is planned when activated (in SQL too).
+        replan = row.active and (changed or row.next_tick_at is None)
         try:
             with write_transaction():
-                save_planned(row, replan=changed or row.next_tick_at is None)
+                save_planned(row, replan=replan)
         except IntegrityError:
             raise InvalidScheduleError(
                 f"deduplication_key {row.deduplication_key!r} is another schedule's"
@@ -307,7 +310,7 @@ class SchedulesAPI:
         self,
         cron: str,
         *,
-        timezone: str = "UTC",
+        timezone: str | ZoneInfo = "UTC",
         after: datetime | str | None = None,
         count: int = UPCOMING_COUNT,
     ) -> list[datetime]:
@@ -322,8 +325,12 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
     if task:
         qs = qs.filter(task_identifier__in=filter_strings("schedules.list", "task", task))
     for name in ("active", "declarative"):
-        if filters.get(name) is not None:
-            qs = qs.filter(**{name: bool(filters[name])})
+        flag = filters.get(name)
+        if flag is None:
+            continue
+        if not isinstance(flag, bool):  # bool("false") is True: never guess
+            raise TypeError(f"schedules.list {name}= must be True, False or None, got {flag!r}")
+        qs = qs.filter(**{name: flag})
     external_id = filters.get("external_id")
     if external_id is not None:
         if not isinstance(external_id, str):

@@ -29,12 +29,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
 from croniter import croniter  # type: ignore[import-untyped]
-from croniter.croniter import CroniterError  # type: ignore[import-untyped]
+from croniter.croniter import (  # type: ignore[import-untyped]
+    CroniterBadDateError,
+    CroniterError,
+)
 
 from trigger_celery.core import clock
 from trigger_celery.errors import InvalidScheduleError
 
 MAX_PREVIEW = 1000
+MAX_LENGTH = 255  # the length of the column a schedule's cron is stored in
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -61,7 +65,7 @@ class _Field:
         lowered = token.lower()
         if lowered in self.names:
             return self.names.index(lowered) + self.name_base
-        if not token.isdigit():
+        if not _is_number(token):
             hint = f"use {self.low}-{self.high}"
             if self.names:
                 hint += f" or a name like {self.names[0]!r}"
@@ -116,6 +120,10 @@ def parse_cron(expression: object) -> CronExpression:
             f"cron must be a non-empty string like '0 9 * * *', got {expression!r}"
         )
     text = " ".join(expression.split())
+    if len(text) > MAX_LENGTH:
+        raise InvalidScheduleError(
+            f"cron {text!r} is {len(text)} characters long; at most {MAX_LENGTH} fit"
+        )
     body = _MACROS.get(text.lower(), text)
     if body.startswith("@"):
         raise InvalidScheduleError(
@@ -146,7 +154,12 @@ def parse_cron(expression: object) -> CronExpression:
     for form in forms:
         try:
             croniter(form, datetime(2000, 1, 1)).get_next(datetime)
-        except CroniterError as exc:  # e.g. "0 0 31 2 *": a date that never comes
+        except CroniterBadDateError:  # e.g. "0 0 31 2 *": a date that never comes
+            raise InvalidScheduleError(
+                f"cron {text!r} is not valid: it never fires, no date has that day of "
+                "the month in those months (like February 30)"
+            ) from None
+        except CroniterError as exc:
             raise InvalidScheduleError(f"cron {text!r} is not valid: {exc}") from None
     return CronExpression(text=text, engine_forms=forms)
 
@@ -200,7 +213,7 @@ def _check_item(item: str, field: _Field, expression: str) -> str:
 def _check_step(step: str | None, field: _Field, expression: str, span: int) -> None:
     if step is None:
         return
-    if not step.isdigit() or int(step) == 0:
+    if not _is_number(step) or int(step) == 0:
         raise InvalidScheduleError(
             f"cron {expression!r}: step {step!r} in the {field.name} field must be a whole "
             "number of at least 1"
@@ -210,6 +223,11 @@ def _check_step(step: str | None, field: _Field, expression: str, span: int) -> 
             f"cron {expression!r}: step {step} in the {field.name} field is larger than the "
             f"field's range ({field.low}-{field.high})"
         )
+
+
+def _is_number(token: str) -> bool:
+    """Only 0-9: ``str.isdigit()`` also says yes to digits like '²' and '٣'."""
+    return token.isascii() and token.isdigit()
 
 
 # -- time zones ---------------------------------------------------------------------------
@@ -320,12 +338,15 @@ def _exists(aware: datetime) -> bool:
 def preview(
     cron: str,
     *,
-    timezone: str = "UTC",
+    timezone: str | ZoneInfo = "UTC",
     after: datetime | str | None = None,
     count: int = 5,
 ) -> list[datetime]:
-    """The next ``count`` fire times (aware, UTC) of ``cron`` in ``timezone`` after
-    ``after``: an aware datetime or ISO 8601 string with its offset (default: now)."""
+    """The next ``count`` fire times (aware, UTC) of ``cron`` in ``timezone`` (an IANA
+    name or a zone, as ``schedules.create`` takes) after ``after``: an aware datetime or
+    ISO 8601 string with its offset (default: now)."""
+    if isinstance(timezone, ZoneInfo):
+        timezone = timezone.key
     if isinstance(after, str):
         try:
             after = datetime.fromisoformat(after)

@@ -113,7 +113,12 @@ def plan_stale(now: datetime) -> int:
     )
     count = 0
     for schedule in stale:
-        plan(schedule, now)
+        try:
+            plan(schedule, now)
+        except Exception as exc:  # one row we cannot plan must not stop the others
+            log.exception("schedule %s could not be planned", schedule.id)
+            schedule.next_tick_at = None
+            schedule.problem = f"could not plan: {exc}"[:2000]
         Schedule.objects.filter(
             id=schedule.id, cron=schedule.cron, timezone=schedule.timezone
         ).update(
@@ -187,9 +192,15 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
             fields.update(last_tick_at=tick, problem="")
         elif problem is not None:
             fields["problem"] = problem
-        moved = Schedule.objects.filter(id=schedule.id, active=True, next_tick_at=tick).update(
-            **fields
-        )
+        # The tick, and what this pass read to fire it (an edit may keep the same tick).
+        moved = Schedule.objects.filter(
+            id=schedule.id,
+            active=True,
+            next_tick_at=tick,
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            task_identifier=schedule.task_identifier,
+        ).update(**fields)
         if not moved:
             return None  # another beat fired this tick, or the row changed meanwhile
         if skipped is not None:
