@@ -8,8 +8,9 @@ import threading
 import pytest
 from django.db import connection
 
+from tests.taskapp.tasks import echo
 from trigger_celery import tasks
-from trigger_celery.models import JoinedKey, Run
+from trigger_celery.models import Batch, JoinedKey, Run
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +77,28 @@ def test_one_key_with_two_debounce_keys_gives_every_caller_one_run(live):
     assert len({h.id for h in handles}) == 1 and handles[0].id in {first.id, second.id}
 
 
+def test_concurrent_keyed_batches_are_one_batch(live):
+    items = [{"payload": 1}, {"payload": 2}, {"payload": 3}]
+    made, errors = _herd(8, lambda i: echo.batch_trigger(items, idempotency_key="herd-batch"))
+    assert errors == []
+    assert len({b.id for b in made}) == 1
+    assert len({tuple(h.id for h in b.runs) for b in made}) == 1
+    assert Batch.objects.count() == 1
+    assert Run.objects.count() == 3 and set(Run.objects.values_list("batch_id", flat=True)) == {
+        made[0].id
+    }
+
+
+def test_a_batch_of_keyed_items_triggered_again_is_the_same_batch(live):
+    items = [{"payload": i, "options": {"idempotency_key": f"item-{i}"}} for i in range(3)]
+    first = echo.batch_trigger(items)
+    again = echo.batch_trigger(items)
+    assert [h.id for h in again.runs] == [h.id for h in first.runs]
+    assert all(h.is_cached for h in again.runs)
+    assert again.id == first.id
+    assert Batch.objects.count() == 1  # no empty batch row
+
+
 def test_racing_debounces_of_a_task_no_worker_knows_make_one_run(live):
     for round_ in range(3):
         handles, errors = _herd(
@@ -87,3 +110,31 @@ def test_racing_debounces_of_a_task_no_worker_knows_make_one_run(live):
         assert errors == []
         assert len({h.id for h in handles}) == 1, round_
     assert Run.objects.filter(task_identifier="not-known-anywhere").count() == 3
+
+
+def test_a_keyed_batch_whose_runs_gave_their_keys_up_is_made_anew_once(live):
+    from tests.integration.harness import finished
+
+    items = [{"payload": {}}, {"payload": {}}]
+    first = tasks.batch_trigger("always-fails", items, idempotency_key="fails-batch")
+    assert [finished(h).status for h in first.runs] == ["FAILED", "FAILED"]
+    made, errors = _herd(
+        6, lambda i: tasks.batch_trigger("always-fails", items, idempotency_key="fails-batch")
+    )
+    assert errors == []
+    assert len({b.id for b in made}) == 1 and made[0].id != first.id
+    assert not {h.id for h in made[0].runs} & {h.id for h in first.runs}
+    assert Batch.objects.count() == 2
+    assert Run.objects.filter(batch_id=made[0].id).count() == 2
+
+
+def test_a_batch_of_1000_with_ten_keys_makes_ten_runs(live):
+    items = [{"payload": i, "options": {"idempotency_key": f"dup-{i % 10}"}} for i in range(1000)]
+    made = echo.batch_trigger(items)
+    ids = [h.id for h in made.runs]
+    assert len(ids) == 1000 and len(set(ids)) == 10
+    assert all(ids[i] == ids[i % 10] for i in range(1000))
+    assert sum(not h.is_cached for h in made.runs) == 10
+    assert set(Run.objects.values_list("batch_id", flat=True)) == {made.id}
+    again = echo.batch_trigger(items)
+    assert again.id == made.id and [h.id for h in again.runs] == ids
