@@ -138,3 +138,10 @@ def test_a_batch_of_1000_with_ten_keys_makes_ten_runs(live):
     assert set(Run.objects.values_list("batch_id", flat=True)) == {made.id}
     again = echo.batch_trigger(items)
     assert again.id == made.id and [h.id for h in again.runs] == ids
+
+
+def test_part_of_a_keyed_batch_triggered_again_is_a_batch_of_its_own(live):
+    items = [{"payload": i, "options": {"idempotency_key": f"part-{i}"}} for i in range(3)]
+    first = echo.batch_trigger(items)
+    part = echo.batch_trigger(items[:1])
+    assert part.id != first.id and [h.id for h in part.runs] == [first.runs[0].id]

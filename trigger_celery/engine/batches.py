@@ -157,7 +157,7 @@ def _create_batch(
             batch_options["idempotency_key"], settings.ENVIRONMENT
         )
     elif not fixed and not plain and not siblings:
-        keyed = _batch_of_held_keys(special)
+        keyed = _batch_of_held_keys(special, count)
     batch_id = keyed or batch_id
     with write_transaction():
         _, created = Batch.objects.get_or_create(
@@ -222,10 +222,13 @@ def _keyed_batch(
     return next(iter(_holding_batches(wanted).values()), None)
 
 
-def _batch_of_held_keys(special: list[tuple[int, str, Any, Any, Mapping[str, Any]]]) -> str | None:
+def _batch_of_held_keys(
+    special: list[tuple[int, str, Any, Any, Mapping[str, Any]]], count: int
+) -> str | None:
     """A batch whose items all carry keys of their own, triggered again: the one batch
-    whose runs hold every key (its items then find their runs), rather than a new batch
-    row no run would ever be in. None if any key is free or the runs are in several."""
+    of as many items whose runs hold every key (its items then find their runs), rather
+    than a new batch row no run would ever be in. None if any key is free, the runs are
+    in several batches, or theirs had another number of items (a part of it, say)."""
     if any(options.get("idempotency_key") is None for *_, options in special):
         return None
     wanted = {
@@ -234,7 +237,10 @@ def _batch_of_held_keys(special: list[tuple[int, str, Any, Any, Mapping[str, Any
     }
     held = _holding_batches(wanted)
     batches = set(held.values())
-    return batches.pop() if len(held) == len(wanted) and len(batches) == 1 else None
+    if len(held) != len(wanted) or len(batches) != 1:
+        return None
+    found = batches.pop()
+    return found if Batch.objects.filter(id=found, run_count=count).exists() else None
 
 
 def _holding_batches(wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
