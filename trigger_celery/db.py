@@ -11,6 +11,7 @@ the project's ``OPTIONS`` say. On PostgreSQL it is ``transaction.atomic()``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,3 +53,20 @@ def heal_connections() -> None:
             conn.errors_occurred = False
         else:
             conn.close()
+
+
+def lock_name(*parts: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Hold a lock on ``parts`` until the current transaction ends (PostgreSQL's
+    transaction-level advisory lock), so look-up-then-write steps on one key from many
+    processes run one after another. On SQLite :func:`write_transaction` already holds
+    the database's write lock; elsewhere nothing is taken."""
+    conn = connections[using]
+    if not conn.in_atomic_block:
+        raise RuntimeError("lock_name() holds its lock for a transaction; none is open")
+    if conn.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=8).digest()
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)]
+        )

@@ -9,6 +9,7 @@ needs its own lookup.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -150,9 +151,13 @@ def _create_batch(
         plain.append((count - 1, run))
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special} | set(siblings)
     handles: dict[int, RunHandle] = {}
-    keyed = (
-        None if fixed or shared_opts.idempotency_key is None else _keyed_batch(special, batch_keyed)
-    )
+    keyed = None
+    if not fixed and shared_opts.idempotency_key is not None:
+        keyed = _keyed_batch(special, batch_keyed) or _key_batch_id(
+            batch_options["idempotency_key"], settings.ENVIRONMENT
+        )
+    elif not fixed and not plain and not siblings:
+        keyed = _batch_of_held_keys(special, count)
     batch_id = keyed or batch_id
     with write_transaction():
         _, created = Batch.objects.get_or_create(
@@ -214,8 +219,34 @@ def _keyed_batch(
         for index, task_id, _definition, _payload, options in special
         if index in batch_keyed
     }
-    if not wanted:
+    return next(iter(_holding_batches(wanted).values()), None)
+
+
+def _batch_of_held_keys(
+    special: list[tuple[int, str, Any, Any, Mapping[str, Any]]], count: int
+) -> str | None:
+    """A batch whose items all carry keys of their own, triggered again: the one batch
+    of as many items whose runs hold every key (its items then find their runs), rather
+    than a new batch row no run would ever be in. None if any key is free, the runs are
+    in several batches, or theirs had another number of items (a part of it, say)."""
+    if any(options.get("idempotency_key") is None for *_, options in special):
         return None
+    wanted = {
+        (task_id, resolve_key(options["idempotency_key"]))
+        for _index, task_id, _definition, _payload, options in special
+    }
+    held = _holding_batches(wanted)
+    batches = set(held.values())
+    if len(held) != len(wanted) or len(batches) != 1:
+        return None
+    found = batches.pop()
+    return found if Batch.objects.filter(id=found, run_count=count).exists() else None
+
+
+def _holding_batches(wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The batch of the run each (task, key) of ``wanted`` is held by, for those held."""
+    if not wanted:
+        return {}
     now = clock.now()
     holders = Run.objects.filter(
         Q(idempotency_key_expires_at__isnull=True) | Q(idempotency_key_expires_at__gt=now),
@@ -225,7 +256,31 @@ def _keyed_batch(
         status__in=IDEMPOTENCY_HOLDING_STATUSES,
         batch_id__isnull=False,
     ).values_list("task_identifier", "idempotency_key", "batch_id")
-    return next((batch for task, key, batch in holders if (task, key) in wanted), None)
+    return {(task, key): batch for task, key, batch in holders if (task, key) in wanted}
+
+
+def _key_batch_id(batch_key: str | list[str] | tuple[str, ...], environment: str) -> str:
+    """The id of a keyed batch none of whose keys a run holds: made from the key, so
+    that callers triggering it at once all make (or find) the one row. The key's
+    first batch is ``batch_k<hash>``; once its runs gave their keys up (they failed,
+    or the keys expired), the next is ``..._1``, and so on. The newest is reused while
+    it has no run yet (another caller is making it) or a run that holds its key."""
+    digest = hashlib.sha256(f"{environment}\0{resolve_key(batch_key)}".encode()).hexdigest()
+    prefix = f"batch_k{digest[:24]}"
+    made = list(Batch.objects.filter(id__startswith=prefix).values_list("id", flat=True))
+    if not made:
+        return prefix
+    number, newest = max((int(i.rpartition("_")[2]) if i != prefix else 0, i) for i in made)
+    runs = Run.objects.filter(batch_id=newest)
+    now = clock.now()
+    holding = runs.filter(
+        Q(idempotency_key_expires_at__isnull=True) | Q(idempotency_key_expires_at__gt=now),
+        idempotency_key__isnull=False,
+        status__in=IDEMPOTENCY_HOLDING_STATUSES,
+    )
+    if not runs.exists() or holding.exists():
+        return newest
+    return f"{prefix}_{number + 1}"
 
 
 def _existing_runs(batch_id: str) -> dict[int, RunHandle]:

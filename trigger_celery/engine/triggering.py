@@ -27,7 +27,7 @@ from trigger_celery.core.options import TriggerOptions, parse_trigger_options
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.db import heal_connections, write_transaction
+from trigger_celery.db import heal_connections, lock_name, write_transaction
 from trigger_celery.engine import dispatch, realtime
 from trigger_celery.engine.compiled_sql import insert_row
 from trigger_celery.engine.idempotency import (
@@ -240,21 +240,37 @@ def _save_idempotent(
     (with the slot ``run`` took first, if it did). ``look_up=False``: no lookup before
     the INSERT, only after losing it.
 
-    The unique constraint on (environment, task, key) decides races: of many concurrent
-    triggers exactly one insert succeeds and every other caller gets its handle.
+    Triggers with one key take it one at a time (``lock_name``; SQLite's write lock), so
+    one that joins a debounced run (``JoinedKey``) and one that inserts a run cannot
+    both succeed; the unique constraint on (environment, task, key) still decides a
+    race with a process that takes no such lock.
     """
     cached = _take_key(run, opts, look_up=look_up)
     if cached is not None:
         return cached, None
     key, now = run.idempotency_key, clock.now()
     assert key is not None
+    nested = connection.in_atomic_block
+    claimed: _Claimed | None = None
     try:
-        if connection.in_atomic_block:
-            with write_transaction():  # a savepoint: a lost race must not break the caller's
+        # A savepoint inside the caller's transaction: a lost race must not break it.
+        with write_transaction():
+            # One key at a time: a trigger joining a debounced run records the key in
+            # another table (JoinedKey), which this run's unique constraint cannot see.
+            _lock_key(run, key)
+            cached = find_cached(run.environment, run.task_identifier, key, now)
+            if cached is not None:
+                return cached, None
+            if nested:
                 insert_row(run)
-            return None, None
-        return None, _insert(run)  # one statement, committed on its own
-    except IntegrityError:
+            else:
+                claimed = _insert(run)  # its slot is given back if the COMMIT fails
+        return None, claimed
+    except BaseException as exc:
+        if claimed is not None:
+            dispatch.give_back(claimed[0])
+        if not isinstance(exc, IntegrityError):
+            raise
         cached = find_cached(run.environment, run.task_identifier, key, now)
         if cached is None:
             # Held when the INSERT ran, by a run that has released it since (it failed
@@ -265,6 +281,10 @@ def _save_idempotent(
                 ) from None
             return _save_idempotent(run, opts, tries=tries - 1)
         return cached, None
+
+
+def _lock_key(run: Run, key: str) -> None:
+    lock_name("idempotency", run.environment, run.task_identifier, key)
 
 
 def _take_key(run: Run, opts: TriggerOptions, *, look_up: bool) -> Run | None:
@@ -312,17 +332,25 @@ def _save_debounced(run: Run, opts: TriggerOptions) -> str | Run | None:
     Returns the id of the run that absorbed this trigger (which then holds the trigger's
     idempotency key too: ``record_joined``), the run that holds that key if another
     trigger with it won the INSERT (idempotency wins), or None when ``run`` was saved as
-    a new pending run. The partial unique index on (task, debounce key) for DELAYED runs makes
-    concurrent first triggers produce one run. A run waiting for a worker that knows its
-    task (PENDING_VERSION) is found and pushed the same way, but is outside the index
-    (workers of the release before hand runs back with their key), so two first
-    triggers of an unknown task racing may each make one.
+    a new pending run. Triggers of one debounce key take it one at a time (``lock_name``;
+    SQLite's write lock), and the partial unique index on (task, debounce key) for DELAYED
+    runs backs that up. A run waiting for a worker that knows its task (PENDING_VERSION)
+    is found and pushed the same way; it is outside the index (workers of the release
+    before hand runs back with their key), so only the lock keeps two first triggers of
+    an unknown task from making two runs.
     """
     assert opts.debounce is not None
     debounce = opts.debounce
     for _ in range(3):
         now = clock.now()
         with write_transaction():
+            if run.idempotency_key is not None:  # as _save_idempotent: one key at a time
+                _lock_key(run, run.idempotency_key)
+                cached = find_cached(run.environment, run.task_identifier, run.idempotency_key, now)
+                if cached is not None:
+                    return cached
+            # PENDING_VERSION runs are outside the unique index on pending debounce keys.
+            lock_name("debounce", run.environment, run.task_identifier, debounce.key)
             pending = (
                 Run.objects.select_for_update()
                 .filter(
