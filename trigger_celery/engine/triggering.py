@@ -253,6 +253,14 @@ def _save_idempotent(
     nested = connection.in_atomic_block
     claimed: _Claimed | None = None
     try:
+        if not look_up:
+            # A key only this caller makes (a wait step's child on its first attempt):
+            # nobody joins it, and the unique constraint alone decides a replay's race.
+            if nested:
+                with write_transaction():  # a savepoint: a lost race must not break it
+                    insert_row(run)
+                return None, None
+            return None, _insert(run)  # one statement, committed on its own
         # A savepoint inside the caller's transaction: a lost race must not break it.
         with write_transaction():
             # One key at a time: a trigger joining a debounced run records the key in
