@@ -205,3 +205,31 @@ def finished(handle: Any, timeout: float = 60.0) -> Any:
         timeout=timeout,
         what=f"run {handle} to finish",
     )
+
+
+def herd(count: int, trigger: Callable[[int], Any]) -> tuple[list[Any], list[Exception]]:
+    """Call ``trigger(i)`` from ``count`` threads released at once; returns what the
+    calls returned and what they raised. Each thread closes its database connection."""
+    import threading
+
+    from django.db import connection
+
+    results: list[Any] = []
+    errors: list[Exception] = []
+    barrier = threading.Barrier(count)
+
+    def one(i: int) -> None:
+        try:
+            barrier.wait()
+            results.append(trigger(i))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors

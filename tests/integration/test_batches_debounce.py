@@ -12,7 +12,7 @@ from celery import current_app
 from django.db import connection
 from django.test import override_settings
 
-from tests.integration.harness import finished, wait_for
+from tests.integration.harness import finished, herd, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import echo, greet
 from trigger_celery import batch, runs, tasks
@@ -352,31 +352,10 @@ def test_a_started_run_waiting_for_its_retry_never_expires(live):
     assert run.status == "COMPLETED" and run.attempt_count == 2
 
 
-def _herd(count: int, trigger) -> tuple[list, list]:
-    handles, errors = [], []
-    barrier = threading.Barrier(count)
-
-    def one(i):
-        try:
-            barrier.wait()
-            handles.append(trigger(i))
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return handles, errors
-
-
 def test_one_idempotency_key_with_other_debounce_keys_at_once_is_one_run(live):
     """Idempotency wins over debounce: the triggers that lose the key's INSERT get the
     run that holds it (they said "debounce key ... is too contended")."""
-    handles, errors = _herd(
+    handles, errors = herd(
         20,
         lambda i: tasks.trigger(
             "echo", {"i": i}, idempotency_key="one-key", debounce={"key": f"d{i}", "delay": "1s"}

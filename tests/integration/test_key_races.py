@@ -3,37 +3,14 @@ many threads at once (SPEC 5): one run (or batch) per key, the same id for every
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
+from tests.integration.harness import herd
 from tests.taskapp.tasks import echo
 from trigger_celery import tasks
 from trigger_celery.models import Batch, JoinedKey, Run
 
 pytestmark = pytest.mark.integration
-
-
-def _herd(count: int, trigger) -> tuple[list, list]:
-    results, errors = [], []
-    barrier = threading.Barrier(count)
-
-    def one(i):
-        try:
-            barrier.wait()
-            results.append(trigger(i))
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results, errors
 
 
 def test_one_key_joining_a_debounced_run_and_not_at_once_is_one_run(live):
@@ -48,7 +25,7 @@ def test_one_key_joining_a_debounced_run_and_not_at_once_is_one_run(live):
             extra = {"debounce": debounce} if i % 2 else {}
             return tasks.trigger("echo", {"i": i}, idempotency_key=key, **extra)
 
-        handles, errors = _herd(12, trigger)
+        handles, errors = herd(12, trigger)
         assert errors == []
         assert len({h.id for h in handles}) == 1, (round_, {h.id for h in handles})
         holders = set(Run.objects.filter(idempotency_key__isnull=False).exclude(
@@ -66,7 +43,7 @@ def test_one_key_with_two_debounce_keys_gives_every_caller_one_run(live):
     caller gets the run the key holds."""
     first = tasks.trigger("echo", {}, debounce={"key": "two-a", "delay": "1h"})
     second = tasks.trigger("echo", {}, debounce={"key": "two-b", "delay": "1h"})
-    handles, errors = _herd(
+    handles, errors = herd(
         12,
         lambda i: tasks.trigger(
             "echo", {"i": i}, idempotency_key="two-ways",
@@ -79,7 +56,7 @@ def test_one_key_with_two_debounce_keys_gives_every_caller_one_run(live):
 
 def test_concurrent_keyed_batches_are_one_batch(live):
     items = [{"payload": 1}, {"payload": 2}, {"payload": 3}]
-    made, errors = _herd(8, lambda i: echo.batch_trigger(items, idempotency_key="herd-batch"))
+    made, errors = herd(8, lambda i: echo.batch_trigger(items, idempotency_key="herd-batch"))
     assert errors == []
     assert len({b.id for b in made}) == 1
     assert len({tuple(h.id for h in b.runs) for b in made}) == 1
@@ -101,7 +78,7 @@ def test_a_batch_of_keyed_items_triggered_again_is_the_same_batch(live):
 
 def test_racing_debounces_of_a_task_no_worker_knows_make_one_run(live):
     for round_ in range(3):
-        handles, errors = _herd(
+        handles, errors = herd(
             12,
             lambda i, r=round_: tasks.trigger(
                 "not-known-anywhere", {"i": i}, debounce={"key": f"late-{r}", "delay": "1h"}
@@ -118,7 +95,7 @@ def test_a_keyed_batch_whose_runs_gave_their_keys_up_is_made_anew_once(live):
     items = [{"payload": {}}, {"payload": {}}]
     first = tasks.batch_trigger("always-fails", items, idempotency_key="fails-batch")
     assert [finished(h).status for h in first.runs] == ["FAILED", "FAILED"]
-    made, errors = _herd(
+    made, errors = herd(
         6, lambda i: tasks.batch_trigger("always-fails", items, idempotency_key="fails-batch")
     )
     assert errors == []
