@@ -18,7 +18,8 @@ from django.utils.html import format_html, format_html_join
 from trigger_celery.admin_base import StorableLookupsAdmin
 from trigger_celery.api.schedules import schedules
 from trigger_celery.core import clock
-from trigger_celery.core.cron import describe, format_local
+from trigger_celery.core.cron import format_local
+from trigger_celery.core.cron_words import describe
 from trigger_celery.engine.schedules import disabled_here, upcoming
 from trigger_celery.errors import (
     DeclarativeScheduleError,

@@ -20,7 +20,7 @@ from django.urls import reverse
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery.api.schedules import scheduled_task_ids, schedules
 from trigger_celery.core import clock
-from trigger_celery.core.cron import describe
+from trigger_celery.core.cron_words import describe
 from trigger_celery.engine.schedules import sync_declarative
 from trigger_celery.models import Run, Schedule
 

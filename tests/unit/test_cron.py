@@ -11,7 +11,8 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trigger_celery.core.cron import describe, fire_times, get_zone, parse_cron, preview
+from trigger_celery.core.cron import fire_times, get_zone, parse_cron, preview
+from trigger_celery.core.cron_words import describe
 from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
 from trigger_celery.errors import InvalidScheduleError
 
@@ -394,6 +395,33 @@ def test_both_day_fields_restricted_are_described_as_either(expression, words):
         after = "2025-12-31T12:00:00+00:00"
         days = {d.day for d in preview(expression, after=after, count=6)}
         assert 1 in days and len(days) > 2
+
+
+@pytest.mark.parametrize(
+    ("expression", "words", "weekdays"),
+    [
+        ("0 0 * * 7/2", "At 00:00, only on Sunday", {"Sun"}),
+        ("0 0 * * 5/3", "At 00:00, only on Friday", {"Fri"}),
+        ("0 0 * * 1/2", "At 00:00, only on Monday, Wednesday, and Friday", {"Mon", "Wed", "Fri"}),
+        (
+            "30 8 * * mon/2",
+            "At 08:30, only on Monday, Wednesday, and Friday",
+            {"Mon", "Wed", "Fri"},
+        ),
+    ],
+)
+def test_a_stepped_day_of_week_is_described_by_the_days_it_fires_on(expression, words, weekdays):
+    """The describing library read ``7/2`` as "every 2 days of the week, Sunday through
+    Saturday"; it fires on Sundays only."""
+    assert describe(expression) == words
+    fired = preview(expression, after="2026-01-01T00:00:00+00:00", count=12)
+    assert {t.strftime("%a") for t in fired} == weekdays
+
+
+def test_the_last_day_in_a_list_of_days_of_the_month_is_named():
+    assert describe("0 0 1,L * *") == "At 00:00, on day 1 and the last day of the month"
+    fired = preview("0 0 1,L * *", after="2026-02-01T12:00:00+00:00", count=3)
+    assert [(t.month, t.day) for t in fired] == [(2, 28), (3, 1), (3, 31)]
 
 
 def test_preview_takes_an_iso_string_with_its_offset():

@@ -24,6 +24,7 @@ from trigger_celery.api.definitions import scheduled_task
 from trigger_celery.api.runs import filter_strings
 from trigger_celery.core import clock
 from trigger_celery.core import cron as cron_rules
+from trigger_celery.core.cron_words import describe
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.pages import Page, check_limit, keyset_page
 from trigger_celery.core.schedules import (
@@ -74,7 +75,7 @@ class ScheduleRecord:
             id=row.id,
             task=row.task_identifier,
             cron=row.cron,
-            cron_description=cron_rules.describe(row.cron),
+            cron_description=describe(row.cron),
             timezone=row.timezone,
             external_id=row.external_id or None,
             deduplication_key=row.deduplication_key,

@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
 from croniter import croniter  # type: ignore[import-untyped]
 from croniter.croniter import (  # type: ignore[import-untyped]
     CroniterBadDateError,
@@ -40,7 +39,7 @@ from trigger_celery.errors import InvalidScheduleError
 MAX_PREVIEW = 1000
 MAX_LENGTH = 255  # the length of the column a schedule's cron is stored in
 
-_MACROS = {
+MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -124,10 +123,10 @@ def parse_cron(expression: object) -> CronExpression:
         raise InvalidScheduleError(
             f"cron {text!r} is {len(text)} characters long; at most {MAX_LENGTH} fit"
         )
-    body = _MACROS.get(text.lower(), text)
+    body = MACROS.get(text.lower(), text)
     if body.startswith("@"):
         raise InvalidScheduleError(
-            f"cron {text!r}: unknown shortcut; use one of {', '.join(sorted(_MACROS))} "
+            f"cron {text!r}: unknown shortcut; use one of {', '.join(sorted(MACROS))} "
             "or five fields"
         )
     parts = body.split(" ")
@@ -357,49 +356,6 @@ def preview(
     elif after is not None and not isinstance(after, datetime):
         raise InvalidScheduleError(f"after={after!r} is not a datetime or an ISO 8601 string")
     return fire_times(parse_cron(cron), get_zone(timezone), after=after or clock.now(), count=count)
-
-
-def describe(cron: str) -> str:
-    """The expression in words ("At 09:00, on the last Monday of the month")."""
-    try:
-        options = Options()
-        options.use_24hour_time_format = True
-        options.throw_exception_on_parse_error = True
-        expr = _one_name_per_day(_MACROS.get(cron.strip().lower(), cron))
-        return _either_day(expr, options) or str(get_description(expr, options))
-    except Exception:  # a description is a nicety; never fail because of it
-        return cron
-
-
-def _either_day(expr: str, options: Options) -> str | None:
-    """With both day fields restricted, cron fires on a day that matches either (``0 0 1
-    * 0``: the 1st, and every Sunday); say "or" where the plain description reads as if
-    both had to match. None when the expression restricts at most one of them."""
-    fields = expr.split()
-    if len(fields) != 5 or fields[2] in ("*", "?") or fields[4] in ("*", "?"):
-        return None
-    minute, hour, dom, month, dow = fields
-
-    def words(dom: str, month: str, dow: str) -> str:
-        return str(get_description(f"{minute} {hour} {dom} {month} {dow}", options))
-
-    base = words("*", "*", "*")
-    parts = [words(dom, "*", "*"), words("*", "*", dow), words("*", month, "*")]
-    if not all(part.startswith(base) for part in parts):
-        return None
-    on_date, on_day, in_month = (part[len(base) :] for part in parts)
-    on_day = on_day.removeprefix(", ").removeprefix("only ")
-    return f"{base}{on_date} or {on_day}{in_month}"
-
-
-def _one_name_per_day(cron: str) -> str:
-    """A day-of-week list that names a day twice (``0,7``: Sunday both) once per day, so
-    its description does not read "on Sunday and Sunday"."""
-    fields = cron.split()
-    if len(fields) == 5 and re.fullmatch(r"[0-7](,[0-7])+", fields[4]):
-        days = sorted({int(day) % 7 for day in fields[4].split(",")})
-        fields[4] = ",".join(str(day) for day in days)
-    return " ".join(fields)
 
 
 def format_local(instant: datetime, zone_name: str) -> str:

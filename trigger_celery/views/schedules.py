@@ -15,7 +15,8 @@ from django.shortcuts import redirect, render
 from trigger_celery.api.schedules import schedules
 from trigger_celery.conf import get_settings
 from trigger_celery.core import clock
-from trigger_celery.core.cron import describe, format_local
+from trigger_celery.core.cron import format_local
+from trigger_celery.core.cron_words import describe
 from trigger_celery.core.pages import keyset_rows
 from trigger_celery.engine.schedules import disabled_here, upcoming
 from trigger_celery.forms import ScheduleForm

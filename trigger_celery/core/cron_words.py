@@ -1,0 +1,78 @@
+"""Cron expressions in words, for the admin and the dashboard ("At 09:00, on the last
+Monday of the month"), by the ``cron_descriptor`` library, with the cases it words
+wrongly put right first."""
+
+from __future__ import annotations
+
+import re
+
+from cron_descriptor import Options, get_description  # type: ignore[import-untyped]
+from croniter import croniter  # type: ignore[import-untyped]
+
+from trigger_celery.core.cron import MACROS, parse_cron
+
+
+def describe(cron: str) -> str:
+    """The expression in words ("At 09:00, on the last Monday of the month")."""
+    try:
+        options = Options()
+        options.use_24hour_time_format = True
+        options.throw_exception_on_parse_error = True
+        expr = _one_name_per_day(_stepped_days(MACROS.get(cron.strip().lower(), cron)))
+        fields = expr.split()
+        dom = fields[2].split(",") if len(fields) == 5 else []
+        if "L" in dom and len(dom) > 1:  # "1,L": the description says "day 1 and L"
+            fields[2] = ",".join(d for d in dom if d != "L")
+            said = _either_day(" ".join(fields), options) or str(
+                get_description(" ".join(fields), options)
+            )
+            return said.replace(" of the month", " and the last day of the month", 1)
+        return _either_day(expr, options) or str(get_description(expr, options))
+    except Exception:  # a description is a nicety; never fail because of it
+        return cron
+
+
+def _stepped_days(cron: str) -> str:
+    """A stepped day of week (``7/2``: Sunday alone; ``5/3``: Friday) as the days it
+    fires on, which the describing library gets wrong ("every 2 days of the week,
+    Sunday through Saturday")."""
+    fields = cron.split()
+    if len(fields) != 5 or "/" not in fields[4] or re.search(r"[L#]", fields[4]):
+        return cron
+    forms = parse_cron(" ".join(fields)).engine_forms
+    days = croniter.expand(forms[0])[0][4]
+    if len(forms) != 1 or days == ["*"]:
+        return cron
+    fields[4] = ",".join(str(day) for day in days)
+    return " ".join(fields)
+
+
+def _either_day(expr: str, options: Options) -> str | None:
+    """With both day fields restricted, cron fires on a day that matches either (``0 0 1
+    * 0``: the 1st, and every Sunday); say "or" where the plain description reads as if
+    both had to match. None when the expression restricts at most one of them."""
+    fields = expr.split()
+    if len(fields) != 5 or fields[2] in ("*", "?") or fields[4] in ("*", "?"):
+        return None
+    minute, hour, dom, month, dow = fields
+
+    def words(dom: str, month: str, dow: str) -> str:
+        return str(get_description(f"{minute} {hour} {dom} {month} {dow}", options))
+
+    base = words("*", "*", "*")
+    parts = [words(dom, "*", "*"), words("*", "*", dow), words("*", month, "*")]
+    if not all(part.startswith(base) for part in parts):
+        return None
+    on_date, on_day, in_month = (part[len(base) :] for part in parts)
+    on_day = on_day.removeprefix(", ").removeprefix("only ")
+    return f"{base}{on_date} or {on_day}{in_month}"
+
+
+def _one_name_per_day(cron: str) -> str:
+    """A day-of-week list that names a day twice (``0,7``: Sunday both) once per day, so
+    its description does not read "on Sunday and Sunday"."""
+    fields = cron.split()
+    if len(fields) == 5 and re.fullmatch(r"[0-7](,[0-7])+", fields[4]):
+        days = sorted({int(day) % 7 for day in fields[4].split(",")})
+        fields[4] = ",".join(str(day) for day in days)
+    return " ".join(fields)
