@@ -298,17 +298,21 @@ def test_every_final_status_is_counted_by_the_process_that_commits_it(own, count
         assert sum(value(found, f"trigger_celery_run_{e}_total", **labels) for e in endings) == 1
 
 
-def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, log_dir):
+@pytest.mark.parametrize("addr", ["127.0.0.1", "::1"])
+def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, log_dir, addr):
+    """On an IPv4 address or an IPv6 one ("--addr ::1"; it refused any before)."""
     own.worker(env=METRICS_ENV)
     own.beat(env=METRICS_ENV)
     handle = tasks.trigger("hello-world", {"message": "exported"})
     finished(handle)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((addr, 0))
         port = s.getsockname()[1]
+    host = f"[{addr}]" if ":" in addr else addr
     exporter = Process(
         "metrics-exporter",
-        [sys.executable, "-m", "django", "trigger_metrics", "--port", str(port)],
+        [sys.executable, "-m", "django", "trigger_metrics", "--addr", addr, "--port", str(port)],
         log_dir,
         METRICS_ENV,
     )
@@ -318,7 +322,7 @@ def test_the_exporter_serves_the_same_counters_on_its_own_port(own, counting, lo
         hello = {"name": "hello-world", "queue_name": "hello-world"}
 
         def exported():
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as page:
                 found = samples(page.read().decode())
             # The worker counts the end just after committing it (see scrape_counted).
             return found if value(found, "trigger_celery_run_succeeded_total", **hello) else None

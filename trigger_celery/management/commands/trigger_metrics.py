@@ -1,6 +1,8 @@
+import socket
 from argparse import ArgumentParser
+from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -10,6 +12,16 @@ from trigger_celery.metrics.exposition import CONTENT_TYPE_LATEST, render
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
         pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per scrape, so a slow client does not hold the next one up."""
+
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # "--addr ::" or "::1"
 
 
 def metrics_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -35,11 +47,18 @@ class Command(BaseCommand):
         if not 0 <= port <= 65535:
             raise CommandError(f"--port {port} is not a port: use a number from 0 to 65535")
         try:
-            server = make_server(addr, port, metrics_app, handler_class=_QuietHandler)
+            server = make_server(
+                addr,
+                port,
+                metrics_app,
+                server_class=_Server6 if ":" in addr else _Server,
+                handler_class=_QuietHandler,
+            )
         except OSError as exc:  # an unknown address, a port in use or not ours to bind
             raise CommandError(f"cannot serve metrics on {addr}:{port}: {exc}") from exc
         with server:
             host, bound = server.server_address[:2]
-            self.stdout.write(f"serving metrics on http://{host}:{bound}/metrics", ending="\n")
+            shown = f"[{host}]" if ":" in str(host) else host
+            self.stdout.write(f"serving metrics on http://{shown}:{bound}/metrics", ending="\n")
             self.stdout.flush()
             server.serve_forever()
