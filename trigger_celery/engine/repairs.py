@@ -18,7 +18,7 @@ it: one wins, the other does nothing.
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine import waitpoints
@@ -56,12 +56,30 @@ def complete_finished_batches(limit: int) -> int:
             :limit
         ]
     )
-    # A wait on keyed items may wait on runs of other batches, whose ends do not look at
-    # this one: it is checked here, on every sweep, until those runs have ended.
-    batch_ids += pending.filter(item_runs__isnull=False).values_list("batch_id", flat=True)[:limit]
+    batch_ids += _listed_batches(pending, limit)
     for batch_id in batch_ids:
         waitpoints.complete_batch_if_done(batch_id)
     return len(batch_ids)
+
+
+# The id after which the next sweep looks at listed batch waits (0: from the start).
+_listed_after = 0
+
+
+def _listed_batches(pending: QuerySet[Waitpoint], limit: int) -> list[str]:
+    """The batches of the next ``limit`` pending waits on keyed items, by id, each sweep
+    going on where the last one stopped: such a wait may wait on runs of other batches,
+    whose ends do not look at it, so it is checked here until they have ended, and the
+    sweeps go round all of them however many wait (the first ``limit`` alone would keep
+    a wait behind them waiting while they do)."""
+    global _listed_after
+    rows = list(
+        pending.filter(item_runs__isnull=False, id__gt=_listed_after)
+        .order_by("id")
+        .values_list("id", "batch_id")[:limit]
+    )
+    _listed_after = rows[-1][0] if len(rows) == limit else 0
+    return [batch_id for _, batch_id in rows if batch_id is not None]
 
 
 def resume_ready_runs(limit: int) -> int:
