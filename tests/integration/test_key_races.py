@@ -122,3 +122,20 @@ def test_part_of_a_keyed_batch_triggered_again_is_a_batch_of_its_own(live):
     first = echo.batch_trigger(items)
     part = echo.batch_trigger(items[:1])
     assert part.id != first.id and [h.id for h in part.runs] == [first.runs[0].id]
+
+
+def test_one_batch_key_for_two_tasks_makes_two_batches_each_of_its_own_task(live):
+    """A keyed batch's id came from its key alone, so a second task's batch with the
+    same key was handed the first's row and its runs were put in it, at the same
+    indexes (found by review)."""
+    from tests.taskapp.tasks import greet
+
+    items = [{"payload": {"name": f"n{i}"}} for i in range(3)]
+    first = echo.batch_trigger(items, idempotency_key="nightly")
+    second = greet.batch_trigger(items, idempotency_key="nightly")
+    assert first.id != second.id
+    assert set(Run.objects.filter(batch_id=first.id).values_list("task_identifier", flat=True)) == {
+        "echo"
+    }
+    assert Run.objects.filter(batch_id=second.id).count() == 3
+    assert greet.batch_trigger(items, idempotency_key="nightly").id == second.id  # found again

@@ -10,6 +10,7 @@ needs its own lookup.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -153,8 +154,9 @@ def _create_batch(
     handles: dict[int, RunHandle] = {}
     keyed = None
     if not fixed and shared_opts.idempotency_key is not None:
-        keyed = _keyed_batch(special, batch_keyed) or _key_batch_id(
-            batch_options["idempotency_key"], settings.ENVIRONMENT
+        wanted = _batch_keys(special, batch_keyed)
+        keyed = next(iter(_holding_batches(wanted).values()), None) or _key_batch_id(
+            resolve_key(batch_options["idempotency_key"]), task_ids, wanted
         )
     elif not fixed and not plain and not siblings:
         keyed = _batch_of_held_keys(special, count)
@@ -208,18 +210,18 @@ def _item_key(batch_key: str | list[str] | tuple[str, ...], index: int) -> list[
     return [*parts, f"batch item {index}"]
 
 
-def _keyed_batch(
+def _batch_keys(
     special: list[tuple[int, str, Any, Any, Mapping[str, Any]]], batch_keyed: set[int]
-) -> str | None:
-    """The batch made before with this batch's idempotency key: the batch of a run an
-    item's key still holds (its items are then triggered into it, each finding its run,
-    or making a new one if its key was released), or None. One query for all items."""
-    wanted = {
+) -> set[tuple[str, str]]:
+    """(task, resolved key) of the items keyed by the batch's idempotency key. A run an
+    item's key still holds is of the batch made before with that key (the items are then
+    triggered into it, each finding its run, or making a new one if its key was
+    released)."""
+    return {
         (task_id, resolve_key(options["idempotency_key"]))
         for index, task_id, _definition, _payload, options in special
         if index in batch_keyed
     }
-    return next(iter(_holding_batches(wanted).values()), None)
 
 
 def _batch_of_held_keys(
@@ -259,15 +261,26 @@ def _holding_batches(wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]
     return {(task, key): batch for task, key, batch in holders if (task, key) in wanted}
 
 
-def _key_batch_id(batch_key: str | list[str] | tuple[str, ...], environment: str) -> str:
-    """The id of a keyed batch none of whose keys a run holds: made from the key, so
-    that callers triggering it at once all make (or find) the one row. The key's
-    first batch is ``batch_k<hash>``; once its runs gave their keys up (they failed,
-    or the keys expired), the next is ``..._1``, and so on. The newest is reused while
-    it has no run yet (another caller is making it) or a run that holds its key."""
-    digest = hashlib.sha256(f"{environment}\0{resolve_key(batch_key)}".encode()).hexdigest()
-    prefix = f"batch_k{digest[:24]}"
-    made = list(Batch.objects.filter(id__startswith=prefix).values_list("id", flat=True))
+def _key_batch_id(key: str, task_ids: set[str], wanted: set[tuple[str, str]]) -> str:
+    """The id of a keyed batch none of whose keys a run holds: made from its resolved
+    key (scoped as the key is), its tasks and its items' keys, so that callers
+    triggering it at once all make (or find) the one row, and a batch of other tasks or
+    of another parent with the same key has another. The first is
+    ``batch_k<hash>``; once its runs gave their keys up (they failed, or the keys
+    expired), the next is ``..._1``, and so on. The newest is reused while it has no run
+    yet (another caller is making it) or a run that holds its key."""
+    parts = [get_settings().ENVIRONMENT, key, *sorted(task_ids)]
+    parts += [f"{task}\0{item_key}" for task, item_key in sorted(wanted)]
+    text = "\0".join(parts)
+    prefix = f"batch_k{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+    # By exact ids, a generation at a time: the primary key serves no prefix search.
+    made: list[str] = []
+    for first in itertools.count(0, _GENERATIONS):
+        ids = [f"{prefix}_{n}" if n else prefix for n in range(first, first + _GENERATIONS)]
+        found = set(Batch.objects.filter(id__in=ids).values_list("id", flat=True))
+        made += [i for i in ids if i in found]
+        if len(found) < len(ids):
+            break
     if not made:
         return prefix
     number, newest = max((int(i.rpartition("_")[2]) if i != prefix else 0, i) for i in made)
@@ -281,6 +294,10 @@ def _key_batch_id(batch_key: str | list[str] | tuple[str, ...], environment: str
     if not runs.exists() or holding.exists():
         return newest
     return f"{prefix}_{number + 1}"
+
+
+# How many of a key's batch ids one look-up asks for.
+_GENERATIONS = 20
 
 
 def _existing_runs(batch_id: str) -> dict[int, RunHandle]:
