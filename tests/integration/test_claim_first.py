@@ -157,23 +157,27 @@ def test_an_idempotent_trigger_that_loses_its_race_gives_the_slot_back(own, monk
     first = tasks.trigger("shared-a", {"tag": "key", "seconds": 0}, idempotency_key="k")
     current_app.control.purge()
     assert execute(first.id, 1, worker="test") == "Completed"  # the queue is free again
-    # The lookup misses, as when another trigger wrote the key just after it looked.
-    monkeypatch.setattr(triggering, "find_cached", _miss_once(triggering.find_cached))
+    # Both lookups miss (before the key's lock and under it), as when a process that
+    # takes no lock wrote the key just after they looked: the INSERT loses.
+    monkeypatch.setattr(triggering, "find_cached", _miss(triggering.find_cached, times=2))
     again = tasks.trigger("shared-a", {"tag": "key", "seconds": 0}, idempotency_key="k")
     assert again.is_cached and again.id == first.id
     assert Run.objects.count() == 1
     assert get_store().holding_run_ids() == set()  # the slot it took first is back
-    fresh = tasks.trigger("shared-b", {"tag": "key", "seconds": 0}, idempotency_key="k2")
+    with CaptureQueriesContext(connection) as written:
+        fresh = tasks.trigger("shared-b", {"tag": "key", "seconds": 0}, idempotency_key="k2")
+    # Written DEQUEUED in the trigger's own transaction: no dequeue UPDATE after it.
+    assert [q["sql"] for q in written.captured_queries if q["sql"].startswith("UPDATE")] == []
     assert Run.objects.get(id=fresh.id).status == "DEQUEUED"
     assert held_attempt(fresh.id) == 1
     current_app.control.purge()
 
 
-def _miss_once(find):  # type: ignore[no-untyped-def]
+def _miss(find, *, times: int):  # type: ignore[no-untyped-def]
     calls = []
 
     def lookup(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
-        return None if len(calls) == 1 else find(*args, **kwargs)
+        return None if len(calls) <= times else find(*args, **kwargs)
 
     return lookup

@@ -188,7 +188,7 @@ def _send_task(name: str, kwargs: dict[str, object], celery_queue: str) -> None:
         send()
 
 
-def claim_first(run: Run) -> Claim | None:
+def claim_first(run: Run, *, own_transaction: bool = False) -> Claim | None:
     """A slot for a new QUEUED ``run`` before its row is written, when it would be the
     next run of its queue to start anyway (``CoordinationStore.claim_new``); the row is
     then written DEQUEUED and no dequeue UPDATE is needed.
@@ -198,13 +198,14 @@ def claim_first(run: Run) -> Claim | None:
     its lease ran out), and for a negative priority (its place in the queue is in the
     future, SPEC 4, also when the queue is idle): the run then takes its queue as usual. After a no, the
     queue's triggers skip the question for ``FULL_FOR_SECONDS`` (a burst into a full
-    queue costs no extra round trip per run).
+    queue costs no extra round trip per run). ``own_transaction``: the transaction open
+    is the trigger's own, which gives the slot back if it does not commit.
     """
     now = time.monotonic()
     if (
         run.status != RunStatus.QUEUED
         or run.priority < 0
-        or connection.in_atomic_block
+        or (connection.in_atomic_block and not own_transaction)
         or _full_until.get(run.queue, 0.0) > now
     ):
         return None

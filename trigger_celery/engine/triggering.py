@@ -135,10 +135,12 @@ def _trigger_task(
 _Claimed = tuple[Claim, float]
 
 
-def _insert(run: Run) -> _Claimed | None:
+def _insert(run: Run, *, own_transaction: bool = False) -> _Claimed | None:
     """INSERT ``run``. A run that can start at once takes its slot first and is written
-    DEQUEUED (``dispatch.claim_first``); if the INSERT fails, the slot is given back."""
-    claim = dispatch.claim_first(run)
+    DEQUEUED (``dispatch.claim_first``); if the INSERT fails, the slot is given back
+    (``own_transaction``: inside the trigger's own transaction, whose caller gives it
+    back if the COMMIT fails)."""
+    claim = dispatch.claim_first(run, own_transaction=own_transaction)
     if claim is None:
         insert_row(run)
         return None
@@ -272,7 +274,8 @@ def _save_idempotent(
             if nested:
                 insert_row(run)
             else:
-                claimed = _insert(run)  # its slot is given back if the COMMIT fails
+                # Its slot is given back below if the COMMIT fails.
+                claimed = _insert(run, own_transaction=True)
         return None, claimed
     except BaseException as exc:
         if claimed is not None:
