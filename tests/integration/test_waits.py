@@ -373,10 +373,15 @@ def test_a_wait_in_on_start_is_a_clear_error(live):
     assert run.error["message"].startswith("wait.for_ cannot be used in on_start (it runs")
 
 
-def test_a_child_triggered_by_a_canceled_parent_in_its_grace_period_is_canceled(live):
+@pytest.mark.parametrize(
+    "task_id", ["triggers-after-its-cancel", "triggers-and-fails-after-its-cancel"]
+)
+def test_a_child_triggered_by_a_canceled_parent_in_its_grace_period_is_canceled(live, task_id):
+    """Also when the parent's code then raises with retries left: its retry loses to the
+    cancel, and that path canceled nothing (found by review)."""
     # runs.cancel canceled the children it found; the parent's code, told to stop, went
     # on and triggered one more, which ran to its end under a CANCELED parent.
-    handle = tasks.trigger("triggers-after-its-cancel", {})
+    handle = tasks.trigger(task_id, {})
     wait_for(lambda: events.values(f"started:{handle.id}"), what="the parent to start")
     runs.cancel(handle)
     assert not Run.objects.filter(parent_id=handle.id).exists()  # none when it was canceled

@@ -867,6 +867,15 @@ def waits_in_on_start(payload, ctx):
     return "done"
 
 
+@task(id="triggers-and-fails-after-its-cancel", retry=FAST_RETRY)
+def triggers_and_fails_after_its_cancel(payload, ctx):
+    """Told to stop, it triggers a child and raises: an error with retries left."""
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    ctx.signal.wait(30)
+    cooperative.trigger({})
+    raise RuntimeError("stopped")
+
+
 @task(id="triggers-after-its-cancel", retry={"max_attempts": 1})
 def triggers_after_its_cancel(payload, ctx):
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)

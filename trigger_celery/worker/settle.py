@@ -174,12 +174,14 @@ def _settle_failed(
             waitpoints.forget_failed_children(run.id)
         log.info("run %s attempt %d failed; retry at %s", run.id, attempt, decision.retry_at)
         retry_at = decision.retry_at
-        until_recorded(
+        retried = until_recorded(
             lambda: transitions.retry(
                 run.id, attempt, retry_at=retry_at, error=decision.error, execution_ms=execution_ms
             ),
             what=f"the retry of run {run.id}",
         )
+        if not retried:  # canceled meanwhile: its error raised in the grace period
+            cancel_late_children(run.id)
         _store_step(lambda: _requeue(run.id, attempt), run.id)
         return
 
