@@ -134,15 +134,19 @@ def _crash_attempt(run: Run) -> None:
     log.warning(
         "run %s attempt %d crashed; %s", run.id, attempt, "retrying" if retry else RunStatus.CRASHED
     )
-    _record_crashed_span(run, attempt)
     if retry:
         queueing.enqueue([Run.objects.get(id=run.id)])
     else:
         waitpoints.runs_finished([run.id])
+    try:
+        _record_crashed_span(run, attempt)
+    except Exception:  # a trace is no reason to leave the rest of the reaping undone
+        log.exception("could not record the span of run %s's crashed attempt", run.id)
 
 
 def _record_crashed_span(run: Run, attempt: int) -> None:
-    """The crashed attempt's span, which its dead process could not end (SPEC 12)."""
+    """The crashed attempt's span, which its dead process could not end (SPEC 12):
+    recorded last, after what the run's recovery needs."""
     if not tracing.enabled():
         return
     row = Attempt.objects.filter(run_id=run.id, number=attempt).values_list(
