@@ -119,6 +119,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         )
     problems += _check_storage(s.STORAGE)
     problems += _check_sqlite()
+    problems += _check_isolation()
     return problems
 
 
@@ -264,6 +265,41 @@ def _check_sqlite() -> list[checks.CheckMessage]:
             )
         )
     return problems
+
+
+def _check_isolation() -> list[checks.CheckMessage]:
+    """A trigger looks for its key's holder after taking the key's lock: only at READ
+    COMMITTED (PostgreSQL's default) does that look see a holder committed meanwhile."""
+    problems: list[checks.CheckMessage] = []
+    for alias, config in django_settings.DATABASES.items():
+        if "postgresql" not in str(config.get("ENGINE", "")):
+            continue
+        level = (config.get("OPTIONS") or {}).get("isolation_level")
+        name = _isolation_name(level) if level is not None else "READ_COMMITTED"
+        if name in ("REPEATABLE_READ", "SERIALIZABLE"):
+            problems.append(
+                checks.Warning(
+                    f"DATABASES[{alias!r}] runs transactions at {name}: a trigger that waited "
+                    "for another with the same idempotency or debounce key does not see the "
+                    "run that one just made, and both make one",
+                    hint=f"Leave DATABASES[{alias!r}]['OPTIONS']['isolation_level'] unset "
+                    "(READ COMMITTED), or set it only for the connections that need it.",
+                    id="trigger_celery.W014",
+                )
+            )
+    return problems
+
+
+def _isolation_name(level: Any) -> str:
+    name = getattr(level, "name", None)  # psycopg's IsolationLevel
+    if isinstance(name, str):
+        return name
+    try:
+        import psycopg
+
+        return psycopg.IsolationLevel(int(level)).name
+    except Exception:  # another driver's constant: not one we can name
+        return str(level)
 
 
 def _check_storage(alias: Any) -> list[checks.CheckMessage]:

@@ -146,6 +146,32 @@ def test_sqlite_as_django_ships_it_is_warned_about_with_the_options_to_set():
     assert "journal_mode=WAL" in warning.hint
 
 
+def test_postgresql_above_read_committed_is_warned_about():
+    """The per-key lock of idempotent and debounced triggers looks for the key's holder
+    once it holds the lock; at REPEATABLE READ that look reads an older snapshot."""
+    from psycopg import IsolationLevel
+
+    from trigger_celery.checks import _check_isolation
+
+    engine = "django.db.backends.postgresql"
+    for level, warned in [
+        (IsolationLevel.REPEATABLE_READ, True),
+        (IsolationLevel.SERIALIZABLE, True),
+        (IsolationLevel.READ_COMMITTED, False),
+        (None, False),
+    ]:
+        options = {} if level is None else {"isolation_level": level}
+        databases = {"default": {"ENGINE": engine, "NAME": "x", "OPTIONS": options}}
+        with (
+            pytest.warns(UserWarning, match="DATABASES"),
+            override_settings(DATABASES=databases),
+        ):
+            found = [m for m in _check_isolation() if m.id == "trigger_celery.W014"]
+        assert bool(found) is warned, level
+        if warned:
+            assert level.name in found[0].msg and "isolation_level" in found[0].hint
+
+
 def test_a_prefetching_worker_configuration_is_warned_about():
     with override_settings(
         CELERY_WORKER_PREFETCH_MULTIPLIER=4, CELERY_BROKER_URL="amqp://guest@127.0.0.1//"
