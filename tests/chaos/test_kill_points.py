@@ -28,7 +28,9 @@ def fault_env(point: str, mark: Path, action: str = "kill") -> dict[str, str]:
 
 
 def wait_for_mark(mark: Path, point: str) -> None:
-    wait_for(mark.exists, timeout=60, what=f"the fault at {point}")
+    # The dying process creates the mark, then writes its point in it: wait for both
+    # (read between the two, it was empty, and the test failed in a CI run).
+    wait_for(lambda: mark.exists() and mark.read_text(), timeout=60, what=f"the fault at {point}")
     assert mark.read_text().startswith(point)
 
 
