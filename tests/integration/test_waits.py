@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery import current_app
@@ -392,3 +392,32 @@ def test_a_child_triggered_by_a_canceled_parent_in_its_grace_period_is_canceled(
         what="the late child to be canceled",
     )
     assert runs.retrieve(handle).status == "CANCELED"
+
+
+def test_a_wait_until_year_9999_fails_the_run_naming_the_date_and_waits_for_nothing(live):
+    handle = tasks.trigger("waits-until", {"until": "9999-12-31T00:00:00+00:00"})
+    # Not finished() alone: on a wait it took, the run would be WAITING for 8,000 years.
+    run = wait_for(
+        lambda: (
+            (r := runs.retrieve(handle)).status not in ("QUEUED", "DEQUEUED", "EXECUTING") and r
+        ),
+        timeout=60,
+        what=f"run {handle} to leave the queue and its execution",
+    )
+    assert run.status == "FAILED", run.status
+    assert run.error["message"].startswith(
+        "wait.until: datetime.datetime(9999, 12, 31, 0, 0, tzinfo=datetime.timezone.utc) is "
+        "more than the maximum of 10 years"
+    )
+    assert not Waitpoint.objects.filter(run_id=handle.id).exists()
+
+
+@pytest.mark.parametrize("until", ["2000-01-01T00:00:00", "2000-01-01T00:00:00+05:00"])
+def test_a_wait_until_in_the_past_naive_or_aware_is_over_at_once(live, until):
+    run = finished(tasks.trigger("waits-until", {"until": until}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "woke"
+    (wp,) = Waitpoint.objects.filter(run_id=run.id)
+    assert wp.resume_at == datetime(2000, 1, 1, tzinfo=UTC) - (
+        timedelta(hours=5) if until.endswith("+05:00") else timedelta()
+    )

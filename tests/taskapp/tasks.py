@@ -881,3 +881,14 @@ def triggers_after_its_cancel(payload, ctx):
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)
     ctx.signal.wait(30)  # runs.cancel: the code goes on for the cooperative grace
     return cooperative.trigger_and_wait({}).ok
+
+
+@task(id="waits-until", retry={"max_attempts": 1})
+def waits_until(payload, ctx):
+    """``wait.until`` the ISO datetime of the payload (naive if it is written so)."""
+    from datetime import datetime
+
+    from trigger_celery import wait
+
+    wait.until(datetime.fromisoformat(payload["until"]))
+    return "woke"

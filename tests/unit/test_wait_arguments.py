@@ -1,10 +1,14 @@
-"""``wait.for_`` refuses what is not a duration before it looks for its run."""
+"""``wait.for_`` and ``wait.until`` refuse what is not a duration (or a date within 10
+years) before they look for their run."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from trigger_celery import wait
+from trigger_celery.errors import OutsideRunError
 
 
 @pytest.mark.parametrize(
@@ -26,3 +30,32 @@ def test_a_bad_duration_is_named(kwargs, message):
     with pytest.raises(ValueError) as caught:
         wait.for_(**kwargs)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, tzinfo=UTC),
+        datetime(9999, 12, 31),  # naive: UTC
+        datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-12))),
+        datetime.now(UTC) + timedelta(days=3651),
+    ],
+)
+def test_a_wait_until_more_than_10_years_ahead_is_named(when):
+    with pytest.raises(ValueError) as caught:
+        wait.until(when)
+    assert f"wait.until: {when!r} is more than the maximum of 10 years" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2000, 1, 1, tzinfo=UTC),  # past: the wait is over at once
+        datetime(2000, 1, 1),
+        datetime.now(UTC) + timedelta(days=3640),
+        datetime.now() + timedelta(days=3640),
+    ],
+)
+def test_a_wait_until_in_the_past_or_within_10_years_passes_to_its_run(when):
+    with pytest.raises(OutsideRunError):  # the next thing it checks: taken
+        wait.until(when)

@@ -73,12 +73,18 @@ def parse_delay(value: Any, *, now: datetime) -> datetime | None:
     else:
         when = now + parse_duration(value, name="delay")
     when = when.astimezone(UTC)
+    refuse_beyond_horizon(when, now, name="delay", value=value)
+    return when if when > now else None
+
+
+def refuse_beyond_horizon(when: datetime, now: datetime, *, name: str, value: Any) -> None:
+    """A ValueError naming ``value`` if ``when`` is more than 10 years after ``now``:
+    what a duration may not be longer than, a date may not be further away."""
     if (when - now).total_seconds() > MAX_SECONDS:
         raise ValueError(
-            f"delay: {value!r} is more than the maximum of 10 years ({MAX_SECONDS} seconds) "
+            f"{name}: {value!r} is more than the maximum of 10 years ({MAX_SECONDS} seconds) "
             "from now"
         )
-    return when if when > now else None
 
 
 def format_duration(seconds: float) -> str:

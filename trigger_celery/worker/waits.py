@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection
 
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope, optional_scope
-from trigger_celery.core.durations import parse_duration
+from trigger_celery.core.durations import parse_duration, refuse_beyond_horizon
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.db import write_transaction
@@ -303,7 +303,9 @@ class WaitAPI:
     def until(self, when: datetime) -> None:
         if not isinstance(when, datetime):
             raise ValueError(f"wait.until needs a datetime, got {when!r}")
-        self._until(when if when.tzinfo else when.replace(tzinfo=UTC), "wait.until")
+        aware = when if when.tzinfo else when.replace(tzinfo=UTC)  # naive is UTC (SPEC 5)
+        refuse_beyond_horizon(aware, clock.now(), name="wait.until", value=when)
+        self._until(aware, "wait.until")
 
     def _until(self, when: datetime, api: str) -> None:
         scope, step, wp = _step(api, Waitpoint.Kind.DATETIME, "wait")
