@@ -26,6 +26,8 @@ def as_dict(span: ReadableSpan) -> dict:
         "attributes": dict(span.attributes or {}),
         "status": span.status.status_code.name,
         "links": [format(link.context.span_id, "016x") for link in span.links],
+        "start": span.start_time,  # nanoseconds since the epoch
+        "end": span.end_time,
     }
 
 

@@ -23,6 +23,9 @@ from trigger_celery.models import Run
 
 # Where the worker notes each failed attempt's exception class path (run metadata).
 ERRORS_METADATA_KEY = "django_tasks.errors"
+# The ``TASKS`` alias a run was enqueued through (run metadata, written at enqueue), so
+# the worker's signals carry the backend that ``get_result`` reads it with.
+BACKEND_METADATA_KEY = "django_tasks.backend"
 
 _READY = frozenset({RunStatus.PENDING_VERSION, RunStatus.DELAYED, RunStatus.QUEUED})
 _RUNNING = frozenset({RunStatus.DEQUEUED, RunStatus.EXECUTING, RunStatus.WAITING})

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from traceback import format_exception
 from typing import Any
 
-from django.tasks import TaskContext, TaskResult, TaskResultStatus
+from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskError
-from django.tasks.exceptions import InvalidTask
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
@@ -34,7 +34,11 @@ from trigger_celery.core.hooks import run_coroutine
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
-from trigger_celery.django_task_results import ERRORS_METADATA_KEY, django_payload, task_result
+from trigger_celery.django_task_results import (
+    BACKEND_METADATA_KEY,
+    ERRORS_METADATA_KEY,
+    django_payload,
+)
 from trigger_celery.engine.registry import Queue, TaskDefinition, registry
 from trigger_celery.errors import SerializationError
 from trigger_celery.models import Run
@@ -128,17 +132,32 @@ def definition_for(task: TriggerCeleryTask) -> TaskDefinition:
     )
 
 
-def _current_result(task: Task, run_id: str) -> TaskResult:
-    return task_result(Run.objects.get(id=run_id), task, task.get_backend().alias)
+def enqueued_through(task: Task, alias: Any) -> BaseTaskBackend:
+    """The backend of ``TASKS[alias]``, the alias a run was enqueued through (its
+    metadata), or the task's own when that is missing or no longer a backend of ours."""
+    if isinstance(alias, str) and alias != task.backend:
+        try:
+            backend = task_backends[alias]
+        except InvalidTaskBackend:  # settings changed since the run was enqueued
+            return task.get_backend()
+        if isinstance(backend, type(task.get_backend())):
+            return backend
+    return task.get_backend()
+
+
+def _current_result(task: Task, ctx: Context) -> TaskResult:
+    """The run as ``get_result`` of the backend it was enqueued through reads it."""
+    backend = enqueued_through(task, ctx.run.metadata.get(BACKEND_METADATA_KEY))
+    return backend.get_result(ctx.run.id)
 
 
 def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
     """One attempt: Django's task_started before the call, the error's class path noted,
     the result kept for task_finished (sent once the run's end has committed)."""
-    result = _current_result(task, ctx.run.id)
+    result = _current_result(task, ctx)
     scope = run_context.optional_scope()
     if scope is None or not scope.resumed:  # a resume continues the attempt that started
-        task_started.send(type(task.get_backend()), task_result=result)
+        task_started.send(type(result.task.get_backend()), task_result=result)
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
     try:
         if task.takes_context:
@@ -162,7 +181,7 @@ def _execute(task: TriggerCeleryTask, payload: Any, ctx: Context) -> Any:
 
 def _record_failure(task: Task, ctx: Context, error: BaseException) -> None:
     """The on_failure hook (retries spent): the failed result, as the run will record it."""
-    result = _current_result(task, ctx.run.id)
+    result = _current_result(task, ctx)
     errors = list(result.errors)  # the hook runs before the run and its attempt settle
     if len(errors) < ctx.attempt.number:
         kind = type(error)
@@ -226,5 +245,5 @@ def _send_from_row(run_id: str) -> None:
         return
     if run is None or not isinstance(task, TriggerCeleryTask):
         return
-    backend: BaseTaskBackend = task.get_backend()
+    backend = enqueued_through(task, (run.metadata or {}).get(BACKEND_METADATA_KEY))
     task_finished.send(type(backend), task_result=backend.get_result(run.id))

@@ -63,7 +63,7 @@ from django.utils.module_loading import import_string
 from trigger_celery.core import run_events
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.db import write_transaction
-from trigger_celery.django_task_results import task_result
+from trigger_celery.django_task_results import BACKEND_METADATA_KEY, task_result
 from trigger_celery.django_task_worker import (
     TRIGGER_OPTIONS,
     TriggerCeleryTask,
@@ -180,6 +180,12 @@ class TriggerCeleryBackend(BaseTaskBackend):
             **task.trigger_options,
             "queue": task.queue_name,
             "priority": run_priority(task.priority, self.priority_seconds),
+            # The alias goes with the run: the worker's task_started / task_finished
+            # then carry the backend get_result reads it through.
+            "metadata": {
+                **(task.trigger_options.get("metadata") or {}),
+                BACKEND_METADATA_KEY: self.alias,
+            },
         }
         if task.run_after is not None:
             options["delay"] = task.run_after

@@ -243,6 +243,8 @@ class Attempt(models.Model):
     status = models.CharField(max_length=16, choices=ATTEMPT_STATUS_CHOICES)
     worker = models.CharField(max_length=255, blank=True)
     started_at = models.DateTimeField()
+    # When its latest execution began, if that was a resume after a wait (SPEC 7).
+    resumed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
 

@@ -21,6 +21,17 @@ task_started.connect(lambda **kw: _record_signal("started", **kw), weak=False)
 task_finished.connect(lambda **kw: _record_signal("finished", **kw), weak=False)
 
 
+def _record_backend(name, sender, task_result, **kwargs):
+    """The alias a receiver sees: the result's, its task's, and get_result's there."""
+    again = task_result.task.get_backend().get_result(task_result.id)
+    seen = [name, task_result.backend, task_result.task.backend, again.backend]
+    events.record(f"dj-signal-backend:{task_result.id}", seen)
+
+
+task_started.connect(lambda **kw: _record_backend("started", **kw), weak=False)
+task_finished.connect(lambda **kw: _record_backend("finished", **kw), weak=False)
+
+
 class Boom(Exception):
     """A project's own exception, so the error's class path is not a builtin."""
 

@@ -117,6 +117,20 @@ def test_a_task_sent_through_another_alias_of_the_backend_reads_its_result_there
     assert again.return_value == {"sum": 9}
 
 
+def test_the_workers_signals_carry_the_alias_the_task_was_sent_through(live):
+    """Started and finished in the worker, a run sent with ``using(backend="bulk")``
+    reads as "bulk" to a receiver, as it does to get_result."""
+    result = jobs.add.using(backend="bulk").enqueue(2, 2)
+    wait_for(
+        lambda: len(events.values(f"dj-signal-backend:{result.id}")) == 2,
+        what=f"task_started and task_finished of {result.id}",
+    )
+    assert events.values(f"dj-signal-backend:{result.id}") == [
+        ["started", "bulk", "bulk", "bulk"],
+        ["finished", "bulk", "bulk", "bulk"],
+    ]
+
+
 def test_priority_and_queue_name_outside_what_the_backend_takes_are_named():
     with pytest.raises(InvalidTask, match="priority must be between -100 and 100, got 101"):
         jobs.add.using(priority=101)

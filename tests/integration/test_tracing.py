@@ -4,10 +4,14 @@ attempt nest under it. Real prefork workers set the SDK up per process."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from tests import otel_spans
 from tests.integration.harness import finished, wait_for
+from tests.taskapp import events
 from trigger_celery import tasks
 
 pytestmark = pytest.mark.integration
@@ -85,7 +89,6 @@ def test_a_batch_is_one_producer_span_and_its_runs_attempts_hang_from_it(traced)
 
 
 def test_a_canceled_attempt_says_canceled_and_is_not_an_error(traced):
-    from tests.taskapp import events
     from trigger_celery import runs
 
     handle = tasks.trigger("cooperative", {})
@@ -133,6 +136,47 @@ def test_an_attempt_whose_process_was_killed_has_a_crashed_span_under_the_trigge
     for span in (crashed, survived):
         assert span["parent_id"] == trigger["span_id"]
         assert span["trace_id"] == trigger["trace_id"]
+
+
+def test_a_resumed_attempt_killed_has_a_crashed_span_from_its_resume_not_its_first_start(
+    traced,
+):
+    """Attempt 1 suspends (its span ends Suspended), resumes in a new span, and its process
+    is killed: the crashed span recorded for it covers the resumed execution only."""
+    handle = tasks.trigger("resumes-then-hangs", {"seconds": 4})  # long enough to suspend
+    [(number, pid)] = wait_for(
+        lambda: events.values(f"resumed-pid:{handle.id}"), what="attempt 1 to resume"
+    )
+    assert number == 1
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _gone(pid), what=f"the killed process {pid} to be gone")
+    run = finished(handle, timeout=90)
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "CRASHED"), (2, "COMPLETED")]
+
+    def first_attempt_spans():
+        found = [
+            s
+            for s in otel_spans.read(traced)
+            if s["name"] == "run resumes-then-hangs"
+            and s["attributes"]["trigger_celery.attempt"] == 1
+        ]
+        return len(found) >= 2 and found
+
+    spans = wait_for(first_attempt_spans, what="the suspended and the crashed span")
+    by_outcome = {s["attributes"]["trigger_celery.outcome"]: s for s in spans}
+    assert sorted(by_outcome) == ["Crashed", "Suspended"] and len(spans) == 2
+    suspended, crashed = by_outcome["Suspended"], by_outcome["Crashed"]
+    assert crashed["status"] == "ERROR"
+    assert suspended["end"] <= crashed["start"] < crashed["end"]
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (reaped, or a zombie its parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_a_wait_is_one_span_under_the_attempt_that_continues_after_it(traced):

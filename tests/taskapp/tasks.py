@@ -615,6 +615,21 @@ def sleeper(payload, ctx):
     return "woke"
 
 
+@task(id="resumes-then-hangs", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
+def resumes_then_hangs(payload, ctx):
+    """Attempt 1 suspends in a wait, resumes, notes its pid and hangs for the test to kill
+    it; attempt 2 returns at once."""
+    from trigger_celery import wait
+
+    if ctx.attempt.number > 1:
+        return "survived"
+    wait.for_(seconds=payload["seconds"])
+    events.record(f"resumed-pid:{ctx.run.id}", [ctx.attempt.number, os.getpid()])
+    for _ in range(1200):  # 60 s at most, if the test never kills it
+        time.sleep(0.05)
+    return "not killed"
+
+
 @task(id="waits-on-long-child")
 def waits_on_long_child(payload, ctx):
     result = cooperative.trigger_and_wait({})

@@ -150,15 +150,17 @@ def _record_crashed_span(run: Run, attempt: int) -> None:
     if not tracing.enabled():
         return
     row = Attempt.objects.filter(run_id=run.id, number=attempt).values_list(
-        "started_at", "finished_at"
+        "started_at", "resumed_at", "finished_at"
     )
-    started_at, finished_at = row.first() or (None, None)
+    started_at, resumed_at, finished_at = row.first() or (None, None, None)
     if started_at is None:
         return
+    # An attempt resumed after a wait has a span of its own up to its suspension; the
+    # lost span is that of the execution that died, from its resume.
     tracing.record_lost_attempt(
         f"run {run.task_identifier}",
         parent=run.trace_context or None,
-        start=started_at,
+        start=resumed_at or started_at,
         end=finished_at or clock.now(),
         attributes={
             "trigger_celery.run_id": run.id,

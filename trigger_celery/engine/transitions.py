@@ -196,7 +196,7 @@ def start_attempt(run_id: str, attempt: int, worker: str) -> Run | None:
             "started_at": KeepFirst("started_at", now),
         },
         {"run_id": run_id, "number": attempt, "status": AttemptStatus.SUSPENDED},
-        {"status": AttemptStatus.EXECUTING, "worker": worker, "finished_at": None},
+        dict(status=AttemptStatus.EXECUTING, worker=worker, finished_at=None, resumed_at=now),
         {
             "run_id": run_id,
             "number": attempt,
