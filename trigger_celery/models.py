@@ -371,7 +371,8 @@ class Schedule(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Write back only the fields changed since the row was read. Beat moves
         ``last_tick_at``, ``next_tick_at`` and ``problem`` by compare-and-set in between;
-        an edit of other fields (the API, a form) must not put back what it read."""
+        an edit of other fields (the API, a form) must not put back what it read. Each
+        write moves ``updated_at``: beat fires a tick only if it is still what it read."""
         loaded: dict[str, Any] | None = getattr(self, "_loaded", None)
         whole = not args and not kwargs
         if loaded is not None and whole and not self._state.adding:

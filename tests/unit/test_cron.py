@@ -439,3 +439,116 @@ def test_preview_takes_a_zone_object_as_schedules_create_does():
         "0 9 * * *", timezone=ZoneInfo("Europe/Paris"), after="2030-01-01T00:00:00+00:00"
     )
     assert by_zone == by_name
+
+
+# -- both day fields: which days fire -------------------------------------------------------
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _values(item: str, low: int, high: int) -> set[int]:
+    """The values of one plain list item (``*``, ``a``, ``a-b``, each with ``/step``)."""
+    base, _, step = item.partition("/")
+    if base in ("*", "?"):
+        start, end = low, high
+    else:
+        first, _, last = base.partition("-")
+        start = _DAY_NAMES.index(first) if first in _DAY_NAMES else int(first)
+        end = (_DAY_NAMES.index(last) if last in _DAY_NAMES else int(last)) if last else None
+        if end is None:
+            end = high if step else start
+    return set(range(start, end + 1, int(step or 1)))
+
+
+def _day_matches(field: str, day: datetime, *, of_month: bool) -> bool:
+    last_day = ((day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)).day
+    weekday = (day.weekday() + 1) % 7  # Sunday 0
+
+    def item_matches(item: str) -> bool:
+        if of_month:
+            return day.day == last_day if item == "L" else day.day in _values(item, 1, 31)
+        if item.endswith("L"):  # the last such weekday of the month
+            return weekday == int(item[:-1]) % 7 and day.day > last_day - 7
+        if "#" in item:  # the nth such weekday of the month
+            wanted, nth = item.split("#")
+            return weekday == int(wanted) % 7 and (day.day - 1) // 7 + 1 == int(nth)
+        return weekday in {v % 7 for v in _values(item, 0, 7)}
+
+    return any(item_matches(item) for item in field.split(","))
+
+
+def _restricts(field: str, *, of_month: bool) -> bool:
+    """A day field restricts unless it names every value of its field."""
+    if any(c in field for c in "L#"):
+        return True
+    low, high = (1, 31) if of_month else (0, 7)
+    values = set().union(*(_values(item, low, high) for item in field.split(",")))
+    return len(values if of_month else {v % 7 for v in values}) < (31 if of_month else 7)
+
+
+def _fires_on(dom: str, dow: str, day: datetime) -> bool:
+    """The documented rule, written out: both restricted - either; else the one that is."""
+    on_date = _day_matches(dom, day, of_month=True)
+    on_weekday = _day_matches(dow, day, of_month=False)
+    if _restricts(dom, of_month=True) and _restricts(dow, of_month=False):
+        return on_date or on_weekday
+    if _restricts(dom, of_month=True):
+        return on_date
+    return on_weekday if _restricts(dow, of_month=False) else True
+
+
+_DAY_PAIRS = [
+    ("*/2", "1"),  # Vixie/cronie: only odd Mondays; here the odd days and the Mondays
+    ("*/2", "mon-fri"),
+    ("1", "*/2"),  # Vixie/cronie: the 1st when it is a Sun/Tue/Thu/Sat
+    ("*/10", "1L"),
+    ("L", "*/3"),
+    ("1,15", "1-5"),
+    ("L", "5"),
+    ("13", "5"),
+    ("*/2", "5#2"),
+    ("1-31", "1"),  # names every day: does not restrict (Vixie: every day)
+    ("*/1", "1L"),
+    ("*,1", "1"),
+    ("1,2-31", "1"),
+    ("1", "0-6"),
+    ("1", "1-7"),
+    ("1", "sun-sat"),
+    ("15", "*/1"),
+    ("?", "1"),
+    ("2-30/7", "?"),
+    ("*", "0,7"),
+]
+
+
+@pytest.mark.parametrize(("dom", "dow"), _DAY_PAIRS)
+def test_both_day_fields_fire_on_the_days_the_documented_rule_gives(dom, dow):
+    expression = f"0 0 {dom} * {dow}"
+    start = datetime(2024, 12, 31, tzinfo=UTC)
+    expected = [
+        start + timedelta(days=n)
+        for n in range(1, 1200)
+        if _fires_on(dom, dow, start + timedelta(days=n))
+    ][:30]
+    assert fire_times(expression, "UTC", after=start, count=30) == expected
+
+
+def test_a_stepped_day_of_month_with_a_day_of_week_fires_on_either():
+    times = preview("0 0 */2 * 1", after="2025-01-01T00:00:00+00:00", count=8)
+    assert [t.strftime("%d %a") for t in times] == [
+        "03 Fri", "05 Sun", "06 Mon", "07 Tue", "09 Thu", "11 Sat", "13 Mon", "15 Wed",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 0 */2 * 1", "At 00:00, every 2 days or on Monday"),
+        ("0 0 1-31 * 1", "At 00:00, only on Monday"),
+        ("0 0 1 * 0-6", "At 00:00, on day 1 of the month"),
+        ("0 0 */1 * 1L", "At 00:00, on the last Monday of the month"),
+        ("0 0 1 * *,1", "At 00:00, on day 1 of the month"),
+    ],
+)
+def test_a_day_field_that_names_every_day_is_not_described_as_a_restriction(expression, words):
+    assert describe(expression) == words

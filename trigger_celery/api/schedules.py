@@ -35,7 +35,7 @@ from trigger_celery.core.schedules import (
 from trigger_celery.core.serialization import text_problem
 from trigger_celery.db import write_transaction
 from trigger_celery.engine.registry import registry
-from trigger_celery.engine.schedules import plan, save_planned, upcoming
+from trigger_celery.engine.schedules import disabled_here, plan, save_planned, upcoming
 from trigger_celery.errors import (
     DeclarativeScheduleError,
     InvalidScheduleError,
@@ -49,7 +49,13 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True)
 class ScheduleRecord:
-    """A snapshot of a schedule. Datetimes are aware, in UTC."""
+    """A snapshot of a schedule. Datetimes are aware, in UTC.
+
+    ``next_run`` and ``upcoming`` are the ticks that fire in this deployment's
+    environment (``TRIGGER_CELERY["ENVIRONMENT"]``): for an inactive schedule, or one
+    whose ``environments`` leave this environment out (``fires_here`` False), they are
+    None and [], as admin and the dashboard show no fire times for it either.
+    """
 
     id: str
     task: str
@@ -67,10 +73,13 @@ class ScheduleRecord:
     problem: str
     created_at: datetime
     updated_at: datetime
+    fires_here: bool
 
     @classmethod
     def from_model(cls, row: Schedule) -> ScheduleRecord:
-        times = upcoming(row, clock.now()) if row.active else []
+        fires_here = disabled_here(row) is None
+        firing = row.active and fires_here
+        times = upcoming(row, clock.now()) if firing else []
         return cls(
             id=row.id,
             task=row.task_identifier,
@@ -82,12 +91,13 @@ class ScheduleRecord:
             active=row.active,
             declarative=row.declarative,
             environments=list(row.environments or []),
-            next_run=row.next_tick_at if row.active else None,
+            next_run=row.next_tick_at if firing else None,
             upcoming=times,
             last_run=row.last_tick_at,
             problem=row.problem,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            fires_here=fires_here,
         )
 
 

@@ -99,9 +99,14 @@ class CronExpression:
     """A validated expression: ``text`` as the user wrote it (whitespace normalised) and
     the equivalent form(s) croniter evaluates.
 
-    When both day fields are restricted a day matches either of them (classic cron).
-    croniter cannot combine a day of month with ``1L``-``7L`` or ``n#k``, so such an
-    expression is evaluated as two (one per day field) whose times are merged.
+    When both day fields are restricted a day matches either of them (classic cron). A
+    day field restricts unless it names every value of its field: ``*``, ``?``, ``*/1``,
+    ``1-31``, ``0-6``. So ``*/2`` restricts (the odd days): ``0 0 */2 * 1`` fires on odd
+    days and on Mondays, as croniter and Trigger.dev's cron-parser have it, where Vixie
+    cron and cronie, for which a field starting with ``*`` does not restrict, fire on
+    Mondays that are odd days only. Such a field that names every value is evaluated
+    as ``*``. croniter cannot combine a day of month with ``1L``-``7L`` or ``n#k``, so
+    such an expression is evaluated as two (one per day field) whose times are merged.
     """
 
     text: str
@@ -145,11 +150,12 @@ def parse_cron(expression: object) -> CronExpression:
         for part, field in zip(parts, _FIELDS, strict=True)
     ]
     minute, hour, dom, month, dow = engine_parts
+    dom, dow = _unless_every_day(dom, 2), _unless_every_day(dow, 4)
     forms: tuple[str, ...]
     if dom not in ("*", "?") and dow != "*" and any(c in dow for c in "L#"):
         forms = (f"{minute} {hour} {dom} {month} *", f"{minute} {hour} * {month} {dow}")
     else:
-        forms = (" ".join(engine_parts),)
+        forms = (f"{minute} {hour} {dom} {month} {dow}",)
     for form in forms:
         try:
             croniter(form, datetime(2000, 1, 1)).get_next(datetime)
@@ -161,6 +167,22 @@ def parse_cron(expression: object) -> CronExpression:
         except CroniterError as exc:
             raise InvalidScheduleError(f"cron {text!r} is not valid: {exc}") from None
     return CronExpression(text=text, engine_forms=forms)
+
+
+def _unless_every_day(part: str, index: int) -> str:
+    """``*`` for a day field that names every value of its field (``1-31``, ``*/1``,
+    ``0-6``, ``sun-sat``): such a field does not restrict the days, whichever way it is
+    written. croniter alone would let ``1-31`` restrict or not depending on the other
+    field's spelling."""
+    if part == "*" or any(c in part.upper() for c in "L#"):
+        return part
+    probe = ["*"] * 5
+    probe[index] = part
+    try:
+        values = set(croniter.expand(" ".join(probe))[0][index])  # Sunday is 0 only
+    except CroniterError:  # reported, naming the expression, by the check that follows
+        return part
+    return "*" if "*" in values or len(values) == (31 if index == 2 else 7) else part
 
 
 def _check_item(item: str, field: _Field, expression: str) -> str:

@@ -18,7 +18,7 @@ def describe(cron: str) -> str:
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
-        expr = _one_name_per_day(_stepped_days(MACROS.get(cron.strip().lower(), cron)))
+        expr = _one_name_per_day(_stepped_days(_every_day(MACROS.get(cron.strip().lower(), cron))))
         fields = expr.split()
         dom = fields[2].split(",") if len(fields) == 5 else []
         if "L" in dom and len(dom) > 1:  # "1,L": the description says "day 1 and L"
@@ -30,6 +30,19 @@ def describe(cron: str) -> str:
         return _either_day(expr, options) or str(get_description(expr, options))
     except Exception:  # a description is a nicety; never fail because of it
         return cron
+
+
+def _every_day(cron: str) -> str:
+    """A day field that names every value (``1-31``, ``0-6``, ``*/1``) as ``*``: it does
+    not restrict the days, and the words must not say "or between day 1 and 31"."""
+    fields = cron.split()
+    forms = parse_cron(cron).engine_forms if len(fields) == 5 else ()
+    if len(forms) == 1:
+        engine = forms[0].split()
+        for index in (2, 4):
+            if engine[index] == "*":
+                fields[index] = "*"
+    return " ".join(fields)
 
 
 def _stepped_days(cron: str) -> str:

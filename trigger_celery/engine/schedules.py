@@ -6,8 +6,10 @@ Each schedule row carries ``next_tick_at``, the instant of its next tick. A pass
    time zone (``next_tick_for``) - rows written by SQL, fixtures or an older version -
    so an edit made anywhere is picked up within a few seconds, with no restart;
 2. **fires** every active row whose ``next_tick_at`` has come: in one transaction it
-   moves ``next_tick_at`` on with a compare-and-set on the old value and inserts the
-   tick's run. Of several beats that race for one tick exactly one wins the
+   moves ``next_tick_at`` on with a compare-and-set on the old value (and on
+   ``updated_at``, so an edit saved after the row was read makes the pass leave the tick
+   to the next one, which fires it with the edited values) and inserts the tick's run.
+   Of several beats that race for one tick exactly one wins the
    compare-and-set, and the unique (schedule, tick time) key on runs backs that up. A
    beat killed mid-way rolls its transaction back, so the tick is left for the next
    pass of any beat.
@@ -192,11 +194,15 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
             fields.update(last_tick_at=tick, problem="")
         elif problem is not None:
             fields["problem"] = problem
-        # The tick, and what this pass read to fire it (an edit may keep the same tick).
+        # The tick, and the row as this pass read it: an edit may keep the same tick, and
+        # the run is built from what was read (task, environments, external id, ...).
+        # Every save of a schedule moves updated_at, so comparing it covers each field a
+        # user can edit; cron, time zone and task are compared too for edits made in SQL.
         moved = Schedule.objects.filter(
             id=schedule.id,
             active=True,
             next_tick_at=tick,
+            updated_at=schedule.updated_at,
             cron=schedule.cron,
             timezone=schedule.timezone,
             task_identifier=schedule.task_identifier,
