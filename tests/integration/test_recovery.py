@@ -7,9 +7,11 @@ import random
 import signal
 import socket
 import time
+from datetime import timedelta
 
 import pytest
 import redis
+from celery import current_app
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -17,8 +19,11 @@ from django.core.management.base import CommandError
 from tests.integration.harness import child_pids, finished, max_overlap, wait_for
 from tests.taskapp import events
 from trigger_celery import tasks
+from trigger_celery.coordination import Entry
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.core import clock
 from trigger_celery.core.statuses import FINAL_STATUSES
+from trigger_celery.engine import recovery
 from trigger_celery.models import Attempt, Run
 
 pytestmark = pytest.mark.integration
@@ -156,3 +161,33 @@ def test_trigger_reconcile_with_redis_down_names_the_store_it_cannot_reach(
     }
     with pytest.raises(CommandError, match=f"127.0.0.1:{port}.*REDIS_URL"):
         call_command("trigger_reconcile", verbosity=0)
+
+
+def test_a_resumed_attempt_whose_lease_ran_out_in_a_prefetch_buffer_is_adopted(own):
+    """A parent resumed after a wait starts its attempt again (``resumed_at``). If its
+    lease ran out while the message sat in a worker's prefetch buffer and it started just
+    now, the reaper adopts its lease, as for a first start: its heartbeat is on the way.
+    The attempt's first start, an hour ago, must not make it look crashed."""
+    handle = tasks.trigger("quiet", {"i": 1})
+    current_app.control.purge()
+    now = clock.now()
+    Run.objects.filter(id=handle.id).update(status="EXECUTING", attempt_count=1, started_at=now)
+    Attempt.objects.create(
+        run_id=handle.id,
+        number=1,
+        status="EXECUTING",
+        worker="w",
+        started_at=now - timedelta(hours=1),
+        resumed_at=now,
+    )
+    store = get_store()
+    store.release(handle.id)
+    assert store.claim_new(Entry(handle.id, "quiet", 0.0, None, 1), None, lease_seconds=30)
+
+    assert recovery.reap_expired_leases(now=store.time() + 31) >= 1
+    run = Run.objects.get(id=handle.id)
+    assert (run.status, run.attempt_count) == ("EXECUTING", 1)
+    assert list(Attempt.objects.filter(run_id=handle.id).values_list("status", flat=True)) == [
+        "EXECUTING"
+    ]
+    assert handle.id in store.holding_run_ids()

@@ -103,11 +103,13 @@ def _queue_again_or_expire(run: Run) -> None:
 
 
 def _just_started(run: Run) -> bool:
-    # started_at comes from the worker's clock; this process's is the nearest estimate.
+    # The attempt's latest start: its resume if it waited, else its first start. Both
+    # come from the worker's clock; this process's is the nearest estimate.
     attempt = Attempt.objects.filter(run_id=run.id, number=run.attempt_count).first()
-    if attempt is None or attempt.started_at is None:
+    started = attempt and (attempt.resumed_at or attempt.started_at)
+    if not started:
         return False
-    return attempt.started_at.timestamp() > clock.timestamp() - get_settings().HEARTBEAT_SECONDS * 2
+    return started.timestamp() > clock.timestamp() - get_settings().HEARTBEAT_SECONDS * 2
 
 
 def _crash_attempt(run: Run) -> None:
