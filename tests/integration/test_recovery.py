@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 
 from tests.integration.harness import child_pids, finished, max_overlap, wait_for
 from tests.taskapp import events
-from trigger_celery import tasks
+from trigger_celery import runs, tasks
 from trigger_celery.coordination import Entry
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
@@ -191,3 +191,55 @@ def test_a_resumed_attempt_whose_lease_ran_out_in_a_prefetch_buffer_is_adopted(o
         "EXECUTING"
     ]
     assert handle.id in store.holding_run_ids()
+
+
+def test_a_canceled_run_that_ignores_its_stop_until_its_process_ends_leaves_no_child_behind(
+    live,
+):
+    """``runs.cancel`` cancels the children it finds; a run that ignores its stop may
+    trigger more during its grace period, until the monitor ends its pool process. No
+    settle follows for that attempt, so what it left behind is canceled by what ends it:
+    the run is CANCELED with its attempt closed, the late child is canceled, and the
+    limit-1 queue's slot comes back."""
+    handle = tasks.trigger("deaf-to-cancel", {})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    assert runs.cancel(handle).status == "CANCELED"
+    [late_id] = wait_for(
+        lambda: events.values(f"late-child:{handle.id}"), what="the late child's trigger"
+    )
+    assert events.values(f"stopped:{handle.id}") == ["RunCanceledError"]
+    child = finished(late_id, timeout=45)  # the process is ended after its hard grace
+    assert child.status == "CANCELED"
+    assert child.parent_id == handle.id and child.attempts == []
+    assert "ignored its stop" in live.procs["worker"].log()
+    parent = runs.retrieve(handle)
+    assert parent.status == "CANCELED"
+    assert [(a.status, a.finished_at is not None) for a in parent.attempts] == [("CANCELED", True)]
+    ids = [handle.id, late_id]
+    assert not Run.objects.filter(id__in=ids).exclude(status__in=FINAL).exists()
+    assert not Attempt.objects.filter(run_id__in=ids, finished_at__isnull=True).exists()
+    # Its slot came back: the next run of the limit-1 queue starts.
+    assert finished(tasks.trigger("after-deaf", {})).status == "COMPLETED"
+    assert handle.id not in get_store().holding_run_ids()
+
+
+def test_a_canceled_run_whose_worker_dies_in_its_grace_period_leaves_no_child_behind(own):
+    """The worker dies (SIGKILL of every process) while a canceled run that ignores its
+    stop is in its grace period, after it triggered a child: neither its settle nor its
+    monitor comes, so the reaper, when the lease on the canceled run ends, cancels the
+    late child before it frees the slot."""
+    worker = own.worker(concurrency=2)
+    own.beat()
+    handle = tasks.trigger("deaf-to-cancel", {"kill_worker": True})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    runs.cancel(handle)
+    [late_id] = wait_for(
+        lambda: events.values(f"late-child:{handle.id}"), what="the late child's trigger"
+    )
+    wait_for(lambda: not worker.alive(), what="the worker to die")
+    assert "ignored its stop" not in worker.log()  # its monitor never got there
+    assert finished(late_id).status == "CANCELED"
+    assert runs.retrieve(handle).status == "CANCELED"
+    own.worker(concurrency=2)
+    assert finished(tasks.trigger("after-deaf", {})).status == "COMPLETED"
+    assert handle.id not in get_store().holding_run_ids()

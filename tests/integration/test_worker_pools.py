@@ -134,3 +134,31 @@ def test_celerys_hard_time_limit_crashes_the_attempt_instead_of_failing_it_as_sy
     assert run.status == "CRASHED"
     assert [a.status for a in run.attempts] == ["CRASHED"]
     assert run.error["type"] != "SystemExit"
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_a_canceled_run_stuck_in_one_call_has_its_late_children_canceled_before_it_returns(
+    own, listener, pool
+):
+    """Outside prefork, a canceled run's code that ignores its stop cannot be ended:
+    once the monitor gives it up, the children it triggered after the cancel are
+    canceled at once, not when its code returns; its slot stays held until then."""
+    worker = own.worker(pool=pool, concurrency=2)
+    own.beat()
+    handle = tasks.trigger("deaf-to-cancel", {"port": listener.getsockname()[1]})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    runs.cancel(handle)
+    conn, _ = listener.accept()  # after its stop, it waits on the socket
+    with conn:
+        [late_id] = events.values(f"late-child:{handle.id}")
+        assert finished(late_id, timeout=45).status == "CANCELED"
+        assert "this pool cannot end it" in worker.log()
+        assert events.values(f"returned:{handle.id}") == []  # its code still runs
+        assert queues.retrieve("deaf-1").executing == 1
+        after = tasks.trigger("after-deaf", {})
+        conn.sendall(b"x")
+        assert finished(after, timeout=45).status == "COMPLETED"
+    assert events.values(f"returned:{handle.id}") == [1]
+    parent = runs.retrieve(handle)
+    assert parent.status == "CANCELED"
+    assert [a.status for a in parent.attempts] == ["CANCELED"]

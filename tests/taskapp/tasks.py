@@ -477,6 +477,38 @@ def blocked_in_one_call(payload, ctx):
 task(id="after-blocked", run=lambda payload, ctx: "ran", queue=BLOCKED_1)
 
 
+DEAF_1 = queue(name="deaf-1", concurrency_limit=1)
+
+
+@task(id="deaf-to-cancel", queue=DEAF_1, retry={"max_attempts": 1})
+def deaf_to_cancel(payload, ctx):
+    """Ignores its stop until its process is ended: swallows the monitor's exception,
+    triggers a child after it (late: the run is CANCELED by then) and runs on; with
+    ``kill_worker`` it SIGKILLs its whole worker (as an OOM killer might), with ``port``
+    it waits in one socket read until the test writes a byte, then returns."""
+    try:
+        events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+        while True:
+            time.sleep(0.05)
+    except BaseException as stop:  # the monitor's stop, swallowed on purpose
+        events.record(f"stopped:{ctx.run.id}", type(stop).__name__)
+    # Nothing else is raised in this thread: the monitor interrupts an attempt once.
+    late = echo.trigger({"late": True}, delay="1h")
+    events.record(f"late-child:{ctx.run.id}", late.id)
+    if payload.get("kill_worker"):  # the whole worker dies before its monitor ends this
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    if "port" in payload:  # one C call until the test writes: outside prefork, it returns
+        with socket.create_connection(("127.0.0.1", payload["port"]), timeout=300) as conn:
+            conn.recv(1)
+        events.record(f"returned:{ctx.run.id}", ctx.attempt.number)
+        return "returned"
+    while True:
+        time.sleep(0.05)
+
+
+task(id="after-deaf", run=lambda payload, ctx: "ran", queue=DEAF_1)
+
+
 @task(id="quiet")
 def quiet(payload, ctx):
     """Touches nothing but its run: for tests that take Redis away from the workers."""

@@ -24,6 +24,7 @@ log = logging.getLogger("trigger_celery.engine")
 # Options a replay does not copy: the key and debounce belonged to the first trigger,
 # and the delay has passed.
 _NOT_REPLAYED = ("idempotency_key", "idempotency_key_ttl", "debounce", "delay")
+_FINAL = [s.value for s in FINAL_STATUSES]
 
 
 def cancel_run(run_id: str) -> bool:
@@ -47,9 +48,7 @@ def cancel_run(run_id: str) -> bool:
             # No worker will settle it: give its slot back here (a no-op if none).
             dispatch.release_and_dispatch(run_id, run.queue, unstarted=left == RunStatus.DEQUEUED)
     for child_id in (
-        Run.objects.filter(parent_id=run_id)
-        .exclude(status__in=[s.value for s in FINAL_STATUSES])
-        .values_list("id", flat=True)
+        Run.objects.filter(parent_id=run_id).exclude(status__in=_FINAL).values_list("id", flat=True)
     ):
         cancel_run(child_id)
     if left is not None:
@@ -67,6 +66,22 @@ def _cancel(run_id: str) -> RunStatus | None:
         if transitions.cancel(run_id, RunStatus(row[0]), row[1]):
             return RunStatus(row[0])
         # It moved between the read and the write: look again.
+
+
+def cancel_late_children(run_id: str) -> int:
+    """Cancel the unfinished children of ``run_id`` if it is CANCELED; how many.
+
+    :func:`cancel_run` cancels the children it finds, but the canceled attempt's code
+    runs on until it is stopped and may trigger more meanwhile (a ``trigger_and_wait``
+    in its grace period). Whatever ends that attempt calls this once its code has
+    stopped, or is about to be: its settle, the monitor before it ends a pool process
+    that ignored its stop, the reaper when a dead worker's lease on it expires. Each
+    cancel is fenced as ``runs.cancel``'s is, so a child ending at the same moment
+    keeps its own end, and a late end of the parent cannot overwrite its cancel."""
+    if not Run.objects.filter(id=run_id, status=RunStatus.CANCELED).exists():
+        return 0
+    children = Run.objects.filter(parent_id=run_id).exclude(status__in=_FINAL)
+    return sum(cancel_run(child_id) for child_id in children.values_list("id", flat=True))
 
 
 _SAME_PAYLOAD: Any = object()

@@ -6,6 +6,8 @@ expires, the worker is presumed dead (SIGKILL, OOM, lost machine):
 * a DEQUEUED run (sent, never started) goes back to its queue, no attempt counted;
 * an EXECUTING run's attempt is CRASHED; the run is retried at once if attempts
   remain, else it ends CRASHED (``on_failure`` is not called for crashes);
+* a CANCELED run's attempt ended with its worker before it settled: the children it
+  triggered after the cancel are canceled (``actions.cancel_late_children``);
 * a slot held by a run in any other status is simply freed.
 
 **Reconciling.** After a Redis flush or restart the store may have forgotten queued
@@ -26,7 +28,7 @@ from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock, tracing
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
-from trigger_celery.engine import dispatch, queueing, transitions, waitpoints
+from trigger_celery.engine import actions, dispatch, queueing, transitions, waitpoints
 from trigger_celery.errors import WorkerLostError
 from trigger_celery.models import Attempt, Run
 
@@ -61,11 +63,16 @@ def reap_expired_leases(now: float | None = None) -> int:
     now = now if now is not None else store.time()  # leases are measured by the store
     reaped = 0
     for claim in store.expired_leases(now):
+        run = Run.objects.filter(id=claim.run_id).first()
+        if run is not None and run.status == RunStatus.CANCELED:
+            # Its worker died before the canceled attempt settled (killed in the grace
+            # period): what that attempt triggered after the cancel is canceled here,
+            # before the release, so that a failure leaves the lease to the next pass.
+            actions.cancel_late_children(run.id)
         # Release first: once the run is back in its queue, a claim by another process
         # holds a slot under the same run id, which a later release would take away.
         store.release(claim.run_id, attempt=claim.attempt)
         reaped += 1
-        run = Run.objects.filter(id=claim.run_id).first()
         if run is None:
             continue
         if run.status == RunStatus.DEQUEUED:

@@ -30,7 +30,7 @@ from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import tracing
 from trigger_celery.core.hooks import stop_loop
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.engine import dispatch, transitions, waitpoints
+from trigger_celery.engine import actions, dispatch, transitions, waitpoints
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
 from trigger_celery.worker import log_fields
@@ -292,6 +292,8 @@ class AttemptMonitor:
         # its blocking call returns, so its slot stays held until then (``settle``).
         if exc is MaxDurationExceededError:
             _end_timed_out(w)
+        elif exc is RunCanceledError:  # so far: its settle cancels the later ones
+            _cancel_late_children(w)
         w.abandoned = True
         log.error(
             "run %s ignored its stop for %.0fs and this pool cannot end it: the run is "
@@ -313,16 +315,31 @@ STOPS: dict[str, type[BaseException]] = {
 
 def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
     """Final writes for an attempt whose process is about to exit because it ignored a
-    stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it).
-    The attempt's span is ended and exported first."""
+    stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it,
+    and what its code triggered since is canceled). The attempt's span is ended and
+    exported first."""
     try:
         tracing.abandon(w.span, *_abandoned_outcome(exc))
     except Exception:
         log.warning("run %s: could not end its attempt's span", w.run_id, exc_info=True)
     if exc is MaxDurationExceededError:
         _end_timed_out(w)
+    if exc is RunCanceledError and not _cancel_late_children(w):
+        return  # its slot is kept: the reaper cancels them when the lease ends
     if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
         dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
+
+
+def _cancel_late_children(w: Watched) -> bool:
+    """Cancel what a canceled attempt that ignored its stop triggered after the cancel
+    (no settle follows for it); False if that failed. The reaper does it when the
+    lease on the canceled run ends, for a process that died before getting here."""
+    try:
+        actions.cancel_late_children(w.run_id)
+    except Exception:
+        log_failure(log, "run %s: could not cancel its late children; the reaper will", w.run_id)
+        return False
+    return True
 
 
 def _end_timed_out(w: Watched) -> None:

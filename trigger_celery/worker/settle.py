@@ -31,7 +31,7 @@ from trigger_celery.core.decisions import Decision, consults_catch_error, decide
 from trigger_celery.core.hooks import call_hook, global_hooks
 from trigger_celery.core.results import RunResult
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
-from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
+from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import actions, dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
@@ -49,7 +49,6 @@ from trigger_celery.worker.user_code import (
 )
 from trigger_celery.worker.waits import wait_of
 
-_FINAL = [s.value for s in FINAL_STATUSES]
 log = logging.getLogger("trigger_celery.worker")
 
 
@@ -122,7 +121,7 @@ def _settle_completed(
     if won:
         faults.point("child-final")
     else:
-        cancel_late_children(run.id)
+        actions.cancel_late_children(run.id)
     after_final(run, attempt, resumed=resumed if won and resume_with is not None else None)
 
 
@@ -154,7 +153,7 @@ def _settle_suspended(
             if kept_child is None:
                 waitpoints.resume_if_ready(run.id)
         else:
-            cancel_late_children(run.id)  # before a kept child could start
+            actions.cancel_late_children(run.id)  # before a kept child could start
 
 
 def _settle_failed(
@@ -181,7 +180,7 @@ def _settle_failed(
             what=f"the retry of run {run.id}",
         )
         if not retried:  # canceled meanwhile: its error raised in the grace period
-            cancel_late_children(run.id)
+            actions.cancel_late_children(run.id)
         _store_step(lambda: _requeue(run.id, attempt), run.id)
         return
 
@@ -190,7 +189,7 @@ def _settle_failed(
         call_recorded(definition, "on_failure", **common, error=failure.error)
     if decision.status not in _ENDS:
         # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
-        cancel_late_children(run.id)
+        actions.cancel_late_children(run.id)
         after_final(run, attempt)
         return
     result = RunResult(False, run.id, run.task_identifier, error=decision.error)
@@ -284,16 +283,6 @@ def _decide(
         if verdict is not None:
             break
     return decide_after_failure(failure.error, **facts, verdict=verdict)
-
-
-def cancel_late_children(run_id: str) -> None:
-    """``runs.cancel`` cancels the children it finds, but the canceled attempt's code
-    runs on until it is stopped, and may trigger more meanwhile (a ``trigger_and_wait``
-    in the grace period): once the attempt has ended, cancel what it left behind."""
-    if Run.objects.filter(id=run_id, status=RunStatus.CANCELED).exists():
-        children = Run.objects.filter(parent_id=run_id).exclude(status__in=_FINAL)
-        for child_id in children.values_list("id", flat=True):
-            actions.cancel_run(child_id)
 
 
 def after_final(run: Run, attempt: int, *, resumed: list[Run] | None = None) -> None:
