@@ -348,13 +348,3 @@ def test_an_idempotency_key_gives_the_first_enqueues_result(live):
     assert sent == [first.id]  # the second enqueue found the run: nothing was enqueued
     assert finished(second).return_value == {"sum": 3}
     assert Run.objects.filter(task_identifier=jobs.add.module_path, id=first.id).count() == 1
-
-
-def test_a_task_level_key_ttl_without_a_key_enqueues_and_holds_the_keys_using_adds(live):
-    # trigger_options are the task's: a ttl there waits for a key; it is not refused.
-    with_ttl = jobs.add.using(trigger_options={"idempotency_key_ttl": "1h"})
-    assert finished(with_ttl.enqueue(1, 2)).status == TaskResultStatus.SUCCESSFUL
-    before = timezone.now()
-    keyed = with_ttl.using(trigger_options={"idempotency_key": uuid.uuid4().hex})
-    expires = Run.objects.get(id=keyed.enqueue(2, 2).id).idempotency_key_expires_at
-    assert before + timedelta(hours=1) <= expires <= timezone.now() + timedelta(hours=1)

@@ -13,7 +13,6 @@ from django.db import connection, connections
 
 from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
-from tests.taskapp.tasks import echo
 from trigger_celery import idempotency_keys, runs, tasks
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.engine import recovery, transitions
@@ -429,59 +428,3 @@ def test_reschedule_of_an_unknown_run_is_a_clear_error(live):
         runs.reschedule("run_nope", delay="1s")
     with pytest.raises(ValueError, match="'soon'"):
         runs.reschedule("run_nope", delay="soon")
-
-
-# -- idempotency_key_ttl without a key ------------------------------------------------------
-
-
-def test_a_key_ttl_without_a_key_is_refused_on_every_trigger_call_and_creates_nothing(live):
-    lone = r"idempotency_key_ttl: '1h' is given without an idempotency_key"
-    with pytest.raises(ValueError, match=lone):
-        tasks.trigger("echo", {"lone": 1}, idempotency_key_ttl="1h")
-    with pytest.raises(ValueError, match=lone):
-        echo.trigger({"lone": 2}, {"idempotency_key_ttl": "1h"})
-    item = {"payload": {"lone": 3}, "options": {"idempotency_key_ttl": "1h"}}
-    with pytest.raises(ValueError, match=rf"batch item 1: {lone}"):
-        echo.batch_trigger([{"payload": {"lone": 4}}, item])
-    with pytest.raises(ValueError, match=lone):  # the batch's ttl, and no item has a key
-        tasks.batch_trigger("echo", [{"payload": {"lone": 5}}], idempotency_key_ttl="1h")
-    made = [p for p in Run.objects.values_list("payload", flat=True) if "lone" in (p or {})]
-    assert made == []
-
-
-def test_a_key_ttl_is_taken_with_a_key_from_the_call_its_batch_or_an_item(live):
-    before = datetime.now(UTC)
-    direct = tasks.trigger("echo", {}, idempotency_key=f"ttl-{before}", idempotency_key_ttl="1h")
-    by_batch = tasks.batch_trigger(
-        "echo", [{"payload": {}}], idempotency_key=f"ttl-b-{before}", idempotency_key_ttl="1h"
-    )
-    keyed_item = {"payload": {}, "options": {"idempotency_key": f"ttl-i-{before}"}}
-    by_item = tasks.batch_trigger("echo", [keyed_item, {"payload": {}}], idempotency_key_ttl="1h")
-    for handle in (direct, by_batch.runs[0], by_item.runs[0]):
-        expires = Run.objects.get(id=handle.id).idempotency_key_expires_at
-        assert before + timedelta(hours=1) <= expires <= datetime.now(UTC) + timedelta(hours=1)
-    assert Run.objects.get(id=by_item.runs[1].id).idempotency_key is None
-
-
-def test_a_replay_drops_the_key_and_its_ttl_and_refuses_a_ttl_alone(live):
-    original = tasks.trigger("echo", {"n": 9}, idempotency_key="replay-ttl", idempotency_key_ttl=60)
-    finished(original)
-    with pytest.raises(ValueError, match=r"idempotency_key_ttl: 60 is given without"):
-        runs.replay(original, idempotency_key_ttl=60)
-    again = finished(runs.replay(original))
-    assert again.status == "COMPLETED" and again.idempotency_key is None
-    keyed = runs.replay(original, idempotency_key="replay-ttl-2", idempotency_key_ttl=60)
-    assert finished(keyed).status == "COMPLETED"
-
-
-def test_trigger_and_wait_refuses_a_key_ttl_without_a_key_of_the_users(live):
-    # The child's own key (run and step) is not the user's: a ttl alone would expire it.
-    run = finished(
-        tasks.trigger("waits-on-echo-with-options", {"options": {"idempotency_key_ttl": "1h"}})
-    )
-    assert run.status == "FAILED"
-    assert "idempotency_key_ttl: '1h' is given without an idempotency_key" in run.error["message"]
-    assert not Run.objects.filter(parent_id=run.id).exists()
-    options = {"idempotency_key": f"tw-{run.id}", "idempotency_key_ttl": "1h"}
-    keyed = finished(tasks.trigger("waits-on-echo-with-options", {"options": options}))
-    assert keyed.status == "COMPLETED" and keyed.output is True

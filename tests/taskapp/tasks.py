@@ -939,8 +939,3 @@ def waits_until(payload, ctx):
 
     wait.until(datetime.fromisoformat(payload["until"]))
     return "woke"
-
-
-@task(id="waits-on-echo-with-options", retry={"max_attempts": 1})
-def waits_on_echo_with_options(payload, ctx):
-    return echo.trigger_and_wait({"from": ctx.run.id}, **payload["options"]).ok

@@ -16,7 +16,6 @@ from typing import Any
 
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.hooks import HOOK_NAMES
-from trigger_celery.core.idempotency import refuse_lone_key_ttl
 from trigger_celery.core.options import QueueOptions
 from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.core.schedules import ScheduleSpec
@@ -44,7 +43,6 @@ class Task(TaskDefinition):
 
         >>> handle = hello_world.trigger({"message": "hi"}, tags=["user_1"])
         """
-        refuse_lone_key_ttl(options, kw)
         return trigger_task(self.id, payload, options, kw, definition=self)
 
     def batch_trigger(

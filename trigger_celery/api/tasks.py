@@ -7,7 +7,6 @@ from typing import Any
 
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks
-from trigger_celery.core.idempotency import refuse_lone_key_ttl
 from trigger_celery.core.options import task_id_problem
 from trigger_celery.engine.batches import BatchHandle, trigger_batch_of_task
 from trigger_celery.engine.triggering import trigger_task
@@ -28,7 +27,6 @@ class TasksAPI:
         bad_id = task_id_problem(task_id)
         if bad_id is not None:  # the rule task() applies: a run no task could ever serve
             raise ValueError(bad_id)
-        refuse_lone_key_ttl(options, kw)
         return trigger_task(task_id, payload, options, kw)
 
     def batch_trigger(self, task_id: str, items: Any, **batch_options: Any) -> BatchHandle:

@@ -11,7 +11,6 @@ from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import clock
 from trigger_celery.core.durations import parse_delay
 from trigger_celery.core.handles import RunHandle
-from trigger_celery.core.idempotency import refuse_lone_key_ttl
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine import dispatch, transitions, waitpoints
 from trigger_celery.engine.payloads import load_payload
@@ -95,7 +94,6 @@ def replay_run(
     run = Run.objects.filter(id=run_id).first()
     if run is None:
         raise RunNotFoundError(f"no run with id {run_id!r}")
-    refuse_lone_key_ttl(overrides)  # the first trigger's key is not replayed
     options = {k: v for k, v in run.options.items() if k not in _NOT_REPLAYED}
     options.update(overrides)
     if payload is _SAME_PAYLOAD:

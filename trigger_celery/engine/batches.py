@@ -23,7 +23,6 @@ from trigger_celery.conf import get_settings
 from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.context import optional_scope
 from trigger_celery.core.handles import RunHandle
-from trigger_celery.core.idempotency import refuse_lone_key_ttl
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options, task_id_problem
 from trigger_celery.core.serialization import to_jsonable
@@ -142,7 +141,6 @@ def _create_batch(
             merged["idempotency_key"] = _item_key(batch_options["idempotency_key"], count - 1)
             batch_keyed.add(count - 1)
         try:
-            refuse_lone_key_ttl(options, keyed=shared_opts.idempotency_key is not None)
             opts = parse_trigger_options(merged)
         except ValueError as exc:  # say which item
             raise ValueError(f"batch item {count - 1}: {exc}") from None
@@ -152,9 +150,6 @@ def _create_batch(
         run = build_run(task_id, payload, opts, definition)
         run.batch_index = count - 1
         plain.append((count - 1, run))
-    # The batch's key ttl is for the keys of its items; if none has one, it does nothing.
-    item_keyed = any(s[4].get("idempotency_key") is not None for s in special)
-    refuse_lone_key_ttl(batch_options, keyed=item_keyed)
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special} | set(siblings)
     handles: dict[int, RunHandle] = {}
     keyed = None

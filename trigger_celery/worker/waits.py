@@ -27,7 +27,7 @@ from django.db import IntegrityError, connection
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope, optional_scope
 from trigger_celery.core.durations import parse_duration, refuse_beyond_horizon
-from trigger_celery.core.idempotency import hash_key, refuse_lone_key_ttl
+from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
@@ -164,7 +164,6 @@ def trigger_and_wait(
     """Trigger ``task_id`` as a child of the current run and wait for its result."""
     scope, step, wp = _step(f"{task_id}.trigger_and_wait", Waitpoint.Kind.RUN, task_id)
     if wp is None:
-        refuse_lone_key_ttl(options)  # before the child's own key is added below
         opts = dict(options)
         # Without a key of the user's, the child is keyed by (parent, step): a replay that
         # reaches this step again finds the same child instead of making another.
