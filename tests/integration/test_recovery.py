@@ -15,6 +15,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import OperationalError
 
 from tests.integration.harness import child_pids, finished, max_overlap, wait_for
 from tests.taskapp import events
@@ -23,7 +24,7 @@ from trigger_celery.coordination import Entry
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
 from trigger_celery.core.statuses import FINAL_STATUSES
-from trigger_celery.engine import recovery
+from trigger_celery.engine import actions, recovery
 from trigger_celery.models import Attempt, Run
 
 pytestmark = pytest.mark.integration
@@ -184,6 +185,8 @@ def test_a_resumed_attempt_whose_lease_ran_out_in_a_prefetch_buffer_is_adopted(o
     store.release(handle.id)
     assert store.claim_new(Entry(handle.id, "quiet", 0.0, None, 1), None, lease_seconds=30)
 
+    # It resumed just now: right before the reap, whatever the load on this machine.
+    Attempt.objects.filter(run_id=handle.id).update(resumed_at=clock.now())
     assert recovery.reap_expired_leases(now=store.time() + 31) >= 1
     run = Run.objects.get(id=handle.id)
     assert (run.status, run.attempt_count) == ("EXECUTING", 1)
@@ -243,3 +246,43 @@ def test_a_canceled_run_whose_worker_dies_in_its_grace_period_leaves_no_child_be
     own.worker(concurrency=2)
     assert finished(tasks.trigger("after-deaf", {})).status == "COMPLETED"
     assert handle.id not in get_store().holding_run_ids()
+
+
+def test_a_failed_cancel_of_late_children_keeps_that_lease_and_the_pass_goes_on(own, monkeypatch):
+    """The reaper cancels what a dead canceled attempt triggered late before it releases
+    that attempt's lease. A failure there (the database, say) keeps the lease for the
+    next pass, and this pass goes on with the other expired leases."""
+    canceled = tasks.trigger("quiet", {"i": 1})
+    late = tasks.trigger("quiet", {"i": 2}, delay="1h")
+    crashed = tasks.trigger("quiet", {"i": 3})
+    current_app.control.purge()
+    Run.objects.filter(id=canceled.id).update(status="CANCELED", attempt_count=1)
+    Run.objects.filter(id=late.id).update(parent_id=canceled.id)
+    Run.objects.filter(id=crashed.id).update(status="EXECUTING", attempt_count=1)
+    Attempt.objects.create(
+        run_id=crashed.id,
+        number=1,
+        status="EXECUTING",
+        worker="w",
+        started_at=clock.now() - timedelta(hours=1),
+    )
+    store = get_store()
+    for handle in (canceled, crashed):
+        store.release(handle.id)
+        assert store.claim_new(Entry(handle.id, "quiet", 0.0, None, 1), None, lease_seconds=30)
+
+    def database_gone(run_id: str) -> int:
+        raise OperationalError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(actions, "cancel_late_children", database_gone)
+        recovery.reap_expired_leases(now=store.time() + 31)
+    assert canceled.id in store.holding_run_ids()  # kept for the next pass
+    assert Run.objects.get(id=late.id).status == "DELAYED"
+    attempts = Attempt.objects.filter(run_id=crashed.id).values_list("status", flat=True)
+    assert list(attempts) == ["CRASHED"]  # the pass went on past the failure
+
+    recovery.reap_expired_leases(now=store.time() + 31)
+    assert canceled.id not in store.holding_run_ids()
+    assert Run.objects.get(id=late.id).status == "CANCELED"
+    current_app.control.purge()

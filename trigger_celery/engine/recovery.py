@@ -26,6 +26,7 @@ from datetime import timedelta
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import clock, tracing
 from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.engine import actions, dispatch, queueing, transitions, waitpoints
@@ -67,8 +68,13 @@ def reap_expired_leases(now: float | None = None) -> int:
         if run is not None and run.status == RunStatus.CANCELED:
             # Its worker died before the canceled attempt settled (killed in the grace
             # period): what that attempt triggered after the cancel is canceled here,
-            # before the release, so that a failure leaves the lease to the next pass.
-            actions.cancel_late_children(run.id)
+            # before the release, so that a failure leaves the lease to the next pass
+            # (and the other leases to this one).
+            try:
+                actions.cancel_late_children(run.id)
+            except Exception:
+                log_failure(log, "run %s: could not cancel its late children", run.id)
+                continue
         # Release first: once the run is back in its queue, a claim by another process
         # holds a slot under the same run id, which a later release would take away.
         store.release(claim.run_id, attempt=claim.attempt)

@@ -292,9 +292,9 @@ class AttemptMonitor:
         # its blocking call returns, so its slot stays held until then (``settle``).
         if exc is MaxDurationExceededError:
             _end_timed_out(w)
-        elif exc is RunCanceledError:  # so far: its settle cancels the later ones
-            _cancel_late_children(w)
-        w.abandoned = True
+        elif exc is RunCanceledError and not _cancel_late_children(w, retried=True):
+            return  # tried again next tick: its heartbeat keeps the lease from the reaper
+        w.abandoned = True  # so far: its settle cancels the later ones
         log.error(
             "run %s ignored its stop for %.0fs and this pool cannot end it: the run is "
             "ended (%s), its slot is held until its code returns",
@@ -330,14 +330,17 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
         dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
 
 
-def _cancel_late_children(w: Watched) -> bool:
+def _cancel_late_children(w: Watched, *, retried: bool = False) -> bool:
     """Cancel what a canceled attempt that ignored its stop triggered after the cancel
-    (no settle follows for it); False if that failed. The reaper does it when the
-    lease on the canceled run ends, for a process that died before getting here."""
+    (no settle follows for it); False if that failed. Who tries again: this monitor's
+    next tick (``retried``: threads, solo and gevent, where the abandoned attempt's
+    heartbeat keeps its lease), else the reaper, when the lease on the canceled run ends
+    (a pool process that exits, or died before getting here)."""
     try:
         actions.cancel_late_children(w.run_id)
     except Exception:
-        log_failure(log, "run %s: could not cancel its late children; the reaper will", w.run_id)
+        who = "the monitor tries again" if retried else "the reaper will when its lease ends"
+        log_failure(log, "run %s: could not cancel its late children; %s", w.run_id, who)
         return False
     return True
 
