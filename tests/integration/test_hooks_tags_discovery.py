@@ -38,6 +38,22 @@ def test_on_failure_and_on_complete_receive_the_payload_of_a_failed_run(live):
     ]
 
 
+@pytest.mark.parametrize("fail", [False, True])
+def test_on_complete_naming_output_and_error_gets_both_either_way(live, fail):
+    # README: a hook takes the keyword arguments it names, output and error among them.
+    handle = tasks.trigger("complete-names-both", {"fail": fail})
+    assert finished(handle).status == ("FAILED" if fail else "COMPLETED")
+    key = f"complete-both:{handle.id}"
+    wait_for(lambda: events.values(key), what="on_complete")
+    output, error = events.values(key)[0]
+    if fail:
+        assert output is None
+        assert error == "asked to fail"
+    else:
+        assert (output, error) == ("done", None)
+    assert not LogEntry.objects.filter(run_id=handle.id, level="ERROR").exists()
+
+
 def test_an_error_in_on_resume_is_recorded_not_an_attempt_failure(live):
     handle = tasks.trigger("broken-on-resume", {})
     run = finished(handle)

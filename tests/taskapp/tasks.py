@@ -733,6 +733,18 @@ def payload_hooks(payload, ctx):
     return "done"
 
 
+def _complete_names_both(ctx, output, error):
+    # on_complete names output and error: it gets both, None for the one that is not.
+    events.record(f"complete-both:{ctx.run.id}", [output, None if error is None else str(error)])
+
+
+@task(id="complete-names-both", on_complete=_complete_names_both)
+def complete_names_both(payload, ctx):
+    if payload.get("fail"):
+        raise AbortTaskRunError("asked to fail")
+    return "done"
+
+
 def _broken_on_resume(ctx):
     events.record(f"broken-resume:{ctx.run.id}", ctx.attempt.number)
     raise RuntimeError("on_resume is broken")

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from trigger_celery import queue, schema_task, task
+from trigger_celery import queue, schema_task, task, tasks
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import ConfigurationError, DuplicateTaskIdError, TaskPayloadParsedError
 
@@ -164,3 +164,56 @@ def test_hook_decorators_register_on_the_task():
     assert t.hooks.get("on_success") == [done]
     with pytest.raises(AttributeError):
         t.on_sucess  # noqa: B018 - a typo is an AttributeError, not a silent hook
+
+
+def test_a_hook_naming_an_argument_it_is_never_given_fails_the_definition():
+    def on_success(ctx, outputt):  # a typo: "output"
+        return None
+
+    with pytest.raises(ConfigurationError) as info:
+        task(id="unit-hook-typo", run=_run, on_success=on_success)
+    assert "'unit-hook-typo'" in str(info.value) and "'outputt'" in str(info.value)
+    assert "unit-hook-typo" not in registry.tasks
+
+    def catch(ctx, err):  # catch_error gets "error"
+        return None
+
+    with pytest.raises(ConfigurationError, match=r"catch_error.*'err'"):
+        task(id="unit-catch-typo", run=_run, catch_error=catch)
+    with pytest.raises(ConfigurationError, match=r"on_failure.*'exc'"):
+        tasks.on_failure(lambda ctx, exc: None)
+    with pytest.raises(ConfigurationError, match=r"middleware.*'call_next'"):
+        tasks.middleware("unit-mw", lambda ctx, payload, call_next: call_next())
+
+
+def test_hooks_taking_what_they_are_given_or_defaults_are_accepted():
+    definition = task(
+        id="unit-hooks-fine",
+        run=_run,
+        on_complete=lambda ctx, output, error, result: None,
+        on_failure=lambda error, extra=1, *args, **kwargs: None,
+        catch_error=lambda ctx, error, retry_at, retry_delay_in_ms: None,
+        on_cancel=lambda ctx, signal, run_finished: None,
+        on_wait=lambda wait: None,
+    )
+    assert registry.tasks["unit-hooks-fine"] is definition
+
+
+@pytest.mark.parametrize(
+    "run, fragment",
+    [
+        (lambda: None, "takes no argument"),
+        (lambda payload, ctx, extra: None, "'payload', 'ctx', 'extra'"),
+        (lambda payload, *, user: None, "keyword-only 'user'"),
+    ],
+)
+def test_a_run_function_a_worker_cannot_call_fails_the_definition(run, fragment):
+    with pytest.raises(ConfigurationError) as info:
+        task(id="unit-bad-run", run=run)
+    assert "'unit-bad-run'" in str(info.value) and fragment in str(info.value)
+
+
+def test_run_functions_of_every_callable_shape_are_accepted():
+    task(id="unit-run-one", run=lambda payload: None)
+    task(id="unit-run-args", run=lambda *args: None)
+    task(id="unit-run-default", run=lambda payload, ctx=None, extra=1, **kw: None)

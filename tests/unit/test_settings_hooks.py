@@ -28,13 +28,15 @@ def test_a_hook_that_cannot_be_imported_stops_the_start_naming_it(fresh_registra
 
 def test_valid_hooks_and_middleware_are_registered(fresh_registration):
     config = {
-        "HOOKS": {"on_success": "tests.taskapp.tasks._skip"},
-        "MIDDLEWARE": ["tests.taskapp.tasks._skip"],
+        "HOOKS": {"on_success": "tests.taskapp.tasks._success_of_attempt"},
+        "MIDDLEWARE": ["tests.taskapp.tasks._awaiting_middleware"],
     }
     with override_settings(TRIGGER_CELERY=config):
         assert signals.register_hooks_from_settings() == 2
     assert len(global_hooks.get("on_success")) == 1
-    assert [name for name, _ in global_hooks.middleware] == ["tests.taskapp.tasks._skip"]
+    assert [name for name, _ in global_hooks.middleware] == [
+        "tests.taskapp.tasks._awaiting_middleware"
+    ]
 
 
 def test_settings_read_again_when_the_dict_is_replaced_or_changed_in_place():
@@ -51,3 +53,20 @@ def test_settings_read_again_when_the_dict_is_replaced_or_changed_in_place():
         assert get_settings().LEASE_SECONDS == 9
     with override_settings(TRIGGER_CELERY={"ENVIRONMENT": "STAGING", "LEASE_SECONDS": 8}):
         assert get_settings().LEASE_SECONDS == 8
+
+
+def test_a_settings_hook_taking_an_argument_it_is_never_given_stops_the_start(
+    fresh_registration,
+):
+    # _skip(error) is a catch_error hook; on_success is never given "error".
+    hooks = {"on_success": "tests.taskapp.tasks._skip", "catch_error": "tests.taskapp.tasks._skip"}
+    with (
+        override_settings(TRIGGER_CELERY={"HOOKS": hooks}),
+        pytest.raises(SystemExit) as info,
+    ):
+        signals.register_hooks_from_settings()
+    message = str(info.value)
+    assert "HOOKS['on_success'] names 'tests.taskapp.tasks._skip'" in message
+    assert "takes 'error', which on_success is never given" in message
+    assert "HOOKS['catch_error']" not in message  # there it is given "error"
+    assert global_hooks.get("on_success") == []

@@ -35,14 +35,54 @@ HOOK_NAMES = (
 Hook = Callable[..., Any]
 
 
+# The keyword arguments each hook is called with (worker/user_code.py, worker/settle.py).
+_COMMON = ("payload", "ctx", "signal", "task", "init")
+HOOK_ARGUMENTS: dict[str, frozenset[str]] = {
+    **{name: frozenset(_COMMON) for name in ("on_start_attempt", "on_start", "init", "cleanup")},
+    "on_wait": frozenset((*_COMMON, "wait")),
+    "on_resume": frozenset((*_COMMON, "wait")),
+    "on_success": frozenset((*_COMMON, "output")),
+    "on_failure": frozenset((*_COMMON, "error")),
+    "on_complete": frozenset((*_COMMON, "result", "output", "error")),
+    "catch_error": frozenset((*_COMMON, "error", "retry_at", "retry_delay_in_ms")),
+    "on_cancel": frozenset((*_COMMON, "run_finished")),
+    "middleware": frozenset((*_COMMON, "next")),
+}
+
+
 def check_hook(name: str, fn: Any) -> Hook:
-    """Validate a hook at definition time, so a typo fails at import, not in a worker."""
+    """Validate a hook at definition time, so a typo fails at import, not in a worker:
+    also a parameter it must be given that the hook is never called with."""
     if name not in HOOK_NAMES and name != "middleware":
         raise ConfigurationError(f"unknown hook {name!r}; known hooks: {', '.join(HOOK_NAMES)}")
     if not callable(fn):
         raise ConfigurationError(f"hook {name} must be callable, got {fn!r}")
+    unknown = _unknown_required(fn, HOOK_ARGUMENTS[name])
+    if unknown:
+        raise ConfigurationError(
+            f"hook {name} {getattr(fn, '__qualname__', fn)!r} takes "
+            f"{', '.join(repr(p) for p in unknown)}, which {name} is never given; it is "
+            f"called with keyword arguments, and takes those it names of: "
+            f"{', '.join(sorted(HOOK_ARGUMENTS[name]))}"
+        )
     hook: Hook = fn
     return hook
+
+
+def _unknown_required(fn: Any, given: frozenset[str]) -> list[str]:
+    """Parameters of ``fn`` without a default that a call with keywords from ``given``
+    cannot fill (positional-only ones included)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []  # a builtin without a signature: it is called as it is
+    return [
+        p.name
+        for p in params
+        if p.default is p.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and (p.kind is p.POSITIONAL_ONLY or p.name not in given)
+    ]
 
 
 def call_hook(fn: Hook, **available: Any) -> Any:

@@ -205,6 +205,26 @@ def _origin(fn: Callable[..., Any]) -> tuple[Any, ...]:
     return (getattr(fn, "__module__", "?"), getattr(fn, "__qualname__", repr(fn)))
 
 
+def _run_signature_problem(fn: Callable[..., Any]) -> str | None:
+    """Why a worker could not call ``fn(payload)`` or ``fn(payload, ctx)`` (as
+    ``worker.user_code.call_run_function`` does), or None."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None  # no signature to read: it is called as it is
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    keyword_only = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    required = [p.name for p in positional if p.default is p.empty]
+    takes_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if keyword_only:
+        return f"needs keyword-only {', '.join(map(repr, keyword_only))}, which it is never given"
+    if not positional and not takes_varargs:
+        return "takes no argument; a run function takes (payload) or (payload, ctx)"
+    if len(required) > 2:
+        return f"needs {', '.join(map(repr, required))}; a run function takes (payload) or (payload, ctx)"
+    return None
+
+
 def _same_origin(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     # The same file imported twice (a reload, two import paths) is not a duplicate; two
     # definitions at two places are, even with one name in one module.
@@ -253,6 +273,9 @@ class TaskDefinition:
             raise ConfigurationError(bad_id)
         if not callable(run):
             raise ConfigurationError(f"task {id!r}: run must be a function, got {run!r}")
+        bad_run = _run_signature_problem(run)
+        if bad_run is not None:
+            raise ConfigurationError(f"task {id!r}: run {_origin(run)[-1]!r} {bad_run}")
         self.id = id
         self.run_fn = run
         self.is_async = inspect.iscoroutinefunction(run)
@@ -290,8 +313,11 @@ class TaskDefinition:
         self._parser = _make_parser(id, schema) if is_schema_task else None
         self.schema = schema
         self.hooks = HookSet()
-        for name, fn in (hooks or {}).items():
-            self.hooks.add(name, fn)
+        try:
+            for name, fn in (hooks or {}).items():
+                self.hooks.add(name, fn)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"task {id!r}: {exc}") from None
         for name, fn in middleware or ():
             self.hooks.add_middleware(name, fn)
         registry.add_task(self)

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from trigger_celery.core.hooks import HOOK_NAMES, Hook
+from trigger_celery.core.hooks import HOOK_NAMES, Hook, check_hook
+from trigger_celery.errors import ConfigurationError
 
 # What a problem is about: the settings' shape (a check's E010) or one path (E011).
 SHAPE, PATH = "shape", "path"
@@ -60,6 +61,11 @@ def named_hooks(
             continue
         if not callable(fn):
             problems.append((PATH, f"{where} names {path!r}, which is {fn!r}, not a function"))
+            continue
+        try:
+            check_hook(name, fn)
+        except ConfigurationError as exc:
+            problems.append((PATH, f"{where} names {path!r}: {exc}"))
             continue
         found.append((name, path, fn))
     return found, problems

@@ -99,7 +99,7 @@ def _settle_completed(
 ) -> None:
     result = RunResult(True, run.id, run.task_identifier, output=output)
     call_recorded(definition, "on_success", **common, output=output)
-    call_recorded(definition, "on_complete", **common, result=result, output=output)
+    call_recorded(definition, "on_complete", **common, result=result, output=output, error=None)
     attempt = ctx.attempt.number
     # An output kept in storage is read back by whoever needs it; an inline one goes
     # to a waiting parent as written.
@@ -193,7 +193,9 @@ def _settle_failed(
         after_final(run, attempt)
         return
     result = RunResult(False, run.id, run.task_identifier, error=decision.error)
-    call_recorded(definition, "on_complete", **common, result=result, error=failure.error)
+    call_recorded(
+        definition, "on_complete", **common, result=result, output=None, error=failure.error
+    )
     # The attempt itself FAILED in every case: its code raised, also when a broken
     # catch_error hook makes the run CRASHED. A waiting parent gets the error as written.
     resume_with = result.to_json() if _may_be_waited_on(run) else None
