@@ -75,6 +75,7 @@ def test_unknown_task_option_is_refused_with_the_accepted_ones():
         ({"queue": 5}, "5"),
         ({"queue": "no-such-queue"}, "'no-such-queue' is not declared"),
         ({"on_success": "not callable"}, "on_success"),
+        ({"middleware": [("db", _run)]}, "got [('db', <function _run"),
     ],
 )
 def test_bad_task_options_fail_at_definition(options, fragment):

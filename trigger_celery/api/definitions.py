@@ -124,7 +124,9 @@ def _build(
     hooks = {k: v for k, v in options.items() if k in HOOK_NAMES}
     middleware = options.get("middleware")
     if middleware is not None and not isinstance(middleware, Mapping):
-        raise ConfigurationError(f"task {id!r}: middleware must be a dict of name -> function")
+        raise ConfigurationError(
+            f"task {id!r}: middleware must be a dict of name -> function, got {middleware!r}"
+        )
 
     def make(fn: RunFunction) -> Task:
         return Task(
