@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from celery import _state as celery_state
 from celery import current_app
 from django.conf import settings as django_settings
 from django.core import checks
@@ -37,12 +38,41 @@ def broker_url() -> str | None:
 
 def check_celery() -> list[checks.CheckMessage]:
     return (
-        _check_broker()
+        _check_app_loaded()
+        + _check_broker()
         + _check_serializers()
         + _check_prefetch()
         + _check_eager()
         + _check_time_limit()
     )
+
+
+def _check_app_loaded() -> list[checks.CheckMessage]:
+    """A process that never imported the project's Celery app (``proj/__init__.py``
+    without ``from .celery import app``) sends runs with Celery's fallback app: its
+    broker is RabbitMQ on localhost whatever CELERY_BROKER_URL says, and the runs wait
+    there for a worker that never comes (until their lease runs out and beat sends them
+    again)."""
+    app = current_app._get_current_object()
+    if app is not getattr(celery_state, "default_app", None) or app.main != "default":
+        return []
+    configured = any(name.startswith("CELERY_") for name in dir(django_settings))
+    try:
+        if not configured and get_settings().store_kind == "database":
+            return []  # the embedded default with no Celery settings: its own broker
+    except Exception:  # unreadable settings: the settings checks name them
+        return []
+    package = str(os.environ.get("DJANGO_SETTINGS_MODULE") or "proj.settings").split(".")[0]
+    return [
+        checks.Warning(
+            f"no Celery app is loaded in this process: runs are sent with Celery's fallback "
+            f"app, to {app.conf.broker_url or 'amqp://guest@localhost//'!r}, not with the "
+            "app your CELERY_ settings configure",
+            hint=f"Load your Celery app when Django starts: in {package}/__init__.py, "
+            "'from .celery import app as celery_app'.",
+            id="trigger_celery.W015",
+        )
+    ]
 
 
 def _check_broker() -> list[checks.CheckMessage]:

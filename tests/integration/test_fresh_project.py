@@ -103,3 +103,28 @@ def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path)
     assert (broker, status, output) == ("filesystem://", "COMPLETED", 5)
     assert transport == "trigger_celery.default_broker:EmbeddedTransport"
     assert (root / ".trigger_celery" / "broker").is_dir()  # under BASE_DIR
+
+
+def test_manage_py_check_warns_when_the_projects_celery_app_is_not_loaded(tmp_path: Path):
+    # The README's proj/__init__.py line forgotten: trigger() would send runs with
+    # Celery's fallback app (RabbitMQ on localhost), not the broker the settings name.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TC_", "REDIS", "PG", "DJANGO_SETTINGS", "CELERY_"))
+    }
+    root = tmp_path / "site"
+    root.mkdir()
+    _run([sys.executable, "-m", "django", "startproject", "proj", "."], root, env)
+    with open(root / "proj" / "settings.py", "a") as settings:
+        settings.write(
+            SETTINGS.replace('"shop"', "") + 'CELERY_BROKER_URL = "redis://127.0.0.1:1/0"\n'
+        )
+    (root / "proj" / "celery.py").write_text(textwrap.dedent(CELERY_APP))
+    check = [sys.executable, "manage.py", "check"]
+    forgotten = subprocess.run(check, cwd=root, env=env, capture_output=True, text=True)
+    assert "trigger_celery.W015" in forgotten.stderr + forgotten.stdout
+    assert "in proj/__init__.py, 'from .celery import app as celery_app'" in forgotten.stderr
+    (root / "proj" / "__init__.py").write_text("from .celery import app as celery_app\n")
+    loaded = _run(check, root, env)
+    assert "W015" not in loaded
