@@ -126,3 +126,31 @@ def test_a_tasks_module_that_fails_to_import_is_named_in_the_worker_log(own, log
     log = (log_dir / "broken-app-worker.log").read_text()
     assert "could not import tests.brokenapp.tasks" in log
     assert "No module named 'tests.brokenapp.no_such_module'" in log
+
+
+def test_a_trigger_init_module_that_fails_to_import_stops_the_worker_naming_it(own, log_dir):
+    # README: global hooks and middleware live in trigger_init.py; a worker that started
+    # without them would run every task without the project's middleware, saying nothing.
+    with pytest.raises(RuntimeError, match="exited"):
+        own.procs.append(
+            start_worker(
+                log_dir, name="broken-init-worker", env={"TC_EXTRA_APPS": "tests.brokeninit"}
+            )
+        )
+    log = (log_dir / "broken-init-worker.log").read_text()
+    assert "trigger_celery cannot start: importing tests.brokeninit.trigger_init failed" in log
+    assert "No module named 'tests.brokeninit.no_such_module'" in log
+
+
+def test_a_trigger_init_module_that_fails_to_import_is_named_by_manage_py_check():
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check", "--settings=tests.settings"],
+        env=dict(os.environ, TC_EXTRA_APPS="tests.brokeninit", PYTHONPATH=str(ROOT)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "trigger_celery.E013" in result.stderr
+    assert "importing tests.brokeninit.trigger_init failed" in result.stderr

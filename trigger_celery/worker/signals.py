@@ -32,16 +32,27 @@ _imported = False
 
 
 def import_trigger_init_modules() -> list[str]:
-    """Import ``<app>.trigger_init`` for every installed app that has one (once)."""
+    """Import ``<app>.trigger_init`` for every installed app that has one (once).
+
+    Raises ``SystemExit`` naming a module that fails to import: a worker would otherwise
+    run every task without the global hooks and middleware it declares."""
     global _imported
 
     found: list[str] = []
     if _imported:
         return found
-    _imported = True
     for name in app_modules("trigger_init"):
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            message = (
+                f"trigger_celery cannot start: importing {name} failed: "
+                f"{type(exc).__name__}: {exc} (its global hooks and middleware would be missing)"
+            )
+            log.critical(message, exc_info=True)
+            raise SystemExit(message) from exc
         found.append(name)
+    _imported = True
     return found
 
 
