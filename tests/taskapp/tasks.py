@@ -939,3 +939,54 @@ def waits_until(payload, ctx):
 
     wait.until(datetime.fromisoformat(payload["until"]))
     return "woke"
+
+
+class _UnprintableError(Exception):
+    """An error whose ``str()`` itself fails, as a careless ``__str__`` does."""
+
+    def __str__(self):
+        raise AttributeError("'NoneType' object has no attribute 'status'")
+
+
+def _record_failure_type(ctx, error):
+    events.record(f"on_failure:{ctx.run.id}", type(error).__name__)
+
+
+@task(id="raises-unprintable", retry=FAST_RETRY, on_failure=_record_failure_type)
+def raises_unprintable(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    raise _UnprintableError()
+
+
+@task(id="async-raises-cancelled", retry=FAST_RETRY, on_failure=_record_failure_type)
+async def async_raises_cancelled(payload, ctx):
+    """An inner asyncio task the run's own code cancelled and then awaited."""
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    inner = asyncio.ensure_future(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner
+
+
+async def _on_success_cancelled(ctx):
+    inner = asyncio.ensure_future(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner
+
+
+async def _catch_error_cancelled(ctx):
+    events.record(f"catch_error:{ctx.run.id}", ctx.attempt.number)
+    await _on_success_cancelled(ctx)
+
+
+@task(
+    id="hook-raises-cancelled",
+    retry=FAST_RETRY,
+    on_success=_on_success_cancelled,
+    catch_error=_catch_error_cancelled,
+)
+def hook_raises_cancelled(payload, ctx):
+    if payload.get("fail"):
+        raise RuntimeError("fails, and its catch_error hook is cancelled")
+    return "done"

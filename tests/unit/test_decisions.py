@@ -502,3 +502,14 @@ def test_an_error_with_a_nul_character_is_recorded_with_it_escaped():
     error = error_dict(ValueError("a\x00b\ud800"), stack)
     assert error["message"] == "a\\x00b\\ud800"
     assert "\x00" not in error["stack"] and 'ValueError("a\\x00b")' in error["stack"]
+
+
+def test_an_error_whose_str_raises_is_still_recorded_with_its_type_and_stack():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise AttributeError("no status")
+
+    recorded = error_dict(Unprintable(), "Traceback ...")
+    assert recorded["type"] == "Unprintable"
+    assert recorded["message"] == "<Unprintable.__str__ raised AttributeError>"
+    assert recorded["stack"] == "Traceback ..."

@@ -71,12 +71,21 @@ def error_dict(err: BaseException, stack: str = "", code: str | None = None) -> 
         # A NUL character in a message (or its traceback) is stored as an escape: the
         # error is recorded whatever it says.
         "type": escape_text(type(err).__name__),
-        "message": escape_text(str(err)),
+        "message": escape_text(message_of(err)),
         "stack": escape_text(stack),
     }
     if code:
         data["code"] = code
     return data
+
+
+def message_of(err: BaseException) -> str:
+    """``str(err)``, or a stand-in naming the failure when the error's ``__str__`` itself
+    raises (a careless override): the error is recorded and retried all the same."""
+    try:
+        return str(err)
+    except Exception as broken:
+        return f"<{type(err).__name__}.__str__ raised {type(broken).__name__}>"
 
 
 def consults_catch_error(err: BaseException) -> bool:

@@ -7,6 +7,7 @@ that is not satisfied yet - and the settling step decides what becomes of the ru
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -180,6 +181,11 @@ def _run_attempt(
             # the way out): the process is ending all the same, and its run is a crash.
             raise
         return Failed(err, traceback.format_exc()), payload
+    except asyncio.CancelledError as err:
+        # The user's own cancelled asyncio task, awaited (a stop from the monitor arrives
+        # as its own error instead, ``hooks.stop_loop``): a failure of the attempt like
+        # any other, not a BaseException that would leave the run to its lease.
+        return Failed(err, traceback.format_exc()), payload
     except SystemExit as err:
         # ``sys.exit()`` in the user's code fails the attempt like any error instead of
         # ending the pool process (the run would wait out its lease as a crash). Celery's
@@ -275,7 +281,7 @@ def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
     for fn in hooks_of(definition, name):
         try:
             call_hook(fn, **kw)
-        except Exception as err:
+        except (Exception, asyncio.CancelledError) as err:
             log.exception("%s hook of run %s failed", name, ctx.run.id)
             LogEntry.objects.create(
                 run_id=ctx.run.id,

@@ -1,0 +1,52 @@
+"""What a user sees of an attempt's error, whatever the error is (SPEC 2, 3, 6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.harness import finished
+from tests.taskapp import events
+from trigger_celery import tasks
+from trigger_celery.models import LogEntry
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_error_whose_str_fails_is_recorded_and_retried_like_any_other(live):
+    handle = tasks.trigger("raises-unprintable", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert events.values(f"attempts:{handle.id}") == [1, 2, 3]
+    assert [a.status for a in run.attempts] == ["FAILED", "FAILED", "FAILED"]
+    assert run.error["type"] == "_UnprintableError"
+    assert "_UnprintableError" in run.error["stack"]
+    assert len(events.values(f"on_failure:{handle.id}")) == 1
+
+
+def test_a_cancelled_error_raised_by_an_async_run_fails_its_attempt(live):
+    handle = tasks.trigger("async-raises-cancelled", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert events.values(f"attempts:{handle.id}") == [1, 2, 3]
+    assert [a.status for a in run.attempts] == ["FAILED", "FAILED", "FAILED"]
+    assert run.error["type"] == "CancelledError"
+    assert len(events.values(f"on_failure:{handle.id}")) == 1
+
+
+def test_a_cancelled_error_in_an_async_on_success_hook_is_recorded_not_a_crash(live):
+    handle = tasks.trigger("hook-raises-cancelled", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.output == "done"
+    assert LogEntry.objects.filter(
+        run_id=handle.id, level="ERROR", message__startswith="on_success hook failed"
+    ).exists()
+
+
+def test_a_cancelled_error_in_an_async_catch_error_hook_is_a_handle_error_error(live):
+    handle = tasks.trigger("hook-raises-cancelled", {"fail": True})
+    run = finished(handle)
+    assert run.status == "CRASHED"
+    assert run.error["code"] == "HANDLE_ERROR_ERROR"
+    assert events.values(f"catch_error:{handle.id}") == [1]
+    assert [a.status for a in run.attempts] == ["FAILED"]
