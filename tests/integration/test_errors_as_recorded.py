@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.harness import finished
+from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
-from trigger_celery import tasks
+from trigger_celery import runs, tasks
 from trigger_celery.models import LogEntry
 
 pytestmark = pytest.mark.integration
@@ -50,3 +50,18 @@ def test_a_cancelled_error_in_an_async_catch_error_hook_is_a_handle_error_error(
     assert run.error["code"] == "HANDLE_ERROR_ERROR"
     assert events.values(f"catch_error:{handle.id}") == [1]
     assert [a.status for a in run.attempts] == ["FAILED"]
+
+
+def test_a_cancel_inside_retry_on_throw_stops_the_block_instead_of_retrying_it(live):
+    handle = tasks.trigger("retries-a-block-until-canceled", {})
+    wait_for(lambda: events.values(f"tries:{handle.id}"), what="the block's first try")
+    runs.cancel(handle.id)
+    assert finished(handle).status == "CANCELED"
+    # The cancel interrupts the block's call: it leaves on_throw, or (before the
+    # fix) the block is tried again and its pool process is ended under it.
+    wait_for(
+        lambda: events.values(f"left:{handle.id}") or len(events.values(f"tries:{handle.id}")) > 1,
+        what="the block to be left or tried again",
+    )
+    assert events.values(f"tries:{handle.id}") == [1]
+    assert events.values(f"left:{handle.id}") == [1]

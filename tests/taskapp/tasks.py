@@ -990,3 +990,20 @@ def hook_raises_cancelled(payload, ctx):
     if payload.get("fail"):
         raise RuntimeError("fails, and its catch_error hook is cancelled")
     return "done"
+
+
+@task(id="retries-a-block-until-canceled", retry={"max_attempts": 1})
+def retries_a_block_until_canceled(payload, ctx):
+    """A block retried by ``retry.on_throw`` that is in a long call when the run is
+    canceled: the cancel's stop must not be taken for the block's own failure."""
+    from trigger_celery import retry
+
+    def call():
+        events.record(f"tries:{ctx.run.id}", 1)
+        for _ in range(600):  # a long call, made of short blocking ones
+            time.sleep(0.1)
+
+    try:
+        retry.on_throw(call, max_attempts=5, min_timeout_in_ms=50, randomize=False)
+    finally:
+        events.record(f"left:{ctx.run.id}", 1)
