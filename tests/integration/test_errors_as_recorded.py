@@ -65,3 +65,17 @@ def test_a_cancel_inside_retry_on_throw_stops_the_block_instead_of_retrying_it(l
     )
     assert events.values(f"tries:{handle.id}") == [1]
     assert events.values(f"left:{handle.id}") == [1]
+
+
+def test_an_error_quoting_megabytes_is_stored_shortened_on_the_run_and_its_attempts(live):
+    from trigger_celery.core.decisions import ERROR_MESSAGE_LIMIT
+
+    handle = tasks.trigger("raises-a-huge-error", {"size": 4_000_000})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    for error in [run.error] + [a.error for a in run.attempts]:
+        assert error["type"] == "ValueError"
+        assert error["message"].startswith("the service answered <html>bbb")
+        assert error["message"].endswith("bbb</html>")
+        assert len(error["message"]) < ERROR_MESSAGE_LIMIT + 100
+    assert len(run.attempts) == 2

@@ -1007,3 +1007,10 @@ def retries_a_block_until_canceled(payload, ctx):
         retry.on_throw(call, max_attempts=5, min_timeout_in_ms=50, randomize=False)
     finally:
         events.record(f"left:{ctx.run.id}", 1)
+
+
+@task(id="raises-a-huge-error", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
+def raises_a_huge_error(payload, ctx):
+    """An error quoting a whole (large) response body, as careless code does."""
+    body = "<html>" + "b" * payload["size"] + "</html>"
+    raise ValueError(f"the service answered {body}")
