@@ -79,3 +79,21 @@ def test_an_error_quoting_megabytes_is_stored_shortened_on_the_run_and_its_attem
         assert error["message"].endswith("bbb</html>")
         assert len(error["message"]) < ERROR_MESSAGE_LIMIT + 100
     assert len(run.attempts) == 2
+
+
+def test_on_start_attempt_runs_once_per_attempt_not_again_when_the_attempt_resumes(live):
+    handle = tasks.trigger("waits-once-with-attempt-hooks", {"succeed_on": 2})
+    run = finished(handle)
+    seen = events.values(f"lifecycle:{handle.id}")
+    assert run.status == "COMPLETED", (run.error, seen)
+    assert seen == [
+        ["on_start_attempt", 1],
+        ["run", 1],
+        ["on_wait", 1],
+        ["on_resume", 1],
+        ["run", 1],  # replayed from the top: the wait returns at once
+        ["on_start_attempt", 2],
+        ["run", 2],  # the wait passed in attempt 1 is replayed, not waited again
+        ["on_success", 2],
+        ["on_complete", 2],
+    ]

@@ -1014,3 +1014,29 @@ def raises_a_huge_error(payload, ctx):
     """An error quoting a whole (large) response body, as careless code does."""
     body = "<html>" + "b" * payload["size"] + "</html>"
     raise ValueError(f"the service answered {body}")
+
+
+def _lifecycle(name):
+    def hook(ctx):
+        events.record(f"lifecycle:{ctx.run.id}", [name, ctx.attempt.number])
+
+    return hook
+
+
+@task(
+    id="waits-once-with-attempt-hooks",
+    retry={"max_attempts": 2, "min_timeout_in_ms": 50},
+    on_start_attempt=_lifecycle("on_start_attempt"),
+    on_wait=_lifecycle("on_wait"),
+    on_resume=_lifecycle("on_resume"),
+    on_success=_lifecycle("on_success"),
+    on_complete=_lifecycle("on_complete"),
+)
+def waits_once_with_attempt_hooks(payload, ctx):
+    from trigger_celery import wait
+
+    events.record(f"lifecycle:{ctx.run.id}", ["run", ctx.attempt.number])
+    wait.for_(seconds=3)  # long enough to suspend: the run is replayed when it resumes
+    if ctx.attempt.number < payload["succeed_on"]:
+        raise RuntimeError("fails after its wait")
+    return "ok"

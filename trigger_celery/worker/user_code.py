@@ -158,8 +158,11 @@ def _run_attempt(
                 with waits_closed(_ONLY_ON_START):
                     for fn in hooks_of(definition, "on_start"):
                         call_hook(fn, **common, init=ctx.init)
-            for fn in hooks_of(definition, "on_start_attempt"):
-                call_hook(fn, **common, init=ctx.init)
+            if not resumed:
+                # Once per attempt: a resumed execution continues the attempt it
+                # replays, which on_resume announces instead (SPEC 3).
+                for fn in hooks_of(definition, "on_start_attempt"):
+                    call_hook(fn, **common, init=ctx.init)
             try:
                 box["output"] = call_run_function(definition, payload, ctx)
             finally:
