@@ -97,3 +97,15 @@ def test_on_start_attempt_runs_once_per_attempt_not_again_when_the_attempt_resum
         ["on_success", 2],
         ["on_complete", 2],
     ]
+
+
+def test_catch_error_gets_the_runs_retry_policy_and_the_retry_it_would_make(live):
+    handle = tasks.trigger("catch-error-reads-the-policy", {}, max_attempts=2)
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["message"] == "attempt 2 fails"  # not a HANDLE_ERROR_ERROR crash
+    # max_attempts is the run's (the trigger option); attempt 2 is the last: no retry.
+    assert events.values(f"catch-args:{handle.id}") == [
+        [1, 2, 5000, 3, 5000, True],
+        [2, 2, 5000, 3, None, False],
+    ]

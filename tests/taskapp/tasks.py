@@ -1040,3 +1040,28 @@ def waits_once_with_attempt_hooks(payload, ctx):
     if ctx.attempt.number < payload["succeed_on"]:
         raise RuntimeError("fails after its wait")
     return "ok"
+
+
+def _catch_error_reading_the_policy(ctx, error, retry, retry_at, retry_delay_in_ms):
+    """Trigger.dev's catchError arguments: the policy, and the retry it would make."""
+    events.record(
+        f"catch-args:{ctx.run.id}",
+        [
+            ctx.attempt.number,
+            retry.max_attempts,
+            retry.min_timeout_in_ms,
+            retry.factor,
+            retry_delay_in_ms,
+            retry_at is not None,
+        ],
+    )
+    return {"retry_delay_in_ms": 10}
+
+
+@task(
+    id="catch-error-reads-the-policy",
+    retry={"max_attempts": 3, "min_timeout_in_ms": 5000, "factor": 3, "randomize": False},
+    catch_error=_catch_error_reading_the_policy,
+)
+def catch_error_reads_the_policy(payload, ctx):
+    raise RuntimeError(f"attempt {ctx.attempt.number} fails")

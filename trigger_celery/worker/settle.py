@@ -274,6 +274,7 @@ def _decide(
                 fn,
                 **common,
                 error=failure.error,
+                retry=policy,  # the run's policy (its max_attempts), as Trigger.dev passes
                 retry_at=default_retry_at,
                 retry_delay_in_ms=default_delay,
             )
