@@ -109,3 +109,13 @@ def test_catch_error_gets_the_runs_retry_policy_and_the_retry_it_would_make(live
         [1, 2, 5000, 3, 5000, True],
         [2, 2, 5000, 3, None, False],
     ]
+
+
+def test_a_parser_raising_an_error_whose_str_fails_is_a_payload_error_not_retried(live):
+    handle = tasks.trigger("parser-raises-unprintable", {})
+    run = finished(handle)
+    assert run.status == "FAILED"
+    assert run.error["type"] == "TaskPayloadParsedError"
+    assert run.error["code"] == "TASK_INPUT_ERROR"
+    assert "_UnprintableError" in run.error["message"]
+    assert run.attempt_count == 1

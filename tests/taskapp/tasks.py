@@ -1065,3 +1065,12 @@ def _catch_error_reading_the_policy(ctx, error, retry, retry_at, retry_delay_in_
 )
 def catch_error_reads_the_policy(payload, ctx):
     raise RuntimeError(f"attempt {ctx.attempt.number} fails")
+
+
+def _parser_raising_unprintable(value):
+    raise _UnprintableError()
+
+
+@schema_task(id="parser-raises-unprintable", schema=_parser_raising_unprintable, retry=FAST_RETRY)
+def parser_raises_unprintable(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
