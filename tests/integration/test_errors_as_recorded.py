@@ -119,3 +119,14 @@ def test_a_parser_raising_an_error_whose_str_fails_is_a_payload_error_not_retrie
     assert run.error["code"] == "TASK_INPUT_ERROR"
     assert "_UnprintableError" in run.error["message"]
     assert run.attempt_count == 1
+
+
+def test_a_hook_error_quoting_megabytes_is_recorded_as_a_bounded_log_line(live):
+    from trigger_celery.worker.logger import TEXT_LIMIT
+
+    handle = tasks.trigger("on-success-raises-a-huge-error", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    line = LogEntry.objects.get(run_id=handle.id, level="ERROR")
+    assert len(line.message) < TEXT_LIMIT + 100
+    assert line.message.startswith("on_success hook failed: ValueError('zzz")

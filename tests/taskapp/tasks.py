@@ -1074,3 +1074,12 @@ def _parser_raising_unprintable(value):
 @schema_task(id="parser-raises-unprintable", schema=_parser_raising_unprintable, retry=FAST_RETRY)
 def parser_raises_unprintable(payload, ctx):
     events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+
+
+def _on_success_raising_a_huge_error(ctx):
+    raise ValueError("z" * 1_000_000)
+
+
+@task(id="on-success-raises-a-huge-error", on_success=_on_success_raising_a_huge_error)
+def on_success_raises_a_huge_error(payload, ctx):
+    return "done"

@@ -20,13 +20,14 @@ from billiard import common as billiard_common
 
 from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
-from trigger_celery.core.decisions import error_dict
+from trigger_celery.core.decisions import error_dict, shortened
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, loop_running, run_coroutine
-from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.core.serialization import escape_text, to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.off_loop import off_event_loop
+from trigger_celery.worker.logger import TEXT_LIMIT
 from trigger_celery.worker.waits import SuspendRun, wait_of, waits_closed
 
 log = logging.getLogger("trigger_celery.worker")
@@ -290,7 +291,8 @@ def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
                 run_id=ctx.run.id,
                 attempt_number=ctx.attempt.number,
                 level="ERROR",
-                message=f"{name} hook failed: {err!r}",
+                # Bounded as a log line is, whatever the error says.
+                message=escape_text(shortened(f"{name} hook failed: {err!r}", TEXT_LIMIT)),
                 attributes={"hook": name, "error": error_dict(err, traceback.format_exc())},
             )
 
