@@ -951,3 +951,147 @@ def waits_until(payload, ctx):
 
     wait.until(datetime.fromisoformat(payload["until"]))
     return "woke"
+
+
+class _UnprintableError(Exception):
+    """An error whose ``str()`` itself fails, as a careless ``__str__`` does."""
+
+    def __str__(self):
+        raise AttributeError("'NoneType' object has no attribute 'status'")
+
+
+def _record_failure_type(ctx, error):
+    events.record(f"on_failure:{ctx.run.id}", type(error).__name__)
+
+
+@task(id="raises-unprintable", retry=FAST_RETRY, on_failure=_record_failure_type)
+def raises_unprintable(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    raise _UnprintableError()
+
+
+@task(id="async-raises-cancelled", retry=FAST_RETRY, on_failure=_record_failure_type)
+async def async_raises_cancelled(payload, ctx):
+    """An inner asyncio task the run's own code cancelled and then awaited."""
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    inner = asyncio.ensure_future(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner
+
+
+async def _on_success_cancelled(ctx):
+    inner = asyncio.ensure_future(asyncio.sleep(30))
+    await asyncio.sleep(0)
+    inner.cancel()
+    await inner
+
+
+async def _catch_error_cancelled(ctx):
+    events.record(f"catch_error:{ctx.run.id}", ctx.attempt.number)
+    await _on_success_cancelled(ctx)
+
+
+@task(
+    id="hook-raises-cancelled",
+    retry=FAST_RETRY,
+    on_success=_on_success_cancelled,
+    catch_error=_catch_error_cancelled,
+)
+def hook_raises_cancelled(payload, ctx):
+    if payload.get("fail"):
+        raise RuntimeError("fails, and its catch_error hook is cancelled")
+    return "done"
+
+
+@task(id="retries-a-block-until-canceled", retry={"max_attempts": 1})
+def retries_a_block_until_canceled(payload, ctx):
+    """A block retried by ``retry.on_throw`` that is in a long call when the run is
+    canceled: the cancel's stop must not be taken for the block's own failure."""
+    from trigger_celery import retry
+
+    def call():
+        events.record(f"tries:{ctx.run.id}", 1)
+        for _ in range(600):  # a long call, made of short blocking ones
+            time.sleep(0.1)
+
+    try:
+        retry.on_throw(call, max_attempts=5, min_timeout_in_ms=50, randomize=False)
+    finally:
+        events.record(f"left:{ctx.run.id}", 1)
+
+
+@task(id="raises-a-huge-error", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
+def raises_a_huge_error(payload, ctx):
+    """An error quoting a whole (large) response body, as careless code does."""
+    body = "<html>" + "b" * payload["size"] + "</html>"
+    raise ValueError(f"the service answered {body}")
+
+
+def _lifecycle(name):
+    def hook(ctx):
+        events.record(f"lifecycle:{ctx.run.id}", [name, ctx.attempt.number])
+
+    return hook
+
+
+@task(
+    id="waits-once-with-attempt-hooks",
+    retry={"max_attempts": 2, "min_timeout_in_ms": 50},
+    on_start_attempt=_lifecycle("on_start_attempt"),
+    on_wait=_lifecycle("on_wait"),
+    on_resume=_lifecycle("on_resume"),
+    on_success=_lifecycle("on_success"),
+    on_complete=_lifecycle("on_complete"),
+)
+def waits_once_with_attempt_hooks(payload, ctx):
+    from trigger_celery import wait
+
+    events.record(f"lifecycle:{ctx.run.id}", ["run", ctx.attempt.number])
+    wait.for_(seconds=3)  # long enough to suspend: the run is replayed when it resumes
+    if ctx.attempt.number < payload["succeed_on"]:
+        raise RuntimeError("fails after its wait")
+    return "ok"
+
+
+def _catch_error_reading_the_policy(ctx, error, retry, retry_at, retry_delay_in_ms):
+    """Trigger.dev's catchError arguments: the policy, and the retry it would make."""
+    events.record(
+        f"catch-args:{ctx.run.id}",
+        [
+            ctx.attempt.number,
+            retry.max_attempts,
+            retry.min_timeout_in_ms,
+            retry.factor,
+            retry_delay_in_ms,
+            retry_at is not None,
+        ],
+    )
+    return {"retry_delay_in_ms": 10}
+
+
+@task(
+    id="catch-error-reads-the-policy",
+    retry={"max_attempts": 3, "min_timeout_in_ms": 5000, "factor": 3, "randomize": False},
+    catch_error=_catch_error_reading_the_policy,
+)
+def catch_error_reads_the_policy(payload, ctx):
+    raise RuntimeError(f"attempt {ctx.attempt.number} fails")
+
+
+def _parser_raising_unprintable(value):
+    raise _UnprintableError()
+
+
+@schema_task(id="parser-raises-unprintable", schema=_parser_raising_unprintable, retry=FAST_RETRY)
+def parser_raises_unprintable(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+
+
+def _on_success_raising_a_huge_error(ctx):
+    raise ValueError("z" * 1_000_000)
+
+
+@task(id="on-success-raises-a-huge-error", on_success=_on_success_raising_a_huge_error)
+def on_success_raises_a_huge_error(payload, ctx):
+    return "done"

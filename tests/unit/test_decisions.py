@@ -502,3 +502,36 @@ def test_an_error_with_a_nul_character_is_recorded_with_it_escaped():
     error = error_dict(ValueError("a\x00b\ud800"), stack)
     assert error["message"] == "a\\x00b\\ud800"
     assert "\x00" not in error["stack"] and 'ValueError("a\\x00b")' in error["stack"]
+
+
+def test_an_error_whose_str_raises_is_still_recorded_with_its_type_and_stack():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise AttributeError("no status")
+
+    recorded = error_dict(Unprintable(), "Traceback ...")
+    assert recorded["type"] == "Unprintable"
+    assert recorded["message"] == "<Unprintable.__str__ raised AttributeError>"
+    assert recorded["stack"] == "Traceback ..."
+
+
+def test_a_huge_error_message_and_stack_are_stored_shortened_with_their_ends():
+    from trigger_celery.core.decisions import ERROR_MESSAGE_LIMIT, ERROR_STACK_LIMIT
+
+    message = "start " + "x" * (3 * ERROR_MESSAGE_LIMIT) + " end"
+    stack = "Traceback\n" + "  line\n" * ERROR_STACK_LIMIT + 'ValueError: raised "here"'
+    recorded = error_dict(ValueError(message), stack)
+    assert recorded["message"].startswith("start ")
+    assert recorded["message"].endswith(" end")
+    assert f"[{len(message) - ERROR_MESSAGE_LIMIT} characters left out]" in recorded["message"]
+    assert len(recorded["message"]) < ERROR_MESSAGE_LIMIT + 100
+    assert recorded["stack"].startswith("Traceback\n")
+    assert recorded["stack"].endswith('ValueError: raised "here"')
+    assert len(recorded["stack"]) < ERROR_STACK_LIMIT + 100
+
+
+def test_an_error_message_at_the_limit_is_stored_whole():
+    from trigger_celery.core.decisions import ERROR_MESSAGE_LIMIT
+
+    message = "y" * ERROR_MESSAGE_LIMIT
+    assert error_dict(ValueError(message))["message"] == message

@@ -3,6 +3,12 @@ import asyncio
 import pytest
 
 from trigger_celery import retry
+from trigger_celery.errors import (
+    AbortTaskRunError,
+    LeaseLostError,
+    MaxDurationExceededError,
+    RunCanceledError,
+)
 
 FAST = {"max_attempts": 3, "min_timeout_in_ms": 1, "max_timeout_in_ms": 2, "randomize": False}
 
@@ -93,3 +99,68 @@ def test_a_plain_with_is_refused_with_the_form_that_works():
     refused = pytest.raises(TypeError, match=r"for attempt in retry\.on_throw")
     with refused, retry.on_throw(**FAST):
         pass
+
+
+@pytest.mark.parametrize("stop", [AbortTaskRunError, RunCanceledError, MaxDurationExceededError])
+def test_on_throw_never_tries_again_after_an_error_that_ends_the_run(stop):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        raise stop("stop")
+
+    with pytest.raises(stop):
+        retry.on_throw(fn, **FAST)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("stop", [AbortTaskRunError, RunCanceledError, LeaseLostError])
+def test_a_retried_block_never_tries_again_after_an_error_that_ends_the_run(stop):
+    tries = []
+    with pytest.raises(stop):
+        for attempt in retry.on_throw(**FAST):
+            with attempt:
+                tries.append(attempt.number)
+                raise stop("stop")
+    assert tries == [1]
+
+
+def _inside_a_run_whose_signal_is(set_to):
+    from datetime import UTC, datetime
+
+    from trigger_celery.core import context as run_context
+
+    now = datetime.now(UTC)
+    info = run_context.RunInfo("run_x", [], {}, None, None, None, 0, now, 3, None, None)
+    ctx = run_context.Context(
+        info,
+        run_context.AttemptInfo(1, now),
+        run_context.TaskInfo("t"),
+        run_context.QueueInfo("t"),
+        "DEVELOPMENT",
+        None,
+    )
+    if set_to:
+        ctx.signal.set("canceled")
+    return run_context.enter(run_context.RunScope(ctx))
+
+
+@pytest.mark.parametrize("signal_set, calls_made", [(True, 1), (False, 3)])
+def test_on_throw_stops_trying_once_the_runs_abort_signal_is_set(signal_set, calls_made):
+    from trigger_celery.core import context as run_context
+
+    fn, calls = flaky(5)
+    token = _inside_a_run_whose_signal_is(signal_set)
+    try:
+        with pytest.raises(ConnectionError):
+            retry.on_throw(fn, **FAST)
+        tries = []
+        with pytest.raises(ConnectionError):
+            for attempt in retry.on_throw(**FAST):
+                with attempt:
+                    tries.append(attempt.number)
+                    raise ConnectionError("down")
+    finally:
+        run_context.leave(token)
+    assert len(calls) == calls_made
+    assert len(tries) == calls_made

@@ -65,18 +65,46 @@ class Decision:
         return self.status == RunStatus.QUEUED
 
 
+# Characters of an error's message and of its stack that are stored. An error that
+# quotes a whole response body or document would otherwise be written on the run, on
+# every attempt and into a waiting parent's result, and shown whole on the run's page.
+ERROR_MESSAGE_LIMIT = 32 * 1024
+ERROR_STACK_LIMIT = 128 * 1024
+
+
 def error_dict(err: BaseException, stack: str = "", code: str | None = None) -> dict[str, Any]:
     """How an error is stored on a run and an attempt: type, message, stack, code."""
     data: dict[str, Any] = {
         # A NUL character in a message (or its traceback) is stored as an escape: the
         # error is recorded whatever it says.
         "type": escape_text(type(err).__name__),
-        "message": escape_text(str(err)),
-        "stack": escape_text(stack),
+        "message": escape_text(shortened(message_of(err), ERROR_MESSAGE_LIMIT)),
+        "stack": escape_text(shortened(stack, ERROR_STACK_LIMIT)),
     }
     if code:
         data["code"] = code
     return data
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters; else its start and its end (a
+    traceback's last lines name where the error was raised) around a note of how many
+    characters were left out."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    left_out = len(text) - head - tail
+    return f"{text[:head]}\n... [{left_out} characters left out] ...\n{text[-tail:]}"
+
+
+def message_of(err: BaseException) -> str:
+    """``str(err)``, or a stand-in naming the failure when the error's ``__str__`` itself
+    raises (a careless override): the error is recorded and retried all the same."""
+    try:
+        return str(err)
+    except Exception as broken:
+        return f"<{type(err).__name__}.__str__ raised {type(broken).__name__}>"
 
 
 def consults_catch_error(err: BaseException) -> bool:

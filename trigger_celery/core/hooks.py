@@ -44,7 +44,7 @@ HOOK_ARGUMENTS: dict[str, frozenset[str]] = {
     "on_success": frozenset((*_COMMON, "output")),
     "on_failure": frozenset((*_COMMON, "error")),
     "on_complete": frozenset((*_COMMON, "result", "output", "error")),
-    "catch_error": frozenset((*_COMMON, "error", "retry_at", "retry_delay_in_ms")),
+    "catch_error": frozenset((*_COMMON, "error", "retry", "retry_at", "retry_delay_in_ms")),
     "on_cancel": frozenset((*_COMMON, "run_finished")),
     "middleware": frozenset((*_COMMON, "next")),
 }

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from trigger_celery.core.decisions import message_of
+
 try:
     from opentelemetry import propagate, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -83,7 +85,7 @@ def set_outcome(current: Any, outcome: str, error: BaseException | None = None) 
     current.set_attribute("trigger_celery.outcome", outcome)
     if error is not None:
         current.record_exception(error)
-        current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message_of(error)}"))
 
 
 def abandon(current: Any, outcome: str, error: BaseException | None = None) -> None:

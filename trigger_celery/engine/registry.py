@@ -22,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from pydantic import BaseModel, TypeAdapter
 
+from trigger_celery.core.decisions import message_of
 from trigger_celery.core.durations import parse_duration
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet
 from trigger_celery.core.options import (
@@ -340,7 +341,7 @@ class TaskDefinition:
             return self.parse_payload(payload)
         except Exception as exc:  # a callable parser may raise anything (KeyError, ...)
             raise TaskPayloadParsedError(
-                f"Parsing payload with schema failed: {exc}", cause=exc
+                f"Parsing payload with schema failed: {message_of(exc)}", cause=exc
             ) from exc
 
     def json_schema(self) -> dict[str, Any] | None:

@@ -12,6 +12,10 @@ A plain ``with retry.on_throw(...)`` cannot be: a ``with`` statement runs its bl
 Unlike a run's own retries, these waits happen in the worker (like a loop with
 ``time.sleep``): use them for short, local retries; long backoffs belong to the run's
 retry policy, which gives the worker back while it waits.
+
+A block is not tried again once its run is told to stop (canceled, past its
+``max_duration``, its lease lost: the stop's error and ``ctx.signal``) or when it raises
+``AbortTaskRunError``: the error goes on at once, as it would without the block.
 """
 
 from __future__ import annotations
@@ -23,9 +27,47 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
+from trigger_celery.core import context as run_context
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
+from trigger_celery.errors import (
+    AbortTaskRunError,
+    LeaseLostError,
+    MaxDurationExceededError,
+    RunCanceledError,
+)
 
 T = TypeVar("T")
+
+# Errors after which a block is never tried again: the run must stop, or fail at once.
+ENDS_THE_RUN: tuple[type[Exception], ...] = (
+    AbortTaskRunError,
+    RunCanceledError,
+    MaxDurationExceededError,
+    LeaseLostError,
+)
+
+
+def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) -> int | None:
+    """Milliseconds before the next try of a block that raised ``error``; None when there
+    is none: the policy has no try left, the error ends the run, or the run's abort
+    signal is set."""
+    if isinstance(error, ENDS_THE_RUN) or _stopping():
+        return None
+    return next_delay_ms(policy, attempt)
+
+
+def _stopping() -> bool:
+    scope = run_context.optional_scope()
+    return scope is not None and scope.ctx.signal.is_set()
+
+
+def _pause(seconds: float) -> None:
+    """Sleep between tries; inside a run, the run's abort signal ends the pause early."""
+    scope = run_context.optional_scope()
+    if scope is None:
+        time.sleep(seconds)
+    else:
+        scope.ctx.signal.wait(seconds)
 
 
 class RetryAPI:
@@ -61,11 +103,13 @@ class RetryAPI:
         while True:
             try:
                 return fn()
-            except Exception:
-                delay = next_delay_ms(policy, attempt)
+            except Exception as error:
+                delay = _delay_before_next_try(policy, attempt, error)
                 if delay is None:
                     raise
-                time.sleep(delay / 1000)
+                _pause(delay / 1000)
+                if _stopping():
+                    raise
                 attempt += 1
 
     async def _call_async(self, fn: Callable[[], Any], policy: RetryPolicy) -> Any:
@@ -73,11 +117,13 @@ class RetryAPI:
         while True:
             try:
                 return await fn()
-            except Exception:
-                delay = next_delay_ms(policy, attempt)
+            except Exception as error:
+                delay = _delay_before_next_try(policy, attempt, error)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay / 1000)
+                if _stopping():
+                    raise
                 attempt += 1
 
 
@@ -93,7 +139,7 @@ class Attempt:
         return self
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
-        if isinstance(error, Exception):
+        if isinstance(error, Exception) and not isinstance(error, ENDS_THE_RUN):
             self.error = error
             return True
         return False
@@ -116,7 +162,8 @@ class Retrying:
             yield attempt
             if (seconds := self._pause_after(attempt)) is None:
                 return
-            time.sleep(seconds)
+            _pause(seconds)
+            self._raise_if_stopping(attempt)
             number += 1
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
@@ -127,6 +174,7 @@ class Retrying:
             if (seconds := self._pause_after(attempt)) is None:
                 return
             await asyncio.sleep(seconds)
+            self._raise_if_stopping(attempt)
             number += 1
 
     def _pause_after(self, attempt: Attempt) -> float | None:
@@ -134,10 +182,15 @@ class Retrying:
         error when the policy leaves no try."""
         if attempt.error is None:
             return None
-        delay = next_delay_ms(self._policy, attempt.number)
+        delay = _delay_before_next_try(self._policy, attempt.number, attempt.error)
         if delay is None:
             raise attempt.error
         return delay / 1000
+
+    @staticmethod
+    def _raise_if_stopping(attempt: Attempt) -> None:
+        if attempt.error is not None and _stopping():
+            raise attempt.error
 
     def __enter__(self) -> None:
         raise TypeError(

@@ -15,6 +15,7 @@ Then the slot is released, the next run dispatched, and a parent waiting on this
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from collections.abc import Callable
@@ -275,10 +276,11 @@ def _decide(
                 fn,
                 **common,
                 error=failure.error,
+                retry=policy,  # the run's policy (its max_attempts), as Trigger.dev passes
                 retry_at=default_retry_at,
                 retry_delay_in_ms=default_delay,
             )
-        except Exception as hook_err:
+        except (Exception, asyncio.CancelledError) as hook_err:
             return decide_after_failure(
                 failure.error, **facts, hook_error=hook_err, hook_stack=traceback.format_exc()
             )

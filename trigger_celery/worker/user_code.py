@@ -7,6 +7,7 @@ that is not satisfied yet - and the settling step decides what becomes of the ru
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
@@ -19,13 +20,14 @@ from billiard import common as billiard_common
 
 from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
-from trigger_celery.core.decisions import error_dict
+from trigger_celery.core.decisions import error_dict, shortened
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, loop_running, run_coroutine
-from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.core.serialization import escape_text, to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.off_loop import off_event_loop
+from trigger_celery.worker.logger import TEXT_LIMIT
 from trigger_celery.worker.waits import SuspendRun, wait_of, waits_closed
 
 log = logging.getLogger("trigger_celery.worker")
@@ -157,8 +159,11 @@ def _run_attempt(
                 with waits_closed(_ONLY_ON_START):
                     for fn in hooks_of(definition, "on_start"):
                         call_hook(fn, **common, init=ctx.init)
-            for fn in hooks_of(definition, "on_start_attempt"):
-                call_hook(fn, **common, init=ctx.init)
+            if not resumed:
+                # Once per attempt: a resumed execution continues the attempt it
+                # replays, which on_resume announces instead (SPEC 3).
+                for fn in hooks_of(definition, "on_start_attempt"):
+                    call_hook(fn, **common, init=ctx.init)
             try:
                 box["output"] = call_run_function(definition, payload, ctx)
             finally:
@@ -179,6 +184,11 @@ def _run_attempt(
             # Raised while billiard's SIGTERM exit unwound (a cleanup hook that failed on
             # the way out): the process is ending all the same, and its run is a crash.
             raise
+        return Failed(err, traceback.format_exc()), payload
+    except asyncio.CancelledError as err:
+        # The user's own cancelled asyncio task, awaited (a stop from the monitor arrives
+        # as its own error instead, ``hooks.stop_loop``): a failure of the attempt like
+        # any other, not a BaseException that would leave the run to its lease.
         return Failed(err, traceback.format_exc()), payload
     except SystemExit as err:
         # ``sys.exit()`` in the user's code fails the attempt like any error instead of
@@ -275,13 +285,14 @@ def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
     for fn in hooks_of(definition, name):
         try:
             call_hook(fn, **kw)
-        except Exception as err:
+        except (Exception, asyncio.CancelledError) as err:
             log.exception("%s hook of run %s failed", name, ctx.run.id)
             LogEntry.objects.create(
                 run_id=ctx.run.id,
                 attempt_number=ctx.attempt.number,
                 level="ERROR",
-                message=f"{name} hook failed: {err!r}",
+                # Bounded as a log line is, whatever the error says.
+                message=escape_text(shortened(f"{name} hook failed: {err!r}", TEXT_LIMIT)),
                 attributes={"hook": name, "error": error_dict(err, traceback.format_exc())},
             )
 
