@@ -53,9 +53,12 @@ def _check_app_loaded() -> list[checks.CheckMessage]:
     broker is RabbitMQ on localhost whatever CELERY_BROKER_URL says, and the runs wait
     there for a worker that never comes (until their lease runs out and beat sends them
     again)."""
-    app = current_app._get_current_object()
-    if app is not getattr(celery_state, "default_app", None) or app.main != "default":
+    # Any app but Celery's fallback (named "default") will do: ``current_app`` is per
+    # thread, and runserver runs the checks in a thread of its own, where it is the
+    # fallback even when the project's app is loaded.
+    if any(app.main != "default" for app in celery_state._get_active_apps()):
         return []
+    app = current_app._get_current_object()
     configured = any(name.startswith("CELERY_") for name in dir(django_settings))
     try:
         if not configured and get_settings().store_kind == "database":

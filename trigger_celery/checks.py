@@ -20,7 +20,6 @@ from trigger_celery.engine.payloads import storage_anchor
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import TaskModuleImportError
 from trigger_celery.worker.settings_hooks import SHAPE, named_hooks
-from trigger_celery.worker.signals import import_trigger_init_modules
 
 
 @checks.register()
@@ -350,15 +349,13 @@ def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
 
 @checks.register()
 def check_tasks_modules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Every installed app's ``tasks`` and ``trigger_init`` modules import (a broken one
-    is named)."""
+    """Every installed app's ``tasks`` module imports (a broken one is named). Its
+    ``trigger_init`` modules are left to the workers, which refuse to start naming a
+    broken one: they set up workers, and importing them here would run that set-up in
+    every process that runs the checks (``migrate``, ``runserver``)."""
     try:
         registry.ensure_discovered()
     except TaskModuleImportError as exc:
-        return [checks.Error(str(exc), id="trigger_celery.E013")]
-    try:
-        import_trigger_init_modules()
-    except SystemExit as exc:  # a trigger_init module raised: workers refuse to start
         return [checks.Error(str(exc), id="trigger_celery.E013")]
     return []
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
-from trigger_celery import runs, tasks
+from trigger_celery import queues, runs, tasks
 from trigger_celery.models import LogEntry
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,26 @@ def test_a_cancel_inside_retry_on_throw_stops_the_block_instead_of_retrying_it(l
     )
     assert events.values(f"tries:{handle.id}") == [1]
     assert events.values(f"left:{handle.id}") == [1]
+
+
+def test_a_run_canceled_while_its_block_pauses_is_canceled_not_failed_with_its_error(live):
+    """A cancel ends retry.on_throw's pause between tries; the block then gives up with
+    its own last error. The run was canceled all the same: no catch_error, on_failure
+    or on_complete (SPEC 3: on_failure is not for canceled runs)."""
+    handle = tasks.trigger("fails-in-a-block-until-canceled", {})
+    wait_for(lambda: events.values(f"tries:{handle.id}"), what="the block's first try")
+    runs.cancel(handle.id)
+    run = finished(handle)
+    assert run.status == "CANCELED"
+    assert [a.status for a in run.attempts] == ["CANCELED"]
+    # Its worker gives the slot back once the attempt has settled, hooks and all.
+    wait_for(
+        lambda: queues.retrieve("fails-in-a-block-until-canceled").executing == 0,
+        what="the attempt to settle",
+    )
+    assert events.values(f"tries:{handle.id}") == [1]
+    for hook in ("catch_error", "on_failure", "on_complete"):
+        assert events.values(f"{hook}:{handle.id}") == [], hook
 
 
 def test_an_error_quoting_megabytes_is_stored_shortened_on_the_run_and_its_attempts(live):

@@ -126,5 +126,22 @@ def test_manage_py_check_warns_when_the_projects_celery_app_is_not_loaded(tmp_pa
     assert "trigger_celery.W015" in forgotten.stderr + forgotten.stdout
     assert "in proj/__init__.py, 'from .celery import app as celery_app'" in forgotten.stderr
     (root / "proj" / "__init__.py").write_text("from .celery import app as celery_app\n")
-    loaded = _run(check, root, env)
-    assert "W015" not in loaded
+    loaded = subprocess.run(check, cwd=root, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert "W015" not in loaded.stdout + loaded.stderr
+    # runserver runs the checks in a thread of its own, where Celery's current app is
+    # the fallback even with the project's app loaded: no warning there either.
+    in_a_thread = (
+        "import threading; from django.core.management import call_command; "
+        "t = threading.Thread(target=call_command, args=('check',)); t.start(); t.join()"
+    )
+    threaded = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", in_a_thread],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert threaded.returncode == 0, threaded.stdout + threaded.stderr
+    assert "System check identified" in threaded.stdout + threaded.stderr  # it ran
+    assert "W015" not in threaded.stdout + threaded.stderr

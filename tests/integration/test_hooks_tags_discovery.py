@@ -140,17 +140,3 @@ def test_a_trigger_init_module_that_fails_to_import_stops_the_worker_naming_it(o
     log = (log_dir / "broken-init-worker.log").read_text()
     assert "trigger_celery cannot start: importing tests.brokeninit.trigger_init failed" in log
     assert "No module named 'tests.brokeninit.no_such_module'" in log
-
-
-def test_a_trigger_init_module_that_fails_to_import_is_named_by_manage_py_check():
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "check", "--settings=tests.settings"],
-        env=dict(os.environ, TC_EXTRA_APPS="tests.brokeninit", PYTHONPATH=str(ROOT)),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "trigger_celery.E013" in result.stderr
-    assert "importing tests.brokeninit.trigger_init failed" in result.stderr

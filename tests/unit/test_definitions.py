@@ -1,5 +1,7 @@
 """Task and queue definitions fail at import time, with the bad value named."""
 
+import functools
+
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -185,6 +187,34 @@ def test_a_hook_naming_an_argument_it_is_never_given_fails_the_definition():
         tasks.on_failure(lambda ctx, exc: None)
     with pytest.raises(ConfigurationError, match=r"middleware.*'call_next'"):
         tasks.middleware("unit-mw", lambda ctx, payload, call_next: call_next())
+
+
+def test_functions_behind_a_decorator_that_gives_them_arguments_are_accepted():
+    """A functools.wraps decorator that passes an argument of its own (a session, say)
+    shows the inner signature; its wrapper takes anything, so nothing is refused."""
+
+    def with_session(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return fn("session", *args, **kwargs)
+
+        return wrapper
+
+    @with_session
+    def run(session, payload, ctx):
+        return session
+
+    @with_session
+    def on_failure(session, ctx, error):
+        return None
+
+    definition = task(id="unit-decorated-session", run=run, on_failure=on_failure)
+    assert registry.tasks["unit-decorated-session"] is definition
+
+
+def test_middleware_naming_init_is_refused_it_is_never_given_init():
+    with pytest.raises(ConfigurationError, match=r"middleware.*'init'"):
+        tasks.middleware("unit-mw-init", lambda ctx, next, init: next())
 
 
 def test_hooks_taking_what_they_are_given_or_defaults_are_accepted():

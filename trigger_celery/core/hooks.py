@@ -46,7 +46,7 @@ HOOK_ARGUMENTS: dict[str, frozenset[str]] = {
     "on_complete": frozenset((*_COMMON, "result", "output", "error")),
     "catch_error": frozenset((*_COMMON, "error", "retry", "retry_at", "retry_delay_in_ms")),
     "on_cancel": frozenset((*_COMMON, "run_finished")),
-    "middleware": frozenset((*_COMMON, "next")),
+    "middleware": frozenset(("payload", "ctx", "signal", "task", "next")),
 }
 
 
@@ -69,13 +69,29 @@ def check_hook(name: str, fn: Any) -> Hook:
     return hook
 
 
+def signature_to_check(fn: Any) -> inspect.Signature | None:
+    """The signature a definition may hold ``fn`` to, or None when there is none to
+    hold it to: a builtin without one, or a wrapper taking ``*args``/``**kwargs`` around
+    the function it names (``functools.wraps``), which may pass arguments of its own (a
+    decorator giving the function a database session, say)."""
+    try:
+        outer = inspect.signature(fn, follow_wrapped=False)
+        inner = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    kinds = {p.kind for p in outer.parameters.values()}
+    if outer != inner and kinds & {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD}:
+        return None
+    return inner
+
+
 def _unknown_required(fn: Any, given: frozenset[str]) -> list[str]:
     """Parameters of ``fn`` without a default that a call with keywords from ``given``
     cannot fill (positional-only ones included)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return []  # a builtin without a signature: it is called as it is
+    signature = signature_to_check(fn)
+    if signature is None:
+        return []  # it is called as it is
+    params = signature.parameters.values()
     return [
         p.name
         for p in params

@@ -84,7 +84,13 @@ def set_outcome(current: Any, outcome: str, error: BaseException | None = None) 
         return
     current.set_attribute("trigger_celery.outcome", outcome)
     if error is not None:
-        current.record_exception(error)
+        try:
+            current.record_exception(error)
+        except Exception:  # an error whose __str__ raises: recorded with a stand-in
+            current.add_event(
+                "exception",
+                {"exception.type": type(error).__name__, "exception.message": message_of(error)},
+            )
         current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message_of(error)}"))
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from trigger_celery.core.decisions import message_of
 from trigger_celery.core.durations import parse_duration
-from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet
+from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet, signature_to_check
 from trigger_celery.core.options import (
     MACHINE_PRESETS,
     QueueOptions,
@@ -209,10 +209,10 @@ def _origin(fn: Callable[..., Any]) -> tuple[Any, ...]:
 def _run_signature_problem(fn: Callable[..., Any]) -> str | None:
     """Why a worker could not call ``fn(payload)`` or ``fn(payload, ctx)`` (as
     ``worker.user_code.call_run_function`` does), or None."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None  # no signature to read: it is called as it is
+    signature = signature_to_check(fn)
+    if signature is None:
+        return None  # it is called as it is
+    params = list(signature.parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     keyword_only = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
     required = [p.name for p in positional if p.default is p.empty]

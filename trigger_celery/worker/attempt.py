@@ -178,9 +178,12 @@ def _run_watched(
             watched.done = True
         outcome = Failed(late, traceback.format_exc())
     watched.finished.set()
-    if watched.reason == "canceled" and not isinstance(outcome, (Failed, Suspended)):
-        # Canceled, and the function stopped by returning (ctx.signal): the run did not
-        # succeed, so no on_success or on_complete (runs.cancel wrote CANCELED already).
+    canceled_as_such = isinstance(outcome, Failed) and isinstance(outcome.error, RunCanceledError)
+    if watched.reason == "canceled" and not (canceled_as_such or isinstance(outcome, Suspended)):
+        # Canceled, and the function stopped by returning (ctx.signal) or by raising an
+        # error of its own (retry.on_throw giving up with its last one): the run did not
+        # succeed nor fail, so no catch_error, on_failure, on_success or on_complete
+        # (runs.cancel wrote CANCELED already).
         outcome = Failed(RunCanceledError("the run was canceled"), "")
     if watched.reason == "max_duration" and not isinstance(outcome, Suspended):
         # The deadline passed: TIMED_OUT even if the function swallowed the stop.

@@ -306,7 +306,7 @@ def call_cancel_hooks(
     if hooks:
         try:
             payload = definition.parse_payload_in_worker(payload)
-        except Exception:
+        except (Exception, asyncio.CancelledError):  # an async hook's own cancel too
             pass  # the attempt itself failed on it: the hooks get it as stored
     for fn in hooks:
         try:
