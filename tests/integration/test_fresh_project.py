@@ -64,7 +64,10 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path):
+def _new_project(tmp_path: Path, settings: str) -> tuple[Path, dict[str, str]]:
+    """``startproject`` with the README's settings (``settings``) and ``proj/celery.py``,
+    and an environment without this suite's own settings; the project's root and that
+    environment."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -73,9 +76,14 @@ def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path)
     root = tmp_path / "site"
     root.mkdir()
     _run([sys.executable, "-m", "django", "startproject", "proj", "."], root, env)
-    with open(root / "proj" / "settings.py", "a") as settings:
-        settings.write(SETTINGS)
+    with open(root / "proj" / "settings.py", "a") as file:
+        file.write(settings)
     (root / "proj" / "celery.py").write_text(textwrap.dedent(CELERY_APP))
+    return root, env
+
+
+def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path):
+    root, env = _new_project(tmp_path, SETTINGS)
     (root / "proj" / "__init__.py").write_text("from .celery import app as celery_app\n")
     (root / "shop").mkdir()
     (root / "shop" / "__init__.py").write_text("")
@@ -108,19 +116,8 @@ def test_a_fresh_project_needs_no_broker_on_the_embedded_default(tmp_path: Path)
 def test_manage_py_check_warns_when_the_projects_celery_app_is_not_loaded(tmp_path: Path):
     # The README's proj/__init__.py line forgotten: trigger() would send runs with
     # Celery's fallback app (RabbitMQ on localhost), not the broker the settings name.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TC_", "REDIS", "PG", "DJANGO_SETTINGS", "CELERY_"))
-    }
-    root = tmp_path / "site"
-    root.mkdir()
-    _run([sys.executable, "-m", "django", "startproject", "proj", "."], root, env)
-    with open(root / "proj" / "settings.py", "a") as settings:
-        settings.write(
-            SETTINGS.replace('"shop"', "") + 'CELERY_BROKER_URL = "redis://127.0.0.1:1/0"\n'
-        )
-    (root / "proj" / "celery.py").write_text(textwrap.dedent(CELERY_APP))
+    broker = 'CELERY_BROKER_URL = "redis://127.0.0.1:1/0"\n'
+    root, env = _new_project(tmp_path, SETTINGS.replace('"shop"', "") + broker)
     check = [sys.executable, "manage.py", "check"]
     forgotten = subprocess.run(check, cwd=root, env=env, capture_output=True, text=True)
     assert "trigger_celery.W015" in forgotten.stderr + forgotten.stdout

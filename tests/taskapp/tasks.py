@@ -1021,37 +1021,6 @@ def retries_a_block_until_canceled(payload, ctx):
         events.record(f"left:{ctx.run.id}", 1)
 
 
-def _record_hook(name):
-    def hook(ctx):
-        events.record(f"{name}:{ctx.run.id}", 1)
-
-    return hook
-
-
-def _record_catch_error(ctx, error):
-    events.record(f"catch_error:{ctx.run.id}", 1)
-
-
-@task(
-    id="fails-in-a-block-until-canceled",
-    retry={"max_attempts": 1},
-    on_failure=_record_hook("on_failure"),
-    on_complete=_record_hook("on_complete"),
-    catch_error=_record_catch_error,
-)
-def fails_in_a_block_until_canceled(payload, ctx):
-    """A block retried by ``retry.on_throw`` whose every try fails, canceled while it
-    pauses before its next try: the pause ends with the cancel, and the run is canceled,
-    not failed with the block's own error."""
-    from trigger_celery import retry
-
-    def call():
-        events.record(f"tries:{ctx.run.id}", 1)
-        raise ConnectionError("the service is down")
-
-    retry.on_throw(call, max_attempts=5, min_timeout_in_ms=60_000, randomize=False)
-
-
 @task(id="raises-a-huge-error", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
 def raises_a_huge_error(payload, ctx):
     """An error quoting a whole (large) response body, as careless code does."""
@@ -1064,6 +1033,26 @@ def _lifecycle(name):
         events.record(f"lifecycle:{ctx.run.id}", [name, ctx.attempt.number])
 
     return hook
+
+
+@task(
+    id="fails-in-a-block-until-canceled",
+    retry={"max_attempts": 1},
+    on_failure=_lifecycle("on_failure"),
+    on_complete=_lifecycle("on_complete"),
+    catch_error=_lifecycle("catch_error"),
+)
+def fails_in_a_block_until_canceled(payload, ctx):
+    """A block retried by ``retry.on_throw`` whose every try fails, canceled while it
+    pauses before its next try: the pause ends with the cancel, and the run is canceled,
+    not failed with the block's own error."""
+    from trigger_celery import retry
+
+    def call():
+        events.record(f"tries:{ctx.run.id}", 1)
+        raise ConnectionError("the service is down")
+
+    retry.on_throw(call, max_attempts=5, min_timeout_in_ms=60_000, randomize=False)
 
 
 @task(
