@@ -86,6 +86,23 @@ def test_a_run_canceled_while_its_block_pauses_is_canceled_not_failed_with_its_e
     assert events.values(f"lifecycle:{handle.id}") == []  # catch_error, on_failure, on_complete
 
 
+def test_a_cancel_ends_the_pause_of_an_async_block_while_on_cancel_waits_for_the_run(live):
+    """An async run's on_cancel hook waits for its run function to end; the cancel's
+    signal must end the block's minute-long pause so that it does, within the hook's wait
+    (before, the pause was a plain sleep that only the interrupt after the hooks ended)."""
+    handle = tasks.trigger("async-fails-in-a-block-until-canceled", {})
+    wait_for(lambda: events.values(f"tries:{handle.id}"), what="the block's first try")
+    runs.cancel(handle.id)
+    assert finished(handle).status == "CANCELED"
+    wait_for(
+        lambda: events.values(f"finished-in-grace:{handle.id}"),
+        timeout=40,
+        what="the on_cancel hook to end",
+    )
+    assert events.values(f"finished-in-grace:{handle.id}") == [True]
+    assert events.values(f"tries:{handle.id}") == [1]
+
+
 def test_an_error_quoting_megabytes_is_stored_shortened_on_the_run_and_its_attempts(live):
     from trigger_celery.core.decisions import ERROR_MESSAGE_LIMIT
 

@@ -441,6 +441,17 @@ def test_an_error_in_on_start_attempt_fails_the_attempt_and_is_retried(live):
     assert run.attempts[0].error["message"] == "on_start_attempt failed"
 
 
+@pytest.mark.parametrize("fail_in", ["init", "on_start", "on_start_attempt"])
+def test_cleanup_runs_after_an_attempt_whose_start_hook_failed(live, fail_in):
+    """SPEC 3: cleanup runs after every attempt, success or not, also one that failed
+    before its run function was called."""
+    handle = tasks.trigger("a-start-hook-fails", {"fail_in": fail_in})
+    run = finished(handle)
+    assert run.status == "COMPLETED"
+    assert run.attempts[0].error["message"] == f"{fail_in} failed"
+    assert [attempt for attempt, _init in events.values(f"cleanup:{handle.id}")] == [1, 2]
+
+
 def test_global_hooks_named_in_settings_are_registered_in_workers(live):
     handle = tasks.trigger("hello-world", {"message": "settings hook"})
     assert finished(handle).status == "COMPLETED"

@@ -326,6 +326,30 @@ def start_attempt_fails(payload, ctx):
     return ctx.attempt.number
 
 
+def _fails_on_attempt_1_in(name):
+    def hook(ctx, payload):
+        if payload["fail_in"] == name and ctx.attempt.number == 1:
+            raise RuntimeError(f"{name} failed")
+
+    return hook
+
+
+def _records_cleanup(ctx, init):
+    events.record(f"cleanup:{ctx.run.id}", [ctx.attempt.number, init])
+
+
+@task(
+    id="a-start-hook-fails",
+    retry=FAST_RETRY,
+    init=_fails_on_attempt_1_in("init"),
+    on_start=_fails_on_attempt_1_in("on_start"),
+    on_start_attempt=_fails_on_attempt_1_in("on_start_attempt"),
+    cleanup=_records_cleanup,
+)
+def a_start_hook_fails(payload, ctx):
+    return ctx.attempt.number
+
+
 # -- queues and limits (SPEC 4) ---------------------------------------------------------
 
 LIMIT_2 = queue(name="limit-2", concurrency_limit=2)
@@ -1053,6 +1077,28 @@ def fails_in_a_block_until_canceled(payload, ctx):
         raise ConnectionError("the service is down")
 
     retry.on_throw(call, max_attempts=5, min_timeout_in_ms=60_000, randomize=False)
+
+
+def _records_whether_the_run_finished(ctx, run_finished):
+    events.record(f"finished-in-grace:{ctx.run.id}", run_finished.wait(20))
+
+
+@task(
+    id="async-fails-in-a-block-until-canceled",
+    retry={"max_attempts": 1},
+    on_cancel=_records_whether_the_run_finished,
+)
+async def async_fails_in_a_block_until_canceled(payload, ctx):
+    """The async form of the task above, with an on_cancel hook that waits for the run
+    function to end: the cancel must end the block's pause, not leave it to the hook's
+    own timeout."""
+    from trigger_celery import retry
+
+    async def call():
+        events.record(f"tries:{ctx.run.id}", 1)
+        raise ConnectionError("the service is down")
+
+    await retry.on_throw(call, max_attempts=5, min_timeout_in_ms=60_000, randomize=False)
 
 
 @task(

@@ -70,6 +70,19 @@ def _pause(seconds: float) -> None:
         scope.ctx.signal.wait(seconds)
 
 
+async def _pause_async(seconds: float) -> None:
+    """``_pause`` for async code: the run's abort signal ends it early here too, so a
+    canceled run does not sit out the rest of a long backoff before it stops."""
+    scope = run_context.optional_scope()
+    if scope is None:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait_for(scope.ctx.signal.wait_async(), seconds)
+    except TimeoutError:
+        pass
+
+
 class RetryAPI:
     def on_throw(self, fn: Callable[[], Any] | None = None, /, **policy: Any) -> Any:
         """Call ``fn`` until it returns, retrying on exceptions per ``policy``.
@@ -121,7 +134,7 @@ class RetryAPI:
                 delay = _delay_before_next_try(policy, attempt, error)
                 if delay is None:
                     raise
-                await asyncio.sleep(delay / 1000)
+                await _pause_async(delay / 1000)
                 if _stopping():
                     raise
                 attempt += 1
@@ -173,7 +186,7 @@ class Retrying:
             yield attempt
             if (seconds := self._pause_after(attempt)) is None:
                 return
-            await asyncio.sleep(seconds)
+            await _pause_async(seconds)
             self._raise_if_stopping(attempt)
             number += 1
 

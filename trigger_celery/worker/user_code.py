@@ -134,6 +134,32 @@ def _span_outcome(outcome: Outcome, ctx: Context) -> tuple[str, BaseException | 
     return type(outcome).__name__, error
 
 
+def _start_hooks(
+    definition: TaskDefinition, ctx: Context, common: dict[str, Any], *, resumed: bool
+) -> None:
+    """The hooks before the run function: init, then on_resume (a resumed execution) or
+    on_start (the run's first attempt) and on_start_attempt."""
+    for fn in hooks_of(definition, "init"):
+        value = call_hook(fn, **common, init=ctx.init)
+        if value is not None:
+            ctx.init = value
+    if resumed:
+        # SPEC 3: an error in on_resume is logged and recorded, not a failure.
+        if hooks_of(definition, "on_resume"):
+            wait = wait_of(ctx.run.id)
+            with waits_closed(_ONLY_ON_RESUME):
+                call_recorded(definition, "on_resume", **common, init=ctx.init, wait=wait)
+        return
+    if ctx.attempt.number == 1:
+        with waits_closed(_ONLY_ON_START):
+            for fn in hooks_of(definition, "on_start"):
+                call_hook(fn, **common, init=ctx.init)
+    # Once per attempt: a resumed execution continues the attempt it replays, which
+    # on_resume announces instead (SPEC 3).
+    for fn in hooks_of(definition, "on_start_attempt"):
+        call_hook(fn, **common, init=ctx.init)
+
+
 def _run_attempt(
     definition: TaskDefinition, raw_payload: Any, ctx: Context, *, resumed: bool
 ) -> tuple[Outcome, Any]:
@@ -145,28 +171,11 @@ def _run_attempt(
         box: dict[str, Any] = {}
 
         def core() -> Any:
-            for fn in hooks_of(definition, "init"):
-                value = call_hook(fn, **common, init=ctx.init)
-                if value is not None:
-                    ctx.init = value
-            if resumed:
-                # SPEC 3: an error in on_resume is logged and recorded, not a failure.
-                if hooks_of(definition, "on_resume"):
-                    wait = wait_of(ctx.run.id)
-                    with waits_closed(_ONLY_ON_RESUME):
-                        call_recorded(definition, "on_resume", **common, init=ctx.init, wait=wait)
-            elif ctx.attempt.number == 1:
-                with waits_closed(_ONLY_ON_START):
-                    for fn in hooks_of(definition, "on_start"):
-                        call_hook(fn, **common, init=ctx.init)
-            if not resumed:
-                # Once per attempt: a resumed execution continues the attempt it
-                # replays, which on_resume announces instead (SPEC 3).
-                for fn in hooks_of(definition, "on_start_attempt"):
-                    call_hook(fn, **common, init=ctx.init)
             try:
+                _start_hooks(definition, ctx, common, resumed=resumed)
                 box["output"] = call_run_function(definition, payload, ctx)
             finally:
+                # After every attempt (SPEC 3), also one whose start hooks failed.
                 with waits_closed(_CLEANUP):
                     for fn in hooks_of(definition, "cleanup"):
                         call_hook(fn, **common, init=ctx.init)
