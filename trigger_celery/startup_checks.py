@@ -25,7 +25,6 @@ from celery import signals
 from celery.utils.imports import load_extension_class_names, symbol_by_name
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db.migrations.executor import MigrationExecutor
 from redis.exceptions import RedisError
 
 from trigger_celery.beat import Scheduler
@@ -33,9 +32,10 @@ from trigger_celery.checks import check_settings
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.redis import RedisStore
+from trigger_celery.migration_state import unapplied_migrations
 
 log = logging.getLogger("trigger_celery.startup")
-APP = "trigger_celery"
+FIRST_MIGRATION = "0001_initial"
 OUR_SCHEDULER = "trigger_celery.beat:Scheduler"
 
 
@@ -59,22 +59,22 @@ def scheduler_problem(scheduler_cls: Any) -> str | None:
     )
 
 
-def unapplied_migrations(using: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """trigger_celery's migrations the database lacks (by name, in order)."""
-    executor = MigrationExecutor(connections[using])
-    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] == APP]
-    return [m.name for m, backwards in executor.migration_plan(targets) if not backwards]
-
-
 def migrations_problem(using: str = DEFAULT_DB_ALIAS) -> str | None:
     missing = unapplied_migrations(using)
     if not missing:
         return None
+    name = connections[using].settings_dict.get("NAME")
+    if missing[0] == FIRST_MIGRATION:
+        return (
+            f"the database {name!r} has no trigger_celery tables (migrate was never run "
+            "on it): run `python manage.py migrate`, then restart this process; until "
+            "then nothing can be triggered or run"
+        )
     return (
-        f"the database {connections[using].settings_dict.get('NAME')!r} lacks trigger_celery "
-        f"migration(s) {', '.join(missing)}: run `python manage.py migrate` with this "
-        "release (old processes keep working against the new tables), then restart "
-        "this process; until then runs that need them fail"
+        f"the database {name!r} lacks trigger_celery migration(s) {', '.join(missing)}: "
+        "run `python manage.py migrate` with this release (old processes keep working "
+        "against the new tables), then restart this process; until then runs that need "
+        "them fail"
     )
 
 

@@ -71,6 +71,28 @@ def test_a_worker_started_before_migrate_names_the_missing_migration(own):
         _migrate(latest)
 
 
+def test_a_worker_started_on_a_database_never_migrated_says_so_without_tracebacks(own):
+    """``manage.py migrate`` never run: the worker logged a traceback for each start-up
+    step (and another every 5 s) before the one line that said what to do."""
+    executor = MigrationExecutor(connection)
+    latest = [node for node in executor.loader.graph.leaf_nodes() if node[0] == APP]
+    _migrate([(APP, None)])
+    try:
+        worker = own.worker(concurrency=1)
+        wait_for(
+            lambda: "PENDING_VERSION runs are not checked" in worker.log(),
+            timeout=30,
+            what="the worker's first check for PENDING_VERSION runs",
+        )
+        log = worker.log()
+        assert "has no trigger_celery tables" in log
+        assert "python manage.py migrate" in log
+        assert "start-up step configure_queues failed: the database lacks" in log
+        assert "Traceback" not in log
+    finally:
+        _migrate(latest)
+
+
 def test_a_worker_on_a_redis_that_evicts_keys_says_so(own):
     """Redis under ``maxmemory`` with ``allkeys-lru`` dropped the store's keys under load
     (runs stayed QUEUED until a reconcile put them back), and nothing warned of it."""

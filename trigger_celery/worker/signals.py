@@ -24,6 +24,7 @@ from trigger_celery.core.hooks import global_hooks
 from trigger_celery.engine import dispatch, promotions, queueing
 from trigger_celery.engine.registry import app_modules, registry
 from trigger_celery.engine.schedules import sync_declarative
+from trigger_celery.migration_state import lacks_migrations
 from trigger_celery.worker import log_fields, prefetch
 from trigger_celery.worker.settings_hooks import named_hooks
 
@@ -96,6 +97,10 @@ def on_worker_init(**_: Any) -> None:
 PENDING_VERSION_POLL_SECONDS = 5.0
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _promote_known() -> None:
     promoted = promotions.promote_pending_versions(list(registry.tasks))
     if promoted:
@@ -104,21 +109,39 @@ def _promote_known() -> None:
 
 
 def _promote_forever() -> None:
+    said_unmigrated = False
     while True:
         time.sleep(PENDING_VERSION_POLL_SECONDS)
         try:
             close_old_connections()
             _promote_known()
-        except Exception:
-            log.warning("could not check for PENDING_VERSION runs", exc_info=True)
+        except Exception as exc:
+            if not lacks_migrations():
+                log.warning("could not check for PENDING_VERSION runs", exc_info=True)
+            elif not said_unmigrated:  # the start-up error said what to do; once is enough
+                said_unmigrated = True
+                log.warning(
+                    "PENDING_VERSION runs are not checked until the database is migrated (%s)",
+                    _first_line(exc),
+                )
 
 
 def on_worker_ready(**_: Any) -> None:
     for step in (queueing.configure_queues, _promote_known, sync_declarative):
         try:
             step()
-        except Exception:
-            log.exception("trigger_celery worker start-up step %s failed", step.__name__)
+        except Exception as exc:
+            if lacks_migrations():
+                # The release was deployed without migrate: the missing-migrations error
+                # logged at start-up says what to do; a traceback per step hid it.
+                log.error(
+                    "trigger_celery worker start-up step %s failed: the database lacks "
+                    "trigger_celery migrations (%s)",
+                    step.__name__,
+                    _first_line(exc),
+                )
+            else:
+                log.exception("trigger_celery worker start-up step %s failed", step.__name__)
     # Runs handed back by workers of an older deploy wait for a worker that knows them.
     threading.Thread(target=_promote_forever, name="trigger-pending-version", daemon=True).start()
 
