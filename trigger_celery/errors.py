@@ -72,6 +72,19 @@ class RunCanceledError(TriggerCeleryError):
     """The run was canceled while it executed."""
 
 
+class TriggerFromCanceledRunError(RunCanceledError):
+    """A canceled run's code (still running in its grace period) tried to trigger a run;
+    nothing was written. It ends the attempt as the cancel it follows, not as a failure."""
+
+    def __init__(self, run_id: str, what: str) -> None:
+        super().__init__(
+            f"run {run_id} was canceled, so it cannot trigger {what}: nothing was triggered "
+            "(stop the run's code when ctx.signal is set)"
+        )
+        self.run_id = run_id
+        self.what = what
+
+
 class RunExpiredError(TriggerCeleryError):
     """The run's ttl passed before it started (status EXPIRED)."""
 

@@ -199,22 +199,26 @@ def test_a_resumed_attempt_whose_lease_ran_out_in_a_prefetch_buffer_is_adopted(o
 def test_a_canceled_run_that_ignores_its_stop_until_its_process_ends_leaves_no_child_behind(
     live,
 ):
-    """``runs.cancel`` cancels the children it finds; a run that ignores its stop may
-    trigger more during its grace period, until the monitor ends its pool process. No
-    settle follows for that attempt, so what it left behind is canceled by what ends it:
-    the run is CANCELED with its attempt closed, the late child is canceled, and the
+    """``runs.cancel`` cancels the children it finds; a child whose trigger committed
+    after that look but before the run's signal was set is late. The run ignores its
+    stop (its own trigger after it is refused) until the monitor ends its pool process.
+    No settle follows for that attempt, so what it left behind is canceled by what ends
+    it: the run is CANCELED with its attempt closed, the late child is canceled, and the
     limit-1 queue's slot comes back."""
     handle = tasks.trigger("deaf-to-cancel", {})
     wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
     assert runs.cancel(handle).status == "CANCELED"
-    [late_id] = wait_for(
-        lambda: events.values(f"late-child:{handle.id}"), what="the late child's trigger"
+    late_id = _late_child_of(handle.id)
+    [refused] = wait_for(
+        lambda: events.values(f"refused:{handle.id}"), what="its trigger after the stop"
     )
+    assert f"run {handle.id} was canceled" in refused
     assert events.values(f"stopped:{handle.id}") == ["RunCanceledError"]
     child = finished(late_id, timeout=45)  # the process is ended after its hard grace
     assert child.status == "CANCELED"
     assert child.parent_id == handle.id and child.attempts == []
     assert "ignored its stop" in live.procs["worker"].log()
+    assert list(Run.objects.filter(parent_id=handle.id).values_list("id", flat=True)) == [late_id]
     parent = runs.retrieve(handle)
     assert parent.status == "CANCELED"
     assert [(a.status, a.finished_at is not None) for a in parent.attempts] == [("CANCELED", True)]
@@ -236,9 +240,8 @@ def test_a_canceled_run_whose_worker_dies_in_its_grace_period_leaves_no_child_be
     handle = tasks.trigger("deaf-to-cancel", {"kill_worker": True})
     wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
     runs.cancel(handle)
-    [late_id] = wait_for(
-        lambda: events.values(f"late-child:{handle.id}"), what="the late child's trigger"
-    )
+    late_id = _late_child_of(handle.id)
+    wait_for(lambda: events.values(f"refused:{handle.id}"), what="its trigger after the stop")
     wait_for(lambda: not worker.alive(), what="the worker to die")
     assert "ignored its stop" not in worker.log()  # its monitor never got there
     assert finished(late_id).status == "CANCELED"
@@ -246,6 +249,15 @@ def test_a_canceled_run_whose_worker_dies_in_its_grace_period_leaves_no_child_be
     own.worker(concurrency=2)
     assert finished(tasks.trigger("after-deaf", {})).status == "COMPLETED"
     assert handle.id not in get_store().holding_run_ids()
+
+
+def _late_child_of(run_id: str) -> str:
+    """A child of ``run_id`` written after ``runs.cancel`` looked for its children: what
+    a trigger that committed before the run's signal was set leaves behind (once the
+    signal says canceled, the run's own triggers are refused)."""
+    late = tasks.trigger("echo", {"late": True}, delay="1h")
+    Run.objects.filter(id=late.id).update(parent_id=run_id)
+    return late.id
 
 
 def test_a_failed_cancel_of_late_children_keeps_that_lease_and_the_pass_goes_on(own, monkeypatch):

@@ -377,21 +377,24 @@ def test_a_wait_in_on_start_is_a_clear_error(live):
     "task_id", ["triggers-after-its-cancel", "triggers-and-fails-after-its-cancel"]
 )
 def test_a_child_triggered_by_a_canceled_parent_in_its_grace_period_is_canceled(live, task_id):
-    """Also when the parent's code then raises with retries left: its retry loses to the
-    cancel, and that path canceled nothing (found by review)."""
-    # runs.cancel canceled the children it found; the parent's code, told to stop, went
-    # on and triggered one more, which ran to its end under a CANCELED parent.
+    """Also when the parent's code then raises with retries left (found by review).
+    runs.cancel cancels the children it finds; one whose trigger committed after that
+    look, before the parent's signal was set, is late: the test writes it. The parent's
+    code runs on; its own trigger is refused (its signal says canceled), and its settle
+    cancels the late child."""
     handle = tasks.trigger(task_id, {})
     wait_for(lambda: events.values(f"started:{handle.id}"), what="the parent to start")
     runs.cancel(handle)
     assert not Run.objects.filter(parent_id=handle.id).exists()  # none when it was canceled
-    child = wait_for(lambda: Run.objects.filter(parent_id=handle.id).first(), what="the late child")
+    child = tasks.trigger("cooperative", {}, delay="1h")
+    Run.objects.filter(id=child.id).update(parent_id=handle.id)
     wait_for(
         lambda: runs.retrieve(child.id).status == "CANCELED",
         timeout=20,
         what="the late child to be canceled",
     )
     assert runs.retrieve(handle).status == "CANCELED"
+    assert list(Run.objects.filter(parent_id=handle.id).values_list("id", flat=True)) == [child.id]
 
 
 def test_a_wait_until_year_9999_fails_the_run_naming_the_date_and_waits_for_nothing(live):

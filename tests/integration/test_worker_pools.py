@@ -12,6 +12,7 @@ import pytest
 from tests.integration.harness import finished, wait_for
 from tests.taskapp import events
 from trigger_celery import queues, runs, tasks
+from trigger_celery.models import Run
 
 pytestmark = pytest.mark.integration
 
@@ -141,16 +142,20 @@ def test_a_canceled_run_stuck_in_one_call_has_its_late_children_canceled_before_
     own, listener, pool
 ):
     """Outside prefork, a canceled run's code that ignores its stop cannot be ended:
-    once the monitor gives it up, the children it triggered after the cancel are
+    once the monitor gives it up, the children it left after the cancel (a trigger that
+    committed before its signal was set; its triggers after that are refused) are
     canceled at once, not when its code returns; its slot stays held until then."""
     worker = own.worker(pool=pool, concurrency=2)
     own.beat()
     handle = tasks.trigger("deaf-to-cancel", {"port": listener.getsockname()[1]})
     wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
     runs.cancel(handle)
+    late = tasks.trigger("echo", {"late": True}, delay="1h")
+    Run.objects.filter(id=late.id).update(parent_id=handle.id)  # committed after the look
     conn, _ = listener.accept()  # after its stop, it waits on the socket
     with conn:
-        [late_id] = events.values(f"late-child:{handle.id}")
+        late_id = late.id
+        assert events.values(f"refused:{handle.id}") != []
         assert finished(late_id, timeout=45).status == "CANCELED"
         # The monitor logs that it gave the attempt up after the cancel commits.
         wait_for(lambda: "this pool cannot end it" in worker.log(), what="the give-up line")

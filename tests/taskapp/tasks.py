@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from tests.taskapp import events
 from trigger_celery import AbortTaskRunError, logger, metadata, queue, run_locals, schema_task, task
+from trigger_celery.errors import RunCanceledError
 from trigger_celery.worker.run_locals import RunLocal
 
 FAST_RETRY = {"max_attempts": 3, "min_timeout_in_ms": 100, "max_timeout_in_ms": 1000, "factor": 2}
@@ -507,9 +508,10 @@ DEAF_1 = queue(name="deaf-1", concurrency_limit=1)
 @task(id="deaf-to-cancel", queue=DEAF_1, retry={"max_attempts": 1})
 def deaf_to_cancel(payload, ctx):
     """Ignores its stop until its process is ended: swallows the monitor's exception,
-    triggers a child after it (late: the run is CANCELED by then) and runs on; with
-    ``kill_worker`` it SIGKILLs its whole worker (as an OOM killer might), with ``port``
-    it waits in one socket read until the test writes a byte, then returns."""
+    tries to trigger a child after it (refused: its signal says canceled; the refusal is
+    swallowed too) and runs on; with ``kill_worker`` it SIGKILLs its whole worker (as an
+    OOM killer might), with ``port`` it waits in one socket read until the test writes a
+    byte, then returns."""
     try:
         events.record(f"started:{ctx.run.id}", ctx.attempt.number)
         while True:
@@ -517,8 +519,12 @@ def deaf_to_cancel(payload, ctx):
     except BaseException as stop:  # the monitor's stop, swallowed on purpose
         events.record(f"stopped:{ctx.run.id}", type(stop).__name__)
     # Nothing else is raised in this thread: the monitor interrupts an attempt once.
-    late = echo.trigger({"late": True}, delay="1h")
-    events.record(f"late-child:{ctx.run.id}", late.id)
+    try:
+        late = echo.trigger({"late": True}, delay="1h")
+    except RunCanceledError as refused:
+        events.record(f"refused:{ctx.run.id}", str(refused))
+    else:
+        events.record(f"late-child:{ctx.run.id}", late.id)
     if payload.get("kill_worker"):  # the whole worker dies before its monitor ends this
         os.killpg(os.getpgrp(), signal.SIGKILL)
     if "port" in payload:  # one C call until the test writes: outside prefork, it returns
@@ -531,6 +537,34 @@ def deaf_to_cancel(payload, ctx):
 
 
 task(id="after-deaf", run=lambda payload, ctx: "ran", queue=DEAF_1)
+
+
+@task(id="triggers-after-its-stop", retry={"max_attempts": 3})
+def triggers_after_its_stop(payload, ctx):
+    """Swallows its stop, then triggers a child in the ``form`` the payload names and
+    lets whatever that raises end it. Returns if the trigger went through."""
+    from trigger_celery import tasks as api
+
+    try:
+        events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+        while True:
+            time.sleep(0.05)
+    except RunCanceledError as stop:
+        events.record(f"stopped:{ctx.run.id}", type(stop).__name__)
+    form = payload["form"]
+    events.record(f"triggering:{ctx.run.id}", form)
+    if form == "trigger":
+        echo.trigger({"late": True}, delay="1h")
+    elif form == "tasks.trigger":
+        api.trigger("echo", {"late": True})
+    elif form == "batch_trigger":
+        echo.batch_trigger([{"payload": {"late": 1}}, {"payload": {"late": 2}}])
+    elif form == "trigger_and_wait":
+        echo.trigger_and_wait({"late": True})
+    elif form == "batch_trigger_and_wait":
+        echo.batch_trigger_and_wait([{"payload": {"late": 1}}])
+    events.record(f"triggered:{ctx.run.id}", form)
+    return "triggered"
 
 
 @task(id="quiet")
@@ -950,19 +984,38 @@ def waits_in_on_start(payload, ctx):
     return "done"
 
 
+def _runs_on_until_a_late_child(ctx):
+    """Swallow the stop, then run on until the test has written a child of this run (as a
+    trigger that committed before the run's signal was set leaves one)."""
+    from trigger_celery.models import Run
+
+    try:
+        while True:
+            time.sleep(0.05)
+    except RunCanceledError:
+        pass
+    while not Run.objects.filter(parent_id=ctx.run.id).exists():
+        time.sleep(0.05)
+
+
 @task(id="triggers-and-fails-after-its-cancel", retry=FAST_RETRY)
 def triggers_and_fails_after_its_cancel(payload, ctx):
-    """Told to stop, it triggers a child and raises: an error with retries left."""
+    """Canceled, it runs on, tries to trigger a child (refused) and raises: an error with
+    retries left."""
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)
-    ctx.signal.wait(30)
-    cooperative.trigger({})
+    _runs_on_until_a_late_child(ctx)
+    try:
+        cooperative.trigger({})
+    except RunCanceledError as refused:
+        events.record(f"refused:{ctx.run.id}", type(refused).__name__)
     raise RuntimeError("stopped")
 
 
 @task(id="triggers-after-its-cancel", retry={"max_attempts": 1})
 def triggers_after_its_cancel(payload, ctx):
+    """Canceled, it runs on and waits on a child: the refusal of its trigger ends it."""
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)
-    ctx.signal.wait(30)  # runs.cancel: the code goes on for the cooperative grace
+    _runs_on_until_a_late_child(ctx)
     return cooperative.trigger_and_wait({}).ok
 
 

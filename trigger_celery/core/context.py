@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trigger_celery.errors import OutsideRunError
+from trigger_celery.errors import OutsideRunError, TriggerFromCanceledRunError
+
+log = logging.getLogger("trigger_celery.run")
 
 
 class AbortSignal:
@@ -131,6 +134,24 @@ def current_scope(api: str) -> RunScope:
 
 def optional_scope() -> RunScope | None:
     return _current.get()
+
+
+def parent_scope(what: str) -> RunScope | None:
+    """The run a trigger made here is the child of (None outside a run), asked before the
+    trigger writes anything: every trigger form learns its parent here.
+
+    A canceled run may ignore its stop and run on in its grace period; a child it
+    triggered then would outlive it until something canceled it, and a pool process ended
+    a moment after that child committed would leave it running. So a run whose signal
+    says "canceled" triggers nothing: :class:`TriggerFromCanceledRunError` (a
+    ``RunCanceledError``, so the attempt ends as the cancel it follows). A signal set for
+    ``max_duration`` or a lost lease refuses nothing."""
+    scope = _current.get()
+    if scope is not None and scope.ctx.signal.reason == "canceled":
+        refused = TriggerFromCanceledRunError(scope.ctx.run.id, what)
+        log.warning("%s", refused)
+        raise refused
+    return scope
 
 
 def enter(scope: RunScope) -> contextvars.Token[RunScope | None]:

@@ -21,7 +21,7 @@ from django.db.models import Q
 
 from trigger_celery.conf import get_settings
 from trigger_celery.core import clock, run_events, tracing
-from trigger_celery.core.context import optional_scope
+from trigger_celery.core.context import parent_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options, task_id_problem
@@ -104,7 +104,7 @@ def _create_batch(
     items: Items, batch_options: Mapping[str, Any], batch_id: str, *, fixed: bool
 ) -> BatchHandle:
     settings = get_settings()
-    scope = optional_scope()
+    scope = parent_scope("a batch")  # before any item is read or written
     plain: list[tuple[int, Run]] = []
     special: list[tuple[int, str, TaskDefinition | None, Any, Mapping[str, Any]]] = []
     # Items with no options of their own share the batch's: one template run per task,

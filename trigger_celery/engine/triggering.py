@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.core import clock, run_events, tracing
-from trigger_celery.core.context import optional_scope
+from trigger_celery.core.context import parent_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import TriggerOptions, parse_trigger_options
@@ -162,6 +162,7 @@ def build_run(
     definition: TaskDefinition | None,
 ) -> Run:
     """Everything about a new run except saving it: the one place options become fields."""
+    scope = parent_scope(f"a run of {task_id!r}")  # first: a refusal writes nothing
     settings = get_settings()
     now = clock.now()
     run_id = new_id("run")
@@ -200,7 +201,6 @@ def build_run(
 
     parent_id = root_id = None
     depth = 0
-    scope = optional_scope()
     if scope is not None:
         parent_id = scope.ctx.run.id
         root_id = scope.ctx.run.root_id or scope.ctx.run.id

@@ -11,16 +11,13 @@ child as Celery's hard time limit would, after its final status was written.
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from billiard.process import current_process
 from django.db import DatabaseError, close_old_connections, connections
 
 from trigger_celery.conf import get_settings
@@ -34,6 +31,12 @@ from trigger_celery.engine import actions, dispatch, transitions, waitpoints
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
 from trigger_celery.worker import log_fields
+from trigger_celery.worker.interrupts import (
+    current_greenlet,
+    is_pool_child,
+    raise_in_thread,
+    throw_in_greenlet,
+)
 from trigger_celery.worker.user_code import call_cancel_hooks, running_thread
 
 log = logging.getLogger("trigger_celery.monitor")
@@ -63,6 +66,9 @@ class Watched:
     interrupted_at: float | None = None
     beaten: bool = False  # the monitor has renewed its lease at least once
     abandoned: bool = False  # it ignored its stop, in a pool that cannot end it
+    # The cancel of a given-up attempt's late children, on a thread of its own (``_swept``).
+    sweeper: threading.Thread | None = None
+    swept: bool = False
     # When its lease was last known to be held (time.monotonic, which runs on while the
     # process is frozen): see ``lease_overdue``.
     renewed_at: float = field(default_factory=time.monotonic)
@@ -267,7 +273,7 @@ class AttemptMonitor:
                 if stop_loop(target, exc()):  # an async run waits at an await
                     pass
                 elif w.greenlet is not None:
-                    throw_in_greenlet(w, exc)
+                    throw_in_greenlet(w.greenlet, exc, lambda: w.done)
                 else:
                     raise_in_thread(target, exc)
             return
@@ -278,7 +284,7 @@ class AttemptMonitor:
                 # Its code returned; it is settling (hooks, the final write), which ends
                 # the run itself: neither end its process nor write over its outcome.
                 return
-        if _is_pool_child():
+        if is_pool_child():
             log.error(
                 "run %s ignored its stop for %.0fs; ending this pool process",
                 w.run_id,
@@ -292,8 +298,8 @@ class AttemptMonitor:
         # its blocking call returns, so its slot stays held until then (``settle``).
         if exc is MaxDurationExceededError:
             _end_timed_out(w)
-        elif exc is RunCanceledError and not _cancel_late_children(w, retried=True):
-            return  # tried again next tick: its heartbeat keeps the lease from the reaper
+        elif exc is RunCanceledError and not self._swept(w):
+            return  # under way, or tried again: its heartbeat keeps the lease from the reaper
         w.abandoned = True  # so far: its settle cancels the later ones
         log.error(
             "run %s ignored its stop for %.0fs and this pool cannot end it: the run is "
@@ -303,6 +309,28 @@ class AttemptMonitor:
             w.reason,
             extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
         )
+
+    def _swept(self, w: Watched) -> bool:
+        """Whether the late children of a canceled attempt this pool gives up on are
+        canceled. The cancel runs on a short-lived thread, not this one: a run with many
+        late children, or a slow database, must not stop the heartbeats of every other
+        attempt of the process past their leases. A try that failed is started again on
+        a later tick (a prefork child cancels them inline: its process is ending)."""
+        if w.swept:
+            return True
+        if w.sweeper is None or not w.sweeper.is_alive():
+            w.sweeper = threading.Thread(
+                target=_sweep, args=(w,), name="trigger-late-children", daemon=True
+            )
+            w.sweeper.start()
+        return False
+
+
+def _sweep(w: Watched) -> None:
+    try:
+        w.swept = _cancel_late_children(w, retried=True)
+    finally:
+        connections.close_all()  # this thread's own: it ends here
 
 
 # What the attempt's thread is interrupted with, by reason.
@@ -367,41 +395,6 @@ def _abandoned_outcome(exc: type[BaseException]) -> tuple[str, BaseException | N
     if exc is LeaseLostError:
         return "LeaseLost", None
     return "Canceled", None
-
-
-def raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
-    """Raise ``exc`` in another thread at its next Python instruction."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
-
-
-def current_greenlet() -> Any:
-    """The greenlet running this code when gevent has patched ``threading`` (Celery's
-    gevent pool), else None: there, every attempt of the process shares one thread."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None or not monkey.is_module_patched("threading"):
-        return None
-    return sys.modules["gevent"].getcurrent()
-
-
-def throw_in_greenlet(w: Watched, exc: type[BaseException]) -> None:
-    """Throw ``exc`` into the attempt's greenlet where it waits (a patched sleep, socket
-    or lock), from the hub, unless the attempt has ended by then."""
-
-    def throw() -> None:
-        if not w.done and not w.greenlet.dead:
-            w.greenlet.throw(exc)
-
-    sys.modules["gevent"].get_hub().loop.run_callback(throw)
-
-
-def _is_pool_child() -> bool:
-    try:
-        return (
-            current_process()._config.get("semprefix") is not None
-            and current_process().name != "MainProcess"
-        )
-    except Exception:
-        return False
 
 
 monitor = AttemptMonitor()

@@ -36,9 +36,10 @@ from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import actions, dispatch, queueing, transitions, waitpoints
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.engine.registry import TaskDefinition
-from trigger_celery.errors import SerializationError
+from trigger_celery.errors import SerializationError, TriggerFromCanceledRunError
 from trigger_celery.models import Run
 from trigger_celery.worker import handoff
+from trigger_celery.worker.logger import logger as run_logger
 from trigger_celery.worker.recording import until_recorded
 from trigger_celery.worker.user_code import (
     Completed,
@@ -190,6 +191,10 @@ def _settle_failed(
         call_recorded(definition, "on_failure", **common, error=failure.error)
     if decision.status not in _ENDS:
         # CANCELED: runs.cancel already moved the run and its attempt; nothing to write.
+        if isinstance(failure.error, TriggerFromCanceledRunError):
+            # The attempt's error is the cancel's; the refusal that ended its code is
+            # kept with its log lines, where the dashboard shows it.
+            run_logger.error(f"attempt ended by a refused trigger: {failure.error}")
         actions.cancel_late_children(run.id)
         after_final(run, attempt)
         return
