@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Process, finished, wait_for
@@ -38,7 +40,7 @@ def counting(settings):
     r = recorder.client()
     assert r is not None
     r.delete(recorder.counters_key())
-    run_events.subscribe(recorder.record)
+    recorder.connect()  # as apps.ready does in every process
     try:
         yield
     finally:
@@ -130,6 +132,29 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
         assert value(found, "trigger_celery_queue_concurrency_limit", queue_name="limit-2") == 5
     finally:
         queues.reset_limit("limit-2")
+
+
+def test_a_batch_is_counted_in_one_query_whatever_its_size(own, counting, client):
+    own.worker(env=METRICS_ENV)
+
+    def statements() -> int:
+        items = [{"payload": {"message": f"m{i}"}} for i in range(60)]
+        with CaptureQueriesContext(connection) as queries:
+            tasks.batch_trigger("hello-world", items)
+        return len(queries)
+
+    counted = statements()
+    run_events.unsubscribe(recorder.record)  # the same batch, not counted
+    try:
+        uncounted = statements()
+    finally:
+        recorder.connect()
+    # Counting a batch's triggers reads its runs once, not once per run.
+    assert counted == uncounted + 1
+    hello = {"name": "hello-world", "queue_name": "hello-world"}
+    found = scrape_counted(client, ("trigger_celery_run_succeeded_total", hello, 120))
+    assert value(found, "trigger_celery_run_triggered_total", **hello) == 60  # counted once
+    assert value(found, "trigger_celery_run_started_total", **hello) == 120
 
 
 def test_waiting_runs_and_cancels_are_counted(own, counting, client):
