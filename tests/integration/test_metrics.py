@@ -403,3 +403,15 @@ def test_the_exporter_names_a_port_another_process_holds():
         port = taken.getsockname()[1]
         with pytest.raises(CommandError, match=f"127.0.0.1:{port}"):
             call_command("trigger_metrics", "--port", str(port))
+
+
+@pytest.mark.parametrize("process", ["worker", "beat"])
+def test_a_bad_metrics_setting_is_named_by_the_worker_and_beat(own, process):
+    """Celery runs no system checks: E301 was said by ``manage.py check`` only, never by
+    the worker and beat that count (nor under a WSGI server that runs no checks)."""
+    env = {"TC_METRICS_ALLOWED_IPS": "10.0.0.300"}
+    started = own.worker(concurrency=1, env=env) if process == "worker" else own.beat(env=env)
+    wait_for(lambda: "trigger_celery.E301" in started.log(), timeout=30, what="the check")
+    line = next(line for line in started.log().splitlines() if "trigger_celery.E301" in line)
+    assert "ERROR" in line
+    assert "'10.0.0.300'" in line
