@@ -415,3 +415,22 @@ def test_a_bad_metrics_setting_is_named_by_the_worker_and_beat(own, process):
     line = next(line for line in started.log().splitlines() if "trigger_celery.E301" in line)
     assert "ERROR" in line
     assert "'10.0.0.300'" in line
+
+
+def test_an_attempt_whose_process_died_adds_no_runtime(own, counting, client):
+    """Its end is when its lease ran out and the crash was found, not when it died: one
+    SIGKILL added a lease's worth of runtime to the histogram."""
+    own.worker(env=METRICS_ENV)
+    own.beat(env=METRICS_ENV)
+    handle = tasks.trigger("dies", {"die_on": [1]})  # attempt 1's process dies
+    run = finished(handle, timeout=90)
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "CRASHED"), (2, "COMPLETED")]
+    dies = {"name": "dies", "queue_name": "dies-1"}
+    found = scrape_counted(
+        client,
+        ("trigger_celery_run_succeeded_total", dies, 1),
+        ("trigger_celery_run_retried_total", dies, 1),
+    )
+    assert value(found, "trigger_celery_run_started_total", **dies) == 2
+    assert value(found, "trigger_celery_run_runtime_seconds_count", **dies) == 1
+    assert value(found, "trigger_celery_run_runtime_seconds_bucket", le="+Inf", **dies) == 1

@@ -138,7 +138,12 @@ def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] |
             # A cancel ends an attempt only when it stopped one: a run canceled while it
             # waited for a retry has its failed attempt counted already, by RETRIED.
             stopped = event != RunStatus.CANCELED.value or status == AttemptStatus.CANCELED
-            if stopped and started_at is not None and finished_at is not None:
+            # An attempt whose process died has no known end: its finish is when its
+            # lease ran out and the crash was found, up to LEASE_SECONDS later, and
+            # one SIGKILL would add that wait as a runtime (celery-exporter observes
+            # no runtime for a lost worker either).
+            known = status != AttemptStatus.CRASHED
+            if stopped and known and started_at is not None and finished_at is not None:
                 waited = _waited(run_id, started_at, finished_at)
                 seconds = max((finished_at - started_at).total_seconds() - waited, 0.0)
             return task, queue, None, None, seconds
