@@ -8,13 +8,21 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
+from datetime import timedelta
 
 import pytest
 
 from tests import otel_spans
 from tests.integration.harness import _env, finished, wait_for
-from tests.taskapp import events
-from trigger_celery import tasks
+from tests.taskapp import (
+    events,
+    scheduled,  # noqa: F401  (defines the schedules.task tasks)
+)
+from trigger_celery import schedules, tasks
+from trigger_celery.core import clock
+from trigger_celery.engine.schedules import ScheduleTicker
+from trigger_celery.models import Schedule
 
 pytestmark = pytest.mark.integration
 
@@ -300,3 +308,25 @@ def test_a_run_triggered_where_nothing_traces_is_still_one_trace(traced):
         assert len(runs_) == executions
         assert {s["trace_id"] for s in runs_} == {trigger["trace_id"]}
         assert {s["parent_id"] for s in runs_} == {trigger["span_id"]}
+
+
+def test_a_scheduled_run_has_the_trigger_span_of_the_tick_that_fired_it(own, tmp_path):
+    """A tick built its run with no span open, so the row had no context: every
+    execution of a scheduled run was a trace of its own, with no trigger."""
+    otel_spans.install()  # this process fires the tick, as a traced beat does
+    otel_spans.memory.clear()
+    path = str(tmp_path / "worker-spans.jsonl")
+    own.worker(env={"TC_OTEL_SPANS": path})  # no beat: the test drives the tick
+    s = schedules.create(task="sched-record", cron="* * * * *", deduplication_key=uuid.uuid4().hex)
+    tick = clock.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+    Schedule.objects.filter(id=s.id).update(next_tick_at=tick)
+    [fired] = ScheduleTicker().tick()
+    assert finished(fired.run_id).status == "COMPLETED"
+
+    trigger = _here("trigger sched-record")
+    assert trigger["kind"] == "PRODUCER"
+    assert trigger["attributes"]["trigger_celery.schedule_id"] == s.id
+    assert trigger["attributes"]["trigger_celery.run_id"] == fired.run_id
+    [attempt] = [x for x in _spans(path, 1) if x["name"] == "run sched-record"]
+    assert attempt["parent_id"] == trigger["span_id"]
+    assert attempt["trace_id"] == trigger["trace_id"]
