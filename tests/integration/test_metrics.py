@@ -375,8 +375,13 @@ def test_allowed_ips_let_in_their_addresses_also_as_a_dual_stack_server_sees_the
 
 
 def test_bad_metrics_settings_name_the_value(settings):
+    # The token is a secret: said by its type or length, never echoed.
     assert metrics_problems({"TOKEN": "short"}) == [
-        "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters"
+        "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters, "
+        "got 5 characters"
+    ]
+    assert metrics_problems({"TOKEN": 1234567890123456789}) == [
+        "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters, got int"
     ]
     assert any("'10.0.0.300'" in p for p in metrics_problems({"ALLOWED_IPS": ["10.0.0.300"]}))
     assert any("'TOKENS'" in p for p in metrics_problems({"TOKENS": "x"}))

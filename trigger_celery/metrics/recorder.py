@@ -195,8 +195,11 @@ def metrics_problems(value: Any) -> list[str]:
     ]
     token = value.get("TOKEN")
     if token is not None and (not isinstance(token, str) or len(token) < 16):
+        # Named by its type and length, not its value: it is a secret.
+        got = f"{len(token)} characters" if isinstance(token, str) else type(token).__name__
         problems.append(
-            "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters"
+            "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters, "
+            f"got {got}"
         )
     ips = value.get("ALLOWED_IPS", [])
     if not isinstance(ips, list | tuple):
