@@ -134,6 +134,9 @@ if os.environ.get("TC_SETTINGS_TYPO"):
 if os.environ.get("TC_METRICS"):
     # Processes of the metrics tests count run events (off elsewhere: a query each).
     TRIGGER_CELERY["METRICS"] = {"TOKEN": "metrics-token-for-tests-only"}
+if os.environ.get("TC_METRICS_ALLOWED_IPS"):
+    # A metrics setting the system checks refuse (tests/integration/test_metrics.py).
+    TRIGGER_CELERY["METRICS"] = {"ALLOWED_IPS": os.environ["TC_METRICS_ALLOWED_IPS"].split(",")}
 # The broker lives in another Redis database than the coordination store, so a test
 # can flush the store alone (the "Redis lost our state" scenario).
 CELERY_BROKER_URL = os.environ.get("TC_BROKER_URL", REDIS_URL.rsplit("/", 1)[0] + "/1")

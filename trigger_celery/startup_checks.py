@@ -32,6 +32,7 @@ from trigger_celery.checks import check_settings
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.redis import RedisStore
+from trigger_celery.metrics.recorder import check_metrics
 from trigger_celery.migration_state import unapplied_migrations
 
 log = logging.getLogger("trigger_celery.startup")
@@ -100,7 +101,7 @@ def eviction_problem() -> str | None:
 
 def report_settings() -> int:
     """Log what trigger_celery's system checks find (warnings and errors); how many."""
-    found = [m for m in check_settings() if m.level >= checks.WARNING]
+    found = [m for m in (*check_settings(), *check_metrics()) if m.level >= checks.WARNING]
     for message in found:
         hint = f" ({message.hint})" if message.hint else ""
         level = logging.ERROR if message.level >= checks.ERROR else logging.WARNING

@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Process, finished, wait_for
@@ -38,7 +40,7 @@ def counting(settings):
     r = recorder.client()
     assert r is not None
     r.delete(recorder.counters_key())
-    run_events.subscribe(recorder.record)
+    recorder.connect()  # as apps.ready does in every process
     try:
         yield
     finally:
@@ -130,6 +132,29 @@ def test_metrics_count_what_ran_and_refuse_without_the_token(own, counting, clie
         assert value(found, "trigger_celery_queue_concurrency_limit", queue_name="limit-2") == 5
     finally:
         queues.reset_limit("limit-2")
+
+
+def test_a_batch_is_counted_in_one_query_whatever_its_size(own, counting, client):
+    own.worker(env=METRICS_ENV)
+
+    def statements() -> int:
+        items = [{"payload": {"message": f"m{i}"}} for i in range(60)]
+        with CaptureQueriesContext(connection) as queries:
+            tasks.batch_trigger("hello-world", items)
+        return len(queries)
+
+    counted = statements()
+    run_events.unsubscribe(recorder.record)  # the same batch, not counted
+    try:
+        uncounted = statements()
+    finally:
+        recorder.connect()
+    # Counting a batch's triggers reads its runs once, not once per run.
+    assert counted == uncounted + 1
+    hello = {"name": "hello-world", "queue_name": "hello-world"}
+    found = scrape_counted(client, ("trigger_celery_run_succeeded_total", hello, 120))
+    assert value(found, "trigger_celery_run_triggered_total", **hello) == 60  # counted once
+    assert value(found, "trigger_celery_run_started_total", **hello) == 120
 
 
 def test_waiting_runs_and_cancels_are_counted(own, counting, client):
@@ -350,8 +375,13 @@ def test_allowed_ips_let_in_their_addresses_also_as_a_dual_stack_server_sees_the
 
 
 def test_bad_metrics_settings_name_the_value(settings):
+    # The token is a secret: said by its type or length, never echoed.
     assert metrics_problems({"TOKEN": "short"}) == [
-        "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters"
+        "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters, "
+        "got 5 characters"
+    ]
+    assert metrics_problems({"TOKEN": 1234567890123456789}) == [
+        "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters, got int"
     ]
     assert any("'10.0.0.300'" in p for p in metrics_problems({"ALLOWED_IPS": ["10.0.0.300"]}))
     assert any("'TOKENS'" in p for p in metrics_problems({"TOKENS": "x"}))
@@ -378,3 +408,34 @@ def test_the_exporter_names_a_port_another_process_holds():
         port = taken.getsockname()[1]
         with pytest.raises(CommandError, match=f"127.0.0.1:{port}"):
             call_command("trigger_metrics", "--port", str(port))
+
+
+@pytest.mark.parametrize("process", ["worker", "beat"])
+def test_a_bad_metrics_setting_is_named_by_the_worker_and_beat(own, process):
+    """Celery runs no system checks: E301 was said by ``manage.py check`` only, never by
+    the worker and beat that count (nor under a WSGI server that runs no checks)."""
+    env = {"TC_METRICS_ALLOWED_IPS": "10.0.0.300"}
+    started = own.worker(concurrency=1, env=env) if process == "worker" else own.beat(env=env)
+    wait_for(lambda: "trigger_celery.E301" in started.log(), timeout=30, what="the check")
+    line = next(line for line in started.log().splitlines() if "trigger_celery.E301" in line)
+    assert "ERROR" in line
+    assert "'10.0.0.300'" in line
+
+
+def test_an_attempt_whose_process_died_adds_no_runtime(own, counting, client):
+    """Its end is when its lease ran out and the crash was found, not when it died: one
+    SIGKILL added a lease's worth of runtime to the histogram."""
+    own.worker(env=METRICS_ENV)
+    own.beat(env=METRICS_ENV)
+    handle = tasks.trigger("dies", {"die_on": [1]})  # attempt 1's process dies
+    run = finished(handle, timeout=90)
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "CRASHED"), (2, "COMPLETED")]
+    dies = {"name": "dies", "queue_name": "dies-1"}
+    found = scrape_counted(
+        client,
+        ("trigger_celery_run_succeeded_total", dies, 1),
+        ("trigger_celery_run_retried_total", dies, 1),
+    )
+    assert value(found, "trigger_celery_run_started_total", **dies) == 2
+    assert value(found, "trigger_celery_run_runtime_seconds_count", **dies) == 1
+    assert value(found, "trigger_celery_run_runtime_seconds_bucket", le="+Inf", **dies) == 1

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
 
 import pytest
 
 from tests import otel_spans
-from tests.integration.harness import finished, wait_for
-from tests.taskapp import events
-from trigger_celery import tasks
+from tests.integration.harness import _env, finished, wait_for
+from tests.taskapp import (
+    events,
+    scheduled,  # noqa: F401  (defines the schedules.task tasks)
+)
+from trigger_celery import schedules, tasks
+from trigger_celery.core import clock
+from trigger_celery.engine.schedules import ScheduleTicker
+from trigger_celery.models import Schedule
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +256,77 @@ def test_an_attempt_whose_process_is_ended_still_exports_its_span(own, tmp_path)
     assert span["attributes"]["trigger_celery.run_id"] == handle.id
     assert span["attributes"]["trigger_celery.outcome"] == "TimedOut"
     assert span["status"] == "ERROR"
+
+
+def _trigger_in_a_process_without_tracing(task_id: str) -> str:
+    """A shell, or a web process with no SDK: the run's row gets no trace context."""
+    code = (
+        "import django; django.setup()\n"
+        "from trigger_celery import tasks\n"
+        f"print(tasks.trigger({task_id!r}, {{}}).id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_run_triggered_where_nothing_traces_is_still_one_trace(traced):
+    """Its first execution records a stand-in trigger span and keeps its context on the
+    row: the retries and the resumed execution join that trace, not one trace each."""
+    failing = _trigger_in_a_process_without_tracing("always-fails")
+    waiting = _trigger_in_a_process_without_tracing("waits-a-while")
+    assert finished(failing).status == "FAILED"
+    assert finished(waiting).status == "COMPLETED"
+
+    def spans_of(run_id: str, count: int) -> list[dict]:
+        return wait_for(
+            lambda: (
+                len(
+                    found := [
+                        s
+                        for s in otel_spans.read(traced)
+                        if s["attributes"].get("trigger_celery.run_id") == run_id
+                    ]
+                )
+                >= count
+                and found
+            ),
+            what=f"{count} spans of {run_id}",
+        )
+
+    # always-fails: three attempts; waits-a-while: one that suspends, one that resumes.
+    for run_id, task_id, executions in (
+        (failing, "always-fails", 3),
+        (waiting, "waits-a-while", 2),
+    ):
+        spans = spans_of(run_id, executions + 1)
+        [trigger] = [s for s in spans if s["name"] == f"trigger {task_id}"]
+        assert trigger["kind"] == "PRODUCER" and trigger["parent_id"] is None
+        runs_ = [s for s in spans if s["name"] == f"run {task_id}"]
+        assert len(runs_) == executions
+        assert {s["trace_id"] for s in runs_} == {trigger["trace_id"]}
+        assert {s["parent_id"] for s in runs_} == {trigger["span_id"]}
+
+
+def test_a_scheduled_run_has_the_trigger_span_of_the_tick_that_fired_it(own, tmp_path):
+    """A tick built its run with no span open, so the row had no context: every
+    execution of a scheduled run was a trace of its own, with no trigger."""
+    otel_spans.install()  # this process fires the tick, as a traced beat does
+    otel_spans.memory.clear()
+    path = str(tmp_path / "worker-spans.jsonl")
+    own.worker(env={"TC_OTEL_SPANS": path})  # no beat: the test drives the tick
+    s = schedules.create(task="sched-record", cron="* * * * *", deduplication_key=uuid.uuid4().hex)
+    tick = clock.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+    Schedule.objects.filter(id=s.id).update(next_tick_at=tick)
+    [fired] = ScheduleTicker().tick()
+    assert finished(fired.run_id).status == "COMPLETED"
+
+    trigger = _here("trigger sched-record")
+    assert trigger["kind"] == "PRODUCER"
+    assert trigger["attributes"]["trigger_celery.schedule_id"] == s.id
+    assert trigger["attributes"]["trigger_celery.run_id"] == fired.run_id
+    [attempt] = [x for x in _spans(path, 1) if x["name"] == "run sched-record"]
+    assert attempt["parent_id"] == trigger["span_id"]
+    assert attempt["trace_id"] == trigger["trace_id"]

@@ -6,6 +6,11 @@ at trigger time inside the producer span, so the attempt's span is its child how
 long the run waited, whichever worker runs it, and after a retry. A run triggered from
 inside an attempt starts under that attempt's span, so parent → child runs nest.
 
+A run triggered where no SDK is set up (a shell, a web process or beat without one) has
+no context on its row: the first execution that is traced records a stand-in trigger
+span for it (:func:`stand_in_trigger`) and stores that context, so its attempts,
+resumes and children still make one trace.
+
 Without ``opentelemetry-api`` installed, or with no SDK configured, everything here is
 a no-op and the row's context stays empty. The SDK (exporters, sampling) is set up by
 the project, per process; under Celery's prefork pool that is in
@@ -22,6 +27,7 @@ from typing import Any
 from trigger_celery.core.decisions import message_of
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError:  # the optional extra is not installed
@@ -105,6 +111,29 @@ def abandon(current: Any, outcome: str, error: BaseException | None = None) -> N
     flush = getattr(trace.get_tracer_provider(), "force_flush", None)
     if flush is not None:
         flush(2000)
+
+
+def stand_in_trigger(
+    name: str, at: datetime, attributes: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The trigger span of a run triggered where nothing was traced: a root producer span
+    at the run's creation, recorded by the process that first runs it. Returns its
+    context as W3C headers, for the run row (empty when tracing is off)."""
+    if not enabled():
+        return {}
+    tracer = trace.get_tracer(TRACER_NAME)
+    when = int(at.timestamp() * 1e9)
+    stand_in = tracer.start_span(
+        name,
+        context=otel_context.Context(),  # a root: not under Celery's span, if one is open
+        kind=SpanKind.PRODUCER,
+        start_time=when,
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+    )
+    stand_in.end(end_time=when)
+    headers: dict[str, str] = {}
+    propagate.inject(headers, context=trace.set_span_in_context(stand_in))
+    return headers
 
 
 def record_span(

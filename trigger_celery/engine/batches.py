@@ -312,8 +312,7 @@ def _existing_runs(batch_id: str) -> dict[int, RunHandle]:
 
 
 def _publish_triggered(run_ids: list[str]) -> None:
-    for run_id in run_ids:
-        run_events.publish(run_id, run_events.TRIGGERED)
+    run_events.publish_many(run_ids, run_events.TRIGGERED)
 
 
 def trigger_batch_of_task(

@@ -36,7 +36,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 
 from trigger_celery.conf import get_settings
-from trigger_celery.core import clock, run_events
+from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.cron import fire_times, get_zone, parse_cron
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options
@@ -256,7 +256,13 @@ def _tick_run(
         external_id=schedule.external_id or None,
         upcoming=following,
     )
-    run = build_run(definition.id, payload.to_json(), parse_trigger_options(None), definition)
+    # The tick is the run's trigger: its producer span, whose context the row carries to
+    # the attempts, as a trigger() call's does.
+    attributes = {"trigger_celery.task": definition.id, "trigger_celery.schedule_id": schedule.id}
+    with tracing.span(f"trigger {definition.id}", attributes=attributes) as sp:
+        run = build_run(definition.id, payload.to_json(), parse_trigger_options(None), definition)
+        if sp is not None:
+            sp.set_attribute("trigger_celery.run_id", run.id)
     run.schedule_id = schedule.id
     run.schedule_tick_at = tick
     return run

@@ -76,8 +76,34 @@ def record(run_id: str, event: str) -> None:
     found = _facts(run_id, event)
     if found is None:
         return
-    task, queue, tick_at, created_at, seconds = found
     pipe = r.pipeline(transaction=False)
+    _count(pipe, event, *found)
+    pipe.execute()
+
+
+def record_many(run_ids: list[str], event: str) -> None:
+    """``record`` for the runs of a batch (an event that ends no attempt): their rows in
+    one query, their counts in one Redis round trip."""
+    r = client()
+    if r is None:
+        return
+    if event in ENDS_ATTEMPT:  # not published in bulk; each needs its attempt
+        for run_id in run_ids:
+            record(run_id, event)
+        return
+    pipe = r.pipeline(transaction=False)
+    for start in range(0, len(run_ids), 500):  # a bounded IN list per query
+        rows = Run.objects.filter(id__in=run_ids[start : start + 500]).values_list(
+            "task_identifier", "queue", "schedule_tick_at", "created_at"
+        )
+        for row in rows:
+            _count(pipe, event, *row, None)
+    pipe.execute()
+
+
+def _count(
+    pipe: Any, event: str, task: str, queue: str, tick_at: Any, created_at: Any, seconds: Any
+) -> None:
     key = counters_key()
     pipe.hincrby(key, SEP.join(("c", event, task, queue)), 1)
     if event == run_events.TRIGGERED and tick_at is not None:
@@ -92,7 +118,6 @@ def record(run_id: str, event: str) -> None:
                 pipe.hincrby(key, SEP.join(("h", task, queue, str(le))), 1)
         pipe.hincrbyfloat(key, SEP.join(("hs", task, queue)), seconds)
         pipe.hincrby(key, SEP.join(("hc", task, queue)), 1)
-    pipe.execute()
 
 
 def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] | None:
@@ -113,7 +138,12 @@ def _facts(run_id: str, event: str) -> tuple[str, str, Any, Any, float | None] |
             # A cancel ends an attempt only when it stopped one: a run canceled while it
             # waited for a retry has its failed attempt counted already, by RETRIED.
             stopped = event != RunStatus.CANCELED.value or status == AttemptStatus.CANCELED
-            if stopped and started_at is not None and finished_at is not None:
+            # An attempt whose process died has no known end: its finish is when its
+            # lease ran out and the crash was found, up to LEASE_SECONDS later, and
+            # one SIGKILL would add that wait as a runtime (celery-exporter observes
+            # no runtime for a lost worker either).
+            known = status != AttemptStatus.CRASHED
+            if stopped and known and started_at is not None and finished_at is not None:
                 waited = _waited(run_id, started_at, finished_at)
                 seconds = max((finished_at - started_at).total_seconds() - waited, 0.0)
             return task, queue, None, None, seconds
@@ -150,7 +180,7 @@ def enabled() -> bool:
 def connect() -> None:
     """Start counting in this process when ``TRIGGER_CELERY['METRICS']`` is set."""
     if enabled():
-        run_events.subscribe(record)
+        run_events.subscribe(record, many=record_many)
 
 
 def metrics_problems(value: Any) -> list[str]:
@@ -165,8 +195,11 @@ def metrics_problems(value: Any) -> list[str]:
     ]
     token = value.get("TOKEN")
     if token is not None and (not isinstance(token, str) or len(token) < 16):
+        # Named by its type and length, not its value: it is a secret.
+        got = f"{len(token)} characters" if isinstance(token, str) else type(token).__name__
         problems.append(
-            "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters"
+            "TRIGGER_CELERY['METRICS']['TOKEN'] must be a string of at least 16 characters, "
+            f"got {got}"
         )
     ips = value.get("ALLOWED_IPS", [])
     if not isinstance(ips, list | tuple):

@@ -101,9 +101,7 @@ def run_attempt(
     Returns the outcome and the payload the settling hooks get: parsed by the task's
     schema when it parsed, else as stored.
     """
-    parent = None
-    if tracing.enabled():
-        parent = Run.objects.filter(id=ctx.run.id).values_list("trace_context", flat=True).first()
+    parent = _trace_parent(ctx.run.id, definition.id) if tracing.enabled() else None
     attributes = {
         "trigger_celery.run_id": ctx.run.id,
         "trigger_celery.task": definition.id,
@@ -118,6 +116,23 @@ def run_attempt(
         outcome, payload = _run_attempt(definition, raw_payload, ctx, resumed=resumed)
         tracing.set_outcome(sp, *_span_outcome(outcome, ctx))
     return outcome, payload
+
+
+def _trace_parent(run_id: str, task_id: str) -> dict[str, str] | None:
+    """The trace context on the run's row; for a run triggered where nothing was traced,
+    a stand-in trigger span's, stored on the row so that every later execution (a retry,
+    a resume, the reaper's span of a crash) joins the same trace."""
+    found = Run.objects.filter(id=run_id).values_list("trace_context", "created_at").first()
+    if found is None:
+        return None
+    parent, created_at = found
+    if parent:
+        return dict(parent)
+    attributes = {"trigger_celery.task": task_id, "trigger_celery.run_id": run_id}
+    parent = tracing.stand_in_trigger(f"trigger {task_id}", created_at, attributes)
+    if parent:
+        Run.objects.filter(id=run_id).update(trace_context=parent)
+    return parent or None
 
 
 def _span_outcome(outcome: Outcome, ctx: Context) -> tuple[str, BaseException | None]:
