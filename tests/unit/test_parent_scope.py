@@ -42,9 +42,11 @@ def test_a_running_run_is_the_parent(scope):
 
 def test_a_canceled_run_is_refused_naming_it_and_what_it_triggered(scope, caplog):
     scope.ctx.signal.set("canceled")
-    with caplog.at_level("WARNING", logger="trigger_celery.run"):
-        with pytest.raises(TriggerFromCanceledRunError) as refused:
-            run_context.parent_scope("a run of 'echo'")
+    with (
+        caplog.at_level("WARNING", logger="trigger_celery.run"),
+        pytest.raises(TriggerFromCanceledRunError) as refused,
+    ):
+        run_context.parent_scope("a run of 'echo'")
     assert isinstance(refused.value, RunCanceledError)  # ends the attempt as the cancel
     message = str(refused.value)
     assert message.startswith("run run_x was canceled, so it cannot trigger a run of 'echo'")
