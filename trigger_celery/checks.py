@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 from trigger_celery.beat import Scheduler
 from trigger_celery.celery_checks import check_celery
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
+from trigger_celery.core.environments import burst_factor_problem, concurrency_limit_problem
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.engine.payloads import storage_anchor
 from trigger_celery.engine.registry import registry
@@ -47,24 +48,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="trigger_celery.E003",
             )
         )
-    if (
-        isinstance(s.CONCURRENCY_LIMIT, bool)
-        or not isinstance(s.CONCURRENCY_LIMIT, int)
-        or s.CONCURRENCY_LIMIT < 1
-    ):
-        problems.append(
-            checks.Error(
-                f"TRIGGER_CELERY['CONCURRENCY_LIMIT'] is {s.CONCURRENCY_LIMIT!r}; it must be an int >= 1",
-                id="trigger_celery.E004",
-            )
-        )
-    if not _positive(s.BURST_FACTOR, float) or s.BURST_FACTOR < 1:
-        problems.append(
-            checks.Error(
-                f"TRIGGER_CELERY['BURST_FACTOR'] is {s.BURST_FACTOR!r}; it must be a number >= 1",
-                id="trigger_celery.E005",
-            )
-        )
+    limit_problem = concurrency_limit_problem(s.CONCURRENCY_LIMIT)
+    if limit_problem is not None:
+        problems.append(checks.Error(limit_problem, id="trigger_celery.E004"))
+    burst_problem = burst_factor_problem(s.BURST_FACTOR)
+    if burst_problem is not None:
+        problems.append(checks.Error(burst_problem, id="trigger_celery.E005"))
     if s.STORE not in (None, "redis", "database"):
         problems.append(
             checks.Error(

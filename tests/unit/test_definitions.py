@@ -248,3 +248,18 @@ def test_run_functions_of_every_callable_shape_are_accepted():
     task(id="unit-run-one", run=lambda payload: None)
     task(id="unit-run-args", run=lambda *args: None)
     task(id="unit-run-default", run=lambda payload, ctx=None, extra=1, **kw: None)
+
+
+@pytest.mark.parametrize("name", ["odd\x1fname", "tab\tname", "new\nline", "del\x7f"])
+def test_a_queue_name_with_a_control_character_is_refused_naming_it(name):
+    """The store keeps a queue's runs under "<queue>\\x1f<concurrency key>" and splits at
+    the first separator: a queue named with one was counted as another queue, and its
+    limit never held (six runs at once on a limit-1 queue, with two workers)."""
+    from trigger_celery.engine.registry import Queue
+
+    with pytest.raises(ConfigurationError, match="contains a control character") as info:
+        queue(name=name, concurrency_limit=1)
+    assert repr(name) in str(info.value)
+    with pytest.raises(ConfigurationError, match="contains a control character"):
+        registry.add_queue(Queue(name), declared=False)  # a django.tasks queue name
+    assert name not in registry.queues

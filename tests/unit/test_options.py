@@ -195,6 +195,9 @@ def test_an_option_string_the_database_cannot_store_is_refused(options, message)
         ("x" * 256, "task id must be a non-empty string of at most 255 characters"),
         (5, "task id must be a non-empty string of at most 255 characters, got 5"),
         ("a\x00b", "task id 'a\\x00b' contains a NUL character"),
+        # A task id names its own queue: no control character (the store's separator).
+        ("a\x1fb", "task id 'a\\x1fb' contains a control character ('\\x1f')"),
+        ("tab\tid", "task id 'tab\\tid' contains a control character ('\\t')"),
     ],
 )
 def test_one_task_id_rule(task_id, message):

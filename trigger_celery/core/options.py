@@ -61,8 +61,19 @@ def task_id_problem(task_id: Any) -> str | None:
             f"task id must be a non-empty string of at most {MAX_TASK_ID_LENGTH} characters, "
             f"got {task_id!r}"
         )
-    problem = text_problem(task_id)
+    # A task's id names its own queue, so it follows the queue names' rule as well.
+    problem = text_problem(task_id) or control_character_problem(task_id)
     return None if problem is None else f"task id {task_id!r} {problem}"
+
+
+def control_character_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a queue, or None: a control character. The store joins a
+    queue's name and a concurrency key with one (``\\x1f``) and splits at the first, so
+    a queue named with it would count as another queue, its limits never applied."""
+    for char in name:
+        if char < " " or char == "\x7f":
+            return f"contains a control character ({char!r}); use printable characters"
+    return None
 
 
 def storable_text(name: str, value: str) -> str:

@@ -17,10 +17,13 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
+
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim, Entry, EnvironmentLimits, QueueConfig
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core import clock
+from trigger_celery.core.environments import burst_factor_problem, concurrency_limit_problem
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import Attempt, QueueState, Run
@@ -65,8 +68,7 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
     global _env_configured
     with _configured_lock:
         if not _env_configured:
-            settings = get_settings()
-            mine = EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR)
+            mine = limits_of_settings()
             store = get_store()
             warn_of_other_limits(store.environment_limits(), mine)
             store.set_environment_limits(mine, only_if_set=True)
@@ -79,6 +81,19 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
         ]
         if todo:
             _push_queues(todo)
+
+
+def limits_of_settings() -> EnvironmentLimits:
+    """This process's environment limits. Invalid ones (system checks E004/E005) raise
+    ImproperlyConfigured instead of reaching the store, which every process of the
+    environment shares: a 0 there started nothing anywhere, a NaN burst lifted the cap."""
+    settings = get_settings()
+    problem = concurrency_limit_problem(settings.CONCURRENCY_LIMIT) or burst_factor_problem(
+        settings.BURST_FACTOR
+    )
+    if problem is not None:
+        raise ImproperlyConfigured(problem)
+    return EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR)
 
 
 def warn_of_other_limits(theirs: EnvironmentLimits | None, mine: EnvironmentLimits) -> bool:
@@ -229,7 +244,7 @@ def restore() -> dict[str, int]:
     registry.ensure_discovered()
     reset_caches()
     store = get_store()
-    settings = get_settings()
+    limits = limits_of_settings()  # before anything is pushed
     with _configured_lock:
         _push_queues(list(registry.queues))
     configure_pauses()
@@ -237,9 +252,7 @@ def restore() -> dict[str, int]:
     seed_rate_windows()
     queued = Run.objects.filter(status=RunStatus.QUEUED).only(*ENTRY_FIELDS)
     enqueued = enqueue_missing(queued.iterator(chunk_size=CHUNK))
-    store.set_environment_limits(
-        EnvironmentLimits(settings.CONCURRENCY_LIMIT, settings.BURST_FACTOR)
-    )
+    store.set_environment_limits(limits)
     return {"adopted": adopted, "enqueued": enqueued}
 
 

@@ -28,6 +28,7 @@ from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet, signature_to_ch
 from trigger_celery.core.options import (
     MACHINE_PRESETS,
     QueueOptions,
+    control_character_problem,
     parse_rate_limit,
     task_id_problem,
 )
@@ -84,6 +85,9 @@ class Registry:
         """Register ``q``. A queue only named so far (``declared=False``: a task's own
         queue, a ``django.tasks`` queue name) gives way to its declaration, which the
         tasks that named it then use; two declarations must agree."""
+        problem = control_character_problem(q.name)
+        if problem is not None:
+            raise ConfigurationError(f"queue name {q.name!r} {problem}")
         with self._lock:
             existing = self.queues.get(q.name)
             if existing is not None and existing != q:
