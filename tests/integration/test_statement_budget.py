@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from trigger_celery import tasks
+from trigger_celery.core import tracing
 from trigger_celery.engine.compiled_sql import KeepFirst
 from trigger_celery.models import Run
 from trigger_celery.worker.attempt import execute
@@ -24,6 +25,13 @@ TRIGGER_BUDGET = {"postgresql": 1, "sqlite": 1}
 # Inside a caller's transaction: the INSERT, and after the commit the dequeue UPDATE.
 QUEUED_TRIGGER_BUDGET = 2
 ATTEMPT_BUDGET = {"postgresql": 2, "sqlite": 9}
+
+
+@pytest.fixture(autouse=True)
+def untraced(monkeypatch):
+    """The budgets are the default set-up's, with no OpenTelemetry SDK. The SDK cannot be
+    taken back out of a process once set (test_tracing sets one), so say it is absent."""
+    monkeypatch.setattr(tracing, "enabled", lambda: False)
 
 
 def statements(block) -> list[str]:  # type: ignore[no-untyped-def]

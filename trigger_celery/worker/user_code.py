@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from billiard import common as billiard_common
+from django.db import DatabaseError
 
 from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
@@ -131,7 +132,15 @@ def _trace_parent(run_id: str, task_id: str) -> dict[str, str] | None:
     attributes = {"trigger_celery.task": task_id, "trigger_celery.run_id": run_id}
     parent = tracing.stand_in_trigger(f"trigger {task_id}", created_at, attributes)
     if parent:
-        Run.objects.filter(id=run_id).update(trace_context=parent)
+        try:
+            # Kept only if no other execution stored one first, so all join one trace.
+            if not Run.objects.filter(id=run_id, trace_context={}).update(trace_context=parent):
+                kept = Run.objects.filter(id=run_id).values_list("trace_context", flat=True)
+                parent = dict(kept.first() or parent)
+        except DatabaseError:
+            # A trace never costs a run: this execution is traced under its stand-in,
+            # and a later one tries to store its own.
+            log.warning("run %s: could not store its trace context", run_id, exc_info=True)
     return parent or None
 
 
