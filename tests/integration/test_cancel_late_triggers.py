@@ -58,6 +58,28 @@ def test_a_canceled_run_that_triggers_after_its_stop_triggers_nothing_and_ends_c
     assert refusal in worker.log()
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_an_on_cancel_hook_may_trigger_a_run_of_its_own_but_not_wait(own, pool):
+    """on_cancel is where a compensation belongs (a refund, a notification): what it
+    triggers is not refused, and is not a child of the canceled run, so it is not
+    canceled with it. A wait there is refused, naming the hook."""
+    own.worker(pool=pool, concurrency=2)
+    handle = tasks.trigger("compensates-on-cancel", {})
+    wait_for(lambda: events.values(f"started:{handle.id}"), what="the run to start")
+    runs.cancel(handle)
+    [child_id] = wait_for(
+        lambda: events.values(f"compensation:{handle.id}"), what="the compensating trigger"
+    )
+    compensation = finished(child_id)
+    assert compensation.status == "COMPLETED"
+    assert compensation.output["payload"] == {"undo": handle.id}
+    assert Run.objects.get(id=child_id).parent_id is None
+    [refused] = wait_for(lambda: events.values(f"wait-refused:{handle.id}"), what="the wait")
+    assert refused.startswith("OutsideRunError: echo.trigger_and_wait cannot be used in on_cancel")
+    assert finished(handle).status == "CANCELED"
+    assert not Run.objects.filter(parent_id=handle.id).exists()
+
+
 @pytest.fixture
 def listeners() -> Iterator[list[socket.socket]]:
     """Two sockets runs connect to and read from: each waits until the test writes."""

@@ -1132,6 +1132,24 @@ def fails_in_a_block_until_canceled(payload, ctx):
     retry.on_throw(call, max_attempts=5, min_timeout_in_ms=60_000, randomize=False)
 
 
+def _compensates(ctx, run_finished):
+    """An on_cancel hook that triggers a compensating run once the run function ended,
+    and tries a wait (refused: nothing could resume it)."""
+    run_finished.wait(20)
+    events.record(f"compensation:{ctx.run.id}", echo.trigger({"undo": ctx.run.id}).id)
+    try:
+        echo.trigger_and_wait({"undo": ctx.run.id})
+    except Exception as refused:
+        events.record(f"wait-refused:{ctx.run.id}", f"{type(refused).__name__}: {refused}")
+
+
+@task(id="compensates-on-cancel", retry={"max_attempts": 1}, on_cancel=_compensates)
+def compensates_on_cancel(payload, ctx):
+    events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+    while not ctx.signal.wait(0.05):
+        pass
+
+
 def _records_whether_the_run_finished(ctx, run_finished):
     events.record(f"finished-in-grace:{ctx.run.id}", run_finished.wait(20))
 

@@ -115,6 +115,9 @@ class RunScope:
     # hooks after the run function (the attempt has ended), on_start and on_resume (they
     # do not run on every execution, so their waits would shift the replay's steps).
     waits_closed: str = ""
+    # Triggers made here have no parent: the on_cancel hooks' scope. Their run is being
+    # canceled, and a child of it would be canceled with it (a refund, a notification).
+    detached: bool = False
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
@@ -145,8 +148,11 @@ def parent_scope(what: str) -> RunScope | None:
     a moment after that child committed would leave it running. So a run whose signal
     says "canceled" triggers nothing: :class:`TriggerFromCanceledRunError` (a
     ``RunCanceledError``, so the attempt ends as the cancel it follows). A signal set for
-    ``max_duration`` or a lost lease refuses nothing."""
+    ``max_duration`` or a lost lease refuses nothing. An ``on_cancel`` hook's triggers
+    are allowed, and have no parent (``RunScope.detached``)."""
     scope = _current.get()
+    if scope is not None and scope.detached:
+        return None
     if scope is not None and scope.ctx.signal.reason == "canceled":
         refused = TriggerFromCanceledRunError(scope.ctx.run.id, what)
         log.warning("%s", refused)

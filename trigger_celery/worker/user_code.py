@@ -8,6 +8,7 @@ that is not satisfied yet - and the settling step decides what becomes of the ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 from billiard import common as billiard_common
 from django.db import DatabaseError
 
+from trigger_celery.core import context as run_context
 from trigger_celery.core import tracing
 from trigger_celery.core.context import Context
 from trigger_celery.core.decisions import error_dict, shortened
@@ -37,6 +39,7 @@ log = logging.getLogger("trigger_celery.worker")
 # the run function's wait has on the other executions, and replay would mix them up.
 _ONLY_ON_START = "on_start (it runs on the first execution only, not when the run resumes)"
 _ONLY_ON_RESUME = "on_resume (it runs only when the run resumes from a wait)"
+_ON_CANCEL = "on_cancel (the run is being canceled; what it triggers runs on its own)"
 _CLEANUP = "cleanup (it runs after the run function, also when the run has just suspended)"
 
 
@@ -341,16 +344,29 @@ def call_cancel_hooks(
             payload = definition.parse_payload_in_worker(payload)
         except (Exception, asyncio.CancelledError):  # an async hook's own cancel too
             pass  # the attempt itself failed on it: the hooks get it as stored
-    for fn in hooks:
-        try:
-            call_hook(
-                fn,
-                payload=payload,
-                ctx=ctx,
-                signal=ctx.signal,
-                task=definition.id,
-                init=ctx.init,
-                run_finished=run_finished,
-            )
-        except Exception:
-            log.exception("on_cancel hook of run %s failed", ctx.run.id)
+    if not hooks:
+        return
+    # A scope of their own: what they trigger is not a child of the run being canceled
+    # (it would be canceled with it), and waits are refused (nothing could resume them).
+    scope = run_context.optional_scope()
+    token = None
+    if scope is not None:
+        own = dataclasses.replace(scope, waits_closed=_ON_CANCEL, detached=True)
+        token = run_context.enter(own)
+    try:
+        for fn in hooks:
+            try:
+                call_hook(
+                    fn,
+                    payload=payload,
+                    ctx=ctx,
+                    signal=ctx.signal,
+                    task=definition.id,
+                    init=ctx.init,
+                    run_finished=run_finished,
+                )
+            except Exception:
+                log.exception("on_cancel hook of run %s failed", ctx.run.id)
+    finally:
+        if token is not None:
+            run_context.leave(token)
