@@ -105,7 +105,8 @@ class CronExpression:
     days and on Mondays, as croniter and Trigger.dev's cron-parser have it, where Vixie
     cron and cronie, for which a field starting with ``*`` does not restrict, fire on
     Mondays that are odd days only. Such a field that names every value is evaluated
-    as ``*``. croniter cannot combine a day of month with ``1L``-``7L`` or ``n#k``, so
+    as ``*``, also when a list adds ``L``, ``nL`` or ``n#k`` to it (``1-31,L``,
+    ``1-30,L``, ``0-6,5L``). croniter cannot combine a day of month with ``1L``-``7L`` or ``n#k``, so
     such an expression is evaluated as two (one per day field) whose times are merged.
     """
 
@@ -170,19 +171,24 @@ def parse_cron(expression: object) -> CronExpression:
 
 
 def _unless_every_day(part: str, index: int) -> str:
-    """``*`` for a day field that names every value of its field (``1-31``, ``*/1``,
-    ``0-6``, ``sun-sat``): such a field does not restrict the days, whichever way it is
-    written. croniter alone would let ``1-31`` restrict or not depending on the other
+    """``*`` for a day field that covers every day of its field however it is written
+    (``1-31``, ``*/1``, ``0-6``, ``sun-sat``, and lists with ``L``, ``nL`` or ``n#k``
+    such as ``1-31,L``, ``1-30,L`` or ``0-6,5L``): such a field does not restrict the
+    days. croniter alone would let ``1-31`` restrict or not depending on the other
     field's spelling."""
-    if part == "*" or any(c in part.upper() for c in "L#"):
+    items = part.split(",")
+    plain = [item for item in items if not any(c in item.upper() for c in "L#")]
+    if part == "*" or not plain:
         return part
     probe = ["*"] * 5
-    probe[index] = part
+    probe[index] = ",".join(plain)
     try:
         values = set(croniter.expand(" ".join(probe))[0][index])  # Sunday is 0 only
     except CroniterError:  # reported, naming the expression, by the check that follows
         return part
-    return "*" if "*" in values or len(values) == (31 if index == 2 else 7) else part
+    # With L in the day of month, days 1-30 are enough: L is the 31st, or there is none.
+    every = set(range(1, 31 if "L" in items else 32)) if index == 2 else set(range(7))
+    return "*" if "*" in values or every <= values else part
 
 
 def _check_item(item: str, field: _Field, expression: str) -> str:

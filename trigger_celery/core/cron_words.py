@@ -18,7 +18,8 @@ def describe(cron: str) -> str:
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
-        expr = _one_name_per_day(_stepped_days(_every_day(MACROS.get(cron.strip().lower(), cron))))
+        expr = _every_day(MACROS.get(cron.strip().lower(), cron))
+        expr = _one_name_per_day(_stepped_days(_stepped_month_days(expr)))
         fields = expr.split()
         dom = fields[2].split(",") if len(fields) == 5 else []
         if "L" in dom and len(dom) > 1:  # "1,L": the description says "day 1 and L"
@@ -26,8 +27,11 @@ def describe(cron: str) -> str:
             said = _either_day(" ".join(fields), options) or str(
                 get_description(" ".join(fields), options)
             )
-            return said.replace(" of the month", " and the last day of the month", 1)
-        return _either_day(expr, options) or str(get_description(expr, options))
+            said = said.replace(" of the month", " and the last day of the month", 1)
+            return _odd_or_even(said, options)
+        return _odd_or_even(
+            _either_day(expr, options) or str(get_description(expr, options)), options
+        )
     except Exception:  # a description is a nicety; never fail because of it
         return cron
 
@@ -43,6 +47,33 @@ def _every_day(cron: str) -> str:
             if engine[index] == "*":
                 fields[index] = "*"
     return " ".join(fields)
+
+
+def _stepped_month_days(cron: str) -> str:
+    """A stepped day of month (``*/2``, ``5/10``) as the days it fires on. The step
+    starts again each month (``*/2`` fires on the 31st and on the 1st after it), so the
+    library's "every 2 days" is not what happens."""
+    fields = cron.split()
+    if len(fields) != 5 or "/" not in fields[2]:
+        return cron
+    items = fields[2].split(",")
+    plain = [item.replace("?", "*") for item in items if item.upper() != "L"]
+    days = croniter.expand(f"* * {','.join(plain)} * *")[0][2]
+    if days == ["*"]:
+        return cron
+    fields[2] = ",".join([*(str(day) for day in days), *(["L"] if len(plain) < len(items) else [])])
+    return " ".join(fields)
+
+
+def _odd_or_even(said: str, options: Options) -> str:
+    """Every odd (``*/2``) or every even (``2/2``) day of the month in two words, where
+    the library lists all sixteen or fifteen days."""
+    for first, name in ((1, "the odd days"), (2, "the even days")):
+        days = ",".join(str(day) for day in range(first, 32, 2))
+        listed = str(get_description(f"0 0 {days} * *", options))  # "..., on day 1, 3, ..."
+        start, end = listed.index("day 1" if first == 1 else "day 2"), listed.rindex(" of the")
+        said = said.replace(listed[start:end], name)
+    return said
 
 
 def _stepped_days(cron: str) -> str:
