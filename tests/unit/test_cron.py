@@ -11,7 +11,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trigger_celery.core.cron import fire_times, get_zone, parse_cron, preview
+from trigger_celery.core.cron import fire_times, format_local, get_zone, parse_cron, preview
 from trigger_celery.core.cron_words import describe
 from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
 from trigger_celery.errors import InvalidScheduleError
@@ -612,3 +612,26 @@ def test_a_stepped_day_of_month_is_described_by_the_days_it_fires_on(expression,
 )
 def test_a_stepped_day_of_month_is_named_with_the_other_fields(expression, words):
     assert describe(expression) == words
+
+
+@pytest.mark.parametrize(
+    ("zone", "hint"),
+    [("europe/london", "did you mean 'Europe/London'?"), ("utc", "did you mean 'UTC'?")],
+)
+def test_a_time_zone_name_in_the_wrong_case_is_refused_with_the_right_spelling(zone, hint):
+    with pytest.raises(InvalidScheduleError) as refused:
+        get_zone(zone)
+    assert f"timezone {zone!r} is not an IANA time zone name ({hint}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Australia/Lord_Howe", "2026-12-08 02:00 (+11:00)"),  # no abbreviation: "+11" once
+        ("America/Sao_Paulo", "2026-12-07 12:00 (-03:00)"),
+        ("America/New_York", "2026-12-07 10:00 EST (-05:00)"),
+        ("Asia/Kolkata", "2026-12-07 20:30 IST (+05:30)"),
+    ],
+)
+def test_a_fire_time_is_shown_with_its_zones_abbreviation_or_its_offset_once(zone, shown):
+    assert format_local(datetime(2026, 12, 7, 15, 0, tzinfo=UTC), zone) == shown

@@ -274,9 +274,11 @@ def get_zone(name: object) -> ZoneInfo:
             f"timezone must be an IANA name like 'America/New_York', got {name!r}"
         )
     if name not in _zone_set():
+        near = [z for z in timezone_names() if z.lower() == name.lower()]
+        hint = f"did you mean {near[0]!r}?" if near else "e.g. 'UTC', 'Europe/London'"
         raise InvalidScheduleError(
-            f"timezone {name!r} is not an IANA time zone name (e.g. 'UTC', "
-            "'Europe/London', 'America/New_York')"
+            f"timezone {name!r} is not an IANA time zone name ({hint}; names are "
+            "case-sensitive, schedules.timezones() lists them)"
         )
     try:
         return ZoneInfo(name)
@@ -387,11 +389,14 @@ def preview(
 
 
 def format_local(instant: datetime, zone_name: str) -> str:
-    """``instant`` on the wall clock of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``."""
+    """``instant`` on the wall clock of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``;
+    a zone with no abbreviation shows its offset once (``2025-03-10 00:00 (+10:30)``)."""
     try:
         zone = get_zone(zone_name)
     except InvalidScheduleError:
         return instant.isoformat()
     local = instant.astimezone(zone)
     offset = local.strftime("%z")  # "-0400"
-    return f"{local:%Y-%m-%d %H:%M %Z} ({offset[:3]}:{offset[3:5]})"
+    name = local.strftime("%Z")  # "EDT", or "+1030" where the zone has no abbreviation
+    named = "" if name[:1] in "+-" else f" {name}"
+    return f"{local:%Y-%m-%d %H:%M}{named} ({offset[:3]}:{offset[3:5]})"
