@@ -621,7 +621,7 @@ def test_a_stepped_day_of_month_is_named_with_the_other_fields(expression, words
 def test_a_time_zone_name_in_the_wrong_case_is_refused_with_the_right_spelling(zone, hint):
     with pytest.raises(InvalidScheduleError) as refused:
         get_zone(zone)
-    assert f"timezone {zone!r} is not an IANA time zone name ({hint}" in str(refused.value)
+    assert f"timezone {zone!r} is not an IANA time zone name; {hint}" in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -275,10 +275,10 @@ def get_zone(name: object) -> ZoneInfo:
         )
     if name not in _zone_set():
         near = [z for z in timezone_names() if z.lower() == name.lower()]
-        hint = f"did you mean {near[0]!r}?" if near else "e.g. 'UTC', 'Europe/London'"
+        hint = f"did you mean {near[0]!r}?" if near else "use one like 'UTC' or 'Europe/London'"
         raise InvalidScheduleError(
-            f"timezone {name!r} is not an IANA time zone name ({hint}; names are "
-            "case-sensitive, schedules.timezones() lists them)"
+            f"timezone {name!r} is not an IANA time zone name; {hint} (names are "
+            "case-sensitive; schedules.timezones() lists them)"
         )
     try:
         return ZoneInfo(name)
