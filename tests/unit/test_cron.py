@@ -530,6 +530,11 @@ _DAY_PAIRS = [
     ("15", "1-7,2#3"),
     ("L", "sun-sat,1L"),
     ("1-30,L", "0-6,5#2"),
+    ("*", "1,5L"),  # plain days with nL / n#k: croniter alone refuses the mix
+    ("13", "1,5L"),
+    ("?", "1-5,5#2"),
+    ("L", "0,6,1L"),
+    ("1-31,L", "mon-fri,5L"),
 ]
 
 
@@ -635,3 +640,22 @@ def test_a_time_zone_name_in_the_wrong_case_is_refused_with_the_right_spelling(z
 )
 def test_a_fire_time_is_shown_with_its_zones_abbreviation_or_its_offset_once(zone, shown):
     assert format_local(datetime(2026, 12, 7, 15, 0, tzinfo=UTC), zone) == shown
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 0 * * 1,5L", "At 00:00, only on Monday or on the last Friday of the month"),
+        ("0 0 * * 1,2#3", "At 00:00, only on Monday or on the third Tuesday of the month"),
+        (
+            "0 0 13 * 1,5L",
+            "At 00:00, on day 13 of the month or on Monday or on the last Friday of the month",
+        ),
+        (
+            "0 0 1-31,L * 1-5,5L",
+            "At 00:00, Monday through Friday or on the last Friday of the month",
+        ),
+    ],
+)
+def test_plain_days_of_week_listed_with_last_or_nth_ones_are_described_apart(expression, words):
+    assert describe(expression) == words

@@ -106,8 +106,9 @@ class CronExpression:
     cron and cronie, for which a field starting with ``*`` does not restrict, fire on
     Mondays that are odd days only. Such a field that names every value is evaluated
     as ``*``, also when a list adds ``L``, ``nL`` or ``n#k`` to it (``1-31,L``,
-    ``1-30,L``, ``0-6,5L``). croniter cannot combine a day of month with ``1L``-``7L`` or ``n#k``, so
-    such an expression is evaluated as two (one per day field) whose times are merged.
+    ``1-30,L``, ``0-6,5L``). croniter cannot combine a day of month with ``1L``-``7L`` or
+    ``n#k``, nor plain days of week with them (``1,5L``), so such an expression is
+    evaluated as several (one per kind of day) whose times are merged.
     """
 
     text: str
@@ -152,11 +153,16 @@ def parse_cron(expression: object) -> CronExpression:
     ]
     minute, hour, dom, month, dow = engine_parts
     dom, dow = _unless_every_day(dom, 2), _unless_every_day(dow, 4)
-    forms: tuple[str, ...]
-    if dom not in ("*", "?") and dow != "*" and any(c in dow for c in "L#"):
-        forms = (f"{minute} {hour} {dom} {month} *", f"{minute} {hour} * {month} {dow}")
-    else:
-        forms = (f"{minute} {hour} {dom} {month} {dow}",)
+    # croniter cannot mix plain days with nL / n#k in one day of week: one form each.
+    special = [item for item in dow.split(",") if any(c in item for c in "L#")]
+    plain = [item for item in dow.split(",") if item not in special]
+    dows = [",".join(part) for part in (plain, special) if part] if special else [dow]
+    forms: tuple[str, ...] = tuple(f"{minute} {hour} {dom} {month} {d}" for d in dows)
+    if dom not in ("*", "?") and special:
+        forms = (
+            f"{minute} {hour} {dom} {month} *",
+            *(f"{minute} {hour} * {month} {d}" for d in dows),
+        )
     for form in forms:
         try:
             croniter(form, datetime(2000, 1, 1)).get_next(datetime)

@@ -20,6 +20,9 @@ def describe(cron: str) -> str:
         options.throw_exception_on_parse_error = True
         expr = _every_day(MACROS.get(cron.strip().lower(), cron))
         expr = _one_name_per_day(_stepped_days(_stepped_month_days(expr)))
+        mixed = _mixed_weekdays(expr, options)
+        if mixed is not None:
+            return mixed
         fields = expr.split()
         dom = fields[2].split(",") if len(fields) == 5 else []
         if "L" in dom and len(dom) > 1:  # "1,L": the description says "day 1 and L"
@@ -36,16 +39,32 @@ def describe(cron: str) -> str:
         return cron
 
 
+def _mixed_weekdays(expr: str, options: Options) -> str | None:
+    """Plain days of week listed with ``nL`` / ``n#k`` ones (``1,5L``: every Monday, and
+    the last Friday), which the library words as one ("the last Monday and Friday")."""
+    fields = expr.split()
+    items = fields[4].split(",") if len(fields) == 5 else []
+    special = [item for item in items if re.search(r"[L#]", item)]
+    plain = [item for item in items if item not in special]
+    if not special or not plain:
+        return None
+    minute, hour, dom, month, _ = fields
+    first = describe(f"{minute} {hour} {dom} {month} {','.join(plain)}")
+    base = str(get_description(f"{minute} {hour} * * *", options))
+    rest = str(get_description(f"{minute} {hour} * * {','.join(special)}", options))
+    if not rest.startswith(base):
+        return None
+    return f"{first} or {rest[len(base) :].removeprefix(', ')}"
+
+
 def _every_day(cron: str) -> str:
     """A day field that names every value (``1-31``, ``0-6``, ``*/1``) as ``*``: it does
     not restrict the days, and the words must not say "or between day 1 and 31"."""
     fields = cron.split()
-    forms = parse_cron(cron).engine_forms if len(fields) == 5 else ()
-    if len(forms) == 1:
-        engine = forms[0].split()
-        for index in (2, 4):
-            if engine[index] == "*":
-                fields[index] = "*"
+    forms = [form.split() for form in parse_cron(cron).engine_forms] if len(fields) == 5 else []
+    for index in (2, 4):
+        if forms and all(form[index] == "*" for form in forms):
+            fields[index] = "*"
     return " ".join(fields)
 
 
