@@ -18,6 +18,8 @@ from typing import Any
 
 from celery.utils.time import maybe_make_aware
 from django.db import DatabaseError
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
@@ -46,15 +48,20 @@ class SharedEntry(ModelEntry):  # type: ignore[misc]
 
     def take_turn(self) -> bool:
         """True when this beat may send the task now (and it is marked sent)."""
-        pk = self.model.pk
-        last = PeriodicTask.objects.filter(pk=pk).values_list("last_run_at", flat=True).first()
+        # The fence is last_run_at as stored, compared as text: on SQLite a datetime is
+        # text, and one another tool wrote in another spelling never equals the one
+        # Django would send back, so the task would never be sent again.
+        rows = PeriodicTask.objects.filter(pk=self.model.pk).annotate(
+            stored=Cast("last_run_at", TextField())
+        )
+        last, stored = rows.values_list("last_run_at", "stored").first() or (None, None)
         if last is not None:
             in_zone = maybe_make_aware(last).astimezone(self.app.timezone)
             if not self.schedule.is_due(in_zone)[0]:
                 return False  # another beat sent it for this due time
         now = self._default_now()
-        fence = {"last_run_at__isnull": True} if last is None else {"last_run_at": last}
-        return bool(PeriodicTask.objects.filter(pk=pk, **fence).update(last_run_at=now))
+        fence = {"last_run_at__isnull": True} if last is None else {"stored": stored}
+        return bool(rows.filter(**fence).update(last_run_at=now))
 
 
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]

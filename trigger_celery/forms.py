@@ -105,6 +105,17 @@ class ScheduleForm(forms.ModelForm):
                 f"Keys starting with {DECLARATIVE_KEY_PREFIX!r} are reserved for schedules "
                 "declared in code."
             )
+        holder = (
+            Schedule.objects.filter(deduplication_key=value)
+            .exclude(pk=self.instance.pk)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if holder is not None:  # Django's own message would not name the key
+            raise forms.ValidationError(
+                f"deduplication key {value!r} is already schedule {holder}'s; "
+                "choose another, or edit that schedule"
+            )
         return value
 
     def save(self, commit: bool = True) -> Schedule:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any
 
@@ -331,68 +330,6 @@ class Waitpoint(models.Model):
         ]
 
 
-class Schedule(models.Model):
-    """A cron schedule of a ``schedules.task`` task (SPEC 8)."""
-
-    id = models.CharField(primary_key=True, max_length=40, editable=False)
-    task_identifier = models.CharField(max_length=255)
-    cron = models.CharField(max_length=255)
-    timezone = models.CharField(max_length=64, default="UTC")
-    external_id = models.CharField(max_length=255, blank=True)
-    deduplication_key = models.CharField(max_length=255)
-    environments = models.JSONField(default=list, blank=True)
-    active = models.BooleanField(default=True)
-    declarative = models.BooleanField(default=False)
-    last_tick_at = models.DateTimeField(null=True, blank=True)
-    next_tick_at = models.DateTimeField(null=True, blank=True)
-    # "cron|timezone" that next_tick_at was computed for: the scheduler recomputes
-    # next_tick_at when a row's cron or timezone no longer match it (edited in SQL).
-    next_tick_for = models.CharField(max_length=330, blank=True, editable=False)
-    problem = models.TextField(blank=True, help_text="Why the scheduler skipped this schedule.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["deduplication_key"], name="tc_schedule_unique_dedup"),
-        ]
-        indexes = [models.Index(fields=["active", "next_tick_at"], name="tc_schedule_due")]
-        ordering = ["task_identifier", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.task_identifier} {self.cron} ({self.timezone})"
-
-    @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Schedule:
-        row = super().from_db(db, field_names, values)
-        row._loaded = dict(zip(field_names, copy.deepcopy(list(values)), strict=True))
-        return row
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Write back only the fields changed since the row was read. Beat moves
-        ``last_tick_at``, ``next_tick_at`` and ``problem`` by compare-and-set in between;
-        an edit of other fields (the API, a form) must not put back what it read. Each
-        write moves ``updated_at``: beat fires a tick only if it is still what it read."""
-        loaded: dict[str, Any] | None = getattr(self, "_loaded", None)
-        whole = not args and not kwargs
-        if loaded is not None and whole and not self._state.adding:
-            changed = [
-                f.attname
-                for f in self._meta.concrete_fields
-                if f.attname in loaded and getattr(self, f.attname) != loaded[f.attname]
-            ]
-            kwargs["update_fields"] = [*changed, "updated_at"] if changed else []
-        super().save(*args, **kwargs)
-        if whole:
-            fields = self._meta.concrete_fields
-            self._loaded = {f.attname: copy.deepcopy(getattr(self, f.attname)) for f in fields}
-
-    @property
-    def fingerprint(self) -> str:
-        """What ``next_tick_at`` depends on; compared with ``next_tick_for``."""
-        return f"{self.cron}|{self.timezone}"
-
-
 class QueueState(models.Model):
     """Durable per-queue switches (pause, a limit override) that the store mirrors."""
 
@@ -408,6 +345,7 @@ class QueueState(models.Model):
 
 from trigger_celery.dashboard_models import BulkAction  # noqa: E402, F401  (registers it)
 from trigger_celery.key_models import JoinedKey  # noqa: E402, F401  (registers it)
+from trigger_celery.schedule_models import Schedule  # noqa: E402, F401  (registers it)
 from trigger_celery.store_models import (  # noqa: E402, F401  (registers them)
     StoreEntry,
     StoreKeyTurn,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.integration.harness import wait_for
@@ -65,3 +66,43 @@ def test_a_beat_saving_its_counters_keeps_the_send_another_beat_marked(transacti
     third = SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app)
     assert not third.take_turn()  # one send for that due time
     assert PeriodicTask.objects.get(pk=task.pk).total_run_count == 1
+
+
+def _write_last_run_at_as_another_tool(task_id: int, instant: datetime) -> None:
+    """last_run_at as a tool other than Django writes it: milliseconds and an offset (on
+    SQLite, where a datetime is text, not the spelling Django compares with)."""
+    table = PeriodicTask._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_run_at = %s WHERE id = %s",
+            [instant.astimezone(UTC).isoformat(timespec="milliseconds"), task_id],
+        )
+
+
+def test_a_periodic_task_whose_last_run_another_tool_wrote_is_sent(transactional_db):
+    from celery import current_app
+
+    from trigger_celery.beat import SharedEntry
+
+    every_5s, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(
+        name="written elsewhere", task="tests.plain_periodic", interval=every_5s, args='["x"]'
+    )
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    _write_last_run_at_as_another_tool(task.pk, long_ago)
+    entry = SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app)
+    assert entry.take_turn()  # due, and nobody else sent it
+    assert PeriodicTask.objects.get(pk=task.pk).last_run_at > long_ago
+    again = SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app)
+    assert not again.take_turn()  # one send for that due time
+
+
+def test_a_real_beat_sends_a_periodic_task_whose_last_run_another_tool_wrote(own):
+    every_2s, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(
+        name="written elsewhere", task="tests.plain_periodic", interval=every_2s, args='["sql"]'
+    )
+    _write_last_run_at_as_another_tool(task.pk, datetime.now(UTC) - timedelta(minutes=5))
+    own.worker(concurrency=1)
+    own.beat(name="written-elsewhere-beat")
+    wait_for(lambda: len(events.values("plain-periodic:sql")) >= 3, timeout=60, what="3 sends")

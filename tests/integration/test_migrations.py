@@ -52,3 +52,23 @@ def test_0013_leaves_the_runs_of_the_release_before_as_they_are():
 def _latest() -> tuple[str, str]:
     executor = MigrationExecutor(connection)
     return executor.loader.graph.leaf_nodes(APP)[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0016_numbers_existing_schedules_and_lets_the_release_before_insert_more():
+    before, after = (APP, "0015_attempt_resumed_at"), (APP, "0016_schedule_version")
+    old = _migrate(before)
+    try:
+        old.get_model(APP, "Schedule").objects.create(
+            id="sched_old", task_identifier="t", cron="* * * * *", deduplication_key="old"
+        )
+        new = _migrate(after)
+        # A process of the release before still runs during the upgrade: it inserts rows
+        # without the column, and the database fills it in.
+        old.get_model(APP, "Schedule").objects.create(
+            id="sched_rolling", task_identifier="t", cron="* * * * *", deduplication_key="r"
+        )
+        versions = dict(new.get_model(APP, "Schedule").objects.values_list("id", "version"))
+        assert versions == {"sched_old": 1, "sched_rolling": 1}
+    finally:
+        _migrate(_latest())

@@ -11,7 +11,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trigger_celery.core.cron import fire_times, get_zone, parse_cron, preview
+from trigger_celery.core.cron import fire_times, format_local, get_zone, parse_cron, preview
 from trigger_celery.core.cron_words import describe
 from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
 from trigger_celery.errors import InvalidScheduleError
@@ -478,12 +478,15 @@ def _day_matches(field: str, day: datetime, *, of_month: bool) -> bool:
 
 
 def _restricts(field: str, *, of_month: bool) -> bool:
-    """A day field restricts unless it names every value of its field."""
-    if any(c in field for c in "L#"):
-        return True
+    """A day field restricts unless its days are every day of its field: with ``L`` in
+    the day of month, days 1-30 and L are every day of every month."""
+    items = field.split(",")
+    plain = [item for item in items if not any(c in item for c in "L#")]
     low, high = (1, 31) if of_month else (0, 7)
-    values = set().union(*(_values(item, low, high) for item in field.split(",")))
-    return len(values if of_month else {v % 7 for v in values}) < (31 if of_month else 7)
+    values = set().union(*(_values(item, low, high) for item in plain))
+    if not of_month:
+        return {v % 7 for v in values} != set(range(7))
+    return not set(range(1, 31 if "L" in items else 32)) <= values
 
 
 def _fires_on(dom: str, dow: str, day: datetime) -> bool:
@@ -518,6 +521,20 @@ _DAY_PAIRS = [
     ("?", "1"),
     ("2-30/7", "?"),
     ("*", "0,7"),
+    ("1-31,L", "1"),  # every day, whichever way it is written: Mondays only
+    ("L,1-31", "1L"),
+    ("1-30,L", "5"),  # L is the 31st, or the month has none
+    ("*,L", "1"),
+    ("1-29,L", "1"),  # no 30th of a 31-day month: restricts
+    ("15", "0-6,5L"),
+    ("15", "1-7,2#3"),
+    ("L", "sun-sat,1L"),
+    ("1-30,L", "0-6,5#2"),
+    ("*", "1,5L"),  # plain days with nL / n#k: croniter alone refuses the mix
+    ("13", "1,5L"),
+    ("?", "1-5,5#2"),
+    ("L", "0,6,1L"),
+    ("1-31,L", "mon-fri,5L"),
 ]
 
 
@@ -543,12 +560,102 @@ def test_a_stepped_day_of_month_with_a_day_of_week_fires_on_either():
 @pytest.mark.parametrize(
     ("expression", "words"),
     [
-        ("0 0 */2 * 1", "At 00:00, every 2 days or on Monday"),
         ("0 0 1-31 * 1", "At 00:00, only on Monday"),
+        ("0 0 1-31,L * 1", "At 00:00, only on Monday"),
+        ("0 0 1-30,L * 5", "At 00:00, only on Friday"),
+        ("0 0 1-31,L * 1L", "At 00:00, on the last Monday of the month"),
+        ("0 0 15 * 0-6,5L", "At 00:00, on day 15 of the month"),
+        ("0 0 15 * 1-7,2#3", "At 00:00, on day 15 of the month"),
+        ("0 0 1-31,L * *", "At 00:00"),
         ("0 0 1 * 0-6", "At 00:00, on day 1 of the month"),
         ("0 0 */1 * 1L", "At 00:00, on the last Monday of the month"),
         ("0 0 1 * *,1", "At 00:00, on day 1 of the month"),
     ],
 )
 def test_a_day_field_that_names_every_day_is_not_described_as_a_restriction(expression, words):
+    assert describe(expression) == words
+
+
+@pytest.mark.parametrize(
+    ("expression", "words", "days"),
+    [
+        ("0 0 */2 * *", "At 00:00, on the odd days of the month", range(1, 32, 2)),
+        ("0 0 ?/2 * *", "At 00:00, on the odd days of the month", range(1, 32, 2)),
+        ("0 0 2/2 * *", "At 00:00, on the even days of the month", range(2, 31, 2)),
+        ("0 0 2-30/2 * *", "At 00:00, on the even days of the month", range(2, 31, 2)),
+        (
+            "0 0 */3 * *",
+            "At 00:00, on day 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, and 31 of the month",
+            range(1, 32, 3),
+        ),
+        ("0 0 5/10 * *", "At 00:00, on day 5, 15, and 25 of the month", (5, 15, 25)),
+        ("0 0 1-10/2 * *", "At 00:00, on day 1, 3, 5, 7, and 9 of the month", range(1, 10, 2)),
+    ],
+)
+def test_a_stepped_day_of_month_is_described_by_the_days_it_fires_on(expression, words, days):
+    """The step starts again each month: ``*/2`` fires on the 31st and on the 1st after
+    it, which "every 2 days" would not."""
+    assert describe(expression) == words
+    times = fire_times(expression, "UTC", after=datetime(2024, 12, 31, tzinfo=UTC), count=200)
+    assert {t.day for t in times} == set(days)
+    if 31 in days and 1 in days:
+        assert datetime(2025, 1, 31, tzinfo=UTC) in times
+        assert datetime(2025, 2, 1, tzinfo=UTC) in times
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 0 */2 * 1", "At 00:00, on the odd days of the month or on Monday"),
+        ("0 0 */2,L * *", "At 00:00, on the odd days and the last day of the month"),
+        ("0 0 */2 1 *", "At 00:00, on the odd days of the month, only in January"),
+        (
+            "0 0 */2 * 1L",
+            "At 00:00, on the odd days of the month or on the last Monday of the month",
+        ),
+    ],
+)
+def test_a_stepped_day_of_month_is_named_with_the_other_fields(expression, words):
+    assert describe(expression) == words
+
+
+@pytest.mark.parametrize(
+    ("zone", "hint"),
+    [("europe/london", "did you mean 'Europe/London'?"), ("utc", "did you mean 'UTC'?")],
+)
+def test_a_time_zone_name_in_the_wrong_case_is_refused_with_the_right_spelling(zone, hint):
+    with pytest.raises(InvalidScheduleError) as refused:
+        get_zone(zone)
+    assert f"timezone {zone!r} is not an IANA time zone name; {hint}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Australia/Lord_Howe", "2026-12-08 02:00 (+11:00)"),  # no abbreviation: "+11" once
+        ("America/Sao_Paulo", "2026-12-07 12:00 (-03:00)"),
+        ("America/New_York", "2026-12-07 10:00 EST (-05:00)"),
+        ("Asia/Kolkata", "2026-12-07 20:30 IST (+05:30)"),
+    ],
+)
+def test_a_fire_time_is_shown_with_its_zones_abbreviation_or_its_offset_once(zone, shown):
+    assert format_local(datetime(2026, 12, 7, 15, 0, tzinfo=UTC), zone) == shown
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 0 * * 1,5L", "At 00:00, only on Monday or on the last Friday of the month"),
+        ("0 0 * * 1,2#3", "At 00:00, only on Monday or on the third Tuesday of the month"),
+        (
+            "0 0 13 * 1,5L",
+            "At 00:00, on day 13 of the month or on Monday or on the last Friday of the month",
+        ),
+        (
+            "0 0 1-31,L * 1-5,5L",
+            "At 00:00, Monday through Friday or on the last Friday of the month",
+        ),
+    ],
+)
+def test_plain_days_of_week_listed_with_last_or_nth_ones_are_described_apart(expression, words):
     assert describe(expression) == words

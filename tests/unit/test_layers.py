@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.dashboard_models",
             "trigger_celery.store_models",
             "trigger_celery.key_models",
+            "trigger_celery.schedule_models",
             "trigger_celery.index_uses",
             "trigger_celery.migration_state",
             "trigger_celery.migrations",

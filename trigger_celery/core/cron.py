@@ -105,8 +105,10 @@ class CronExpression:
     days and on Mondays, as croniter and Trigger.dev's cron-parser have it, where Vixie
     cron and cronie, for which a field starting with ``*`` does not restrict, fire on
     Mondays that are odd days only. Such a field that names every value is evaluated
-    as ``*``. croniter cannot combine a day of month with ``1L``-``7L`` or ``n#k``, so
-    such an expression is evaluated as two (one per day field) whose times are merged.
+    as ``*``, also when a list adds ``L``, ``nL`` or ``n#k`` to it (``1-31,L``,
+    ``1-30,L``, ``0-6,5L``). croniter cannot combine a day of month with ``1L``-``7L`` or
+    ``n#k``, nor plain days of week with them (``1,5L``), so such an expression is
+    evaluated as several (one per kind of day) whose times are merged.
     """
 
     text: str
@@ -151,11 +153,16 @@ def parse_cron(expression: object) -> CronExpression:
     ]
     minute, hour, dom, month, dow = engine_parts
     dom, dow = _unless_every_day(dom, 2), _unless_every_day(dow, 4)
-    forms: tuple[str, ...]
-    if dom not in ("*", "?") and dow != "*" and any(c in dow for c in "L#"):
-        forms = (f"{minute} {hour} {dom} {month} *", f"{minute} {hour} * {month} {dow}")
-    else:
-        forms = (f"{minute} {hour} {dom} {month} {dow}",)
+    # croniter cannot mix plain days with nL / n#k in one day of week: one form each.
+    special = [item for item in dow.split(",") if any(c in item for c in "L#")]
+    plain = [item for item in dow.split(",") if item not in special]
+    dows = [",".join(part) for part in (plain, special) if part] if special else [dow]
+    forms: tuple[str, ...] = tuple(f"{minute} {hour} {dom} {month} {d}" for d in dows)
+    if dom not in ("*", "?") and special:
+        forms = (
+            f"{minute} {hour} {dom} {month} *",
+            *(f"{minute} {hour} * {month} {d}" for d in dows),
+        )
     for form in forms:
         try:
             croniter(form, datetime(2000, 1, 1)).get_next(datetime)
@@ -170,19 +177,24 @@ def parse_cron(expression: object) -> CronExpression:
 
 
 def _unless_every_day(part: str, index: int) -> str:
-    """``*`` for a day field that names every value of its field (``1-31``, ``*/1``,
-    ``0-6``, ``sun-sat``): such a field does not restrict the days, whichever way it is
-    written. croniter alone would let ``1-31`` restrict or not depending on the other
+    """``*`` for a day field that covers every day of its field however it is written
+    (``1-31``, ``*/1``, ``0-6``, ``sun-sat``, and lists with ``L``, ``nL`` or ``n#k``
+    such as ``1-31,L``, ``1-30,L`` or ``0-6,5L``): such a field does not restrict the
+    days. croniter alone would let ``1-31`` restrict or not depending on the other
     field's spelling."""
-    if part == "*" or any(c in part.upper() for c in "L#"):
+    items = part.split(",")
+    plain = [item for item in items if not any(c in item.upper() for c in "L#")]
+    if part == "*" or not plain:
         return part
     probe = ["*"] * 5
-    probe[index] = part
+    probe[index] = ",".join(plain)
     try:
         values = set(croniter.expand(" ".join(probe))[0][index])  # Sunday is 0 only
     except CroniterError:  # reported, naming the expression, by the check that follows
         return part
-    return "*" if "*" in values or len(values) == (31 if index == 2 else 7) else part
+    # With L in the day of month, days 1-30 are enough: L is the 31st, or there is none.
+    every = set(range(1, 31 if "L" in items else 32)) if index == 2 else set(range(7))
+    return "*" if "*" in values or every <= values else part
 
 
 def _check_item(item: str, field: _Field, expression: str) -> str:
@@ -268,9 +280,11 @@ def get_zone(name: object) -> ZoneInfo:
             f"timezone must be an IANA name like 'America/New_York', got {name!r}"
         )
     if name not in _zone_set():
+        near = [z for z in timezone_names() if z.lower() == name.lower()]
+        hint = f"did you mean {near[0]!r}?" if near else "use one like 'UTC' or 'Europe/London'"
         raise InvalidScheduleError(
-            f"timezone {name!r} is not an IANA time zone name (e.g. 'UTC', "
-            "'Europe/London', 'America/New_York')"
+            f"timezone {name!r} is not an IANA time zone name; {hint} (names are "
+            "case-sensitive; schedules.timezones() lists them)"
         )
     try:
         return ZoneInfo(name)
@@ -381,11 +395,14 @@ def preview(
 
 
 def format_local(instant: datetime, zone_name: str) -> str:
-    """``instant`` on the wall clock of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``."""
+    """``instant`` on the wall clock of ``zone_name``: ``2025-03-10 00:00 EDT (-04:00)``;
+    a zone with no abbreviation shows its offset once (``2025-03-10 00:00 (+10:30)``)."""
     try:
         zone = get_zone(zone_name)
     except InvalidScheduleError:
         return instant.isoformat()
     local = instant.astimezone(zone)
     offset = local.strftime("%z")  # "-0400"
-    return f"{local:%Y-%m-%d %H:%M %Z} ({offset[:3]}:{offset[3:5]})"
+    name = local.strftime("%Z")  # "EDT", or "+1030" where the zone has no abbreviation
+    named = "" if name[:1] in "+-" else f" {name}"
+    return f"{local:%Y-%m-%d %H:%M}{named} ({offset[:3]}:{offset[3:5]})"

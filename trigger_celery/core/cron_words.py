@@ -18,7 +18,11 @@ def describe(cron: str) -> str:
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
-        expr = _one_name_per_day(_stepped_days(_every_day(MACROS.get(cron.strip().lower(), cron))))
+        expr = _every_day(MACROS.get(cron.strip().lower(), cron))
+        expr = _one_name_per_day(_stepped_days(_stepped_month_days(expr)))
+        mixed = _mixed_weekdays(expr, options)
+        if mixed is not None:
+            return mixed
         fields = expr.split()
         dom = fields[2].split(",") if len(fields) == 5 else []
         if "L" in dom and len(dom) > 1:  # "1,L": the description says "day 1 and L"
@@ -26,23 +30,69 @@ def describe(cron: str) -> str:
             said = _either_day(" ".join(fields), options) or str(
                 get_description(" ".join(fields), options)
             )
-            return said.replace(" of the month", " and the last day of the month", 1)
-        return _either_day(expr, options) or str(get_description(expr, options))
+            said = said.replace(" of the month", " and the last day of the month", 1)
+            return _odd_or_even(said, options)
+        return _odd_or_even(
+            _either_day(expr, options) or str(get_description(expr, options)), options
+        )
     except Exception:  # a description is a nicety; never fail because of it
         return cron
+
+
+def _mixed_weekdays(expr: str, options: Options) -> str | None:
+    """Plain days of week listed with ``nL`` / ``n#k`` ones (``1,5L``: every Monday, and
+    the last Friday), which the library words as one ("the last Monday and Friday")."""
+    fields = expr.split()
+    items = fields[4].split(",") if len(fields) == 5 else []
+    special = [item for item in items if re.search(r"[L#]", item)]
+    plain = [item for item in items if item not in special]
+    if not special or not plain:
+        return None
+    minute, hour, dom, month, _ = fields
+    first = describe(f"{minute} {hour} {dom} {month} {','.join(plain)}")
+    base = str(get_description(f"{minute} {hour} * * *", options))
+    rest = str(get_description(f"{minute} {hour} * * {','.join(special)}", options))
+    if not rest.startswith(base):
+        return None
+    return f"{first} or {rest[len(base) :].removeprefix(', ')}"
 
 
 def _every_day(cron: str) -> str:
     """A day field that names every value (``1-31``, ``0-6``, ``*/1``) as ``*``: it does
     not restrict the days, and the words must not say "or between day 1 and 31"."""
     fields = cron.split()
-    forms = parse_cron(cron).engine_forms if len(fields) == 5 else ()
-    if len(forms) == 1:
-        engine = forms[0].split()
-        for index in (2, 4):
-            if engine[index] == "*":
-                fields[index] = "*"
+    forms = [form.split() for form in parse_cron(cron).engine_forms] if len(fields) == 5 else []
+    for index in (2, 4):
+        if forms and all(form[index] == "*" for form in forms):
+            fields[index] = "*"
     return " ".join(fields)
+
+
+def _stepped_month_days(cron: str) -> str:
+    """A stepped day of month (``*/2``, ``5/10``) as the days it fires on. The step
+    starts again each month (``*/2`` fires on the 31st and on the 1st after it), so the
+    library's "every 2 days" is not what happens."""
+    fields = cron.split()
+    if len(fields) != 5 or "/" not in fields[2]:
+        return cron
+    items = fields[2].split(",")
+    plain = [item.replace("?", "*") for item in items if item.upper() != "L"]
+    days = croniter.expand(f"* * {','.join(plain)} * *")[0][2]
+    if days == ["*"]:
+        return cron
+    fields[2] = ",".join([*(str(day) for day in days), *(["L"] if len(plain) < len(items) else [])])
+    return " ".join(fields)
+
+
+def _odd_or_even(said: str, options: Options) -> str:
+    """Every odd (``*/2``) or every even (``2/2``) day of the month in two words, where
+    the library lists all sixteen or fifteen days."""
+    for first, name in ((1, "the odd days"), (2, "the even days")):
+        days = ",".join(str(day) for day in range(first, 32, 2))
+        listed = str(get_description(f"0 0 {days} * *", options))  # "..., on day 1, 3, ..."
+        start, end = listed.index("day 1" if first == 1 else "day 2"), listed.rindex(" of the")
+        said = said.replace(listed[start:end], name)
+    return said
 
 
 def _stepped_days(cron: str) -> str:

@@ -6,10 +6,10 @@ Each schedule row carries ``next_tick_at``, the instant of its next tick. A pass
    time zone (``next_tick_for``) - rows written by SQL, fixtures or an older version -
    so an edit made anywhere is picked up within a few seconds, with no restart;
 2. **fires** every active row whose ``next_tick_at`` has come: in one transaction it
-   moves ``next_tick_at`` on with a compare-and-set on the old value (and on
-   ``updated_at``, so an edit saved after the row was read makes the pass leave the tick
-   to the next one, which fires it with the edited values) and inserts the tick's run.
-   Of several beats that race for one tick exactly one wins the
+   moves ``next_tick_at`` on with a compare-and-set on the row's ``version``, which
+   every write of the row moves on (so an edit saved after the row was read makes the
+   pass leave the tick to the next one, which fires it with the edited values), and
+   inserts the tick's run. Of several beats that race for one tick exactly one wins the
    compare-and-set, and the unique (schedule, tick time) key on runs backs that up. A
    beat killed mid-way rolls its transaction back, so the tick is left for the next
    pass of any beat.
@@ -48,6 +48,7 @@ from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run
 from trigger_celery.errors import InvalidScheduleError
 from trigger_celery.models import Run, Schedule
+from trigger_celery.schedule_models import bump
 
 log = logging.getLogger("trigger_celery.schedules")
 
@@ -127,6 +128,7 @@ def plan_stale(now: datetime) -> int:
             next_tick_at=schedule.next_tick_at,
             next_tick_for=schedule.next_tick_for,
             problem=schedule.problem,
+            **bump(),
         )
         if schedule.problem:
             log.warning("schedule %s is skipped: %s", schedule.id, schedule.problem)
@@ -155,7 +157,7 @@ def fire_due(now: datetime, *, budget_seconds: float = 2.0) -> list[Fired]:
             except Exception as exc:  # a row we cannot handle must not stop the others
                 log.exception("schedule %s could not fire", schedule.id)
                 Schedule.objects.filter(id=schedule.id).update(
-                    problem=f"could not fire: {exc}"[:2000]
+                    problem=f"could not fire: {exc}"[:2000], **bump()
                 )
                 fired = None
             if fired is None:
@@ -183,9 +185,9 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
     if definition is None and now < fire_times(expression, zone, after=tick, count=1)[0]:
         # A beat of another deployment (a rolling deploy) may know the task: the tick is
         # left to it, as to a beat that is not there, until the next tick is due.
-        Schedule.objects.filter(id=schedule.id, next_tick_at=tick).exclude(problem=problem).update(
+        Schedule.objects.filter(id=schedule.id, version=schedule.version).exclude(
             problem=problem
-        )
+        ).update(problem=problem, **bump())
         return None
     skipped = problem or disabled_here(schedule)  # a skip that is not a problem
     with write_transaction():
@@ -194,19 +196,22 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
             fields.update(last_tick_at=tick, problem="")
         elif problem is not None:
             fields["problem"] = problem
-        # The tick, and the row as this pass read it: an edit may keep the same tick, and
-        # the run is built from what was read (task, environments, external id, ...).
-        # Every save of a schedule moves updated_at, so comparing it covers each field a
-        # user can edit; cron, time zone and task are compared too for edits made in SQL.
+        # The row as this pass read it: an edit may keep the same tick, and the run is
+        # built from what was read (task, environments, external id, ...). Every write
+        # of a schedule (a save, another beat's firing) moves its version on, so
+        # comparing it covers each field; cron, time zone and task are compared too for
+        # edits made in SQL. Neither updated_at nor next_tick_at is compared: a datetime
+        # another tool wrote in another spelling never equals ours on SQLite. A beat of
+        # the release before moves no version: the run's unique tick key stops a second
+        # run of a tick it fired while an upgrade rolls out.
         moved = Schedule.objects.filter(
             id=schedule.id,
+            version=schedule.version,
             active=True,
-            next_tick_at=tick,
-            updated_at=schedule.updated_at,
             cron=schedule.cron,
             timezone=schedule.timezone,
             task_identifier=schedule.task_identifier,
-        ).update(**fields)
+        ).update(**fields, **bump())
         if not moved:
             return None  # another beat fired this tick, or the row changed meanwhile
         if skipped is not None:
@@ -270,8 +275,8 @@ def _tick_run(
 
 def _set_problem(schedule: Schedule, problem: str, *, next_tick_at: datetime | None) -> None:
     log.warning("schedule %s is skipped: %s", schedule.id, problem)
-    Schedule.objects.filter(id=schedule.id, next_tick_at=schedule.next_tick_at).update(
-        problem=problem, next_tick_at=next_tick_at, next_tick_for=schedule.fingerprint
+    Schedule.objects.filter(id=schedule.id, version=schedule.version).update(
+        problem=problem, next_tick_at=next_tick_at, next_tick_for=schedule.fingerprint, **bump()
     )
 
 
