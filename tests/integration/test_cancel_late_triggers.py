@@ -80,6 +80,23 @@ def test_an_on_cancel_hook_may_trigger_a_run_of_its_own_but_not_wait(own, pool):
     assert not Run.objects.filter(parent_id=handle.id).exists()
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_child_triggered_after_a_max_duration_stop_is_canceled_when_the_run_was(own, pool):
+    """A run past its max_duration is canceled while its code ignores the stop: its
+    signal says max_duration, so a trigger then is not refused. The run's end loses to
+    the cancel; the child must be canceled with it, not left DELAYED."""
+    own.worker(pool=pool, concurrency=2)
+    handle = tasks.trigger("times-out-then-triggers", {})
+    wait_for(lambda: events.values(f"stopped:{handle.id}"), what="the max_duration stop")
+    assert runs.cancel(handle).status == "CANCELED"
+    events.record(f"go:{handle.id}", 1)
+    [child_id] = wait_for(lambda: events.values(f"late-child:{handle.id}"), what="the child")
+    wait_for(lambda: handle.id not in get_store().holding_run_ids(), what="its attempt to end")
+    assert Run.objects.get(id=child_id).parent_id == handle.id
+    wait_for(lambda: runs.retrieve(child_id).status == "CANCELED", what="the child's cancel")
+    assert runs.retrieve(handle).status == "CANCELED"
+
+
 @pytest.fixture
 def listeners() -> Iterator[list[socket.socket]]:
     """Two sockets runs connect to and read from: each waits until the test writes."""

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from tests.taskapp import events
 from trigger_celery import AbortTaskRunError, logger, metadata, queue, run_locals, schema_task, task
-from trigger_celery.errors import RunCanceledError
+from trigger_celery.errors import MaxDurationExceededError, RunCanceledError
 from trigger_celery.worker.run_locals import RunLocal
 
 FAST_RETRY = {"max_attempts": 3, "min_timeout_in_ms": 100, "max_timeout_in_ms": 1000, "factor": 2}
@@ -565,6 +565,24 @@ def triggers_after_its_stop(payload, ctx):
         echo.batch_trigger_and_wait([{"payload": {"late": 1}}])
     events.record(f"triggered:{ctx.run.id}", form)
     return "triggered"
+
+
+@task(id="times-out-then-triggers", max_duration=5, retry={"max_attempts": 1})
+def times_out_then_triggers(payload, ctx):
+    """Swallows its max_duration stop, waits until the test has canceled it, triggers a
+    child (not refused: its signal says max_duration) and lets the stop end it."""
+    try:
+        events.record(f"started:{ctx.run.id}", ctx.attempt.number)
+        while True:
+            time.sleep(0.05)
+    except MaxDurationExceededError as stop:
+        events.record(f"stopped:{ctx.run.id}", type(stop).__name__)
+        for _ in range(60):  # the test cancels the run meanwhile
+            if events.values(f"go:{ctx.run.id}"):
+                break
+            time.sleep(0.05)
+        events.record(f"late-child:{ctx.run.id}", echo.trigger({"late": True}, delay="1h").id)
+        raise
 
 
 @task(id="quiet")

@@ -217,6 +217,8 @@ def _settle_failed(
         ),
         what=f"the end of run {run.id}",
     )
+    if not won:  # canceled meanwhile, past a max_duration stop that refuses no trigger
+        actions.cancel_late_children(run.id)
     after_final(run, attempt, resumed=resumed if won and resume_with is not None else None)
 
 
