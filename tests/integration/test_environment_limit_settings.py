@@ -44,19 +44,14 @@ def test_a_process_with_invalid_environment_limits_leaves_the_others_running(
     settings.TRIGGER_CELERY = {**settings.TRIGGER_CELERY, **bad}
     queueing.reset_caches()  # a process that starts with these settings
     with caplog.at_level(logging.WARNING, logger="trigger_celery"):
-        # The run is recorded, as when the store cannot be reached; the reconciler
-        # queues it. Its process's limits are refused, naming the setting.
-        stranded = tasks.trigger("hello-world", {"message": "from the misconfigured process"})
+        # Its limits are refused, naming the setting; its run is queued all the same,
+        # and starts under the limits the other processes pushed.
+        theirs = tasks.trigger("hello-world", {"message": "from the misconfigured process"})
     assert get_store().environment_limits() == good
     assert named in caplog.text
-
-    # Set right again, the process triggers runs that start under the store's limits,
-    # and beat's reconciler queues the run left behind.
-    settings.TRIGGER_CELERY = config
-    after = tasks.trigger("hello-world", {"message": "after"})
-    wait_for(lambda: completed(after), what="a run triggered after the misconfigured one")
-    fresh_store.beat()
-    wait_for(lambda: completed(stranded), what="the misconfigured process's run")
+    assert "this process does not push its environment limits" in caplog.text
+    wait_for(lambda: completed(theirs), what="the misconfigured process's run")
+    assert get_store().environment_limits() == good
 
 
 def test_a_restore_with_invalid_environment_limits_pushes_nothing(fresh_store, settings):
@@ -66,3 +61,17 @@ def test_a_restore_with_invalid_environment_limits_pushes_nothing(fresh_store, s
     with pytest.raises(ImproperlyConfigured, match="CONCURRENCY_LIMIT'] is -1"):
         queueing.restore()
     assert get_store().environment_limits() is None
+
+
+def test_a_beat_with_invalid_environment_limits_still_queues_what_falls_due(fresh_store):
+    """Beat's pump queues delayed runs, due retries and resumed waits: one set up with a
+    NaN BURST_FACTOR must refuse only to push that limit, not stall all of them."""
+    fresh_store.worker(concurrency=2)
+    first = tasks.trigger("hello-world", {"message": "restores the store"})
+    wait_for(lambda: completed(first), what="the first run to complete")
+    beat = fresh_store.beat(env={"TC_BURST_FACTOR": "nan"})
+    handle = tasks.trigger("hello-world", {"message": "delayed"}, delay=1)
+    wait_for(lambda: completed(handle), what="the delayed run, queued by the beat")
+    wait_for(lambda: "BURST_FACTOR'] is nan" in beat.log(), what="the beat to name the setting")
+    assert "this process does not push its environment limits" in beat.log()
+    assert get_store().environment_limits().burst_factor == 1.0

@@ -68,10 +68,17 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
     global _env_configured
     with _configured_lock:
         if not _env_configured:
-            mine = limits_of_settings()
-            store = get_store()
-            warn_of_other_limits(store.environment_limits(), mine)
-            store.set_environment_limits(mine, only_if_set=True)
+            try:
+                mine = limits_of_settings()
+            except ImproperlyConfigured as refused:
+                # Only the push is refused: the store keeps the limits the other
+                # processes pushed, and this one still queues and runs under them (a
+                # beat set up so must not stall every delayed, retried or resumed run).
+                log.error("%s; this process does not push its environment limits", refused)
+            else:
+                store = get_store()
+                warn_of_other_limits(store.environment_limits(), mine)
+                store.set_environment_limits(mine, only_if_set=True)
             _env_configured = True
         stale = time.monotonic() - REPUSH_SECONDS
         todo = [
@@ -86,7 +93,8 @@ def configure_queues(names: Iterable[str] | None = None) -> None:
 def limits_of_settings() -> EnvironmentLimits:
     """This process's environment limits. Invalid ones (system checks E004/E005) raise
     ImproperlyConfigured instead of reaching the store, which every process of the
-    environment shares: a 0 there started nothing anywhere, a NaN burst lifted the cap."""
+    environment shares: a 0 there started nothing anywhere, a NaN burst lifted the cap.
+    ``configure_queues`` logs it and pushes nothing; ``restore`` raises it."""
     settings = get_settings()
     problem = concurrency_limit_problem(settings.CONCURRENCY_LIMIT) or burst_factor_problem(
         settings.BURST_FACTOR
