@@ -526,6 +526,9 @@ _DAY_PAIRS = [
     ("1-30,L", "5"),  # L is the 31st, or the month has none
     ("*,L", "1"),
     ("1-29,L", "1"),  # no 30th of a 31-day month: restricts
+    ("2-31,L", "*"),  # thirty numbers and L: croniter alone took it for every day
+    ("1-27,29-31,L", "*"),
+    ("2-31,L", "1,5L"),
     ("15", "0-6,5L"),
     ("15", "1-7,2#3"),
     ("L", "sun-sat,1L"),

@@ -157,10 +157,15 @@ def parse_cron(expression: object) -> CronExpression:
     special = [item for item in dow.split(",") if any(c in item for c in "L#")]
     plain = [item for item in dow.split(",") if item not in special]
     dows = [",".join(part) for part in (plain, special) if part] if special else [dow]
-    forms: tuple[str, ...] = tuple(f"{minute} {hour} {dom} {month} {d}" for d in dows)
+    # Nor L with numbers in a day of month: it takes "2-31,L" (thirty items) for "*",
+    # firing on the 1st. L is a form of its own there too.
+    dom_items = dom.split(",")
+    doms = [",".join(i for i in dom_items if i != "L"), "L"] if "L" in dom_items else [dom]
+    doms = [d for d in doms if d]
+    forms: tuple[str, ...] = tuple(f"{minute} {hour} {m} {month} {d}" for m in doms for d in dows)
     if dom not in ("*", "?") and special:
         forms = (
-            f"{minute} {hour} {dom} {month} *",
+            *(f"{minute} {hour} {m} {month} *" for m in doms),
             *(f"{minute} {hour} * {month} {d}" for d in dows),
         )
     for form in forms:
