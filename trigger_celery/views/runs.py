@@ -10,12 +10,13 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from trigger_celery.core.decisions import shortened
 from trigger_celery.core.pages import keyset_rows
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine.dispatch import default_celery_queue
 from trigger_celery.engine.payloads import load_payload
-from trigger_celery.models import LogEntry, Run
+from trigger_celery.models import Attempt, LogEntry, Run
 from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
 from trigger_celery.views.run_filters import row_of as _row
@@ -25,6 +26,10 @@ PAGE_SIZE = 50
 FINAL = {s.value for s in FINAL_STATUSES}
 LOG_LINES_SHOWN = 500  # a run page's log lines at most, loaded or added live
 LOG_LINES_PER_POLL = 100
+# Characters of each attempt's traceback shown on its run's page (its start and its end,
+# which names where the error was raised). A run may have 250 attempts, each storing up
+# to 128 KB of traceback: the page stays a page.
+ATTEMPT_STACK_SHOWN = 8 * 1024
 
 
 def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str | None]:
@@ -99,6 +104,21 @@ def _log_row(line: LogEntry) -> dict[str, Any]:
     }
 
 
+def _attempt_row(attempt: Attempt) -> dict[str, Any]:
+    """An attempt as the run page's table shows it: its error and, folded, its traceback."""
+    error = attempt.error if isinstance(attempt.error, dict) else {}
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "worker": attempt.worker,
+        "error_type": str(error.get("type") or ""),
+        "error_message": str(error.get("message") or ""),
+        "stack": shortened(str(error.get("stack") or ""), ATTEMPT_STACK_SHOWN),
+    }
+
+
 def _waits(run: Run) -> list[Wait]:
     rows = run.waitpoints.values_list("label", "created_at", "completed_at", "resume_at")
     return [
@@ -124,7 +144,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "payload": pretty(payload),
             "output": pretty(load_payload(run.output, run.output_ref)),
             "error": run.error,
-            "attempts": attempts,
+            "attempts": [_attempt_row(a) for a in attempts],
             "timeline": timeline(run, attempts, timezone.now(), _waits(run)),
             "logs": logs,
             "metadata": pretty(run.metadata),
