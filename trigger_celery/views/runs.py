@@ -15,12 +15,12 @@ from trigger_celery.core.pages import keyset_rows
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine.dispatch import default_celery_queue
-from trigger_celery.engine.payloads import load_payload
 from trigger_celery.models import Attempt, LogEntry, Run
 from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
 from trigger_celery.views.run_filters import row_of as _row
 from trigger_celery.views.timeline import Wait, timeline
+from trigger_celery.views.values import pretty, shown_value
 
 PAGE_SIZE = 50
 FINAL = {s.value for s in FINAL_STATUSES}
@@ -88,10 +88,6 @@ def _get(run_id: str) -> Run:
         raise Http404(f"no run {run_id}") from None
 
 
-def pretty(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
 def _log_row(line: LogEntry) -> dict[str, Any]:
     """A log line as the run page shows it, and as its JSON sends it to be added live."""
     return {
@@ -131,7 +127,8 @@ def _waits(run: Run) -> list[Wait]:
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get(run_id)
     attempts = list(run.attempts.all())
-    payload = load_payload(run.payload, run.payload_ref)
+    payload = shown_value(run.payload, run.payload_ref, "payload")
+    output = shown_value(run.output, run.output_ref, "output")
     final = run.status in FINAL
     related = Run.objects.only("id", "task_identifier", "status")
     logs = [_log_row(line) for line in run.logs.order_by("id")[:LOG_LINES_SHOWN]]
@@ -141,8 +138,8 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
         {
             "run": run,
             "duration": human_duration(duration_of(run)),
-            "payload": pretty(payload),
-            "output": pretty(load_payload(run.output, run.output_ref)),
+            "payload": payload,
+            "output": output,
             "error": run.error,
             "attempts": [_attempt_row(a) for a in attempts],
             "timeline": timeline(run, attempts, timezone.now(), _waits(run)),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.core.files.storage import storages
 
 from tests.integration.browser.test_dashboard_browser import EVIL, make_run
 from tests.integration.harness import wait_for
 from trigger_celery import tasks
+from trigger_celery.engine.payloads import store_payload
 from trigger_celery.models import Attempt, Run
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -71,3 +73,48 @@ def test_an_attempt_traceback_is_escaped_and_bounded(browser_page):
     assert shown.startswith("Traceback") and shown.rstrip().endswith("ValueError: the end")
     assert "characters left out" in shown
     assert browser_page.csp_violations() == []
+
+
+def _stored(run_id: str, kind: str, value: object) -> str:
+    inline, ref = store_payload(run_id, kind, value, limit=100 * 1024 * 1024)
+    assert inline is None and ref
+    return ref
+
+
+def test_a_large_stored_output_shows_its_start_and_says_it_was_cut(browser_page):
+    page = browser_page.page
+    big = {"rows": [f"row {i:06d}" for i in range(200_000)]}  # about 2.6 MB of JSON
+    run = make_run(
+        "run_b_big_out",
+        payload={"small": True},
+        output=None,
+        output_ref=_stored("run_b_big_out", "output", big),
+    )
+    browser_page.go(f"/trigger/runs/{run.id}/")
+    shown = page.inner_text("#tc-output")
+    assert "row 000000" in shown[:40] and "row 199999" not in shown
+    assert 256 * 1024 < len(shown) < 1024 * 1024  # a start of it, not 2.6 MB of page
+    assert "larger than 512 KB" in page.inner_text("#tc-output-note")
+    assert page.locator("#tc-payload-note").count() == 0
+    assert '"small": true' in page.inner_text("#tc-payload")
+    assert browser_page.csp_violations() == []
+
+
+def test_a_run_whose_stored_payload_is_gone_still_shows_and_says_so(browser_page):
+    page = browser_page.page
+    ref = _stored("run_b_gone", "payload", {"blob": "x" * 700_000})
+    run = make_run("run_b_gone", "QUEUED", payload=None, payload_ref=ref)
+    storages["default"].delete(ref)  # a storage the web process does not share, say
+    response = browser_page.go(f"/trigger/runs/{run.id}/")
+    assert response.status == 200
+    assert "could not be read" in page.inner_text("#tc-payload-note")
+    assert page.locator("#tc-cancel button").count() == 1  # it can still be canceled
+    page.click("#tc-replay summary")  # nothing to start the box from: left empty
+    assert page.input_value("#tc-replay textarea") == ""
+    page.click("#tc-replay button[type=submit]")
+    page.wait_for_selector(".messages .msg-error")
+    assert "its payload could not be read" in page.inner_text(".messages")
+    assert not Run.objects.filter(replayed_from_id=run.id).exists()
+    # The test page, which starts from the task's latest payload, starts from an example.
+    assert browser_page.go("/trigger/test/?task=hello-world").status == 200
+    assert page.locator("#tc-test-form textarea[name=payload]").count() == 1
