@@ -21,15 +21,45 @@
     return el("span", status, "status " + status);
   }
 
-  /* url: a string, or a function giving the next request's (it may carry a cursor). */
+  /* A line at the top of the page while it is not live: what it shows may be old. */
+  function liveState(text) {
+    var note = document.getElementById("tc-live-state");
+    if (!text) { if (note) note.remove(); return; }
+    if (!note) {
+      note = el("p", null, "problem");
+      note.id = "tc-live-state";
+      note.setAttribute("role", "status");
+      var main = document.querySelector("main");
+      main.insertBefore(note, main.firstChild);
+    }
+    note.textContent = text;
+  }
+
+  /* url: a string, or a function giving the next request's (it may carry a cursor).
+   * A redirect (the session ended: the login page) or a 403 stops the polling and says
+   * so; a server that does not answer is said to be so until it answers again. */
   function poll(url, handle) {
     var stopped = false;
     function tick() {
       if (stopped) return;
-      fetch(typeof url === "function" ? url() : url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { return r.ok ? r.json() : null; })
+      fetch(typeof url === "function" ? url() : url, {
+        credentials: "same-origin", redirect: "manual", headers: { Accept: "application/json" }
+      })
+        .then(function (r) {
+          if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) {
+            stopped = true;
+            liveState("Live updates stopped: you are no longer logged in, or may no longer " +
+              "see this page. What it shows may be out of date; reload it.");
+            return null;
+          }
+          if (r.status >= 500) throw new Error("status " + r.status);
+          liveState("");
+          return r.ok ? r.json() : null;
+        })
         .then(function (body) { if (body && handle(body) === false) stopped = true; })
-        .catch(function () {})
+        .catch(function () {
+          liveState("Live updates paused: the server does not answer. Trying again…");
+        })
         .then(function () { if (!stopped) setTimeout(tick, POLL_MS); });
     }
     setTimeout(tick, POLL_MS);
