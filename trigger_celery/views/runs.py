@@ -163,6 +163,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
                 "url": request.path + "json/",
                 "status": run.status,
                 "final": final,
+                # An attempt that ends (a retry, a wait) changes the attempts table and the
+                # timeline: the page reloads to show them, as it does when the run ends.
+                "attempts_ended": sum(1 for a in attempts if a.finished_at is not None),
                 # New log lines are asked for after the last one shown, up to the cap.
                 "logs_after": logs[-1]["id"] if logs else 0,
                 "logs_room": LOG_LINES_SHOWN - len(logs),
@@ -190,6 +193,7 @@ def run_detail_json(request: HttpRequest, run_id: str) -> HttpResponse:
         "duration": human_duration(duration_of(run)),
         "tags": list(run.tags or []),
         "metadata": pretty(run.metadata),
+        "attempts_ended": run.attempts.filter(finished_at__isnull=False).count(),
     }
     if after is not None:
         lines = run.logs.filter(id__gt=int(after)).order_by("id")[:LOG_LINES_PER_POLL]

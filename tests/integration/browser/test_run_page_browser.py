@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.files.storage import storages
 
-from tests.integration.browser.test_dashboard_browser import EVIL, make_run
+from tests.integration.browser.test_dashboard_browser import EVIL, make_run, status_of
 from tests.integration.harness import wait_for
-from trigger_celery import tasks
+from trigger_celery import queues, runs, tasks
 from trigger_celery.engine.payloads import store_payload
 from trigger_celery.models import Attempt, Run
 
@@ -118,3 +118,23 @@ def test_a_run_whose_stored_payload_is_gone_still_shows_and_says_so(browser_page
     # The test page, which starts from the task's latest payload, starts from an example.
     assert browser_page.go("/trigger/test/?task=hello-world").status == 200
     assert page.locator("#tc-test-form textarea[name=payload]").count() == 1
+
+
+def test_a_failed_attempt_shows_on_the_open_page_while_the_run_waits_to_retry(browser_page, live):
+    page = browser_page.page
+    queues.pause("retry-later")  # the page is loaded before the run starts
+    try:
+        handle = tasks.trigger("retry-later", {})
+        browser_page.go(f"/trigger/runs/{handle.id}/")
+        assert "No attempts yet." in page.inner_text("#tc-attempt-table")
+    finally:
+        queues.resume("retry-later")
+    try:
+        # Attempt 1 fails; attempt 2 is a minute away. The open page shows why.
+        page.wait_for_selector("#tc-attempt-table tbody tr:has-text('come back in a minute')")
+        assert Run.objects.get(id=handle.id).status == "QUEUED"
+        assert status_of(page) == "QUEUED"
+        assert page.locator("#tc-attempt-table details.stack").count() == 1
+    finally:
+        runs.cancel(handle.id)
+    assert browser_page.csp_violations() == []
