@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.storage import storages
+from django.utils import timezone
 
 from tests.integration.browser.test_dashboard_browser import EVIL, make_run, status_of
 from tests.integration.harness import wait_for
 from trigger_celery import queues, runs, tasks
 from trigger_celery.engine.payloads import store_payload
-from trigger_celery.models import Attempt, Run
+from trigger_celery.models import Attempt, Run, Waitpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -138,3 +141,27 @@ def test_a_failed_attempt_shows_on_the_open_page_while_the_run_waits_to_retry(br
     finally:
         runs.cancel(handle.id)
     assert browser_page.csp_violations() == []
+
+
+def test_the_timeline_of_a_waiting_run_shows_its_wait_lasting_until_now(browser_page):
+    page = browser_page.page
+    now = timezone.now()
+    run = make_run("run_b_waiting", "WAITING")
+    Run.objects.filter(id=run.id).update(created_at=now - timedelta(seconds=100))
+    run.attempts.create(
+        number=1,
+        status="SUSPENDED",
+        started_at=now - timedelta(seconds=100),
+        finished_at=now - timedelta(seconds=90),
+    )
+    wait = Waitpoint.objects.create(
+        run=run, step=0, kind="DATETIME", label="wait", resume_at=now + timedelta(seconds=210)
+    )
+    Waitpoint.objects.filter(id=wait.id).update(created_at=now - timedelta(seconds=90))
+    browser_page.go(f"/trigger/runs/{run.id}/")
+    rows = page.locator("table.timeline-table tbody tr")
+    labels = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+    assert labels == ["attempt 1", "wait 5m"]  # waiting at its wait, not "queued"
+    seconds = float(rows.nth(1).locator("td").nth(1).inner_text())
+    assert seconds >= 90  # from the wait's start until now
+    assert rows.nth(1).locator("rect.waiting").count() == 1
