@@ -63,6 +63,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
                 "url": reverse("trigger_celery:run-list-json") + "?" + filters.query_string(),
                 "detail": reverse("trigger_celery:run-detail", args=["RUN_ID"]),
                 "select": can(request, "cancel_run") or can(request, "replay_run"),
+                # The next page starts after the last row shown: redrawn rows move it.
+                "next": "?" + filters.query_string() + "&after=",
             },
         },
         status=400 if filters.refused else 200,

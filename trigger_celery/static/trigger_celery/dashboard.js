@@ -105,7 +105,23 @@
         none.appendChild(cell); rows.appendChild(none);
       }
       tbody.replaceChildren(rows);
+      pager(live, body.next);
     });
+  }
+
+  /* The live first page's "Older runs" link starts after the last row it now shows:
+   * runs pushed off it by new ones are the next page's first, never skipped. */
+  function pager(live, next) {
+    var holder = document.getElementById("tc-pager");
+    if (!holder) return;
+    var link = document.getElementById("tc-next");
+    if (!next) { if (link) link.remove(); return; }
+    if (!link) {
+      link = el("a", "Older runs →");
+      link.id = "tc-next";
+      holder.appendChild(link);
+    }
+    link.href = live.next + encodeURIComponent(next);
   }
 
   /* Run detail: log lines written after the last one shown, added as text. */
