@@ -26,6 +26,7 @@ PAGE_SIZE = 50
 FINAL = {s.value for s in FINAL_STATUSES}
 LOG_LINES_SHOWN = 500  # a run page's log lines at most, loaded or added live
 LOG_LINES_PER_POLL = 100
+CHILDREN_SHOWN = 100  # on a run's page; the runs list filtered by parent has them all
 # Characters of each attempt's traceback shown on its run's page (its start and its end,
 # which names where the error was raised). A run may have 250 attempts, each storing up
 # to 128 KB of traceback: the page stays a page.
@@ -134,6 +135,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     final = run.status in FINAL
     related = Run.objects.only("id", "task_identifier", "status")
     logs = [_log_row(line) for line in run.logs.order_by("id")[:LOG_LINES_SHOWN]]
+    children = list(related.filter(parent_id=run.id).order_by("id")[: CHILDREN_SHOWN + 1])
     return render(
         request,
         "trigger_celery/run_detail.html",
@@ -151,7 +153,8 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "root": related.filter(id=run.root_id).first()
             if run.root_id and run.root_id != run.parent_id
             else None,
-            "children": related.filter(parent_id=run.id).order_by("id")[:100],
+            "children": children[:CHILDREN_SHOWN],
+            "more_children": len(children) > CHILDREN_SHOWN,
             "replays": related.filter(replayed_from_id=run.id).order_by("-id")[:20],
             "final": final,
             "show_cancel": not final and can(request, "cancel_run"),

@@ -39,3 +39,26 @@ def test_the_next_page_link_appears_when_the_live_first_page_fills_up(browser_pa
     page.wait_for_url("**after=**")
     assert page.locator("#tc-runs tbody tr").first.get_attribute("data-id") == "run_f_000"
     assert browser_page.csp_violations() == []
+
+
+def test_every_child_of_a_run_with_many_is_reachable_from_its_page(browser_page):
+    page = browser_page.page
+    parent = make_run("run_kids", "WAITING")
+    for i in range(105):
+        make_run(f"run_kid_{i:03d}", parent_id=parent.id, root_id=parent.id, depth=1)
+    make_run("run_not_a_kid")
+    browser_page.go(f"/trigger/runs/{parent.id}/")
+    assert page.locator("ul.tree ul li a[href^='/trigger/runs/run_kid_']").count() == 100
+    page.click("#tc-all-children")
+    page.wait_for_url("**parent=run_kids**")
+    seen = []
+    while True:
+        rows = page.locator("#tc-runs tbody tr")
+        seen += [rows.nth(i).get_attribute("data-id") for i in range(rows.count())]
+        if page.locator("#tc-next").count() == 0:
+            break
+        with page.expect_navigation():
+            page.click("#tc-next")
+    assert sorted(seen) == [f"run_kid_{i:03d}" for i in range(105)]
+    assert page.input_value("input[name=parent]") == "run_kids"
+    assert browser_page.csp_violations() == []
