@@ -28,7 +28,8 @@ urlpatterns = [
     path("tasks/", task_views.task_list, name="task-list"),
     path("test/", test_page.test_page, name="test"),
     path("queues/", queue_views.queue_list, name="queue-list"),
-    path("queues/<str:name>/<str:action>/", queue_views.queue_action, name="queue-action"),
+    # A queue's name may hold a slash ("emails/priority"); the action never does.
+    path("queues/<path:name>/<str:action>/", queue_views.queue_action, name="queue-action"),
     path("schedules/", schedule_views.schedule_list, name="schedule-list"),
     path("schedules/new/", schedule_views.schedule_new, name="schedule-new"),
     path("schedules/<str:schedule_id>/", schedule_views.schedule_detail, name="schedule-detail"),

@@ -67,6 +67,14 @@ def load_payload(inline: Any, ref: str) -> Any:
         return json.loads(fh.read())
 
 
+def read_stored_head(ref: str, limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of a value in storage, and whether it holds more: a page
+    that shows a value need not read 100 MB of it to show its start."""
+    with _storage().open(ref, "rb") as fh:
+        head = fh.read(limit + 1)
+    return head[:limit], len(head) > limit
+
+
 def discard_payload(ref: str) -> None:
     """Delete a stored value nobody refers to (the trigger lost an idempotency or
     debounce race); a failure only leaves a stray file."""

@@ -65,7 +65,11 @@ def replay(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _exists(run_id)
     text = request.POST.get("payload", "")
     if not text.strip():  # no payload given (a cleared field, a bare POST): the same one
-        handle = replay_run(run_id, {})
+        try:
+            handle = replay_run(run_id, {})
+        except OSError as exc:  # its payload is in a storage this process cannot read
+            messages.error(request, f"Not replayed: its payload could not be read: {exc}")
+            return _back(run_id)
         messages.success(request, f"Replayed {run_id} as {handle.id}.")
         return redirect("trigger_celery:run-detail", handle.id)
     try:

@@ -19,7 +19,7 @@ from trigger_celery.core.idempotency import MAX_KEY_LENGTH, hash_key
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.models import Run
 
-TEXT_FILTERS = ("task", "tag", "queue", "concurrency_key", "batch", "schedule", "q")
+TEXT_FILTERS = ("task", "tag", "queue", "concurrency_key", "batch", "schedule", "parent", "q")
 DATE_FILTERS = ("created_from", "created_to")
 # runs.list's names for the same filters, accepted in a hand-made URL too.
 ALIASES = {"task_identifier": "task", "from_": "created_from", "to": "created_to"}
@@ -104,6 +104,7 @@ class RunFilters:
             ("concurrency_key", "concurrency_key"),
             ("batch", "batch_id"),
             ("schedule", "schedule_id"),
+            ("parent", "parent_id"),  # a run's children: its page lists the first 100
         ):
             if name in v:
                 qs = qs.filter(**{column: v[name]})

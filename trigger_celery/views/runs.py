@@ -10,21 +10,27 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from trigger_celery.core.decisions import shortened
 from trigger_celery.core.pages import keyset_rows
 from trigger_celery.core.routing import celery_queue_for
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine.dispatch import default_celery_queue
-from trigger_celery.engine.payloads import load_payload
-from trigger_celery.models import LogEntry, Run
+from trigger_celery.models import Attempt, LogEntry, Run
 from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
 from trigger_celery.views.run_filters import row_of as _row
 from trigger_celery.views.timeline import Wait, timeline
+from trigger_celery.views.values import pretty, shown_value
 
 PAGE_SIZE = 50
 FINAL = {s.value for s in FINAL_STATUSES}
 LOG_LINES_SHOWN = 500  # a run page's log lines at most, loaded or added live
 LOG_LINES_PER_POLL = 100
+CHILDREN_SHOWN = 100  # on a run's page; the runs list filtered by parent has them all
+# Characters of each attempt's traceback shown on its run's page (its start and its end,
+# which names where the error was raised). A run may have 250 attempts, each storing up
+# to 128 KB of traceback: the page stays a page.
+ATTEMPT_STACK_SHOWN = 8 * 1024
 
 
 def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str | None]:
@@ -58,6 +64,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
                 "url": reverse("trigger_celery:run-list-json") + "?" + filters.query_string(),
                 "detail": reverse("trigger_celery:run-detail", args=["RUN_ID"]),
                 "select": can(request, "cancel_run") or can(request, "replay_run"),
+                # The next page starts after the last row shown: redrawn rows move it.
+                "next": "?" + filters.query_string() + "&after=",
             },
         },
         status=400 if filters.refused else 200,
@@ -83,10 +91,6 @@ def _get(run_id: str) -> Run:
         raise Http404(f"no run {run_id}") from None
 
 
-def pretty(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
 def _log_row(line: LogEntry) -> dict[str, Any]:
     """A log line as the run page shows it, and as its JSON sends it to be added live."""
     return {
@@ -96,6 +100,21 @@ def _log_row(line: LogEntry) -> dict[str, Any]:
         "level": line.level,
         "message": line.message,
         "attributes": json.dumps(line.attributes, ensure_ascii=False),
+    }
+
+
+def _attempt_row(attempt: Attempt) -> dict[str, Any]:
+    """An attempt as the run page's table shows it: its error and, folded, its traceback."""
+    error = attempt.error if isinstance(attempt.error, dict) else {}
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "worker": attempt.worker,
+        "error_type": str(error.get("type") or ""),
+        "error_message": str(error.get("message") or ""),
+        "stack": shortened(str(error.get("stack") or ""), ATTEMPT_STACK_SHOWN),
     }
 
 
@@ -111,20 +130,22 @@ def _waits(run: Run) -> list[Wait]:
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get(run_id)
     attempts = list(run.attempts.all())
-    payload = load_payload(run.payload, run.payload_ref)
+    payload = shown_value(run.payload, run.payload_ref, "payload")
+    output = shown_value(run.output, run.output_ref, "output")
     final = run.status in FINAL
     related = Run.objects.only("id", "task_identifier", "status")
     logs = [_log_row(line) for line in run.logs.order_by("id")[:LOG_LINES_SHOWN]]
+    children = list(related.filter(parent_id=run.id).order_by("id")[: CHILDREN_SHOWN + 1])
     return render(
         request,
         "trigger_celery/run_detail.html",
         {
             "run": run,
             "duration": human_duration(duration_of(run)),
-            "payload": pretty(payload),
-            "output": pretty(load_payload(run.output, run.output_ref)),
+            "payload": payload,
+            "output": output,
             "error": run.error,
-            "attempts": attempts,
+            "attempts": [_attempt_row(a) for a in attempts],
             "timeline": timeline(run, attempts, timezone.now(), _waits(run)),
             "logs": logs,
             "metadata": pretty(run.metadata),
@@ -132,7 +153,8 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "root": related.filter(id=run.root_id).first()
             if run.root_id and run.root_id != run.parent_id
             else None,
-            "children": related.filter(parent_id=run.id).order_by("id")[:100],
+            "children": children[:CHILDREN_SHOWN],
+            "more_children": len(children) > CHILDREN_SHOWN,
             "replays": related.filter(replayed_from_id=run.id).order_by("-id")[:20],
             "final": final,
             "show_cancel": not final and can(request, "cancel_run"),
@@ -146,6 +168,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
                 "url": request.path + "json/",
                 "status": run.status,
                 "final": final,
+                # An attempt that ends (a retry, a wait) changes the attempts table and the
+                # timeline: the page reloads to show them, as it does when the run ends.
+                "attempts_ended": sum(1 for a in attempts if a.finished_at is not None),
                 # New log lines are asked for after the last one shown, up to the cap.
                 "logs_after": logs[-1]["id"] if logs else 0,
                 "logs_room": LOG_LINES_SHOWN - len(logs),
@@ -173,6 +198,7 @@ def run_detail_json(request: HttpRequest, run_id: str) -> HttpResponse:
         "duration": human_duration(duration_of(run)),
         "tags": list(run.tags or []),
         "metadata": pretty(run.metadata),
+        "attempts_ended": run.attempts.filter(finished_at__isnull=False).count(),
     }
     if after is not None:
         lines = run.logs.filter(id__gt=int(after)).order_by("id")[:LOG_LINES_PER_POLL]

@@ -7,6 +7,8 @@ checked against the model permissions ``add_schedule``, ``change_schedule`` and
 
 from __future__ import annotations
 
+import copy
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -110,7 +112,9 @@ def schedule_detail(request: HttpRequest, schedule_id: str) -> HttpResponse:
     )
     form = None
     if can_change:
-        form = ScheduleForm(request.POST or None, instance=schedule)
+        # The form gets a copy: validating a POST sets its good fields on the instance,
+        # and the page around a refused form must show the schedule as it is saved.
+        form = ScheduleForm(request.POST or None, instance=copy.copy(schedule))
         if request.method == "POST" and form.is_valid():
             form.save()
             messages.success(request, "Schedule saved.")

@@ -17,7 +17,6 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from trigger_celery.core.options import MACHINE_PRESETS, parse_trigger_options
-from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.errors import (
@@ -28,6 +27,7 @@ from trigger_celery.errors import (
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
 from trigger_celery.views.run_actions import typed_delay
+from trigger_celery.views.values import shown_value
 
 OPTION_FIELDS = (
     "delay",
@@ -122,7 +122,9 @@ def example_payload(definition: TaskDefinition) -> Any:
         .first()
     )
     if latest is not None and not definition.is_scheduled:
-        return load_payload(latest.payload, latest.payload_ref)
+        shown = shown_value(latest.payload, latest.payload_ref, "payload")
+        if shown.whole:  # else (too large to edit here, or unreadable): the example below
+            return shown.value
     if definition.is_scheduled:
         now = timezone.now().replace(microsecond=0)
         return {

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.core.durations import format_duration
+from trigger_celery.core.statuses import AttemptStatus
 from trigger_celery.models import Run
 
 
@@ -58,6 +59,9 @@ def timeline(
             else:
                 parts.append(("retry delay", "waiting", cursor, attempt.started_at))
         stop = attempt.finished_at or end
+        if attempt.status == AttemptStatus.SUSPENDED and run.finished_at is None:
+            # Suspended at a wait it has not come back from: its wait lasts until now.
+            stop = end
         parts.extend(_attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end))
         cursor = max(cursor, stop)
     started = any(a.started_at is not None for a in attempts)

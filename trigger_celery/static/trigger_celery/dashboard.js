@@ -21,15 +21,45 @@
     return el("span", status, "status " + status);
   }
 
-  /* url: a string, or a function giving the next request's (it may carry a cursor). */
+  /* A line at the top of the page while it is not live: what it shows may be old. */
+  function liveState(text) {
+    var note = document.getElementById("tc-live-state");
+    if (!text) { if (note) note.remove(); return; }
+    if (!note) {
+      note = el("p", null, "problem");
+      note.id = "tc-live-state";
+      note.setAttribute("role", "status");
+      var main = document.querySelector("main");
+      main.insertBefore(note, main.firstChild);
+    }
+    note.textContent = text;
+  }
+
+  /* url: a string, or a function giving the next request's (it may carry a cursor).
+   * A redirect (the session ended: the login page) or a 403 stops the polling and says
+   * so; a server that does not answer is said to be so until it answers again. */
   function poll(url, handle) {
     var stopped = false;
     function tick() {
       if (stopped) return;
-      fetch(typeof url === "function" ? url() : url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { return r.ok ? r.json() : null; })
+      fetch(typeof url === "function" ? url() : url, {
+        credentials: "same-origin", redirect: "manual", headers: { Accept: "application/json" }
+      })
+        .then(function (r) {
+          if (r.type === "opaqueredirect" || r.status === 401 || r.status === 403) {
+            stopped = true;
+            liveState("Live updates stopped: you are no longer logged in, or may no longer " +
+              "see this page. What it shows may be out of date; reload it.");
+            return null;
+          }
+          if (r.status >= 500) throw new Error("status " + r.status);
+          liveState("");
+          return r.ok ? r.json() : null;
+        })
         .then(function (body) { if (body && handle(body) === false) stopped = true; })
-        .catch(function () {})
+        .catch(function () {
+          liveState("Live updates paused: the server does not answer. Trying again…");
+        })
         .then(function () { if (!stopped) setTimeout(tick, POLL_MS); });
     }
     setTimeout(tick, POLL_MS);
@@ -75,7 +105,23 @@
         none.appendChild(cell); rows.appendChild(none);
       }
       tbody.replaceChildren(rows);
+      pager(live, body.next);
     });
+  }
+
+  /* The live first page's "Older runs" link starts after the last row it now shows:
+   * runs pushed off it by new ones are the next page's first, never skipped. */
+  function pager(live, next) {
+    var holder = document.getElementById("tc-pager");
+    if (!holder) return;
+    var link = document.getElementById("tc-next");
+    if (!next) { if (link) link.remove(); return; }
+    if (!link) {
+      link = el("a", "Older runs →");
+      link.id = "tc-next";
+      holder.appendChild(link);
+    }
+    link.href = live.next + encodeURIComponent(next);
   }
 
   /* Run detail: log lines written after the last one shown, added as text. */
@@ -119,9 +165,10 @@
       var tags = document.getElementById("tc-tags");
       tags.replaceChildren();
       body.tags.forEach(function (t) { tags.appendChild(el("span", t, "tag")); });
-      if (body.final) {
-        // Output, error and attempts are final now: show them (at once, or as soon as
-        // the user has left the form they are filling in).
+      if (body.final || body.attempts_ended !== live.attempts_ended) {
+        // Output, error and attempts are final now, or an attempt ended (a retry, a
+        // wait): show them, its error and traceback too (at once, or as soon as the
+        // user has left the form they are filling in).
         reloadWhenIdle();
         return false;
       }

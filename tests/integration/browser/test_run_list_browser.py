@@ -1,0 +1,64 @@
+"""The runs list in a real headless Chromium: live redraws and paging together."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.browser.test_dashboard_browser import make_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+
+def test_runs_pushed_off_the_live_first_page_open_the_next_one(browser_page):
+    page = browser_page.page
+    for i in range(60):
+        make_run(f"run_p_{i:03d}", "FAILED", tags=["paged"])
+    browser_page.go("/trigger/?tag=paged")
+    rows = page.locator("#tc-runs tbody tr")
+    assert rows.last.get_attribute("data-id") == "run_p_010"
+    for i in range(100, 105):  # five newer runs: the live page now ends at run_p_015
+        make_run(f"run_p_{i:03d}", "FAILED", tags=["paged"])
+    page.wait_for_selector('#tc-runs tr[data-id="run_p_104"]')
+    assert rows.count() == 50 and rows.last.get_attribute("data-id") == "run_p_015"
+    page.click("#tc-next")
+    page.wait_for_url("**after=**")
+    ids = [rows.nth(i).get_attribute("data-id") for i in range(rows.count())]
+    assert ids == [f"run_p_{i:03d}" for i in range(14, -1, -1)]  # none skipped
+    assert browser_page.csp_violations() == []
+
+
+def test_the_next_page_link_appears_when_the_live_first_page_fills_up(browser_page):
+    page = browser_page.page
+    for i in range(50):
+        make_run(f"run_f_{i:03d}", "FAILED", tags=["filling"])
+    browser_page.go("/trigger/?tag=filling")
+    assert page.locator("#tc-next").count() == 0  # exactly one page
+    make_run("run_f_100", "FAILED", tags=["filling"])
+    page.wait_for_selector("#tc-next")
+    page.click("#tc-next")
+    page.wait_for_url("**after=**")
+    assert page.locator("#tc-runs tbody tr").first.get_attribute("data-id") == "run_f_000"
+    assert browser_page.csp_violations() == []
+
+
+def test_every_child_of_a_run_with_many_is_reachable_from_its_page(browser_page):
+    page = browser_page.page
+    parent = make_run("run_kids", "WAITING")
+    for i in range(105):
+        make_run(f"run_kid_{i:03d}", parent_id=parent.id, root_id=parent.id, depth=1)
+    make_run("run_not_a_kid")
+    browser_page.go(f"/trigger/runs/{parent.id}/")
+    assert page.locator("ul.tree ul li a[href^='/trigger/runs/run_kid_']").count() == 100
+    page.click("#tc-all-children")
+    page.wait_for_url("**parent=run_kids**")
+    seen = []
+    while True:
+        rows = page.locator("#tc-runs tbody tr")
+        seen += [rows.nth(i).get_attribute("data-id") for i in range(rows.count())]
+        if page.locator("#tc-next").count() == 0:
+            break
+        with page.expect_navigation():
+            page.click("#tc-next")
+    assert sorted(seen) == [f"run_kid_{i:03d}" for i in range(105)]
+    assert page.input_value("input[name=parent]") == "run_kids"
+    assert browser_page.csp_violations() == []
