@@ -421,3 +421,60 @@ def test_a_wait_until_in_the_past_naive_or_aware_is_over_at_once(live, until):
     assert wp.resume_at == datetime(2000, 1, 1, tzinfo=UTC) - (
         timedelta(hours=5) if until.endswith("+05:00") else timedelta()
     )
+
+
+@pytest.mark.parametrize("task_id", ["loops-over-pending", "batches-the-pending"])
+def test_a_replay_that_reaches_a_wait_with_other_items_fails_clearly(live, task_id):
+    """A loop over rows its children change: on replay, step 0 asks for item 2, but the
+    child recorded at step 0 did item 1. Before: its result was given to item 2, item 3's
+    child took step 1 and the run COMPLETED with [[2, 10]] or [] - item 2 never done,
+    nothing said (found by the waits audit)."""
+    name = f"{task_id}-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2, 3)
+    run = finished(tasks.trigger(task_id, {"list": name}))
+    assert run.status == "FAILED", (run.status, run.output)
+    assert run.error["type"] == "ReplayMismatchError"
+    message = run.error["message"]
+    assert message.startswith(f"wait step 0 of run {run.id} ")
+    if task_id == "loops-over-pending":
+        assert f'with payload {{"item": 1, "list": "{name}"}} before the run suspended' in message
+        assert f'its replay asks for {{"item": 2, "list": "{name}"}}' in message
+    else:
+        assert "waited on a batch of 3 items before the run suspended" in message
+        assert "its replay asks for 0 items" in message
+
+
+def test_a_replay_that_reaches_its_waits_with_the_same_payloads_completes(live):
+    """The check compares what the step asks for as it was stored, so a tuple, a set
+    and an int key, which JSON turns into lists and strings, are the same on replay."""
+    handle = tasks.trigger("waits-with-tuples", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"pair": [1, 2], "3": {"s": [4, 5]}}
+    assert Waitpoint.objects.get(run_id=handle.id).completed_at is not None
+
+
+def test_a_resumed_run_handed_back_by_a_worker_without_its_task_keeps_its_attempt(own):
+    """A rolling deploy: a run waits, and its resume reaches an old worker that does not
+    know the task, which hands it back. Before: the hand-back deleted the attempt that ran
+    before the wait, so the run started again as a new attempt 1 - its history and logs
+    gone, on_start run twice and on_resume never (found by the waits audit)."""
+    new = own.worker(concurrency=1, env={"TC_EXTRA_APPS": "tests.lateapp"})
+    own.beat()
+    handle = tasks.trigger("late-waiter", {"seconds": 3})
+    wait_for(lambda: runs.retrieve(handle).status == "WAITING", what="the run to wait")
+    new.stop()
+    old = own.worker(concurrency=1)  # a worker of the deploy before: no such task
+    run = wait_for(
+        lambda: (r := runs.retrieve(handle)).status == "PENDING_VERSION" and r,
+        timeout=60,
+        what="the old worker to hand the resumed run back",
+    )
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "SUSPENDED")]
+    old.stop()
+    own.worker(concurrency=1, env={"TC_EXTRA_APPS": "tests.lateapp"})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "resumed"
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "COMPLETED")]
+    assert events.values(f"late-hooks:{handle.id}") == ["on_start", "on_resume"]

@@ -735,6 +735,44 @@ def idem_parent(payload, ctx):
     return {"child": result.id, "output": result.output}
 
 
+@task(id="marks-done", retry={"max_attempts": 1})
+def marks_done(payload, ctx):
+    """Takes its item off the list the parent loops over, as a child that marks a row
+    processed takes it out of the parent's queryset."""
+    events.client().lrem(f"tc-test:pending:{payload['list']}", 0, payload["item"])
+    return payload["item"] * 10
+
+
+def _pending(name):
+    return [int(item) for item in events.client().lrange(f"tc-test:pending:{name}", 0, -1)]
+
+
+@task(id="loops-over-pending", retry={"max_attempts": 1})
+def loops_over_pending(payload, ctx):
+    """The Django habit ``for order in Order.objects.filter(done=False)``, one wait each."""
+    done = []
+    for item in _pending(payload["list"]):
+        result = marks_done.trigger_and_wait({"list": payload["list"], "item": item})
+        done.append([item, result.unwrap()])
+    return done
+
+
+@task(id="waits-with-tuples", retry={"max_attempts": 1})
+def waits_with_tuples(payload, ctx):
+    """A payload that JSON changes (a tuple, a set, an int key) is the same on replay."""
+    result = echo.trigger_and_wait({"pair": (1, 2), 3: {"s": {5, 4}}})
+    return result.unwrap()["payload"]
+
+
+@task(id="batches-the-pending", retry={"max_attempts": 1})
+def batches_the_pending(payload, ctx):
+    items = _pending(payload["list"])
+    results = marks_done.batch_trigger_and_wait(
+        [{"payload": {"list": payload["list"], "item": item}} for item in items]
+    )
+    return [[item, result.output] for item, result in zip(items, results.runs, strict=False)]
+
+
 from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)
 
 
