@@ -478,3 +478,41 @@ def test_a_resumed_run_handed_back_by_a_worker_without_its_task_keeps_its_attemp
     assert run.output == "resumed"
     assert [(a.number, a.status) for a in run.attempts] == [(1, "COMPLETED")]
     assert events.values(f"late-hooks:{handle.id}") == ["on_start", "on_resume"]
+
+
+def test_a_wait_in_on_start_attempt_is_a_clear_error(live):
+    # on_start_attempt does not run when an attempt resumes: its wait took step 0 on the
+    # first execution, and on resume the run function's own wait found that step done
+    # and returned at once. Before: COMPLETED, the run function's wait skipped without a
+    # word (found by the waits audit).
+    handle = tasks.trigger("waits-in-on-start-attempt", {})
+    run = finished(handle)
+    assert run.status == "FAILED", (run.status, run.output)
+    assert run.error["type"] == "OutsideRunError"
+    assert run.error["message"].startswith("wait.for_ cannot be used in on_start_attempt (it")
+    assert not Waitpoint.objects.filter(run_id=handle.id).exists()
+
+
+@pytest.mark.parametrize("then_raise", [False, True])
+def test_a_wait_caught_by_a_bare_except_still_suspends_the_run(live, then_raise):
+    # Before: the caught suspension let the code go on, and the run ended COMPLETED with
+    # "swallowed" (or FAILED with the except clause's error) while its child ran on,
+    # its result never used (found by the waits audit).
+    handle = tasks.trigger("swallows-its-wait", {"raise": then_raise})
+    run = finished(handle)
+    assert run.status == "COMPLETED", (run.status, run.output, run.error)
+    assert run.output == "woke"
+    assert events.values(f"swallowed:{handle.id}") == [1]  # the first execution only
+    assert [a.status for a in run.attempts] == ["COMPLETED"]  # one attempt, resumed
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_a_child_payload_made_anew_on_replay_needs_a_key_of_the_users(live, keyed):
+    handle = tasks.trigger("stamps-its-child", {"keyed": keyed})
+    run = finished(handle)
+    if keyed:  # the key names the child: its payload is not compared
+        assert run.status == "COMPLETED", run.error
+        assert run.output == Run.objects.get(parent_id=handle.id).payload["at"]
+    else:  # the error says what to do
+        assert run.status == "FAILED" and run.error["type"] == "ReplayMismatchError"
+        assert "needs an idempotency_key of yours naming the child" in run.error["message"]

@@ -764,6 +764,16 @@ def waits_with_tuples(payload, ctx):
     return result.unwrap()["payload"]
 
 
+@task(id="stamps-its-child", retry={"max_attempts": 1})
+def stamps_its_child(payload, ctx):
+    """A payload made anew on each execution, with a key of the user's naming the child."""
+    from trigger_celery import idempotency_keys
+
+    options = {"idempotency_key": idempotency_keys.create("stamped")} if payload["keyed"] else {}
+    result = echo.trigger_and_wait({"at": time.time_ns()}, **options)
+    return result.unwrap()["payload"]["at"]
+
+
 @task(id="batches-the-pending", retry={"max_attempts": 1})
 def batches_the_pending(payload, ctx):
     items = _pending(payload["list"])
@@ -986,6 +996,37 @@ def waits_in_on_success(payload, ctx):
 @task(id="waits-in-on-start", retry={"max_attempts": 1}, on_start=_waits_in_hook)
 def waits_in_on_start(payload, ctx):
     return "done"
+
+
+def _waits_in_start_attempt(ctx):
+    from trigger_celery import wait
+
+    wait.for_(seconds=3)
+
+
+@task(
+    id="waits-in-on-start-attempt",
+    retry={"max_attempts": 1},
+    on_start_attempt=_waits_in_start_attempt,
+)
+def waits_in_on_start_attempt(payload, ctx):
+    from trigger_celery import wait
+
+    started = time.time()
+    wait.for_(seconds=3)
+    return {"waited": time.time() - started >= 3 or "resumed"}
+
+
+@task(id="swallows-its-wait", retry={"max_attempts": 1})
+def swallows_its_wait(payload, ctx):
+    try:
+        result = sleeper.trigger_and_wait({"seconds": 3})
+    except:  # noqa: E722 - the habit under test: a bare except around a wait
+        events.record(f"swallowed:{ctx.run.id}", ctx.attempt.number)
+        if payload.get("raise"):
+            raise RuntimeError("the wait failed?") from None
+        return "swallowed"
+    return result.output
 
 
 @task(id="triggers-and-fails-after-its-cancel", retry=FAST_RETRY)

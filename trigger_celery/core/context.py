@@ -112,6 +112,9 @@ class RunScope:
     # hooks after the run function (the attempt has ended), on_start and on_resume (they
     # do not run on every execution, so their waits would shift the replay's steps).
     waits_closed: str = ""
+    # The first suspension a wait of this execution raised: a run function that caught
+    # it (a bare ``except:``) and went on still suspends there (``worker.user_code``).
+    suspension: BaseException | None = None
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(

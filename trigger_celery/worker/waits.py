@@ -71,7 +71,9 @@ def wait_of(run_id: str, step: int | None = None) -> dict[str, Any] | None:
 class SuspendRun(BaseException):
     """Raised inside a run to end the attempt at an unsatisfied wait.
 
-    It derives from BaseException so a user's ``except Exception`` does not swallow it.
+    It derives from BaseException so a user's ``except Exception`` does not swallow it;
+    one that a bare ``except:`` swallows is noted on the run's scope all the same, and
+    the attempt suspends when the code returns (``user_code.swallowed_suspension``).
     """
 
     def __init__(
@@ -80,6 +82,9 @@ class SuspendRun(BaseException):
         super().__init__(reason)
         self.reason = reason
         self.kept_child_waitpoint = kept_child_waitpoint
+        scope = optional_scope()
+        if scope is not None and scope.suspension is None:
+            scope.suspension = self
 
 
 @contextmanager
@@ -184,7 +189,9 @@ def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
             f"{_shown(asked)}: the code before this wait took another path on replay (a "
             "loop over rows that its children change, for instance). Waits must be reached "
             "in the same order with the same payloads on every replay; loop over a list "
-            "fixed in the payload, or trigger the children in one batch_trigger_and_wait"
+            "fixed in the payload, or trigger the children in one batch_trigger_and_wait. "
+            "A payload with a value made anew on each execution (a time, a uuid4) needs an "
+            "idempotency_key of yours naming the child; such a child is not compared"
         )
 
 
@@ -221,7 +228,7 @@ def trigger_and_wait(
 ) -> RunResult:
     """Trigger ``task_id`` as a child of the current run and wait for its result."""
     scope, step, wp = _step(f"{task_id}.trigger_and_wait", Waitpoint.Kind.RUN, task_id)
-    if wp is not None and not {"idempotency_key", "debounce"} & set(options):
+    if wp is not None and not (options.get("idempotency_key") or options.get("debounce")):
         # A child of our own key is the one this step made with its payload; one found
         # by a key or debounce of the user's may hold another payload by design.
         _same_child_payload(wp, payload)
