@@ -516,3 +516,16 @@ def test_a_child_payload_made_anew_on_replay_needs_a_key_of_the_users(live, keye
     else:  # the error says what to do
         assert run.status == "FAILED" and run.error["type"] == "ReplayMismatchError"
         assert "needs an idempotency_key of yours naming the child" in run.error["message"]
+
+
+def test_short_waits_spent_in_place_do_not_count_toward_max_duration(live):
+    # Before: a wait.for_ of 2 s or less sleeps in the worker, and that sleep counted as
+    # compute time, so 8 s of such waits under max_duration=5 ended TIMED_OUT, no retry
+    # (SPEC 6: time spent waiting does not count; found by the waits audit).
+    handle = tasks.trigger("short-waits-past-max-duration", {})
+    run = finished(handle, timeout=60)
+    assert run.status == "COMPLETED", (run.status, run.error)
+    assert run.output == "done"
+    waits = Waitpoint.objects.filter(run_id=handle.id)
+    assert waits.count() == 4 and not waits.filter(completed_at=None).exists()
+    assert [a.status for a in run.attempts] == ["COMPLETED"]  # never suspended

@@ -1029,6 +1029,16 @@ def swallows_its_wait(payload, ctx):
     return result.output
 
 
+@task(id="short-waits-past-max-duration", max_duration=5, retry={"max_attempts": 1})
+def short_waits_past_max_duration(payload, ctx):
+    """Four short waits, each spent in place: 8 s of waiting, not compute."""
+    from trigger_celery import wait
+
+    for _ in range(4):
+        wait.for_(seconds=2)
+    return "done"
+
+
 @task(id="triggers-and-fails-after-its-cancel", retry=FAST_RETRY)
 def triggers_and_fails_after_its_cancel(payload, ctx):
     """Told to stop, it triggers a child and raises: an error with retries left."""

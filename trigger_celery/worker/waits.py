@@ -327,6 +327,8 @@ def _wait_in_process_or_suspend(wp: Any) -> None:
     if wp.kind == Waitpoint.Kind.DATETIME and wp.resume_at is not None:
         remaining = (wp.resume_at - clock.now()).total_seconds()
         if remaining <= IN_PROCESS_WAIT_SECONDS:
+            if (scope := optional_scope()) is not None:
+                scope.waited_in_place += max(0.0, remaining)  # not compute: max_duration
             time.sleep(max(0.0, remaining))
             complete_waitpoint(wp.id, {"ok": True})
             if tracing.enabled():
