@@ -424,3 +424,111 @@ def test_a_wait_until_in_the_past_naive_or_aware_is_over_at_once(live, until):
     assert wp.resume_at == datetime(2000, 1, 1, tzinfo=UTC) - (
         timedelta(hours=5) if until.endswith("+05:00") else timedelta()
     )
+
+
+@pytest.mark.parametrize("task_id", ["loops-over-pending", "batches-the-pending"])
+def test_a_replay_that_reaches_a_wait_with_other_items_fails_clearly(live, task_id):
+    """A loop over rows its children change: on replay, step 0 asks for item 2, but the
+    child recorded at step 0 did item 1. Before: its result was given to item 2, item 3's
+    child took step 1 and the run COMPLETED with [[2, 10]] or [] - item 2 never done,
+    nothing said (found by the waits audit)."""
+    name = f"{task_id}-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2, 3)
+    run = finished(tasks.trigger(task_id, {"list": name}))
+    assert run.status == "FAILED", (run.status, run.output)
+    assert run.error["type"] == "ReplayMismatchError"
+    message = run.error["message"]
+    assert message.startswith(f"wait step 0 of run {run.id} ")
+    if task_id == "loops-over-pending":
+        assert f'with payload {{"item": 1, "list": "{name}"}} before the run suspended' in message
+        assert f'its replay asks for {{"item": 2, "list": "{name}"}}' in message
+    else:
+        assert "waited on a batch of 3 items before the run suspended" in message
+        assert "its replay asks for 0 items" in message
+
+
+def test_a_replay_that_reaches_its_waits_with_the_same_payloads_completes(live):
+    """The check compares what the step asks for as it was stored, so a tuple, a set
+    and an int key, which JSON turns into lists and strings, are the same on replay."""
+    handle = tasks.trigger("waits-with-tuples", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"pair": [1, 2], "3": {"s": [4, 5]}}
+    assert Waitpoint.objects.get(run_id=handle.id).completed_at is not None
+
+
+def test_a_resumed_run_handed_back_by_a_worker_without_its_task_keeps_its_attempt(own):
+    """A rolling deploy: a run waits, and its resume reaches an old worker that does not
+    know the task, which hands it back. Before: the hand-back deleted the attempt that ran
+    before the wait, so the run started again as a new attempt 1 - its history and logs
+    gone, on_start run twice and on_resume never (found by the waits audit)."""
+    new = own.worker(concurrency=1, env={"TC_EXTRA_APPS": "tests.lateapp"})
+    own.beat()
+    handle = tasks.trigger("late-waiter", {"seconds": 3})
+    wait_for(lambda: runs.retrieve(handle).status == "WAITING", what="the run to wait")
+    new.stop()
+    old = own.worker(concurrency=1)  # a worker of the deploy before: no such task
+    run = wait_for(
+        lambda: (r := runs.retrieve(handle)).status == "PENDING_VERSION" and r,
+        timeout=60,
+        what="the old worker to hand the resumed run back",
+    )
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "SUSPENDED")]
+    old.stop()
+    own.worker(concurrency=1, env={"TC_EXTRA_APPS": "tests.lateapp"})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == "resumed"
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "COMPLETED")]
+    assert events.values(f"late-hooks:{handle.id}") == ["on_start", "on_resume"]
+
+
+def test_a_wait_in_on_start_attempt_is_a_clear_error(live):
+    # on_start_attempt does not run when an attempt resumes: its wait took step 0 on the
+    # first execution, and on resume the run function's own wait found that step done
+    # and returned at once. Before: COMPLETED, the run function's wait skipped without a
+    # word (found by the waits audit).
+    handle = tasks.trigger("waits-in-on-start-attempt", {})
+    run = finished(handle)
+    assert run.status == "FAILED", (run.status, run.output)
+    assert run.error["type"] == "OutsideRunError"
+    assert run.error["message"].startswith("wait.for_ cannot be used in on_start_attempt (it")
+    assert not Waitpoint.objects.filter(run_id=handle.id).exists()
+
+
+@pytest.mark.parametrize("then_raise", [False, True])
+def test_a_wait_caught_by_a_bare_except_still_suspends_the_run(live, then_raise):
+    # Before: the caught suspension let the code go on, and the run ended COMPLETED with
+    # "swallowed" (or FAILED with the except clause's error) while its child ran on,
+    # its result never used (found by the waits audit).
+    handle = tasks.trigger("swallows-its-wait", {"raise": then_raise})
+    run = finished(handle)
+    assert run.status == "COMPLETED", (run.status, run.output, run.error)
+    assert run.output == "woke"
+    assert events.values(f"swallowed:{handle.id}") == [1]  # the first execution only
+    assert [a.status for a in run.attempts] == ["COMPLETED"]  # one attempt, resumed
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_a_child_payload_made_anew_on_replay_needs_a_key_of_the_users(live, keyed):
+    handle = tasks.trigger("stamps-its-child", {"keyed": keyed})
+    run = finished(handle)
+    if keyed:  # the key names the child: its payload is not compared
+        assert run.status == "COMPLETED", run.error
+        assert run.output == Run.objects.get(parent_id=handle.id).payload["at"]
+    else:  # the error says what to do
+        assert run.status == "FAILED" and run.error["type"] == "ReplayMismatchError"
+        assert "needs an idempotency_key of yours naming the child" in run.error["message"]
+
+
+def test_short_waits_spent_in_place_do_not_count_toward_max_duration(live):
+    # Before: a wait.for_ of 2 s or less sleeps in the worker, and that sleep counted as
+    # compute time, so 8 s of such waits under max_duration=5 ended TIMED_OUT, no retry
+    # (SPEC 6: time spent waiting does not count; found by the waits audit).
+    handle = tasks.trigger("short-waits-past-max-duration", {})
+    run = finished(handle, timeout=60)
+    assert run.status == "COMPLETED", (run.status, run.error)
+    assert run.output == "done"
+    waits = Waitpoint.objects.filter(run_id=handle.id)
+    assert waits.count() == 4 and not waits.filter(completed_at=None).exists()
+    assert [a.status for a in run.attempts] == ["COMPLETED"]  # never suspended

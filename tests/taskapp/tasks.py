@@ -787,6 +787,54 @@ def idem_parent(payload, ctx):
     return {"child": result.id, "output": result.output}
 
 
+@task(id="marks-done", retry={"max_attempts": 1})
+def marks_done(payload, ctx):
+    """Takes its item off the list the parent loops over, as a child that marks a row
+    processed takes it out of the parent's queryset."""
+    events.client().lrem(f"tc-test:pending:{payload['list']}", 0, payload["item"])
+    return payload["item"] * 10
+
+
+def _pending(name):
+    return [int(item) for item in events.client().lrange(f"tc-test:pending:{name}", 0, -1)]
+
+
+@task(id="loops-over-pending", retry={"max_attempts": 1})
+def loops_over_pending(payload, ctx):
+    """The Django habit ``for order in Order.objects.filter(done=False)``, one wait each."""
+    done = []
+    for item in _pending(payload["list"]):
+        result = marks_done.trigger_and_wait({"list": payload["list"], "item": item})
+        done.append([item, result.unwrap()])
+    return done
+
+
+@task(id="waits-with-tuples", retry={"max_attempts": 1})
+def waits_with_tuples(payload, ctx):
+    """A payload that JSON changes (a tuple, a set, an int key) is the same on replay."""
+    result = echo.trigger_and_wait({"pair": (1, 2), 3: {"s": {5, 4}}})
+    return result.unwrap()["payload"]
+
+
+@task(id="stamps-its-child", retry={"max_attempts": 1})
+def stamps_its_child(payload, ctx):
+    """A payload made anew on each execution, with a key of the user's naming the child."""
+    from trigger_celery import idempotency_keys
+
+    options = {"idempotency_key": idempotency_keys.create("stamped")} if payload["keyed"] else {}
+    result = echo.trigger_and_wait({"at": time.time_ns()}, **options)
+    return result.unwrap()["payload"]["at"]
+
+
+@task(id="batches-the-pending", retry={"max_attempts": 1})
+def batches_the_pending(payload, ctx):
+    items = _pending(payload["list"])
+    results = marks_done.batch_trigger_and_wait(
+        [{"payload": {"list": payload["list"], "item": item}} for item in items]
+    )
+    return [[item, result.output] for item, result in zip(items, results.runs, strict=False)]
+
+
 from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)
 
 
@@ -1014,6 +1062,47 @@ def _runs_on_until_a_late_child(ctx):
         pass
     while not Run.objects.filter(parent_id=ctx.run.id).exists():
         time.sleep(0.05)
+
+
+def _waits_in_start_attempt(ctx):
+    from trigger_celery import wait
+
+    wait.for_(seconds=3)
+
+
+@task(
+    id="waits-in-on-start-attempt",
+    retry={"max_attempts": 1},
+    on_start_attempt=_waits_in_start_attempt,
+)
+def waits_in_on_start_attempt(payload, ctx):
+    from trigger_celery import wait
+
+    started = time.time()
+    wait.for_(seconds=3)
+    return {"waited": time.time() - started >= 3 or "resumed"}
+
+
+@task(id="swallows-its-wait", retry={"max_attempts": 1})
+def swallows_its_wait(payload, ctx):
+    try:
+        result = sleeper.trigger_and_wait({"seconds": 3})
+    except:  # noqa: E722 - the habit under test: a bare except around a wait
+        events.record(f"swallowed:{ctx.run.id}", ctx.attempt.number)
+        if payload.get("raise"):
+            raise RuntimeError("the wait failed?") from None
+        return "swallowed"
+    return result.output
+
+
+@task(id="short-waits-past-max-duration", max_duration=5, retry={"max_attempts": 1})
+def short_waits_past_max_duration(payload, ctx):
+    """Four short waits, each spent in place: 8 s of waiting, not compute."""
+    from trigger_celery import wait
+
+    for _ in range(4):
+        wait.for_(seconds=2)
+    return "done"
 
 
 @task(id="triggers-and-fails-after-its-cancel", retry=FAST_RETRY)

@@ -118,6 +118,12 @@ class RunScope:
     # Triggers made here have no parent: the on_cancel hooks' scope. Their run is being
     # canceled, and a child of it would be canceled with it (a refund, a notification).
     detached: bool = False
+    # The first suspension a wait of this execution raised: a run function that caught
+    # it (a bare ``except:``) and went on still suspends there (``worker.user_code``).
+    suspension: BaseException | None = None
+    # Seconds of short waits spent in place (``wait.for_`` of 2 s or less): waiting, not
+    # compute time, so the monitor moves the ``max_duration`` deadline by them (SPEC 6).
+    waited_in_place: float = 0.0
 
 
 _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
@@ -158,6 +164,11 @@ def parent_scope(what: str) -> RunScope | None:
         log.warning("%s", refused)
         raise refused
     return scope
+
+
+def scope_in(context: contextvars.Context) -> RunScope | None:
+    """The run scope of ``context`` (another thread's copy, as the monitor holds)."""
+    return context.get(_current)
 
 
 def enter(scope: RunScope) -> contextvars.Token[RunScope | None]:

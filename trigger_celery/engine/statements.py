@@ -93,13 +93,24 @@ def _move_in_steps(
     return bool(won)
 
 
-def move_dropping_attempt(fence: dict[str, Any], values: dict[str, Any], attempt: int) -> bool:
+def move_dropping_attempt(
+    fence: dict[str, Any],
+    values: dict[str, Any],
+    attempt: int,
+    *,
+    attempt_values: dict[str, Any] | None = None,
+) -> bool:
     """UPDATE the run within ``fence`` and, only if it moved, delete its attempt
-    ``attempt`` (a start undone), in one transaction."""
+    ``attempt`` (a start undone), in one transaction. With ``attempt_values`` the row is
+    updated with them instead: a resumed attempt's row holds what ran before its wait."""
     with write_transaction():
         won = Run.objects.filter(**fence).update(**values)
         if won:
-            Attempt.objects.filter(run_id=fence["id"], number=attempt).delete()
+            row = Attempt.objects.filter(run_id=fence["id"], number=attempt)
+            if attempt_values is None:
+                row.delete()
+            else:
+                row.update(**attempt_values)
     return bool(won)
 
 

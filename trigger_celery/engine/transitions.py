@@ -106,25 +106,15 @@ def queue_pending_version(run_id: str, *, known: dict[str, Any], ttl: int | None
     the fields the task's definition decides (its queue, attempts, machine...)."""
     now = clock.now()
     fields = {**known, "queued_at": now, "ttl_expires_at": _ttl_deadline(now, ttl)}
-    return _move(
-        run_id,
-        source=RunStatus.PENDING_VERSION,
-        target=RunStatus.QUEUED,
-        attempt=None,
-        fields=fields,
-    )
+    pending = RunStatus.PENDING_VERSION
+    return _move(run_id, source=pending, target=RunStatus.QUEUED, attempt=None, fields=fields)
 
 
 def delay_pending_version(run_id: str, *, known: dict[str, Any]) -> bool:
     """PENDING_VERSION → DELAYED: the task is known now, and the run's delay has not passed."""
     fields = {**known, "queued_at": None, "ttl_expires_at": None}
-    return _move(
-        run_id,
-        source=RunStatus.PENDING_VERSION,
-        target=RunStatus.DELAYED,
-        attempt=None,
-        fields=fields,
-    )
+    pending = RunStatus.PENDING_VERSION
+    return _move(run_id, source=pending, target=RunStatus.DELAYED, attempt=None, fields=fields)
 
 
 def promote_delayed(run_id: str, *, now: datetime, ttl: int | None) -> bool:
@@ -337,13 +327,15 @@ def suspend(
     )
 
 
-def hand_back(run_id: str, attempt: int) -> bool:
+def hand_back(run_id: str, attempt: int, *, resumed: bool = False) -> bool:
     """EXECUTING → PENDING_VERSION: this worker does not know the task (an older deploy).
     The start is undone (:func:`_undo_start`), so a worker that knows the task runs it
-    as if this one never had. It leaves its debounce key: it started, so it is no longer
-    the pending run of that key (a newer one may be)."""
+    as if this one never had; a ``resumed`` start gives its attempt back SUSPENDED (it ran
+    before its wait: the next start resumes it). It leaves its debounce key: it started,
+    so it is no longer the pending run of that key (a newer one may be)."""
     fields = {"status": RunStatus.PENDING_VERSION, "debounce_key": None}
-    return _undo_start(run_id, attempt, fields, event=None)
+    back = {"status": AttemptStatus.SUSPENDED, "finished_at": clock.now()} if resumed else None
+    return _undo_start(run_id, attempt, fields, back=back)
 
 
 def expire_late_start(run_id: str, attempt: int) -> bool:
@@ -353,13 +345,22 @@ def expire_late_start(run_id: str, attempt: int) -> bool:
     return _undo_start(run_id, attempt, values, event=RunStatus.EXPIRED.value)
 
 
-def _undo_start(run_id: str, attempt: int, values: dict[str, Any], *, event: str | None) -> bool:
-    """Move an EXECUTING run with ``values``, its attempt number back and the attempt
-    row removed; subscribers (and, with ``event``, run-event hooks) hear of it."""
+def _undo_start(
+    run_id: str,
+    attempt: int,
+    values: dict[str, Any],
+    *,
+    event: str | None = None,
+    back: dict[str, Any] | None = None,
+) -> bool:
+    """Move an EXECUTING run with ``values``, its attempt number back and the attempt row
+    removed (or updated with ``back``); subscribers (and, with ``event``, run-event hooks)
+    hear of it."""
     won = statements.move_dropping_attempt(
         {"id": run_id, "status": RunStatus.EXECUTING, "attempt_count": attempt},
         {"attempt_count": attempt - 1, "updated_at": clock.now(), **values},
         attempt,
+        attempt_values=back,
     )
     if won and event:
         _announce(run_id, event)

@@ -255,7 +255,7 @@ def _started_past_its_ttl(run: Run, attempt: int) -> bool:
 def _hand_back(run: Run, attempt: int) -> None:
     """This worker does not know the task (an older deploy): undo the start and let a
     worker that registers the task pick the run up (``promote_pending_versions``)."""
-    transitions.hand_back(run.id, attempt)
+    transitions.hand_back(run.id, attempt, resumed=getattr(run, "resumed", False))
     log.warning(
         "run %s: task %r is not registered in this worker; waiting for one that has it",
         run.id,

@@ -25,6 +25,7 @@ from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.outages import log_failure
 from trigger_celery.core import tracing
+from trigger_celery.core.context import scope_in
 from trigger_celery.core.hooks import stop_loop
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import actions, dispatch, transitions, waitpoints
@@ -89,6 +90,12 @@ class Watched:
         return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
 
 
+def _deadline(w: Watched) -> float:
+    """The attempt's ``max_duration`` deadline, moved by its short waits spent in place."""
+    scope = scope_in(w.context)
+    return (w.deadline or 0.0) + (scope.waited_in_place if scope is not None else 0.0)
+
+
 class AttemptMonitor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -142,7 +149,7 @@ class AttemptMonitor:
                     last_poll = now
                     self._poll_cancels(watched)
                 for w in watched:
-                    if w.reason is None and w.deadline is not None and now >= w.deadline:
+                    if w.reason is None and w.deadline is not None and now >= _deadline(w):
                         w.reason = "max_duration"
                         w.ctx.signal.set("max_duration")
                         w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS

@@ -27,7 +27,12 @@ from trigger_celery.core.decisions import error_dict, shortened
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, loop_running, run_coroutine
 from trigger_celery.core.serialization import escape_text, to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
-from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
+from trigger_celery.errors import (
+    LeaseLostError,
+    MaxDurationExceededError,
+    MiddlewareSkippedError,
+    RunCanceledError,
+)
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.off_loop import off_event_loop
 from trigger_celery.worker.logger import TEXT_LIMIT
@@ -40,6 +45,7 @@ log = logging.getLogger("trigger_celery.worker")
 _ONLY_ON_START = "on_start (it runs on the first execution only, not when the run resumes)"
 _ONLY_ON_RESUME = "on_resume (it runs only when the run resumes from a wait)"
 _ON_CANCEL = "on_cancel (the run is being canceled; what it triggers runs on its own)"
+_ONCE_PER_ATTEMPT = "on_start_attempt (it runs once per attempt, not when the attempt resumes)"
 _CLEANUP = "cleanup (it runs after the run function, also when the run has just suspended)"
 
 
@@ -183,8 +189,9 @@ def _start_hooks(
                 call_hook(fn, **common, init=ctx.init)
     # Once per attempt: a resumed execution continues the attempt it replays, which
     # on_resume announces instead (SPEC 3).
-    for fn in hooks_of(definition, "on_start_attempt"):
-        call_hook(fn, **common, init=ctx.init)
+    with waits_closed(_ONCE_PER_ATTEMPT):
+        for fn in hooks_of(definition, "on_start_attempt"):
+            call_hook(fn, **common, init=ctx.init)
 
 
 def _run_attempt(
@@ -212,10 +219,14 @@ def _run_attempt(
         for _name, mw in reversed(global_hooks.middleware + definition.hooks.middleware):
             chain = _wrap_middleware(mw, chain, common)
         chain()
+        if swallowed := swallowed_suspension():
+            return swallowed, payload
         return Completed(to_jsonable(box.get("output"), what="output")), payload
     except SuspendRun as suspend:
         return Suspended(suspend.reason, suspend.kept_child_waitpoint), payload
     except Exception as err:
+        if not isinstance(err, _STOPS) and (swallowed := swallowed_suspension()):
+            return swallowed, payload
         if _terminate_handler_fired():
             # Raised while billiard's SIGTERM exit unwound (a cleanup hook that failed on
             # the way out): the process is ending all the same, and its run is a crash.
@@ -235,6 +246,22 @@ def _run_attempt(
         if type(err) is not SystemExit or _terminate_handler_fired():
             raise
         return Failed(err, traceback.format_exc()), payload
+
+
+# How the monitor stops an attempt: these end it even after a suspension was swallowed.
+_STOPS = (RunCanceledError, MaxDurationExceededError, LeaseLostError)
+
+
+def swallowed_suspension() -> Suspended | None:
+    """The suspension of a wait that the code caught (a bare ``except:``, ``except
+    BaseException``) before it returned or raised something else. The wait's step is
+    recorded and its child triggered, so the run waits all the same; what the code did
+    after the catch is dropped, as code after a wait is on any replay. Before, the run
+    ended with that code's result, COMPLETED without the result it waited for."""
+    scope = run_context.optional_scope()
+    if scope is None or not isinstance(scope.suspension, SuspendRun):
+        return None
+    return Suspended(scope.suspension.reason, scope.suspension.kept_child_waitpoint)
 
 
 def _terminate_handler_fired() -> bool:

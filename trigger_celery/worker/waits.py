@@ -16,6 +16,7 @@ on every replay: make it idempotent (``idempotency_keys.create`` for plain trigg
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -23,16 +24,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection
+from django.db.models import F
 
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope, optional_scope
 from trigger_celery.core.durations import parse_duration, refuse_beyond_horizon
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
+from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.batches import create_batch
 from trigger_celery.engine.idempotency import IdempotencyKey
+from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.engine.waitpoints import (
     complete_batch_if_done,
@@ -67,7 +71,9 @@ def wait_of(run_id: str, step: int | None = None) -> dict[str, Any] | None:
 class SuspendRun(BaseException):
     """Raised inside a run to end the attempt at an unsatisfied wait.
 
-    It derives from BaseException so a user's ``except Exception`` does not swallow it.
+    It derives from BaseException so a user's ``except Exception`` does not swallow it;
+    one that a bare ``except:`` swallows is noted on the run's scope all the same, and
+    the attempt suspends when the code returns (``user_code.swallowed_suspension``).
     """
 
     def __init__(
@@ -76,6 +82,9 @@ class SuspendRun(BaseException):
         super().__init__(reason)
         self.reason = reason
         self.kept_child_waitpoint = kept_child_waitpoint
+        scope = optional_scope()
+        if scope is not None and scope.suspension is None:
+            scope.suspension = self
 
 
 @contextmanager
@@ -107,7 +116,14 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
     if scope.fresh:
         return scope, step, None  # a first execution: this step has no row yet
     # At most one row (unique run, step); unordered, so no join for the model's ordering.
-    wp = next(iter(Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).order_by()), None)
+    found = Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).order_by()
+    if kind == Waitpoint.Kind.RUN:
+        # The child's payload comes with the row, in the same query: a replay must ask
+        # this step for the same child it asked for before (``_same_child_payload``).
+        found = found.annotate(
+            child_payload=F("child_run__payload"), child_payload_ref=F("child_run__payload_ref")
+        )
+    wp = next(iter(found), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
         raise ReplayMismatchError(
             f"wait step {step} of run {scope.ctx.run.id} was {wp.kind} {wp.label!r} before the "
@@ -149,6 +165,55 @@ def _wait_span(wp: Waitpoint) -> None:
         )
 
 
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 200 else f"{text[:200]}..."
+
+
+def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
+    """Refuse a replay whose step asks for a child with another payload than the one the
+    step triggered before the run suspended. Code before a wait runs again on resume: a
+    loop over rows its children change (``for order in pending_orders()``) reaches step
+    n with another item, and the recorded result of step n belongs to the old one. Given
+    back, it would be a wrong result without a word, and an item would never be done."""
+    inline, ref = getattr(wp, "child_payload", None), getattr(wp, "child_payload_ref", None)
+    if wp.child_run_id is None or ref is None:
+        return  # the child was deleted: nothing to compare with
+    recorded = load_payload(inline, ref)
+    # Through JSON, as it was stored: tuples become lists, keys strings.
+    asked = json.loads(json.dumps(to_jsonable(payload, what="payload")))
+    if asked != recorded:
+        raise ReplayMismatchError(
+            f"wait step {wp.step} of run {wp.run_id} triggered {wp.label!r} with payload "
+            f"{_shown(recorded)} before the run suspended, and its replay asks for "
+            f"{_shown(asked)}: the code before this wait took another path on replay (a "
+            "loop over rows that its children change, for instance). Waits must be reached "
+            "in the same order with the same payloads on every replay; loop over a list "
+            "fixed in the payload, or trigger the children in one batch_trigger_and_wait. "
+            "A payload with a value made anew on each execution (a time, a uuid4) needs an "
+            "idempotency_key of yours naming the child; such a child is not compared"
+        )
+
+
+def _same_batch_items(wp: Waitpoint, items: list[tuple[str, Any, Mapping[str, Any], Any]]) -> None:
+    """Refuse a replay whose batch step has other items (count or tasks, in order) than
+    the batch it recorded: its results would be given to the wrong items."""
+    if wp.completed_at is None or not isinstance(wp.result, list):
+        return  # not done yet: the replay suspends again, and compares when it is
+    recorded = [r.get("task_identifier") for r in wp.result]
+    asked = [item[0] for item in items]
+    if len(recorded) != len(asked) or any(
+        old and old != new for old, new in zip(recorded, asked, strict=True)
+    ):
+        raise ReplayMismatchError(
+            f"wait step {wp.step} of run {wp.run_id} waited on a batch of {len(recorded)} "
+            f"items before the run suspended, and its replay asks for {len(asked)} items"
+            f"{'' if len(recorded) != len(asked) else ' of other tasks'}: the code before "
+            "this wait took another path on replay. Waits must be reached in the same order "
+            "with the same items on every replay"
+        )
+
+
 def _child_key(run_id: str, step: int) -> str:
     return hash_key(["wait-child", run_id, str(step)])
 
@@ -163,6 +228,10 @@ def trigger_and_wait(
 ) -> RunResult:
     """Trigger ``task_id`` as a child of the current run and wait for its result."""
     scope, step, wp = _step(f"{task_id}.trigger_and_wait", Waitpoint.Kind.RUN, task_id)
+    if wp is not None and not (options.get("idempotency_key") or options.get("debounce")):
+        # A child of our own key is the one this step made with its payload; one found
+        # by a key or debounce of the user's may hold another payload by design.
+        _same_child_payload(wp, payload)
     if wp is None:
         opts = dict(options)
         # Without a key of the user's, the child is keyed by (parent, step): a replay that
@@ -202,6 +271,8 @@ def batch_trigger_and_wait(
 ) -> BatchResult:
     """``items``: (task id, payload, options, definition to validate with or None)."""
     scope, step, wp = _step("batch_trigger_and_wait", Waitpoint.Kind.BATCH, label)
+    if wp is not None:
+        _same_batch_items(wp, items)
     if wp is None:
         if len(items) > 1000:
             raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
@@ -256,6 +327,8 @@ def _wait_in_process_or_suspend(wp: Any) -> None:
     if wp.kind == Waitpoint.Kind.DATETIME and wp.resume_at is not None:
         remaining = (wp.resume_at - clock.now()).total_seconds()
         if remaining <= IN_PROCESS_WAIT_SECONDS:
+            if (scope := optional_scope()) is not None:
+                scope.waited_in_place += max(0.0, remaining)  # not compute: max_duration
             time.sleep(max(0.0, remaining))
             complete_waitpoint(wp.id, {"ok": True})
             if tracing.enabled():
