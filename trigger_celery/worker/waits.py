@@ -47,6 +47,7 @@ from trigger_celery.errors import OutsideRunError, ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
 from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
+from trigger_celery.worker.logger import logger as run_logger
 
 # A timed wait this short (or shorter) stays in the worker instead of suspending the run.
 IN_PROCESS_WAIT_SECONDS = 2.0
@@ -171,11 +172,12 @@ def _shown(value: Any) -> str:
 
 
 def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
-    """Refuse a replay whose step asks for a child with another payload than the one the
-    step triggered before the run suspended. Code before a wait runs again on resume: a
-    loop over rows its children change (``for order in pending_orders()``) reaches step
-    n with another item, and the recorded result of step n belongs to the old one. Given
-    back, it would be a wrong result without a word, and an item would never be done."""
+    """Warn, on the run's log lines, when a replay's step asks for a child with another
+    payload than the one the step triggered before the run suspended. The step still
+    gives back its recorded result, in call order (SPEC 7): a payload holding a value
+    made anew on each execution (a time, a uuid4) is the same child asked for again. But
+    a loop over rows its children change (``for order in pending_orders()``) reaches
+    step n with another item, and gets the old item's result: the warning names both."""
     inline, ref = getattr(wp, "child_payload", None), getattr(wp, "child_payload_ref", None)
     if wp.child_run_id is None or ref is None:
         return  # the child was deleted: nothing to compare with
@@ -183,15 +185,15 @@ def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
     # Through JSON, as it was stored: tuples become lists, keys strings.
     asked = json.loads(json.dumps(to_jsonable(payload, what="payload")))
     if asked != recorded:
-        raise ReplayMismatchError(
-            f"wait step {wp.step} of run {wp.run_id} triggered {wp.label!r} with payload "
-            f"{_shown(recorded)} before the run suspended, and its replay asks for "
-            f"{_shown(asked)}: the code before this wait took another path on replay (a "
-            "loop over rows that its children change, for instance). Waits must be reached "
-            "in the same order with the same payloads on every replay; loop over a list "
-            "fixed in the payload, or trigger the children in one batch_trigger_and_wait. "
-            "A payload with a value made anew on each execution (a time, a uuid4) needs an "
-            "idempotency_key of yours naming the child; such a child is not compared"
+        run_logger.warn(
+            f"wait step {wp.step} replayed {wp.label!r} with payload {_shown(asked)}, but "
+            f"the child it recorded ({wp.child_run_id}) was triggered with "
+            f"{_shown(recorded)}: the step gives back that child's result. If the code "
+            "before this wait took another path on replay (a loop over rows its children "
+            "change), loop over a list fixed in the payload, or wait on them all with one "
+            "batch_trigger_and_wait",
+            step=wp.step,
+            child_run_id=wp.child_run_id,
         )
 
 
