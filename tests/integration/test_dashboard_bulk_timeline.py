@@ -97,3 +97,21 @@ def test_the_timeline_names_a_time_wait_and_a_retry_delay(admin_client):
     Waitpoint.objects.filter(id=wp.id).update(created_at=at(10))
     rows = timeline_rows(admin_client, run)
     assert rows == ["attempt 1", "retry delay", "attempt 2", "wait 5s", "attempt 2"]
+
+
+def test_the_timeline_of_a_run_queued_again_after_its_wait_shows_it_queued(admin_client):
+    """Its wait ended and it waits for a slot: its suspended attempt must not be drawn
+    as executing until now (review of the waiting timeline)."""
+    now = timezone.now()
+    at = lambda s: now - timedelta(seconds=s)  # noqa: E731
+    run = make_run("run_queued_again", "QUEUED")
+    Run.objects.filter(id=run.id).update(created_at=at(60))
+    run.attempts.create(number=1, status="SUSPENDED", started_at=at(60), finished_at=at(58))
+    wp = Waitpoint.objects.create(
+        run=run, step=0, kind="DATETIME", label="wait", resume_at=at(50), completed_at=at(50)
+    )
+    Waitpoint.objects.filter(id=wp.id).update(created_at=at(58))
+    rows = timeline_rows(admin_client, run)
+    assert rows[0] == "attempt 1"
+    assert rows[-1] == "waiting"
+    assert "executing" not in str(rows)

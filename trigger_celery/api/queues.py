@@ -7,11 +7,13 @@ store, so it survives a Redis flush (the reconciler re-applies it).
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
 
+from trigger_celery.coordination.base import QueueStats
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, queueing
@@ -77,9 +79,12 @@ class QueuesAPI:
     def retrieve(self, name: str) -> QueueInfo:
         return self._info(name, QueueState.objects.filter(name=name).first())
 
-    def _info(self, name: str, state: QueueState | None) -> QueueInfo:
+    def _info(
+        self, name: str, state: QueueState | None, rows: list[QueueStats] | None = None
+    ) -> QueueInfo:
         q = registry.require_queue(name)
-        rows = get_store().stats(name)
+        if rows is None:
+            rows = get_store().stats(name)
         keys = {r.concurrency_key or "": (r.queued, r.executing) for r in rows}
         override = state.concurrency_limit_override if state else None
         return QueueInfo(
@@ -99,7 +104,14 @@ class QueuesAPI:
         registry.ensure_discovered()
         # Every queue's state in one query: the dashboard lists hundreds of queues.
         states = {row.name: row for row in QueueState.objects.all()}
-        return [self._info(name, states.get(name)) for name in sorted(registry.queues)]
+        # And every queue's counts in one call to the store, not one per queue.
+        stats: dict[str, list[QueueStats]] = defaultdict(list)
+        for row in get_store().stats():
+            stats[row.queue].append(row)
+        return [
+            self._info(name, states.get(name), stats.get(name, []))
+            for name in sorted(registry.queues)
+        ]
 
 
 def _pushed_and_dispatched(name: str) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.core.durations import format_duration
-from trigger_celery.core.statuses import AttemptStatus
+from trigger_celery.core.statuses import AttemptStatus, RunStatus
 from trigger_celery.models import Run
 
 
@@ -59,7 +59,7 @@ def timeline(
             else:
                 parts.append(("retry delay", "waiting", cursor, attempt.started_at))
         stop = attempt.finished_at or end
-        if attempt.status == AttemptStatus.SUSPENDED and run.finished_at is None:
+        if attempt.status == AttemptStatus.SUSPENDED and run.status == RunStatus.WAITING:
             # Suspended at a wait it has not come back from: its wait lasts until now.
             stop = end
         parts.extend(_attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end))

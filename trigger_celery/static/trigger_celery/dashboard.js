@@ -165,7 +165,8 @@
       var tags = document.getElementById("tc-tags");
       tags.replaceChildren();
       body.tags.forEach(function (t) { tags.appendChild(el("span", t, "tag")); });
-      if (body.final || body.attempts_ended !== live.attempts_ended) {
+      var ended = body.attempts_ended;  // absent from a server of the release before
+      if (body.final || (typeof ended === "number" && ended !== live.attempts_ended)) {
         // Output, error and attempts are final now, or an attempt ended (a retry, a
         // wait): show them, its error and traceback too (at once, or as soon as the
         // user has left the form they are filling in).
