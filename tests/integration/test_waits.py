@@ -463,6 +463,7 @@ def test_a_replay_that_reaches_its_waits_with_the_same_payloads_completes(live):
     run = finished(handle)
     assert run.status == "COMPLETED", run.error
     assert run.output == {"pair": [1, 2], "3": {"s": [4, 5]}}
+    assert not LogEntry.objects.filter(run_id=handle.id, level="WARN").exists()
     assert Waitpoint.objects.get(run_id=handle.id).completed_at is not None
 
 
@@ -530,6 +531,27 @@ def test_a_child_payload_made_anew_on_replay_gets_its_recorded_result(live, keye
     assert run.output == child.payload["at"]
     warned = LogEntry.objects.filter(run_id=handle.id, level="WARN", message__startswith="wait")
     assert warned.exists() is not keyed
+
+
+def test_a_step_replayed_with_another_payload_is_warned_of_once_not_on_every_replay(live):
+    handle = tasks.trigger("stamps-three-children", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == [True, True, True]
+    warned = LogEntry.objects.filter(run_id=handle.id, level="WARN", message__startswith="wait")
+    assert sorted(line.attributes["step"] for line in warned) == [0, 1, 2]
+
+
+def test_a_wait_after_a_caught_wait_triggers_nothing_until_the_first_is_done(live):
+    """A bare except around a wait, then a wait that uses its result. Before: the second
+    wait triggered a child with the except clause's value, and the replay gave that
+    child's result back (found in review of the bare-except fix)."""
+    handle = tasks.trigger("catches-a-wait-then-waits-again", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"after": 1}
+    children = sorted(str(r.payload) for r in Run.objects.filter(parent_id=handle.id))
+    assert children == [str({"after": 1}), str({"n": 1})]
 
 
 def test_short_waits_spent_in_place_do_not_count_toward_max_duration(live):

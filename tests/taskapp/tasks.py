@@ -826,6 +826,22 @@ def stamps_its_child(payload, ctx):
     return result.unwrap()["payload"]["at"]
 
 
+@task(id="stamps-three-children", retry={"max_attempts": 1})
+def stamps_three_children(payload, ctx):
+    """Three steps whose payloads differ on every replay: each is warned of once."""
+    return [echo.trigger_and_wait({"at": time.time_ns(), "i": i}).ok for i in range(3)]
+
+
+@task(id="catches-a-wait-then-waits-again", retry={"max_attempts": 1})
+def catches_a_wait_then_waits_again(payload, ctx):
+    """A bare except around a wait, then another wait that depends on the first."""
+    try:
+        first = echo.trigger_and_wait({"n": 1}).unwrap()["payload"]["n"]
+    except:  # noqa: E722 - the habit under test
+        first = 0
+    return echo.trigger_and_wait({"after": first}).unwrap()["payload"]
+
+
 @task(id="batches-the-pending", retry={"max_attempts": 1})
 def batches_the_pending(payload, ctx):
     items = _pending(payload["list"])

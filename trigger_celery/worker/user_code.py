@@ -261,6 +261,8 @@ def swallowed_suspension() -> Suspended | None:
     scope = run_context.optional_scope()
     if scope is None or not isinstance(scope.suspension, SuspendRun):
         return None
+    if scope.ctx.signal.is_set():
+        return None  # a cancel, max_duration or a lost lease ends the run all the same
     return Suspended(scope.suspension.reason, scope.suspension.kept_child_waitpoint)
 
 

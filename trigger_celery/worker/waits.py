@@ -17,6 +17,7 @@ on every replay: make it idempotent (``idempotency_keys.create`` for plain trigg
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -48,6 +49,8 @@ from trigger_celery.models import Run, Waitpoint
 from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
 from trigger_celery.worker.logger import logger as run_logger
+
+log = logging.getLogger("trigger_celery.worker")
 
 # A timed wait this short (or shorter) stays in the worker instead of suspending the run.
 IN_PROCESS_WAIT_SECONDS = 2.0
@@ -112,6 +115,10 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
         raise OutsideRunError(
             f"{api} cannot be used in {scope.waits_closed}; wait in the run function instead"
         )
+    if isinstance(scope.suspension, SuspendRun):
+        # The code caught a wait's suspension and went on: no later step runs (it would
+        # trigger a child for a path the replay does not take); the first one stands.
+        raise scope.suspension
     step = scope.step
     scope.step += 1
     if scope.fresh:
@@ -181,10 +188,14 @@ def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
     inline, ref = getattr(wp, "child_payload", None), getattr(wp, "child_payload_ref", None)
     if wp.child_run_id is None or ref is None:
         return  # the child was deleted: nothing to compare with
-    recorded = load_payload(inline, ref)
-    # Through JSON, as it was stored: tuples become lists, keys strings.
-    asked = json.loads(json.dumps(to_jsonable(payload, what="payload")))
-    if asked != recorded:
+    try:
+        recorded = load_payload(inline, ref)
+        # Through JSON, as it was stored: tuples become lists, keys strings.
+        asked = json.loads(json.dumps(to_jsonable(payload, what="payload")))
+    except Exception:  # a diagnostic never fails the attempt (storage unreadable, ...)
+        log.warning("run %s: could not compare wait step %d", wp.run_id, wp.step, exc_info=True)
+        return
+    if asked != recorded and not _passed_before(wp):
         run_logger.warn(
             f"wait step {wp.step} replayed {wp.label!r} with payload {_shown(asked)}, but "
             f"the child it recorded ({wp.child_run_id}) was triggered with "
@@ -195,6 +206,12 @@ def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
             step=wp.step,
             child_run_id=wp.child_run_id,
         )
+
+
+def _passed_before(wp: Waitpoint) -> bool:
+    """Whether an earlier replay already went past ``wp``'s step (and warned of it): a
+    later step has a row. Asked only when the payloads differ."""
+    return Waitpoint.objects.filter(run_id=wp.run_id, step__gt=wp.step).exists()
 
 
 def _same_batch_items(wp: Waitpoint, items: list[tuple[str, Any, Mapping[str, Any], Any]]) -> None:
