@@ -11,7 +11,6 @@ mocked); the last test runs a real ``celery beat``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +19,14 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.integration.harness import wait_for
+from tests.integration.test_schedules_edits import edit_between_read_and_fire, tick_runs
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import schedules
 from trigger_celery.engine import schedules as schedule_engine
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.engine.schedules import fire_due
-from trigger_celery.models import Run, Schedule
+from trigger_celery.models import Schedule
 
 TABLE = Schedule._meta.db_table
 
@@ -35,25 +35,8 @@ def make(key: str = "k1", cron: str = "* * * * *", **kw: Any) -> Any:
     return schedules.create(task="sched-record", cron=cron, deduplication_key=key, **kw)
 
 
-def tick_runs(schedule_id: str) -> list[Run]:
-    return list(Run.objects.filter(schedule_id=schedule_id).order_by("schedule_tick_at"))
-
-
 def external_ids(schedule_id: str) -> list[str | None]:
     return [load_payload(r.payload, r.payload_ref)["external_id"] for r in tick_runs(schedule_id)]
-
-
-def edit_between_read_and_fire(monkeypatch: pytest.MonkeyPatch, edit: Callable[[], None]) -> None:
-    """Run ``edit`` once, after ``fire_due`` read the due rows and before it fires one."""
-    real_fire = schedule_engine._fire
-    pending = [edit]
-
-    def fire_after_edit(schedule: Schedule, now: Any) -> Any:
-        while pending:
-            pending.pop()()
-        return real_fire(schedule, now)
-
-    monkeypatch.setattr(schedule_engine, "_fire", fire_after_edit)
 
 
 def write_in_sql(schedule_id: str, **values: Any) -> None:
