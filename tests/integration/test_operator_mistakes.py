@@ -87,7 +87,7 @@ def test_a_worker_started_on_a_database_never_migrated_says_so_without_traceback
         log = worker.log()
         assert "has no trigger_celery tables" in log
         assert "python manage.py migrate" in log
-        assert "start-up step configure_queues failed: the database lacks" in log
+        assert "start-up step configure_queues failed, the database is not migrated" in log
         assert "Traceback" not in log
     finally:
         _migrate(latest)

@@ -135,8 +135,8 @@ def on_worker_ready(**_: Any) -> None:
                 # The release was deployed without migrate: the missing-migrations error
                 # logged at start-up says what to do; a traceback per step hid it.
                 log.error(
-                    "trigger_celery worker start-up step %s failed: the database lacks "
-                    "trigger_celery migrations (%s)",
+                    "trigger_celery worker start-up step %s failed, the database is not "
+                    "migrated to this release (%s)",
                     step.__name__,
                     _first_line(exc),
                 )
