@@ -175,7 +175,9 @@ def _check_time_limit() -> list[checks.CheckMessage]:
             "with its process and counted as a crash once its lease ends (LEASE_SECONDS "
             "later), then retried",
             hint="Give tasks max_duration= instead (the run ends TIMED_OUT at once), or "
-            "keep task_time_limit above every task's max_duration.",
+            "keep task_time_limit well above every task's max_duration: an attempt's "
+            "short waits (wait.for_ of 2 s or less, spent in place) do not count toward "
+            "max_duration but do toward Celery's limit.",
             id="trigger_celery.W012",
         )
     ]
