@@ -554,6 +554,17 @@ def test_a_wait_after_a_caught_wait_triggers_nothing_until_the_first_is_done(liv
     assert children == [str({"after": 1}), str({"n": 1})]
 
 
+def test_a_wait_inside_an_asyncio_task_group_suspends_the_run(live):
+    """Before: the suspension came out of the TaskGroup as a BaseExceptionGroup, escaped
+    the attempt, and the run stayed EXECUTING until its lease ended, then crashed and
+    was retried (found in review of the waits audit)."""
+    handle = tasks.trigger("waits-in-a-task-group", {})
+    run = finished(handle)
+    assert run.status == "COMPLETED", (run.status, run.error)
+    assert run.output == {"in": "group"}
+    assert [a.status for a in run.attempts] == ["COMPLETED"]
+
+
 def test_short_waits_spent_in_place_do_not_count_toward_max_duration(live):
     # Before: a wait.for_ of 2 s or less sleeps in the worker, and that sleep counted as
     # compute time, so 8 s of such waits under max_duration=5 ended TIMED_OUT, no retry

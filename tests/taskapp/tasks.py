@@ -842,6 +842,19 @@ def catches_a_wait_then_waits_again(payload, ctx):
     return echo.trigger_and_wait({"after": first}).unwrap()["payload"]
 
 
+@task(id="waits-in-a-task-group", retry={"max_attempts": 1})
+async def waits_in_a_task_group(payload, ctx):
+    """A wait inside an asyncio.TaskGroup: its suspension leaves the group wrapped in a
+    BaseExceptionGroup."""
+
+    async def child():
+        return echo.trigger_and_wait({"in": "group"}).unwrap()["payload"]
+
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(child())
+    return task.result()
+
+
 @task(id="batches-the-pending", retry={"max_attempts": 1})
 def batches_the_pending(payload, ctx):
     items = _pending(payload["list"])

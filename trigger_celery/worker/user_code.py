@@ -232,6 +232,12 @@ def _run_attempt(
             # the way out): the process is ending all the same, and its run is a crash.
             raise
         return Failed(err, traceback.format_exc()), payload
+    except BaseExceptionGroup as group:
+        # A wait inside an asyncio.TaskGroup: its suspension comes out wrapped, with the
+        # group's other tasks cancelled. The run waits, as for a wait caught by the code.
+        if group.subgroup(SuspendRun) is not None and (swallowed := swallowed_suspension()):
+            return swallowed, payload
+        raise
     except asyncio.CancelledError as err:
         # The user's own cancelled asyncio task, awaited (a stop from the monitor arrives
         # as its own error instead, ``hooks.stop_loop``): a failure of the attempt like
