@@ -359,12 +359,13 @@ def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
         log.warning("run %s: could not end its attempt's span", w.run_id, exc_info=True)
     if exc is MaxDurationExceededError:
         _end_timed_out(w)
+    if exc is LeaseLostError:
+        return  # a lost slot belongs to the run's next attempt now
     # Canceled, also one canceled past its max_duration stop: that stop refuses no
     # trigger, so its code may have left children (a no-op for a run not CANCELED).
-    if exc is not LeaseLostError and not _cancel_late_children(w):
+    if not _cancel_late_children(w):
         return  # its slot is kept: the reaper cancels them when the lease ends
-    if exc is not LeaseLostError:  # a lost slot belongs to the run's next attempt now
-        dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
+    dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
 
 
 def _cancel_late_children(w: Watched, *, retried: bool = False) -> bool:

@@ -27,12 +27,7 @@ from trigger_celery.core.decisions import error_dict, shortened
 from trigger_celery.core.hooks import Hook, call_hook, global_hooks, loop_running, run_coroutine
 from trigger_celery.core.serialization import escape_text, to_jsonable
 from trigger_celery.engine.registry import TaskDefinition
-from trigger_celery.errors import (
-    LeaseLostError,
-    MaxDurationExceededError,
-    MiddlewareSkippedError,
-    RunCanceledError,
-)
+from trigger_celery.errors import MaxDurationExceededError, MiddlewareSkippedError
 from trigger_celery.models import LogEntry, Run
 from trigger_celery.off_loop import off_event_loop
 from trigger_celery.worker.logger import TEXT_LIMIT
@@ -225,7 +220,7 @@ def _run_attempt(
     except SuspendRun as suspend:
         return Suspended(suspend.reason, suspend.kept_child_waitpoint), payload
     except Exception as err:
-        if not isinstance(err, _STOPS) and (swallowed := swallowed_suspension()):
+        if swallowed := swallowed_suspension():
             return swallowed, payload
         if _terminate_handler_fired():
             # Raised while billiard's SIGTERM exit unwound (a cleanup hook that failed on
@@ -254,10 +249,6 @@ def _run_attempt(
         return Failed(err, traceback.format_exc()), payload
 
 
-# How the monitor stops an attempt: these end it even after a suspension was swallowed.
-_STOPS = (RunCanceledError, MaxDurationExceededError, LeaseLostError)
-
-
 def swallowed_suspension() -> Suspended | None:
     """The suspension of a wait that the code caught (a bare ``except:``, ``except
     BaseException``) before it returned or raised something else. The wait's step is
@@ -268,7 +259,9 @@ def swallowed_suspension() -> Suspended | None:
     if scope is None or not isinstance(scope.suspension, SuspendRun):
         return None
     if scope.ctx.signal.is_set():
-        return None  # a cancel, max_duration or a lost lease ends the run all the same
+        # A cancel, max_duration or a lost lease ends the run all the same: the monitor
+        # sets the signal before it interrupts the code with its stop.
+        return None
     return Suspended(scope.suspension.reason, scope.suspension.kept_child_waitpoint)
 
 
