@@ -271,6 +271,9 @@ def test_a_cancel_while_redis_is_down_cancels_the_run_and_its_children(own):
         what="the child to execute",
     )
     wait_for(lambda: runs.retrieve(parent).status == "WAITING", what="the parent to wait")
+    # The child's code has recorded its start (in Redis): from here it touches Redis only
+    # once it sees its signal. Killed sooner, that record fails the attempt on its own.
+    wait_for(lambda: events.values(f"started:{child_id}"), what="the child's code to start")
     killed_pid = server.kill()
     assert not server.up()
     assert runs.cancel(parent.id).status == "CANCELED"  # no store error reaches the caller
@@ -288,4 +291,5 @@ def test_a_cancel_while_redis_is_down_cancels_the_run_and_its_children(own):
         timeout=60,
         what="the child's attempt to end",
     )
-    assert attempt.status == "CANCELED"
+    assert (attempt.number, attempt.status) == (1, "CANCELED")
+    assert Attempt.objects.filter(run_id=child_id).count() == 1

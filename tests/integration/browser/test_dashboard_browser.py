@@ -284,6 +284,9 @@ def test_a_run_ending_while_the_user_types_reloads_once_they_leave_the_form(brow
         browser_page.go(f"/trigger/runs/{handle.id}/")
         page.evaluate("window.__not_reloaded = true")
         page.click("#tc-replay summary")
+        # The box is filled from the payload when it opens (a toggle event, which comes
+        # after the click returns): typed into before that, the payload lands beside it.
+        page.wait_for_function("document.querySelector('#tc-replay textarea').value !== ''")
         page.fill("#tc-replay textarea", '{"edited": true}')
         page.focus("#tc-replay textarea")
     finally:
