@@ -439,3 +439,20 @@ def test_an_attempt_whose_process_died_adds_no_runtime(own, counting, client):
     assert value(found, "trigger_celery_run_started_total", **dies) == 2
     assert value(found, "trigger_celery_run_runtime_seconds_count", **dies) == 1
     assert value(found, "trigger_celery_run_runtime_seconds_bucket", le="+Inf", **dies) == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["yes", {"ALLOWED_IPS": ["10.0.0.300"]}, {"TOKEN": "short"}],
+    ids=["not-a-dict", "bad-address", "short-token"],
+)
+def test_a_bad_metrics_setting_under_a_server_that_runs_no_checks_is_refused_not_a_500(
+    settings, client, db, caplog, bad
+):
+    settings.TRIGGER_CELERY = {**settings.TRIGGER_CELERY, "METRICS": bad}
+    with caplog.at_level("ERROR", logger="trigger_celery.metrics"):
+        response = client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer short")
+    assert response.status_code == 503
+    assert b"misconfigured" in response.content
+    assert "300" not in response.content.decode()  # the setting is named in the log only
+    assert metrics_problems(bad)[0] in caplog.text

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -44,8 +45,10 @@ from trigger_celery.core import clock, run_events
 from trigger_celery.core.statuses import RunStatus
 from trigger_celery.engine import queueing
 from trigger_celery.engine.registry import registry
-from trigger_celery.metrics.recorder import BUCKETS, SEP, client, counters_key
+from trigger_celery.metrics.recorder import BUCKETS, SEP, client, counters_key, metrics_problems
 from trigger_celery.models import Run
+
+log = logging.getLogger("trigger_celery.metrics")
 
 # Event -> the counter's name after ``trigger_celery_run_`` (and before ``_total``).
 COUNTERS = {
@@ -220,6 +223,17 @@ def allowed(request: HttpRequest) -> bool:
 
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    problems = metrics_problems(get_settings().METRICS)
+    if problems:
+        # A WSGI server runs no system checks: the setting is named in the log, not to
+        # the caller (who may not be allowed to read it), and no request is let in on it.
+        log.error("/metrics refused: %s", "; ".join(problems))
+        return HttpResponse(
+            "metrics: TRIGGER_CELERY['METRICS'] is misconfigured; the server's log and "
+            "`manage.py check` name the problem\n",
+            status=503,
+            content_type="text/plain",
+        )
     if not allowed(request):
         return HttpResponseForbidden(
             "metrics: a bearer token or an allowed address is needed "
