@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from django.db import DatabaseError
 
 from trigger_celery.models import Run
+from trigger_celery.worker import monitor as monitor_module
 from trigger_celery.worker.monitor import AttemptMonitor, Watched
 
 
@@ -53,3 +54,27 @@ def test_an_overdue_lease_with_the_database_down_leaves_it_to_the_fenced_writes(
 
     monkeypatch.setattr(Run.objects, "filter", unreachable)
     assert AttemptMonitor().lease_overdue(_watched(renewed_ago=3600.0)) is False
+
+
+def test_a_late_children_cancel_that_fails_is_tried_again_after_a_pause_not_every_tick(
+    monkeypatch,
+):
+    tries = []
+    monkeypatch.setattr(
+        monitor_module, "_cancel_late_children", lambda w, retried=False: bool(tries.append(1))
+    )
+    watched = _watched(renewed_ago=0.0)
+    monitor = AttemptMonitor()
+    for _ in range(30):  # three seconds of ticks, with the database down
+        assert monitor._swept(watched) is False
+        watched.sweeper.join()
+        if len(tries) == 1:
+            watched.sweep_again_at -= monitor_module.SWEEP_RETRY_SECONDS  # the pause passes
+            assert monitor._swept(watched) is False
+            watched.sweeper.join()
+    assert len(tries) == 2
+    monkeypatch.setattr(monitor_module, "_cancel_late_children", lambda w, retried=False: True)
+    watched.sweep_again_at = 0.0
+    monitor._swept(watched)
+    watched.sweeper.join()
+    assert monitor._swept(watched) is True

@@ -70,6 +70,7 @@ class Watched:
     # The cancel of a given-up attempt's late children, on a thread of its own (``_swept``).
     sweeper: threading.Thread | None = None
     swept: bool = False
+    sweep_again_at: float = 0.0  # time.monotonic; a failed cancel waits before its next try
     # When its lease was last known to be held (time.monotonic, which runs on while the
     # process is frozen): see ``lease_overdue``.
     renewed_at: float = field(default_factory=time.monotonic)
@@ -325,7 +326,8 @@ class AttemptMonitor:
         a later tick (a prefork child cancels them inline: its process is ending)."""
         if w.swept:
             return True
-        if w.sweeper is None or not w.sweeper.is_alive():
+        idle = w.sweeper is None or not w.sweeper.is_alive()
+        if idle and time.monotonic() >= w.sweep_again_at:
             w.sweeper = threading.Thread(
                 target=_sweep, args=(w,), name="trigger-late-children", daemon=True
             )
@@ -333,9 +335,14 @@ class AttemptMonitor:
         return False
 
 
+SWEEP_RETRY_SECONDS = 2.0  # a database that is down is not asked every tick
+
+
 def _sweep(w: Watched) -> None:
     try:
         w.swept = _cancel_late_children(w, retried=True)
+        if not w.swept:
+            w.sweep_again_at = time.monotonic() + SWEEP_RETRY_SECONDS
     finally:
         connections.close_all()  # this thread's own: it ends here
 
