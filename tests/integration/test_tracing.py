@@ -12,6 +12,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
 
 from tests import otel_spans
 from tests.integration.harness import _env, finished, wait_for
@@ -339,3 +342,44 @@ def test_a_scheduled_run_has_the_trigger_span_of_the_tick_that_fired_it(own, tmp
     [attempt] = [x for x in _spans(path, 1) if x["name"] == "run sched-record"]
     assert attempt["parent_id"] == trigger["span_id"]
     assert attempt["trace_id"] == trigger["trace_id"]
+
+
+class _InTransaction(SpanProcessor):
+    """A span processor that notes, for each span ended, whether this process was inside
+    a database transaction then (a synchronous exporter runs right there)."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, bool]] = []
+        self.active = True
+
+    def on_end(self, span) -> None:
+        if self.active:
+            self.ended.append((span.name, connection.in_atomic_block))
+
+
+def test_a_ticks_span_is_exported_once_its_run_commits_and_not_for_a_tick_that_lost(
+    fresh_store,
+):
+    """The tick's span ended inside the tick's transaction: a synchronous exporter ran
+    while beat held the write (SQLite's whole-database lock), and a tick that lost to
+    another beat exported a span naming a run that was never written."""
+    otel_spans.install()
+    otel_spans.memory.clear()
+    seen = _InTransaction()
+    trace.get_tracer_provider().add_span_processor(seen)
+    try:
+        key = uuid.uuid4().hex
+        s = schedules.create(task="sched-record", cron="* * * * *", deduplication_key=key)
+        tick = clock.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+        Schedule.objects.filter(id=s.id).update(next_tick_at=tick)
+        [fired] = ScheduleTicker().tick()
+        assert fired.run_id
+        # Another beat that read the row before this one's write fires the same tick:
+        # its run's insert meets the tick's unique key.
+        Schedule.objects.filter(id=s.id).update(next_tick_at=tick)
+        [lost] = ScheduleTicker().tick()
+        assert lost.run_id is None and lost.skipped == "this tick already has its run"
+    finally:
+        seen.active = False
+    assert seen.ended == [("trigger sched-record", False)]
+    assert _here("trigger sched-record")["attributes"]["trigger_celery.run_id"] == fired.run_id

@@ -84,6 +84,23 @@ def span(
         yield current
 
 
+@contextmanager
+def open_producer_span(name: str, *, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """A producer span, current inside the block and still open after it: the caller
+    ends it (``.end()``) once what it names exists, e.g. when the row commits. One that
+    is never ended is never exported (the row was not written after all)."""
+    if not enabled():
+        yield None
+        return
+    started = trace.get_tracer(TRACER_NAME).start_span(
+        name,
+        kind=SpanKind.PRODUCER,
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+    )
+    with trace.use_span(started, end_on_exit=False):
+        yield started
+
+
 def set_outcome(current: Any, outcome: str, error: BaseException | None = None) -> None:
     """Mark an attempt's span with how it ended; an error makes it an error span."""
     if current is None:

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
@@ -219,12 +220,16 @@ def _fire(schedule: Schedule, now: datetime) -> Fired | None:
                 log.warning("schedule %s skipped its %s tick: %s", schedule.id, tick, problem)
             return Fired(schedule.id, tick, skipped=skipped)
         assert definition is not None
-        run = _tick_run(schedule, definition, tick, following)
+        run, span = _tick_run(schedule, definition, tick, following)
         try:
             with write_transaction():
                 run.save(force_insert=True)
                 # Counted as a trigger (and a schedule firing) once it commits.
                 transaction.on_commit(partial(run_events.publish, run.id, run_events.TRIGGERED))
+                if span is not None:
+                    # Ended (and so exported) once the run exists: never inside the
+                    # transaction, nor for a run another beat's tick made instead.
+                    transaction.on_commit(span.end)
         except IntegrityError:
             return Fired(schedule.id, tick, skipped="this tick already has its run")
     if run.status == RunStatus.QUEUED:
@@ -251,7 +256,9 @@ def disabled_here(schedule: Schedule) -> str | None:
 
 def _tick_run(
     schedule: Schedule, definition: TaskDefinition, tick: datetime, following: list[datetime]
-) -> Run:
+) -> tuple[Run, Any]:
+    """The tick's run, and its trigger span, left open for the caller to end (None when
+    tracing is off)."""
     payload = ScheduledPayload(
         type="DECLARATIVE" if schedule.declarative else "IMPERATIVE",
         timestamp=tick,
@@ -264,13 +271,13 @@ def _tick_run(
     # The tick is the run's trigger: its producer span, whose context the row carries to
     # the attempts, as a trigger() call's does.
     attributes = {"trigger_celery.task": definition.id, "trigger_celery.schedule_id": schedule.id}
-    with tracing.span(f"trigger {definition.id}", attributes=attributes) as sp:
+    with tracing.open_producer_span(f"trigger {definition.id}", attributes=attributes) as sp:
         run = build_run(definition.id, payload.to_json(), parse_trigger_options(None), definition)
         if sp is not None:
             sp.set_attribute("trigger_celery.run_id", run.id)
     run.schedule_id = schedule.id
     run.schedule_tick_at = tick
-    return run
+    return run, sp
 
 
 def _set_problem(schedule: Schedule, problem: str, *, next_tick_at: datetime | None) -> None:
