@@ -263,3 +263,16 @@ def test_a_queue_name_with_a_control_character_is_refused_naming_it(name):
     with pytest.raises(ConfigurationError, match="contains a control character"):
         registry.add_queue(Queue(name), declared=False)  # a django.tasks queue name
     assert name not in registry.queues
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_batch_item_naming_an_undeclared_queue_is_refused_with_its_index(keyed):
+    """Refused like a bad option of that item, before anything is written: an item with
+    an idempotency key is triggered on its own after the batch's rows are written."""
+    child = task(id="unit-batch-queue-child", run=_run)
+    options = {"queue": "unit-no-such-queue"}
+    if keyed:
+        options["idempotency_key"] = "unit-key"
+    items = [{"payload": 1}, {"payload": 2, "options": options}]
+    with pytest.raises(ConfigurationError, match=r"^batch item 1: queue 'unit-no-such-queue'"):
+        child.batch_trigger(items)
