@@ -265,6 +265,22 @@ def test_a_queue_name_with_a_control_character_is_refused_naming_it(name):
     assert name not in registry.queues
 
 
+@pytest.mark.parametrize("name", [".", "..", "a/../b", "./x", "x/."])
+def test_a_queue_name_with_a_dot_path_segment_is_refused_naming_it(name):
+    """The dashboard's action URLs carry the queue's name, and a browser resolves "."
+    and ".." segments in them: pausing "a/../b" would pause queue "b"."""
+    from trigger_celery.engine.registry import Queue
+
+    with pytest.raises(ConfigurationError, match=r"has a '\.' or '\.\.' path segment") as info:
+        queue(name=name, concurrency_limit=1)
+    assert repr(name) in str(info.value)
+    with pytest.raises(ConfigurationError, match="path segment"):
+        registry.add_queue(Queue(name), declared=False)  # a django.tasks queue name
+    with pytest.raises(ConfigurationError, match="path segment"):
+        task(id=name, run=_run)  # its own queue is named after it
+    assert name not in registry.queues and name not in registry.tasks
+
+
 @pytest.mark.parametrize("keyed", [False, True])
 def test_a_batch_item_naming_an_undeclared_queue_is_refused_with_its_index(keyed):
     """Refused like a bad option of that item, before anything is written: an item with
