@@ -281,6 +281,22 @@ def test_a_queue_name_with_a_dot_path_segment_is_refused_naming_it(name):
     assert name not in registry.queues and name not in registry.tasks
 
 
+def test_a_per_key_limit_above_the_total_is_refused_where_a_queue_is_declared():
+    with pytest.raises(ValueError, match="3 is above total_limit 2"):
+        queue(name="unit-over-total", concurrency_key_limit=3, total_limit=2)
+    with pytest.raises(ValueError, match="5 is above total_limit 4"):
+        task(id="unit-over-total-task", run=_run, queue={"concurrency_limit": 5, "total_limit": 4})
+    assert "unit-over-total" not in registry.queues
+
+
+def test_an_override_above_the_queues_total_is_refused_naming_both():
+    from trigger_celery.api.queues import queues
+
+    queue(name="unit-override-total", concurrency_key_limit=2, total_limit=4)
+    with pytest.raises(ValueError, match="concurrency limit of 5 is above its total_limit 4"):
+        queues.override_limit("unit-override-total", 5)  # refused before the database
+
+
 @pytest.mark.parametrize("keyed", [False, True])
 def test_a_batch_item_naming_an_undeclared_queue_is_refused_with_its_index(keyed):
     """Refused like a bad option of that item, before anything is written: an item with
