@@ -62,6 +62,7 @@ from django.utils.module_loading import import_string
 
 from trigger_celery.core import run_events
 from trigger_celery.core.options import parse_trigger_options
+from trigger_celery.core.queue_names import queue_name_problem
 from trigger_celery.db import write_transaction
 from trigger_celery.django_task_results import BACKEND_METADATA_KEY, task_result
 from trigger_celery.django_task_worker import (
@@ -290,7 +291,8 @@ def name_configured_queues(configs: list[dict[str, Any]]) -> None:
     for config in configs:
         names = config.get("QUEUES", [DEFAULT_TASK_QUEUE_NAME])
         for name in names if isinstance(names, list | tuple | set) else ():
-            if isinstance(name, str) and name.strip() and len(name) <= 255:
+            ok = isinstance(name, str) and name.strip() and len(name) <= 255
+            if ok and queue_name_problem(name) is None:  # else its check says why
                 registry.add_queue(Queue(name), declared=False)
 
 

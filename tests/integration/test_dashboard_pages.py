@@ -456,6 +456,13 @@ def test_tasks_page_lists_configuration_counts_and_percentiles(admin_client):
     assert percentile([1, 2, 3, 4, 100], 0.5) == 3 and percentile([], 0.5) is None
 
 
+def test_queue_override_above_its_total_limit_is_refused_saying_why(admin_client):
+    url = reverse("trigger_celery:queue-action", args=["tenants-total-2", "override"])
+    page = admin_client.post(url, {"limit": "3"}, follow=True).content.decode()
+    assert "Not changed: queue &#x27;tenants-total-2&#x27;: a concurrency limit of 3 " in page
+    assert "above its total_limit 2" in page and "overridden" not in page
+
+
 def test_queue_override_is_stored_shown_and_reset(admin_client):
     action = "trigger_celery:queue-action"
     admin_client.post(reverse(action, args=["limit-2", "override"]), {"limit": "5"})

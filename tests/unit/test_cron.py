@@ -429,6 +429,13 @@ def test_preview_takes_an_iso_string_with_its_offset():
     assert preview("0 * * * *", after="2030-01-01T00:00:00+00:00", count=2) == expected
     with pytest.raises(ValueError, match="aware"):  # as a naive datetime is
         preview("0 * * * *", after="2030-01-01")
+    # The message names the string given, and how to give it an offset.
+    with pytest.raises(InvalidScheduleError) as info:
+        preview("0 * * * *", after="2030-01-01T09:00")
+    assert str(info.value) == (
+        "after='2030-01-01T09:00' has no UTC offset; give an aware time, "
+        "e.g. '2030-01-01T09:00:00+00:00'"
+    )
     with pytest.raises(InvalidScheduleError, match="after='soon' is not an ISO 8601"):
         preview("0 * * * *", after="soon")
 

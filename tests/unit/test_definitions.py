@@ -263,3 +263,48 @@ def test_a_queue_name_with_a_control_character_is_refused_naming_it(name):
     with pytest.raises(ConfigurationError, match="contains a control character"):
         registry.add_queue(Queue(name), declared=False)  # a django.tasks queue name
     assert name not in registry.queues
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/../b", "./x", "x/."])
+def test_a_queue_name_with_a_dot_path_segment_is_refused_naming_it(name):
+    """The dashboard's action URLs carry the queue's name, and a browser resolves "."
+    and ".." segments in them: pausing "a/../b" would pause queue "b"."""
+    from trigger_celery.engine.registry import Queue
+
+    with pytest.raises(ConfigurationError, match=r"has a '\.' or '\.\.' path segment") as info:
+        queue(name=name, concurrency_limit=1)
+    assert repr(name) in str(info.value)
+    with pytest.raises(ConfigurationError, match="path segment"):
+        registry.add_queue(Queue(name), declared=False)  # a django.tasks queue name
+    with pytest.raises(ConfigurationError, match="path segment"):
+        task(id=name, run=_run)  # its own queue is named after it
+    assert name not in registry.queues and name not in registry.tasks
+
+
+def test_a_per_key_limit_above_the_total_is_refused_where_a_queue_is_declared():
+    with pytest.raises(ValueError, match="3 is above total_limit 2"):
+        queue(name="unit-over-total", concurrency_key_limit=3, total_limit=2)
+    with pytest.raises(ValueError, match="5 is above total_limit 4"):
+        task(id="unit-over-total-task", run=_run, queue={"concurrency_limit": 5, "total_limit": 4})
+    assert "unit-over-total" not in registry.queues
+
+
+def test_an_override_above_the_queues_total_is_refused_naming_both():
+    from trigger_celery.api.queues import queues
+
+    queue(name="unit-override-total", concurrency_key_limit=2, total_limit=4)
+    with pytest.raises(ValueError, match="concurrency limit of 5 is above its total_limit 4"):
+        queues.override_limit("unit-override-total", 5)  # refused before the database
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_batch_item_naming_an_undeclared_queue_is_refused_with_its_index(keyed):
+    """Refused like a bad option of that item, before anything is written: an item with
+    an idempotency key is triggered on its own after the batch's rows are written."""
+    child = task(id="unit-batch-queue-child", run=_run)
+    options = {"queue": "unit-no-such-queue"}
+    if keyed:
+        options["idempotency_key"] = "unit-key"
+    items = [{"payload": 1}, {"payload": 2, "options": options}]
+    with pytest.raises(ConfigurationError, match=r"^batch item 1: queue 'unit-no-such-queue'"):
+        child.batch_trigger(items)

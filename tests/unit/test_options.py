@@ -9,6 +9,7 @@ from trigger_celery.core.options import (
     parse_trigger_options,
     task_id_problem,
 )
+from trigger_celery.core.queue_names import queue_name_problem
 
 
 def test_every_spec_option_name_is_accepted():
@@ -208,3 +209,53 @@ def test_one_task_id_rule(task_id, message):
 def test_an_int_debounce_key_is_its_string():
     options = parse_trigger_options(debounce={"key": 42, "delay": "5s"})
     assert options.debounce is not None and options.debounce.key == "42"
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"concurrency_key_limit": 3, "total_limit": 2},
+        {"concurrency_limit": 11, "total_limit": 10},
+    ],
+)
+def test_a_per_key_limit_above_the_total_is_refused_naming_both(limits):
+    """Each key's runs count toward the total as well: a per-key limit above it could
+    never be reached, so it is a mistake, said at the declaration."""
+    per_key = limits.get("concurrency_key_limit", limits.get("concurrency_limit"))
+    with pytest.raises(ValueError, match="is above total_limit") as info:
+        QueueOptions(name="q", **limits)
+    assert f"{per_key} is above total_limit {limits['total_limit']}" in str(info.value)
+    same = QueueOptions(name="q", concurrency_key_limit=2, total_limit=2)
+    assert (same.concurrency_limit, same.total_limit) == (2, 2)
+
+
+# One rule for a queue's name wherever it comes in: queue(name=...), a task's id, the
+# trigger option queue= (and through it the django.tasks backend's queue names).
+BAD_QUEUE_NAMES = [
+    ("tab\tq", "contains a control character ('\\t')"),
+    ("a\x1fb", "contains a control character ('\\x1f')"),
+    (".", "has a '.' or '..' path segment"),
+    ("..", "has a '.' or '..' path segment"),
+    ("a/../b", "has a '.' or '..' path segment"),
+    ("./x", "has a '.' or '..' path segment"),
+    ("x/.", "has a '.' or '..' path segment"),
+]
+
+
+@pytest.mark.parametrize(("name", "problem"), BAD_QUEUE_NAMES)
+def test_the_trigger_option_queue_takes_the_queue_name_rule(name, problem):
+    with pytest.raises(ValueError) as info:
+        parse_trigger_options(queue=name)
+    assert str(info.value).startswith(f"queue: {name!r} {problem}")
+
+
+@pytest.mark.parametrize(("name", "problem"), BAD_QUEUE_NAMES)
+def test_a_task_id_takes_the_queue_name_rule(name, problem):
+    assert task_id_problem(name) == f"task id {name!r} {queue_name_problem(name)}"
+    assert problem in (queue_name_problem(name) or "")
+
+
+@pytest.mark.parametrize("name", ["a.b", "a/b", "...", "a/.../b", ".hidden", "v1.2/x."])
+def test_dots_that_are_not_a_whole_path_segment_are_fine(name):
+    assert queue_name_problem(name) is None
+    assert parse_trigger_options(queue=name).queue == name

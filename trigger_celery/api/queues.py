@@ -58,7 +58,12 @@ class QueuesAPI:
             isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000
         ):
             raise ValueError(f"a concurrency limit must be an int from 1 to 100000, got {limit!r}")
-        registry.require_queue(name)
+        q = registry.require_queue(name)
+        if limit is not None and q.total_limit is not None and limit > q.total_limit:
+            raise ValueError(  # queue()'s rule: each key's runs count toward the total
+                f"queue {name!r}: a concurrency limit of {limit} is above its total_limit "
+                f"{q.total_limit}: no concurrency key could reach it; use {q.total_limit} or less"
+            )
         with write_transaction():  # update_or_create reads, then writes (SQLite's lock)
             QueueState.objects.update_or_create(
                 name=name, defaults={"concurrency_limit_override": limit}

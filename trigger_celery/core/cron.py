@@ -389,11 +389,15 @@ def preview(
         timezone = timezone.key
     if isinstance(after, str):
         try:
-            after = datetime.fromisoformat(after)
+            parsed = datetime.fromisoformat(after)
         except ValueError:
+            raise InvalidScheduleError(f"after={after!r} is not an ISO 8601 datetime") from None
+        if parsed.tzinfo is None:  # refused as a naive datetime is: UTC or ``timezone``?
             raise InvalidScheduleError(
-                f"after={after!r} is not an ISO 8601 date or datetime"
-            ) from None
+                f"after={after!r} has no UTC offset; give an aware time, e.g. "
+                f"'{parsed.isoformat()}+00:00'"
+            )
+        after = parsed
     elif after is not None and not isinstance(after, datetime):
         raise InvalidScheduleError(f"after={after!r} is not a datetime or an ISO 8601 string")
     return fire_times(parse_cron(cron), get_zone(timezone), after=after or clock.now(), count=count)

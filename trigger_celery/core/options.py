@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from trigger_celery.core import clock
 from trigger_celery.core.durations import MAX_SECONDS, parse_delay, parse_duration
 from trigger_celery.core.idempotency import MAX_KEY_LENGTH
+from trigger_celery.core.queue_names import queue_name_problem
 from trigger_celery.core.retry import MAX_ATTEMPTS_CAP
 from trigger_celery.core.serialization import json_size, text_problem, to_jsonable
 from trigger_celery.errors import InvalidTriggerOptionError
@@ -62,18 +63,8 @@ def task_id_problem(task_id: Any) -> str | None:
             f"got {task_id!r}"
         )
     # A task's id names its own queue, so it follows the queue names' rule as well.
-    problem = text_problem(task_id) or control_character_problem(task_id)
+    problem = text_problem(task_id) or queue_name_problem(task_id)
     return None if problem is None else f"task id {task_id!r} {problem}"
-
-
-def control_character_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a queue, or None: a control character. The store joins a
-    queue's name and a concurrency key with one (``\\x1f``) and splits at the first, so
-    a queue named with it would count as another queue, its limits never applied."""
-    for char in name:
-        if char < " " or char == "\x7f":
-            return f"contains a control character ({char!r}); use printable characters"
-    return None
 
 
 def storable_text(name: str, value: str) -> str:
@@ -223,8 +214,11 @@ class TriggerOptions(BaseModel):
     def _queue(cls, v: Any) -> str | None:
         if v is None:
             return None
-        name = getattr(v, "name", v)  # a queue(...) object is accepted too
-        return _non_empty_str("queue", name, 255)
+        name = _non_empty_str("queue", getattr(v, "name", v), 255)  # or a queue(...)
+        problem = queue_name_problem(name)  # the rule queue(name=...) applies, its words
+        if problem is not None:
+            raise ValueError(f"queue: {name!r} {problem}")
+        return name
 
     @field_validator("concurrency_key", mode="before")
     @classmethod
@@ -409,3 +403,14 @@ class QueueOptions(BaseModel):
             return None
         parse_rate_limit(v)
         return str(v)
+
+    @model_validator(mode="after")
+    def _key_limit_within_total(self) -> QueueOptions:
+        # Each key's runs count toward the total too: a key could never reach a limit above it.
+        per_key, total = self.concurrency_limit, self.total_limit
+        if per_key is not None and total is not None and per_key > total:
+            raise ValueError(
+                f"the per-key limit (concurrency_limit or concurrency_key_limit) {per_key} "
+                f"is above total_limit {total}: no key could reach it; use {total} or less"
+            )
+        return self

@@ -33,6 +33,7 @@ from trigger_celery.engine.idempotency import resolve_key
 from trigger_celery.engine.payloads import store_payload_json
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
+from trigger_celery.errors import ConfigurationError
 from trigger_celery.models import Batch, Run
 
 MAX_BATCH_ITEMS = 1000
@@ -110,6 +111,8 @@ def _create_batch(
     # Items with no options of their own share the batch's: one template run per task,
     # and only id and payload made per item (``run_rows``).
     shared_opts = parse_trigger_options(batch_options)
+    if shared_opts.queue is not None:  # the batch's own option: no item to name
+        registry.require_queue(shared_opts.queue)
     shared_is_special = shared_opts.idempotency_key is not None or shared_opts.debounce is not None
     siblings: dict[str, run_rows.SiblingRuns] = {}
     batch_keyed: set[int] = set()  # the items keyed by the batch's idempotency key
@@ -142,8 +145,11 @@ def _create_batch(
             batch_keyed.add(count - 1)
         try:
             opts = parse_trigger_options(merged)
+            if opts.queue is not None:  # before anything is written, keyed items too
+                registry.require_queue(opts.queue)
         except ValueError as exc:  # say which item
-            raise ValueError(f"batch item {count - 1}: {exc}") from None
+            kind = ConfigurationError if isinstance(exc, ConfigurationError) else ValueError
+            raise kind(f"batch item {count - 1}: {exc}") from None
         if opts.idempotency_key is not None or opts.debounce is not None:
             special.append((count - 1, task_id, definition, payload, merged))
             continue

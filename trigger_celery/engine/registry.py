@@ -28,10 +28,10 @@ from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet, signature_to_ch
 from trigger_celery.core.options import (
     MACHINE_PRESETS,
     QueueOptions,
-    control_character_problem,
     parse_rate_limit,
     task_id_problem,
 )
+from trigger_celery.core.queue_names import queue_name_problem
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.core.schedules import ScheduledPayload, ScheduleSpec
 from trigger_celery.errors import (
@@ -85,7 +85,7 @@ class Registry:
         """Register ``q``. A queue only named so far (``declared=False``: a task's own
         queue, a ``django.tasks`` queue name) gives way to its declaration, which the
         tasks that named it then use; two declarations must agree."""
-        problem = control_character_problem(q.name)
+        problem = queue_name_problem(q.name)
         if problem is not None:
             raise ConfigurationError(f"queue name {q.name!r} {problem}")
         with self._lock:

@@ -50,15 +50,23 @@ def queue_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
         messages.success(request, f"Queue {name} is back to the limit in code.")
     elif action == "override":
         text = request.POST.get("limit", "").strip()
-        try:
-            queues.override_limit(name, int(text))
-        except (ValueError, ConfigurationError):
-            messages.error(
-                request,
-                f"Not changed: the limit must be a whole number from 1 to 100000, got {text!r}.",
-            )
-        else:
-            messages.success(request, f"Queue {name}: concurrency limit {text} (overridden).")
+        _override(request, name, text)
     else:
         raise Http404(f"no queue action {action}")
     return redirect("trigger_celery:queue-list")
+
+
+def _override(request: HttpRequest, name: str, text: str) -> None:
+    limit = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= limit <= 100_000:
+        messages.error(
+            request,
+            f"Not changed: the limit must be a whole number from 1 to 100000, got {text!r}.",
+        )
+        return
+    try:
+        queues.override_limit(name, limit)
+    except (ValueError, ConfigurationError) as exc:  # above the queue's total_limit
+        messages.error(request, f"Not changed: {exc}.")
+    else:
+        messages.success(request, f"Queue {name}: concurrency limit {limit} (overridden).")
