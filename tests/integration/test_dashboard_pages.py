@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.core.files.storage import FileSystemStorage
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -209,6 +210,39 @@ def test_replay_with_bad_json_or_a_bad_schema_payload_creates_nothing(admin_clie
     assert "the payload is not JSON" in response.content.decode()
     response = admin_client.post(url, {"payload": '{"count": 2}'}, follow=True)
     assert "does not fit the schema" in response.content.decode()
+    assert not Run.objects.filter(replayed_from_id=original.id).exists()
+
+
+class UnreadableStorage(FileSystemStorage):
+    """A storage that fails with something other than an OSError (a cloud storage
+    client's own error, say) whenever a stored value is opened."""
+
+    def open(self, name, mode="rb"):
+        raise RuntimeError(f"the bucket refused {name}")
+
+
+def test_replay_of_a_payload_storage_cannot_give_back_says_so_instead_of_a_500(
+    admin_client, settings
+):
+    ref = "trigger-celery-payloads/run_unreadable/payload.json"
+    original = make_run("run_unreadable", payload=None, payload_ref=ref)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}.UnreadableStorage"},
+    }
+    detail = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
+    assert "the bucket refused" in detail.content.decode()  # the page shows, and says why
+    url = reverse("trigger_celery:run-replay", args=[original.id])
+    for form in ({"payload": ""}, {}):
+        response = admin_client.post(url, form, follow=True)
+        assert response.status_code == 200
+        assert response.redirect_chain[-1][0] == reverse(
+            "trigger_celery:run-detail", args=[original.id]
+        )
+        assert (
+            f"Not replayed: its payload could not be read (stored at {ref}): "
+            f"RuntimeError: the bucket refused {ref}"
+        ) in response.content.decode()
     assert not Run.objects.filter(replayed_from_id=original.id).exists()
 
 
