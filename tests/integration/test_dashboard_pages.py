@@ -330,6 +330,24 @@ def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_cli
     assert '<rect class="waiting"' in page  # the retry delay between the attempts
 
 
+def test_attempt_times_show_their_date_in_the_project_time_zone(admin_client, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"  # UTC+9: the attempts below start on the next day there
+    run = make_run("run_dated", "EXECUTING")
+    start = datetime(2026, 3, 4, 23, 59, 59, 500000, tzinfo=UTC)
+    run.attempts.create(
+        number=1, status="FAILED", started_at=start, finished_at=start + timedelta(seconds=2)
+    )
+    run.attempts.create(number=2, status="EXECUTING", started_at=start + timedelta(days=1))
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    table = page[page.index('id="tc-attempt-table"') :]
+    table = table[: table.index("</table>")]
+    rows = [re.findall(r"<td>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
+    assert [row[1:3] for row in rows] == [
+        ["2026-03-05 08:59:59.500000", "2026-03-05 09:00:01.500000"],
+        ["2026-03-06 08:59:59.500000", "—"],
+    ]
+
+
 def test_run_json_sends_the_log_lines_after_the_one_given(admin_client):
     run = make_run("run_logs_json", "EXECUTING")
     lines = [
