@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.core.files.storage import FileSystemStorage
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -212,6 +213,39 @@ def test_replay_with_bad_json_or_a_bad_schema_payload_creates_nothing(admin_clie
     assert not Run.objects.filter(replayed_from_id=original.id).exists()
 
 
+class UnreadableStorage(FileSystemStorage):
+    """A storage that fails with something other than an OSError (a cloud storage
+    client's own error, say) whenever a stored value is opened."""
+
+    def open(self, name, mode="rb"):
+        raise RuntimeError(f"the bucket refused {name}")
+
+
+def test_replay_of_a_payload_storage_cannot_give_back_says_so_instead_of_a_500(
+    admin_client, settings
+):
+    ref = "trigger-celery-payloads/run_unreadable/payload.json"
+    original = make_run("run_unreadable", payload=None, payload_ref=ref)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}.UnreadableStorage"},
+    }
+    detail = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
+    assert "the bucket refused" in detail.content.decode()  # the page shows, and says why
+    url = reverse("trigger_celery:run-replay", args=[original.id])
+    for form in ({"payload": ""}, {}):
+        response = admin_client.post(url, form, follow=True)
+        assert response.status_code == 200
+        assert response.redirect_chain[-1][0] == reverse(
+            "trigger_celery:run-detail", args=[original.id]
+        )
+        assert (
+            f"Not replayed: its payload could not be read (stored at {ref}): "
+            f"RuntimeError: the bucket refused {ref}"
+        ) in response.content.decode()
+    assert not Run.objects.filter(replayed_from_id=original.id).exists()
+
+
 def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
     later = timezone.now() + timedelta(hours=5)
     delayed = make_run("run_delayed", "DELAYED", delayed_until=later)
@@ -294,6 +328,24 @@ def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_cli
     assert "{&quot;a&quot;: &quot;&lt;script&gt;" in page  # log attributes as JSON text
     assert page.count('<rect class="executing"') == 2
     assert '<rect class="waiting"' in page  # the retry delay between the attempts
+
+
+def test_attempt_times_show_their_date_in_the_project_time_zone(admin_client, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"  # UTC+9: the attempts below start on the next day there
+    run = make_run("run_dated", "EXECUTING")
+    start = datetime(2026, 3, 4, 23, 59, 59, 500000, tzinfo=UTC)
+    run.attempts.create(
+        number=1, status="FAILED", started_at=start, finished_at=start + timedelta(seconds=2)
+    )
+    run.attempts.create(number=2, status="EXECUTING", started_at=start + timedelta(days=1))
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    table = page[page.index('id="tc-attempt-table"') :]
+    table = table[: table.index("</table>")]
+    rows = [re.findall(r"<td>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
+    assert [row[1:3] for row in rows] == [
+        ["2026-03-05 08:59:59.500000", "2026-03-05 09:00:01.500000"],
+        ["2026-03-06 08:59:59.500000", "—"],
+    ]
 
 
 def test_run_json_sends_the_log_lines_after_the_one_given(admin_client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 
 from django.contrib import messages
@@ -13,10 +14,13 @@ from pydantic import ValidationError
 
 from trigger_celery.api.runs import runs
 from trigger_celery.engine.actions import replay_run
+from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import InvalidRunStateError, RunNotFoundError, TriggerCeleryError
 from trigger_celery.models import Run
 from trigger_celery.views.access import dashboard_view
+
+log = logging.getLogger("trigger_celery.dashboard")
 
 
 def typed_delay(text: str) -> str | int | datetime:
@@ -65,24 +69,27 @@ def replay(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _exists(run_id)
     text = request.POST.get("payload", "")
     if not text.strip():  # no payload given (a cleared field, a bare POST): the same one
+        stored = Run.objects.filter(id=run_id).values_list("payload", "payload_ref").first()
+        if stored is None:
+            raise Http404(f"no run {run_id}")
+        inline, ref = stored
         try:
-            handle = replay_run(run_id, {})
-        except OSError as exc:  # its payload is in a storage this process cannot read
-            messages.error(request, f"Not replayed: its payload could not be read: {exc}")
+            payload = load_payload(inline, ref)
+        except Exception as exc:  # a storage this process cannot read, a damaged file...
+            log.warning("could not read the stored payload %s of %s", ref, run_id, exc_info=True)
+            messages.error(
+                request,
+                f"Not replayed: its payload could not be read (stored at {ref}): "
+                f"{type(exc).__name__}: {exc}",
+            )
             return _back(run_id)
-        messages.success(request, f"Replayed {run_id} as {handle.id}.")
-        return redirect("trigger_celery:run-detail", handle.id)
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        messages.error(request, f"Not replayed: the payload is not JSON ({exc}).")
-        return _back(run_id)
-    definition = registry.get_task(run.task_identifier)
-    if definition is not None:
+    else:
         try:
-            definition.parse_payload(payload)
-        except (ValidationError, ValueError, TypeError) as exc:
-            messages.error(request, f"Not replayed: the payload does not fit the schema: {exc}")
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            messages.error(request, f"Not replayed: the payload is not JSON ({exc}).")
+            return _back(run_id)
+        if not _fits_schema(request, run, payload):
             return _back(run_id)
     try:
         handle = replay_run(run_id, {}, payload)
@@ -91,6 +98,18 @@ def replay(request: HttpRequest, run_id: str) -> HttpResponse:
         return _back(run_id)
     messages.success(request, f"Replayed {run_id} as {handle.id}.")
     return redirect("trigger_celery:run-detail", handle.id)
+
+
+def _fits_schema(request: HttpRequest, run: Run, payload: object) -> bool:
+    """An edited payload fits the task's schema (said on the page when it does not)."""
+    definition = registry.get_task(run.task_identifier)
+    if definition is not None:
+        try:
+            definition.parse_payload(payload)
+        except (ValidationError, ValueError, TypeError) as exc:
+            messages.error(request, f"Not replayed: the payload does not fit the schema: {exc}")
+            return False
+    return True
 
 
 @dashboard_view("change_run", methods=("POST",))

@@ -104,6 +104,12 @@ def test_cancel_an_executing_run_from_its_page(browser_page, live):
     )
     browser_page.go(f"/trigger/runs/{handle.id}/")
     assert status_of(page) == "EXECUTING"
+    page.click("#tc-cancel button")  # the confirmation is dismissed: nothing happens
+    assert browser_page.dialogs == [f"Cancel run {handle.id} (sleepy)?"]
+    assert Run.objects.get(id=handle.id).status == "EXECUTING"
+    assert status_of(page) == "EXECUTING" and page.locator("#tc-cancel").count() == 1
+    page.remove_listener("dialog", browser_page._dialog)
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#tc-cancel button")
     page.wait_for_selector("#tc-status.CANCELED")
     assert Run.objects.get(id=handle.id).status == "CANCELED"

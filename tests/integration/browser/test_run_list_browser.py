@@ -62,3 +62,27 @@ def test_every_child_of_a_run_with_many_is_reachable_from_its_page(browser_page)
     assert sorted(seen) == [f"run_kid_{i:03d}" for i in range(105)]
     assert page.input_value("input[name=parent]") == "run_kids"
     assert browser_page.csp_violations() == []
+
+
+def test_a_run_arriving_after_select_all_is_not_selected_and_unticks_it(browser_page):
+    page = browser_page.page
+    seen = [make_run(f"run_s_{i:03d}", "QUEUED", tags=["selecting"]).id for i in range(3)]
+    browser_page.go("/trigger/?tag=selecting")
+    page.check("#tc-select-all")
+    assert all(page.is_checked(f'#tc-runs input[value="{run_id}"]') for run_id in seen)
+    make_run("run_s_100", "QUEUED", tags=["selecting"])  # a run the user has not seen yet
+    page.wait_for_selector('#tc-runs tr[data-id="run_s_100"]')
+    assert not page.is_checked("#tc-select-all")
+    assert not page.is_checked('#tc-runs input[value="run_s_100"]')
+    assert all(page.is_checked(f'#tc-runs input[value="{run_id}"]') for run_id in seen)
+    page.click("#tc-bulk button[value=cancel]")  # acts on the three the user ticked, only
+    page.wait_for_selector("text=Cancel 3 runs?")
+    assert (
+        sorted(
+            page.eval_on_selector_all(
+                "#tc-bulk-confirm input[name=run]", "boxes => boxes.map(b => b.value)"
+            )
+        )
+        == seen
+    )
+    assert browser_page.csp_violations() == []

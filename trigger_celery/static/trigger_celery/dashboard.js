@@ -65,14 +65,19 @@
     setTimeout(tick, POLL_MS);
   }
 
-  /* Runs list: redraw the first page's rows, keeping what is selected. */
+  /* Runs list: redraw the first page's rows, keeping what is selected. A row that
+   * arrives is never selected, and "select all" is unticked when one does: a bulk
+   * action must not reach a run the user has not seen. */
   function liveList(live) {
     var table = document.getElementById("tc-runs");
     if (!table || !table.dataset.live) return;
     poll(live.url, function (body) {
       var tbody = table.tBodies[0];
-      var checked = {};
+      var checked = {}, shown = {};
       tbody.querySelectorAll("input[name=run]:checked").forEach(function (b) { checked[b.value] = true; });
+      tbody.querySelectorAll("tr[data-id]").forEach(function (tr) { shown[tr.dataset.id] = true; });
+      var all = document.getElementById("tc-select-all");
+      if (all && body.runs.some(function (run) { return !shown[run.id]; })) all.checked = false;
       var rows = document.createDocumentFragment();
       body.runs.forEach(function (run) {
         var tr = el("tr");
