@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
@@ -26,9 +27,20 @@ from trigger_celery.api.queues import queues
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.engine.actions import cancel_run, replay_run
-from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import Attempt, Batch, LogEntry, QueueState, Run
+from trigger_celery.views.values import Shown, shown_value
+
+log = logging.getLogger("trigger_celery.admin")
+
+
+def _shown(shown: Shown) -> str:
+    """A value as the dashboard shows it: its start when large, a note when unreadable."""
+    if shown.whole:
+        return _pretty(shown.value)
+    return format_html(
+        '<p>{}</p><pre style="white-space: pre-wrap; margin: 0">{}</pre>', shown.note, shown.text
+    )
 
 
 def _pretty(value: Any) -> str:
@@ -280,16 +292,26 @@ class RunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Replay selected runs", permissions=["replay"])
     def replay_runs(self, request: HttpRequest, queryset: Any) -> None:
-        new = [replay_run(run_id, {}).id for run_id in queryset.values_list("id", flat=True)]
-        self.message_user(request, f"Replayed {len(new)} run(s): {', '.join(new[:10])}")
+        new, refused = [], []
+        for run_id in queryset.values_list("id", flat=True):
+            try:  # one run that cannot be replayed (its stored payload unreadable...)
+                new.append(replay_run(run_id, {}).id)  # leaves the others replayed
+            except Exception as exc:
+                log.warning("admin replay of %s failed", run_id, exc_info=True)
+                refused.append(f"{run_id} ({type(exc).__name__}: {exc})")
+        if new:
+            self.message_user(request, f"Replayed {len(new)} run(s): {', '.join(new[:10])}")
+        if refused:
+            said = f"Not replayed, {len(refused)} run(s): {'; '.join(refused[:10])}"
+            self.message_user(request, said, level=messages.ERROR)
 
     @admin.display(description="payload")
     def payload_view(self, obj: Run) -> str:
-        return _pretty(load_payload(obj.payload, obj.payload_ref))
+        return _shown(shown_value(obj.payload, obj.payload_ref, "payload"))
 
     @admin.display(description="output")
     def output_view(self, obj: Run) -> str:
-        return _pretty(load_payload(obj.output, obj.output_ref))
+        return _shown(shown_value(obj.output, obj.output_ref, "output"))
 
     @admin.display(description="metadata")
     def metadata_view(self, obj: Run) -> str:

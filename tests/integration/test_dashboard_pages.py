@@ -244,6 +244,23 @@ def test_replay_of_a_payload_storage_cannot_give_back_says_so_instead_of_a_500(
             f"RuntimeError: the bucket refused {ref}"
         ) in response.content.decode()
     assert not Run.objects.filter(replayed_from_id=original.id).exists()
+    # Django admin: its run page and its replay action say so too; the other run selected
+    # is replayed all the same.
+    admin_page = admin_client.get(reverse("admin:trigger_celery_run_change", args=[original.id]))
+    assert admin_page.status_code == 200
+    assert f"RuntimeError: the bucket refused {ref}" in admin_page.content.decode()
+    readable = make_run("run_readable", payload={"n": 1})
+    response = admin_client.post(
+        reverse("admin:trigger_celery_run_changelist"),
+        {"action": "replay_runs", "_selected_action": [original.id, readable.id]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    said = response.content.decode()
+    assert "Replayed 1 run(s)" in said
+    assert f"Not replayed, 1 run(s): {original.id} (RuntimeError: the bucket refused" in said
+    assert Run.objects.filter(replayed_from_id=readable.id).count() == 1
+    assert not Run.objects.filter(replayed_from_id=original.id).exists()
 
 
 def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
