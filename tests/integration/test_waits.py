@@ -441,6 +441,21 @@ def test_a_replay_that_reaches_a_batch_wait_with_other_items_fails_clearly(live)
     assert "its replay asks for 0 items" in message
 
 
+@pytest.mark.parametrize("wrap", ["from", "group"])
+def test_a_replay_mismatch_raised_wrapped_fails_the_run_without_a_retry(live, wrap):
+    """The mismatch came out of the code wrapped (``raise ... from``, an asyncio
+    TaskGroup's ExceptionGroup): before, the run was retried under its policy (3
+    attempts here), and every replay failed the same way."""
+    name = f"wraps-the-pending-batch-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2, 3)
+    run = finished(tasks.trigger("wraps-the-pending-batch", {"list": name, "wrap": wrap}))
+    assert run.status == "FAILED", (run.status, run.output)
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "FAILED")]
+    assert run.error["type"] == ("RuntimeError" if wrap == "from" else "ExceptionGroup")
+    assert "ReplayMismatchError: wait step 0 of run" in run.error["stack"]
+    assert "waited on a batch of 3 items before the run suspended" in run.error["stack"]
+
+
 def test_a_replay_that_asks_a_step_for_another_child_payload_says_so_on_the_run(live):
     """A loop over rows its children change: on replay, step 0 asks for item 2, but the
     child recorded at step 0 did item 1. The step gives back its recorded result, in call

@@ -857,11 +857,33 @@ async def waits_in_a_task_group(payload, ctx):
 
 @task(id="batches-the-pending", retry={"max_attempts": 1})
 def batches_the_pending(payload, ctx):
+    return _batch_the_pending(payload)
+
+
+def _batch_the_pending(payload):
     items = _pending(payload["list"])
     results = marks_done.batch_trigger_and_wait(
         [{"payload": {"list": payload["list"], "item": item}} for item in items]
     )
     return [[item, result.output] for item, result in zip(items, results.runs, strict=False)]
+
+
+@task(id="wraps-the-pending-batch", retry=FAST_RETRY)
+async def wraps_the_pending_batch(payload, ctx):
+    """``batches-the-pending`` with retries left, its replay's ReplayMismatchError raised
+    wrapped: by ``raise ... from``, or in an asyncio.TaskGroup's ExceptionGroup."""
+
+    async def batch():
+        return _batch_the_pending(payload)
+
+    if payload["wrap"] == "group":
+        async with asyncio.TaskGroup() as group:
+            done = group.create_task(batch())
+        return done.result()
+    try:
+        return await batch()
+    except Exception as err:
+        raise RuntimeError("could not settle the pending items") from err
 
 
 from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)
