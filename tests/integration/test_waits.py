@@ -40,6 +40,18 @@ def test_batch_trigger_and_wait_keeps_item_order(live):
     assert run.output == [0, 1, 2, 3, 4, 5]
 
 
+def test_batch_items_given_idempotency_key_none_are_found_by_their_index_as_without(live):
+    """``idempotency_key=None`` is no key: the items are the batch's own children, found
+    by their index on a replay. Before, the waitpoint listed each item's run, as for
+    runs a key of the user's may have found outside the batch."""
+    handle = tasks.trigger("batch-parent", {"n": 3, "options": {"idempotency_key": None}})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == [0, 1, 2]
+    (wp,) = Waitpoint.objects.filter(run_id=handle.id)
+    assert wp.item_runs is None
+
+
 def test_batch_trigger_and_wait_of_no_items_returns_no_results_at_once(live):
     run = finished(tasks.trigger("batch-parent", {"n": 0}), timeout=30)
     assert run.status == "COMPLETED", run.error

@@ -692,7 +692,10 @@ def limited_parent(payload, ctx):
 
 @task(id="batch-parent")
 def batch_parent(payload, ctx):
-    results = echo.batch_trigger_and_wait([{"payload": {"i": i}} for i in range(payload["n"])])
+    options = {"options": payload["options"]} if "options" in payload else {}
+    results = echo.batch_trigger_and_wait(
+        [{"payload": {"i": i}, **options} for i in range(payload["n"])]
+    )
     return [r.output["payload"]["i"] for r in results.runs]
 
 

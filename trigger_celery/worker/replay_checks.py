@@ -45,6 +45,12 @@ def replay_mismatch(scope: RunScope, message: str) -> ReplayMismatchError:
     return err
 
 
+def keyed_by_user(options: Mapping[str, Any]) -> bool:
+    """Whether a child's options carry a key or a debounce of the user's: its run may be
+    one found by them, with another payload by design. An explicit None is no key."""
+    return options.get("idempotency_key") is not None or options.get("debounce") is not None
+
+
 def _shown(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 200 else f"{text[:200]}..."

@@ -47,6 +47,7 @@ from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
 from trigger_celery.worker.replay_checks import (
     BatchItems,
+    keyed_by_user,
     replay_mismatch,
     same_batch_items,
     same_child_payload,
@@ -188,17 +189,20 @@ def trigger_and_wait(
 ) -> RunResult:
     """Trigger ``task_id`` as a child of the current run and wait for its result."""
     scope, step, wp = _step(f"{task_id}.trigger_and_wait", Waitpoint.Kind.RUN, task_id)
-    if wp is not None and not (options.get("idempotency_key") or options.get("debounce")):
+    if wp is not None and not keyed_by_user(options):
         # A child of our own key is the one this step made with its payload; one found
         # by a key or debounce of the user's may hold another payload by design.
         same_child_payload(wp, payload)
     if wp is None:
         opts = dict(options)
-        # Without a key of the user's, the child is keyed by (parent, step): a replay that
-        # reaches this step again finds the same child instead of making another.
+        # Without a key of the user's (None is none), the child is keyed by (parent,
+        # step): a replay that reaches this step again - after a crash between the
+        # child's trigger and the waitpoint's write - finds that child, not a second.
         # A first execution reaches this step for the first time: no run holds our key.
-        key_is_new = scope.fresh and "idempotency_key" not in opts
-        opts.setdefault("idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step)))
+        key_is_new = False
+        if opts.get("idempotency_key") is None:
+            opts["idempotency_key"] = IdempotencyKey(_child_key(scope.ctx.run.id, step))
+            key_is_new = scope.fresh
         with _child_kept_here(scope):
             handle = trigger_task(
                 task_id, payload, opts, {}, definition=validate, key_is_new=key_is_new
@@ -247,8 +251,9 @@ def batch_trigger_and_wait(label: str, items: BatchItems) -> BatchResult:
             handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
         faults.point("batch-children-created")
         # Children found by keys of the user's (maybe finished long ago) count too. Only
-        # items with options of their own can have a key; the rest were made in the batch.
-        own = [h.id for h, item in zip(handle.runs, items, strict=True) if item[2]]
+        # items with a key or debounce of their own (not None) can have been found by
+        # it; the rest were made in the batch, and are found by their index on a replay.
+        own = [h.id for h, item in zip(handle.runs, items, strict=True) if keyed_by_user(item[2])]
         if own:
             Run.objects.filter(id__in=own, batch_id__isnull=True).update(batch_id=handle.id)
         # A key may find a run outside this batch (another batch's, an earlier item's):
