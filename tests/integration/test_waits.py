@@ -468,6 +468,29 @@ def test_a_replay_mismatch_raised_wrapped_fails_the_run_without_a_retry(live, wr
     assert "waited on a batch of 3 items before the run suspended" in run.error["stack"]
 
 
+def test_a_replayed_batch_step_with_other_item_payloads_warns_once_and_completes(live):
+    """A batch over rows its children change, as many after as before: on replay, its
+    items ask for other payloads. Each item gets its recorded child's result, and one
+    warning names the first item that differs; the next replay (after the run's second
+    wait) passes the step again without a second warning. Before, nothing said so."""
+    name = f"batches-the-numbered-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2)
+    run = finished(tasks.trigger("batches-the-numbered", {"list": name}))
+    assert run.status == "COMPLETED", (run.status, run.error)
+    assert run.output == [10, 20]
+    warned = list(
+        LogEntry.objects.filter(run_id=run.id, level="WARN").values_list("message", flat=True)
+    )
+    assert len(warned) == 1, warned
+    (child,) = Run.objects.filter(parent_id=run.id, batch_index=0)
+    assert warned[0].startswith(
+        f"wait step 0 replayed batch 'tens-its-item' with payload "
+        f'{{"index": 0, "item": 10, "list": "{name}"}} for item 0 (and 1 more item), '
+        f"but the child it recorded for that item ({child.id}) was triggered with "
+        f'{{"index": 0, "item": 1, "list": "{name}"}}: each item gets'
+    )
+
+
 def test_a_replay_that_asks_a_step_for_another_child_payload_says_so_on_the_run(live):
     """A loop over rows its children change: on replay, step 0 asks for item 2, but the
     child recorded at step 0 did item 1. The step gives back its recorded result, in call

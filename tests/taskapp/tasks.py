@@ -889,6 +889,27 @@ async def wraps_the_pending_batch(payload, ctx):
         raise RuntimeError("could not settle the pending items") from err
 
 
+@task(id="tens-its-item", retry={"max_attempts": 1})
+def tens_its_item(payload, ctx):
+    """Replaces its item in the list its parent batches over by ten times it."""
+    events.client().lset(
+        f"tc-test:pending:{payload['list']}", payload["index"], payload["item"] * 10
+    )
+    return payload["item"] * 10
+
+
+@task(id="batches-the-numbered", retry={"max_attempts": 1})
+def batches_the_numbered(payload, ctx):
+    """A batch over rows its children change, as many after as before, then one more wait:
+    each replay passes the batch step with other payloads."""
+    items = _pending(payload["list"])
+    results = tens_its_item.batch_trigger_and_wait(
+        [{"payload": {"list": payload["list"], "index": i, "item": n}} for i, n in enumerate(items)]
+    )
+    echo.trigger_and_wait({"after": "batch"})
+    return [result.output for result in results.runs]
+
+
 from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)
 
 

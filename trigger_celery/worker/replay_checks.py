@@ -6,9 +6,9 @@ another number of items or other tasks, cannot: its results would go to the wron
 items. That is a :class:`ReplayMismatchError`, noted on the run's scope so that the
 attempt's failure is never retried, also when the code raised another error from it
 (``raise ... from``, an ``asyncio.TaskGroup``'s group) or caught it: every replay would
-meet it again. A ``trigger_and_wait`` step asked for with another payload than it
-recorded gives back its result all the same (a payload holding a time or a uuid4
-differs on every replay) and warns once, on the run's log lines, naming both payloads.
+meet it again. A step asked for with another payload than it recorded gives back its
+result all the same (a payload holding a time or a uuid4 differs on every replay) and
+warns once, on the run's log lines, naming both payloads.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from trigger_celery.core.context import RunScope
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.errors import ReplayMismatchError
-from trigger_celery.models import Waitpoint
+from trigger_celery.models import Run, Waitpoint
 from trigger_celery.worker.logger import logger as run_logger
 
 log = logging.getLogger("trigger_celery.worker")
@@ -91,13 +91,17 @@ def same_child_payload(wp: Waitpoint, payload: Any) -> None:
 
 def passed_before(wp: Waitpoint) -> bool:
     """Whether an earlier replay already went past ``wp``'s step (and warned of it): a
-    later step has a row. Asked only when the payloads differ."""
+    later step has a row. Read with the step's row for a batch (``passed``)."""
+    passed = getattr(wp, "passed", None)
+    if passed is not None:
+        return bool(passed)
     return Waitpoint.objects.filter(run_id=wp.run_id, step__gt=wp.step).exists()
 
 
 def same_batch_items(scope: RunScope, wp: Waitpoint, items: BatchItems) -> None:
     """Refuse a replay whose batch step has other items (count or tasks, in order) than
-    the batch it recorded: its results would be given to the wrong items."""
+    the batch it recorded: its results would be given to the wrong items. Items asked
+    for with other payloads than their children's are warned of, once per step."""
     if wp.completed_at is None or not isinstance(wp.result, list):
         return  # not done yet: the replay suspends again, and compares when it is
     recorded = [r.get("task_identifier") for r in wp.result]
@@ -113,3 +117,53 @@ def same_batch_items(scope: RunScope, wp: Waitpoint, items: BatchItems) -> None:
             "this wait took another path on replay. Waits must be reached in the same order "
             "with the same items on every replay",
         )
+    if not passed_before(wp):
+        _same_item_payloads(wp, items)
+
+
+def _same_item_payloads(wp: Waitpoint, items: BatchItems) -> None:
+    """``same_child_payload`` for the items of a batch step: one warning for the step,
+    naming the first item whose payload differs (and how many others do)."""
+    try:
+        children = _children_by_index(wp)
+        differ = []
+        for index, (_task, payload, options, _definition) in enumerate(items):
+            child = children.get(index)
+            if child is None or keyed_by_user(options):
+                continue  # deleted, or maybe found by a key of the user's
+            recorded = load_payload(child[1], child[2])
+            asked = _as_stored(payload)
+            if asked != recorded:
+                differ.append((index, child[0], asked, recorded))
+    except Exception:  # a diagnostic never fails the attempt (storage unreadable, ...)
+        log.warning("run %s: could not compare wait step %d", wp.run_id, wp.step, exc_info=True)
+        return
+    if not differ:
+        return
+    index, child_id, asked, recorded = differ[0]
+    more = len(differ) - 1
+    others = f" (and {more} more item{'s' if more > 1 else ''})" if more else ""
+    run_logger.warn(
+        f"wait step {wp.step} replayed batch {wp.label!r} with payload {_shown(asked)} for "
+        f"item {index}{others}, but the child it recorded for that item ({child_id}) was "
+        f"triggered with {_shown(recorded)}: each item gets its recorded child's result. "
+        f"{_ANOTHER_PATH}",
+        step=wp.step,
+        item=index,
+        child_run_id=child_id,
+    )
+
+
+def _children_by_index(wp: Waitpoint) -> dict[int, tuple[str, Any, str]]:
+    """(run id, inline payload, payload ref) of each item's child, by item index."""
+    if wp.item_runs:  # a key of the user's found some outside the batch: listed by item
+        rows = Run.objects.filter(id__in=wp.item_runs).order_by()
+        found = {r[0]: r for r in rows.values_list("id", "payload", "payload_ref")}
+        return {i: found[run_id] for i, run_id in enumerate(wp.item_runs) if run_id in found}
+    rows = Run.objects.filter(batch_id=wp.batch_id, batch_index__isnull=False).order_by()
+    return {
+        index: (run_id, inline, ref)
+        for run_id, inline, ref, index in rows.values_list(
+            "id", "payload", "payload_ref", "batch_index"
+        )
+    }

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope, optional_scope
@@ -132,6 +132,10 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
         found = found.annotate(
             child_payload=F("child_run__payload"), child_payload_ref=F("child_run__payload_ref")
         )
+    elif kind == Waitpoint.Kind.BATCH:
+        # Whether a replay went past it (and compared its items' payloads) already.
+        later = Waitpoint.objects.filter(run_id=OuterRef("run_id"), step__gt=OuterRef("step"))
+        found = found.annotate(passed=Exists(later))
     wp = next(iter(found), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
         raise replay_mismatch(
