@@ -40,6 +40,18 @@ def test_batch_trigger_and_wait_keeps_item_order(live):
     assert run.output == [0, 1, 2, 3, 4, 5]
 
 
+def test_batch_items_given_idempotency_key_none_are_found_by_their_index_as_without(live):
+    """``idempotency_key=None`` is no key: the items are the batch's own children, found
+    by their index on a replay. Before, the waitpoint listed each item's run, as for
+    runs a key of the user's may have found outside the batch."""
+    handle = tasks.trigger("batch-parent", {"n": 3, "options": {"idempotency_key": None}})
+    run = finished(handle)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == [0, 1, 2]
+    (wp,) = Waitpoint.objects.filter(run_id=handle.id)
+    assert wp.item_runs is None
+
+
 def test_batch_trigger_and_wait_of_no_items_returns_no_results_at_once(live):
     run = finished(tasks.trigger("batch-parent", {"n": 0}), timeout=30)
     assert run.status == "COMPLETED", run.error
@@ -439,6 +451,44 @@ def test_a_replay_that_reaches_a_batch_wait_with_other_items_fails_clearly(live)
     assert message.startswith(f"wait step 0 of run {run.id} ")
     assert "waited on a batch of 3 items before the run suspended" in message
     assert "its replay asks for 0 items" in message
+
+
+@pytest.mark.parametrize("wrap", ["from", "group"])
+def test_a_replay_mismatch_raised_wrapped_fails_the_run_without_a_retry(live, wrap):
+    """The mismatch came out of the code wrapped (``raise ... from``, an asyncio
+    TaskGroup's ExceptionGroup): before, the run was retried under its policy (3
+    attempts here), and every replay failed the same way."""
+    name = f"wraps-the-pending-batch-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2, 3)
+    run = finished(tasks.trigger("wraps-the-pending-batch", {"list": name, "wrap": wrap}))
+    assert run.status == "FAILED", (run.status, run.output)
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "FAILED")]
+    assert run.error["type"] == ("RuntimeError" if wrap == "from" else "ExceptionGroup")
+    assert "ReplayMismatchError: wait step 0 of run" in run.error["stack"]
+    assert "waited on a batch of 3 items before the run suspended" in run.error["stack"]
+
+
+def test_a_replayed_batch_step_with_other_item_payloads_warns_once_and_completes(live):
+    """A batch over rows its children change, as many after as before: on replay, its
+    items ask for other payloads. Each item gets its recorded child's result, and one
+    warning names the first item that differs; the next replay (after the run's second
+    wait) passes the step again without a second warning. Before, nothing said so."""
+    name = f"batches-the-numbered-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2)
+    run = finished(tasks.trigger("batches-the-numbered", {"list": name}))
+    assert run.status == "COMPLETED", (run.status, run.error)
+    assert run.output == [10, 20]
+    warned = list(
+        LogEntry.objects.filter(run_id=run.id, level="WARN").values_list("message", flat=True)
+    )
+    assert len(warned) == 1, warned
+    (child,) = Run.objects.filter(parent_id=run.id, batch_index=0)
+    assert warned[0].startswith(
+        f"wait step 0 replayed batch 'tens-its-item' with payload "
+        f'{{"index": 0, "item": 10, "list": "{name}"}} for item 0 (and 1 more item), '
+        f"but the child it recorded for that item ({child.id}) was triggered with "
+        f'{{"index": 0, "item": 1, "list": "{name}"}}: each item gets'
+    )
 
 
 def test_a_replay_that_asks_a_step_for_another_child_payload_says_so_on_the_run(live):

@@ -692,7 +692,10 @@ def limited_parent(payload, ctx):
 
 @task(id="batch-parent")
 def batch_parent(payload, ctx):
-    results = echo.batch_trigger_and_wait([{"payload": {"i": i}} for i in range(payload["n"])])
+    options = {"options": payload["options"]} if "options" in payload else {}
+    results = echo.batch_trigger_and_wait(
+        [{"payload": {"i": i}, **options} for i in range(payload["n"])]
+    )
     return [r.output["payload"]["i"] for r in results.runs]
 
 
@@ -857,11 +860,54 @@ async def waits_in_a_task_group(payload, ctx):
 
 @task(id="batches-the-pending", retry={"max_attempts": 1})
 def batches_the_pending(payload, ctx):
+    return _batch_the_pending(payload)
+
+
+def _batch_the_pending(payload):
     items = _pending(payload["list"])
     results = marks_done.batch_trigger_and_wait(
         [{"payload": {"list": payload["list"], "item": item}} for item in items]
     )
     return [[item, result.output] for item, result in zip(items, results.runs, strict=False)]
+
+
+@task(id="wraps-the-pending-batch", retry=FAST_RETRY)
+async def wraps_the_pending_batch(payload, ctx):
+    """``batches-the-pending`` with retries left, its replay's ReplayMismatchError raised
+    wrapped: by ``raise ... from``, or in an asyncio.TaskGroup's ExceptionGroup."""
+
+    async def batch():
+        return _batch_the_pending(payload)
+
+    if payload["wrap"] == "group":
+        async with asyncio.TaskGroup() as group:
+            done = group.create_task(batch())
+        return done.result()
+    try:
+        return await batch()
+    except Exception as err:
+        raise RuntimeError("could not settle the pending items") from err
+
+
+@task(id="tens-its-item", retry={"max_attempts": 1})
+def tens_its_item(payload, ctx):
+    """Replaces its item in the list its parent batches over by ten times it."""
+    events.client().lset(
+        f"tc-test:pending:{payload['list']}", payload["index"], payload["item"] * 10
+    )
+    return payload["item"] * 10
+
+
+@task(id="batches-the-numbered", retry={"max_attempts": 1})
+def batches_the_numbered(payload, ctx):
+    """A batch over rows its children change, as many after as before, then one more wait:
+    each replay passes the batch step with other payloads."""
+    items = _pending(payload["list"])
+    results = tens_its_item.batch_trigger_and_wait(
+        [{"payload": {"list": payload["list"], "index": i, "item": n}} for i, n in enumerate(items)]
+    )
+    echo.trigger_and_wait({"after": "batch"})
+    return [result.output for result in results.runs]
 
 
 from tests.taskapp import scheduled  # noqa: E402,F401  (schedules.task definitions)

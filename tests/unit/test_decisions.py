@@ -148,6 +148,64 @@ def test_other_never_retried_errors_are_stored_without_a_code(err):
     assert "code" not in decide(err).error
 
 
+# --- an attempt whose replay met another wait step than it recorded --------------------
+
+MISMATCH = ReplayMismatchError("wait step 0 of run run_x waited on a batch of 3 items")
+STACK_FROM_MISMATCH = (
+    "Traceback (most recent call last):\n  ...\n"
+    f"trigger_celery.errors.ReplayMismatchError: {MISMATCH}\n\n"
+    "The above exception was the direct cause of the following exception:\n\n"
+    "Traceback (most recent call last):\n  ...\nRuntimeError: could not settle"
+)
+
+
+@pytest.mark.parametrize("verdict", RETRY_VERDICTS)
+@pytest.mark.parametrize("hook_error", [None, KeyError("oops")])
+@pytest.mark.parametrize(
+    "err",
+    [RuntimeError("could not settle"), ExceptionGroup("in a group", [MISMATCH])],
+    ids=["raised-from", "in-a-group"],
+)
+def test_any_error_of_an_attempt_whose_replay_mismatched_fails_the_run_at_once(
+    err, hook_error, verdict
+):
+    """The code raised another error from the mismatch, or in a TaskGroup's group:
+    every retry would replay into the same mismatch."""
+    d = decide(
+        err,
+        stack=STACK_FROM_MISMATCH,
+        attempt=1,
+        max_attempts=10,
+        verdict=verdict,
+        hook_error=hook_error,
+        replay_mismatch=MISMATCH,
+    )
+    assert d.status == RunStatus.FAILED
+    assert not d.retries
+    assert d.error == {
+        "type": type(err).__name__,
+        "message": str(err),
+        "stack": STACK_FROM_MISMATCH,  # the mismatch is in it already
+    }
+    assert consults_catch_error(err, MISMATCH) is False
+
+
+def test_an_error_after_a_caught_mismatch_fails_the_run_and_its_stack_names_the_mismatch():
+    d = decide(KeyError("later"), max_attempts=10, replay_mismatch=MISMATCH)
+    assert d.status == RunStatus.FAILED
+    assert d.error["type"] == "KeyError"
+    assert d.error["stack"] == (
+        f"{STACK}\nNot retried: earlier in this attempt, a replayed wait step raised (and "
+        f"the code caught) ReplayMismatchError: {MISMATCH}"
+    )
+
+
+def test_a_cancel_or_max_duration_wins_over_a_replay_mismatch():
+    canceled = decide(RunCanceledError("c"), replay_mismatch=MISMATCH)
+    timed_out = decide(MaxDurationExceededError("m"), replay_mismatch=MISMATCH)
+    assert (canceled.status, timed_out.status) == (RunStatus.CANCELED, RunStatus.TIMED_OUT)
+
+
 # --- a catch_error hook that raised ----------------------------------------------------
 
 

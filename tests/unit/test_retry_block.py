@@ -7,6 +7,7 @@ from trigger_celery.errors import (
     AbortTaskRunError,
     LeaseLostError,
     MaxDurationExceededError,
+    ReplayMismatchError,
     RunCanceledError,
 )
 
@@ -101,7 +102,9 @@ def test_a_plain_with_is_refused_with_the_form_that_works():
         pass
 
 
-@pytest.mark.parametrize("stop", [AbortTaskRunError, RunCanceledError, MaxDurationExceededError])
+@pytest.mark.parametrize(
+    "stop", [AbortTaskRunError, RunCanceledError, MaxDurationExceededError, ReplayMismatchError]
+)
 def test_on_throw_never_tries_again_after_an_error_that_ends_the_run(stop):
     calls = []
 
@@ -114,7 +117,9 @@ def test_on_throw_never_tries_again_after_an_error_that_ends_the_run(stop):
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("stop", [AbortTaskRunError, RunCanceledError, LeaseLostError])
+@pytest.mark.parametrize(
+    "stop", [AbortTaskRunError, RunCanceledError, LeaseLostError, ReplayMismatchError]
+)
 def test_a_retried_block_never_tries_again_after_an_error_that_ends_the_run(stop):
     tries = []
     with pytest.raises(stop):
@@ -151,6 +156,32 @@ def test_on_throw_stops_trying_once_the_runs_abort_signal_is_set(signal_set, cal
 
     fn, calls = flaky(5)
     token = _inside_a_run_whose_signal_is(signal_set)
+    try:
+        with pytest.raises(ConnectionError):
+            retry.on_throw(fn, **FAST)
+        tries = []
+        with pytest.raises(ConnectionError):
+            for attempt in retry.on_throw(**FAST):
+                with attempt:
+                    tries.append(attempt.number)
+                    raise ConnectionError("down")
+    finally:
+        run_context.leave(token)
+    assert len(calls) == calls_made
+    assert len(tries) == calls_made
+
+
+@pytest.mark.parametrize("mismatched, calls_made", [(True, 1), (False, 3)])
+def test_on_throw_stops_trying_once_a_wait_step_of_the_attempt_mismatched(mismatched, calls_made):
+    """The block's error came from a replayed wait step that differed from its record
+    (raised from it, or after the code caught it): another try would take the next
+    step, and the attempt fails for good all the same."""
+    from trigger_celery.core import context as run_context
+
+    fn, calls = flaky(5)
+    token = _inside_a_run_whose_signal_is(False)
+    if mismatched:
+        run_context.current_scope("test").replay_mismatch = ReplayMismatchError("step 0")
     try:
         with pytest.raises(ConnectionError):
             retry.on_throw(fn, **FAST)

@@ -4,7 +4,11 @@ The worker gathers the facts - the error, the attempt number, the run's ``max_at
 the policy's default delay and what the ``catch_error`` hooks said - and
 :func:`decide_after_failure` turns them into a :class:`Decision`:
 
-* cancellation, ``max_duration`` and the never-retried errors end the run at once;
+* cancellation, ``max_duration`` and the never-retried errors end the run at once, as
+  does any error of an attempt whose replay met a wait step other than it recorded
+  (``replay_mismatch``): the code raised another error from the
+  ``ReplayMismatchError`` (an ``asyncio.TaskGroup``'s group, ``raise ... from``) or
+  caught it, and every retry would meet it again;
 * a ``catch_error`` hook that raised, or returned something other than None or a dict
   (or a dict with a key other than ``skip_retrying``, ``retry_at`` and
   ``retry_delay_in_ms``, or whose ``retry_at`` is not a datetime, or whose
@@ -107,9 +111,24 @@ def message_of(err: BaseException) -> str:
         return f"<{type(err).__name__}.__str__ raised {type(broken).__name__}>"
 
 
-def consults_catch_error(err: BaseException) -> bool:
+def consults_catch_error(
+    err: BaseException, replay_mismatch: ReplayMismatchError | None = None
+) -> bool:
     """False for errors that end the run without asking ``catch_error`` or the policy."""
-    return not isinstance(err, (MaxDurationExceededError, RunCanceledError, *NEVER_RETRIED))
+    ends = isinstance(err, (MaxDurationExceededError, RunCanceledError, *NEVER_RETRIED))
+    return not ends and replay_mismatch is None
+
+
+def _naming(stack: str, mismatch: ReplayMismatchError) -> str:
+    """``stack``, ending with the replay mismatch that makes the failure final when the
+    stack does not show it already (the code caught it, then failed otherwise)."""
+    said = message_of(mismatch)
+    if said in stack:
+        return stack  # raised from it, or in a group with it: its traceback is there
+    return (
+        f"{stack}\nNot retried: earlier in this attempt, a replayed wait step raised (and "
+        f"the code caught) {type(mismatch).__name__}: {said}"
+    )
 
 
 def decide_after_failure(
@@ -123,12 +142,14 @@ def decide_after_failure(
     verdict: Any = None,
     hook_error: BaseException | None = None,
     hook_stack: str = "",
+    replay_mismatch: ReplayMismatchError | None = None,
 ) -> Decision:
     """Retry or not, and when.
 
     ``default_delay_ms`` is the policy's delay before the next attempt (None when the
     policy has no attempt left); ``verdict`` is the first non-None value a ``catch_error``
-    hook returned, and ``hook_error`` what one raised.
+    hook returned, and ``hook_error`` what one raised; ``replay_mismatch`` the
+    ``ReplayMismatchError`` a wait step of the attempt raised, if one did.
     """
     error = error_dict(err, stack)
     if isinstance(err, TaskPayloadParsedError):
@@ -139,6 +160,8 @@ def decide_after_failure(
         return Decision(RunStatus.CANCELED, error={**error, "code": "TASK_RUN_CANCELLED"})
     if isinstance(err, NEVER_RETRIED):
         return Decision(RunStatus.FAILED, error=error)
+    if replay_mismatch is not None:
+        return Decision(RunStatus.FAILED, error=error_dict(err, _naming(stack, replay_mismatch)))
     if hook_error is not None:
         wrapped = HandleErrorError(f"catch_error hook raised: {hook_error!r}")
         return Decision(

@@ -14,8 +14,10 @@ Unlike a run's own retries, these waits happen in the worker (like a loop with
 retry policy, which gives the worker back while it waits.
 
 A block is not tried again once its run is told to stop (canceled, past its
-``max_duration``, its lease lost: the stop's error and ``ctx.signal``) or when it raises
-``AbortTaskRunError``: the error goes on at once, as it would without the block.
+``max_duration``, its lease lost: the stop's error and ``ctx.signal``), when it raises
+``AbortTaskRunError``, or once a replayed wait step of the attempt differed from its
+record (``ReplayMismatchError``; each try would take the next step): the error goes on
+at once, as it would without the block.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from trigger_celery.errors import (
     AbortTaskRunError,
     LeaseLostError,
     MaxDurationExceededError,
+    ReplayMismatchError,
     RunCanceledError,
 )
 
@@ -44,6 +47,7 @@ ENDS_THE_RUN: tuple[type[Exception], ...] = (
     RunCanceledError,
     MaxDurationExceededError,
     LeaseLostError,
+    ReplayMismatchError,
 )
 
 
@@ -51,7 +55,7 @@ def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) 
     """Milliseconds before the next try of a block that raised ``error``; None when there
     is none: the policy has no try left, the error ends the run, or the run's abort
     signal is set."""
-    if isinstance(error, ENDS_THE_RUN) or _stopping():
+    if isinstance(error, ENDS_THE_RUN) or _stopping() or _replay_mismatched():
         return None
     return next_delay_ms(policy, attempt)
 
@@ -59,6 +63,13 @@ def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) 
 def _stopping() -> bool:
     scope = run_context.optional_scope()
     return scope is not None and scope.ctx.signal.is_set()
+
+
+def _replay_mismatched() -> bool:
+    """Whether a wait step of this attempt differed from its record: the attempt fails
+    for good (``core.decisions``), whatever error a try of the block raised from it."""
+    scope = run_context.optional_scope()
+    return scope is not None and scope.replay_mismatch is not None
 
 
 def _pause(seconds: float) -> None:

@@ -270,7 +270,10 @@ def _decide(
         "now": now,
         "default_delay_ms": next_delay_ms(policy, attempt),
     }
-    if not consults_catch_error(failure.error):
+    scope = run_context.optional_scope()
+    # A wait step of this execution differed from its record: ``core.decisions``.
+    facts["replay_mismatch"] = scope.replay_mismatch if scope is not None else None
+    if not consults_catch_error(failure.error, facts["replay_mismatch"]):
         return decide_after_failure(failure.error, **facts)
     default_delay = facts["default_delay_ms"]
     default_retry_at = (

@@ -7,7 +7,8 @@ is queued again (with its original queue time) and, once it wins a slot, its fun
 is **replayed from the top**. Each wait call is a numbered step; a step that already has
 a completed waitpoint row returns its recorded result at once, so the replay runs
 through to the first unsatisfied wait. A step whose row records another task or kind
-fails the run clearly (the code changed between suspend and resume).
+fails the run clearly (the code changed between suspend and resume; what a replayed
+step checks is in ``worker.replay_checks``).
 
 A wait's child is keyed by (parent run, step), and a wait's batch has an id made of
 them, so a replay never triggers its children twice. Code *between* waits runs again
@@ -16,8 +17,6 @@ on every replay: make it idempotent (``idempotency_keys.create`` for plain trigg
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -25,32 +24,34 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
 from trigger_celery.core import clock, faults, tracing
 from trigger_celery.core.context import RunScope, current_scope, optional_scope
 from trigger_celery.core.durations import parse_duration, refuse_beyond_horizon
 from trigger_celery.core.idempotency import hash_key
 from trigger_celery.core.results import BatchResult, RunResult
-from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch
 from trigger_celery.engine.batches import create_batch
 from trigger_celery.engine.idempotency import IdempotencyKey
-from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.engine.waitpoints import (
     complete_batch_if_done,
     complete_if_child_done,
     complete_waitpoint,
 )
-from trigger_celery.errors import OutsideRunError, ReplayMismatchError
+from trigger_celery.errors import OutsideRunError
 from trigger_celery.models import Run, Waitpoint
 from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
-from trigger_celery.worker.logger import logger as run_logger
-
-log = logging.getLogger("trigger_celery.worker")
+from trigger_celery.worker.replay_checks import (
+    BatchItems,
+    keyed_by_user,
+    replay_mismatch,
+    same_batch_items,
+    same_child_payload,
+)
 
 # A timed wait this short (or shorter) stays in the worker instead of suspending the run.
 IN_PROCESS_WAIT_SECONDS = 2.0
@@ -127,16 +128,21 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
     found = Waitpoint.objects.filter(run_id=scope.ctx.run.id, step=step).order_by()
     if kind == Waitpoint.Kind.RUN:
         # The child's payload comes with the row, in the same query: a replay must ask
-        # this step for the same child it asked for before (``_same_child_payload``).
+        # this step for the same child it asked for before (``same_child_payload``).
         found = found.annotate(
             child_payload=F("child_run__payload"), child_payload_ref=F("child_run__payload_ref")
         )
+    elif kind == Waitpoint.Kind.BATCH:
+        # Whether a replay went past it (and compared its items' payloads) already.
+        later = Waitpoint.objects.filter(run_id=OuterRef("run_id"), step__gt=OuterRef("step"))
+        found = found.annotate(passed=Exists(later))
     wp = next(iter(found), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
-        raise ReplayMismatchError(
+        raise replay_mismatch(
+            scope,
             f"wait step {step} of run {scope.ctx.run.id} was {wp.kind} {wp.label!r} before the "
             f"run suspended and is now {kind} {label!r}: the task's code changed between "
-            "suspend and resume"
+            "suspend and resume",
         )
     # The wait this attempt resumed from (no later step yet) gets its span, once.
     if (
@@ -173,66 +179,6 @@ def _wait_span(wp: Waitpoint) -> None:
         )
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= 200 else f"{text[:200]}..."
-
-
-def _same_child_payload(wp: Waitpoint, payload: Any) -> None:
-    """Warn, on the run's log lines, when a replay's step asks for a child with another
-    payload than the one the step triggered before the run suspended. The step still
-    gives back its recorded result, in call order (SPEC 7): a payload holding a value
-    made anew on each execution (a time, a uuid4) is the same child asked for again. But
-    a loop over rows its children change (``for order in pending_orders()``) reaches
-    step n with another item, and gets the old item's result: the warning names both."""
-    inline, ref = getattr(wp, "child_payload", None), getattr(wp, "child_payload_ref", None)
-    if wp.child_run_id is None or ref is None:
-        return  # the child was deleted: nothing to compare with
-    try:
-        recorded = load_payload(inline, ref)
-        # Through JSON, as it was stored: tuples become lists, keys strings.
-        asked = json.loads(json.dumps(to_jsonable(payload, what="payload")))
-    except Exception:  # a diagnostic never fails the attempt (storage unreadable, ...)
-        log.warning("run %s: could not compare wait step %d", wp.run_id, wp.step, exc_info=True)
-        return
-    if asked != recorded and not _passed_before(wp):
-        run_logger.warn(
-            f"wait step {wp.step} replayed {wp.label!r} with payload {_shown(asked)}, but "
-            f"the child it recorded ({wp.child_run_id}) was triggered with "
-            f"{_shown(recorded)}: the step gives back that child's result. If the code "
-            "before this wait took another path on replay (a loop over rows its children "
-            "change), loop over a list fixed in the payload, or wait on them all with one "
-            "batch_trigger_and_wait",
-            step=wp.step,
-            child_run_id=wp.child_run_id,
-        )
-
-
-def _passed_before(wp: Waitpoint) -> bool:
-    """Whether an earlier replay already went past ``wp``'s step (and warned of it): a
-    later step has a row. Asked only when the payloads differ."""
-    return Waitpoint.objects.filter(run_id=wp.run_id, step__gt=wp.step).exists()
-
-
-def _same_batch_items(wp: Waitpoint, items: list[tuple[str, Any, Mapping[str, Any], Any]]) -> None:
-    """Refuse a replay whose batch step has other items (count or tasks, in order) than
-    the batch it recorded: its results would be given to the wrong items."""
-    if wp.completed_at is None or not isinstance(wp.result, list):
-        return  # not done yet: the replay suspends again, and compares when it is
-    recorded = [r.get("task_identifier") for r in wp.result]
-    asked = [item[0] for item in items]
-    if len(recorded) != len(asked) or any(
-        old and old != new for old, new in zip(recorded, asked, strict=True)
-    ):
-        raise ReplayMismatchError(
-            f"wait step {wp.step} of run {wp.run_id} waited on a batch of {len(recorded)} "
-            f"items before the run suspended, and its replay asks for {len(asked)} items"
-            f"{'' if len(recorded) != len(asked) else ' of other tasks'}: the code before "
-            "this wait took another path on replay. Waits must be reached in the same order "
-            "with the same items on every replay"
-        )
-
-
 def _child_key(run_id: str, step: int) -> str:
     return hash_key(["wait-child", run_id, str(step)])
 
@@ -247,17 +193,20 @@ def trigger_and_wait(
 ) -> RunResult:
     """Trigger ``task_id`` as a child of the current run and wait for its result."""
     scope, step, wp = _step(f"{task_id}.trigger_and_wait", Waitpoint.Kind.RUN, task_id)
-    if wp is not None and not (options.get("idempotency_key") or options.get("debounce")):
+    if wp is not None and not keyed_by_user(options):
         # A child of our own key is the one this step made with its payload; one found
         # by a key or debounce of the user's may hold another payload by design.
-        _same_child_payload(wp, payload)
+        same_child_payload(wp, payload)
     if wp is None:
         opts = dict(options)
-        # Without a key of the user's, the child is keyed by (parent, step): a replay that
-        # reaches this step again finds the same child instead of making another.
+        # Without a key of the user's (None is none), the child is keyed by (parent,
+        # step): a replay that reaches this step again - after a crash between the
+        # child's trigger and the waitpoint's write - finds that child, not a second.
         # A first execution reaches this step for the first time: no run holds our key.
-        key_is_new = scope.fresh and "idempotency_key" not in opts
-        opts.setdefault("idempotency_key", IdempotencyKey(_child_key(scope.ctx.run.id, step)))
+        key_is_new = False
+        if opts.get("idempotency_key") is None:
+            opts["idempotency_key"] = IdempotencyKey(_child_key(scope.ctx.run.id, step))
+            key_is_new = scope.fresh
         with _child_kept_here(scope):
             handle = trigger_task(
                 task_id, payload, opts, {}, definition=validate, key_is_new=key_is_new
@@ -285,13 +234,11 @@ def trigger_and_wait(
     return RunResult.from_json(wp.result)
 
 
-def batch_trigger_and_wait(
-    label: str, items: list[tuple[str, Any, Mapping[str, Any], Any]]
-) -> BatchResult:
+def batch_trigger_and_wait(label: str, items: BatchItems) -> BatchResult:
     """``items``: (task id, payload, options, definition to validate with or None)."""
     scope, step, wp = _step("batch_trigger_and_wait", Waitpoint.Kind.BATCH, label)
     if wp is not None:
-        _same_batch_items(wp, items)
+        same_batch_items(scope, wp, items)
     if wp is None:
         if len(items) > 1000:
             raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
@@ -308,8 +255,9 @@ def batch_trigger_and_wait(
             handle = create_batch(gen(), {}, batch_id=wait_batch_id(scope.ctx.run.id, step))
         faults.point("batch-children-created")
         # Children found by keys of the user's (maybe finished long ago) count too. Only
-        # items with options of their own can have a key; the rest were made in the batch.
-        own = [h.id for h, item in zip(handle.runs, items, strict=True) if item[2]]
+        # items with a key or debounce of their own (not None) can have been found by
+        # it; the rest were made in the batch, and are found by their index on a replay.
+        own = [h.id for h, item in zip(handle.runs, items, strict=True) if keyed_by_user(item[2])]
         if own:
             Run.objects.filter(id__in=own, batch_id__isnull=True).update(batch_id=handle.id)
         # A key may find a run outside this batch (another batch's, an earlier item's):
