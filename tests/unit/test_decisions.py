@@ -148,7 +148,7 @@ def test_other_never_retried_errors_are_stored_without_a_code(err):
     assert "code" not in decide(err).error
 
 
-# --- an attempt whose replay met another wait step than it recorded --------------------
+# --- an error that came out of a replayed wait step that differed from its record ------
 
 MISMATCH = ReplayMismatchError("wait step 0 of run run_x waited on a batch of 3 items")
 STACK_FROM_MISMATCH = (
@@ -159,18 +159,41 @@ STACK_FROM_MISMATCH = (
 )
 
 
+def _raised(outer: BaseException, how: str = "from") -> BaseException:
+    """What the code raised while handling the mismatch: ``raise outer from err``
+    (``from``), a bare ``raise outer`` in the ``except`` (``context``), or ``from None``."""
+    try:
+        try:
+            raise ReplayMismatchError(str(MISMATCH))
+        except ReplayMismatchError as err:
+            if how == "from":
+                raise outer from err
+            if how == "none":
+                raise outer from None
+            raise outer
+    except BaseException as raised:  # an ExceptionGroup too
+        return raised
+
+
+WRAPPED = {
+    "raised-from": lambda: _raised(RuntimeError("could not settle")),
+    "raised-in-its-handler": lambda: _raised(RuntimeError("could not settle"), "context"),
+    "in-a-group": lambda: ExceptionGroup("in a group", [ReplayMismatchError(str(MISMATCH))]),
+    "group-of-a-cause": lambda: ExceptionGroup(
+        "in a group", [KeyError("x"), _raised(ValueError("from it"))]
+    ),
+}
+
+
 @pytest.mark.parametrize("verdict", RETRY_VERDICTS)
 @pytest.mark.parametrize("hook_error", [None, KeyError("oops")])
-@pytest.mark.parametrize(
-    "err",
-    [RuntimeError("could not settle"), ExceptionGroup("in a group", [MISMATCH])],
-    ids=["raised-from", "in-a-group"],
-)
-def test_any_error_of_an_attempt_whose_replay_mismatched_fails_the_run_at_once(
-    err, hook_error, verdict
+@pytest.mark.parametrize("wrapped", list(WRAPPED), ids=list(WRAPPED))
+def test_an_error_that_came_out_of_a_replay_mismatch_fails_the_run_at_once(
+    wrapped, hook_error, verdict
 ):
-    """The code raised another error from the mismatch, or in a TaskGroup's group:
-    every retry would replay into the same mismatch."""
+    """The code raised another error from the mismatch, or a TaskGroup gathered it in
+    its group: every retry would replay into the same mismatch."""
+    err = WRAPPED[wrapped]()
     d = decide(
         err,
         stack=STACK_FROM_MISMATCH,
@@ -178,7 +201,6 @@ def test_any_error_of_an_attempt_whose_replay_mismatched_fails_the_run_at_once(
         max_attempts=10,
         verdict=verdict,
         hook_error=hook_error,
-        replay_mismatch=MISMATCH,
     )
     assert d.status == RunStatus.FAILED
     assert not d.retries
@@ -187,23 +209,39 @@ def test_any_error_of_an_attempt_whose_replay_mismatched_fails_the_run_at_once(
         "message": str(err),
         "stack": STACK_FROM_MISMATCH,  # the mismatch is in it already
     }
-    assert consults_catch_error(err, MISMATCH) is False
+    assert consults_catch_error(err) is False
 
 
-def test_an_error_after_a_caught_mismatch_fails_the_run_and_its_stack_names_the_mismatch():
-    d = decide(KeyError("later"), max_attempts=10, replay_mismatch=MISMATCH)
+def test_an_error_raised_from_none_over_a_mismatch_is_final_and_its_stack_names_it():
+    err = _raised(KeyError("later"), "none")
+    d = decide(err, max_attempts=10)
     assert d.status == RunStatus.FAILED
-    assert d.error["type"] == "KeyError"
     assert d.error["stack"] == (
-        f"{STACK}\nNot retried: earlier in this attempt, a replayed wait step raised (and "
-        f"the code caught) ReplayMismatchError: {MISMATCH}"
+        f"{STACK}\nNot retried: this error came from a replayed wait step's "
+        f"ReplayMismatchError: {MISMATCH}"
     )
 
 
+def test_an_unrelated_error_after_the_code_caught_a_mismatch_is_retried_as_any_other():
+    """The code caught the mismatch and went on: a later error of its own (a network
+    blip) is not the mismatch's, and the retry may well get past both."""
+    try:
+        raise ReplayMismatchError(str(MISMATCH))
+    except ReplayMismatchError:
+        pass  # the code's own handling
+    later = ConnectionError("503 from the payment API")  # raised outside the handler
+    d = decide(later, attempt=1, max_attempts=3)
+    assert d.retries
+    assert consults_catch_error(later) is True
+
+
 def test_a_cancel_or_max_duration_wins_over_a_replay_mismatch():
-    canceled = decide(RunCanceledError("c"), replay_mismatch=MISMATCH)
-    timed_out = decide(MaxDurationExceededError("m"), replay_mismatch=MISMATCH)
-    assert (canceled.status, timed_out.status) == (RunStatus.CANCELED, RunStatus.TIMED_OUT)
+    canceled = _raised(RunCanceledError("c"))
+    timed_out = _raised(MaxDurationExceededError("m"))
+    assert (decide(canceled).status, decide(timed_out).status) == (
+        RunStatus.CANCELED,
+        RunStatus.TIMED_OUT,
+    )
 
 
 # --- a catch_error hook that raised ----------------------------------------------------

@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trigger_celery.errors import (
-    OutsideRunError,
-    ReplayMismatchError,
-    TriggerFromCanceledRunError,
-)
+from trigger_celery.errors import OutsideRunError, TriggerFromCanceledRunError
 
 log = logging.getLogger("trigger_celery.run")
 
@@ -125,10 +121,6 @@ class RunScope:
     # The first suspension a wait of this execution raised: a run function that caught
     # it (a bare ``except:``) and went on still suspends there (``worker.user_code``).
     suspension: BaseException | None = None
-    # The first replayed wait step of this execution that differed from its record:
-    # the attempt's failure is never retried (every replay meets it again), also when
-    # the code raised another error from it or caught it (``core.decisions``).
-    replay_mismatch: ReplayMismatchError | None = None
     # Seconds of short waits spent in place (``wait.for_`` of 2 s or less): waiting, not
     # compute time, so the monitor moves the ``max_duration`` deadline by them (SPEC 6).
     waited_in_place: float = 0.0

@@ -5,10 +5,10 @@ the policy's default delay and what the ``catch_error`` hooks said - and
 :func:`decide_after_failure` turns them into a :class:`Decision`:
 
 * cancellation, ``max_duration`` and the never-retried errors end the run at once, as
-  does any error of an attempt whose replay met a wait step other than it recorded
-  (``replay_mismatch``): the code raised another error from the
-  ``ReplayMismatchError`` (an ``asyncio.TaskGroup``'s group, ``raise ... from``) or
-  caught it, and every retry would meet it again;
+  does an error that came out of a ``ReplayMismatchError`` (a replayed wait step that
+  differed from its record), raised from it, in its handler or in an
+  ``asyncio.TaskGroup``'s group with it (:func:`mismatch_in`): every retry would
+  replay into it again;
 * a ``catch_error`` hook that raised, or returned something other than None or a dict
   (or a dict with a key other than ``skip_retrying``, ``retry_at`` and
   ``retry_delay_in_ms``, or whose ``retry_at`` is not a datetime, or whose
@@ -111,23 +111,39 @@ def message_of(err: BaseException) -> str:
         return f"<{type(err).__name__}.__str__ raised {type(broken).__name__}>"
 
 
-def consults_catch_error(
-    err: BaseException, replay_mismatch: ReplayMismatchError | None = None
-) -> bool:
+def mismatch_in(err: BaseException) -> ReplayMismatchError | None:
+    """The ``ReplayMismatchError`` that ``err`` is, came from (its ``__cause__`` or
+    ``__context__``) or holds (an exception group's members), if any."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [err]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ReplayMismatchError):
+            return current
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+    return None
+
+
+def consults_catch_error(err: BaseException) -> bool:
     """False for errors that end the run without asking ``catch_error`` or the policy."""
     ends = isinstance(err, (MaxDurationExceededError, RunCanceledError, *NEVER_RETRIED))
-    return not ends and replay_mismatch is None
+    return not ends and mismatch_in(err) is None
 
 
 def _naming(stack: str, mismatch: ReplayMismatchError) -> str:
     """``stack``, ending with the replay mismatch that makes the failure final when the
-    stack does not show it already (the code caught it, then failed otherwise)."""
+    stack does not show it already (``raise ... from None`` hides it)."""
     said = message_of(mismatch)
     if said in stack:
         return stack  # raised from it, or in a group with it: its traceback is there
     return (
-        f"{stack}\nNot retried: earlier in this attempt, a replayed wait step raised (and "
-        f"the code caught) {type(mismatch).__name__}: {said}"
+        f"{stack}\nNot retried: this error came from a replayed wait step's "
+        f"{type(mismatch).__name__}: {said}"
     )
 
 
@@ -142,14 +158,12 @@ def decide_after_failure(
     verdict: Any = None,
     hook_error: BaseException | None = None,
     hook_stack: str = "",
-    replay_mismatch: ReplayMismatchError | None = None,
 ) -> Decision:
     """Retry or not, and when.
 
     ``default_delay_ms`` is the policy's delay before the next attempt (None when the
     policy has no attempt left); ``verdict`` is the first non-None value a ``catch_error``
-    hook returned, and ``hook_error`` what one raised; ``replay_mismatch`` the
-    ``ReplayMismatchError`` a wait step of the attempt raised, if one did.
+    hook returned, and ``hook_error`` what one raised.
     """
     error = error_dict(err, stack)
     if isinstance(err, TaskPayloadParsedError):
@@ -160,8 +174,8 @@ def decide_after_failure(
         return Decision(RunStatus.CANCELED, error={**error, "code": "TASK_RUN_CANCELLED"})
     if isinstance(err, NEVER_RETRIED):
         return Decision(RunStatus.FAILED, error=error)
-    if replay_mismatch is not None:
-        return Decision(RunStatus.FAILED, error=error_dict(err, _naming(stack, replay_mismatch)))
+    if (mismatch := mismatch_in(err)) is not None:
+        return Decision(RunStatus.FAILED, error=error_dict(err, _naming(stack, mismatch)))
     if hook_error is not None:
         wrapped = HandleErrorError(f"catch_error hook raised: {hook_error!r}")
         return Decision(

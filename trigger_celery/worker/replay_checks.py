@@ -3,10 +3,10 @@
 A replay runs the code from the top, and each wait step that has a row gives back its
 recorded result, in call order. A step whose kind or task changed, or a batch step with
 another number of items or other tasks, cannot: its results would go to the wrong
-items. That is a :class:`ReplayMismatchError`, noted on the run's scope so that the
-attempt's failure is never retried, also when the code raised another error from it
-(``raise ... from``, an ``asyncio.TaskGroup``'s group) or caught it: every replay would
-meet it again. A step asked for with another payload than it recorded gives back its
+items. That is a :class:`ReplayMismatchError`, and an attempt failing from it is never
+retried, also when the code raised another error from it (``raise ... from``, an
+``asyncio.TaskGroup``'s group; ``core.decisions.mismatch_in``): every replay would meet
+it again. A step asked for with another payload than it recorded gives back its
 result all the same (a payload holding a time or a uuid4 differs on every replay) and
 warns once, on the run's log lines, naming both payloads.
 """
@@ -18,7 +18,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from trigger_celery.core.context import RunScope
 from trigger_celery.core.serialization import to_jsonable
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.errors import ReplayMismatchError
@@ -34,15 +33,6 @@ _ANOTHER_PATH = (
     "If the code before this wait took another path on replay (a loop over rows its "
     "children change), loop over a list fixed in the payload"
 )
-
-
-def replay_mismatch(scope: RunScope, message: str) -> ReplayMismatchError:
-    """The error to raise for a replayed step that differs from its record, noted on
-    ``scope`` (the first one) for the retry decision (``worker.settle``)."""
-    err = ReplayMismatchError(message)
-    if scope.replay_mismatch is None:
-        scope.replay_mismatch = err
-    return err
 
 
 def keyed_by_user(options: Mapping[str, Any]) -> bool:
@@ -98,7 +88,7 @@ def passed_before(wp: Waitpoint) -> bool:
     return Waitpoint.objects.filter(run_id=wp.run_id, step__gt=wp.step).exists()
 
 
-def same_batch_items(scope: RunScope, wp: Waitpoint, items: BatchItems) -> None:
+def same_batch_items(wp: Waitpoint, items: BatchItems) -> None:
     """Refuse a replay whose batch step has other items (count or tasks, in order) than
     the batch it recorded: its results would be given to the wrong items. Items asked
     for with other payloads than their children's are warned of, once per step."""
@@ -109,8 +99,7 @@ def same_batch_items(scope: RunScope, wp: Waitpoint, items: BatchItems) -> None:
     if len(recorded) != len(asked) or any(
         old and old != new for old, new in zip(recorded, asked, strict=True)
     ):
-        raise replay_mismatch(
-            scope,
+        raise ReplayMismatchError(
             f"wait step {wp.step} of run {wp.run_id} waited on a batch of {len(recorded)} "
             f"items before the run suspended, and its replay asks for {len(asked)} items"
             f"{'' if len(recorded) != len(asked) else ' of other tasks'}: the code before "
@@ -123,15 +112,17 @@ def same_batch_items(scope: RunScope, wp: Waitpoint, items: BatchItems) -> None:
 
 def _same_item_payloads(wp: Waitpoint, items: BatchItems) -> None:
     """``same_child_payload`` for the items of a batch step: one warning for the step,
-    naming the first item whose payload differs (and how many others do)."""
+    naming the first item whose payload differs (and how many others do). Payloads kept
+    in storage (over the inline limit) are not read back for it: a batch of large
+    payloads would cost up to 1,000 storage reads, for a diagnostic."""
     try:
         children = _children_by_index(wp)
         differ = []
         for index, (_task, payload, options, _definition) in enumerate(items):
             child = children.get(index)
-            if child is None or keyed_by_user(options):
-                continue  # deleted, or maybe found by a key of the user's
-            recorded = load_payload(child[1], child[2])
+            if child is None or child[2] or keyed_by_user(options):
+                continue  # deleted, in storage, or maybe found by a key of the user's
+            recorded = child[1]
             asked = _as_stored(payload)
             if asked != recorded:
                 differ.append((index, child[0], asked, recorded))

@@ -15,9 +15,10 @@ retry policy, which gives the worker back while it waits.
 
 A block is not tried again once its run is told to stop (canceled, past its
 ``max_duration``, its lease lost: the stop's error and ``ctx.signal``), when it raises
-``AbortTaskRunError``, or once a replayed wait step of the attempt differed from its
-record (``ReplayMismatchError``; each try would take the next step): the error goes on
-at once, as it would without the block.
+``AbortTaskRunError``, or an error that came out of a replayed wait step that differed
+from its record (``ReplayMismatchError``, also raised from or grouped with another;
+each try would take the next step): the error goes on at once, as it would without
+the block.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from trigger_celery.core import context as run_context
+from trigger_celery.core.decisions import mismatch_in
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
 from trigger_celery.errors import (
     AbortTaskRunError,
@@ -55,7 +57,7 @@ def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) 
     """Milliseconds before the next try of a block that raised ``error``; None when there
     is none: the policy has no try left, the error ends the run, or the run's abort
     signal is set."""
-    if isinstance(error, ENDS_THE_RUN) or _stopping() or _replay_mismatched():
+    if isinstance(error, ENDS_THE_RUN) or _stopping() or mismatch_in(error) is not None:
         return None
     return next_delay_ms(policy, attempt)
 
@@ -63,13 +65,6 @@ def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) 
 def _stopping() -> bool:
     scope = run_context.optional_scope()
     return scope is not None and scope.ctx.signal.is_set()
-
-
-def _replay_mismatched() -> bool:
-    """Whether a wait step of this attempt differed from its record: the attempt fails
-    for good (``core.decisions``), whatever error a try of the block raised from it."""
-    scope = run_context.optional_scope()
-    return scope is not None and scope.replay_mismatch is not None
 
 
 def _pause(seconds: float) -> None:

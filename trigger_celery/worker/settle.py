@@ -270,10 +270,7 @@ def _decide(
         "now": now,
         "default_delay_ms": next_delay_ms(policy, attempt),
     }
-    scope = run_context.optional_scope()
-    # A wait step of this execution differed from its record: ``core.decisions``.
-    facts["replay_mismatch"] = scope.replay_mismatch if scope is not None else None
-    if not consults_catch_error(failure.error, facts["replay_mismatch"]):
+    if not consults_catch_error(failure.error):
         return decide_after_failure(failure.error, **facts)
     default_delay = facts["default_delay_ms"]
     default_retry_at = (

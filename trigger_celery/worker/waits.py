@@ -41,14 +41,13 @@ from trigger_celery.engine.waitpoints import (
     complete_if_child_done,
     complete_waitpoint,
 )
-from trigger_celery.errors import OutsideRunError
+from trigger_celery.errors import OutsideRunError, ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
 from trigger_celery.off_loop import off_event_loop_methods
 from trigger_celery.worker import handoff
 from trigger_celery.worker.replay_checks import (
     BatchItems,
     keyed_by_user,
-    replay_mismatch,
     same_batch_items,
     same_child_payload,
 )
@@ -138,8 +137,7 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
         found = found.annotate(passed=Exists(later))
     wp = next(iter(found), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
-        raise replay_mismatch(
-            scope,
+        raise ReplayMismatchError(
             f"wait step {step} of run {scope.ctx.run.id} was {wp.kind} {wp.label!r} before the "
             f"run suspended and is now {kind} {label!r}: the task's code changed between "
             "suspend and resume",
@@ -238,7 +236,7 @@ def batch_trigger_and_wait(label: str, items: BatchItems) -> BatchResult:
     """``items``: (task id, payload, options, definition to validate with or None)."""
     scope, step, wp = _step("batch_trigger_and_wait", Waitpoint.Kind.BATCH, label)
     if wp is not None:
-        same_batch_items(scope, wp, items)
+        same_batch_items(wp, items)
     if wp is None:
         if len(items) > 1000:
             raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
