@@ -346,7 +346,17 @@ def check_tasks_modules(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         registry.ensure_discovered()
     except TaskModuleImportError as exc:
         return [checks.Error(str(exc), id="trigger_celery.E013")]
-    return []
+    return [
+        checks.Warning(
+            f"queue {q.name!r}: its per-key limit {q.concurrency_limit} is above its "
+            f"total_limit {q.total_limit}, so no concurrency key can reach it; each key "
+            f"runs at most {q.total_limit}",
+            hint=f"Give it a per-key limit of {q.total_limit} or less, or raise total_limit.",
+            id="trigger_celery.W016",
+        )
+        for q in sorted(registry.queues.values(), key=lambda q: q.name)
+        if q.concurrency_limit and q.total_limit and q.concurrency_limit > q.total_limit
+    ]
 
 
 def _is_our_scheduler(path: Any) -> bool:

@@ -546,6 +546,11 @@ def test_queue_override_is_stored_shown_and_reset(admin_client):
         reverse(action, args=["limit-2", "override"]), {"limit": "200000"}, follow=True
     )
     assert "from 1 to 100000, got &#x27;200000&#x27;" in response.content.decode()
+    huge = "9" * 5000  # more digits than int() takes from a string: a 500 before
+    response = admin_client.post(
+        reverse(action, args=["limit-2", "override"]), {"limit": huge}, follow=True
+    )
+    assert response.status_code == 200 and "from 1 to 100000" in response.content.decode()
     # An override above the environment's limit is held to it, and says so.
     admin_client.post(reverse(action, args=["limit-2", "override"]), {"limit": "500"})
     page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()

@@ -281,12 +281,24 @@ def test_a_queue_name_with_a_dot_path_segment_is_refused_naming_it(name):
     assert name not in registry.queues and name not in registry.tasks
 
 
-def test_a_per_key_limit_above_the_total_is_refused_where_a_queue_is_declared():
-    with pytest.raises(ValueError, match="3 is above total_limit 2"):
-        queue(name="unit-over-total", concurrency_key_limit=3, total_limit=2)
-    with pytest.raises(ValueError, match="5 is above total_limit 4"):
-        task(id="unit-over-total-task", run=_run, queue={"concurrency_limit": 5, "total_limit": 4})
-    assert "unit-over-total" not in registry.queues
+def test_a_per_key_limit_above_the_total_is_a_system_check_warning_naming_both():
+    from trigger_celery.checks import check_tasks_modules
+
+    queue(name="unit-over-total", concurrency_key_limit=3, total_limit=2)
+    task(id="unit-over-total-task", run=_run, queue={"concurrency_limit": 5, "total_limit": 4})
+    try:
+        said = {m.msg: m.id for m in check_tasks_modules()}
+        assert said == {
+            "queue 'unit-over-total': its per-key limit 3 is above its total_limit 2, so no "
+            "concurrency key can reach it; each key runs at most 2": "trigger_celery.W016",
+            "queue 'unit-over-total-task': its per-key limit 5 is above its total_limit 4, "
+            "so no concurrency key can reach it; each key runs at most 4": "trigger_celery.W016",
+        }
+    finally:
+        for name in ("unit-over-total", "unit-over-total-task"):
+            registry.queues.pop(name, None)
+            registry._declared.discard(name)
+        registry.tasks.pop("unit-over-total-task", None)
 
 
 def test_an_override_above_the_queues_total_is_refused_naming_both():

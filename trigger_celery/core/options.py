@@ -403,14 +403,3 @@ class QueueOptions(BaseModel):
             return None
         parse_rate_limit(v)
         return str(v)
-
-    @model_validator(mode="after")
-    def _key_limit_within_total(self) -> QueueOptions:
-        # Each key's runs count toward the total too: a key could never reach a limit above it.
-        per_key, total = self.concurrency_limit, self.total_limit
-        if per_key is not None and total is not None and per_key > total:
-            raise ValueError(
-                f"the per-key limit (concurrency_limit or concurrency_key_limit) {per_key} "
-                f"is above total_limit {total}: no key could reach it; use {total} or less"
-            )
-        return self

@@ -57,7 +57,8 @@ def queue_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
 
 
 def _override(request: HttpRequest, name: str, text: str) -> None:
-    limit = int(text) if text.isascii() and text.isdigit() else 0
+    # At most 6 digits: a longer one is out of range, and int() refuses 4,300 or more.
+    limit = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
     if not 1 <= limit <= 100_000:
         messages.error(
             request,
