@@ -62,6 +62,19 @@ def test_the_never_retried_cases_cover_every_never_retried_error():
     assert {type(e) for e in NEVER_RETRIED_ERRORS} == set(NEVER_RETRIED)
 
 
+@pytest.mark.parametrize("verdict", RETRY_VERDICTS)
+def test_an_abort_raised_in_a_task_group_fails_the_run_at_once(verdict):
+    """An asyncio.TaskGroup gives its tasks' errors as an ExceptionGroup: an
+    AbortTaskRunError in it asked for no retry all the same (it was retried)."""
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [AbortTaskRunError("stop")])])
+    for group in (ExceptionGroup("tasks", [KeyError("x"), AbortTaskRunError("stop")]), nested):
+        d = decide(group, attempt=1, max_attempts=10, verdict=verdict)
+        assert (d.status, d.retries) == (RunStatus.FAILED, False)
+        assert consults_catch_error(group) is False
+    others = ExceptionGroup("tasks", [KeyError("x"), ValueError("y")])
+    assert decide(others).retries and consults_catch_error(others)
+
+
 # --- cancellation and max_duration -----------------------------------------------------
 
 

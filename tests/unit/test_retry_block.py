@@ -131,6 +131,18 @@ def test_a_retried_block_never_tries_again_after_an_error_that_ends_the_run(stop
     assert tries == [1]
 
 
+def test_on_throw_does_not_try_again_an_abort_raised_in_a_task_group():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        raise ExceptionGroup("tasks", [AbortTaskRunError("stop"), KeyError("x")])
+
+    with pytest.raises(ExceptionGroup):
+        retry.on_throw(fn, **FAST)
+    assert len(calls) == 1
+
+
 def _inside_a_run_whose_signal_is(set_to):
     from datetime import UTC, datetime
 

@@ -129,10 +129,16 @@ def mismatch_in(err: BaseException) -> ReplayMismatchError | None:
     return None
 
 
+def aborted_in_group(err: BaseException) -> bool:
+    """Whether ``err`` is an exception group holding an ``AbortTaskRunError`` (raised in
+    an ``asyncio.TaskGroup``'s task, say): the code asked for no retry all the same."""
+    return isinstance(err, BaseExceptionGroup) and err.subgroup(AbortTaskRunError) is not None
+
+
 def consults_catch_error(err: BaseException) -> bool:
     """False for errors that end the run without asking ``catch_error`` or the policy."""
     ends = isinstance(err, (MaxDurationExceededError, RunCanceledError, *NEVER_RETRIED))
-    return not ends and mismatch_in(err) is None
+    return not ends and not aborted_in_group(err) and mismatch_in(err) is None
 
 
 def _naming(stack: str, mismatch: ReplayMismatchError) -> str:
@@ -172,7 +178,7 @@ def decide_after_failure(
         return Decision(RunStatus.TIMED_OUT, error={**error, "code": "MAX_DURATION_EXCEEDED"})
     if isinstance(err, RunCanceledError):
         return Decision(RunStatus.CANCELED, error={**error, "code": "TASK_RUN_CANCELLED"})
-    if isinstance(err, NEVER_RETRIED):
+    if isinstance(err, NEVER_RETRIED) or aborted_in_group(err):
         return Decision(RunStatus.FAILED, error=error)
     if (mismatch := mismatch_in(err)) is not None:
         return Decision(RunStatus.FAILED, error=error_dict(err, _naming(stack, mismatch)))

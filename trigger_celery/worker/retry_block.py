@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from trigger_celery.core import context as run_context
-from trigger_celery.core.decisions import mismatch_in
+from trigger_celery.core.decisions import aborted_in_group, mismatch_in
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
 from trigger_celery.errors import (
     AbortTaskRunError,
@@ -57,7 +57,9 @@ def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) 
     """Milliseconds before the next try of a block that raised ``error``; None when there
     is none: the policy has no try left, the error ends the run, or the run's abort
     signal is set."""
-    if isinstance(error, ENDS_THE_RUN) or _stopping() or mismatch_in(error) is not None:
+    if isinstance(error, ENDS_THE_RUN) or aborted_in_group(error) or _stopping():
+        return None
+    if mismatch_in(error) is not None:
         return None
     return next_delay_ms(policy, attempt)
 
