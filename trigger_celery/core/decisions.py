@@ -6,9 +6,8 @@ the policy's default delay and what the ``catch_error`` hooks said - and
 
 * cancellation, ``max_duration`` and the never-retried errors end the run at once, as
   does an error that came out of a ``ReplayMismatchError`` (a replayed wait step that
-  differed from its record), raised from it, in its handler or in an
-  ``asyncio.TaskGroup``'s group with it (:func:`mismatch_in`): every retry would
-  replay into it again;
+  differed from its record): raised from it, or in an ``asyncio.TaskGroup``'s group
+  with it (:func:`mismatch_in`); every retry would replay into it again;
 * a ``catch_error`` hook that raised, or returned something other than None or a dict
   (or a dict with a key other than ``skip_retrying``, ``retry_at`` and
   ``retry_delay_in_ms``, or whose ``retry_at`` is not a datetime, or whose
@@ -112,8 +111,10 @@ def message_of(err: BaseException) -> str:
 
 
 def mismatch_in(err: BaseException) -> ReplayMismatchError | None:
-    """The ``ReplayMismatchError`` that ``err`` is, came from (its ``__cause__`` or
-    ``__context__``) or holds (an exception group's members), if any."""
+    """The ``ReplayMismatchError`` that ``err`` is, was raised from (its ``__cause__``,
+    ``raise ... from``) or holds (an exception group's members), if any. Its implicit
+    ``__context__`` is not followed: Python sets it on any error raised while a handler
+    runs, a fallback's own network blip included, which a retry may well get past."""
     seen: set[int] = set()
     todo: list[BaseException] = [err]
     while todo:
@@ -123,7 +124,8 @@ def mismatch_in(err: BaseException) -> ReplayMismatchError | None:
         seen.add(id(current))
         if isinstance(current, ReplayMismatchError):
             return current
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
     return None
@@ -143,7 +145,7 @@ def consults_catch_error(err: BaseException) -> bool:
 
 def _naming(stack: str, mismatch: ReplayMismatchError) -> str:
     """``stack``, ending with the replay mismatch that makes the failure final when the
-    stack does not show it already (``raise ... from None`` hides it)."""
+    stack does not show it already (a stack cut to its size, say)."""
     said = message_of(mismatch)
     if said in stack:
         return stack  # raised from it, or in a group with it: its traceback is there
