@@ -34,6 +34,28 @@ def _redis_reachable() -> bool:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """pytest-django's, and before its teardown drops the test database on PostgreSQL,
+    the end of every other session still connected to it. A thread of this process that
+    outlived its test (a monitor's sweep, an after-commit dispatch) or a worker process
+    that is still exiting keeps a connection; the DROP then fails with "is being
+    accessed by other users" and the whole session reports an error."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        ended = cursor.fetchone()[0]
+    if ended:
+        print(f"\nended {ended} other session(s) on the test database before dropping it")
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     if not _redis_reachable():
         message = f"Redis is not reachable at {settings.REDIS_URL}"
