@@ -346,6 +346,12 @@ def check_tasks_modules(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         registry.ensure_discovered()
     except TaskModuleImportError as exc:
         return [checks.Error(str(exc), id="trigger_celery.E013")]
+    return queue_limit_warnings()
+
+
+def queue_limit_warnings() -> list[checks.CheckMessage]:
+    """W016 for each queue registered in this process whose per-key limit is above its
+    total (a worker reports these at start too: Celery runs no system checks)."""
     return [
         checks.Warning(
             f"queue {q.name!r}: its per-key limit {q.concurrency_limit} is above its "

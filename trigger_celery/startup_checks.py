@@ -28,7 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from redis.exceptions import RedisError
 
 from trigger_celery.beat import Scheduler
-from trigger_celery.checks import check_settings
+from trigger_celery.checks import check_settings, queue_limit_warnings
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.redis import RedisStore
@@ -101,7 +101,8 @@ def eviction_problem() -> str | None:
 
 def report_settings() -> int:
     """Log what trigger_celery's system checks find (warnings and errors); how many."""
-    found = [m for m in (*check_settings(), *check_metrics()) if m.level >= checks.WARNING]
+    every = (*check_settings(), *check_metrics(), *queue_limit_warnings())
+    found = [m for m in every if m.level >= checks.WARNING]
     for message in found:
         hint = f" ({message.hint})" if message.hint else ""
         level = logging.ERROR if message.level >= checks.ERROR else logging.WARNING

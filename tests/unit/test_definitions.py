@@ -281,13 +281,19 @@ def test_a_queue_name_with_a_dot_path_segment_is_refused_naming_it(name):
     assert name not in registry.queues and name not in registry.tasks
 
 
-def test_a_per_key_limit_above_the_total_is_a_system_check_warning_naming_both():
+def test_a_per_key_limit_above_the_total_is_a_system_check_warning_naming_both(caplog):
     from trigger_celery.checks import check_tasks_modules
+    from trigger_celery.startup_checks import report_settings
 
     queue(name="unit-over-total", concurrency_key_limit=3, total_limit=2)
     task(id="unit-over-total-task", run=_run, queue={"concurrency_limit": 5, "total_limit": 4})
     try:
         said = {m.msg: m.id for m in check_tasks_modules()}
+        # A worker logs them at start too (Celery runs no system checks).
+        with caplog.at_level("WARNING", logger="trigger_celery"):
+            assert report_settings() >= 2
+        logged = caplog.text
+        assert "trigger_celery.W016: queue 'unit-over-total': its per-key limit 3" in logged
         assert said == {
             "queue 'unit-over-total': its per-key limit 3 is above its total_limit 2, so no "
             "concurrency key can reach it; each key runs at most 2": "trigger_celery.W016",
