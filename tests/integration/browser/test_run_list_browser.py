@@ -16,10 +16,15 @@ def test_runs_pushed_off_the_live_first_page_open_the_next_one(browser_page):
     browser_page.go("/trigger/?tag=paged")
     rows = page.locator("#tc-runs tbody tr")
     assert rows.last.get_attribute("data-id") == "run_p_010"
+    for run_id in ("run_p_010", "run_p_012", "run_p_030"):
+        page.check(f'#tc-runs input[value="{run_id}"]')
     for i in range(100, 105):  # five newer runs: the live page now ends at run_p_015
         make_run(f"run_p_{i:03d}", "FAILED", tags=["paged"])
     page.wait_for_selector('#tc-runs tr[data-id="run_p_104"]')
     assert rows.count() == 50 and rows.last.get_attribute("data-id") == "run_p_015"
+    # Two ticked runs left the page: the user is told, not left to find out.
+    assert page.inner_text("#tc-selection-note").startswith("2 selected runs left this page")
+    assert page.is_checked('#tc-runs input[value="run_p_030"]')
     page.click("#tc-next")
     page.wait_for_url("**after=**")
     ids = [rows.nth(i).get_attribute("data-id") for i in range(rows.count())]

@@ -110,8 +110,28 @@
         none.appendChild(cell); rows.appendChild(none);
       }
       tbody.replaceChildren(rows);
+      var kept = {};
+      body.runs.forEach(function (run) { kept[run.id] = true; });
+      var gone = Object.keys(checked).filter(function (id) { return !kept[id]; }).length;
+      if (gone) {  // pushed off the page (or out of the filter): said, never acted on unseen
+        selectionNote(gone + (gone === 1 ? " selected run" : " selected runs") +
+          " left this page (newer runs came in, or it no longer matches) and " +
+          (gone === 1 ? "is" : "are") + " no longer selected.");
+      }
       pager(live, body.next);
     });
+  }
+
+  function selectionNote(text) {
+    var note = document.getElementById("tc-selection-note");
+    if (!note) {
+      note = el("p", null, "problem");
+      note.id = "tc-selection-note";
+      note.setAttribute("role", "status");
+      var table = document.getElementById("tc-runs");
+      table.parentNode.insertBefore(note, table);
+    }
+    note.textContent = text;
   }
 
   /* The live first page's "Older runs" link starts after the last row it now shows:
