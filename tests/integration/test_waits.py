@@ -453,6 +453,18 @@ def test_a_replay_that_reaches_a_batch_wait_with_other_items_fails_clearly(live)
     assert "its replay asks for 0 items" in message
 
 
+def test_a_wait_after_a_caught_replay_mismatch_is_refused_with_it(live):
+    """The code caught the mismatch and waited again: before, that wait triggered a
+    child (and on a later replay could be given the recorded result of another step);
+    its steps no longer line up with the recorded ones, so it is refused too."""
+    name = f"swallows-the-pending-{time.time_ns()}"
+    events.client().rpush(f"tc-test:pending:{name}", 1, 2, 3)
+    run = finished(tasks.trigger("swallows-the-pending-batch", {"list": name}))
+    assert run.status == "COMPLETED", (run.status, run.error)
+    assert run.output == ["mismatch", "refused"]
+    assert not Run.objects.filter(parent_id=run.id, task_identifier="echo").exists()
+
+
 @pytest.mark.parametrize("wrap", ["from", "group"])
 def test_a_replay_mismatch_raised_wrapped_fails_the_run_without_a_retry(live, wrap):
     """The mismatch came out of the code wrapped (``raise ... from``, an asyncio

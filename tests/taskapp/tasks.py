@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from tests.taskapp import events
 from trigger_celery import AbortTaskRunError, logger, metadata, queue, run_locals, schema_task, task
-from trigger_celery.errors import MaxDurationExceededError, RunCanceledError
+from trigger_celery.errors import MaxDurationExceededError, ReplayMismatchError, RunCanceledError
 from trigger_celery.worker.run_locals import RunLocal
 
 FAST_RETRY = {"max_attempts": 3, "min_timeout_in_ms": 100, "max_timeout_in_ms": 1000, "factor": 2}
@@ -887,6 +887,22 @@ async def wraps_the_pending_batch(payload, ctx):
         return await batch()
     except Exception as err:
         raise RuntimeError("could not settle the pending items") from err
+
+
+@task(id="swallows-the-pending-batch", retry={"max_attempts": 1})
+def swallows_the_pending_batch(payload, ctx):
+    """``batches-the-pending``, its replay's ReplayMismatchError caught, then a later
+    wait: is it refused, or given a step of another path?"""
+    try:
+        first = _batch_the_pending(payload)
+    except ReplayMismatchError:
+        first = "mismatch"
+    try:
+        echo.trigger_and_wait({"after": "the mismatch"})
+        later = "ran"
+    except ReplayMismatchError:
+        later = "refused"
+    return [first, later]
 
 
 @task(id="tens-its-item", retry={"max_attempts": 1})

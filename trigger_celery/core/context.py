@@ -121,6 +121,11 @@ class RunScope:
     # The first suspension a wait of this execution raised: a run function that caught
     # it (a bare ``except:``) and went on still suspends there (``worker.user_code``).
     suspension: BaseException | None = None
+    # The first ReplayMismatchError a wait of this execution raised: once the code has
+    # taken another path than the one recorded, a later wait is refused with it too
+    # (it could be given the recorded result of another step), also when the code
+    # caught it and went on.
+    mismatch: BaseException | None = None
     # Seconds of short waits spent in place (``wait.for_`` of 2 s or less): waiting, not
     # compute time, so the monitor moves the ``max_duration`` deadline by them (SPEC 6).
     waited_in_place: float = 0.0

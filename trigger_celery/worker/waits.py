@@ -119,6 +119,10 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
         # The code caught a wait's suspension and went on: no later step runs (it would
         # trigger a child for a path the replay does not take); the first one stands.
         raise scope.suspension
+    if scope.mismatch is not None:
+        # The code caught a replay mismatch and went on: its later steps no longer line
+        # up with the recorded ones, so none is given a recorded result or a new child.
+        raise scope.mismatch
     step = scope.step
     scope.step += 1
     if scope.fresh:
@@ -137,11 +141,12 @@ def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | N
         found = found.annotate(passed=Exists(later))
     wp = next(iter(found), None)
     if wp is not None and (wp.kind != kind or wp.label != label):
-        raise ReplayMismatchError(
+        scope.mismatch = ReplayMismatchError(
             f"wait step {step} of run {scope.ctx.run.id} was {wp.kind} {wp.label!r} before the "
             f"run suspended and is now {kind} {label!r}: the task's code changed between "
             "suspend and resume",
         )
+        raise scope.mismatch
     # The wait this attempt resumed from (no later step yet) gets its span, once.
     if (
         wp is not None
@@ -236,7 +241,11 @@ def batch_trigger_and_wait(label: str, items: BatchItems) -> BatchResult:
     """``items``: (task id, payload, options, definition to validate with or None)."""
     scope, step, wp = _step("batch_trigger_and_wait", Waitpoint.Kind.BATCH, label)
     if wp is not None:
-        same_batch_items(wp, items)
+        try:
+            same_batch_items(wp, items)
+        except ReplayMismatchError as err:
+            scope.mismatch = err  # later waits are refused with it (``_step``)
+            raise
     if wp is None:
         if len(items) > 1000:
             raise ValueError(f"a batch takes at most 1000 items; this one has {len(items)}")
