@@ -124,7 +124,7 @@ def test_a_tick_a_beat_of_the_release_before_fired_is_not_fired_again(monkeypatc
         )
         definition = registry.get_task("sched-record")
         assert definition is not None
-        run = schedule_engine._tick_run(row, definition, tick, [tick + timedelta(minutes=1)])
+        run, _span = schedule_engine._tick_run(row, definition, tick, [tick + timedelta(minutes=1)])
         run.save(force_insert=True)
 
     edit_between_read_and_fire(monkeypatch, old_beat_fires)
