@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from tests.integration.browser.test_dashboard_browser import make_run
 
@@ -70,12 +73,16 @@ def test_every_child_of_a_run_with_many_is_reachable_from_its_page(browser_page)
 
 
 def test_a_run_arriving_after_select_all_is_not_selected_and_unticks_it(browser_page):
+    """The runs are DELAYED a day: the session's shared beat and worker, if running,
+    leave them alone (QUEUED rows made here were started and completed by them, and
+    there was nothing left to cancel)."""
     page = browser_page.page
-    seen = [make_run(f"run_s_{i:03d}", "QUEUED", tags=["selecting"]).id for i in range(3)]
+    later = {"delayed_until": timezone.now() + timedelta(days=1)}
+    seen = [make_run(f"run_s_{i:03d}", "DELAYED", tags=["selecting"], **later).id for i in range(3)]
     browser_page.go("/trigger/?tag=selecting")
     page.check("#tc-select-all")
     assert all(page.is_checked(f'#tc-runs input[value="{run_id}"]') for run_id in seen)
-    make_run("run_s_100", "QUEUED", tags=["selecting"])  # a run the user has not seen yet
+    make_run("run_s_100", "DELAYED", tags=["selecting"], **later)  # one the user has not seen
     page.wait_for_selector('#tc-runs tr[data-id="run_s_100"]')
     assert not page.is_checked("#tc-select-all")
     assert not page.is_checked('#tc-runs input[value="run_s_100"]')
