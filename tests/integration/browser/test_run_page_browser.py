@@ -106,7 +106,10 @@ def test_a_large_stored_output_shows_its_start_and_says_it_was_cut(browser_page)
 def test_a_run_whose_stored_payload_is_gone_still_shows_and_says_so(browser_page):
     page = browser_page.page
     ref = _stored("run_b_gone", "payload", {"blob": "x" * 700_000})
-    run = make_run("run_b_gone", "QUEUED", payload=None, payload_ref=ref)
+    # DELAYED a day: a shared beat and worker of the session leave it as it is (QUEUED,
+    # the beat's reconcile would send it, and its failed start end it).
+    later = timezone.now() + timedelta(days=1)
+    run = make_run("run_b_gone", "DELAYED", payload=None, payload_ref=ref, delayed_until=later)
     storages["default"].delete(ref)  # a storage the web process does not share, say
     response = browser_page.go(f"/trigger/runs/{run.id}/")
     assert response.status == 200
