@@ -57,9 +57,9 @@ def _delay_before_next_try(policy: RetryPolicy, attempt: int, error: Exception) 
     """Milliseconds before the next try of a block that raised ``error``; None when there
     is none: the policy has no try left, the error ends the run, or the run's abort
     signal is set."""
-    if isinstance(error, ENDS_THE_RUN) or aborted_in_group(error) or _stopping():
+    if isinstance(error, ENDS_THE_RUN) or _stopping():
         return None
-    if mismatch_in(error) is not None:
+    if aborted_in_group(error) or mismatch_in(error) is not None:  # wrapped, as final
         return None
     return next_delay_ms(policy, attempt)
 
