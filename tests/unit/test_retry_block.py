@@ -8,8 +8,11 @@ from trigger_celery.errors import (
     AbortTaskRunError,
     LeaseLostError,
     MaxDurationExceededError,
+    PayloadTooLargeError,
     ReplayMismatchError,
     RunCanceledError,
+    SerializationError,
+    TaskPayloadParsedError,
 )
 
 FAST = {"max_attempts": 3, "min_timeout_in_ms": 1, "max_timeout_in_ms": 2, "randomize": False}
@@ -129,6 +132,29 @@ def test_a_retried_block_never_tries_again_after_an_error_that_ends_the_run(stop
                 tries.append(attempt.number)
                 raise stop("stop")
     assert tries == [1]
+
+
+@pytest.mark.parametrize(
+    "same_again", [TaskPayloadParsedError, SerializationError, PayloadTooLargeError]
+)
+def test_an_error_another_try_would_meet_again_is_not_tried_again(same_again):
+    """A child's payload its schema refuses, one that is not JSON or one over the limit:
+    the run is never retried for these, and neither is a block."""
+    calls = []
+
+    def fn():
+        calls.append(1)
+        raise same_again("the same on every try")
+
+    with pytest.raises(same_again):
+        retry.on_throw(fn, **FAST)
+    tries = []
+    with pytest.raises(same_again):
+        for attempt in retry.on_throw(**FAST):
+            with attempt:
+                tries.append(attempt.number)
+                raise same_again("the same on every try")
+    assert (len(calls), tries) == (1, [1])
 
 
 def test_on_throw_does_not_try_again_an_abort_raised_in_a_task_group():

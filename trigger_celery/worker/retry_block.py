@@ -18,7 +18,10 @@ A block is not tried again once its run is told to stop (canceled, past its
 ``AbortTaskRunError``, or an error that came out of a replayed wait step that differed
 from its record (``ReplayMismatchError``, also raised from or grouped with another;
 each try would take the next step): the error goes on at once, as it would without
-the block.
+the block. So do the errors a run is never retried for because another try gives the
+same answer: a child's payload its schema refuses (``TaskPayloadParsedError``), one
+that is not JSON (``SerializationError``) or over the size limit
+(``PayloadTooLargeError``).
 """
 
 from __future__ import annotations
@@ -31,25 +34,19 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from trigger_celery.core import context as run_context
-from trigger_celery.core.decisions import aborted_in_group, mismatch_in
+from trigger_celery.core.decisions import NEVER_RETRIED, aborted_in_group, mismatch_in
 from trigger_celery.core.retry import RetryPolicy, next_delay_ms
-from trigger_celery.errors import (
-    AbortTaskRunError,
-    LeaseLostError,
-    MaxDurationExceededError,
-    ReplayMismatchError,
-    RunCanceledError,
-)
+from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 
 T = TypeVar("T")
 
-# Errors after which a block is never tried again: the run must stop, or fail at once.
-ENDS_THE_RUN: tuple[type[Exception], ...] = (
-    AbortTaskRunError,
+# Errors after which a block is never tried again: the run must stop, or fail at once,
+# or another try is bound to fail the same way (the errors a run is never retried for).
+ENDS_THE_RUN: tuple[type[BaseException], ...] = (
     RunCanceledError,
     MaxDurationExceededError,
     LeaseLostError,
-    ReplayMismatchError,
+    *NEVER_RETRIED,
 )
 
 
