@@ -378,6 +378,16 @@ def test_cancel_also_cancels_children_in_progress(live):
     assert finished(parent).status == "CANCELED"
 
 
+def test_cancelling_a_finished_parent_leaves_its_children_alone(live):
+    """Cancel is a no-op on a run that has ended: the children it left (fire and forget)
+    are its finished work's, and go on."""
+    parent = tasks.trigger("spawner", {"hold": 0})
+    assert finished(parent).status == "COMPLETED"
+    child_id = events.values(f"child:{parent.id}")[0]
+    assert runs.cancel(parent).status == "COMPLETED"
+    assert runs.retrieve(child_id).status == "DELAYED"
+
+
 @pytest.mark.parametrize("pool", ["threads", "solo"])
 def test_max_duration_and_cancel_stop_attempts_on_other_pools(own, pool):
     own.worker(pool=pool, concurrency=2 if pool == "threads" else 1)

@@ -658,7 +658,7 @@ def spawner(payload, ctx):
 
     child = api.trigger("echo", {"child": True}, delay="1h")
     events.record(f"child:{ctx.run.id}", child.id)
-    ctx.signal.wait(30)
+    ctx.signal.wait(payload.get("hold", 30))
     return "stopped"
 
 

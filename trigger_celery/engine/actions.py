@@ -27,7 +27,8 @@ _FINAL = [s.value for s in FINAL_STATUSES]
 
 
 def cancel_run(run_id: str) -> bool:
-    """Cancel ``run_id`` and its unfinished descendants; False if it had already ended.
+    """Cancel ``run_id`` and its unfinished descendants; False if it had already ended
+    (then nothing changes, unless it had ended CANCELED: its descendants are canceled).
 
     A run that never started never will; an executing run is stopped by its worker,
     which polls ``cancel_requested_at``.
@@ -46,6 +47,11 @@ def cancel_run(run_id: str) -> bool:
         if left in (RunStatus.DEQUEUED, RunStatus.WAITING):
             # No worker will settle it: give its slot back here (a no-op if none).
             dispatch.release_and_dispatch(run_id, run.queue, unstarted=left == RunStatus.DEQUEUED)
+    elif not Run.objects.filter(id=run_id, status=RunStatus.CANCELED).exists():
+        # It ended some other way (COMPLETED, FAILED, ...): cancel is a no-op, and the
+        # children it left running are its own work, not a cancel's to stop. A run that
+        # is CANCELED already goes on to its children: a cancel cut short gets finished.
+        return False
     for child_id in (
         Run.objects.filter(parent_id=run_id).exclude(status__in=_FINAL).values_list("id", flat=True)
     ):
