@@ -6,6 +6,7 @@ import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from trigger_celery import queue, schema_task, task, tasks
+from trigger_celery.core.hooks import global_hooks
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import ConfigurationError, DuplicateTaskIdError, TaskPayloadParsedError
 
@@ -326,3 +327,36 @@ def test_a_batch_item_naming_an_undeclared_queue_is_refused_with_its_index(keyed
     items = [{"payload": 1}, {"payload": 2, "options": options}]
     with pytest.raises(ConfigurationError, match=r"^batch item 1: queue 'unit-no-such-queue'"):
         child.batch_trigger(items)
+
+
+def test_middleware_that_takes_no_next_is_refused_it_could_never_run_the_attempt():
+    with pytest.raises(ConfigurationError, match=r"middleware .* takes no 'next' parameter"):
+        tasks.middleware("unit-mw-no-next", lambda ctx, payload: None)
+    definition = task(id="unit-mw-no-next-task", run=_run)
+    with pytest.raises(ConfigurationError, match=r"takes no 'next' parameter"):
+        definition.middleware("mine")(lambda ctx: None)
+    # Taking anything by keyword is fine: it is given next.
+    tasks.middleware("unit-mw-kwargs", lambda **kwargs: kwargs["next"]())
+    assert "unit-mw-kwargs" in [name for name, _ in global_hooks.middleware]
+    global_hooks.middleware = [m for m in global_hooks.middleware if m[0] != "unit-mw-kwargs"]
+
+
+def test_middleware_as_a_bare_decorator_is_registered_under_its_function_name():
+    @tasks.middleware
+    def unit_bare_global(ctx, next):
+        return next()
+
+    definition = task(id="unit-bare-mw-task", run=_run)
+
+    @definition.middleware
+    def unit_bare_own(ctx, next):
+        return next()
+
+    try:
+        assert callable(unit_bare_global) and unit_bare_global.__name__ == "unit_bare_global"
+        assert ("unit_bare_global", unit_bare_global) in global_hooks.middleware
+        assert definition.hooks.middleware == [("unit_bare_own", unit_bare_own)]
+    finally:
+        global_hooks.middleware = [m for m in global_hooks.middleware if m[0] != "unit_bare_global"]
+    with pytest.raises(ConfigurationError, match="middleware name must be a non-empty string"):
+        tasks.middleware(42)

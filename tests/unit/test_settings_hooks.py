@@ -70,3 +70,20 @@ def test_a_settings_hook_taking_an_argument_it_is_never_given_stops_the_start(
     assert "takes 'error', which on_success is never given" in message
     assert "HOOKS['catch_error']" not in message  # there it is given "error"
     assert global_hooks.get("on_success") == []
+
+
+def test_settings_middleware_that_takes_no_next_is_a_check_error_and_stops_the_start(
+    fresh_registration,
+):
+    from trigger_celery.checks import _check_hook_paths
+
+    errors = _check_hook_paths({}, ["os.getcwd"])
+    assert [e.id for e in errors] == ["trigger_celery.E011"]
+    assert "MIDDLEWARE names 'os.getcwd'" in errors[0].msg
+    assert "takes no 'next' parameter" in errors[0].msg
+    with (
+        override_settings(TRIGGER_CELERY={"MIDDLEWARE": ["os.getcwd"]}),
+        pytest.raises(SystemExit, match="takes no 'next' parameter"),
+    ):
+        signals.register_hooks_from_settings()
+    assert global_hooks.middleware == []

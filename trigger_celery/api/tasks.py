@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from trigger_celery.core.handles import RunHandle
-from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks
+from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks, middleware_name
 from trigger_celery.core.options import task_id_problem
 from trigger_celery.engine.batches import BatchHandle, trigger_batch_of_task
 from trigger_celery.engine.triggering import trigger_task
@@ -33,11 +33,13 @@ class TasksAPI:
         """Trigger up to 1,000 runs of ``task_id``; payloads are not validated here."""
         return trigger_batch_of_task(task_id, None, items, batch_options)
 
-    def middleware(self, name: str, fn: Hook | None = None) -> Any:
-        """Register global middleware: ``tasks.middleware("db", fn)`` or as a decorator."""
-        if fn is None:
-            return lambda f: global_hooks.add_middleware(name, f)
-        return global_hooks.add_middleware(name, fn)
+    def middleware(self, name: str | Hook, fn: Hook | None = None) -> Any:
+        """Register global middleware: ``tasks.middleware("db", fn)``, or as a decorator:
+        ``@tasks.middleware("db")``, or bare (``@tasks.middleware``: named by the function)."""
+        label, given = middleware_name(name, fn)
+        if given is None:
+            return lambda f: global_hooks.add_middleware(label, f)
+        return global_hooks.add_middleware(label, given)
 
     def __getattr__(self, name: str) -> Callable[[Hook], Hook]:
         if name in HOOK_NAMES:

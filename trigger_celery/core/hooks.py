@@ -65,8 +65,36 @@ def check_hook(name: str, fn: Any) -> Hook:
             f"called with keyword arguments, and takes those it names of: "
             f"{', '.join(sorted(HOOK_ARGUMENTS[name]))}"
         )
+    if name == "middleware" and not _can_take(fn, "next"):
+        raise ConfigurationError(
+            f"middleware {getattr(fn, '__qualname__', fn)!r} takes no 'next' parameter, so "
+            "it can never call the rest of the attempt and every run would fail; it is "
+            "called as middleware(ctx=..., payload=..., next=..., task=..., signal=...)"
+        )
     hook: Hook = fn
     return hook
+
+
+def _can_take(fn: Any, keyword: str) -> bool:
+    """Whether a call may pass ``keyword`` to ``fn`` (True when its signature is unknown)."""
+    signature = signature_to_check(fn)
+    if signature is None:
+        return True
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == keyword and p.kind is not p.POSITIONAL_ONLY)
+        for p in signature.parameters.values()
+    )
+
+
+def middleware_name(name: Any, fn: Hook | None) -> tuple[str, Hook | None]:
+    """``(name, fn)`` for ``middleware(name, fn)``, also when it is used as a bare
+    decorator (``@tasks.middleware``): the function came as ``name``, and is named by its
+    ``__name__``. Any other name that is not a string is refused, naming it."""
+    if fn is None and callable(name) and not isinstance(name, str):
+        return getattr(name, "__name__", repr(name)), name
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"middleware name must be a non-empty string, got {name!r}")
+    return name, fn
 
 
 def signature_to_check(fn: Any) -> inspect.Signature | None:

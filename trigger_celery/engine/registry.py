@@ -24,7 +24,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from trigger_celery.core.decisions import message_of
 from trigger_celery.core.durations import parse_duration
-from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet, signature_to_check
+from trigger_celery.core.hooks import HOOK_NAMES, Hook, HookSet, middleware_name, signature_to_check
 from trigger_celery.core.options import (
     MACHINE_PRESETS,
     QueueOptions,
@@ -365,9 +365,15 @@ class TaskDefinition:
 
         return register
 
-    def middleware(self, name: str) -> Callable[[Hook], Hook]:
+    def middleware(self, name: str | Hook) -> Any:
+        """``@my_task.middleware("db")``, or bare (``@my_task.middleware``: named by the
+        function)."""
+        label, given = middleware_name(name, None)
+        if given is not None:
+            return self.hooks.add_middleware(label, given)
+
         def register(fn: Hook) -> Hook:
-            return self.hooks.add_middleware(name, fn)
+            return self.hooks.add_middleware(label, fn)
 
         return register
 
