@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 from trigger_celery.beat import Scheduler
 from trigger_celery.celery_checks import check_celery
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
+from trigger_celery.core.durations import MAX_SECONDS
 from trigger_celery.core.environments import burst_factor_problem, concurrency_limit_problem
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.engine.payloads import storage_anchor
@@ -129,10 +130,17 @@ _NONE_ALLOWED = frozenset({"DEVELOPMENT_TTL"})
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def _positive(value: Any, kind: type, least: str = "above 0") -> bool:
+# Settings that are spans of time: at most 10 years, as every duration option (a longer
+# one overflows the dates made from it, at trigger time or in a worker).
+_DURATIONS = frozenset({"LEASE_SECONDS", "HEARTBEAT_SECONDS", "PUMP_INTERVAL", "DEVELOPMENT_TTL"})
+
+
+def _positive(value: Any, kind: type, least: str = "above 0", most: float = math.inf) -> bool:
     number = int | float if kind is float else int
     if isinstance(value, bool) or not isinstance(value, number) or not math.isfinite(value):
         return False  # NaN compares false with every bound, and inf never ends
+    if value > most:
+        return False
     return value >= 0 if least == "0 or more" else value > 0
 
 
@@ -151,12 +159,15 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
         checks.Error(
             f"TRIGGER_CELERY[{name!r}] is {getattr(s, name)!r}; it must be "
             f"{'a whole number' if kind is int else 'a number'} {least}"
+            + (f" and at most {MAX_SECONDS} (10 years)" if name in _DURATIONS else "")
             + (" or None" if name in _NONE_ALLOWED else ""),
             id="trigger_celery.E014",
         )
         for name, (kind, least) in _NUMBERS.items()
         if not (getattr(s, name) is None and name in _NONE_ALLOWED)
-        and not _positive(getattr(s, name), kind, least)
+        and not _positive(
+            getattr(s, name), kind, least, MAX_SECONDS if name in _DURATIONS else math.inf
+        )
     ]
     for name in ("CELERY_QUEUE", "STORAGE_PREFIX"):
         value = getattr(s, name)

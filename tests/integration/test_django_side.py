@@ -42,6 +42,12 @@ def test_no_model_change_is_missing_a_migration():
         ({"PUMP_INTERVAL": -1}, "trigger_celery.E014"),
         ({"PAYLOAD_MAX_SIZE": 1.5}, "trigger_celery.E014"),
         ({"DEVELOPMENT_TTL": 0}, "trigger_celery.E014"),
+        ({"DEVELOPMENT_TTL": 10**12}, "trigger_celery.E014"),
+        ({"LEASE_SECONDS": 1e12}, "trigger_celery.E014"),
+        (
+            {"RETRY": {"min_timeout_in_ms": 10**19, "max_timeout_in_ms": 10**20}},
+            "trigger_celery.E008",
+        ),
         ({"CELERY_QUEUE": ""}, "trigger_celery.E014"),
         ({"LOG_LINES_PER_RUN": -1}, "trigger_celery.E014"),
         ({"REDIS_URL": "htp://nope"}, "trigger_celery.E015"),

@@ -73,6 +73,9 @@ def test_max_attempts_over_250_is_refused_naming_the_value():
         ({"min_timeout_in_ms": 5000, "max_timeout_in_ms": 10}, "above"),
         ({"randomize": "yes"}, "'yes'"),
         ("often", "'often'"),
+        # Over 10 years between attempts: the retry's date would overflow in the worker.
+        ({"max_timeout_in_ms": 10**18, "min_timeout_in_ms": 10**18}, "is 1000000000000000000"),
+        ({"max_timeout_in_ms": 315_360_000_001}, "the cap is 315360000000 (10 years)"),
     ],
 )
 def test_bad_retry_options_name_key_and_value(value, fragment):

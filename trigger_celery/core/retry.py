@@ -13,7 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from trigger_celery.core.durations import MAX_SECONDS
+
 MAX_ATTEMPTS_CAP = 250
+# The longest wait between attempts: 10 years, the cap of every duration option
+# (``core.durations.MAX_SECONDS``). A longer one would overflow the retry's date.
+MAX_TIMEOUT_MS = MAX_SECONDS * 1000
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,11 @@ class RetryPolicy:
             raise ValueError(f"retry.factor must be a finite number > 0, got {self.factor!r}")
         _check_int("min_timeout_in_ms", self.min_timeout_in_ms, 0)
         _check_int("max_timeout_in_ms", self.max_timeout_in_ms, 0)
+        if self.max_timeout_in_ms > MAX_TIMEOUT_MS:
+            raise ValueError(
+                f"retry.max_timeout_in_ms is {self.max_timeout_in_ms}; the cap is "
+                f"{MAX_TIMEOUT_MS} (10 years)"
+            )
         if self.min_timeout_in_ms > self.max_timeout_in_ms:
             raise ValueError(
                 f"retry.min_timeout_in_ms ({self.min_timeout_in_ms}) is above "
