@@ -23,6 +23,20 @@ def test_an_error_whose_str_fails_is_recorded_and_retried_like_any_other(live):
     assert len(events.values(f"on_failure:{handle.id}")) == 1
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_base_exception_of_the_codes_own_fails_its_attempt_not_a_crash(live, grouped):
+    """Not an Exception, and not one that ends a process: each attempt fails with it and
+    is retried, instead of escaping the attempt and leaving the run to its lease."""
+    handle = tasks.trigger("raises-a-base-exception", {"grouped": grouped})
+    run = finished(handle)
+    assert run.status == "FAILED", run.error
+    assert events.values(f"attempts:{handle.id}") == [1, 2, 3]
+    assert [a.status for a in run.attempts] == ["FAILED", "FAILED", "FAILED"]
+    assert run.error["type"] == ("BaseExceptionGroup" if grouped else "LibraryBaseError")
+    assert "LibraryBaseError" in run.error["stack"]
+    assert len(events.values(f"on_failure:{handle.id}")) == 1
+
+
 def test_a_cancelled_error_raised_by_an_async_run_fails_its_attempt(live):
     handle = tasks.trigger("async-raises-cancelled", {})
     run = finished(handle)

@@ -1245,6 +1245,18 @@ def raises_unprintable(payload, ctx):
     raise _UnprintableError()
 
 
+class LibraryBaseError(BaseException):
+    """A library's own BaseException (not an Exception), as some define."""
+
+
+@task(id="raises-a-base-exception", retry=FAST_RETRY, on_failure=_record_failure_type)
+def raises_a_base_exception(payload, ctx):
+    events.record(f"attempts:{ctx.run.id}", ctx.attempt.number)
+    if payload.get("grouped"):
+        raise BaseExceptionGroup("grouped", [LibraryBaseError("in a group")])
+    raise LibraryBaseError("a library's BaseException")
+
+
 @task(id="async-raises-cancelled", retry=FAST_RETRY, on_failure=_record_failure_type)
 async def async_raises_cancelled(payload, ctx):
     """An inner asyncio task the run's own code cancelled and then awaited."""

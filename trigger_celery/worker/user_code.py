@@ -232,12 +232,9 @@ def _run_attempt(
         # group's other tasks cancelled. The run waits, as for a wait caught by the code.
         if group.subgroup(SuspendRun) is not None and (swallowed := swallowed_suspension()):
             return swallowed, payload
-        raise
-    except asyncio.CancelledError as err:
-        # The user's own cancelled asyncio task, awaited (a stop from the monitor arrives
-        # as its own error instead, ``hooks.stop_loop``): a failure of the attempt like
-        # any other, not a BaseException that would leave the run to its lease.
-        return Failed(err, traceback.format_exc()), payload
+        if group.subgroup(_ends_a_process) is not None:
+            raise
+        return Failed(group, traceback.format_exc()), payload
     except SystemExit as err:
         # ``sys.exit()`` in the user's code fails the attempt like any error instead of
         # ending the pool process (the run would wait out its lease as a crash). Celery's
@@ -247,6 +244,29 @@ def _run_attempt(
         if type(err) is not SystemExit or _terminate_handler_fired():
             raise
         return Failed(err, traceback.format_exc()), payload
+    except BaseException as err:
+        # A BaseException of the code's own or a library's, or its own cancelled asyncio
+        # task, awaited (a stop from the monitor arrives as its own error instead,
+        # ``hooks.stop_loop``): a failure of the attempt like any other, not an escape
+        # that leaves the run to its lease as a crash.
+        if not _the_codes_own(err) or _terminate_handler_fired():
+            raise
+        return Failed(err, traceback.format_exc()), payload
+
+
+# Where the BaseExceptions that end a process or a green thread come from: they go on.
+_NOT_THE_CODES = ("builtins", "celery", "billiard", "kombu", "gevent", "greenlet", "eventlet")
+
+
+def _the_codes_own(err: BaseException) -> bool:
+    """An Exception, or a BaseException of the user's code or a library's; not
+    KeyboardInterrupt, a pool's own or this package's (a suspension)."""
+    root = type(err).__module__.partition(".")[0]
+    return isinstance(err, Exception) or root not in (*_NOT_THE_CODES, "trigger_celery")
+
+
+def _ends_a_process(err: BaseException) -> bool:  # ``subgroup`` asks of groups too
+    return not isinstance(err, BaseExceptionGroup) and not _the_codes_own(err)
 
 
 def swallowed_suspension() -> Suspended | None:
