@@ -378,6 +378,24 @@ def test_cancel_also_cancels_children_in_progress(live):
     assert finished(parent).status == "CANCELED"
 
 
+def test_a_cancel_landing_while_on_success_runs_ends_the_run_with_its_on_cancel(live):
+    """The run function returned and its on_success hook runs when the cancel lands: the
+    cancel's write comes first, so the run is CANCELED, and its on_cancel hooks run too
+    (the monitor had stopped watching the attempt, and no hook ran for the cancel)."""
+    handle = tasks.trigger("success-hook-until-go", {})
+    wait_for(lambda: events.values(f"on_success:{handle.id}"), what="on_success to start")
+    assert runs.cancel(handle).status == "CANCELED"
+    events.record(f"go:{handle.id}", True)
+    wait_for(lambda: events.values(f"on_cancel:{handle.id}"), what="on_cancel")
+    assert events.values(f"on_success:{handle.id}") == ["started", "done"]
+    assert events.values(f"on_cancel:{handle.id}") == [True]  # its function had returned
+    run = finished(handle)
+    assert (run.status, run.output) == ("CANCELED", None)
+    assert LogEntry.objects.filter(
+        run_id=handle.id, message__startswith="canceled after its run function returned"
+    ).exists()
+
+
 def test_cancelling_a_finished_parent_leaves_its_children_alone(live):
     """Cancel is a no-op on a run that has ended: the children it left (fire and forget)
     are its finished work's, and go on."""

@@ -623,6 +623,23 @@ def gated(payload, ctx):
     return "done"
 
 
+def _on_success_until_go(ctx, output):
+    events.record(f"on_success:{ctx.run.id}", "started")
+    deadline = time.time() + 20
+    while not events.values(f"go:{ctx.run.id}") and time.time() < deadline:
+        time.sleep(0.05)
+    events.record(f"on_success:{ctx.run.id}", "done")
+
+
+def _record_cancel(ctx, run_finished):
+    events.record(f"on_cancel:{ctx.run.id}", run_finished.is_set())
+
+
+@task(id="success-hook-until-go", on_success=_on_success_until_go, on_cancel=_record_cancel)
+def success_hook_until_go(payload, ctx):
+    return "charged"
+
+
 @task(id="parent-once", retry={"max_attempts": 2, "min_timeout_in_ms": 50})
 def parent_once(payload, ctx):
     from trigger_celery import idempotency_keys

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -46,6 +47,7 @@ from trigger_celery.worker.user_code import (
     Failed,
     Outcome,
     Suspended,
+    call_cancel_hooks,
     call_recorded,
     hooks_of,
 )
@@ -123,7 +125,7 @@ def _settle_completed(
     if won:
         faults.point("child-final")
     else:
-        actions.cancel_late_children(run.id)
+        _lost_the_final_write(definition, run, ctx, common)
     after_final(run, attempt, resumed=resumed if won and resume_with is not None else None)
 
 
@@ -182,7 +184,7 @@ def _settle_failed(
             what=f"the retry of run {run.id}",
         )
         if not retried:  # canceled meanwhile: its error raised in the grace period
-            actions.cancel_late_children(run.id)
+            _lost_the_final_write(definition, run, ctx, common)
         _store_step(lambda: _requeue(run.id, attempt), run.id)
         return
 
@@ -218,8 +220,27 @@ def _settle_failed(
         what=f"the end of run {run.id}",
     )
     if not won:  # canceled meanwhile, past a max_duration stop that refuses no trigger
-        actions.cancel_late_children(run.id)
+        _lost_the_final_write(definition, run, ctx, common)
     after_final(run, attempt, resumed=resumed if won and resume_with is not None else None)
+
+
+def _lost_the_final_write(
+    definition: TaskDefinition, run: Run, ctx: Context, common: dict[str, Any]
+) -> None:
+    """The attempt's final write was refused: the run was canceled meanwhile, or another
+    attempt took it over. A cancel that landed after the run function returned (while
+    its on_success or on_failure hooks ran, say) was not seen by the monitor, which
+    watches an attempt only until then: the run ends CANCELED all the same, so its
+    ``on_cancel`` hooks run here, after the hooks of the end the code reached."""
+    actions.cancel_late_children(run.id)
+    if ctx.signal.reason == "canceled" or not hooks_of(definition, "on_cancel"):
+        return  # the monitor ran them, or there are none
+    if not Run.objects.filter(id=run.id, status=RunStatus.CANCELED).exists():
+        return  # taken over by another attempt, which settles the run
+    run_logger.warning("canceled after its run function returned; on_cancel runs now")
+    returned = threading.Event()
+    returned.set()
+    call_cancel_hooks(definition, ctx, returned, payload=common["payload"])
 
 
 _ENDS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED})
