@@ -11,11 +11,13 @@ import pytest
 from celery import current_app
 from django.db import connection
 from django.test import override_settings
+from pydantic import ValidationError
 
 from tests.integration.harness import finished, herd, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import echo, greet
 from trigger_celery import batch, runs, tasks
+from trigger_celery.errors import SerializationError
 from trigger_celery.models import Run
 
 pytestmark = pytest.mark.integration
@@ -140,6 +142,34 @@ def test_a_bad_item_option_names_its_item_and_creates_nothing(live):
     with pytest.raises(ValueError, match=r"(?s)batch item 1: .*ttl: 'bogus'"):
         echo.batch_trigger(items)
     assert not Run.objects.filter(payload={"i": 1}).exists()
+
+
+def test_a_bad_item_payload_names_its_item_and_creates_nothing(live):
+    """A payload that is not JSON, or that its schema refuses: the error says which item
+    (the schema's own error, in a note its traceback shows), and no run is written, also
+    when the item is keyed (triggered after the batch's rows)."""
+    good = [{"payload": {"name": "a"}}] * 3
+    with pytest.raises(SerializationError, match=r"^batch item 2: .*not JSON"):
+        echo.batch_trigger([*good[:2], {"payload": {"n": object()}}])
+    keyed = {"payload": {"n": object()}, "options": {"idempotency_key": "k-bad-item"}}
+    with pytest.raises(SerializationError, match=r"^batch item 3: "):
+        echo.batch_trigger([*good, keyed])
+    with pytest.raises(ValidationError) as refused:
+        greet.batch_trigger([*good, {"payload": {"name": None}}])
+    assert "(in batch item 3)" in refused.value.__notes__
+    assert not Run.objects.exists()
+
+
+def test_batch_options_may_be_a_dict_as_a_triggers_are(live):
+    handle = echo.batch_trigger([{"payload": {}}], {"tags": ["as-dict"]}, priority=3)
+    by_id = tasks.batch_trigger("echo", [{"payload": {}}], {"tags": ["by-id"]})
+    mixed = batch.trigger([{"id": "echo", "payload": {}}], {"tags": ["mixed"]})
+    assert runs.retrieve(handle.runs[0]).tags == ["as-dict"]
+    assert runs.retrieve(handle.runs[0]).priority == 3
+    assert runs.retrieve(by_id.runs[0]).tags == ["by-id"]
+    assert runs.retrieve(mixed.runs[0]).tags == ["mixed"]
+    with pytest.raises(ValueError, match=r"batch options must be a dict .*got \['tags'\]"):
+        echo.batch_trigger([{"payload": {}}], ["tags"])
 
 
 def test_batch_of_1000_uses_a_constant_number_of_queries(live, django_assert_max_num_queries):

@@ -15,7 +15,13 @@ from typing import Any
 
 from trigger_celery.api.runs import RunRecord
 from trigger_celery.core.serialization import text_problem
-from trigger_celery.engine.batches import BatchHandle, create_batch, item_fields, items_of
+from trigger_celery.engine.batches import (
+    BatchHandle,
+    batch_options_of,
+    create_batch,
+    item_fields,
+    items_of,
+)
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.errors import RunNotFoundError
 from trigger_celery.models import Batch, Run
@@ -33,8 +39,14 @@ class BatchRecord:
 
 @off_event_loop_methods
 class BatchAPI:
-    def trigger(self, items: Iterable[Mapping[str, Any]], **batch_options: Any) -> BatchHandle:
-        """Items ``{"id": task_id, "payload": ..., "options": {...}}``; not validated."""
+    def trigger(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+        **batch_options: Any,
+    ) -> BatchHandle:
+        """Items ``{"id": task_id, "payload": ..., "options": {...}}``; not validated.
+        The batch's options as a dict, keyword arguments, or both."""
 
         def gen() -> Iterable[tuple[str, TaskDefinition | None, bool, Any, Mapping[str, Any]]]:
             for i, item in enumerate(items_of(items)):
@@ -45,10 +57,13 @@ class BatchAPI:
                     )
                 yield task_id, registry.get_task(task_id), False, payload, options
 
-        return create_batch(gen(), batch_options)
+        return create_batch(gen(), batch_options_of(options, batch_options))
 
     def trigger_by_task(
-        self, items: Iterable[Mapping[str, Any]], **batch_options: Any
+        self,
+        items: Iterable[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+        **batch_options: Any,
     ) -> BatchHandle:
         """Items ``{"task": my_task, "payload": ...}``; payloads are validated."""
 
@@ -59,7 +74,7 @@ class BatchAPI:
                     raise ValueError(f"batch item {i}: 'task' must be a task, got {definition!r}")
                 yield definition.id, definition, True, payload, options
 
-        return create_batch(gen(), batch_options)
+        return create_batch(gen(), batch_options_of(options, batch_options))
 
     def trigger_and_wait(self, items: Iterable[Mapping[str, Any]]) -> Any:
         """Like :meth:`trigger`, then wait for every run; ``.runs`` in item order."""

@@ -21,6 +21,7 @@ from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.core.schedules import ScheduleSpec
 from trigger_celery.engine.batches import (
     BatchHandle,
+    batch_options_of,
     item_fields,
     items_of,
     trigger_batch_of_task,
@@ -46,10 +47,14 @@ class Task(TaskDefinition):
         return trigger_task(self.id, payload, options, kw, definition=self)
 
     def batch_trigger(
-        self, items: Iterable[Mapping[str, Any]], **batch_options: Any
+        self,
+        items: Iterable[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+        **batch_options: Any,
     ) -> BatchHandle:
-        """Trigger up to 1,000 runs: items ``{"payload": ..., "options": {...}}``."""
-        return trigger_batch_of_task(self.id, self, items, batch_options)
+        """Trigger up to 1,000 runs: items ``{"payload": ..., "options": {...}}``; the
+        batch's own options as a dict, keyword arguments, or both."""
+        return trigger_batch_of_task(self.id, self, items, batch_options_of(options, batch_options))
 
     def trigger_and_wait(
         self, payload: Any = None, options: Mapping[str, Any] | None = None, **kw: Any

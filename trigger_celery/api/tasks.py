@@ -8,7 +8,7 @@ from typing import Any
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.hooks import HOOK_NAMES, Hook, global_hooks, middleware_name
 from trigger_celery.core.options import task_id_problem
-from trigger_celery.engine.batches import BatchHandle, trigger_batch_of_task
+from trigger_celery.engine.batches import BatchHandle, batch_options_of, trigger_batch_of_task
 from trigger_celery.engine.triggering import trigger_task
 from trigger_celery.off_loop import off_event_loop_methods
 
@@ -29,9 +29,15 @@ class TasksAPI:
             raise ValueError(bad_id)
         return trigger_task(task_id, payload, options, kw)
 
-    def batch_trigger(self, task_id: str, items: Any, **batch_options: Any) -> BatchHandle:
+    def batch_trigger(
+        self,
+        task_id: str,
+        items: Any,
+        options: Mapping[str, Any] | None = None,
+        **batch_options: Any,
+    ) -> BatchHandle:
         """Trigger up to 1,000 runs of ``task_id``; payloads are not validated here."""
-        return trigger_batch_of_task(task_id, None, items, batch_options)
+        return trigger_batch_of_task(task_id, None, items, batch_options_of(options, batch_options))
 
     def middleware(self, name: str | Hook, fn: Hook | None = None) -> Any:
         """Register global middleware: ``tasks.middleware("db", fn)``, or as a decorator:

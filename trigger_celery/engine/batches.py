@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -33,7 +34,7 @@ from trigger_celery.engine.idempotency import resolve_key
 from trigger_celery.engine.payloads import store_payload_json
 from trigger_celery.engine.registry import TaskDefinition, registry
 from trigger_celery.engine.triggering import build_run, trigger_task
-from trigger_celery.errors import ConfigurationError
+from trigger_celery.errors import ConfigurationError, PayloadTooLargeError, SerializationError
 from trigger_celery.models import Batch, Run
 
 MAX_BATCH_ITEMS = 1000
@@ -121,7 +122,8 @@ def _create_batch(
         if count > MAX_BATCH_ITEMS:
             raise ValueError(f"a batch takes at most {MAX_BATCH_ITEMS} items; this one has more")
         if validate and definition is not None:
-            definition.parse_payload(payload)
+            with _naming_item(count - 1):
+                definition.parse_payload(payload)
         if definition is None and (bad_id := task_id_problem(task_id)) is not None:
             raise ValueError(f"batch item {count - 1}: {bad_id}")  # by id: task()'s rule
         if not options and not shared_is_special:
@@ -131,12 +133,13 @@ def _create_batch(
                 template.batch_id = batch_id
                 group = siblings[task_id] = run_rows.SiblingRuns(template)
             run_id = new_id("run")
-            inline, ref, text = store_payload_json(
-                run_id,
-                "payload",
-                to_jsonable(payload, what="payload"),
-                limit=settings.PAYLOAD_MAX_SIZE,
-            )
+            with _naming_item(count - 1):
+                inline, ref, text = store_payload_json(
+                    run_id,
+                    "payload",
+                    to_jsonable(payload, what="payload"),
+                    limit=settings.PAYLOAD_MAX_SIZE,
+                )
             group.rows.append((run_id, inline, ref, count - 1, text))
             continue
         merged = {**batch_options, **options}
@@ -151,9 +154,12 @@ def _create_batch(
             kind = ConfigurationError if isinstance(exc, ConfigurationError) else ValueError
             raise kind(f"batch item {count - 1}: {exc}") from None
         if opts.idempotency_key is not None or opts.debounce is not None:
+            with _naming_item(count - 1):  # triggered after the rows: refused before them
+                to_jsonable(payload, what="payload")
             special.append((count - 1, task_id, definition, payload, merged))
             continue
-        run = build_run(task_id, payload, opts, definition)
+        with _naming_item(count - 1):
+            run = build_run(task_id, payload, opts, definition)
         run.batch_index = count - 1
         plain.append((count - 1, run))
     task_ids = {r.task_identifier for _, r in plain} | {s[1] for s in special} | set(siblings)
@@ -207,6 +213,28 @@ def _create_batch(
         )
         handles[index] = handle
     return BatchHandle(batch_id, [handles[i] for i in sorted(handles)])
+
+
+def batch_options_of(options: Any, kw: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch's options given as a dict, keyword arguments, or both (keywords win), as
+    a single trigger takes them."""
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"batch options must be a dict of trigger options, got {options!r}")
+    return {**(options or {}), **kw}
+
+
+@contextmanager
+def _naming_item(index: int) -> Iterator[None]:
+    """An error about one item's payload says which item: this package's own in its
+    message (the same type), another (a schema's ``ValidationError``) in a note, which
+    its traceback shows."""
+    try:
+        yield
+    except (SerializationError, PayloadTooLargeError) as exc:
+        raise type(exc)(f"batch item {index}: {exc}") from exc
+    except Exception as exc:
+        exc.add_note(f"(in batch item {index})")
+        raise
 
 
 def _item_key(batch_key: str | list[str] | tuple[str, ...], index: int) -> list[str]:
