@@ -102,6 +102,10 @@ def test_shared_queue_objects_and_conflicting_redeclaration():
         queue(name="unit-shared", concurrency_limit=3)
     with pytest.raises(ValueError, match="concurrency_limit"):
         queue(name="unit-zero", concurrency_limit=0)
+    # The range an override takes (queues.override_limit, the dashboard): 1 to 100,000.
+    with pytest.raises(ValueError, match=r"total_limit: 1000000000 is out of range; .*100000"):
+        queue(name="unit-huge", total_limit=10**9)
+    assert queue(name="unit-most", concurrency_limit=100_000).concurrency_limit == 100_000
 
 
 def test_a_declaration_replaces_a_queue_only_named_so_far():

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from trigger_celery.coordination.base import QueueStats
 from trigger_celery.coordination.factory import get_store
+from trigger_celery.core.options import MAX_QUEUE_LIMIT
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, queueing
 from trigger_celery.engine.registry import registry
@@ -55,9 +56,13 @@ class QueuesAPI:
         worker honours it (it is pushed to the shared store, and again on a restore).
         ``None`` goes back to the limit declared in code."""
         if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_QUEUE_LIMIT
         ):
-            raise ValueError(f"a concurrency limit must be an int from 1 to 100000, got {limit!r}")
+            raise ValueError(
+                f"a concurrency limit must be an int from 1 to {MAX_QUEUE_LIMIT}, got {limit!r}"
+            )
         q = registry.require_queue(name)
         if limit is not None and q.total_limit is not None and limit > q.total_limit:
             raise ValueError(  # queue()'s rule: each key's runs count toward the total

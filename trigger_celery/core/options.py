@@ -357,6 +357,10 @@ def option_problems(exc: ValidationError) -> list[tuple[str | None, str]]:
     return problems
 
 
+# The highest concurrency limit a queue takes, declared in code or overridden.
+MAX_QUEUE_LIMIT = 100_000
+
+
 class QueueOptions(BaseModel):
     """A queue declaration: ``queue(name=..., concurrency_limit=...)`` or a task's dict."""
 
@@ -394,7 +398,7 @@ class QueueOptions(BaseModel):
     @field_validator("concurrency_limit", "total_limit", mode="before")
     @classmethod
     def _limit(cls, v: Any, info: Any) -> int | None:
-        return None if v is None else _strict_int(info.field_name, v, 1)
+        return None if v is None else _strict_int(info.field_name, v, 1, MAX_QUEUE_LIMIT)
 
     @field_validator("rate_limit", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 
 from trigger_celery.api.queues import queues
 from trigger_celery.conf import get_settings
+from trigger_celery.core.options import MAX_QUEUE_LIMIT
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import ConfigurationError
 from trigger_celery.views.access import can, dashboard_view
@@ -59,10 +60,10 @@ def queue_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
 def _override(request: HttpRequest, name: str, text: str) -> None:
     # At most 6 digits: a longer one is out of range, and int() refuses 4,300 or more.
     limit = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
-    if not 1 <= limit <= 100_000:
+    if not 1 <= limit <= MAX_QUEUE_LIMIT:
         messages.error(
             request,
-            f"Not changed: the limit must be a whole number from 1 to 100000, got {text!r}.",
+            f"Not changed: the limit must be a whole number from 1 to {MAX_QUEUE_LIMIT}, got {text!r}.",
         )
         return
     try:
