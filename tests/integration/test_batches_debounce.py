@@ -263,6 +263,20 @@ def test_a_batch_idempotency_key_is_the_batchs_not_every_items(live):
     assert outputs == [{"n": 1}, {"n": 2}, {"n": 3}]
 
 
+def test_a_keyed_batch_again_after_a_failed_item_lists_one_run_per_item(live):
+    """The failed item's key was released, so the batch triggered again makes it a new
+    run; retrieve lists that one, as the handle does, not both."""
+    items = [{"id": "echo", "payload": {}}, {"id": "always-fails", "payload": {}}]
+    first = batch.trigger(items, idempotency_key="keyed-retry")
+    assert [finished(h).status for h in first.runs] == ["COMPLETED", "FAILED"]
+    again = batch.trigger(items, idempotency_key="keyed-retry")
+    assert again.id == first.id
+    assert again.runs[0].id == first.runs[0].id and again.runs[1].id != first.runs[1].id
+    record = batch.retrieve(again.id)
+    assert [r.id for r in record.runs] == [h.id for h in again.runs]
+    assert record.run_count == 2
+
+
 def test_batch_over_1000_items_is_refused_and_creates_nothing(live):
     with pytest.raises(ValueError, match="at most 1000"):
         tasks.batch_trigger("echo", ({"payload": i} for i in range(1001)))

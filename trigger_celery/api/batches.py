@@ -105,10 +105,15 @@ class BatchAPI:
         rows = (
             Run.objects.filter(batch_id=batch_id)
             .prefetch_related("attempts")
-            .order_by("batch_index")
+            .order_by("batch_index", "created_at", "id")
         )
+        # One run per item: a batch triggered again under its idempotency key makes a new
+        # run for an item whose run failed (its key was released); the newest stands, as
+        # the handle of that trigger says.
+        latest = {r.batch_index: r for r in rows if r.batch_index is not None}
+        kept = [r for r in rows if r.batch_index is None or latest[r.batch_index] is r]
         return BatchRecord(
-            row.id, row.run_count, row.created_at, [RunRecord.from_model(r) for r in rows]
+            row.id, row.run_count, row.created_at, [RunRecord.from_model(r) for r in kept]
         )
 
 
