@@ -65,7 +65,7 @@ def test_a_queue_total_and_the_environment_limit_hold(redis_store):
     assert claim_new(store, "a", key="k1") is not None
     assert claim_new(store, "b", key="k2") is not None
     assert claim_new(store, "c", key="k3") is None
-    store.set_environment_limits(EnvironmentLimits(concurrency_limit=3))
+    store.set_environment_limits(EnvironmentLimits(concurrency_limit=3, burst_factor=1.0))
     assert claim_new(store, "d", queue="p") is not None
     assert claim_new(store, "e", queue="p") is None  # 3 held in the environment
     assert store.holding_run_ids() == {"a", "b", "d"}

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test import override_settings
 from pydantic import ValidationError
@@ -17,7 +19,7 @@ from tests.integration.harness import finished, herd, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import echo, greet
 from trigger_celery import batch, runs, tasks
-from trigger_celery.errors import SerializationError
+from trigger_celery.errors import PayloadTooLargeError, SerializationError
 from trigger_celery.models import Run
 
 pytestmark = pytest.mark.integration
@@ -154,6 +156,16 @@ def test_a_bad_item_payload_names_its_item_and_creates_nothing(live):
     keyed = {"payload": {"n": object()}, "options": {"idempotency_key": "k-bad-item"}}
     with pytest.raises(SerializationError, match=r"^batch item 3: "):
         echo.batch_trigger([*good, keyed])
+    nul = {"payload": {"s": "a\x00b"}, "options": {"debounce": {"key": "d", "delay": "1s"}}}
+    with pytest.raises(SerializationError, match=r"^batch item 3: .*NUL"):
+        echo.batch_trigger([*good, nul])
+    big = {"payload": {"s": "x" * 200}, "options": {"idempotency_key": "k-big-item"}}
+    config = {**settings.TRIGGER_CELERY, "PAYLOAD_MAX_SIZE": 100}
+    with (
+        override_settings(TRIGGER_CELERY=config),
+        pytest.raises(PayloadTooLargeError, match=r"^batch item 3: the payload is 208 bytes"),
+    ):
+        echo.batch_trigger([*good, big])
     with pytest.raises(ValidationError) as refused:
         greet.batch_trigger([*good, {"payload": {"name": None}}])
     assert "(in batch item 3)" in refused.value.__notes__
@@ -334,7 +346,6 @@ def test_subscribe_to_run_yields_each_change_until_final(live):
 
 def _messages_of_run(handle, *, listen: bool) -> list:
     import redis
-    from django.conf import settings
 
     from trigger_celery.engine.realtime import LISTENING_CHECK_SECONDS, channel, listening_channel
 
@@ -391,6 +402,18 @@ def test_development_environment_runs_get_a_ten_minute_ttl(live):
         handle = tasks.trigger("not-deployed-yet", {})
     assert runs.retrieve(handle).ttl == 600
     assert runs.retrieve(tasks.trigger("not-deployed-yet", {})).ttl is None
+
+
+def test_a_development_ttl_past_ten_years_is_refused_at_trigger_naming_the_setting(live):
+    """A web server runs no system checks: the trigger says what is wrong (it failed
+    with OverflowError), and writes nothing."""
+    config = {**settings.TRIGGER_CELERY, "ENVIRONMENT": "DEVELOPMENT", "DEVELOPMENT_TTL": 10**12}
+    with (
+        override_settings(TRIGGER_CELERY=config),
+        pytest.raises(ImproperlyConfigured, match=r"'DEVELOPMENT_TTL'\] is 1000000000000; "),
+    ):
+        tasks.trigger("not-deployed-yet", {})
+    assert not Run.objects.exists()
 
 
 def test_a_started_run_waiting_for_its_retry_never_expires(live):

@@ -333,7 +333,17 @@ def test_a_batch_item_naming_an_undeclared_queue_is_refused_with_its_index(keyed
         child.batch_trigger(items)
 
 
-def test_middleware_that_takes_no_next_is_refused_it_could_never_run_the_attempt():
+@pytest.fixture
+def own_global_middleware():
+    """The global middleware as it was before the test, whatever the test registered."""
+    before = list(global_hooks.middleware)
+    yield
+    global_hooks.middleware = before
+
+
+def test_middleware_that_takes_no_next_is_refused_it_could_never_run_the_attempt(
+    own_global_middleware,
+):
     with pytest.raises(ConfigurationError, match=r"middleware .* takes no 'next' parameter"):
         tasks.middleware("unit-mw-no-next", lambda ctx, payload: None)
     definition = task(id="unit-mw-no-next-task", run=_run)
@@ -342,12 +352,13 @@ def test_middleware_that_takes_no_next_is_refused_it_could_never_run_the_attempt
     # Taking anything by keyword is fine: it is given next.
     tasks.middleware("unit-mw-kwargs", lambda **kwargs: kwargs["next"]())
     assert "unit-mw-kwargs" in [name for name, _ in global_hooks.middleware]
-    global_hooks.middleware = [m for m in global_hooks.middleware if m[0] != "unit-mw-kwargs"]
 
 
-def test_middleware_as_a_bare_decorator_is_registered_under_its_function_name():
+def test_middleware_as_a_bare_decorator_is_registered_under_its_dotted_path(
+    own_global_middleware,
+):
     @tasks.middleware
-    def unit_bare_global(ctx, next):
+    def timing(ctx, next):
         return next()
 
     definition = task(id="unit-bare-mw-task", run=_run)
@@ -356,11 +367,11 @@ def test_middleware_as_a_bare_decorator_is_registered_under_its_function_name():
     def unit_bare_own(ctx, next):
         return next()
 
-    try:
-        assert callable(unit_bare_global) and unit_bare_global.__name__ == "unit_bare_global"
-        assert ("unit_bare_global", unit_bare_global) in global_hooks.middleware
-        assert definition.hooks.middleware == [("unit_bare_own", unit_bare_own)]
-    finally:
-        global_hooks.middleware = [m for m in global_hooks.middleware if m[0] != "unit_bare_global"]
+    where = f"{__name__}.test_middleware_as_a_bare_decorator_is_registered_under_its_dotted_path"
+    assert callable(timing) and timing.__name__ == "timing"
+    assert (f"{where}.<locals>.timing", timing) in global_hooks.middleware
+    assert definition.hooks.middleware == [(f"{where}.<locals>.unit_bare_own", unit_bare_own)]
     with pytest.raises(ConfigurationError, match="middleware name must be a non-empty string"):
         tasks.middleware(42)
+    with pytest.raises(ConfigurationError, match="has no name of its own"):
+        tasks.middleware(functools.partial(lambda ctx, next: next()))

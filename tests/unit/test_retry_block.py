@@ -138,8 +138,8 @@ def test_a_retried_block_never_tries_again_after_an_error_that_ends_the_run(stop
     "same_again", [TaskPayloadParsedError, SerializationError, PayloadTooLargeError]
 )
 def test_an_error_another_try_would_meet_again_is_not_tried_again(same_again):
-    """A child's payload its schema refuses, one that is not JSON or one over the limit:
-    the run is never retried for these, and neither is a block."""
+    """The errors a run is never retried for (a child's payload that is not JSON or over
+    the limit; a payload its schema refuses): nor is a block."""
     calls = []
 
     def fn():

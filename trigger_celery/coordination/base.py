@@ -62,7 +62,7 @@ class EnvironmentLimits:
     """
 
     concurrency_limit: int = 100
-    burst_factor: float = 1.0
+    burst_factor: float = 2.0  # BURST_FACTOR's default
 
 
 @dataclass(frozen=True)

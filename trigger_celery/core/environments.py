@@ -1,10 +1,13 @@
 """The environments a deployment can be (``TRIGGER_CELERY["ENVIRONMENT"]``), and the
-rule for their limits (``CONCURRENCY_LIMIT``, ``BURST_FACTOR``)."""
+rule for their limits (``CONCURRENCY_LIMIT``, ``BURST_FACTOR``) and DEVELOPMENT's
+default ttl (``DEVELOPMENT_TTL``)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from trigger_celery.core.durations import MAX_SECONDS
 
 ENVIRONMENTS = ("PRODUCTION", "STAGING", "PREVIEW", "DEVELOPMENT")
 
@@ -27,3 +30,15 @@ def burst_factor_problem(value: Any) -> str | None:
     ):
         return f"TRIGGER_CELERY['BURST_FACTOR'] is {value!r}; it must be a number >= 1"
     return None
+
+
+def development_ttl_problem(value: Any) -> str | None:
+    """What is wrong with a ``DEVELOPMENT_TTL`` setting, or None (None itself: no ttl)."""
+    if value is None or (
+        not isinstance(value, bool) and isinstance(value, int) and 0 < value <= MAX_SECONDS
+    ):
+        return None
+    return (
+        f"TRIGGER_CELERY['DEVELOPMENT_TTL'] is {value!r}; it must be a whole number of "
+        f"seconds above 0 and at most {MAX_SECONDS} (10 years), or None"
+    )

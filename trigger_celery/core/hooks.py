@@ -89,9 +89,16 @@ def _can_take(fn: Any, keyword: str) -> bool:
 def middleware_name(name: Any, fn: Hook | None) -> tuple[str, Hook | None]:
     """``(name, fn)`` for ``middleware(name, fn)``, also when it is used as a bare
     decorator (``@tasks.middleware``): the function came as ``name``, and is named by its
-    ``__name__``. Any other name that is not a string is refused, naming it."""
+    dotted path, as ``MIDDLEWARE`` names it (two ``timing`` functions of two modules are
+    two middleware). Any other name that is not a string is refused, naming it."""
     if fn is None and callable(name) and not isinstance(name, str):
-        return getattr(name, "__name__", repr(name)), name
+        qualname = getattr(name, "__qualname__", None)
+        if qualname is None:  # a partial, an instance: nothing names it but itself
+            raise ConfigurationError(
+                f"middleware {name!r} has no name of its own; register it with one: "
+                "tasks.middleware('name', fn)"
+            )
+        return f"{name.__module__}.{qualname}", name
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"middleware name must be a non-empty string, got {name!r}")
     return name, fn

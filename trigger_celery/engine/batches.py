@@ -26,7 +26,7 @@ from trigger_celery.core.context import parent_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import parse_trigger_options, task_id_problem
-from trigger_celery.core.serialization import to_jsonable
+from trigger_celery.core.serialization import encode, to_jsonable
 from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, run_rows
@@ -155,7 +155,7 @@ def _create_batch(
             raise kind(f"batch item {count - 1}: {exc}") from None
         if opts.idempotency_key is not None or opts.debounce is not None:
             with _naming_item(count - 1):  # triggered after the rows: refused before them
-                to_jsonable(payload, what="payload")
+                _check_payload(payload, settings.PAYLOAD_MAX_SIZE)
             special.append((count - 1, task_id, definition, payload, merged))
             continue
         with _naming_item(count - 1):
@@ -208,9 +208,10 @@ def _create_batch(
     created = [run.id for _, run in plain] + [i for g in siblings.values() for i in g.ids]
     transaction.on_commit(partial(_publish_triggered, created))
     for index, task_id, _definition, payload, options in special:
-        handle = trigger_task(
-            task_id, payload, options, {}, definition=None, batch=(batch_id, index)
-        )
+        with _naming_item(index):
+            handle = trigger_task(
+                task_id, payload, options, {}, definition=None, batch=(batch_id, index)
+            )
         handles[index] = handle
     return BatchHandle(batch_id, [handles[i] for i in sorted(handles)])
 
@@ -221,6 +222,14 @@ def batch_options_of(options: Any, kw: Mapping[str, Any]) -> dict[str, Any]:
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"batch options must be a dict of trigger options, got {options!r}")
     return {**(options or {}), **kw}
+
+
+def _check_payload(payload: Any, limit: int) -> None:
+    """What storing ``payload`` would refuse (not JSON, a string no database stores,
+    over ``limit`` bytes), found without storing it."""
+    size = len(encode(to_jsonable(payload, what="payload"), what="payload"))
+    if size > limit:
+        raise PayloadTooLargeError(f"the payload is {size:,} bytes; the limit is {limit:,} bytes")
 
 
 @contextmanager

@@ -15,12 +15,14 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.context import parent_scope
+from trigger_celery.core.environments import development_ttl_problem
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
 from trigger_celery.core.options import TriggerOptions, parse_trigger_options
@@ -186,6 +188,9 @@ def build_run(
     ttl = opts.ttl
     if ttl is None and settings.ENVIRONMENT == "DEVELOPMENT":
         ttl = settings.DEVELOPMENT_TTL
+        if (problem := development_ttl_problem(ttl)) is not None:
+            # System check E014 says so too, but a web server runs no checks.
+            raise ImproperlyConfigured(problem)
 
     delayed_until = opts.delay_until(now)
     if opts.debounce is not None and delayed_until is None:

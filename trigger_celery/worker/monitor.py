@@ -32,13 +32,14 @@ from trigger_celery.engine import actions, dispatch, transitions, waitpoints
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
 from trigger_celery.worker import log_fields
+from trigger_celery.worker.cancel_hooks import call_cancel_hooks
 from trigger_celery.worker.interrupts import (
     current_greenlet,
     is_pool_child,
     raise_in_thread,
     throw_in_greenlet,
 )
-from trigger_celery.worker.user_code import call_cancel_hooks, running_thread
+from trigger_celery.worker.user_code import running_thread
 
 log = logging.getLogger("trigger_celery.monitor")
 

@@ -19,9 +19,9 @@ A block is not tried again once its run is told to stop (canceled, past its
 from its record (``ReplayMismatchError``, also raised from or grouped with another;
 each try would take the next step): the error goes on at once, as it would without
 the block. So do the errors a run is never retried for because another try gives the
-same answer: a child's payload its schema refuses (``TaskPayloadParsedError``), one
-that is not JSON (``SerializationError``) or over the size limit
-(``PayloadTooLargeError``).
+same answer: a child's payload that is not JSON (``SerializationError``) or over the
+size limit (``PayloadTooLargeError``). (A child's payload its schema refuses raises the
+schema's own error, which the block cannot tell from a passing one: it is tried again.)
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from trigger_celery.engine.registry import TaskDefinition
 from trigger_celery.errors import SerializationError, TriggerFromCanceledRunError
 from trigger_celery.models import Run
 from trigger_celery.worker import handoff
+from trigger_celery.worker.cancel_hooks import call_cancel_hooks
 from trigger_celery.worker.logger import logger as run_logger
 from trigger_celery.worker.recording import until_recorded
 from trigger_celery.worker.user_code import (
@@ -47,7 +48,6 @@ from trigger_celery.worker.user_code import (
     Failed,
     Outcome,
     Suspended,
-    call_cancel_hooks,
     call_recorded,
     hooks_of,
 )
@@ -157,7 +157,7 @@ def _settle_suspended(
             if kept_child is None:
                 waitpoints.resume_if_ready(run.id)
         else:
-            actions.cancel_late_children(run.id)  # before a kept child could start
+            _lost_the_final_write(definition, run, ctx, common)  # before a kept child starts
 
 
 def _settle_failed(
@@ -227,20 +227,25 @@ def _settle_failed(
 def _lost_the_final_write(
     definition: TaskDefinition, run: Run, ctx: Context, common: dict[str, Any]
 ) -> None:
-    """The attempt's final write was refused: the run was canceled meanwhile, or another
-    attempt took it over. A cancel that landed after the run function returned (while
-    its on_success or on_failure hooks ran, say) was not seen by the monitor, which
-    watches an attempt only until then: the run ends CANCELED all the same, so its
-    ``on_cancel`` hooks run here, after the hooks of the end the code reached."""
+    """The attempt's final write (or its suspension) was refused: the run was canceled
+    meanwhile, or another attempt took it over. A cancel that landed as the run function
+    returned (inside the monitor's poll, or while on_success or on_failure ran) was not
+    acted on by the monitor, which watches an attempt only until then: the run ends
+    CANCELED all the same, so its ``on_cancel`` hooks run here, after the hooks of the
+    end the code reached."""
     actions.cancel_late_children(run.id)
     if ctx.signal.reason == "canceled" or not hooks_of(definition, "on_cancel"):
         return  # the monitor ran them, or there are none
-    if not Run.objects.filter(id=run.id, status=RunStatus.CANCELED).exists():
-        return  # taken over by another attempt, which settles the run
-    run_logger.warning("canceled after its run function returned; on_cancel runs now")
+    # Canceled in this attempt (a cancel leaves attempt_count as it is); not a run the
+    # reaper gave to a later attempt, which was canceled (and ran its hooks) there.
+    attempt = ctx.attempt.number
+    if not Run.objects.filter(id=run.id, status=RunStatus.CANCELED, attempt_count=attempt):
+        return
+    run_logger.warning("canceled as its run function returned; on_cancel runs now")
+    ctx.signal.set("canceled")  # what the hooks see, as when the monitor runs them
     returned = threading.Event()
     returned.set()
-    call_cancel_hooks(definition, ctx, returned, payload=common["payload"])
+    call_cancel_hooks(definition, ctx, returned, payload=common["payload"], parsed=True)
 
 
 _ENDS = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CRASHED})

@@ -8,7 +8,6 @@ that is not satisfied yet - and the settling step decides what becomes of the ru
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
 import threading
@@ -39,7 +38,6 @@ log = logging.getLogger("trigger_celery.worker")
 # the run function's wait has on the other executions, and replay would mix them up.
 _ONLY_ON_START = "on_start (it runs on the first execution only, not when the run resumes)"
 _ONLY_ON_RESUME = "on_resume (it runs only when the run resumes from a wait)"
-_ON_CANCEL = "on_cancel (the run is being canceled; what it triggers runs on its own)"
 _ONCE_PER_ATTEMPT = "on_start_attempt (it runs once per attempt, not when the attempt resumes)"
 _CLEANUP = "cleanup (it runs after the run function, also when the run has just suspended)"
 
@@ -379,42 +377,3 @@ def call_recorded(definition: TaskDefinition, name: str, **kw: Any) -> None:
                 message=escape_text(shortened(f"{name} hook failed: {err!r}", TEXT_LIMIT)),
                 attributes={"hook": name, "error": error_dict(err, traceback.format_exc())},
             )
-
-
-def call_cancel_hooks(
-    definition: TaskDefinition, ctx: Context, run_finished: Any = None, *, payload: Any = None
-) -> None:
-    """on_cancel hooks (global, then the task's); errors are logged. Called by the monitor
-    with the payload as stored, parsed here for a schema task as every hook gets it."""
-    hooks = hooks_of(definition, "on_cancel")
-    if hooks:
-        try:
-            payload = definition.parse_payload_in_worker(payload)
-        except (Exception, asyncio.CancelledError):  # an async hook's own cancel too
-            pass  # the attempt itself failed on it: the hooks get it as stored
-    if not hooks:
-        return
-    # A scope of their own: what they trigger is not a child of the run being canceled
-    # (it would be canceled with it), and waits are refused (nothing could resume them).
-    scope = run_context.optional_scope()
-    token = None
-    if scope is not None:
-        own = dataclasses.replace(scope, waits_closed=_ON_CANCEL, detached=True)
-        token = run_context.enter(own)
-    try:
-        for fn in hooks:
-            try:
-                call_hook(
-                    fn,
-                    payload=payload,
-                    ctx=ctx,
-                    signal=ctx.signal,
-                    task=definition.id,
-                    init=ctx.init,
-                    run_finished=run_finished,
-                )
-            except Exception:
-                log.exception("on_cancel hook of run %s failed", ctx.run.id)
-    finally:
-        if token is not None:
-            run_context.leave(token)

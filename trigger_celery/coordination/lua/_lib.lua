@@ -30,7 +30,7 @@ end
 local function env_limits()
   local v = redis.call('HMGET', p .. 'env', 'limit', 'burst')
   local base = tonumber(v[1]) or 100
-  local burst = tonumber(v[2]) or 1
+  local burst = tonumber(v[2]) or 2  -- BURST_FACTOR's default
   -- The small epsilon keeps e.g. 2 * 1.5 from flooring to 2 on a rounding error.
   return base, math.floor(base * burst + 1e-9)
 end
