@@ -631,8 +631,8 @@ def _on_success_until_go(ctx, output):
     events.record(f"on_success:{ctx.run.id}", "done")
 
 
-def _record_cancel(ctx, run_finished):
-    events.record(f"on_cancel:{ctx.run.id}", run_finished.is_set())
+def _record_cancel(ctx, run_finished, signal):
+    events.record(f"on_cancel:{ctx.run.id}", [run_finished.is_set(), signal.reason])
 
 
 @task(id="success-hook-until-go", on_success=_on_success_until_go, on_cancel=_record_cancel)
