@@ -12,17 +12,16 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
-from django.core.paginator import Paginator
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 
 from trigger_celery import schedule_admin  # noqa: F401  (registers ScheduleAdmin)
 from trigger_celery.admin_base import StorableLookupsAdmin
+from trigger_celery.admin_lists import CappedCountPaginator, TagFilter, TaskFilter
 from trigger_celery.api.queues import queues
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.idempotency import hash_key
@@ -95,61 +94,19 @@ class LogEntryInline(ReadOnlyInline):
         return super().get_queryset(request).order_by("id")
 
 
-class TagFilter(admin.SimpleListFilter):
-    title = "tag"
-    parameter_name = "tag"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        # Tags of the most recent runs only: a full scan would not scale to big tables.
-        seen: dict[str, None] = {}
-        for tags in Run.objects.order_by("-id").values_list("tags", flat=True)[:500]:
-            for tag in tags or ():
-                seen.setdefault(tag, None)
-        return [(t, t) for t in sorted(seen)[:50]]
-
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        value = self.value()
-        if not value:
-            return queryset
-        return queryset.with_tag(value)
-
-
-class TaskFilter(admin.SimpleListFilter):
-    title = "task"
-    parameter_name = "task"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        registry.ensure_discovered()  # the tasks this project defines, not a table scan
-        return [(t, t) for t in sorted(registry.tasks)]
-
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        value = self.value()
-        return queryset.filter(task_identifier=value) if value else queryset
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_CAP rows: ``SELECT COUNT(*) FROM (... LIMIT n)`` costs the
-    same on a million rows as on a thousand. Past the cap the last page is not known
-    exactly: the admin offers the first 20 pages; the dashboard pages through all."""
-
-    COUNT_CAP = 1_000
-
-    @cached_property
-    def count(self) -> int:
-        # Unordered: "any 1,001 matching rows" lets PostgreSQL stop early in a bitmap
-        # scan (the tag filter's GIN index) instead of sorting every match by id first.
-        return int(self.object_list.order_by()[: self.COUNT_CAP + 1].count())
-
-
 # What the run list shows and loads: payload, output, metadata and error can be large and
 # are only for the change page.
-RUN_LIST_FIELDS = ("id", "task_identifier", "status", "attempt_count", "queue")
-RUN_LIST_LOADS = (*RUN_LIST_FIELDS, "created_at", "finished_at")
+RUN_LIST_FIELDS = ("id", "task_identifier", "status", "attempts", "queue")
+RUN_LIST_LOADS = (
+    *(f for f in RUN_LIST_FIELDS if f != "attempts"),
+    *("attempt_count", "started_at", "created_at", "finished_at"),
+)
 
 
 class RunChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        return super().get_queryset(request, *args, **kwargs).only(*RUN_LIST_LOADS)
+        runs = super().get_queryset(request, *args, **kwargs).only(*RUN_LIST_LOADS)
+        return runs.with_latest_attempt()
 
 
 def _stamp(moment: Any) -> str:
@@ -270,6 +227,10 @@ class RunAdmin(ReadOnlyAdmin):
             obj.pk,
             format_html(label, str(obj)),
         )
+
+    @admin.display(description="attempt count", ordering="attempt_count")
+    def attempts(self, obj: Run) -> int:
+        return obj.attempts_begun
 
     @admin.display(description="created at", ordering="created_at")
     def created(self, obj: Run) -> str:

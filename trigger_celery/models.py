@@ -69,6 +69,13 @@ class RunQuerySet(models.QuerySet["Run"]):
             params=list(tags),
         )
 
+    def with_latest_attempt(self) -> RunQuerySet:
+        """Each run with the number of its latest attempt row (``latest_attempt``), which
+        :attr:`Run.attempts_begun` reads: one look-up per listed run, by the unique
+        (run, number) index."""
+        latest = Attempt.objects.filter(run_id=models.OuterRef("pk")).order_by("-number")
+        return self.annotate(latest_attempt=models.Subquery(latest.values("number")[:1]))
+
     def created_between(self, start: datetime | None, end: datetime | None) -> RunQuerySet:
         """Runs created in ``[start, end)`` (``runs.list(from_=, to=)``, the dashboard). An id
         begins with its creation time (core/ids.py), so the range bounds the primary key too
@@ -231,6 +238,27 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.task_identifier}, {self.status})"
+
+    @property
+    def attempts_begun(self) -> int:
+        """How many attempts the run has begun, as users are shown it. ``attempt_count``
+        is that, but for a run queued to resume after a wait: its count is taken back by
+        one until the resumed execution starts (that continues the attempt it suspended
+        in, the engine's fence), so the latest attempt row decides (annotated by
+        ``with_latest_attempt``, or prefetched, or read)."""
+        count = self.attempt_count
+        if self.status not in (RunStatus.QUEUED, RunStatus.DEQUEUED) or self.started_at is None:
+            return count  # only a run that ran, and waits for its next start, can be behind
+        latest = getattr(self, "latest_attempt", None)
+        if latest is None:
+            cached = getattr(self, "_prefetched_objects_cache", {}).get("attempts")
+            numbers = (
+                [a.number for a in cached]
+                if cached is not None
+                else self.attempts.values_list("number", flat=True)
+            )
+            latest = max(numbers, default=0)
+        return max(count, latest)
 
 
 class Attempt(models.Model):

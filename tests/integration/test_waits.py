@@ -652,3 +652,36 @@ def test_short_waits_spent_in_place_do_not_count_toward_max_duration(live):
     waits = Waitpoint.objects.filter(run_id=handle.id)
     assert waits.count() == 4 and not waits.filter(completed_at=None).exists()
     assert [a.status for a in run.attempts] == ["COMPLETED"]  # never suspended
+
+
+def test_a_run_queued_to_resume_shows_the_attempt_it_continues(live, admin_client):
+    """Its attempt_count is taken back by one until the resumed execution starts (the
+    engine's fence); users are shown the attempt it suspended in, not 0: the runs API,
+    the dashboard's list and run page, and Django admin's list (found by an audit)."""
+    from django.urls import reverse
+
+    queues.pause("echo")  # the child waits until the parent has suspended
+    try:
+        handle = tasks.trigger("wait-parent", {"resume": "shown"})
+        wait_for(lambda: runs.retrieve(handle).status == "WAITING", what="the parent to wait")
+        queues.pause("wait-parent")
+    finally:
+        queues.resume("echo")
+    try:
+        wait_for(lambda: runs.retrieve(handle).status == "QUEUED", what="its resume, held")
+        assert Run.objects.get(id=handle.id).attempt_count == 0  # the engine's own count
+        record = runs.retrieve(handle)
+        assert record.attempt_count == 1
+        assert [(a.number, a.status) for a in record.attempts] == [(1, "SUSPENDED")]
+        listed = admin_client.get(reverse("trigger_celery:run-list-json")).json()["runs"]
+        assert [r["attempts"] for r in listed if r["id"] == handle.id] == [1]
+        detail = admin_client.get(reverse("trigger_celery:run-detail-json", args=[handle.id]))
+        assert detail.json()["attempts"] == 1
+        page = admin_client.get(reverse("trigger_celery:run-detail", args=[handle.id]))
+        assert '<span id="tc-attempts">1</span>' in page.content.decode()
+        changelist = admin_client.get(reverse("admin:trigger_celery_run_changelist"))
+        assert '<td class="field-attempts">1</td>' in changelist.content.decode()
+    finally:
+        queues.resume("wait-parent")
+    run = finished(handle)
+    assert (run.status, run.attempt_count) == ("COMPLETED", 1)

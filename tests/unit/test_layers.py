@@ -63,6 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "trigger_celery.celery_checks",
             "trigger_celery.admin",
             "trigger_celery.admin_base",
+            "trigger_celery.admin_lists",
             "trigger_celery.schedule_admin",
             "trigger_celery.forms",
             "trigger_celery.views",

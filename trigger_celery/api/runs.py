@@ -119,7 +119,7 @@ class RunRecord:
             output=load_payload(run.output, run.output_ref),
             error=run.error,
             attempts=attempts,
-            attempt_count=run.attempt_count,
+            attempt_count=run.attempts_begun,
             tags=list(run.tags),
             metadata=dict(run.metadata),
             idempotency_key=run.idempotency_key,

@@ -191,7 +191,7 @@ def row_of(run: Run) -> dict[str, Any]:
         "task": run.task_identifier,
         "status": run.status,
         "duration": human_duration(duration_of(run)),
-        "attempts": run.attempt_count,
+        "attempts": run.attempts_begun,
         "tags": list(run.tags or []),
         "queue": run.queue,
         "created": _stamp(run.created_at),

@@ -35,7 +35,7 @@ ATTEMPT_STACK_SHOWN = 8 * 1024
 
 def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str | None]:
     filters = RunFilters.from_query(request.GET)
-    qs = filters.runs().only(*LIST_FIELDS)
+    qs = filters.runs().only(*LIST_FIELDS).with_latest_attempt()
     try:
         rows, next_cursor = keyset_rows(qs, limit=PAGE_SIZE, after=request.GET.get("after"))
     except ValueError as exc:  # a cursor with a NUL character: refused like a filter
@@ -194,7 +194,7 @@ def run_detail_json(request: HttpRequest, run_id: str) -> HttpResponse:
         "id": run.id,
         "status": run.status,
         "final": run.status in FINAL,
-        "attempts": run.attempt_count,
+        "attempts": run.attempts_begun,
         "duration": human_duration(duration_of(run)),
         "tags": list(run.tags or []),
         "metadata": pretty(run.metadata),
