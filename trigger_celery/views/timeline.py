@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from trigger_celery.core.durations import format_duration
-from trigger_celery.core.statuses import AttemptStatus, RunStatus
+from trigger_celery.core.statuses import AttemptStatus
 from trigger_celery.models import Run
 
 
@@ -59,10 +59,15 @@ def timeline(
             else:
                 parts.append(("retry delay", "waiting", cursor, attempt.started_at))
         stop = attempt.finished_at or end
-        if attempt.status == AttemptStatus.SUSPENDED and run.status == RunStatus.WAITING:
-            # Suspended at a wait it has not come back from: its wait lasts until now.
+        # Suspended at a wait it has not come back from (WAITING, or QUEUED to resume):
+        # the attempt goes on until now, its wait and then its queueing in it.
+        pending = attempt.status == AttemptStatus.SUSPENDED and run.finished_at is None
+        if pending:
             stop = end
-        parts.extend(_attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end))
+        resumed = end if pending else attempt.resumed_at
+        parts.extend(
+            _attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end, resumed)
+        )
         cursor = max(cursor, stop)
     started = any(a.started_at is not None for a in attempts)
     if cursor < end and run.finished_at is None:
@@ -91,9 +96,16 @@ def timeline(
 
 
 def _attempt_parts(
-    number: int, start: datetime, stop: datetime, waits: list[Wait], end: datetime
+    number: int,
+    start: datetime,
+    stop: datetime,
+    waits: list[Wait],
+    end: datetime,
+    resumed: datetime | None,
 ) -> list[tuple[str, str, datetime, datetime]]:
-    """An attempt's time, executing except where one of its waits was open."""
+    """An attempt's time, executing except where one of its waits was open, and where it
+    was queued to resume after its last wait: from that wait's end until ``resumed``
+    (when its latest execution began; ``end`` while it is still queued)."""
     parts = []
     cursor = start
     for wait in sorted(waits, key=lambda w: w.start):
@@ -104,6 +116,11 @@ def _attempt_parts(
             parts.append((f"attempt {number}", "executing", cursor, a))
         parts.append((wait.title, "waiting", a, b))
         cursor = b
+        if resumed is not None and wait.end is not None and wait.end < resumed:
+            until = min(resumed, stop)
+            if until > cursor and not any(w.start < until for w in waits if w.start > wait.start):
+                parts.append(("queued to resume", "queued", cursor, until))
+                cursor = until
     if cursor < stop or not parts:
         parts.append((f"attempt {number}", "executing", cursor, stop))
     return parts
