@@ -246,3 +246,38 @@ def test_links_to_pages_a_user_may_not_open_are_hidden(client_for, logged_in_cli
     assert f'href="{test_url}"' in tester.get(reverse("trigger_celery:run-list")).content.decode()
     admin = client_for("superuser").get(reverse("trigger_celery:task-list")).content.decode()
     assert f'href="{test_url}"' in admin and f'href="{test_url}?task=' in admin
+
+
+def test_links_inside_pages_lead_only_where_the_user_may_go(logged_in_client):
+    """With view_run only: the tasks page names each task's queue and schedules, and a
+    scheduled run its schedule, without linking to pages that would answer 403 (found
+    by a browser audit)."""
+    sched = schedules.create(task="sched-record", cron="0 * * * *", deduplication_key="links")
+    run = make_run("run_of_a_schedule", task_identifier="sched-record", schedule_id=sched.id)
+    runs_only = logged_in_client("view_run")
+    queues_url = reverse("trigger_celery:queue-list")
+    sched_url = reverse("trigger_celery:schedule-detail", args=[sched.id])
+    tasks_page = runs_only.get(reverse("trigger_celery:task-list")).content.decode()
+    run_page = runs_only.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    assert f'href="{queues_url}' not in tasks_page and f'href="{sched_url}"' not in tasks_page
+    assert f'href="{sched_url}"' not in run_page and sched.id in run_page
+    everything = logged_in_client(*VIEW_PERMS)
+    tasks_page = everything.get(reverse("trigger_celery:task-list")).content.decode()
+    run_page = everything.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
+    assert f'href="{queues_url}#q-' in tasks_page and f'href="{sched_url}"' in tasks_page
+    assert f'href="{sched_url}"' in run_page
+
+
+def test_a_tester_who_may_not_view_runs_stays_on_the_test_page_told_the_run(logged_in_client):
+    tester = logged_in_client("trigger_run", csrf=False)
+    page = tester.get(reverse("trigger_celery:test") + "?task=hello-world").content.decode()
+    assert f'class="brand" href="{reverse("trigger_celery:test")}"' in page
+    response = tester.post(
+        reverse("trigger_celery:test") + "?task=hello-world",
+        {"task": "hello-world", "payload": '{"message": "hi"}'},
+        follow=True,
+    )
+    run = Run.objects.get(task_identifier="hello-world", payload={"message": "hi"})
+    assert response.redirect_chain[-1][0] == reverse("trigger_celery:test") + "?task=hello-world"
+    assert response.status_code == 200
+    assert f"Triggered run {run.id}." in response.content.decode()

@@ -13,7 +13,9 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from pydantic import ValidationError
 
 from trigger_celery.core.options import MACHINE_PRESETS, parse_trigger_options
@@ -25,7 +27,7 @@ from trigger_celery.errors import (
     TriggerCeleryError,
 )
 from trigger_celery.models import Run
-from trigger_celery.views.access import dashboard_view
+from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_actions import typed_delay
 from trigger_celery.views.values import shown_value
 
@@ -184,7 +186,14 @@ def test_page(request: HttpRequest) -> HttpResponse:
                             f"Nothing new was triggered: run {handle.id} already holds this "
                             "idempotency key.",
                         )
-                    return redirect("trigger_celery:run-detail", handle.id)
+                    if can(request, "view_run"):
+                        return redirect("trigger_celery:run-detail", handle.id)
+                    # Its page would refuse this user: say so here, and stay.
+                    if not handle.is_cached:
+                        messages.success(request, f"Triggered run {handle.id}.")
+                    return redirect(
+                        f"{reverse('trigger_celery:test')}?{urlencode({'task': task_id})}"
+                    )
         else:
             form = TestRunForm(initial=initial, definition=definition)
     status = 400 if request.method == "POST" and form is not None else 200
