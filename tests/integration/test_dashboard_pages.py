@@ -213,6 +213,24 @@ def test_replay_with_bad_json_or_a_bad_schema_payload_creates_nothing(admin_clie
     assert not Run.objects.filter(replayed_from_id=original.id).exists()
 
 
+def test_a_refused_replay_gives_the_edited_payload_back_to_edit_again(admin_client):
+    """The page opens the replay box with what was typed, not the original payload (an
+    audit retyped its edit after a typo); once only, and escaped."""
+    original = make_run("run_draft", task_identifier="greet", payload={"name": "x"})
+    url = reverse("trigger_celery:run-replay", args=[original.id])
+    typed = '{"name": "<b>Eve</b>", "count": "lots"}'
+    page = admin_client.post(url, {"payload": typed}, follow=True).content.decode()
+    assert "does not fit the schema" in page
+    assert "<details open><summary>Replay" in page
+    assert (
+        "&quot;&lt;b&gt;Eve&lt;/b&gt;&quot;, &quot;count&quot;: &quot;lots&quot;}</textarea>"
+        in page
+    )
+    again = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
+    assert "<details><summary>Replay" in again.content.decode()
+    assert "lots" not in again.content.decode()
+
+
 class UnreadableStorage(FileSystemStorage):
     """A storage that fails with something other than an OSError (a cloud storage
     client's own error, say) whenever a stored value is opened."""

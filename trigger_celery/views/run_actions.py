@@ -43,6 +43,22 @@ def _back(run_id: str) -> HttpResponse:
     return redirect("trigger_celery:run-detail", run_id)
 
 
+# A refused replay's payload, kept for the run page to show again (in the session, up to
+# this many characters): an edit is not lost to a typo in it.
+DRAFT_KEPT = 256 * 1024
+
+
+def draft_key(run_id: str) -> str:
+    return f"trigger_celery:replay-draft:{run_id}"
+
+
+def _refused_replay(request: HttpRequest, run_id: str, text: str) -> HttpResponse:
+    session = getattr(request, "session", None)
+    if session is not None and len(text) <= DRAFT_KEPT:
+        session[draft_key(run_id)] = text
+    return _back(run_id)
+
+
 def _exists(run_id: str) -> Run:
     if "\x00" in run_id:  # no run has one, and the database cannot compare it
         raise Http404(f"no run {run_id!r}")
@@ -88,14 +104,14 @@ def replay(request: HttpRequest, run_id: str) -> HttpResponse:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
             messages.error(request, f"Not replayed: the payload is not JSON ({exc}).")
-            return _back(run_id)
+            return _refused_replay(request, run_id, text)
         if not _fits_schema(request, run, payload):
-            return _back(run_id)
+            return _refused_replay(request, run_id, text)
     try:
         handle = replay_run(run_id, {}, payload)
     except (TriggerCeleryError, ValueError) as exc:  # NaN, a NUL character, too large
         messages.error(request, f"Not replayed: {exc}")
-        return _back(run_id)
+        return _refused_replay(request, run_id, text)
     messages.success(request, f"Replayed {run_id} as {handle.id}.")
     return redirect("trigger_celery:run-detail", handle.id)
 

@@ -17,6 +17,7 @@ from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine.dispatch import default_celery_queue
 from trigger_celery.models import Attempt, LogEntry, Run
 from trigger_celery.views.access import can, dashboard_view
+from trigger_celery.views.run_actions import draft_key
 from trigger_celery.views.run_filters import LIST_FIELDS, RunFilters, duration_of, human_duration
 from trigger_celery.views.run_filters import row_of as _row
 from trigger_celery.views.timeline import Wait, timeline
@@ -159,6 +160,10 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "final": final,
             "show_cancel": not final and can(request, "cancel_run"),
             "show_replay": can(request, "replay_run"),
+            # What a refused replay was given, to edit again (the box opens with it).
+            "replay_draft": request.session.pop(draft_key(run.id), "")
+            if hasattr(request, "session")
+            else "",
             "show_reschedule": run.status == RunStatus.DELAYED and can(request, "change_run"),
             # A DEQUEUED run waits for a worker that consumes its Celery queue.
             "sent_to": celery_queue_for(run.machine, run.region, default_celery_queue())
