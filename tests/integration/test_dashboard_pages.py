@@ -297,7 +297,8 @@ def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
         {"delay": "soonish"},
         follow=True,
     )
-    assert "&#x27;soonish&#x27;" in response.content.decode()
+    said = "&#x27;soonish&#x27; is not a delay; type a duration such as 30s, 5m or 1h30m"
+    assert said in response.content.decode()
     before = timezone.now()
     admin_client.post(reverse("trigger_celery:run-reschedule", args=[delayed.id]), {"delay": "90"})
     after = timezone.now()
@@ -315,15 +316,35 @@ def test_reschedule_moves_a_delayed_run_and_refuses_others(admin_client):
         {"delay": "9999-12-31"},
         follow=True,
     )
-    assert "more than the maximum of 10 years" in response.content.decode()
+    # In the form's terms: what was typed, no datetime repr, nothing said twice.
+    assert "Not rescheduled: &#x27;9999-12-31&#x27; is more than 10 years away." in (
+        response.content.decode()
+    )
+    response = admin_client.post(
+        reverse("trigger_celery:run-reschedule", args=[delayed.id]),
+        {"delay": "2020-01-01"},
+        follow=True,
+    )
+    assert "rescheduled (2020-01-01); that date is not in the future, so it starts now." in (
+        response.content.decode()
+    )
 
 
 def test_cancel_from_the_page_cancels_a_queued_run(admin_client):
     run = make_run("run_to_cancel", "QUEUED")
-    admin_client.post(reverse("trigger_celery:run-cancel", args=[run.id]))
+    page = admin_client.post(reverse("trigger_celery:run-cancel", args=[run.id]), follow=True)
+    assert f'class="msg-success">Run {run.id} is CANCELED.' in page.content.decode()
     assert Run.objects.get(id=run.id).status == "CANCELED"
     page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id])).content
     assert b'id="tc-cancel"' not in page  # final: no cancel button any more
+
+
+def test_cancel_from_a_page_older_than_the_runs_end_says_nothing_was_canceled(admin_client):
+    run = make_run("run_ended", "COMPLETED")
+    page = admin_client.post(reverse("trigger_celery:run-cancel", args=[run.id]), follow=True)
+    said = f'class="msg-error">Not canceled: run {run.id} had already ended (COMPLETED).'
+    assert said in page.content.decode()
+    assert Run.objects.get(id=run.id).status == "COMPLETED"
 
 
 def test_run_detail_shows_lineage_timeline_logs_and_escapes_everything(admin_client):
@@ -517,7 +538,8 @@ def test_test_page_shows_errors_next_to_fields_and_triggers_nothing(admin_client
     bad_delay = admin_client.post(
         url, {"task": "greet", "payload": '{"name": "a"}', "delay": "soonish"}
     ).content.decode()
-    assert 'id="tc-error-delay"' in bad_delay and "delay: &#x27;soonish&#x27; is" in bad_delay
+    assert 'id="tc-error-delay"' in bad_delay and "&#x27;soonish&#x27; is not a delay" in bad_delay
+    assert "timedelta" not in bad_delay  # the API's words, which a form cannot type
     assert "Value error" not in bad_delay  # the validator's words, not pydantic's prefix
     bad_queue = admin_client.post(
         url, {"task": "greet", "payload": '{"name": "a"}', "queue": "nowhere-q"}

@@ -20,6 +20,17 @@ ACCEPTED = "a number of seconds, a timedelta, or a string like '88s', '1h52m18s'
 MAX_SECONDS = 10 * 365 * 86_400
 
 
+class BeyondHorizonError(ValueError):
+    """A duration longer than 10 years, or a date further away than that."""
+
+
+def _named(value: Any) -> str:
+    """``value`` as a message names it: a date or datetime in ISO 8601, not its repr."""
+    if isinstance(value, date):
+        return repr(value.isoformat())
+    return repr(value)
+
+
 def parse_duration(value: Any, *, name: str, minimum: float = 0) -> timedelta:
     """Turn ``value`` into a timedelta, or raise ValueError naming ``name`` and the value."""
     seconds: float
@@ -43,7 +54,7 @@ def parse_duration(value: Any, *, name: str, minimum: float = 0) -> timedelta:
     if seconds < 0:
         raise ValueError(f"{name}: {value!r} is negative; durations must be >= 0")
     if seconds > MAX_SECONDS:
-        raise ValueError(f"{name}: {value!r} is longer than the maximum of 10 years")
+        raise BeyondHorizonError(f"{name}: {value!r} is longer than the maximum of 10 years")
     if seconds < minimum:
         raise ValueError(f"{name}: {value!r} is below the minimum of {format_duration(minimum)}")
     return timedelta(seconds=seconds)
@@ -81,9 +92,9 @@ def refuse_beyond_horizon(when: datetime, now: datetime, *, name: str, value: An
     """A ValueError naming ``value`` if ``when`` is more than 10 years after ``now``:
     what a duration may not be longer than, a date may not be further away."""
     if (when - now).total_seconds() > MAX_SECONDS:
-        raise ValueError(
-            f"{name}: {value!r} is more than the maximum of 10 years ({MAX_SECONDS} seconds) "
-            "from now"
+        raise BeyondHorizonError(
+            f"{name}: {_named(value)} is more than the maximum of 10 years ({MAX_SECONDS} "
+            "seconds) from now"
         )
 
 

@@ -13,7 +13,8 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from trigger_celery.api.runs import runs
-from trigger_celery.engine.actions import replay_run
+from trigger_celery.core.durations import BeyondHorizonError, parse_delay, parse_duration
+from trigger_celery.engine.actions import cancel_run, replay_run
 from trigger_celery.engine.payloads import load_payload
 from trigger_celery.engine.registry import registry
 from trigger_celery.errors import InvalidRunStateError, RunNotFoundError, TriggerCeleryError
@@ -37,6 +38,26 @@ def typed_delay(text: str) -> str | int | datetime:
     if timezone.is_naive(moment):
         return timezone.make_aware(moment, timezone.get_current_timezone())
     return moment
+
+
+FORM_DELAY = "a duration such as 30s, 5m or 1h30m, a number of seconds, or a date"
+
+
+def typed_duration_problem(name: str, text: str) -> str | None:
+    """What a delay or ttl typed in a form got wrong, in the form's terms (the API's
+    message speaks of timedelta and datetime objects); None when it reads."""
+    try:
+        if name == "delay":
+            parse_delay(typed_delay(text), now=timezone.now())
+        else:
+            parse_duration(int(text) if text.isdigit() else text, name=name)
+    except BeyondHorizonError:
+        return f"{text!r} is more than 10 years away"
+    except ValueError:
+        example = "2026-12-31 09:00" if name == "delay" else "10m or 1h"
+        kind = FORM_DELAY if name == "delay" else "a duration such as 10m or 1h30m"
+        return f"{text!r} is not a {name}; type {kind} ({example})"
+    return None
 
 
 def _back(run_id: str) -> HttpResponse:
@@ -72,10 +93,14 @@ def _exists(run_id: str) -> Run:
 def cancel(request: HttpRequest, run_id: str) -> HttpResponse:
     _exists(run_id)
     try:
-        record = runs.cancel(run_id)
+        canceled = cancel_run(run_id)
     except RunNotFoundError as exc:
         raise Http404(str(exc)) from None
-    messages.success(request, f"Run {run_id} is {record.status}.")
+    if canceled:
+        messages.success(request, f"Run {run_id} is CANCELED.")
+    else:  # it ended meanwhile (the page was older than that): nothing changed
+        status = Run.objects.filter(id=run_id).values_list("status", flat=True).first()
+        messages.error(request, f"Not canceled: run {run_id} had already ended ({status}).")
     return _back(run_id)
 
 
@@ -136,12 +161,16 @@ def reschedule(request: HttpRequest, run_id: str) -> HttpResponse:
     if not delay:
         messages.error(request, "Not rescheduled: give a delay such as 30s, 5m or 2h.")
         return _back(run_id)
+    if (problem := typed_duration_problem("delay", delay)) is not None:
+        messages.error(request, f"Not rescheduled: {problem}.")
+        return _back(run_id)
+    value = typed_delay(delay)
     try:
-        runs.reschedule(run_id, delay=typed_delay(delay))
+        runs.reschedule(run_id, delay=value)
     except InvalidRunStateError as exc:
         messages.error(request, f"Not rescheduled: {exc}")
-    except ValueError as exc:
-        messages.error(request, f"Not rescheduled: delay {delay!r}: {exc}")
     else:
-        messages.success(request, f"Run {run_id} rescheduled ({delay}).")
+        past = isinstance(value, datetime) and parse_delay(value, now=timezone.now()) is None
+        when = "; that date is not in the future, so it starts now" if past else ""
+        messages.success(request, f"Run {run_id} rescheduled ({delay}){when}.")
     return _back(run_id)

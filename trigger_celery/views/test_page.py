@@ -28,7 +28,7 @@ from trigger_celery.errors import (
 )
 from trigger_celery.models import Run
 from trigger_celery.views.access import can, dashboard_view
-from trigger_celery.views.run_actions import typed_delay
+from trigger_celery.views.run_actions import typed_delay, typed_duration_problem
 from trigger_celery.views.values import shown_value
 
 OPTION_FIELDS = (
@@ -103,6 +103,8 @@ class TestRunForm(forms.Form):
             parse_trigger_options(options)
         except InvalidTriggerOptionError as exc:
             for field, message in exc.problems:
+                if field in ("delay", "ttl"):  # in the form's terms, not the API's
+                    message = typed_duration_problem(field, data[field]) or message
                 self.add_error(field if field in self.fields else None, message)
         except ValueError as exc:
             self.add_error(None, str(exc))
