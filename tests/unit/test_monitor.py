@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from django.db import DatabaseError
 
 from trigger_celery.models import Run
+from trigger_celery.worker import abandon
 from trigger_celery.worker import monitor as monitor_module
 from trigger_celery.worker.monitor import AttemptMonitor, Watched
 
@@ -61,7 +62,7 @@ def test_a_late_children_cancel_that_fails_is_tried_again_after_a_pause_not_ever
 ):
     tries = []
     monkeypatch.setattr(
-        monitor_module, "_cancel_late_children", lambda w, retried=False: bool(tries.append(1))
+        abandon, "cancel_late_children", lambda w, retried=False: bool(tries.append(1))
     )
     watched = _watched(renewed_ago=0.0)
     monitor = AttemptMonitor()
@@ -73,8 +74,101 @@ def test_a_late_children_cancel_that_fails_is_tried_again_after_a_pause_not_ever
             assert monitor._swept(watched) is False
             watched.sweeper.join()
     assert len(tries) == 2
-    monkeypatch.setattr(monitor_module, "_cancel_late_children", lambda w, retried=False: True)
+    monkeypatch.setattr(abandon, "cancel_late_children", lambda w, retried=False: True)
     watched.sweep_again_at = 0.0
     monitor._swept(watched)
     watched.sweeper.join()
     assert monitor._swept(watched) is True
+
+
+class _Row:
+    """What ``Run.objects.filter(...).values_list(...).first()`` gives, without a database."""
+
+    def __init__(self, row):
+        self.row = row
+
+    def values_list(self, *fields):
+        return self
+
+    def first(self):
+        return self.row
+
+
+def _in_a_run_scope():
+    from datetime import UTC, datetime
+
+    from trigger_celery.core import context as run_context
+
+    now = datetime.now(UTC)
+    info = run_context.RunInfo("run_y", [], {}, None, None, None, 0, now, 3, None, None)
+    ctx = run_context.Context(
+        info,
+        run_context.AttemptInfo(1, now),
+        run_context.TaskInfo("t"),
+        run_context.QueueInfo("t"),
+        "DEVELOPMENT",
+        None,
+    )
+    return run_context.enter(run_context.RunScope(ctx)), run_context
+
+
+def test_an_overdue_lease_whose_run_moved_on_is_said_inside_the_runs_scope(monkeypatch, caplog):
+    """lease_overdue runs in the attempt's own thread, in the run's scope, whose record
+    factory sets the run's fields already: the line must not set them again (logging
+    refused it with a KeyError, and the worker logged a traceback instead)."""
+    from trigger_celery.worker import log_fields
+
+    log_fields.install()
+    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("QUEUED", 2)))
+    token, run_context = _in_a_run_scope()
+    try:
+        with caplog.at_level("WARNING", logger="trigger_celery.monitor"):
+            assert AttemptMonitor().lease_overdue(_watched(renewed_ago=3600.0)) is True
+    finally:
+        run_context.leave(token)
+    [line] = caplog.records
+    assert "ended after its run moved on (QUEUED)" in line.getMessage()
+    assert (line.trigger_run_id, line.trigger_attempt) == ("run_y", 1)
+
+
+def test_an_overdue_lease_whose_run_was_canceled_in_it_stops_it_as_canceled(monkeypatch):
+    """The cancel never reached the attempt (a stalled store held the monitor's passes
+    up): it is a canceled attempt now, its on_cancel hooks run, and it is settled."""
+    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("CANCELED", 1)))
+    hooks = []
+    monkeypatch.setattr(monitor_module, "call_cancel_hooks", lambda *a, **kw: hooks.append(a))
+    reasons = []
+    watched = _watched(renewed_ago=3600.0)
+    watched.ctx = SimpleNamespace(signal=SimpleNamespace(set=reasons.append))
+    assert AttemptMonitor().lease_overdue(watched) is False
+    assert (watched.reason, reasons, len(hooks)) == ("canceled", ["canceled"], 1)
+
+
+def test_a_store_that_stalls_every_heartbeat_does_not_keep_cancels_from_being_polled(
+    monkeypatch,
+):
+    """A reachable Redis that does not answer: each heartbeat waits out its socket
+    timeout and fails. The cancels are in the database, and are still polled (they were
+    not: the failed heartbeat ended the whole pass, every pass)."""
+    import redis
+
+    settings = SimpleNamespace(HEARTBEAT_SECONDS=0.0, LEASE_SECONDS=30.0)
+    monkeypatch.setattr(monitor_module, "get_settings", lambda: settings)
+    monitor = AttemptMonitor()
+    beats, polls = [], []
+
+    def stalled(watched, lease_seconds):
+        beats.append(1)
+        time.sleep(0.3)
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(monitor, "_heartbeat", stalled)
+    monkeypatch.setattr(monitor, "_poll_cancels", lambda watched: polls.append(1))
+    monitor.watch(_watched(renewed_ago=0.0))
+    try:
+        deadline = time.monotonic() + 10
+        while not polls and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        monitor.unwatch("run_y")
+    assert beats and polls

@@ -100,6 +100,7 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
                 # The reaper gave the run to a new attempt: this one writes nothing.
                 log.warning("run %s attempt %d: lease lost, not settled", run.id, attempt)
                 return "lease lost"
+            outcome = _as_stopped(watched, outcome, run)  # a cancel lease_overdue found
             # Still watched while settling: the lease lives until the attempt's last write.
             scope.waits_closed = (
                 "a hook that runs after the run function returned (on_success, on_failure, "
@@ -178,6 +179,11 @@ def _run_watched(
             watched.done = True
         outcome = Failed(late, traceback.format_exc())
     watched.finished.set()
+    return _as_stopped(watched, outcome, run), payload, int((time.monotonic() - started) * 1000)
+
+
+def _as_stopped(watched: Watched, outcome: Outcome, run: Run) -> Outcome:
+    """The outcome of an attempt the monitor stopped, whatever its code returned."""
     canceled_as_such = isinstance(outcome, Failed) and isinstance(outcome.error, RunCanceledError)
     if watched.reason == "canceled" and not (canceled_as_such or isinstance(outcome, Suspended)):
         # Canceled, and the function stopped by returning (ctx.signal) or by raising an
@@ -191,7 +197,7 @@ def _run_watched(
             f"the attempt ran longer than max_duration ({run.max_duration}s)"
         )
         outcome = Failed(err, "")
-    return outcome, payload, int((time.monotonic() - started) * 1000)
+    return outcome
 
 
 def _end_unrecorded(run: Run, attempt: int, err: DatabaseError) -> str:

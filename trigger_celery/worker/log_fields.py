@@ -57,5 +57,9 @@ class RunFields(logging.Filter):
 
 def of(run_id: str, task_id: str | None, attempt: int) -> dict[str, Any]:
     """The fields as ``extra``, for a line about a run logged outside its scope (the
-    attempt monitor's thread, a message refused before its run is loaded)."""
+    attempt monitor's thread, a message refused before its run is loaded). Inside a
+    run's scope there are none to give: the record factory sets them, and ``logging``
+    refuses an ``extra`` key a record already has (a KeyError instead of the line)."""
+    if _installed and optional_scope() is not None:
+        return {}
     return dict(zip(FIELDS, (run_id, task_id, attempt), strict=True))

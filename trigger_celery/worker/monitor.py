@@ -24,14 +24,12 @@ from trigger_celery.conf import get_settings
 from trigger_celery.coordination import Claim
 from trigger_celery.coordination.factory import get_store
 from trigger_celery.coordination.outages import log_failure
-from trigger_celery.core import tracing
 from trigger_celery.core.context import scope_in
 from trigger_celery.core.hooks import stop_loop
 from trigger_celery.core.statuses import RunStatus
-from trigger_celery.engine import actions, dispatch, transitions, waitpoints
 from trigger_celery.errors import LeaseLostError, MaxDurationExceededError, RunCanceledError
 from trigger_celery.models import Run
-from trigger_celery.worker import log_fields
+from trigger_celery.worker import abandon, log_fields
 from trigger_celery.worker.cancel_hooks import call_cancel_hooks
 from trigger_celery.worker.interrupts import (
     current_greenlet,
@@ -140,24 +138,34 @@ class AttemptMonitor:
                     self._used_database = False
                     connections.close_all()
                 continue
-            try:
-                settings = get_settings()
-                if now - last_beat >= settings.HEARTBEAT_SECONDS:
-                    last_beat = now
-                    self._heartbeat(watched, settings.LEASE_SECONDS)
-                elif fresh := [w for w in watched if not (w.beaten or w.done)]:
-                    self._heartbeat(fresh, settings.LEASE_SECONDS)
-                if now - last_poll >= CANCEL_POLL_SECONDS:
-                    last_poll = now
-                    self._poll_cancels(watched)
-                for w in watched:
-                    if w.reason is None and w.deadline is not None and now >= _deadline(w):
-                        w.reason = "max_duration"
-                        w.ctx.signal.set("max_duration")
-                        w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS
-                    self._enforce(w, now)
-            except Exception:
-                log_failure(log, "attempt monitor pass failed")
+            # Each step on its own: a store that stalls (a heartbeat waits out its socket
+            # timeout, then fails) must not keep the cancels, in the database, from being
+            # polled, nor the deadlines from being enforced.
+            settings = get_settings()
+            if now - last_beat >= settings.HEARTBEAT_SECONDS:
+                self._step(self._heartbeat, watched, settings.LEASE_SECONDS)
+                last_beat = time.monotonic()  # after a stalled one, the next in full
+            elif fresh := [w for w in watched if not (w.beaten or w.done)]:
+                self._step(self._heartbeat, fresh, settings.LEASE_SECONDS)
+            now = time.monotonic()
+            if now - last_poll >= CANCEL_POLL_SECONDS:
+                last_poll = now
+                self._step(self._poll_cancels, watched)
+            self._step(self._deadlines, watched, now)
+
+    def _step(self, step: Any, *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:
+            log_failure(log, "attempt monitor pass failed")
+
+    def _deadlines(self, watched: list[Watched], now: float) -> None:
+        for w in watched:
+            if w.reason is None and w.deadline is not None and now >= _deadline(w):
+                w.reason = "max_duration"
+                w.ctx.signal.set("max_duration")
+                w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS
+            self._enforce(w, now)
 
     def _heartbeat(self, watched: list[Watched], lease_seconds: float) -> None:
         """Extend every lease. An attempt whose lease is gone is looked up: it is stopped
@@ -242,6 +250,13 @@ class AttemptMonitor:
             return False
         if row == (RunStatus.EXECUTING, w.attempt):
             return False
+        if row == (RunStatus.CANCELED, w.attempt):
+            # Canceled in this attempt, and the cancel never reached it (the passes were
+            # held up by a stalled store): it is stopped as canceled now, its hooks here.
+            w.reason = "canceled"
+            w.ctx.signal.set("canceled")
+            call_cancel_hooks(w.definition, w.ctx, w.finished, payload=w.payload)
+            return False
         log.warning(
             "run %s attempt %d ended after its run moved on (%s); not settled",
             w.run_id,
@@ -300,13 +315,13 @@ class AttemptMonitor:
                 HARD_GRACE_SECONDS,
                 extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
             )
-            stop_unresponsive_attempt(w, exc)
+            abandon.stop_unresponsive_attempt(w, exc)
             os._exit(1)
         # Threads, solo, gevent: the attempt shares its process with others, which
         # cannot be ended for it. The run ends now all the same; its code goes on until
         # its blocking call returns, so its slot stays held until then (``settle``).
         if exc is MaxDurationExceededError:
-            _end_timed_out(w)
+            abandon.end_timed_out(w)
         elif exc is RunCanceledError and not self._swept(w):
             return  # under way, or tried again: its heartbeat keeps the lease from the reaper
         w.abandoned = True  # so far: its settle cancels the later ones
@@ -341,7 +356,7 @@ SWEEP_RETRY_SECONDS = 2.0  # a database that is down is not asked every tick
 
 def _sweep(w: Watched) -> None:
     try:
-        w.swept = _cancel_late_children(w, retried=True)
+        w.swept = abandon.cancel_late_children(w, retried=True)
         if not w.swept:
             w.sweep_again_at = time.monotonic() + SWEEP_RETRY_SECONDS
     finally:
@@ -354,65 +369,6 @@ STOPS: dict[str, type[BaseException]] = {
     "max_duration": MaxDurationExceededError,
     "lease_lost": LeaseLostError,
 }
-
-
-def stop_unresponsive_attempt(w: Watched, exc: type[BaseException]) -> None:
-    """Final writes for an attempt whose process is about to exit because it ignored a
-    stop: a passed ``max_duration`` ends the run TIMED_OUT (a cancel already ended it,
-    and what its code triggered since is canceled). The attempt's span is ended and
-    exported first."""
-    try:
-        tracing.abandon(w.span, *_abandoned_outcome(exc))
-    except Exception:
-        log.warning("run %s: could not end its attempt's span", w.run_id, exc_info=True)
-    if exc is MaxDurationExceededError:
-        _end_timed_out(w)
-    if exc is LeaseLostError:
-        return  # a lost slot belongs to the run's next attempt now
-    # Canceled, also one canceled past its max_duration stop: that stop refuses no
-    # trigger, so its code may have left children (a no-op for a run not CANCELED).
-    if not _cancel_late_children(w):
-        return  # its slot is kept: the reaper cancels them when the lease ends
-    dispatch.release_and_dispatch(w.run_id, attempt=w.attempt)
-
-
-def _cancel_late_children(w: Watched, *, retried: bool = False) -> bool:
-    """Cancel what a canceled attempt that ignored its stop triggered after the cancel
-    (no settle follows for it); False if that failed. Who tries again: this monitor's
-    next tick (``retried``: threads, solo and gevent, where the abandoned attempt's
-    heartbeat keeps its lease), else the reaper, when the lease on the canceled run ends
-    (a pool process that exits, or died before getting here)."""
-    try:
-        actions.cancel_late_children(w.run_id)
-    except Exception:
-        who = "the monitor tries again" if retried else "the reaper will when its lease ends"
-        log_failure(log, "run %s: could not cancel its late children; %s", w.run_id, who)
-        return False
-    return True
-
-
-def _end_timed_out(w: Watched) -> None:
-    """TIMED_OUT for an attempt that ignored its ``max_duration`` stop, with the
-    waitpoints of a parent waiting on it completed (the settle of an attempt that never
-    returns would have done it)."""
-    error = {
-        "type": "MaxDurationExceededError",
-        "message": "max_duration exceeded",
-        "code": "MAX_DURATION_EXCEEDED",
-    }
-    won, _ = transitions.end(w.run_id, w.attempt, RunStatus.TIMED_OUT, error=error)
-    if won:
-        row = Run.objects.filter(id=w.run_id).values_list("parent_id", "batch_id").first()
-        if row and (row[0] or row[1]):
-            waitpoints.run_finished(w.run_id, row[1])
-
-
-def _abandoned_outcome(exc: type[BaseException]) -> tuple[str, BaseException | None]:
-    if exc is MaxDurationExceededError:
-        return "TimedOut", MaxDurationExceededError("the attempt ignored its max_duration stop")
-    if exc is LeaseLostError:
-        return "LeaseLost", None
-    return "Canceled", None
 
 
 monitor = AttemptMonitor()

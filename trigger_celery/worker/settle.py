@@ -332,10 +332,12 @@ def after_final(run: Run, attempt: int, *, resumed: list[Run] | None = None) -> 
         if resumed is not None:
             try:
                 waitpoints.enqueue_resumed(resumed)
-            except Exception:
-                log.exception("could not queue the runs that %s resumed; reconcile does", run.id)
+            except Exception:  # an outage is a warning: reconcile queues them
+                log_failure(log, "could not queue the runs that %s resumed; reconcile does", run.id)
         elif run.parent_id or run.batch_id:  # only those can have a waiting parent
             try:
                 waitpoints.run_finished(run.id, run.batch_id)  # may resume the parent
             except Exception:
-                log.exception("could not complete the waitpoints of %s; the pump retries", run.id)
+                log_failure(
+                    log, "could not complete the waitpoints of %s; the pump retries", run.id
+                )
