@@ -19,6 +19,7 @@ from tests.integration.harness import finished, herd, wait_for
 from tests.taskapp import events
 from tests.taskapp.tasks import echo, greet
 from trigger_celery import batch, runs, tasks
+from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.errors import PayloadTooLargeError, SerializationError
 from trigger_celery.models import Run
 
@@ -176,6 +177,8 @@ def test_batch_options_may_be_a_dict_as_a_triggers_are(live):
     handle = echo.batch_trigger([{"payload": {}}], {"tags": ["as-dict"]}, priority=3)
     by_id = tasks.batch_trigger("echo", [{"payload": {}}], {"tags": ["by-id"]})
     mixed = batch.trigger([{"id": "echo", "payload": {}}], {"tags": ["mixed"]})
+    typed = echo.batch_trigger([{"payload": {}}], parse_trigger_options(tags=["typed"]))
+    assert runs.retrieve(typed.runs[0]).tags == ["typed"]
     assert runs.retrieve(handle.runs[0]).tags == ["as-dict"]
     assert runs.retrieve(handle.runs[0]).priority == 3
     assert runs.retrieve(by_id.runs[0]).tags == ["by-id"]

@@ -25,7 +25,7 @@ from trigger_celery.core import clock, run_events, tracing
 from trigger_celery.core.context import parent_scope
 from trigger_celery.core.handles import RunHandle
 from trigger_celery.core.ids import new_id
-from trigger_celery.core.options import parse_trigger_options, task_id_problem
+from trigger_celery.core.options import TriggerOptions, parse_trigger_options, task_id_problem
 from trigger_celery.core.serialization import encode, to_jsonable
 from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES, RunStatus
 from trigger_celery.db import write_transaction
@@ -217,8 +217,10 @@ def _create_batch(
 
 
 def batch_options_of(options: Any, kw: Mapping[str, Any]) -> dict[str, Any]:
-    """A batch's options given as a dict, keyword arguments, or both (keywords win), as
-    a single trigger takes them."""
+    """A batch's options given as a dict (or ``TriggerOptions``), keyword arguments, or
+    both (keywords win), as a single trigger takes them."""
+    if isinstance(options, TriggerOptions):
+        options = {name: getattr(options, name) for name in options.model_fields_set}
     if options is not None and not isinstance(options, Mapping):
         raise ValueError(f"batch options must be a dict of trigger options, got {options!r}")
     return {**(options or {}), **kw}
