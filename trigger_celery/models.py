@@ -242,23 +242,23 @@ class Run(models.Model):
     @property
     def attempts_begun(self) -> int:
         """How many attempts the run has begun, as users are shown it. ``attempt_count``
-        is that, but for a run queued to resume after a wait: its count is taken back by
-        one until the resumed execution starts (that continues the attempt it suspended
-        in, the engine's fence), so the latest attempt row decides (annotated by
+        is that, except after a resume: the count is taken back by one until the resumed
+        execution starts (it continues the attempt it suspended in: the engine's fence),
+        and stays so if the run ends before that (canceled while queued to resume) or
+        its start is handed back. The latest attempt row decides then (annotated by
         ``with_latest_attempt``, or prefetched, or read)."""
         count = self.attempt_count
-        if self.status not in (RunStatus.QUEUED, RunStatus.DEQUEUED) or self.started_at is None:
-            return count  # only a run that ran, and waits for its next start, can be behind
-        latest = getattr(self, "latest_attempt", None)
-        if latest is None:
-            cached = getattr(self, "_prefetched_objects_cache", {}).get("attempts")
-            numbers = (
-                [a.number for a in cached]
-                if cached is not None
-                else self.attempts.values_list("number", flat=True)
-            )
-            latest = max(numbers, default=0)
-        return max(count, latest)
+        if self.started_at is None:
+            return count  # never started: no attempt row
+        if hasattr(self, "latest_attempt"):
+            return max(count, self.latest_attempt or 0)
+        cached = getattr(self, "_prefetched_objects_cache", {}).get("attempts")
+        numbers = (
+            [a.number for a in cached]
+            if cached is not None
+            else self.attempts.values_list("number", flat=True)
+        )
+        return max(count, max(numbers, default=0))
 
 
 class Attempt(models.Model):

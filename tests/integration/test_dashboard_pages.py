@@ -473,26 +473,36 @@ def test_the_timeline_shows_a_wait_inside_an_attempt_as_waiting(admin_client):
     assert '<rect class="waiting"' in timeline and ">6.0<" in timeline
 
 
-@pytest.mark.parametrize("resumed", [True, False])
-def test_the_timeline_shows_the_queueing_between_a_wait_and_its_resume(admin_client, resumed):
+@pytest.mark.parametrize("how", ["resumed", "still queued", "canceled while queued"])
+def test_the_timeline_shows_the_queueing_between_a_wait_and_its_resume(admin_client, how):
     """A wait that ended while the run's queue was busy or paused: the run was queued to
     resume, not executing (the audit saw 5 s of "attempt 1" for a run paused that long),
-    once it resumed (its attempt's resumed_at) and while it still waits to."""
+    once it resumed (its attempt's resumed_at), while it still waits to, and when it was
+    canceled before it could. Its attempt count is that attempt's, not the engine's
+    count taken back by one for the resume."""
     from trigger_celery.models import Waitpoint
 
     now = timezone.now()
     ago = lambda s: now - timedelta(seconds=s)  # noqa: E731
-    finished = {"finished_at": now} if resumed else {}
+    status, attempt_status, ended = {
+        "resumed": ("COMPLETED", "COMPLETED", now),
+        "still queued": ("QUEUED", "SUSPENDED", None),
+        "canceled while queued": ("CANCELED", "SUSPENDED", now),
+    }[how]
     run = make_run(
-        "run_resumed", "COMPLETED" if resumed else "QUEUED", started_at=ago(10), **finished
+        "run_resumed",
+        status,
+        started_at=ago(10),
+        finished_at=ended,
+        attempt_count=1 if how == "resumed" else 0,
     )
     Run.objects.filter(id=run.id).update(created_at=ago(10))
     run.attempts.create(
         number=1,
-        status="COMPLETED" if resumed else "SUSPENDED",
+        status=attempt_status,
         started_at=ago(10),
-        finished_at=now if resumed else ago(8),
-        resumed_at=ago(1) if resumed else None,
+        finished_at=now if how == "resumed" else ago(8),
+        resumed_at=ago(1) if how == "resumed" else None,
     )
     wp = Waitpoint.objects.create(
         run=run, step=0, kind="RUN", label="child-task", completed_at=ago(6)
@@ -502,10 +512,13 @@ def test_the_timeline_shows_the_queueing_between_a_wait_and_its_resume(admin_cli
     timeline = page.split("<h2>Timeline</h2>")[1].split("</table>")[0]
     rows = [r.split("</td>")[0] for r in timeline.split("<tr><td>")[1:]]
     queued = ["attempt 1", "wait: child-task", "queued to resume"]
-    assert rows == ([*queued, "attempt 1"] if resumed else queued)
-    # From 6 s ago to 1 s ago; or to the page's now, a moment after the test's.
-    seconds = "5.0<" if resumed else "6.0"
-    assert f'queued to resume</td><td class="num">{seconds}' in timeline
+    assert rows == ([*queued, "attempt 1"] if how == "resumed" else queued)
+    shown = re.search(r'queued to resume</td><td class="num">([0-9.]+)<', timeline)
+    # From 6 s ago to 1 s ago; or to the run's end or the page's now, a moment later.
+    low = 5.0 if how == "resumed" else 6.0
+    assert shown and low <= float(shown.group(1)) < low + 2
+    assert '<span id="tc-attempts">1</span>' in page
+    assert runs.retrieve(run.id).attempt_count == 1
 
 
 def test_the_timeline_is_drawn_in_a_language_with_a_decimal_comma(admin_client, settings):

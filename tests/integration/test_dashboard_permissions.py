@@ -266,6 +266,18 @@ def test_links_inside_pages_lead_only_where_the_user_may_go(logged_in_client):
     run_page = everything.get(reverse("trigger_celery:run-detail", args=[run.id])).content.decode()
     assert f'href="{queues_url}#q-' in tasks_page and f'href="{sched_url}"' in tasks_page
     assert f'href="{sched_url}"' in run_page
+    # The other way round: queues and schedules, but not runs.
+    no_runs = logged_in_client("view_queuestate", "view_schedule")
+    queues_page = no_runs.get(queues_url).content.decode()
+    sched_page = no_runs.get(sched_url).content.decode()
+    runs_url, a_run = (
+        reverse("trigger_celery:run-list"),
+        reverse("trigger_celery:run-detail", args=["x"]),
+    )
+    for page in (queues_page, sched_page):
+        assert f'href="{runs_url}?' not in page and f'href="{runs_url}"' not in page
+        assert f'href="{a_run[: -len("x/")]}' not in page
+    assert f'class="brand" href="{queues_url}"' in queues_page
 
 
 def test_a_tester_who_may_not_view_runs_stays_on_the_test_page_told_the_run(logged_in_client):

@@ -4,7 +4,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trigger_celery.core.durations import format_duration, parse_delay, parse_duration
+from trigger_celery.core.durations import (
+    BeyondHorizonError,
+    format_duration,
+    parse_delay,
+    parse_duration,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -48,6 +53,9 @@ def test_a_delay_date_more_than_ten_years_ahead_is_refused():
     with pytest.raises(ValueError, match="more than the maximum of 10 years"):
         parse_delay(NOW + timedelta(days=3660), now=NOW)
     assert parse_delay(NOW + timedelta(days=3600), now=NOW) == NOW + timedelta(days=3600)
+    # Past the end of the calendar once in UTC: the same refusal, not an OverflowError.
+    with pytest.raises(BeyondHorizonError, match=r"'9999-12-31T23:00-05:00' is more than"):
+        parse_delay("9999-12-31T23:00-05:00", now=NOW)
 
 
 def test_delay_takes_durations_iso_strings_and_datetimes():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+import pytest
 from django.db import DatabaseError
 
 from trigger_celery.models import Run
@@ -46,7 +47,7 @@ def _watched(renewed_ago: float) -> Watched:
 
 def test_a_recently_renewed_lease_is_not_looked_up():
     # No database here (a unit test): asking the row would raise.
-    assert AttemptMonitor().lease_overdue(_watched(renewed_ago=0.0)) is False
+    assert AttemptMonitor().after_return(_watched(renewed_ago=0.0)) is None
 
 
 def test_an_overdue_lease_with_the_database_down_leaves_it_to_the_fenced_writes(monkeypatch):
@@ -54,7 +55,7 @@ def test_an_overdue_lease_with_the_database_down_leaves_it_to_the_fenced_writes(
         raise DatabaseError("connection refused")
 
     monkeypatch.setattr(Run.objects, "filter", unreachable)
-    assert AttemptMonitor().lease_overdue(_watched(renewed_ago=3600.0)) is False
+    assert AttemptMonitor().after_return(_watched(renewed_ago=3600.0)) is None
 
 
 def test_a_late_children_cancel_that_fails_is_tried_again_after_a_pause_not_every_tick(
@@ -112,18 +113,31 @@ def _in_a_run_scope():
     return run_context.enter(run_context.RunScope(ctx)), run_context
 
 
-def test_an_overdue_lease_whose_run_moved_on_is_said_inside_the_runs_scope(monkeypatch, caplog):
-    """lease_overdue runs in the attempt's own thread, in the run's scope, whose record
-    factory sets the run's fields already: the line must not set them again (logging
-    refused it with a KeyError, and the worker logged a traceback instead)."""
+@pytest.fixture
+def record_factory_restored(monkeypatch):
+    """log_fields.install() wraps the process's log record factory: undone after."""
+    import logging
+
     from trigger_celery.worker import log_fields
 
-    log_fields.install()
+    factory = logging.getLogRecordFactory()
+    monkeypatch.setattr(log_fields, "_installed", log_fields._installed)
+    yield log_fields
+    logging.setLogRecordFactory(factory)
+
+
+def test_an_overdue_lease_whose_run_moved_on_is_said_inside_the_runs_scope(
+    monkeypatch, caplog, record_factory_restored
+):
+    """after_return runs in the attempt's own thread, in the run's scope, whose record
+    factory sets the run's fields already: the line must not set them again (logging
+    refused it with a KeyError, and the worker logged a traceback instead)."""
+    record_factory_restored.install()
     monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("QUEUED", 2)))
     token, run_context = _in_a_run_scope()
     try:
         with caplog.at_level("WARNING", logger="trigger_celery.monitor"):
-            assert AttemptMonitor().lease_overdue(_watched(renewed_ago=3600.0)) is True
+            assert AttemptMonitor().after_return(_watched(renewed_ago=3600.0)) == "moved on"
     finally:
         run_context.leave(token)
     [line] = caplog.records
@@ -131,17 +145,56 @@ def test_an_overdue_lease_whose_run_moved_on_is_said_inside_the_runs_scope(monke
     assert (line.trigger_run_id, line.trigger_attempt) == ("run_y", 1)
 
 
-def test_an_overdue_lease_whose_run_was_canceled_in_it_stops_it_as_canceled(monkeypatch):
-    """The cancel never reached the attempt (a stalled store held the monitor's passes
-    up): it is a canceled attempt now, its on_cancel hooks run, and it is settled."""
-    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("CANCELED", 1)))
-    hooks = []
-    monkeypatch.setattr(monitor_module, "call_cancel_hooks", lambda *a, **kw: hooks.append(a))
-    reasons = []
+def _returned(reasons: list) -> Watched:
     watched = _watched(renewed_ago=3600.0)
     watched.ctx = SimpleNamespace(signal=SimpleNamespace(set=reasons.append))
-    assert AttemptMonitor().lease_overdue(watched) is False
-    assert (watched.reason, reasons, len(hooks)) == ("canceled", ["canceled"], 1)
+    with watched.lock:
+        watched.done = True
+    return watched
+
+
+def test_an_overdue_lease_whose_run_was_canceled_in_it_is_canceled_once(monkeypatch):
+    """The cancel never reached the attempt (a stalled store held the monitor's passes
+    up): it is the attempt's stop now, claimed once whoever asks."""
+    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("CANCELED", 1)))
+    reasons = []
+    watched = _returned(reasons)
+    assert AttemptMonitor().after_return(watched) == "canceled"
+    assert (watched.reason, reasons) == ("canceled", ["canceled"])
+    assert AttemptMonitor().after_return(watched) is None  # claimed already: not twice
+    # The monitor's own pass, after the attempt returned, leaves it to the settle.
+    assert monitor_module.claim_stop(watched, "canceled") is False
+
+
+def test_an_attempt_canceled_unseen_is_settled_as_canceled_with_its_hooks(monkeypatch):
+    """What attempt.execute settles: not the output of the code that ran on unaware
+    (no on_success for a CANCELED run), but the cancel, after its on_cancel hooks."""
+    from trigger_celery.errors import RunCanceledError
+    from trigger_celery.worker import attempt
+    from trigger_celery.worker.user_code import Completed, Failed
+
+    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("CANCELED", 1)))
+    hooks = []
+    monkeypatch.setattr(attempt, "call_cancel_hooks", lambda *a, **kw: hooks.append(a))
+    run = SimpleNamespace(max_duration=None)
+    outcome = attempt._settled_outcome(_returned([]), Completed({"charged": True}), run)
+    assert isinstance(outcome, Failed) and isinstance(outcome.error, RunCanceledError)
+    assert len(hooks) == 1
+    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("QUEUED", 2)))
+    assert attempt._settled_outcome(_returned([]), Completed(1), run) is None  # moved on
+    monkeypatch.setattr(Run.objects, "filter", lambda **kw: _Row(("EXECUTING", 1)))
+    kept = Completed(1)
+    assert attempt._settled_outcome(_returned([]), kept, run) is kept
+
+
+def test_a_deadline_that_passes_after_the_code_returned_does_not_stop_it():
+    """Its settle is under way with the code's outcome: a max_duration reason set now
+    would turn a completed run into TIMED_OUT."""
+    reasons = []
+    watched = _returned(reasons)
+    watched.deadline = time.monotonic() - 1
+    AttemptMonitor()._deadlines([watched], time.monotonic())
+    assert (watched.reason, reasons) == (None, [])
 
 
 def test_a_store_that_stalls_every_heartbeat_does_not_keep_cancels_from_being_polled(
@@ -170,5 +223,5 @@ def test_a_store_that_stalls_every_heartbeat_does_not_keep_cancels_from_being_po
         while not polls and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        monitor.unwatch("run_y")
+        monitor._stopped.set()  # its thread ends
     assert beats and polls

@@ -79,7 +79,7 @@ class _Counts:
             queue[row["queue"]] += row["n"]
         base = int(settings.get("limit", 100))
         # The epsilon keeps 100 * 1.15 (114.99999999999999) from flooring to 114.
-        max_slots = math.floor(base * settings.get("burst", 1.0) + 1e-9)
+        max_slots = math.floor(base * settings.get("burst", 2.0) + 1e-9)
         turn = settings.get("turn", 0.0)
         return cls(base, max_slots, turn, sub_queue, queue, sum(queue.values()))
 

@@ -83,7 +83,12 @@ def parse_delay(value: Any, *, now: datetime) -> datetime | None:
             when = when.replace(tzinfo=UTC)
     else:
         when = now + parse_duration(value, name="delay")
-    when = when.astimezone(UTC)
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the end of the calendar in UTC
+        raise BeyondHorizonError(
+            f"delay: {_named(value)} is more than the maximum of 10 years from now"
+        ) from None
     refuse_beyond_horizon(when, now, name="delay", value=value)
     return when if when > now else None
 

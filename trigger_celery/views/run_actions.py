@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -40,7 +41,9 @@ def typed_delay(text: str) -> str | int | datetime:
     return moment
 
 
-FORM_DELAY = "a duration such as 30s, 5m or 1h30m, a number of seconds, or a date"
+FORM_DELAY = (
+    "a duration such as 30s, 5m or 1h30m, a number of seconds, or a date (YYYY-MM-DD HH:MM)"
+)
 
 
 def typed_duration_problem(name: str, text: str) -> str | None:
@@ -54,9 +57,8 @@ def typed_duration_problem(name: str, text: str) -> str | None:
     except BeyondHorizonError:
         return f"{text!r} is more than 10 years away"
     except ValueError:
-        example = "2026-12-31 09:00" if name == "delay" else "10m or 1h"
         kind = FORM_DELAY if name == "delay" else "a duration such as 10m or 1h30m"
-        return f"{text!r} is not a {name}; type {kind} ({example})"
+        return f"{text!r} is not a {name}; type {kind}"
     return None
 
 
@@ -67,6 +69,7 @@ def _back(run_id: str) -> HttpResponse:
 # A refused replay's payload, kept for the run page to show again (in the session, up to
 # this many characters): an edit is not lost to a typo in it.
 DRAFT_KEPT = 256 * 1024
+DRAFT_IN_COOKIE = 2 * 1024
 
 
 def draft_key(run_id: str) -> str:
@@ -75,7 +78,10 @@ def draft_key(run_id: str) -> str:
 
 def _refused_replay(request: HttpRequest, run_id: str, text: str) -> HttpResponse:
     session = getattr(request, "session", None)
-    if session is not None and len(text) <= DRAFT_KEPT:
+    # A session kept in a signed cookie keeps a small draft only: a large one would make
+    # a header browsers drop and proxies refuse.
+    in_cookie = settings.SESSION_ENGINE.endswith("signed_cookies")
+    if session is not None and len(text) <= (DRAFT_IN_COOKIE if in_cookie else DRAFT_KEPT):
         session[draft_key(run_id)] = text
     return _back(run_id)
 

@@ -59,12 +59,15 @@ def timeline(
             else:
                 parts.append(("retry delay", "waiting", cursor, attempt.started_at))
         stop = attempt.finished_at or end
-        # Suspended at a wait it has not come back from (WAITING, or QUEUED to resume):
-        # the attempt goes on until now, its wait and then its queueing in it.
-        pending = attempt.status == AttemptStatus.SUSPENDED and run.finished_at is None
+        # Suspended at a wait it never came back from (WAITING, QUEUED to resume, or
+        # ended so, canceled say): the attempt goes on until now or the run's end, its
+        # wait and then its queueing in it.
+        pending = attempt.status == AttemptStatus.SUSPENDED and (
+            run.finished_at is None or run.finished_at > stop
+        )
         if pending:
-            stop = end
-        resumed = end if pending else attempt.resumed_at
+            stop = run.finished_at or end
+        resumed = stop if pending else attempt.resumed_at
         parts.extend(
             _attempt_parts(attempt.number, attempt.started_at, stop, waits or [], end, resumed)
         )
@@ -95,6 +98,10 @@ def timeline(
     ]
 
 
+# A resume quicker than this is drawn as the attempt going on (no row of its own).
+RESUME_SHOWN = 0.05
+
+
 def _attempt_parts(
     number: int,
     start: datetime,
@@ -118,7 +125,8 @@ def _attempt_parts(
         cursor = b
         if resumed is not None and wait.end is not None and wait.end < resumed:
             until = min(resumed, stop)
-            if until > cursor and not any(w.start < until for w in waits if w.start > wait.start):
+            later = any(w.start < until for w in waits if w.start > wait.start)
+            if (until - cursor).total_seconds() >= RESUME_SHOWN and not later:
                 parts.append(("queued to resume", "queued", cursor, until))
                 cursor = until
     if cursor < stop or not parts:

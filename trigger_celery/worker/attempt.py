@@ -46,6 +46,7 @@ from trigger_celery.errors import (
 )
 from trigger_celery.models import Run
 from trigger_celery.worker import log_fields
+from trigger_celery.worker.cancel_hooks import call_cancel_hooks
 from trigger_celery.worker.monitor import Watched, monitor
 from trigger_celery.worker.settle import after_final, settle
 from trigger_celery.worker.user_code import Failed, Outcome, Suspended, run_attempt
@@ -96,11 +97,12 @@ def execute(run_id: str, attempt: int, *, worker: str | None = None) -> str:
         watched.payload = raw_payload
         try:
             outcome, payload, elapsed_ms = _run_watched(watched, definition, run, ctx, raw_payload)
-            if watched.reason == "lease_lost" or monitor.lease_overdue(watched):
+            settled = _settled_outcome(watched, outcome, run)
+            if settled is None:
                 # The reaper gave the run to a new attempt: this one writes nothing.
                 log.warning("run %s attempt %d: lease lost, not settled", run.id, attempt)
                 return "lease lost"
-            outcome = _as_stopped(watched, outcome, run)  # a cancel lease_overdue found
+            outcome = settled
             # Still watched while settling: the lease lives until the attempt's last write.
             scope.waits_closed = (
                 "a hook that runs after the run function returned (on_success, on_failure, "
@@ -180,6 +182,20 @@ def _run_watched(
         outcome = Failed(late, traceback.format_exc())
     watched.finished.set()
     return _as_stopped(watched, outcome, run), payload, int((time.monotonic() - started) * 1000)
+
+
+def _settled_outcome(watched: Watched, outcome: Outcome, run: Run) -> Outcome | None:
+    """What the settle writes for an attempt that returned; None when it writes nothing
+    (its lease was lost: another attempt has the run). A cancel the monitor never saw
+    (its passes held up by a stalled store) is found here: the attempt is canceled."""
+    late = "moved on" if watched.reason == "lease_lost" else monitor.after_return(watched)
+    if late == "moved on":
+        return None
+    if late == "canceled":
+        call_cancel_hooks(
+            watched.definition, watched.ctx, watched.finished, payload=watched.payload
+        )
+    return _as_stopped(watched, outcome, run)
 
 
 def _as_stopped(watched: Watched, outcome: Outcome, run: Run) -> Outcome:

@@ -90,6 +90,18 @@ class Watched:
         return Claim(self.run_id, self.queue, self.concurrency_key, lease_expires_at, self.attempt)
 
 
+def claim_stop(w: Watched, reason: str, *, running: bool = True) -> bool:
+    """Make ``reason`` the attempt's stop and set its signal, unless it has a stop
+    already (or, ``running``, its code has returned): one stop, whichever thread comes
+    first (the monitor's passes, or the attempt's own when it returns late)."""
+    with w.lock:
+        if w.reason is not None or (running and w.done):
+            return False
+        w.reason = reason
+    w.ctx.signal.set(reason)
+    return True
+
+
 def _deadline(w: Watched) -> float:
     """The attempt's ``max_duration`` deadline, moved by its short waits spent in place."""
     scope = scope_in(w.context)
@@ -103,6 +115,7 @@ class AttemptMonitor:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._used_database = False  # by the loop's thread, since it was last idle
+        self._stopped = threading.Event()  # a test's own monitor ends its thread
 
     def watch(self, w: Watched) -> None:
         # The first heartbeat is the loop's, on its next tick (a lease may have run low
@@ -126,8 +139,7 @@ class AttemptMonitor:
     # -- the loop ------------------------------------------------------------------------
     def _loop(self) -> None:
         last_beat = last_poll = time.monotonic()
-        while True:
-            time.sleep(TICK)
+        while not self._stopped.wait(TICK):
             now = time.monotonic()
             with self._lock:
                 watched = list(self._watched.values())
@@ -141,7 +153,11 @@ class AttemptMonitor:
             # Each step on its own: a store that stalls (a heartbeat waits out its socket
             # timeout, then fails) must not keep the cancels, in the database, from being
             # polled, nor the deadlines from being enforced.
-            settings = get_settings()
+            try:
+                settings = get_settings()
+            except Exception:
+                log_failure(log, "attempt monitor: the settings")
+                continue
             if now - last_beat >= settings.HEARTBEAT_SECONDS:
                 self._step(self._heartbeat, watched, settings.LEASE_SECONDS)
                 last_beat = time.monotonic()  # after a stalled one, the next in full
@@ -160,12 +176,13 @@ class AttemptMonitor:
             log_failure(log, "attempt monitor pass failed")
 
     def _deadlines(self, watched: list[Watched], now: float) -> None:
-        for w in watched:
-            if w.reason is None and w.deadline is not None and now >= _deadline(w):
-                w.reason = "max_duration"
-                w.ctx.signal.set("max_duration")
-                w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS
-            self._enforce(w, now)
+        for w in watched:  # each on its own: one that fails does not hold the others up
+            try:
+                if w.deadline is not None and now >= _deadline(w) and claim_stop(w, "max_duration"):
+                    w.interrupt_at = now + COOPERATIVE_GRACE_SECONDS
+                self._enforce(w, now)
+            except Exception:
+                log_failure(log, "attempt monitor: run %s's deadline", w.run_id)
 
     def _heartbeat(self, watched: list[Watched], lease_seconds: float) -> None:
         """Extend every lease. An attempt whose lease is gone is looked up: it is stopped
@@ -222,8 +239,8 @@ class AttemptMonitor:
             if w.reason is not None or w.done:
                 continue
             if cancel_at is not None:
-                w.reason = "canceled"
-                w.ctx.signal.set("canceled")
+                if not claim_stop(w, "canceled"):
+                    continue  # it returned meanwhile: its settle sees the cancel
                 w.interrupt_at = time.monotonic() + ON_CANCEL_GRACE_SECONDS
                 hooks = threading.Thread(target=w.context.run, args=(self._on_cancel, w))
                 hooks.daemon = True
@@ -235,28 +252,25 @@ class AttemptMonitor:
                 store.adopt(w.claim(store.time() + lease_seconds))
                 w.renewed_at = time.monotonic()
 
-    def lease_overdue(self, w: Watched) -> bool:
-        """Whether an attempt that just returned may have lost its run meanwhile: its
-        lease was last renewed over half a lease ago (the process was frozen, or the
-        store unreachable), so the reaper may have given the run to a new attempt before
-        this monitor's next pass could tell. The run's row decides then, before any hook
-        of the settle runs; otherwise nothing is asked."""
+    def after_return(self, w: Watched) -> str | None:
+        """What became of the run of an attempt that just returned, when its lease was
+        last renewed over half a lease ago (the process was frozen, or a stalled store
+        held the passes up), so the monitor may not have seen it: "moved on" when the
+        reaper gave it to another attempt (nothing is settled), "canceled" when it was
+        canceled in this attempt and the cancel never reached it (now the attempt's stop
+        reason: its on_cancel hooks are the caller's to run); None otherwise, or when
+        the lease was fresh (nothing is asked)."""
         lease = get_settings().LEASE_SECONDS
         if w.reason is not None or time.monotonic() - w.renewed_at < lease / 2:
-            return False
+            return None
         try:
             row = Run.objects.filter(id=w.run_id).values_list("status", "attempt_count").first()
         except DatabaseError:  # unreachable too: the settle's fenced writes wait and decide
-            return False
+            return None
         if row == (RunStatus.EXECUTING, w.attempt):
-            return False
+            return None
         if row == (RunStatus.CANCELED, w.attempt):
-            # Canceled in this attempt, and the cancel never reached it (the passes were
-            # held up by a stalled store): it is stopped as canceled now, its hooks here.
-            w.reason = "canceled"
-            w.ctx.signal.set("canceled")
-            call_cancel_hooks(w.definition, w.ctx, w.finished, payload=w.payload)
-            return False
+            return "canceled" if claim_stop(w, "canceled", running=False) else None
         log.warning(
             "run %s attempt %d ended after its run moved on (%s); not settled",
             w.run_id,
@@ -264,7 +278,7 @@ class AttemptMonitor:
             row[0] if row else "deleted",
             extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
         )
-        return True
+        return "moved on"
 
     def _lost(self, w: Watched) -> None:
         log.warning(
@@ -315,8 +329,10 @@ class AttemptMonitor:
                 HARD_GRACE_SECONDS,
                 extra=log_fields.of(w.run_id, w.definition.id, w.attempt),
             )
-            abandon.stop_unresponsive_attempt(w, exc)
-            os._exit(1)
+            try:
+                abandon.stop_unresponsive_attempt(w, exc)
+            finally:  # its writes failing (the database down) must not keep it alive
+                os._exit(1)
         # Threads, solo, gevent: the attempt shares its process with others, which
         # cannot be ended for it. The run ends now all the same; its code goes on until
         # its blocking call returns, so its slot stays held until then (``settle``).

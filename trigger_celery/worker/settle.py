@@ -239,10 +239,10 @@ def _lost_the_final_write(
     # Canceled in this attempt (a cancel leaves attempt_count as it is); not a run the
     # reaper gave to a later attempt, which was canceled (and ran its hooks) there.
     attempt = ctx.attempt.number
-    if not Run.objects.filter(id=run.id, status=RunStatus.CANCELED, attempt_count=attempt):
+    if not Run.objects.filter(id=run.id, status=RunStatus.CANCELED, attempt_count=attempt).exists():
         return
     run_logger.warning("canceled as its run function returned; on_cancel runs now")
-    ctx.signal.set("canceled")  # what the hooks see, as when the monitor runs them
+    ctx.signal.set("canceled")  # as when the monitor runs them (unless set already)
     returned = threading.Event()
     returned.set()
     call_cancel_hooks(definition, ctx, returned, payload=common["payload"], parsed=True)
