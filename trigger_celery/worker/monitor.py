@@ -71,7 +71,7 @@ class Watched:
     swept: bool = False
     sweep_again_at: float = 0.0  # time.monotonic; a failed cancel waits before its next try
     # When its lease was last known to be held (time.monotonic, which runs on while the
-    # process is frozen): see ``lease_overdue``.
+    # process is frozen): see ``after_return``.
     renewed_at: float = field(default_factory=time.monotonic)
     payload: Any = None  # as stored: the on_cancel hooks get it like every hook (SPEC 3)
     # Under Celery's gevent pool, the greenlet running the attempt (made where the
