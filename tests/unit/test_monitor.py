@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import DatabaseError
 
+from tests.unit.contexts import a_context
 from trigger_celery.models import Run
 from trigger_celery.worker import abandon
 from trigger_celery.worker import monitor as monitor_module
@@ -96,21 +97,10 @@ class _Row:
 
 
 def _in_a_run_scope():
-    from datetime import UTC, datetime
-
     from trigger_celery.core import context as run_context
 
-    now = datetime.now(UTC)
-    info = run_context.RunInfo("run_y", [], {}, None, None, None, 0, now, 3, None, None)
-    ctx = run_context.Context(
-        info,
-        run_context.AttemptInfo(1, now),
-        run_context.TaskInfo("t"),
-        run_context.QueueInfo("t"),
-        "DEVELOPMENT",
-        None,
-    )
-    return run_context.enter(run_context.RunScope(ctx)), run_context
+    scope = run_context.RunScope(a_context("run_y"))
+    return run_context.enter(scope), run_context
 
 
 @pytest.fixture

@@ -4,27 +4,17 @@ trigger (its code ignored its stop); a signal set for another reason does not re
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
+from tests.unit.contexts import a_context
 from trigger_celery.core import context as run_context
 from trigger_celery.errors import RunCanceledError, TriggerFromCanceledRunError
 
 
 @pytest.fixture
 def scope() -> Iterator[run_context.RunScope]:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    info = run_context.RunInfo("run_x", [], {}, None, None, None, 0, now, 3, None, None)
-    ctx = run_context.Context(
-        info,
-        run_context.AttemptInfo(1, now),
-        run_context.TaskInfo("t"),
-        run_context.QueueInfo("t"),
-        "PRODUCTION",
-        None,
-    )
-    here = run_context.RunScope(ctx)
+    here = run_context.RunScope(a_context())
     token = run_context.enter(here)
     try:
         yield here

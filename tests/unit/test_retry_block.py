@@ -2,6 +2,7 @@ import asyncio
 
 import pytest
 
+from tests.unit.contexts import a_context
 from trigger_celery import retry
 from trigger_celery.core import context as run_context
 from trigger_celery.errors import (
@@ -170,18 +171,7 @@ def test_on_throw_does_not_try_again_an_abort_raised_in_a_task_group():
 
 
 def _inside_a_run_whose_signal_is(set_to):
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    info = run_context.RunInfo("run_x", [], {}, None, None, None, 0, now, 3, None, None)
-    ctx = run_context.Context(
-        info,
-        run_context.AttemptInfo(1, now),
-        run_context.TaskInfo("t"),
-        run_context.QueueInfo("t"),
-        "DEVELOPMENT",
-        None,
-    )
+    ctx = a_context()
     if set_to:
         ctx.signal.set("canceled")
     return run_context.enter(run_context.RunScope(ctx))

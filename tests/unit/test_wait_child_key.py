@@ -4,11 +4,11 @@ the user gives a key of their own; ``idempotency_key=None`` is no key of their o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from tests.unit.contexts import a_context
 from trigger_celery.core import context as run_context
 from trigger_celery.engine.idempotency import IdempotencyKey
 from trigger_celery.worker import waits
@@ -21,16 +21,7 @@ class Triggered(Exception):
 @pytest.fixture
 def triggered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[dict[str, Any], bool]]]:
     """The options and ``key_is_new`` each trigger of a first execution's step got."""
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    info = run_context.RunInfo("run_parent", [], {}, None, None, None, 0, now, 3, None, None)
-    ctx = run_context.Context(
-        info,
-        run_context.AttemptInfo(1, now),
-        run_context.TaskInfo("parent"),
-        run_context.QueueInfo("parent"),
-        "PRODUCTION",
-        None,
-    )
+    ctx = a_context("run_parent", "parent")
     calls: list[tuple[dict[str, Any], bool]] = []
 
     def trigger_task(task_id, payload, options, extra, *, definition, key_is_new):
