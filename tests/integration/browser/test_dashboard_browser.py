@@ -121,6 +121,9 @@ def test_replay_with_an_edited_payload(browser_page):
     original = make_run("run_b_replay", task_identifier="greet", payload={"name": "Ada"})
     browser_page.go(f"/trigger/runs/{original.id}/")
     page.click("#tc-replay summary")
+    # The box is filled from the payload on the toggle event, after the click returns:
+    # typed before that, the payload lands in the middle of the text (CI met it).
+    page.wait_for_function("document.querySelector('#tc-replay textarea').value !== ''")
     page.fill("#tc-replay textarea", '{"name": "Grace", "count": 2}')
     page.click("#tc-replay button[type=submit]")
     page.wait_for_selector("text=Replay of")
