@@ -17,6 +17,7 @@ from trigger_celery.celery_checks import check_celery
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
 from trigger_celery.core.durations import MAX_SECONDS
 from trigger_celery.core.environments import burst_factor_problem, concurrency_limit_problem
+from trigger_celery.core.queue_names import control_character_problem
 from trigger_celery.core.retry import RetryPolicy
 from trigger_celery.engine.payloads import storage_anchor
 from trigger_celery.engine.registry import registry
@@ -174,12 +175,18 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
         if name == "CELERY_QUEUE" and value is None:
             continue  # the Celery app's routing decides
         if not isinstance(value, str) or not value.strip():
-            problems.append(
-                checks.Error(
-                    f"TRIGGER_CELERY[{name!r}] is {value!r}; it must be a non-empty string",
-                    id="trigger_celery.E014",
-                )
+            problem = "it must be a non-empty string"
+        elif value != value.strip() or control_character_problem(value):
+            # Celery would declare and consume a queue of exactly this name: a stray
+            # space or newline makes one no worker started with ``-Q default`` reads.
+            problem = "it must have no spaces at its ends and no control characters"
+        else:
+            continue
+        problems.append(
+            checks.Error(
+                f"TRIGGER_CELERY[{name!r}] is {value!r}; {problem}", id="trigger_celery.E014"
             )
+        )
     if s.REDIS_URL is not None and not (
         isinstance(s.REDIS_URL, str) and s.REDIS_URL.startswith(REDIS_SCHEMES)
     ):

@@ -49,6 +49,8 @@ def test_no_model_change_is_missing_a_migration():
             "trigger_celery.E008",
         ),
         ({"CELERY_QUEUE": ""}, "trigger_celery.E014"),
+        ({"CELERY_QUEUE": "default\n"}, "trigger_celery.E014"),
+        ({"CELERY_QUEUE": " default"}, "trigger_celery.E014"),
         ({"LOG_LINES_PER_RUN": -1}, "trigger_celery.E014"),
         ({"REDIS_URL": "htp://nope"}, "trigger_celery.E015"),
         ({"REDIS_URL": "redis://127.0.0.1:6379/abc"}, "trigger_celery.E015"),
