@@ -131,6 +131,7 @@ def _waits(run: Run) -> list[Wait]:
 def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _get(run_id)
     attempts = list(run.attempts.all())
+    run.latest_attempt = max((a.number for a in attempts), default=None)  # attempts_begun
     payload = shown_value(run.payload, run.payload_ref, "payload")
     output = shown_value(run.output, run.output_ref, "output")
     final = run.status in FINAL
