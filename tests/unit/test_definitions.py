@@ -82,9 +82,12 @@ def test_unknown_task_option_is_refused_with_the_accepted_ones():
     ],
 )
 def test_bad_task_options_fail_at_definition(options, fragment):
+    task_id = f"unit-bad-{abs(hash(repr(options)))}"
     with pytest.raises(ValueError) as info:
-        task(id=f"unit-bad-{abs(hash(repr(options)))}", run=_run, **options)
+        task(id=task_id, run=_run, **options)
     assert fragment in str(info.value)
+    # The task is named too: in the message, or in a note its traceback shows.
+    assert repr(task_id) in "\n".join([str(info.value), *getattr(info.value, "__notes__", [])])
 
 
 @pytest.mark.parametrize("bad_id", ["", "   ", None, 5, "x" * 256])

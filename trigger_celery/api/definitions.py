@@ -11,7 +11,8 @@ The definition itself is data (:class:`trigger_celery.engine.registry.TaskDefini
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from trigger_celery.core.handles import RunHandle
@@ -134,6 +135,10 @@ def _build(
         )
 
     def make(fn: RunFunction) -> Task:
+        with _naming_the_task(id):
+            return _make(fn)
+
+    def _make(fn: RunFunction) -> Task:
         return Task(
             id=id,
             run=fn,
@@ -154,6 +159,18 @@ def _build(
         # Validate the declared schedule now, even before the decorator is applied.
         ScheduleSpec.from_declaration(options["cron"], task_id=id)
     return make(run) if run is not None else make
+
+
+@contextmanager
+def _naming_the_task(task_id: str) -> Iterator[None]:
+    """An option's error names the task it was given to (a note when its own message
+    does not), so a module of many tasks says which one is wrong."""
+    try:
+        yield
+    except ValueError as exc:  # ConfigurationError, pydantic's, a duration's
+        if repr(task_id) not in str(exc):
+            exc.add_note(f"(in the definition of task {task_id!r})")
+        raise
 
 
 def task(id: str, run: RunFunction | None = None, **options: Any) -> Any:
