@@ -465,15 +465,21 @@ def test_a_replay_that_reaches_a_batch_wait_with_other_items_fails_clearly(live)
     assert "its replay asks for 0 items" in message
 
 
-def test_a_wait_after_a_caught_replay_mismatch_is_refused_with_it(live):
+def test_a_caught_replay_mismatch_refuses_later_waits_and_still_fails_the_run(live):
     """The code caught the mismatch and waited again: before, that wait triggered a
     child (and on a later replay could be given the recorded result of another step);
-    its steps no longer line up with the recorded ones, so it is refused too."""
+    its steps no longer line up with the recorded ones, so it is refused too. The code
+    then returned: the run fails with the mismatch all the same (before, it completed
+    with what the code made of steps that no longer lined up)."""
     name = f"swallows-the-pending-{time.time_ns()}"
     events.client().rpush(f"tc-test:pending:{name}", 1, 2, 3)
     run = _after_a_suspension("marks-done", "swallows-the-pending-batch", {"list": name})
-    assert run.status == "COMPLETED", (run.status, run.error)
-    assert run.output == ["mismatch", "refused"]
+    assert events.values(f"swallowed:{name}")[-1] == ["mismatch", "refused"]
+    assert run.status == "FAILED", (run.status, run.output)
+    assert run.output is None
+    assert run.error["type"] == "ReplayMismatchError"
+    assert "waited on a batch of 3 items before the run suspended" in run.error["message"]
+    assert [(a.number, a.status) for a in run.attempts] == [(1, "FAILED")]
     assert not Run.objects.filter(parent_id=run.id, task_identifier="echo").exists()
 
 

@@ -919,6 +919,7 @@ def swallows_the_pending_batch(payload, ctx):
         later = "ran"
     except ReplayMismatchError:
         later = "refused"
+    events.record(f"swallowed:{payload['list']}", [first, later])
     return [first, later]
 
 

@@ -214,6 +214,8 @@ def _run_attempt(
         chain()
         if swallowed := swallowed_suspension():
             return swallowed, payload
+        if caught := swallowed_mismatch():
+            return caught, payload
         return Completed(to_jsonable(box.get("output"), what="output")), payload
     except SuspendRun as suspend:
         return Suspended(suspend.reason, suspend.kept_child_waitpoint), payload
@@ -281,6 +283,18 @@ def swallowed_suspension() -> Suspended | None:
         # sets the signal before it interrupts the code with its stop.
         return None
     return Suspended(scope.suspension.reason, scope.suspension.kept_child_waitpoint)
+
+
+def swallowed_mismatch() -> Failed | None:
+    """A replay mismatch the code caught before it returned: its steps no longer lined
+    up with the recorded ones, so what it returned was not computed from them. The
+    attempt fails with the mismatch, as when the code lets it through (no retry: every
+    replay meets it again); before, the run completed."""
+    scope = run_context.optional_scope()
+    if scope is None or scope.mismatch is None or scope.ctx.signal.is_set():
+        return None  # a stop (cancel, max_duration, lost lease) ends the run as it says
+    err = scope.mismatch
+    return Failed(err, "".join(traceback.format_exception(err)))
 
 
 def _terminate_handler_fired() -> bool:
