@@ -25,6 +25,9 @@ class Batch(models.Model):
         max_length=255, blank=True, help_text="Empty for mixed batches."
     )
     run_count = models.PositiveIntegerField(default=0)
+    # Items whose idempotency key found a run outside this batch (another batch's, or
+    # one triggered alone): {"index": run id}, so ``batch.retrieve`` lists every item.
+    outside_runs = models.JSONField(null=True, blank=True)
     parent_run = models.ForeignKey(
         "Run",
         null=True,

@@ -292,6 +292,23 @@ def test_a_keyed_batch_again_after_a_failed_item_lists_one_run_per_item(live):
     assert record.run_count == 2
 
 
+def test_retrieve_lists_the_run_each_keyed_item_found_outside_the_batch(live):
+    """An item's key found a run triggered alone, another batch's, or an earlier item's:
+    the handle lists that run, and retrieve did not (the run is not this batch's)."""
+    alone = echo.trigger({"alone": True}, idempotency_key="found-alone")
+    other = echo.batch_trigger([{"payload": {}, "options": {"idempotency_key": "found-other"}}])
+    keyed = [
+        {"payload": {"n": 1}, "options": {"idempotency_key": key}}
+        for key in ("found-alone", "found-other", "found-twice", "found-twice")
+    ]
+    handle = echo.batch_trigger([{"payload": {"n": 0}}, *keyed])
+    ids = [h.id for h in handle.runs]
+    assert ids[1:3] == [alone.id, other.runs[0].id] and ids[3] == ids[4]
+    record = batch.retrieve(handle.id)
+    assert [r.id for r in record.runs] == ids
+    assert record.run_count == 5
+
+
 def test_batch_over_1000_items_is_refused_and_creates_nothing(live):
     with pytest.raises(ValueError, match="at most 1000"):
         tasks.batch_trigger("echo", ({"payload": i} for i in range(1001)))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Q
+
 from trigger_celery.api.runs import RunRecord
 from trigger_celery.core.serialization import text_problem
 from trigger_celery.engine.batches import (
@@ -102,16 +104,28 @@ class BatchAPI:
         row = Batch.objects.filter(id=batch_id).first()
         if row is None:
             raise RunNotFoundError(f"no batch with id {batch_id!r}")
+        # Items whose key found a run not their own (another batch's, one triggered
+        # alone, an earlier item's): that run is the item's.
+        outside = {int(index): run_id for index, run_id in (row.outside_runs or {}).items()}
         rows = (
-            Run.objects.filter(batch_id=batch_id)
+            Run.objects.filter(Q(batch_id=batch_id) | Q(id__in=outside.values()))
             .prefetch_related("attempts")
             .order_by("batch_index", "created_at", "id")
         )
         # One run per item: a batch triggered again under its idempotency key makes a new
         # run for an item whose run failed (its key was released); the newest stands, as
         # the handle of that trigger says.
-        latest = {r.batch_index: r for r in rows if r.batch_index is not None}
-        kept = [r for r in rows if r.batch_index is None or latest[r.batch_index] is r]
+        by_id = {r.id: r for r in rows}
+        latest = {r.batch_index: r for r in rows if r.batch_id == batch_id}
+        latest.pop(None, None)
+        latest.update((i, by_id[run_id]) for i, run_id in outside.items() if run_id in by_id)
+        listed = {r.id for r in latest.values()}
+        unindexed = [
+            r
+            for r in rows
+            if r.batch_id == batch_id and r.batch_index is None and r.id not in listed
+        ]
+        kept = [latest[i] for i in sorted(latest)] + unindexed
         return BatchRecord(
             row.id, row.run_count, row.created_at, [RunRecord.from_model(r) for r in kept]
         )
