@@ -151,7 +151,9 @@ class TriggerOptions(BaseModel):
 
     delay: Any = None
     ttl: int | None = None
-    idempotency_key: str | tuple[str, ...] | None = None
+    # A str or a tuple of them (``_idempotency_key``); Any so a key made by
+    # ``idempotency_keys.create`` (a str subclass: hashed with its scope) keeps its type.
+    idempotency_key: Any = None
     idempotency_key_ttl: int | None = None
     debounce: DebounceOptions | None = None
     queue: str | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -13,7 +12,6 @@ from trigger_celery.core.statuses import IDEMPOTENCY_HOLDING_STATUSES
 from trigger_celery.models import JoinedKey, Run
 
 DEFAULT_TTL = timedelta(days=30)
-_HASHED = re.compile(r"[0-9a-f]{64}")
 Scope = Literal["run", "attempt", "global"]
 SCOPES = ("run", "attempt", "global")
 
@@ -35,10 +33,11 @@ def scope_parts(scope: Scope) -> list[str]:
 
 def resolve_key(value: str | Sequence[str]) -> str:
     """The stored key for a trigger's ``idempotency_key`` option."""
-    # A key from create() (or any 64-hex string) is already hashed with its scope.
-    if isinstance(value, IdempotencyKey) or (isinstance(value, str) and _HASHED.fullmatch(value)):
+    # A key from create() is already hashed with its scope.
+    if isinstance(value, IdempotencyKey):
         return str(value)
-    # A raw key given inside a run is scoped to that run, as with create().
+    # A plain key given inside a run is scoped to that run, as with create(), a sha256
+    # digest of the user's too; outside a run a 64-hex key is taken as already hashed.
     return hash_key(value, scope_parts("run"))
 
 
