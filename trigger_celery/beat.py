@@ -59,7 +59,17 @@ class SharedEntry(ModelEntry):  # type: ignore[misc]
             in_zone = maybe_make_aware(last).astimezone(self.app.timezone)
             if not self.schedule.is_due(in_zone)[0]:
                 return False  # another beat sent it for this due time
+        # Marked sent at the time this beat reserved the entry (Celery's tick moves the
+        # entry's last_run_at to it before it applies the entry), so the next due time
+        # this beat waits for is the one the stored value says. Marked at the later time
+        # of this read, the next turn came before it was due by the stored value, and
+        # was skipped as "another beat's": a whole interval lost.
+        reserved = self.model.last_run_at
         now = self._default_now()
+        if reserved is not None:
+            at = maybe_make_aware(reserved)
+            if (last is None or maybe_make_aware(last) < at) and at <= maybe_make_aware(now):
+                now = reserved
         fence = {"last_run_at__isnull": True} if last is None else {"stored": stored}
         return bool(rows.filter(**fence).update(last_run_at=now))
 

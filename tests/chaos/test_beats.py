@@ -68,6 +68,38 @@ def test_a_beat_saving_its_counters_keeps_the_send_another_beat_marked(transacti
     assert PeriodicTask.objects.get(pk=task.pk).total_run_count == 1
 
 
+def test_one_beat_sends_an_interval_task_at_each_due_time(transactional_db, monkeypatch):
+    """Celery's tick reserves an entry (its last_run_at moves to now), then applies it,
+    whose turn marked the send at the time of its own, later read: the next wake, due by
+    the reserved time, found the stored one not yet due and skipped a whole interval as
+    "another beat's" (a 3 s task sent 6 s apart, with one beat)."""
+    from celery import current_app
+
+    from trigger_celery.beat import SharedEntry
+
+    every_1s, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(
+        name="each second", task="tests.plain_periodic", interval=every_1s, args='["x"]'
+    )
+    real_now = SharedEntry._default_now
+    entry = SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app)
+    sent = []
+    for _ in range(3):
+        while not entry.is_due()[0]:  # the beat sleeps until its entry is due
+            time.sleep(0.005)
+        following = next(entry)  # Scheduler.tick: reserve(), then apply_entry()
+        reserved = entry.model.last_run_at
+        # The turn's read takes 0.3 s (a busy database): its clock has moved on.
+        monkeypatch.setattr(
+            SharedEntry, "_default_now", lambda self: real_now(self) + timedelta(seconds=0.3)
+        )
+        sent.append(entry.take_turn())
+        monkeypatch.setattr(SharedEntry, "_default_now", real_now)
+        assert PeriodicTask.objects.get(pk=task.pk).last_run_at == reserved
+        entry = following
+    assert sent == [True, True, True]
+
+
 def _write_last_run_at_as_another_tool(task_id: int, instant: datetime) -> None:
     """last_run_at as a tool other than Django writes it: milliseconds and an offset (on
     SQLite, where a datetime is text, not the spelling Django compares with)."""
