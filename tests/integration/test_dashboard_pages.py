@@ -727,3 +727,41 @@ def test_bulk_confirmation_states_the_count(admin_client):
     assert unknown.status_code == 400 and unknown["Content-Type"].startswith("text/plain")
     assert admin_client.get(url, {"action": "explode", "run": ["x"]}).status_code == 400
     assert json.loads(admin_client.get(LIST_JSON).content)["runs"]
+
+
+class _Money:  # a type pydantic validates (isinstance) and has no JSON Schema for
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+
+@pytest.fixture
+def no_json_schema_task():
+    from pydantic import BaseModel, ConfigDict
+
+    from trigger_celery import schema_task
+    from trigger_celery.engine.registry import registry
+
+    class Order(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        customer: str
+        price: _Money | None = None
+
+    definition = schema_task(id="no-json-schema", schema=Order, run=lambda o, ctx: o.customer)
+    try:
+        yield definition
+    finally:
+        registry.tasks.pop("no-json-schema", None)
+        registry.queues.pop("no-json-schema", None)
+        registry._declared.discard("no-json-schema")
+
+
+def test_a_schema_with_no_json_schema_leaves_the_tasks_and_test_pages_up(
+    admin_client, no_json_schema_task
+):
+    """One such task answered 500 for the whole tasks page, and for its test page while
+    it had no run (the example is built from the schema)."""
+    page = admin_client.get(reverse("trigger_celery:task-list"))
+    assert page.status_code == 200
+    assert 'data-task="no-json-schema"' in page.content.decode()
+    test = admin_client.get(reverse("trigger_celery:test") + "?task=no-json-schema")
+    assert test.status_code == 200

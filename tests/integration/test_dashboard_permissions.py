@@ -293,3 +293,27 @@ def test_a_tester_who_may_not_view_runs_stays_on_the_test_page_told_the_run(logg
     assert response.redirect_chain[-1][0] == reverse("trigger_celery:test") + "?task=hello-world"
     assert response.status_code == 200
     assert f"Triggered run {run.id}." in response.content.decode()
+
+
+def test_the_test_page_shows_no_run_payload_to_a_user_who_may_not_view_runs(logged_in_client):
+    """Its payload box is filled from the task's latest run: a user who may trigger but
+    not view runs read that run's payload there, past the permission."""
+    Run.objects.create(
+        id="run_secret_payload",
+        task_identifier="hello-world",
+        status="COMPLETED",
+        environment="PRODUCTION",
+        queue="hello-world",
+        max_attempts=3,
+        payload={"card": "4242-SECRET"},
+    )
+    trigger_only = logged_in_client("trigger_run")
+    detail = reverse("trigger_celery:run-detail", args=["run_secret_payload"])
+    assert trigger_only.get(detail).status_code == 403
+    page = trigger_only.get(reverse("trigger_celery:test") + "?task=hello-world")
+    assert page.status_code == 200 and "4242-SECRET" not in page.content.decode()
+    viewer = logged_in_client("trigger_run", "view_run")
+    assert (
+        "4242-SECRET"
+        in viewer.get(reverse("trigger_celery:test") + "?task=hello-world").content.decode()
+    )

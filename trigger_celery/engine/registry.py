@@ -351,12 +351,19 @@ class TaskDefinition:
     def json_schema(self) -> dict[str, Any] | None:
         """The JSON Schema of the payload (schema tasks with a pydantic schema), else None."""
         schema = self.schema
-        if isinstance(schema, type) and issubclass(schema, BaseModel):
-            return schema.model_json_schema()
-        if isinstance(schema, TypeAdapter):
-            return schema.json_schema()
-        custom = getattr(schema, "json_schema", None)
-        return custom() if callable(custom) else None
+        try:
+            if isinstance(schema, type) and issubclass(schema, BaseModel):
+                return schema.model_json_schema()
+            if isinstance(schema, TypeAdapter):
+                return schema.json_schema()
+            custom = getattr(schema, "json_schema", None)
+            return custom() if callable(custom) else None
+        except Exception:
+            # A model with a field JSON Schema has no words for (an arbitrary type), or a
+            # schema's own json_schema() that fails: it still validates payloads, and
+            # the pages that show schemas show none for it instead of failing.
+            log.warning("task %r: its schema gives no JSON Schema", self.id, exc_info=True)
+            return None
 
     # -- hook decorators --------------------------------------------------------------
     def _hook_decorator(self, name: str) -> Callable[[Hook], Hook]:

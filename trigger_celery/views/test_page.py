@@ -117,13 +117,16 @@ class TestRunForm(forms.Form):
         return data
 
 
-def example_payload(definition: TaskDefinition) -> Any:
-    """The latest run's payload, else an example built from the schema."""
+def example_payload(definition: TaskDefinition, *, runs_visible: bool = True) -> Any:
+    """The latest run's payload (for a user who may view runs), else an example built
+    from the schema."""
     latest = (
         Run.objects.filter(task_identifier=definition.id)
         .only("payload", "payload_ref")
         .order_by("-id")
         .first()
+        if runs_visible
+        else None
     )
     if latest is not None and not definition.is_scheduled:
         shown = shown_value(latest.payload, latest.payload_ref, "payload")
@@ -167,7 +170,9 @@ def test_page(request: HttpRequest) -> HttpResponse:
     definition = registry.tasks.get(task_id)
     form = None
     if definition is not None:
-        initial = {"payload": json.dumps(example_payload(definition), indent=2, default=str)}
+        # A run's payload is shown only to users who may view runs (SPEC 10).
+        example = example_payload(definition, runs_visible=can(request, "view_run"))
+        initial = {"payload": json.dumps(example, indent=2, default=str)}
         if request.method == "POST":
             form = TestRunForm(request.POST, definition=definition)
             if form.is_valid():

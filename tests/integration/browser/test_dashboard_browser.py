@@ -389,3 +389,22 @@ def test_a_user_without_a_permission_sees_no_link_to_it_and_a_dashboard_403(
         assert watched.csp_violations() == []
     finally:
         context.close()
+
+
+def test_the_live_bulk_progress_bar_counts_skipped_runs(browser_page):
+    """The bar the page polls left skipped runs out: a finished action showed 0 of 3
+    until a reload (the text said 3 skipped, finished)."""
+    from trigger_celery import bulk
+    from trigger_celery.models import BulkAction
+
+    page = browser_page.page
+    ids = [make_run(f"run_skip{i}", "QUEUED").id for i in range(3)]
+    row = BulkAction(action="cancel", run_ids=ids, filters={}, created_by="boss")
+    row.total = bulk.matching(row).count()
+    row.save()  # the web process that took it went away before working it off
+    BulkAction.objects.filter(pk=row.pk).update(updated_at=timezone.now() - timedelta(minutes=1))
+    Run.objects.filter(id__in=ids).update(status="COMPLETED")  # they finished on their own
+    browser_page.go(f"/trigger/bulk/{row.pk}/")  # resumes it; the page polls its progress
+    page.wait_for_selector("#tc-progress-state:has-text('finished')")
+    assert "3 skipped (already finished), of 3" in page.inner_text("#tc-progress-text")
+    assert page.eval_on_selector("#tc-progress", "e => [e.value, e.max]") == [3, 3]

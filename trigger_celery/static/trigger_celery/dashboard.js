@@ -227,7 +227,7 @@
     poll(live.url, function (body) {
       var bar = document.getElementById("tc-progress");
       bar.max = Math.max(body.total, 1);
-      bar.value = body.done + body.failed;
+      bar.value = body.done + body.failed + (body.skipped || 0);
       document.getElementById("tc-progress-text").textContent =
         body.done + " done, " + body.failed + " failed" +
         (body.skipped ? ", " + body.skipped + " skipped (already finished)" : "") +
