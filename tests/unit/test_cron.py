@@ -220,6 +220,7 @@ def test_ticks_are_strictly_after_after_and_utc():
         ("*/0 * * * *", "step '0' in the minute field"),
         ("77 * * * *", "minute 77 is out of range 0-59"),
         ("0 0 * * * *", "6 fields: seconds are not supported"),
+        ("0 0 1 1 * 2027", "6 fields: a year field is not supported"),
         ("0 0 0 * * * *", "7 field(s)"),
         ("garbage", "1 field(s)"),
         ("a b c d e", "'a' is not a valid minute value"),
@@ -291,6 +292,33 @@ def test_description_in_words():
     assert describe("@daily") == describe("0 0 * * *") != "@daily"
     assert describe("0 12 * * 0,7") == "At 12:00, only on Sunday"  # 0 and 7 are one day
     assert describe("0 12 * * 1,3") == "At 12:00, only on Monday and Wednesday"
+
+
+@pytest.mark.parametrize(
+    ("cron", "words"),
+    [
+        # Only nth / last weekdays: the library said "on the  Friday and Friday".
+        (
+            "0 9 * * 5#2,5#4",
+            "At 09:00, on the second Friday of the month or on the fourth Friday of the month",
+        ),
+        (
+            "0 9 * * 1#1,1L",
+            "At 09:00, on the first Monday of the month or on the last Monday of the month",
+        ),
+        (
+            "0 9 1 * 5#2,5#4",
+            "At 09:00, on day 1 of the month or on the second Friday of the month or on the "
+            "fourth Friday of the month",
+        ),
+        ("0 9 * * 5#4", "At 09:00, on the fourth Friday of the month"),  # it has no "fourth"
+        # A lowercase l is the last day, as cron reads it ("on day l of the month").
+        ("0 9 l * *", "At 09:00, on the last day of the month"),
+        ("0 9 * * 5l", "At 09:00, on the last Friday of the month"),
+    ],
+)
+def test_descriptions_of_nth_and_last_days(cron, words):
+    assert describe(cron) == words
 
 
 # -- specs and payloads -------------------------------------------------------------------

@@ -138,8 +138,11 @@ def parse_cron(expression: object) -> CronExpression:
         )
     parts = body.split(" ")
     if len(parts) == 6:
+        # A seconds field first (Quartz, Spring), or a year last (AWS): neither is cron's.
+        year = re.fullmatch(r"\d{4}([-,/]\d{1,4})*", parts[5])
+        extra = "a year field is not supported" if year else "seconds are not supported"
         raise InvalidScheduleError(
-            f"cron {text!r} has 6 fields: seconds are not supported; use 5 fields "
+            f"cron {text!r} has 6 fields: {extra}; use 5 fields "
             "(minute hour day-of-month month day-of-week)"
         )
     if len(parts) != 5:

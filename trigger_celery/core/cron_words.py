@@ -14,11 +14,17 @@ from trigger_celery.core.cron import MACROS, parse_cron
 
 def describe(cron: str) -> str:
     """The expression in words ("At 09:00, on the last Monday of the month")."""
+    said = _describe(cron)
+    # The library has no word for the fourth (``5#4``: "on the  Friday of the month").
+    return said.replace("the  ", "the fourth ") if "#4" in cron else said
+
+
+def _describe(cron: str) -> str:
     try:
         options = Options()
         options.use_24hour_time_format = True
         options.throw_exception_on_parse_error = True
-        expr = _every_day(MACROS.get(cron.strip().lower(), cron))
+        expr = _every_day(_upper_l(MACROS.get(cron.strip().lower(), cron)))
         expr = _one_name_per_day(_stepped_days(_stepped_month_days(expr)))
         mixed = _mixed_weekdays(expr, options)
         if mixed is not None:
@@ -46,15 +52,48 @@ def _mixed_weekdays(expr: str, options: Options) -> str | None:
     items = fields[4].split(",") if len(fields) == 5 else []
     special = [item for item in items if re.search(r"[L#]", item)]
     plain = [item for item in items if item not in special]
-    if not special or not plain:
+    if not special:
         return None
     minute, hour, dom, month, _ = fields
+    if not plain:
+        return _only_ordinal_weekdays(special, fields, options)
     first = describe(f"{minute} {hour} {dom} {month} {','.join(plain)}")
     base = str(get_description(f"{minute} {hour} * * *", options))
     rest = str(get_description(f"{minute} {hour} * * {','.join(special)}", options))
     if not rest.startswith(base):
         return None
     return f"{first} or {rest[len(base) :].removeprefix(', ')}"
+
+
+def _only_ordinal_weekdays(special: list[str], fields: list[str], options: Options) -> str | None:
+    """Only ``nL`` / ``n#k`` days, more than one (``5#2,5#4``), which the library words
+    as "the Friday and Friday": each in its own words, joined by "or", as is a day of
+    the month (cron fires on a day that matches either field)."""
+    if len(special) == 1:
+        return None
+    minute, hour, dom, month, _ = fields
+
+    def words(dom: str, month: str, dow: str) -> str:
+        return str(get_description(f"{minute} {hour} {dom} {month} {dow}", options))
+
+    base = words("*", "*", "*")
+    parts = [words(dom, "*", "*")] if dom not in ("*", "?") else []
+    parts += [words("*", "*", day) for day in special]
+    in_month = words("*", month, "*")
+    if not all(part.startswith(base) for part in [*parts, in_month]):
+        return None
+    joined = " or".join(part[len(base) :] for part in parts).replace(" or, ", " or ")
+    return f"{base}{joined}{in_month[len(base) :]}"
+
+
+def _upper_l(cron: str) -> str:
+    """``l`` (last) in the day fields as ``L``, which the words below look for: cron
+    takes either, and ``0 9 l * *`` was worded "on day l of the month"."""
+    fields = cron.split()
+    if len(fields) == 5:
+        fields[2] = fields[2].replace("l", "L")
+        fields[4] = re.sub(r"(?<=[0-7])l", "L", fields[4])
+    return " ".join(fields)
 
 
 def _every_day(cron: str) -> str:
