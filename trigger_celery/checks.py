@@ -145,13 +145,29 @@ def _positive(value: Any, kind: type, least: str = "above 0", most: float = math
     return value >= 0 if least == "0 or more" else value > 0
 
 
-def _redis_db(url: str) -> str | None:
-    """The database part of a Redis URL when it is not a whole number (None if fine)."""
+def _redis_url_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with a Redis URL past its scheme, and a hint (None if fine): a
+    database that is not a number, or a bad port (every process would fail to connect,
+    and a trigger's run would wait for a reconciler that cannot connect either)."""
     parts = urlsplit(url)
     db = parse_qs(parts.query).get("db", [""])[0]
     if not db and parts.scheme != "unix":
         db = parts.path.strip("/")
-    return None if db == "" or db.isdigit() else db
+    if db != "" and not db.isdigit():
+        return (
+            f", whose database {db!r} is not a number: Redis would use database 0, which "
+            "may hold another's data",
+            "End the URL with the database number, e.g. redis://localhost:6379/1.",
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port could not be cast ...", "Port out of range ..."
+        port, said = 0, str(exc)
+    else:
+        said = "port 0 is not a port"
+    if port == 0:
+        return f": {said}", "A port is a number from 1 to 65535, e.g. redis://localhost:6379/1."
+    return None
 
 
 def _check_values(s: Any) -> list[checks.CheckMessage]:
@@ -197,12 +213,11 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
                 id="trigger_celery.E015",
             )
         )
-    elif s.REDIS_URL is not None and (db := _redis_db(s.REDIS_URL)) is not None:
+    elif s.REDIS_URL is not None and (problem := _redis_url_problem(s.REDIS_URL)) is not None:
         problems.append(
             checks.Error(
-                f"TRIGGER_CELERY['REDIS_URL'] is {s.REDIS_URL!r}, whose database {db!r} is "
-                "not a number: Redis would use database 0, which may hold another's data",
-                hint="End the URL with the database number, e.g. redis://localhost:6379/1.",
+                f"TRIGGER_CELERY['REDIS_URL'] is {s.REDIS_URL!r}{problem[0]}",
+                hint=problem[1],
                 id="trigger_celery.E015",
             )
         )

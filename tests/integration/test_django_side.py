@@ -54,6 +54,8 @@ def test_no_model_change_is_missing_a_migration():
         ({"LOG_LINES_PER_RUN": -1}, "trigger_celery.E014"),
         ({"REDIS_URL": "htp://nope"}, "trigger_celery.E015"),
         ({"REDIS_URL": "redis://127.0.0.1:6379/abc"}, "trigger_celery.E015"),
+        ({"REDIS_URL": "redis://127.0.0.1:notaport/0"}, "trigger_celery.E015"),
+        ({"REDIS_URL": "redis://127.0.0.1:99999/0"}, "trigger_celery.E015"),
         ({"BURST_FACTOR": float("nan")}, "trigger_celery.E005"),
         ({"BURST_FACTOR": True}, "trigger_celery.E005"),
         ({"LEASE_SECONDS": float("inf")}, "trigger_celery.E014"),
