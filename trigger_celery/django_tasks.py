@@ -71,6 +71,7 @@ from trigger_celery.django_task_worker import (
     as_json,
     check_trigger_options,
     definition_for,
+    enqueued_through,
     send_task_finished,
 )
 from trigger_celery.engine.registry import Queue, project_packages, registry, worker_imports
@@ -240,8 +241,12 @@ class TriggerCeleryBackend(BaseTaskBackend):
         # Every trigger_celery backend reads the same runs: a task enqueued through
         # another alias (``using(backend=...)``) is read here as this backend's, so its
         # result's ``refresh()`` asks this backend again.
+        # Its priority in the terms of the alias it was enqueued through, whose
+        # PRIORITY_SECONDS made the run's (``priority=5`` at 10 s was read as 50).
+        through = enqueued_through(task, (run.metadata or {}).get(BACKEND_METADATA_KEY))
+        seconds = getattr(through, "priority_seconds", self.priority_seconds)
         try:  # the task as it was enqueued: queue, priority and run_after of the run
-            priority = django_priority(run.priority, self.priority_seconds)
+            priority = django_priority(run.priority, seconds)
             return task.using(
                 queue_name=run.queue,
                 priority=priority,
@@ -263,6 +268,11 @@ def _check_fields(task: Task) -> None:
         )
     if task.run_after is not None and not isinstance(task.run_after, datetime):
         raise InvalidTask(f"run_after must be a datetime, got {task.run_after!r}")
+    if task.run_after is not None and timezone.is_aware(task.run_after):
+        try:  # the delay option's rule (at most 10 years ahead), named as Django names it
+            parse_trigger_options({"delay": task.run_after})
+        except ValueError as exc:
+            raise InvalidTask(str(exc).replace("delay:", "run_after:", 1)) from None
     try:
         parse_trigger_options({"queue": task.queue_name})
     except ValueError as exc:  # the queue option's own rule, and its message

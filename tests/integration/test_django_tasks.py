@@ -191,6 +191,24 @@ def test_bad_task_fields_are_invalid_task_errors_naming_the_value(live):
         jobs.add.using(priority="5")
     with pytest.raises(InvalidTask, match="run_after must be a datetime, got '2030-01-01'"):
         jobs.add.using(run_after="2030-01-01")
+    # Past the 10-year horizon: named as run_after, not as the delay it becomes.
+    far = timezone.now() + timedelta(days=365 * 20)
+    with pytest.raises(InvalidTask, match=r"^run_after: .* more than the maximum of 10 years"):
+        jobs.add.using(run_after=far).enqueue(1, 1)
+    assert not Run.objects.exists()
+
+
+def test_get_result_through_another_alias_keeps_the_priority_it_was_enqueued_with(live):
+    """Read through the default alias, a run enqueued through one whose PRIORITY_SECONDS
+    is 10 had its priority converted with the default's 1 s: 5 read back as 50."""
+    bulk = task_backends["bulk"]
+    bulk.priority_seconds = 10.0  # what OPTIONS={"PRIORITY_SECONDS": 10} makes it
+    try:
+        result = jobs.add.using(backend="bulk", priority=5).enqueue(1, 1)
+        assert result.task.priority == 5
+        assert jobs.add.get_result(result.id).task.priority == 5
+    finally:
+        bulk.priority_seconds = 1.0
 
 
 def test_a_queue_limit_holds_for_django_tasks(live):
