@@ -3,8 +3,8 @@
 Statuses map onto Django's four: READY (not started: delayed, queued, or waiting for a
 worker that knows the task), RUNNING (dequeued, executing or waiting on a child),
 SUCCESSFUL, and FAILED for every other end, Django having no canceled or expired status.
-``errors`` has one ``TaskError`` per failed attempt, whose ``exception_class_path`` is
-always importable.
+``errors`` has one ``TaskError`` per failed attempt, with the error's class path (a
+class defined inside a function has a path no import finds, as with Django's backends).
 """
 
 from __future__ import annotations
