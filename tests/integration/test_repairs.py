@@ -54,3 +54,48 @@ def test_the_sweep_goes_round_every_wait_on_keyed_items_however_many_wait(db, mo
     assert ready.completed_at is not None
     assert ready.result[0]["ok"] is True and ready.result[0]["id"] == "run_item0"
     assert all(Waitpoint.objects.get(id=w.id).completed_at is None for w in waiting)
+
+
+class _ProgramLimitExceeded(Exception):
+    sqlstate = "54000"
+
+
+def test_a_batch_wait_the_database_refuses_holds_back_neither_other_repairs_nor_the_pump(
+    transactional_db, monkeypatch, caplog
+):
+    """A batch whose results make a value the database refuses (PostgreSQL: "total size
+    of jsonb array elements exceeds the maximum"): the failing repair was in the pump's one
+    ``try``, so every pass stopped there, and no delayed run started, no timed wait
+    ended, no lease was reaped, for the whole deployment."""
+    from datetime import timedelta
+
+    from django.db import OperationalError
+
+    from trigger_celery.core import clock
+    from trigger_celery.engine import waitpoints
+    from trigger_celery.engine.pump import Pump
+
+    poisoned = _run("run_poisoned", "WAITING")
+    batch = Batch.objects.create(id="batch_poisoned", environment="PRODUCTION", run_count=1)
+    _run("run_poisoned_item", "COMPLETED", batch=batch, batch_index=0)
+    Waitpoint.objects.create(run=poisoned, step=0, kind="BATCH", label="echo", batch=batch)
+    healthy = _run("run_healthy", "WAITING")
+    child = _run("run_healthy_child", "COMPLETED", output={"ok": 1})
+    Waitpoint.objects.create(run=healthy, step=0, kind="RUN", label="echo", child_run=child)
+    delayed = _run("run_due", "DELAYED", delayed_until=clock.now() - timedelta(seconds=5))
+    real = waitpoints.complete_waitpoint
+
+    def refused(waitpoint_id, result, **kwargs):
+        if isinstance(result, list):  # the batch's: psycopg's ProgramLimitExceeded, 54000,
+            err = OperationalError("total size of jsonb array elements exceeds the maximum")
+            err.__cause__ = _ProgramLimitExceeded()  # which Django raises as this
+            raise err
+        return real(waitpoint_id, result, **kwargs)
+
+    monkeypatch.setattr(waitpoints, "complete_waitpoint", refused)
+    Pump().tick()
+    started = ("QUEUED", "DEQUEUED")  # DEQUEUED: dispatched to the broker in that pass too
+    assert Run.objects.get(id=delayed.id).status in started  # the pass went on
+    assert Run.objects.get(id=healthy.id).status in started  # the sweep went on
+    assert Run.objects.get(id=poisoned.id).status == "WAITING"
+    assert "the wait on batch batch_poisoned could not be repaired" in caplog.text

@@ -23,6 +23,25 @@ STORE_OUTAGES: tuple[type[BaseException], ...] = (
 )
 # Raised while the database cannot be reached (or dropped the connection).
 DATABASE_OUTAGES: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+# SQLSTATE classes of an outage: a connection's (08), the server shutting down or not
+# yet up (57), out of resources such as connections (53), a deadlock or serialization
+# failure a retry gets past (40). Another class (PostgreSQL's 54000 "total size of jsonb
+# array elements exceeds the maximum", a program limit) is the row's, not an outage:
+# psycopg raises it as an OperationalError all the same.
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "57", "53", "40"})
+
+
+def is_outage(err: BaseException) -> bool:
+    """Whether ``err`` says the store or the database cannot be reached (or is busy),
+    which the next try may get past, rather than something wrong with what was asked."""
+    if isinstance(err, STORE_OUTAGES):
+        return True
+    if not isinstance(err, DATABASE_OUTAGES):
+        return False
+    sqlstate = getattr(err.__cause__, "sqlstate", None)  # psycopg's error, under Django's
+    return not isinstance(sqlstate, str) or sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES
+
+
 # One line per message this often while an outage lasts.
 OUTAGE_LINE_EVERY = 10.0
 _said: dict[tuple[str, str], float] = {}
@@ -34,10 +53,12 @@ def log_failure(log: logging.Logger, message: str, *args: object) -> None:
     naming the error (the same message at most once per ``OUTAGE_LINE_EVERY``); the
     whole traceback for anything else."""
     err = sys.exc_info()[1]
-    if isinstance(err, STORE_OUTAGES):
-        what = "the store is unreachable"
-    elif isinstance(err, DATABASE_OUTAGES):
-        what = "the database is unreachable"
+    if err is not None and is_outage(err):
+        what = (
+            "the store is unreachable"
+            if isinstance(err, STORE_OUTAGES)
+            else "the database is unreachable"
+        )
     else:
         log.exception(message, *args)
         return

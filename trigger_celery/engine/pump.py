@@ -10,10 +10,12 @@ missed is repaired (``engine.repairs``). Every step is safe with several beats a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 from trigger_celery.conf import get_settings
 from trigger_celery.coordination.factory import get_store
-from trigger_celery.coordination.outages import log_failure
+from trigger_celery.coordination.outages import is_outage, log_failure
 from trigger_celery.core import clock
 from trigger_celery.db import heal_connections
 from trigger_celery.engine import dispatch, promotions, recovery, repairs
@@ -38,26 +40,41 @@ class Pump:
 
     def tick(self) -> float:
         settings = get_settings()
+        now_ts = clock.timestamp()
+        steps: list[tuple[str, Callable[[], object]]] = [("connections", heal_connections)]
+        if now_ts - self._last_reconcile >= RECONCILE_EVERY:
+            self._last_reconcile = now_ts
+            full = now_ts - self._last_full_reconcile >= FULL_RECONCILE_EVERY
+            if full:
+                self._last_full_reconcile = now_ts
+            steps.append(("reconcile", partial(recovery.reconcile, full=full)))
+        if now_ts - self._last_repair >= REPAIR_EVERY:
+            self._last_repair = now_ts
+            steps.append(("repairs", repairs.repair))
+        steps += [
+            ("schedules", self._schedules.tick),
+            ("delayed runs", promotions.promote_delayed),
+            ("timed waits", complete_due_datetimes),
+            ("ttls", promotions.expire_due),
+            ("leases", recovery.reap_expired_leases),
+            ("dispatch", dispatch.dispatch_ready),
+        ]
+        failed = False
+        for name, step in steps:
+            try:
+                step()
+            except Exception as err:
+                if is_outage(err):  # the rest would meet it too, each after a timeout
+                    log_failure(log, "trigger_celery pump pass failed; retrying")
+                    return settings.PUMP_INTERVAL
+                # One step's bug or one row the database refuses must not hold back the
+                # others: delays, timed waits, ttls and leases go on (a batch result the
+                # database would not store kept every pass from getting past repairs).
+                log.exception("trigger_celery pump: %s failed; the other steps go on", name)
+                failed = True
         try:
-            heal_connections()  # after a database outage the next pass connects again
-            now_ts = clock.timestamp()
-            if now_ts - self._last_reconcile >= RECONCILE_EVERY:
-                self._last_reconcile = now_ts
-                full = now_ts - self._last_full_reconcile >= FULL_RECONCILE_EVERY
-                if full:
-                    self._last_full_reconcile = now_ts
-                recovery.reconcile(full=full)
-            if now_ts - self._last_repair >= REPAIR_EVERY:
-                self._last_repair = now_ts
-                repairs.repair()
-            self._schedules.tick()
-            promotions.promote_delayed()
-            complete_due_datetimes()
-            promotions.expire_due()
-            recovery.reap_expired_leases()
-            dispatch.dispatch_ready()
-            next_ready = get_store().next_ready_at()
-        except Exception:  # an outage says so in a line now and then, a bug in a traceback
+            next_ready = None if failed else get_store().next_ready_at()
+        except Exception:
             log_failure(log, "trigger_celery pump pass failed; retrying")
             return settings.PUMP_INTERVAL
         if next_ready is None:

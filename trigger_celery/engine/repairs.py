@@ -18,13 +18,19 @@ it: one wins, the other does nothing.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.db.models import Exists, OuterRef, QuerySet
 
+from trigger_celery.coordination.outages import is_outage
 from trigger_celery.core.statuses import FINAL_STATUSES, RunStatus
 from trigger_celery.engine import waitpoints
 from trigger_celery.models import Run, Waitpoint
 
 _FINAL = [s.value for s in FINAL_STATUSES]
+log = logging.getLogger("trigger_celery.engine.repairs")
 
 
 def repair(limit: int = 200) -> dict[str, int]:
@@ -42,8 +48,9 @@ def complete_finished_children(limit: int) -> int:
     )
     done = 0
     for wp in pending[:limit]:
-        waitpoints.complete_if_child_done(wp)
-        done += 1
+        with _one_repair(f"waitpoint {wp.id} of run {wp.run_id}"):
+            waitpoints.complete_if_child_done(wp)
+            done += 1
     return done
 
 
@@ -58,8 +65,22 @@ def complete_finished_batches(limit: int) -> int:
     )
     batch_ids += _listed_batches(pending, limit)
     for batch_id in batch_ids:
-        waitpoints.complete_batch_if_done(batch_id)
+        with _one_repair(f"the wait on batch {batch_id}"):
+            waitpoints.complete_batch_if_done(batch_id)
     return len(batch_ids)
+
+
+@contextmanager
+def _one_repair(what: str) -> Iterator[None]:
+    """One repair whose row fails (an output storage no longer has, a result the
+    database refuses) is logged, and the sweep goes on to the others; an outage ends
+    the sweep (every other repair would meet it too)."""
+    try:
+        yield
+    except Exception as err:
+        if is_outage(err):
+            raise
+        log.exception("repairs: %s could not be repaired; the others go on", what)
 
 
 # The id after which the next sweep looks at listed batch waits (0: from the start).
