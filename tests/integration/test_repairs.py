@@ -99,3 +99,27 @@ def test_a_batch_wait_the_database_refuses_holds_back_neither_other_repairs_nor_
     assert Run.objects.get(id=healthy.id).status in started  # the sweep went on
     assert Run.objects.get(id=poisoned.id).status == "WAITING"
     assert "the wait on batch batch_poisoned could not be repaired" in caplog.text
+
+
+def test_batch_results_past_the_inline_budget_leave_their_outputs_in_the_runs(db, monkeypatch):
+    from trigger_celery.engine import waitpoints
+
+    monkeypatch.setattr(waitpoints, "BATCH_RESULT_INLINE", 100)
+    parent = _run("run_budget_parent", "WAITING")
+    batch = Batch.objects.create(id="batch_budget", environment="PRODUCTION", run_count=3)
+    for i, output in enumerate(["a" * 60, "b" * 60, None]):
+        _run(f"run_budget_{i}", "COMPLETED", batch=batch, batch_index=i, output=output)
+    Run.objects.filter(id="run_budget_2").update(status="FAILED", error={"type": "E"})
+    wp = Waitpoint.objects.create(run=parent, step=0, kind="BATCH", label="echo", batch=batch)
+    waitpoints.complete_batch_if_done(batch.id)
+    wp.refresh_from_db()
+    # The first fits in 100 bytes, the second would not: it stays in its run.
+    assert [bool(r.get("output_in_run")) for r in wp.result] == [False, True, False]
+    assert "b" * 60 not in str(wp.result)
+    results = waitpoints.with_outputs(wp.result)
+    assert [(r.ok, r.output) for r in results] == [
+        (True, "a" * 60),
+        (True, "b" * 60),
+        (False, None),
+    ]
+    assert results[2].error == {"type": "E"}

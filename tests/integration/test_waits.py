@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -690,3 +691,17 @@ def test_a_run_queued_to_resume_shows_the_attempt_it_continues(live, admin_clien
         queues.resume("wait-parent")
     run = finished(handle)
     assert (run.status, run.attempt_count) == ("COMPLETED", 1)
+
+
+def test_a_batch_waits_outputs_kept_in_storage_are_read_when_the_parent_resumes(live):
+    """A batch wait's results were one database value holding every output, those kept
+    in storage too: 1,000 outputs of 270 KB passed PostgreSQL's 256 MB cap for a jsonb
+    value, the waitpoint was never completed, and the parent waited forever. Outputs in
+    storage stay there now (and past 16 MB, inline ones stay in their runs)."""
+    sizes = [600_000, 10, 700_000]  # above the 512 KB inline limit: kept in storage
+    run = finished(tasks.trigger("batches-big-echoes", {"sizes": sizes}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output == sizes
+    (wp,) = Waitpoint.objects.filter(run_id=run.id)
+    assert [bool(r.get("output_in_run")) for r in wp.result] == [True, False, True]
+    assert len(json.dumps(wp.result)) < 10_000

@@ -597,6 +597,13 @@ def echo(payload, ctx):
     return {"payload": payload, "tags": ctx.run.tags}
 
 
+@task(id="batches-big-echoes", retry={"max_attempts": 1})
+def batches_big_echoes(payload, ctx):
+    """Waits on echoes of blobs of the sizes given; their sizes as the children said."""
+    items = [{"payload": {"blob": "x" * size}} for size in payload["sizes"]]
+    return [len(r.unwrap()["payload"]["blob"]) for r in echo.batch_trigger_and_wait(items).runs]
+
+
 @task(id="progress")
 def progress(payload, ctx):
     from trigger_celery import tags as run_tags

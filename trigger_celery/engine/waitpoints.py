@@ -41,6 +41,50 @@ def result_of(run: Run) -> RunResult:
     return RunResult(False, run.id, run.task_identifier, error=error)
 
 
+# A batch wait's results are one database value, which PostgreSQL caps (256 MB of
+# jsonb): past this many bytes of outputs, and for any output kept in storage, an item's
+# output stays in its run and is read when the parent resumes (``with_outputs``).
+BATCH_RESULT_INLINE = 16 * 1024 * 1024
+OUTPUT_IN_RUN = "output_in_run"
+
+
+def batch_results(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """The results of a batch wait's runs, in order, within ``BATCH_RESULT_INLINE``."""
+    results, room = [], BATCH_RESULT_INLINE
+    for run in runs:
+        size = 0 if run.output_ref else len(json.dumps(run.output, separators=(",", ":")))
+        if run.status == RunStatus.COMPLETED and (run.output_ref or size > room):
+            results.append(
+                {
+                    "ok": True,
+                    "id": run.id,
+                    "task_identifier": run.task_identifier,
+                    OUTPUT_IN_RUN: True,
+                }
+            )
+            continue
+        room -= size
+        results.append(result_of(run).to_json())
+    return results
+
+
+def with_outputs(results: list[dict[str, Any]]) -> list[RunResult]:
+    """A batch wait's recorded results, the outputs left in their runs read back."""
+    left = [r["id"] for r in results if r.get(OUTPUT_IN_RUN)]
+    rows = Run.objects.filter(id__in=left).only("id", "output", "output_ref") if left else []
+    outputs = {r.id: load_payload(r.output, r.output_ref) for r in rows}
+    found = []
+    for data in results:
+        if data.get(OUTPUT_IN_RUN) and data["id"] not in outputs:
+            error = {"type": "NOT_FOUND", "message": f"the run {data['id']} no longer exists"}
+            found.append(RunResult(False, data["id"], data["task_identifier"], error=error))
+        elif data.get(OUTPUT_IN_RUN):
+            found.append(RunResult(True, data["id"], data["task_identifier"], outputs[data["id"]]))
+        else:
+            found.append(RunResult.from_json(data))
+    return found
+
+
 def complete_waitpoint(
     waitpoint_id: int, result: Any, *, run_id: str | None = None, kind: str | None = None
 ) -> None:
@@ -85,7 +129,7 @@ def _complete_batch(wp: Waitpoint) -> None:
     )
     # No runs: an empty batch (batch_trigger_and_wait([])) is done at once.
     if children or Batch.objects.filter(id=wp.batch_id, run_count=0).exists():
-        results = [result_of(c).to_json() for c in children]
+        results = batch_results(children)
         complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
 
 
@@ -95,14 +139,14 @@ def _complete_listed_batch(wp: Waitpoint, item_runs: list[str]) -> None:
     found = {r.id: r for r in Run.objects.filter(id__in=set(item_runs)).only(*RESULT_FIELDS)}
     if any(r.status not in FINAL_STATUSES for r in found.values()):
         return
+    listed = iter(batch_results(found[run_id] for run_id in item_runs if run_id in found))
     results = []
     for run_id in item_runs:
-        run = found.get(run_id)
-        if run is None:  # deleted meanwhile: the item still gets a result to inspect
+        if run_id not in found:  # deleted meanwhile: the item still gets a result to inspect
             error = {"type": "NOT_FOUND", "message": f"the run {run_id} no longer exists"}
             results.append(RunResult(False, run_id, "", error=error).to_json())
         else:
-            results.append(result_of(run).to_json())
+            results.append(next(listed))
     complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
 
 

@@ -40,6 +40,7 @@ from trigger_celery.engine.waitpoints import (
     complete_batch_if_done,
     complete_if_child_done,
     complete_waitpoint,
+    with_outputs,
 )
 from trigger_celery.errors import OutsideRunError, ReplayMismatchError
 from trigger_celery.models import Run, Waitpoint
@@ -282,7 +283,7 @@ def batch_trigger_and_wait(label: str, items: BatchItems) -> BatchResult:
     if wp.completed_at is None:
         _wait_in_process_or_suspend(wp)
         wp.refresh_from_db()
-    return BatchResult(wp.batch_id, [RunResult.from_json(r) for r in wp.result])
+    return BatchResult(wp.batch_id, with_outputs(wp.result))
 
 
 def _child_kept_here(scope: RunScope) -> AbstractContextManager[None]:
