@@ -162,6 +162,35 @@ def test_paused_queue_starts_nothing_until_resumed(live):
     all_finished([handle])
 
 
+def test_a_paused_queue_a_deploy_removed_from_the_code_is_listed_and_can_be_resumed(
+    live, admin_client
+):
+    """Its runs waited for good: the API, the admin and the dashboard offered only the
+    queues declared in code, and resuming it raised ConfigurationError."""
+    from django.urls import reverse
+
+    from trigger_celery.engine.registry import registry
+
+    queues.pause("shared-1")
+    handle = tasks.trigger("shared-a", {"tag": "left-behind", "seconds": 0.05})
+    declared = registry.queues.pop("shared-1")  # the deploy that removed the queue
+    try:
+        [info] = [q for q in queues.list() if q.name == "shared-1"]
+        assert info.paused and not info.declared and info.queued == 1
+        assert info.concurrency_limit is None
+        page = admin_client.get(reverse("trigger_celery:queue-list")).content.decode()
+        assert "not declared in code" in page
+        resume = reverse("trigger_celery:queue-action", args=["shared-1", "resume"])
+        assert admin_client.post(resume).status_code == 302
+        assert not queues.retrieve("shared-1").paused
+        all_finished([handle])
+        with pytest.raises(ConfigurationError, match="not declared in code"):
+            queues.pause("never-declared-anywhere")
+    finally:
+        registry.queues["shared-1"] = declared
+        queues.resume("shared-1")
+
+
 def test_pause_and_resume_hold_when_the_store_is_unreachable(live, settings):
     """The pause is a row: with the store down the call still succeeds (it did raise, with
     the row already committed), and reconcile gives the store the row's word later."""

@@ -1,7 +1,9 @@
 """``queues``: pause, resume and live counts of the queues declared in code (SPEC 4).
 
 Pausing is durable: the flag is a row (``QueueState``) mirrored into the coordination
-store, so it survives a Redis flush (the reconciler re-applies it).
+store, so it survives a Redis flush (the reconciler re-applies it). A queue a deploy
+removed from the code while it was paused, or held runs, is still listed, and can be
+paused and resumed (its runs would otherwise wait for good); its limits are not known.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from trigger_celery.coordination.factory import get_store
 from trigger_celery.core.options import MAX_QUEUE_LIMIT
 from trigger_celery.db import write_transaction
 from trigger_celery.engine import dispatch, queueing
-from trigger_celery.engine.registry import registry
+from trigger_celery.engine.registry import Queue, registry
+from trigger_celery.errors import ConfigurationError
 from trigger_celery.models import QueueState
 from trigger_celery.off_loop import off_event_loop_methods
 
@@ -39,6 +42,7 @@ class QueueInfo:
     keys: dict[str, tuple[int, int]]  # concurrency key -> (queued, executing)
     code_limit: int | None = None  # as declared in code
     overridden: bool = False
+    declared: bool = True  # False: removed from the code, left paused or with runs
 
 
 @off_event_loop_methods
@@ -81,7 +85,7 @@ class QueuesAPI:
         self.override_limit(name, None)
 
     def _set(self, name: str, paused: bool) -> None:
-        registry.require_queue(name)
+        _declared_or_left_behind(name)
         with write_transaction():
             QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
         _when_reachable(lambda: get_store().set_paused(name, paused), name)
@@ -92,9 +96,9 @@ class QueuesAPI:
     def _info(
         self, name: str, state: QueueState | None, rows: list[QueueStats] | None = None
     ) -> QueueInfo:
-        q = registry.require_queue(name)
         if rows is None:
             rows = get_store().stats(name)
+        q = _declared_or_left_behind(name, state, rows)
         keys = {r.concurrency_key or "": (r.queued, r.executing) for r in rows}
         override = state.concurrency_limit_override if state else None
         return QueueInfo(
@@ -108,6 +112,7 @@ class QueuesAPI:
             keys=keys,
             code_limit=q.concurrency_limit,
             overridden=override is not None,
+            declared=name in registry.queues,
         )
 
     def list(self) -> list[QueueInfo]:
@@ -118,10 +123,31 @@ class QueuesAPI:
         stats: dict[str, list[QueueStats]] = defaultdict(list)
         for row in get_store().stats():
             stats[row.queue].append(row)
+        left_behind = {n for n, row in states.items() if row.paused} | {
+            n for n, rows in stats.items() if any(r.queued or r.executing for r in rows)
+        }
         return [
             self._info(name, states.get(name), stats.get(name, []))
-            for name in sorted(registry.queues)
+            for name in sorted(set(registry.queues) | left_behind)
         ]
+
+
+def _declared_or_left_behind(
+    name: str, state: QueueState | None = None, rows: list[QueueStats] | None = None
+) -> Queue:
+    """The queue declared in code as ``name``; or, for a name the code no longer
+    declares, a stand-in with no limits when the queue was left paused or with runs
+    (else the registry's error, which lists the queues declared)."""
+    try:
+        return registry.require_queue(name)
+    except ConfigurationError:
+        if state is None:
+            state = QueueState.objects.filter(name=name).first()
+        if rows is None:
+            rows = get_store().stats(name)
+        if (state is not None and state.paused) or any(r.queued or r.executing for r in rows):
+            return Queue(name)
+        raise
 
 
 def _pushed_and_dispatched(name: str) -> None:

@@ -38,14 +38,14 @@ def queue_list(request: HttpRequest) -> HttpResponse:
 @dashboard_view("change_queuestate", methods=("POST",))
 def queue_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     registry.ensure_discovered()
-    if name not in registry.queues:
+    if name not in registry.queues and action not in ("pause", "resume"):
         raise Http404(f"no queue {name} is declared in code")
-    if action == "pause":
-        queues.pause(name)
-        messages.success(request, f"Queue {name} paused.")
-    elif action == "resume":
-        queues.resume(name)
-        messages.success(request, f"Queue {name} resumed.")
+    if action in ("pause", "resume"):
+        try:  # a queue the code no longer declares, left paused or with runs, too
+            (queues.pause if action == "pause" else queues.resume)(name)
+        except ConfigurationError:
+            raise Http404(f"no queue {name} is declared in code") from None
+        messages.success(request, f"Queue {name} {action}d.")
     elif action == "reset":
         queues.reset_limit(name)
         messages.success(request, f"Queue {name} is back to the limit in code.")
