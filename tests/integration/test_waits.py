@@ -705,3 +705,16 @@ def test_a_batch_waits_outputs_kept_in_storage_are_read_when_the_parent_resumes(
     (wp,) = Waitpoint.objects.filter(run_id=run.id)
     assert [bool(r.get("output_in_run")) for r in wp.result] == [True, False, True]
     assert len(json.dumps(wp.result)) < 10_000
+
+
+def test_waits_on_children_named_by_task_id(live):
+    """``tasks.trigger_and_wait`` and ``tasks.batch_trigger_and_wait`` by id, as
+    Trigger.dev has them: before, a bare AttributeError."""
+    run = finished(tasks.trigger("waits-by-id", {}))
+    assert run.status == "COMPLETED", run.error
+    assert run.output == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert Run.objects.filter(parent_id=run.id, task_identifier="echo").count() == 3
+    with pytest.raises(OutsideRunError):
+        tasks.trigger_and_wait("echo", {})
+    with pytest.raises(ValueError, match="task id"):
+        tasks.batch_trigger_and_wait("", [])

@@ -604,6 +604,16 @@ def batches_big_echoes(payload, ctx):
     return [len(r.unwrap()["payload"]["blob"]) for r in echo.batch_trigger_and_wait(items).runs]
 
 
+@task(id="waits-by-id", retry={"max_attempts": 1})
+def waits_by_id(payload, ctx):
+    """Waits on children named by task id, as Trigger.dev's tasks.triggerAndWait."""
+    from trigger_celery import tasks
+
+    one = tasks.trigger_and_wait("echo", {"n": 1}).unwrap()
+    many = tasks.batch_trigger_and_wait("echo", [{"payload": {"n": 2}}, {"payload": {"n": 3}}])
+    return [one["payload"], *(r.unwrap()["payload"] for r in many.runs)]
+
+
 @task(id="progress")
 def progress(payload, ctx):
     from trigger_celery import tags as run_tags
