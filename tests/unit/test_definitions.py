@@ -378,3 +378,25 @@ def test_middleware_as_a_bare_decorator_is_registered_under_its_dotted_path(
         tasks.middleware(42)
     with pytest.raises(ConfigurationError, match="has no name of its own"):
         tasks.middleware(functools.partial(lambda ctx, next: next()))
+
+
+def _timing(ctx, payload, next):
+    return next()
+
+
+def _tracing(ctx, payload, next):
+    return next()
+
+
+def test_a_tasks_middleware_may_be_one_function_or_a_list_named_by_their_dotted_paths():
+    """As Trigger.dev's per-task ``middleware`` option takes it: before, only a dict of
+    name -> function was taken, and a function was refused."""
+    one = task(id="unit-mw-one", run=_run, middleware=_timing)
+    assert one.hooks.middleware == [(f"{__name__}._timing", _timing)]
+    both = task(id="unit-mw-list", run=_run, middleware=[_timing, _tracing])
+    assert [name for name, _ in both.hooks.middleware] == [
+        f"{__name__}._timing",
+        f"{__name__}._tracing",
+    ]
+    with pytest.raises(ConfigurationError, match=r"middleware .* takes no 'next' parameter"):
+        task(id="unit-mw-bad", run=_run, middleware=lambda ctx, payload: None)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from trigger_celery.core.handles import RunHandle
-from trigger_celery.core.hooks import HOOK_NAMES
+from trigger_celery.core.hooks import HOOK_NAMES, middleware_name
 from trigger_celery.core.options import QueueOptions
 from trigger_celery.core.results import BatchResult, RunResult
 from trigger_celery.core.schedules import ScheduleSpec
@@ -129,9 +129,20 @@ def _build(
         )
     hooks = {k: v for k, v in options.items() if k in HOOK_NAMES}
     middleware = options.get("middleware")
+    if callable(middleware) or (
+        isinstance(middleware, list | tuple) and all(callable(m) for m in middleware)
+    ):
+        # One function (as Trigger.dev's option takes it), or a list of them: each named
+        # by its dotted path, as a bare ``@my_task.middleware`` names it.
+        named = [
+            middleware_name(m, None)
+            for m in (middleware if isinstance(middleware, list | tuple) else [middleware])
+        ]
+        middleware = {label: fn for label, fn in named}
     if middleware is not None and not isinstance(middleware, Mapping):
         raise ConfigurationError(
-            f"task {id!r}: middleware must be a dict of name -> function, got {middleware!r}"
+            f"task {id!r}: middleware must be a function, a list of functions or a dict of "
+            f"name -> function, got {middleware!r}"
         )
 
     def make(fn: RunFunction) -> Task:
