@@ -86,6 +86,12 @@ def test_list_filters_take_handles_records_and_lists(live):
     assert [r.id for r in runs.list(queue=["limit-2", "nothing"])] == [queued.id]
     with pytest.raises(TypeError, match="batch= must be a string or a list of strings, got"):
         runs.list(batch=[5])
+    # An empty list matches no run, and an empty string is refused, naming the filter:
+    # both were skipped, and every run listed (batch=[b.id for b in none]).
+    for name in ("batch", "status", "tag", "task_identifier", "queue", "schedule"):
+        assert list(runs.list(**{name: []})) == [], name
+        with pytest.raises(ValueError, match=rf"runs.list {name}=: '' matches nothing"):
+            runs.list(**{name: ""})
 
 
 def test_an_idempotency_key_that_is_no_string_is_refused_by_name():

@@ -159,10 +159,11 @@ def _run_id(id_or_handle: str | RunHandle | RunRecord) -> str:
     raise ValueError(f"expected a run id or handle, got {id_or_handle!r}")
 
 
-def filter_strings(call: str, name: str, value: object) -> list[str]:
+def filter_strings(call: str, name: str, value: object, *, empty: bool = False) -> list[str]:
     """A filter of ``call`` (``runs.list``, ``schedules.list``) given as a string or a
     list of strings, as a list: a TypeError for anything else, a ValueError naming a
-    string the database could not even compare (a NUL character, a lone surrogate)."""
+    string the database could not even compare (a NUL character, a lone surrogate), or
+    an empty one unless ``empty`` (a value no row holds, where none was meant)."""
     try:
         values = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
     except TypeError:
@@ -170,6 +171,10 @@ def filter_strings(call: str, name: str, value: object) -> list[str]:
     if not all(isinstance(v, str) for v in values):
         raise TypeError(f"{call} {name}= must be a string or a list of strings, got {value!r}")
     for v in values:
+        if v == "" and not empty:
+            raise ValueError(
+                f"{call} {name}=: '' matches nothing; leave the filter out to match everything"
+            )
         problem = text_problem(v)
         if problem is not None:
             raise ValueError(f"{call} {name}=: {v!r} {problem}")
@@ -192,27 +197,30 @@ RunPage = Page[RunRecord]
 
 def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
     qs = Run.objects.all().prefetch_related("attempts")
+    # A filter given (not None) always filters: an empty list matches no run (it was
+    # skipped, and every run matched, e.g. ``batch=[b.id for b in none]``).
     status = filters.get("status")
-    if status:
+    if status is not None:
         statuses = _strings("status", status)
         bad = [s for s in statuses if s not in RunStatus.__members__]
         if bad:
             raise ValueError(f"unknown status {bad!r}; use one of {', '.join(RunStatus)}")
         qs = qs.filter(status__in=statuses)
     task_identifier = filters.get("task_identifier")
-    if task_identifier:
+    if task_identifier is not None:
         qs = qs.filter(task_identifier__in=_strings("task_identifier", task_identifier))
     qs = qs.created_between(filters.get("from_"), filters.get("to"))
     tag = filters.get("tag")
-    if tag:
-        qs = qs.with_tag(*_strings("tag", tag))  # any of them
+    if tag is not None:
+        tags = _strings("tag", tag)
+        qs = qs.with_tag(*tags) if tags else qs.none()  # any of them
     for name, column, attr in (
         ("batch", "batch_id", "id"),
         ("schedule", "schedule_id", "id"),
         ("queue", "queue", "name"),
     ):
         value = filters.get(name)
-        if value:
+        if value is not None:
             qs = qs.filter(**{f"{column}__in": _referenced(name, value, attr)})
     return keyset_page(
         qs, limit=limit, after=after, convert=RunRecord.from_model, wrap=off_event_loop

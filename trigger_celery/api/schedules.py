@@ -333,7 +333,7 @@ class SchedulesAPI:
 def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePage:
     qs = Schedule.objects.all()
     task = filters.get("task")
-    if task:
+    if task is not None:  # an empty list matches nothing, as in runs.list
         qs = qs.filter(task_identifier__in=filter_strings("schedules.list", "task", task))
     for name in ("active", "declarative"):
         flag = filters.get(name)
@@ -346,7 +346,12 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
     if external_id is not None:
         if not isinstance(external_id, str):
             raise TypeError(f"schedules.list external_id= must be a string, got {external_id!r}")
-        (external_id,) = filter_strings("schedules.list", "external_id", external_id)
+        (external_id,) = filter_strings(
+            "schedules.list",
+            "external_id",
+            external_id,
+            empty=True,  # "": none given
+        )
         qs = qs.filter(external_id=external_id)
     return keyset_page(
         qs,
