@@ -292,6 +292,22 @@ def test_a_keyed_batch_again_after_a_failed_item_lists_one_run_per_item(live):
     assert record.run_count == 2
 
 
+def test_a_keyed_batch_again_with_another_number_of_items_is_refused(live):
+    """The items past the first call's end were added to the batch made before, whose
+    run_count still said 3 (and with fewer items the handle listed fewer runs)."""
+    first = echo.batch_trigger([{"payload": {"n": n}} for n in range(3)], idempotency_key="grow")
+    for n in (5, 2):
+        with pytest.raises(
+            ValueError, match=rf"names batch {first.id} of 3 item\(s\); this call has {n}"
+        ):
+            echo.batch_trigger([{"payload": {"n": i}} for i in range(n)], idempotency_key="grow")
+    record = batch.retrieve(first.id)
+    assert len(record.runs) == record.run_count == 3
+    assert Run.objects.count() == 3
+    again = echo.batch_trigger([{"payload": {"n": n}} for n in range(3)], idempotency_key="grow")
+    assert [h.id for h in again.runs] == [h.id for h in first.runs]
+
+
 def test_retrieve_lists_the_run_each_keyed_item_found_outside_the_batch(live):
     """An item's key found a run triggered alone, another batch's, or an earlier item's:
     the handle lists that run, and retrieve did not (the run is not this batch's)."""

@@ -174,7 +174,7 @@ def _create_batch(
         keyed = _batch_of_held_keys(special, count)
     batch_id = keyed or batch_id
     with write_transaction():
-        _, created = Batch.objects.get_or_create(
+        row, created = Batch.objects.get_or_create(
             id=batch_id,
             defaults={
                 "environment": settings.ENVIRONMENT,
@@ -183,6 +183,14 @@ def _create_batch(
                 "parent_run_id": scope.ctx.run.id if scope else None,
             },
         )
+        if not created and shared_opts.idempotency_key is not None and row.run_count != count:
+            # The batch's key names a batch made with other items: its runs are found by
+            # index, and the items past its end would join the old batch.
+            raise ValueError(
+                f"idempotency_key {batch_options['idempotency_key']!r} names batch {row.id} "
+                f"of {row.run_count} item(s); this call has {count}: trigger a keyed batch "
+                "again with the same items, or give other items another key"
+            )
         if not created and keyed is None:
             # Made before (a wait's batch, replayed): its runs were written in the same
             # transaction as its row, so they are found by index instead of made again.
