@@ -251,18 +251,18 @@ def test_with_celerys_instrumentation_on_the_attempt_keeps_its_parent_and_links_
 
 
 def test_an_attempt_whose_process_is_ended_still_exports_its_span(own, tmp_path):
-    """A run stuck in one C call ignores its stop; the monitor ends the pool process
+    """A run that ignores its stop (it swallows it); the monitor ends the pool process
     (a real exit), and the attempt's span is ended and exported before it goes."""
     otel_spans.install()
     path = str(tmp_path / "worker-spans.jsonl")
     worker = own.worker(env={"TC_OTEL_SPANS": path})
     own.beat()
-    handle = tasks.trigger("sleepy", {"seconds": 60}, max_duration=5)
+    handle = tasks.trigger("ignores-its-stop", {"seconds": 60}, max_duration=5)
     run = finished(handle, timeout=60)
     assert run.status == "TIMED_OUT"
     assert "ignored its stop" in worker.log()  # the process was ended, not interrupted
     span = wait_for(
-        lambda: {s["name"]: s for s in otel_spans.read(path)}.get("run sleepy"),
+        lambda: {s["name"]: s for s in otel_spans.read(path)}.get("run ignores-its-stop"),
         what="the ended attempt's span",
     )
     assert span["attributes"]["trigger_celery.run_id"] == handle.id

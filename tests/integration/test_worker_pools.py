@@ -58,6 +58,34 @@ def test_a_run_stuck_in_one_call_past_its_max_duration_is_timed_out_and_keeps_it
     assert again.status == "TIMED_OUT" and again.attempt_count == 1
 
 
+@pytest.mark.parametrize("stop", ["max_duration", "cancel"])
+def test_a_prefork_run_stuck_in_one_call_is_woken_by_its_stop_and_gets_its_hooks(
+    own, listener, stop
+):
+    """In a prefork child the attempt runs in the main thread, which a signal wakes from
+    a blocking call: the stop is raised there, and the run ends with its hooks
+    (on_failure for TIMED_OUT, as README says), its process kept. Before, the process was
+    ended after the hard grace, and no on_failure ran."""
+    worker = own.worker(pool="prefork", concurrency=2)
+    own.beat()
+    port = listener.getsockname()[1]
+    options = {"max_duration": 5} if stop == "max_duration" else {}
+    handle = tasks.trigger("blocked-in-one-call", {"port": port}, **options)
+    conn, _ = listener.accept()
+    with conn:
+        wait_for(lambda: events.values(f"blocked:{handle.id}"), what="the run to block")
+        if stop == "cancel":
+            runs.cancel(handle)
+        run = finished(handle, timeout=45)
+        assert run.status == ("TIMED_OUT" if stop == "max_duration" else "CANCELED")
+        if stop == "max_duration":
+            wait_for(lambda: events.values(f"blocked-ended:{handle.id}"), what="on_failure")
+        # The slot came back with the code stopped, before any byte was written.
+        assert finished(tasks.trigger("after-blocked", {}), timeout=30).status == "COMPLETED"
+    assert events.values(f"unblocked:{handle.id}") == []
+    assert "ignored its stop" not in worker.log()
+
+
 def test_a_timed_out_run_whose_code_still_runs_holds_its_slot_again_after_a_flush(
     own, listener, redis_url
 ):

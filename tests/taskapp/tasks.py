@@ -471,6 +471,19 @@ def stubborn_failing_cleanup(payload, ctx):
     return "finished"
 
 
+@task(id="ignores-its-stop", retry={"max_attempts": 1})
+def ignores_its_stop(payload, ctx):
+    """Sleeps ``seconds`` in all, swallowing the monitor's stop on the way (the monitor
+    raises it once): only the end of its pool process ends it."""
+    deadline = time.time() + payload.get("seconds", 60)
+    while time.time() < deadline:
+        try:
+            time.sleep(max(0.0, deadline - time.time()))
+        except BaseException as stop:  # swallowed on purpose
+            events.record(f"stopped:{ctx.run.id}", type(stop).__name__)
+    return "slept"
+
+
 @task(id="stubborn", retry={"max_attempts": 3})
 def stubborn(payload, ctx):
     events.record(f"started:{ctx.run.id}", ctx.attempt.number)

@@ -36,6 +36,7 @@ from trigger_celery.worker.interrupts import (
     is_pool_child,
     raise_in_thread,
     throw_in_greenlet,
+    wake_from_blocking_call,
 )
 from trigger_celery.worker.user_code import running_thread
 
@@ -314,6 +315,7 @@ class AttemptMonitor:
                     throw_in_greenlet(w.greenlet, exc, lambda: w.done)
                 else:
                     raise_in_thread(target, exc)
+                    wake_from_blocking_call(target)
             return
         if now - w.interrupted_at < HARD_GRACE_SECONDS or w.abandoned:
             return

@@ -26,6 +26,7 @@ from trigger_celery.engine.registry import app_modules, registry
 from trigger_celery.engine.schedules import sync_declarative
 from trigger_celery.migration_state import lacks_migrations
 from trigger_celery.worker import log_fields, prefetch
+from trigger_celery.worker.interrupts import install_wake_handler
 from trigger_celery.worker.settings_hooks import named_hooks
 
 log = logging.getLogger("trigger_celery.worker")
@@ -149,6 +150,8 @@ def on_worker_ready(**_: Any) -> None:
 def on_worker_process_init(**_: Any) -> None:
     # A forked pool child must not share the parent's Redis connections.
     reset_store_cache()
+    # Its main thread runs the attempts: a stop can wake it from a blocking call.
+    install_wake_handler()
     import_trigger_init_modules()
     register_hooks_from_settings()
 
