@@ -222,22 +222,23 @@ def _create_batch(
             )
         handles[index] = handle
     if special:
-        _note_outside_runs(batch_id, {index: handles[index].id for index, *_ in special})
+        keyed_runs = {index: handles[index].id for index, *_ in special}
+        _note_outside_runs(batch_id, keyed_runs, row.outside_runs or {})
     return BatchHandle(batch_id, [handles[i] for i in sorted(handles)])
 
 
-def _note_outside_runs(batch_id: str, keyed: dict[int, str]) -> None:
-    """Record on the batch's row which keyed items' runs are not their own (a key found
-    another batch's run, one triggered alone, or an earlier item's), so ``batch.retrieve`` lists the run of
-    every item, as the handle does. One read; a write only when the record changes (a
-    keyed batch triggered again may find an item's run in the batch this time)."""
+def _note_outside_runs(batch_id: str, keyed: dict[int, str], row: dict[str, str]) -> None:
+    """Record on the batch's row (whose ``outside_runs`` is ``row``) which keyed items'
+    runs are not their own (a key found another batch's run, one triggered alone, or an
+    earlier item's), so ``batch.retrieve`` lists the run of every item, as the handle
+    does. One read; a write only when the record changes (a keyed batch triggered again
+    may find an item's run in the batch this time)."""
     found = {
         run_id: (in_batch, index)
         for run_id, in_batch, index in Run.objects.filter(id__in=keyed.values()).values_list(
             "id", "batch_id", "batch_index"
         )
     }
-    row = Batch.objects.filter(id=batch_id).values_list("outside_runs", flat=True).first() or {}
     noted = {k: v for k, v in row.items() if int(k) not in keyed}
     # Another item's run of this batch (two items with one key) is outside this item.
     noted.update(

@@ -76,13 +76,18 @@ def with_outputs(results: list[dict[str, Any]]) -> list[RunResult]:
     found = []
     for data in results:
         if data.get(OUTPUT_IN_RUN) and data["id"] not in outputs:
-            error = {"type": "NOT_FOUND", "message": f"the run {data['id']} no longer exists"}
-            found.append(RunResult(False, data["id"], data["task_identifier"], error=error))
+            found.append(_gone(data["id"], data["task_identifier"]))
         elif data.get(OUTPUT_IN_RUN):
             found.append(RunResult(True, data["id"], data["task_identifier"], outputs[data["id"]]))
         else:
             found.append(RunResult.from_json(data))
     return found
+
+
+def _gone(run_id: str, task_id: str) -> RunResult:
+    """The result of an item whose run was deleted: still one to inspect."""
+    error = {"type": "NOT_FOUND", "message": f"the run {run_id} no longer exists"}
+    return RunResult(False, run_id, task_id, error=error)
 
 
 def complete_waitpoint(
@@ -143,8 +148,7 @@ def _complete_listed_batch(wp: Waitpoint, item_runs: list[str]) -> None:
     results = []
     for run_id in item_runs:
         if run_id not in found:  # deleted meanwhile: the item still gets a result to inspect
-            error = {"type": "NOT_FOUND", "message": f"the run {run_id} no longer exists"}
-            results.append(RunResult(False, run_id, "", error=error).to_json())
+            results.append(_gone(run_id, "").to_json())
         else:
             results.append(next(listed))
     complete_waitpoint(wp.id, results, run_id=wp.run_id, kind=wp.kind)
