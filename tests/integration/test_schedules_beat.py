@@ -2,8 +2,9 @@
 
 One scenario, several minutes long because cron has minute resolution: two beats run
 side by side, one of them is killed half way, and every kind of schedule row is present
-at once - a healthy one, a deactivated one, corrupt ones, ones edited while beat runs and
-a deduplication-key upsert - next to a django-celery-beat periodic task.
+at once - a healthy one, a deactivated one, corrupt ones, ones edited while beat runs (one
+in SQL with ``updated_at`` in another spelling, then through the API) and a
+deduplication-key upsert - next to a django-celery-beat periodic task.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.integration.harness import wait_for
+from tests.integration.test_schedules_version import external_ids, other_spelling, write_in_sql
 from tests.taskapp import (
     events,
     scheduled,  # noqa: F401  (defines the schedules.task tasks)
@@ -72,7 +74,9 @@ def test_two_beats_fire_each_tick_once_and_pick_up_every_change(own):
         cron="* * * * *",
         deduplication_key="orphan",
     )
-    edited_in_sql = schedules.create(task="sched-record", cron="0 0 1 1 *", deduplication_key="sql")
+    edited_in_sql = schedules.create(
+        task="sched-record", cron="0 0 1 1 *", deduplication_key="sql", external_id="before"
+    )
     edited_by_api = schedules.create(task="sched-record", cron="0 0 1 1 *", deduplication_key="api")
     every_2s, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.create(
@@ -86,7 +90,14 @@ def test_two_beats_fire_each_tick_once_and_pick_up_every_change(own):
     beat_b = own.beat(name="sched-beat-b")
     # Changes made while both beats run, with no restart.
     time.sleep(3)
-    Schedule.objects.filter(id=edited_in_sql.id).update(cron="* * * * *")
+    # As another tool writes the row: its updated_at in another spelling than Django's.
+    stored = Schedule.objects.get(id=edited_in_sql.id)
+    write_in_sql(
+        edited_in_sql.id,
+        cron="* * * * *",
+        external_id="from-sql",
+        updated_at=other_spelling(stored.updated_at),
+    )
     schedules.update(edited_by_api.id, cron="* * * * *")
 
     # The first two ticks with both beats up.
@@ -95,6 +106,8 @@ def test_two_beats_fire_each_tick_once_and_pick_up_every_change(own):
     )
     beat_a.kill()
     ticks_at_kill = len(tick_runs(main.id))
+    # The row last written in SQL, edited through the API: the next ticks carry the edit.
+    schedules.update(edited_in_sql.id, external_id="from-api")
     # Two more ticks with one beat.
     wait_for(
         lambda: len(tick_runs(main.id)) >= ticks_at_kill + 2,
@@ -138,6 +151,8 @@ def test_two_beats_fire_each_tick_once_and_pick_up_every_change(own):
         edited_ticks = [r.schedule_tick_at for r in tick_runs(schedule_id)]
         assert len(edited_ticks) >= 3, schedule_id
         assert len(edited_ticks) == len(set(edited_ticks))
+    sql_then_api = external_ids(edited_in_sql.id)
+    assert "from-sql" in sql_then_api and sql_then_api[-1] == "from-api", sql_then_api
     corrupt = Schedule.objects.get(id="sched_corrupt")
     assert "step '0'" in corrupt.problem and tick_runs("sched_corrupt") == []
     orphan = Schedule.objects.get(id="sched_orphan")

@@ -6,7 +6,8 @@ clock reading as the row beat read, and which never matched again on SQLite once
 another tool had written ``updated_at`` in another spelling: that schedule stopped
 firing, silently. The edits are made at the exact point between beat's read and its
 fire, through a hook around the real ``_fire`` (the database is real; nothing is
-mocked); the last test runs a real ``celery beat``.
+mocked). A real ``celery beat`` firing a row written this way is part of
+``test_schedules_beat``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.integration.harness import wait_for
 from tests.integration.test_schedules_edits import edit_between_read_and_fire, tick_runs
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import schedules
@@ -131,27 +131,3 @@ def test_a_tick_a_beat_of_the_release_before_fired_is_not_fired_again(monkeypatc
     fire_due(tick)
     assert [r.schedule_tick_at for r in tick_runs(s.id)] == [tick]
     assert Schedule.objects.get(id=s.id).next_tick_at == tick + timedelta(minutes=1)
-
-
-@pytest.mark.integration
-@pytest.mark.timeout(400)
-def test_real_beat_fires_after_edits_made_in_sql_and_by_api(own):
-    s = make(external_id="before")
-    row = Schedule.objects.get(id=s.id)
-    write_in_sql(s.id, external_id="from-sql", updated_at=other_spelling(row.updated_at))
-    own.beat(name="version-beat")
-    wait_for(
-        lambda: "from-sql" in external_ids(s.id),
-        timeout=150,
-        interval=1,
-        what="a tick after the row was written in SQL",
-    )
-    schedules.update(s.id, external_id="from-api")
-    wait_for(
-        lambda: "from-api" in external_ids(s.id),
-        timeout=150,
-        interval=1,
-        what="a tick after the API edit",
-    )
-    ticks = [r.schedule_tick_at for r in tick_runs(s.id)]
-    assert len(ticks) == len(set(ticks))

@@ -743,7 +743,8 @@ def batch_parent(payload, ctx):
     results = echo.batch_trigger_and_wait(
         [{"payload": {"i": i}, **options} for i in range(payload["n"])]
     )
-    return [r.output["payload"]["i"] for r in results.runs]
+    assert len(results) == payload["n"]
+    return [r.output["payload"]["i"] for r in results]  # a BatchResult iterates its runs
 
 
 @task(id="unwrap-parent")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,20 @@ class RunResult:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What ``batch_trigger_and_wait`` returns: the batch id and one result per item."""
+    """What ``batch_trigger_and_wait`` returns: the batch id and one result per item.
+
+    The results are in item order, in ``.runs``; the batch itself iterates, counts and
+    indexes them too (``for r in results``, ``len(results)``, ``results[0]``).
+    """
 
     id: str
     runs: list[RunResult]
+
+    def __iter__(self) -> Iterator[RunResult]:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __getitem__(self, index: int) -> RunResult:
+        return self.runs[index]
