@@ -148,6 +148,19 @@ def test_a_page_cursor_with_a_nul_character_is_refused_naming_it():
             api.list(after="a\x00")
 
 
+@pytest.mark.django_db
+def test_a_page_cursor_that_is_not_one_is_refused_naming_it():
+    # Before, 5 and "garbage" gave an empty page, and "zzz" the first page again.
+    for api in (runs, schedules):
+        with pytest.raises(ValueError, match="after: 5 is not a cursor"):
+            api.list(after=5)
+    for cursor in ("garbage", "zzz", "sched_x"):
+        with pytest.raises(ValueError, match=f"after: '{cursor}' is not a run id"):
+            runs.list(after=cursor)
+    assert runs.list(after="").data == []  # "": no cursor given (and no run here)
+    assert runs.list(after="run_0").data == []  # a run id: a cursor like any other
+
+
 # -- inside a run: this process runs the attempt (no worker) ------------------------------
 
 
@@ -175,6 +188,18 @@ def test_metadata_set_with_a_nul_character_is_a_clear_error(fresh_store):
     assert run.status == "COMPLETED"
     assert "metadata['x'] contains a NUL character" in run.output
     assert run.metadata == {}
+
+
+@pytest.mark.integration
+def test_metadata_increment_by_what_is_not_a_number_is_a_clear_error(fresh_store):
+    run = executed("increment")
+    assert run.status == "COMPLETED"
+    assert run.output == [
+        f"metadata.{call}('n'): amount {amount} is not a finite number"
+        for amount in ("'5'", "True", "nan", "None")
+        for call in ("increment", "decrement")
+    ]
+    assert run.metadata == {"n": 1.5}
 
 
 @pytest.mark.integration

@@ -145,6 +145,17 @@ def bad_strings(payload, ctx):
         return "stored"
     if payload["do"] == "raise":
         raise ValueError("a\x00b")
+    if payload["do"] == "increment":  # amounts that are not numbers
+        refused = []
+        for amount in ("5", True, float("nan"), None):
+            for call in (metadata.increment, metadata.decrement):
+                try:
+                    call("n", amount)
+                except ValueError as exc:
+                    refused.append(str(exc))
+        metadata.increment("n", 3)
+        metadata.decrement("n", 1.5)
+        return refused
     if payload["do"] == "deep-log":
         deep: list = []
         inner = deep

@@ -223,7 +223,12 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> RunPage:
         if value is not None:
             qs = qs.filter(**{f"{column}__in": _referenced(name, value, attr)})
     return keyset_page(
-        qs, limit=limit, after=after, convert=RunRecord.from_model, wrap=off_event_loop
+        qs,
+        limit=limit,
+        after=after,
+        convert=RunRecord.from_model,
+        wrap=off_event_loop,
+        id_prefix="run",
     )
 
 

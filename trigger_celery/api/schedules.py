@@ -359,7 +359,7 @@ def _list(filters: dict[str, Any], limit: int, after: str | None) -> SchedulePag
         after=after,
         convert=ScheduleRecord.from_model,
         descending=False,
-        wrap=off_event_loop,
+        wrap=off_event_loop,  # no id_prefix: a schedule loaded from a fixture may have any id
     )
 
 

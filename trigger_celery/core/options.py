@@ -35,6 +35,7 @@ MAX_DEBOUNCE_KEY_LENGTH = 255  # Run.debounce_key's column
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 128
 METADATA_MAX_BYTES = 256 * 1024
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*")
 _PERIODS = {
     "s": 1.0,
@@ -276,7 +277,15 @@ class TriggerOptions(BaseModel):
     @field_validator("region", mode="before")
     @classmethod
     def _region(cls, v: Any) -> str | None:
-        return None if v is None else _non_empty_str("region", v, 64)
+        if v is None:
+            return None
+        name = _non_empty_str("region", v, 64)
+        if not _REGION.fullmatch(name):  # a part of a Celery queue name: region.<name>
+            raise ValueError(
+                f"region: {name!r} may hold only letters, digits, '-' and '_' (it names the "
+                "Celery queue region.<region>, which '.', ',' or a space would confuse)"
+            )
+        return name
 
     @field_validator("machine", mode="before")
     @classmethod

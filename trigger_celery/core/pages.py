@@ -32,16 +32,39 @@ def check_limit(limit: object, *, maximum: int = MAX_PAGE_SIZE) -> int:
     return limit
 
 
+def check_cursor(after: object, id_prefix: str | None = None) -> str | None:
+    """``after`` as a page's ``next_cursor`` is: None, or the id of a row of the list.
+
+    Anything else is a ValueError naming it: a number, a string the database cannot
+    compare (a NUL character), or, given ``id_prefix``, a string no id of the list starts
+    like. Such a cursor used to give an empty page, or the first page again."""
+    if after is None or after == "":
+        return None
+    if not isinstance(after, str):
+        raise ValueError(f"after: {after!r} is not a cursor; pass a page's next_cursor")
+    problem = text_problem(after)
+    if problem is not None:  # no row has such an id
+        raise ValueError(f"after: {after!r} {problem}")
+    if id_prefix is not None and not after.startswith(f"{id_prefix}_"):
+        raise ValueError(
+            f"after: {after!r} is not a {id_prefix} id ({id_prefix}_...); pass a page's next_cursor"
+        )
+    return after
+
+
 def keyset_rows(
-    queryset: _Keyed, *, limit: int, after: str | None, descending: bool = True
+    queryset: _Keyed,
+    *,
+    limit: int,
+    after: str | None,
+    descending: bool = True,
+    id_prefix: str | None = None,
 ) -> tuple[Sequence[Any], str | None]:
     """One page of ``queryset`` by primary key, and the cursor of the next page (or None).
 
-    A cursor the database cannot compare (a NUL character) is a ValueError naming it."""
+    A cursor that is not one (:func:`check_cursor`) is a ValueError naming it."""
+    after = check_cursor(after, id_prefix)
     if after:
-        problem = text_problem(after) if isinstance(after, str) else None
-        if problem is not None:  # no row has such an id
-            raise ValueError(f"after: {after!r} {problem}")
         queryset = queryset.filter(**{"pk__lt" if descending else "pk__gt": after})
     rows = list(queryset.order_by("-pk" if descending else "pk")[: limit + 1])
     more = len(rows) > limit
@@ -85,19 +108,28 @@ def keyset_page(
     convert: Callable[[Any], T],
     descending: bool = True,
     wrap: Callable[[Callable[[str], Page[T]]], Callable[[str], Page[T]]] = lambda f: f,
+    id_prefix: str | None = None,
 ) -> Page[T]:
     """A :class:`Page` of ``convert(row)`` whose next pages come from the same query.
 
     ``wrap`` wraps the fetch of each next page: the API passes ``off_loop.off_event_loop``
     so that a page fetched or iterated from async code reads off the event loop, as the
     first page did."""
-    rows, cursor = keyset_rows(queryset, limit=limit, after=after, descending=descending)
+    rows, cursor = keyset_rows(
+        queryset, limit=limit, after=after, descending=descending, id_prefix=id_prefix
+    )
     return Page(
         data=[convert(r) for r in rows],
         _next_cursor=cursor,
         _fetch=wrap(
             lambda c: keyset_page(
-                queryset, limit=limit, after=c, convert=convert, descending=descending, wrap=wrap
+                queryset,
+                limit=limit,
+                after=c,
+                convert=convert,
+                descending=descending,
+                wrap=wrap,
+                id_prefix=id_prefix,
             )
         ),
     )

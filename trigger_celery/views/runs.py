@@ -38,8 +38,10 @@ def _page(request: HttpRequest) -> tuple[RunFilters, list[dict[str, Any]], str |
     filters = RunFilters.from_query(request.GET)
     qs = filters.runs().only(*LIST_FIELDS).with_latest_attempt()
     try:
-        rows, next_cursor = keyset_rows(qs, limit=PAGE_SIZE, after=request.GET.get("after"))
-    except ValueError as exc:  # a cursor with a NUL character: refused like a filter
+        rows, next_cursor = keyset_rows(
+            qs, limit=PAGE_SIZE, after=request.GET.get("after"), id_prefix="run"
+        )
+    except ValueError as exc:  # not a page's cursor: refused like a filter
         filters.errors.append(str(exc))
         filters.refused = True
         return filters, [], None

@@ -6,6 +6,7 @@ runs API see progress while the run is still executing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from trigger_celery.core.context import current_scope
@@ -61,15 +62,20 @@ class RunMetadata:
         _save_metadata("metadata.append", data)
 
     def increment(self, key: str, amount: float = 1) -> None:
-        data = self.current()
-        current = data.get(key, 0)
-        if not isinstance(current, int | float) or isinstance(current, bool):
-            raise ValueError(f"metadata[{key!r}] is {current!r}, not a number; cannot increment")
-        data[key] = current + amount
-        _save_metadata("metadata.increment", data)
+        self._add("metadata.increment", key, amount, 1)
 
     def decrement(self, key: str, amount: float = 1) -> None:
-        self.increment(key, -amount)
+        self._add("metadata.decrement", key, amount, -1)
+
+    def _add(self, call: str, key: str, amount: float, sign: int) -> None:
+        if not _is_number(amount) or not math.isfinite(amount):
+            raise ValueError(f"{call}({key!r}): amount {amount!r} is not a finite number")
+        data = self.current()
+        current = data.get(key, 0)
+        if not _is_number(current):
+            raise ValueError(f"metadata[{key!r}] is {current!r}, not a number; cannot increment")
+        data[key] = current + sign * amount
+        _save_metadata(call, data)
 
     def replace(self, value: dict[str, Any]) -> None:
         if not isinstance(value, dict):
@@ -102,3 +108,7 @@ class RunTags:
 
 metadata = RunMetadata()
 tags = RunTags()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
