@@ -14,6 +14,7 @@ beat sent it) or loses the race skips its turn.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from celery.utils.time import maybe_make_aware
@@ -56,6 +57,8 @@ class SharedEntry(ModelEntry):  # type: ignore[misc]
         )
         last, stored = rows.values_list("last_run_at", "stored").first() or (None, None)
         if last is not None:
+            if self._sent_for_its_clock(maybe_make_aware(last)):
+                return False  # another beat sent this clocked task
             in_zone = maybe_make_aware(last).astimezone(self.app.timezone)
             if not self.schedule.is_due(in_zone)[0]:
                 return False  # another beat sent it for this due time
@@ -72,6 +75,13 @@ class SharedEntry(ModelEntry):  # type: ignore[misc]
                 now = reserved
         fence = {"last_run_at__isnull": True} if last is None else {"stored": stored}
         return bool(rows.filter(**fence).update(last_run_at=now))
+
+    def _sent_for_its_clock(self, last: datetime) -> bool:
+        """True when this clocked task was sent for its time: the send marked is at or
+        after it. A clocked schedule is due whenever its time has passed, whatever
+        ``last_run_at`` says, so without this every beat sent it once."""
+        clocked = getattr(self.model, "clocked", None)
+        return clocked is not None and last >= maybe_make_aware(clocked.clocked_time)
 
 
 class Scheduler(DatabaseScheduler):  # type: ignore[misc]

@@ -138,3 +138,33 @@ def test_a_real_beat_sends_a_periodic_task_whose_last_run_another_tool_wrote(own
     own.worker(concurrency=1)
     own.beat(name="written-elsewhere-beat")
     wait_for(lambda: len(events.values("plain-periodic:sql")) >= 3, timeout=60, what="3 sends")
+
+
+def test_two_beats_take_one_turn_of_a_clocked_one_off_task(transactional_db):
+    """django-celery-beat's clocked schedule is due whenever its time has passed,
+    whatever ``last_run_at`` says: the second beat found it due after the first had
+    marked it sent, and sent it again (seen 4 of 4 times with two real beats)."""
+    from celery import current_app
+    from django_celery_beat.models import ClockedSchedule
+
+    from trigger_celery.beat import SharedEntry
+
+    clocked = ClockedSchedule.objects.create(clocked_time=datetime.now(UTC) - timedelta(seconds=1))
+    task = PeriodicTask.objects.create(
+        name="clocked once",
+        task="tests.plain_periodic",
+        clocked=clocked,
+        one_off=True,
+        args='["clocked"]',
+    )
+    beat_a = SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app)
+    beat_b = SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app)
+    assert beat_a.is_due()[0] and beat_b.is_due()[0]  # both beats wake for it
+    assert [beat_a.take_turn(), beat_b.take_turn()] == [True, False]  # one send
+
+    # Moved to a later time, it is sent once more, at that time.
+    clocked.clocked_time = datetime.now(UTC) + timedelta(seconds=1)
+    clocked.save()
+    time.sleep(1.2)
+    again = [SharedEntry(PeriodicTask.objects.get(pk=task.pk), app=current_app) for _ in range(2)]
+    assert [entry.take_turn() for entry in again] == [True, False]
