@@ -302,6 +302,23 @@ def test_a_schedule_edited_while_inactive_and_activated_in_sql_fires_no_stale_ti
     assert planned.minute == 30
 
 
+def test_a_schedule_deactivated_and_activated_again_in_sql_fires_no_tick_it_missed():
+    s = make(cron="*/2 * * * *")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ScheduleTicker().tick(now=now)
+    tick = row(s).next_tick_at
+    assert tick is not None
+    Schedule.objects.filter(id=s.id).update(active=False)  # switched off in SQL
+    assert ScheduleTicker().tick(now=tick - timedelta(seconds=30)) == []
+    assert row(s).next_tick_at is None  # as schedules.deactivate leaves it
+    # Switched on again in SQL after the tick it missed: planned from then, no late tick.
+    Schedule.objects.filter(id=s.id).update(active=True)
+    after = tick + timedelta(seconds=30)
+    assert ScheduleTicker().tick(now=after) == []
+    assert tick_runs(s.id) == []
+    assert row(s).next_tick_at == tick + timedelta(minutes=2)
+
+
 def test_a_cron_written_in_sql_that_breaks_planning_does_not_hold_up_later_rows():
     """A cron with a digit int() cannot read (a superscript two) was a ValueError that
     ended the planning pass, so rows after it were never planned."""

@@ -106,7 +106,13 @@ class ScheduleTicker:
 
 
 def plan_stale(now: datetime) -> int:
-    """Plan active rows that were never planned or whose cron/time zone changed."""
+    """Plan active rows that were never planned or whose cron/time zone changed.
+
+    An inactive row keeps no next tick, as ``schedules.deactivate`` leaves it: one
+    deactivated in SQL kept its tick, and fired it late when activated again."""
+    Schedule.objects.filter(active=False, next_tick_at__isnull=False).update(
+        next_tick_at=None, problem="", **bump()
+    )  # tc_schedule_due finds them
     stale = (
         Schedule.objects.filter(active=True)
         .filter(
