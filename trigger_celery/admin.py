@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from trigger_celery.core.idempotency import hash_key
 from trigger_celery.engine.actions import cancel_run, replay_run
 from trigger_celery.engine.registry import registry
 from trigger_celery.models import Attempt, Batch, LogEntry, QueueState, Run
-from trigger_celery.views.values import Shown, shown_value
+from trigger_celery.views.values import Shown, pretty, shown_value
 
 log = logging.getLogger("trigger_celery.admin")
 
@@ -46,7 +45,7 @@ def _pretty(value: Any) -> str:
     # format_html escapes the JSON text: payloads are user data, never markup.
     return format_html(
         '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
-        json.dumps(value, indent=2, ensure_ascii=False, default=str),
+        pretty(value),
     )
 
 

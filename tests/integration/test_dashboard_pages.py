@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -201,6 +202,34 @@ def test_replay_with_an_edited_payload_links_the_new_run(admin_client):
         admin_client.post(reverse("trigger_celery:run-replay", args=[original.id]), form)
     again = Run.objects.filter(replayed_from_id=original.id).exclude(id=new.id)
     assert [r.payload for r in again] == [{"message": "old"}] * 2
+
+
+def test_a_nested_inline_payload_fills_the_replay_box_and_test_page_with_what_a_form_sends(
+    admin_client, settings
+):
+    """Indented, a 420 KB nested payload was 2.7 MB of text: the replay box and the test
+    page were filled with more than Django accepts back (DATA_UPLOAD_MAX_MEMORY_SIZE),
+    and sending it unchanged was a bare 400."""
+    payload = {"rows": [[[1]]] * 70000, "name": "ünï <b>"}
+    assert len(json.dumps(payload, indent=2)) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    original = make_run("run_nested", payload=payload)
+    assert original.payload_ref == ""  # inline: within the inline limit
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
+    assert b'data-fill-from="tc-payload"' in page.content
+    shown = re.search(r'<pre id="tc-payload">(.*?)</pre>', page.content.decode(), re.S)
+    text = html.unescape(shown.group(1))
+    assert len(text) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 2 and json.loads(text) == payload
+    assert "ünï &lt;b&gt;" in shown.group(1)  # escaped, not \\u-escaped
+    answer = admin_client.post(
+        reverse("trigger_celery:run-replay", args=[original.id]), {"payload": text}
+    )
+    assert answer.status_code == 302
+    assert Run.objects.get(replayed_from_id=original.id).payload == payload
+    # The test page fills its box from the latest run of the task, the same way.
+    test_page = admin_client.get(reverse("trigger_celery:test") + "?task=hello-world")
+    box = re.search(r"<textarea[^>]*>(.*?)</textarea>", test_page.content.decode(), re.S)
+    assert json.loads(html.unescape(box.group(1))) == payload
+    assert "ünï" in box.group(1)
 
 
 def test_replay_with_bad_json_or_a_bad_schema_payload_creates_nothing(admin_client):

@@ -123,7 +123,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
                 "retry_is_default": d.retry is None,
                 "max_duration": d.max_duration,
                 "machine": d.machine or "—",
-                "schema": json.dumps(schema, indent=2) if schema else "",
+                "schema": json.dumps(schema, indent=2, ensure_ascii=False) if schema else "",
                 "scheduled": d.is_scheduled,
                 "schedules": schedules.get(task_id, [])[:5],
                 "counts": sorted(counts.get(task_id, {}).items()),

@@ -29,7 +29,7 @@ from trigger_celery.errors import (
 from trigger_celery.models import Run
 from trigger_celery.views.access import can, dashboard_view
 from trigger_celery.views.run_actions import typed_delay, typed_duration_problem
-from trigger_celery.views.values import shown_value
+from trigger_celery.views.values import pretty, shown_value
 
 OPTION_FIELDS = (
     "delay",
@@ -172,7 +172,7 @@ def test_page(request: HttpRequest) -> HttpResponse:
     if definition is not None:
         # A run's payload is shown only to users who may view runs (SPEC 10).
         example = example_payload(definition, runs_visible=can(request, "view_run"))
-        initial = {"payload": json.dumps(example, indent=2, default=str)}
+        initial = {"payload": pretty(example)}
         if request.method == "POST":
             form = TestRunForm(request.POST, definition=definition)
             if form.is_valid():

@@ -22,7 +22,14 @@ SHOWN_BYTES = 512 * 1024
 
 
 def pretty(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    """``value`` as JSON text to read and edit: indented, unless that passes
+    :data:`SHOWN_BYTES`, then on one line. Indenting a deeply nested value multiplies
+    it: a 420 KB payload became 2.7 MB of page, and the replay box or test page filled
+    with it sent back more than Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (a bare 400)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    if len(text) <= SHOWN_BYTES:
+        return text
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
