@@ -136,13 +136,13 @@ _current: contextvars.ContextVar[RunScope | None] = contextvars.ContextVar(
 )
 
 
-def current_scope(api: str) -> RunScope:
-    """The scope of the run executing here; a clear error when called outside a run."""
+def current_scope(api: str, *, where: str = "a task's run function or its hooks") -> RunScope:
+    """The scope of the run executing here; a clear error when called outside a run.
+
+    ``where`` says where ``api`` may be called (waits: only in the run function)."""
     scope = _current.get()
     if scope is None:
-        raise OutsideRunError(
-            f"{api} can only be used inside a run (a task's run function or its hooks)"
-        )
+        raise OutsideRunError(f"{api} can only be used inside a run ({where})")
     return scope
 
 

@@ -111,7 +111,7 @@ def waits_closed(where: str) -> Iterator[None]:
 
 def _step(api: str, kind: str, label: str) -> tuple[RunScope, int, Waitpoint | None]:
     """The next step of the current run and its recorded waitpoint, if any."""
-    scope = current_scope(api)
+    scope = current_scope(api, where="a task's run function")
     if scope.waits_closed:
         raise OutsideRunError(
             f"{api} cannot be used in {scope.waits_closed}; wait in the run function instead"
