@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from celery import _state as celery_state
 from celery import current_app
 from django.conf import settings as django_settings
 from django.core import checks
+from kombu import Connection
 
 from trigger_celery.conf import get_settings
 
@@ -81,8 +83,8 @@ def _check_app_loaded() -> list[checks.CheckMessage]:
 def _check_broker() -> list[checks.CheckMessage]:
     """A project that chose a store (Redis) but no broker gets Celery's own default,
     RabbitMQ on localhost, without a word; the embedded default sets its own broker."""
-    if broker_url():
-        return []
+    if url := broker_url():
+        return _broker_url_problems(url)
     try:
         if get_settings().store_kind == "database":
             return []  # the embedded default: its file-system broker (default_broker.py)
@@ -99,9 +101,69 @@ def _check_broker() -> list[checks.CheckMessage]:
     ]
 
 
+def redis_url_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with a Redis URL past its scheme, and a hint (None if fine): a
+    database that is not a number, or a bad port (every process would fail to connect,
+    and a trigger's run would wait for a reconciler that cannot connect either)."""
+    parts = urlsplit(url)
+    db = parse_qs(parts.query).get("db", [""])[0]
+    if not db and parts.scheme != "unix":
+        db = parts.path.strip("/")
+    if db != "" and not db.isdigit():
+        return (
+            f", whose database {db!r} is not a number: Redis would use database 0, which "
+            "may hold another's data",
+            "End the URL with the database number, e.g. redis://localhost:6379/1.",
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:  # "Port could not be cast ...", "Port out of range ..."
+        port, said = 0, str(exc)
+    else:
+        said = "port 0 is not a port"
+    if port == 0:
+        return f": {said}", "A port is a number from 1 to 65535, e.g. redis://localhost:6379/1."
+    return None
+
+
+def _broker_url_problems(url: Any) -> list[checks.CheckMessage]:
+    """A broker URL no worker could use: an unknown transport, or a Redis URL with a bad
+    port or database. A trigger still returned its handle, and its run was sent again at
+    each lease's end, never to arrive."""
+    urls = url.split(";") if isinstance(url, str) else url  # Celery's failover list
+    problems = []
+    for one in urls if isinstance(urls, list | tuple) else [urls]:
+        try:
+            Connection(one).get_transport_cls()
+        except Exception as exc:  # KeyError("No such transport: foo"), ImportError...
+            said, hint = f": {exc}", "Use a transport kombu has, e.g. redis://localhost:6379/1."
+        else:
+            text = str(one)
+            redis = text.startswith(("redis://", "rediss://", "unix://"))
+            found = redis_url_problem(text) if redis else None
+            if found is None:
+                continue
+            said, hint = found
+        problems.append(
+            checks.Error(f"CELERY_BROKER_URL is {one!r}{said}", hint=hint, id="trigger_celery.E019")
+        )
+    return problems
+
+
 def _check_serializers() -> list[checks.CheckMessage]:
     """Runs are sent as JSON whatever the project's serializer; a worker must accept it."""
-    accept = list(celery_setting("accept_content") or ["json"])
+    accept = celery_setting("accept_content")
+    if accept is None:
+        accept = ["json"]  # Celery's default
+    if not isinstance(accept, list | tuple | set | frozenset):  # "json": j, s, o, n
+        return [
+            checks.Error(
+                f"CELERY_ACCEPT_CONTENT is {accept!r}: it must be a list of content types",
+                hint="CELERY_ACCEPT_CONTENT = ['json']",
+                id="trigger_celery.E009",
+            )
+        ]
+    accept = list(accept)
     if not any(kind in JSON for kind in accept):
         return [
             checks.Error(

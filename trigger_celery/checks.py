@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings as django_settings
 from django.core import checks
@@ -13,7 +12,7 @@ from django.core.files.storage import FileSystemStorage, InvalidStorageError, st
 from django.utils.module_loading import import_string
 
 from trigger_celery.beat import Scheduler
-from trigger_celery.celery_checks import check_celery
+from trigger_celery.celery_checks import check_celery, redis_url_problem
 from trigger_celery.conf import ENVIRONMENTS, get_settings, unknown_keys
 from trigger_celery.core.durations import MAX_SECONDS
 from trigger_celery.core.environments import burst_factor_problem, concurrency_limit_problem
@@ -145,31 +144,6 @@ def _positive(value: Any, kind: type, least: str = "above 0", most: float = math
     return value >= 0 if least == "0 or more" else value > 0
 
 
-def _redis_url_problem(url: str) -> tuple[str, str] | None:
-    """What is wrong with a Redis URL past its scheme, and a hint (None if fine): a
-    database that is not a number, or a bad port (every process would fail to connect,
-    and a trigger's run would wait for a reconciler that cannot connect either)."""
-    parts = urlsplit(url)
-    db = parse_qs(parts.query).get("db", [""])[0]
-    if not db and parts.scheme != "unix":
-        db = parts.path.strip("/")
-    if db != "" and not db.isdigit():
-        return (
-            f", whose database {db!r} is not a number: Redis would use database 0, which "
-            "may hold another's data",
-            "End the URL with the database number, e.g. redis://localhost:6379/1.",
-        )
-    try:
-        port = parts.port
-    except ValueError as exc:  # "Port could not be cast ...", "Port out of range ..."
-        port, said = 0, str(exc)
-    else:
-        said = "port 0 is not a port"
-    if port == 0:
-        return f": {said}", "A port is a number from 1 to 65535, e.g. redis://localhost:6379/1."
-    return None
-
-
 def _check_values(s: Any) -> list[checks.CheckMessage]:
     """The scalar settings: each wrong value is an error that names it."""
     problems = [
@@ -213,7 +187,7 @@ def _check_values(s: Any) -> list[checks.CheckMessage]:
                 id="trigger_celery.E015",
             )
         )
-    elif s.REDIS_URL is not None and (problem := _redis_url_problem(s.REDIS_URL)) is not None:
+    elif s.REDIS_URL is not None and (problem := redis_url_problem(s.REDIS_URL)) is not None:
         problems.append(
             checks.Error(
                 f"TRIGGER_CELERY['REDIS_URL'] is {s.REDIS_URL!r}{problem[0]}",

@@ -61,6 +61,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from trigger_celery.core import run_events
+from trigger_celery.core.durations import MAX_SECONDS
 from trigger_celery.core.options import parse_trigger_options
 from trigger_celery.core.queue_names import queue_name_problem
 from trigger_celery.db import write_transaction
@@ -120,8 +121,18 @@ def _option_problems(options: Any) -> list[str]:
         for key in sorted(set(options) - BACKEND_OPTIONS)
     ]
     seconds = options.get("PRIORITY_SECONDS", 1)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        problems.append(f"OPTIONS['PRIORITY_SECONDS'] must be a number above 0, got {seconds!r}")
+    # Django's top priority (100) times it is the priority option a run gets: at most
+    # the 10 years any duration may be (inf and nan failed every enqueue naming neither).
+    most = MAX_SECONDS / 100
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= most  # False for nan too
+    ):
+        problems.append(
+            f"OPTIONS['PRIORITY_SECONDS'] must be a number above 0 and at most {most:.0f} "
+            f"(priority 100 is then 10 years), got {seconds!r}"
+        )
     return problems
 
 

@@ -283,6 +283,38 @@ def test_accepting_pickle_is_warned_about_and_not_accepting_json_refused():
         assert not ids & {"trigger_celery.E009", "trigger_celery.W010"}
 
 
+def test_an_accept_content_that_is_not_a_list_or_is_empty_is_refused():
+    # "json" was read as the content types j, s, o, n; [] as Celery's default, where a
+    # worker refuses every message ("Refusing to deserialize untrusted content").
+    with override_settings(CELERY_ACCEPT_CONTENT="json"):
+        [error] = [m for m in check_settings() if m.id == "trigger_celery.E009"]
+    assert error.msg == "CELERY_ACCEPT_CONTENT is 'json': it must be a list of content types"
+    with override_settings(CELERY_ACCEPT_CONTENT=[]):
+        [error] = [m for m in check_settings() if m.id == "trigger_celery.E009"]
+    assert error.msg.startswith("CELERY_ACCEPT_CONTENT is []: workers would refuse")
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("foo://x", "No such transport: foo"),
+        ("redis://localhost:99999/0", "Port out of range"),
+        ("redis://localhost:6379/abc", "whose database 'abc' is not a number"),
+        ("redis://127.0.0.1:6379/1;redis://localhost:0/1", "port 0 is not a port"),
+    ],
+)
+def test_a_broker_url_no_worker_could_use_is_an_error_naming_it(settings, monkeypatch, url, said):
+    """The check was silent, and each trigger returned a handle for a run re-sent at
+    every lease's end, never to arrive."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    settings.CELERY_BROKER_URL = url
+    [error] = [m for m in check_settings() if m.id == "trigger_celery.E019"]
+    assert error.msg.startswith("CELERY_BROKER_URL is ") and said in error.msg, error.msg
+    for fine in ("redis://127.0.0.1:6379/1", "amqp://guest@127.0.0.1//", "memory://"):
+        settings.CELERY_BROKER_URL = fine
+        assert "trigger_celery.E019" not in {m.id for m in check_settings()}
+
+
 def test_a_redis_store_without_a_broker_is_warned_about(settings, monkeypatch):
     """Celery would quietly use RabbitMQ on localhost; the embedded default sets its
     own broker, and a broker set anywhere (settings, celery.py, environment) is enough."""

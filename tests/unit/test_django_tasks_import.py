@@ -34,6 +34,20 @@ def test_bad_backend_options_are_a_system_check_error_naming_the_value():
 
 
 @pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks exists from Django 6.0")
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), 10**7])
+def test_priority_seconds_no_priority_could_use_is_a_system_check_error(seconds):
+    """Passed, then every enqueue with a priority above 0 failed naming neither."""
+    from trigger_celery.django_tasks import TriggerCeleryBackend
+
+    backend = TriggerCeleryBackend("jobs", {"OPTIONS": {"PRIORITY_SECONDS": seconds}})
+    (message,) = [m.msg for m in backend.check()]
+    assert "OPTIONS['PRIORITY_SECONDS'] must be a number above 0 and at most 3153600" in message
+    assert message.endswith(f"got {seconds!r}")
+    ok = TriggerCeleryBackend("ok", {"OPTIONS": {"PRIORITY_SECONDS": 3_153_600}})
+    assert ok.check() == []
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks exists from Django 6.0")
 def test_queues_that_are_not_a_list_of_queue_names_are_a_system_check_error():
     """Django makes a set of QUEUES: "emails" would be the queues e, m, a, i, l, s."""
     from trigger_celery.django_tasks import TriggerCeleryBackend
