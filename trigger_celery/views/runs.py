@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -163,6 +164,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
             "final": final,
             "show_cancel": not final and can(request, "cancel_run"),
             "show_replay": can(request, "replay_run"),
+            "form_max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
             # What a refused replay was given, to edit again (the box opens with it).
             "replay_draft": request.session.pop(draft_key(run.id), "")
             if hasattr(request, "session")

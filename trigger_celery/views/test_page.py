@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -215,6 +216,7 @@ def test_page(request: HttpRequest) -> HttpResponse:
             "definition": definition,
             "unknown": bool(task_id) and definition is None,
             "form": form,
+            "form_max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
         },
         status=status,
     )

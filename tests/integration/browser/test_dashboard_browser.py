@@ -408,3 +408,34 @@ def test_the_live_bulk_progress_bar_counts_skipped_runs(browser_page):
     page.wait_for_selector("#tc-progress-state:has-text('finished')")
     assert "3 skipped (already finished), of 3" in page.inner_text("#tc-progress-text")
     assert page.eval_on_selector("#tc-progress", "e => [e.value, e.max]") == [3, 3]
+
+
+def test_a_form_holding_more_than_the_site_accepts_is_kept_and_not_sent(browser_page, settings):
+    """Django answers a form body past DATA_UPLOAD_MAX_MEMORY_SIZE with a bare 400, and
+    what was typed is lost: the replay box and the test page say so and keep it."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4000
+    page = browser_page.page
+    original = make_run("run_b_big", task_identifier="greet", payload={"name": "x" * 5000})
+    browser_page.go(f"/trigger/runs/{original.id}/")
+    page.click("#tc-replay summary")
+    page.wait_for_function("document.querySelector('#tc-replay textarea').value !== ''")
+    page.click("#tc-replay button[type=submit]")
+    note = page.wait_for_selector("#tc-replay .tc-too-large")
+    assert "more than the 4000 this site accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)" in (
+        note.inner_text()
+    )
+    assert page.url.endswith(f"/runs/{original.id}/")  # not sent
+    assert "x" * 5000 in page.input_value("#tc-replay textarea")  # kept
+    assert not Run.objects.filter(replayed_from_id=original.id).exists()
+    # Within the limit, the same form is sent (as multipart, which Django reads alike).
+    page.fill("#tc-replay textarea", '{"name": "Ünïcode"}')
+    page.click("#tc-replay button[type=submit]")
+    page.wait_for_selector("text=Replay of")
+    assert Run.objects.get(replayed_from_id=original.id).payload == {"name": "Ünïcode"}
+
+    browser_page.go("/trigger/test/?task=greet")
+    page.fill("textarea[name=payload]", '{"name": "' + "y" * 5000 + '"}')
+    page.click("#tc-test-form button[type=submit]")
+    page.wait_for_selector("#tc-test-form .tc-too-large")
+    assert Run.objects.filter(task_identifier="greet").count() == 2  # nothing new
+    assert browser_page.csp_violations() == []

@@ -264,6 +264,26 @@
         }
       });
     });
+    /* A form holding more than the site accepts (DATA_UPLOAD_MAX_MEMORY_SIZE) would be
+     * answered with a bare 400 and what was typed lost: it is not sent, and says why. */
+    document.querySelectorAll("form[data-max-bytes]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        var most = Number(form.dataset.maxBytes), size = 0;
+        form.querySelectorAll("textarea, input:not([type=hidden])").forEach(function (field) {
+          size += new Blob([field.value]).size;
+        });
+        if (size <= most) return;
+        event.preventDefault();
+        var note = form.querySelector(".tc-too-large");
+        if (!note) {
+          note = document.createElement("p");
+          note.className = "problem tc-too-large";
+          form.insertBefore(note, form.firstChild);
+        }
+        note.textContent = "Not sent: the form holds " + size + " bytes, more than the " +
+          most + " this site accepts (DATA_UPLOAD_MAX_MEMORY_SIZE). What you typed is kept.";
+      });
+    });
     document.querySelectorAll("[data-copy]").forEach(function (button) {
       button.addEventListener("click", function () {
         var target = document.getElementById(button.dataset.copy);
