@@ -48,7 +48,10 @@ class QueueInfo:
 @off_event_loop_methods
 class QueuesAPI:
     def pause(self, name: str) -> None:
-        """A paused queue starts nothing; runs already executing finish."""
+        """A paused queue starts nothing; runs already executing finish.
+
+        A run that holds its slot already counts as executing (SPEC 4's ``is_executing``):
+        one DEQUEUED, sent to Celery and not yet taken by a worker, still starts."""
         self._set(name, True)
 
     def resume(self, name: str) -> None:
