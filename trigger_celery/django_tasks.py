@@ -241,10 +241,14 @@ class TriggerCeleryBackend(BaseTaskBackend):
         return task_result(run, task, self.alias)
 
     def _task_of(self, run: Run) -> TriggerCeleryTask:
-        try:
-            task = import_string(run.task_identifier)
-        except ImportError:
-            task = None
+        task = None
+        # Only from the deployment's own code, as a worker would: a run row cannot make
+        # this process import an arbitrary module.
+        if worker_imports(run.task_identifier.rpartition(".")[0]):
+            try:
+                task = import_string(run.task_identifier)
+            except ImportError:
+                pass
         if not isinstance(task, TriggerCeleryTask):
             raise TaskResultDoesNotExist(
                 f"run {run.id} ({run.task_identifier!r}) is not a django.tasks run"

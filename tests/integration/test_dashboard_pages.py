@@ -19,6 +19,7 @@ from django.utils import timezone
 from tests.taskapp import scheduled  # noqa: F401  (defines the schedules.task tasks)
 from trigger_celery import runs
 from trigger_celery.core.ids import ID_CLOCK_SLACK, new_id
+from trigger_celery.engine.payloads import discard_payload, load_payload, store_payload
 from trigger_celery.models import Run
 from trigger_celery.views.tasks import percentile
 
@@ -258,6 +259,59 @@ def test_a_refused_replay_gives_the_edited_payload_back_to_edit_again(admin_clie
     again = admin_client.get(reverse("trigger_celery:run-detail", args=[original.id]))
     assert "<details><summary>Replay" in again.content.decode()
     assert "lots" not in again.content.decode()
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "trigger-celery-payloads/../tc-secret.py",
+        "tc-secret.py",
+        "trigger-celery-payloads/x/../../tc-secret.py",
+        "/tc-secret.py",
+        "trigger-celery-payloads/run_x/payload.json/../../../tc-secret.py",
+    ],
+)
+def test_a_stored_value_named_outside_what_the_package_writes_is_never_read_or_deleted(
+    admin_client, settings, tmp_path, ref
+):
+    """A run row is data: one written in SQL to name another file of the storage
+    (settings.py beside a relative storage's anchor) had it shown on the run page, and a
+    debounce's discard deleted what it named."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    secret = tmp_path / "tc-secret.py"
+    secret.write_text("SECRET_KEY = 'not-for-the-dashboard'\n")
+    run = make_run("run_prefix", payload=None, payload_ref=ref)
+    page = admin_client.get(reverse("trigger_celery:run-detail", args=[run.id]))
+    assert page.status_code == 200
+    assert "not-for-the-dashboard" not in page.content.decode()
+    assert "is not a name this package gives one" in html.unescape(page.content.decode())
+    discard_payload(ref)
+    assert secret.exists()
+    with pytest.raises(ValueError, match="is not a name this package gives one"):
+        load_payload(None, ref)
+    # What the package writes is read as ever, under today's prefix or an earlier one.
+    big = {"blob": "x" * 600_000}  # past the inline limit: stored
+    _inline, kept = store_payload("run_prefix", "payload", big, limit=10**7)
+    assert kept.startswith("trigger-celery-payloads/run_prefix/payload")
+    assert load_payload(None, kept) == big
+    earlier = "old-prefix/run_prefix/payload_AbC1234.json"
+    with pytest.raises(FileNotFoundError):  # the name is taken; there is no such file
+        load_payload(None, earlier)
+
+
+def test_a_small_stored_value_that_is_not_json_is_said_to_be_so(admin_client, settings, tmp_path):
+    """It was said to be "larger than 512 KB" and cut."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    _inline, ref = store_payload("run_damaged", "payload", {"blob": "x" * 600_000}, limit=10**7)
+    (tmp_path / ref).write_text('{"blob": "cut sh')
+    make_run("run_damaged", payload=None, payload_ref=ref)
+    page = html.unescape(
+        admin_client.get(
+            reverse("trigger_celery:run-detail", args=["run_damaged"])
+        ).content.decode()
+    )
+    assert f"The payload stored at {ref} is not valid JSON (Unterminated string" in page
+    assert "larger than" not in page and '{"blob": "cut sh' in page
 
 
 class UnreadableStorage(FileSystemStorage):

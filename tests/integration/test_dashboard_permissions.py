@@ -99,6 +99,9 @@ def test_every_page_by_kind_of_user(kind, client_for):
             assert "/admin/login/" in response["Location"], (kind, name)
         assert "script-src 'self'" in response["Content-Security-Policy"], (kind, name)
         assert "unsafe-inline" not in response["Content-Security-Policy"]
+        # Never cached: payloads and logs must not come back from the cache after logout.
+        assert "no-store" in response["Cache-Control"], (kind, name)
+        assert "private" in response["Cache-Control"], (kind, name)
 
 
 def actions() -> list[tuple[str, str, dict, int]]:

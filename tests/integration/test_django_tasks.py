@@ -232,6 +232,20 @@ def test_get_result_of_an_unknown_id_raises_task_result_does_not_exist(live):
         default_task_backend.get_result("run_does_not_exist")
 
 
+def test_get_result_imports_no_module_a_run_row_names_outside_the_deployment(live):
+    """The row is data: ``this.s`` made get_result import the ``this`` module (and print
+    the Zen of Python), where a worker imports only the deployment's own code."""
+    import sys
+
+    result = jobs.add.enqueue(1, 2)
+    assert finished(result).return_value == {"sum": 3}
+    sys.modules.pop("this", None)
+    Run.objects.filter(id=result.id).update(task_identifier="this.s")
+    with pytest.raises(TaskResultDoesNotExist, match=r"is not a django\.tasks run"):
+        default_task_backend.get_result(result.id)
+    assert "this" not in sys.modules
+
+
 def test_enqueue_inside_a_transaction_happens_on_commit_and_not_after_rollback(live):
     with pytest.raises(RuntimeError), transaction.atomic():
         lost = jobs.add.enqueue(9, 9)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
+import re
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -63,14 +65,14 @@ def load_payload(inline: Any, ref: str) -> Any:
     """The value stored by :func:`store_payload`."""
     if not ref:
         return inline
-    with _storage().open(ref, "rb") as fh:
+    with _storage().open(_checked(ref), "rb") as fh:
         return json.loads(fh.read())
 
 
 def read_stored_head(ref: str, limit: int) -> tuple[bytes, bool]:
     """The first ``limit`` bytes of a value in storage, and whether it holds more: a page
     that shows a value need not read 100 MB of it to show its start."""
-    with _storage().open(ref, "rb") as fh:
+    with _storage().open(_checked(ref), "rb") as fh:
         head = fh.read(limit + 1)
     return head[:limit], len(head) > limit
 
@@ -80,9 +82,34 @@ def discard_payload(ref: str) -> None:
     debounce race); a failure only leaves a stray file."""
     if ref:
         try:
-            _storage().delete(ref)
+            _storage().delete(_checked(ref))
         except Exception:
             log.warning("could not delete the unused stored payload %s", ref, exc_info=True)
+
+
+# What store_payload names a file: <prefix>/<run id>/<kind>.json, the storage's suffix
+# before ".json" when the name was taken. Not tied to today's STORAGE_PREFIX, so values
+# stored under an earlier one stay readable.
+_STORED_NAME = re.compile(r"[A-Za-z0-9_-]+/(payload|output)(_[A-Za-z0-9]+)?\.json")
+
+
+def _checked(ref: str) -> str:
+    """``ref`` when it is a name :func:`store_payload` could have given; else a
+    ValueError naming it. A run row is data: one written to name another file of the
+    storage (``settings.py`` beside a relative storage's anchor, ``..`` in it) must not
+    have it shown on a page, read by a worker or deleted."""
+    normal = posixpath.normpath(ref)
+    if (
+        normal != ref
+        or ref.startswith("/")
+        or ".." in ref.split("/")
+        or not _STORED_NAME.fullmatch("/".join(ref.split("/")[-2:]))
+    ):
+        raise ValueError(
+            f"stored value {ref!r} is not a name this package gives one "
+            "(<STORAGE_PREFIX>/<run id>/payload.json or output.json)"
+        )
+    return ref
 
 
 def _storage() -> Storage:

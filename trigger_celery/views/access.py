@@ -30,6 +30,7 @@ from django.http import (
     HttpResponseNotAllowed,
 )
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
 
 # Our own origin only; no inline script (JavaScript lives in static files, data reaches
 # it through json_script). Inline styles are not script and stay allowed for the admin's
@@ -57,6 +58,9 @@ def secure_headers(response: HttpResponse) -> HttpResponse:
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.setdefault("X-Content-Type-Options", "nosniff")
     response.setdefault("Referrer-Policy", "same-origin")
+    # Payloads, outputs and logs stay out of the browser's cache (and its Back button
+    # after logging out), as on the admin's pages.
+    add_never_cache_headers(response)
     return response
 
 

@@ -54,14 +54,13 @@ def shown_value(inline: Any, ref: str, what: str) -> Shown:
         return Shown(
             "", f"The {what} stored at {ref} could not be read: {type(exc).__name__}: {exc}"
         )
+    cut = head.decode("utf-8", "ignore")  # a character cut in two at the end is dropped
     if not more:
         try:
             value = json.loads(head)
-        except ValueError:
-            pass
-        else:
-            return Shown(pretty(value), value=value)
-    cut = head.decode("utf-8", "ignore")  # a character cut in two at the end is dropped
+        except ValueError as exc:  # damaged, or cut short by something else
+            return Shown(cut, f"The {what} stored at {ref} is not valid JSON ({exc}).")
+        return Shown(pretty(value), value=value)
     return Shown(
         cut,
         f"The {what} is larger than {SHOWN_BYTES // 1024} KB; its first "
