@@ -207,11 +207,11 @@ def test_a_run_queued_again_while_holding_keeps_one_slot(store):
 
 def test_paused_queue_starts_nothing_until_resumed(store):
     store.set_paused("q", True)
-    assert store.is_paused("q")
+    assert store.is_paused("q") and store.paused_queues() == {"q"}
     store.enqueue([Entry("r", "q", NOW), Entry("other", "p", NOW)])
     assert claim(store) == ["other"]
     store.set_paused("q", False)
-    assert not store.is_paused("q")
+    assert not store.is_paused("q") and store.paused_queues() == set()
     assert claim(store) == ["r"]
 
 

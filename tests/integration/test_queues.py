@@ -214,6 +214,45 @@ def test_pause_and_resume_hold_when_the_store_is_unreachable(live, settings):
         reset_store_cache()
 
 
+class RolledBack(Exception):
+    pass
+
+
+def test_a_pause_or_resume_whose_transaction_rolled_back_changes_nothing(live):
+    """An ATOMIC_REQUESTS view that paused a queue and then failed: the row was rolled
+    back, the store kept the pause, every page said "not paused", runs waited for good
+    and no reconcile resumed it. A rolled-back resume likewise ran a paused queue."""
+    from django.db import transaction
+
+    from trigger_celery.coordination.factory import get_store
+    from trigger_celery.engine import recovery
+
+    store = get_store()
+    try:
+        with pytest.raises(RolledBack), transaction.atomic():
+            queues.pause("shared-1")
+            assert not store.is_paused("shared-1")  # not before the commit
+            raise RolledBack
+        assert not queues.retrieve("shared-1").paused and not store.is_paused("shared-1")
+        all_finished([tasks.trigger("shared-a", {"tag": "after-rollback", "seconds": 0.01})])
+
+        queues.pause("shared-1")
+        assert store.is_paused("shared-1")  # committed: applied
+        with pytest.raises(RolledBack), transaction.atomic():
+            queues.resume("shared-1")
+            raise RolledBack
+        assert queues.retrieve("shared-1").paused and store.is_paused("shared-1")
+
+        # A pause in the store alone (as that rolled-back one left it, by an older
+        # version): reconcile resumes it, as the database says.
+        queues.resume("shared-1")
+        store.set_paused("shared-1", True)
+        recovery.reconcile()
+        assert not store.is_paused("shared-1")
+    finally:
+        queues.resume("shared-1")
+
+
 def test_live_counts_per_queue_and_key(live):
     blocker = tasks.trigger("per-key", {"tag": "counts", "seconds": 1.0}, concurrency_key="k1")
     waiting = tasks.trigger("per-key", {"tag": "counts", "seconds": 0.05}, concurrency_key="k1")

@@ -56,7 +56,6 @@ class QueuesAPI:
 
     def resume(self, name: str) -> None:
         self._set(name, False)
-        _when_reachable(lambda: dispatch.dispatch_ready(name), name)
 
     def override_limit(self, name: str, limit: int | None) -> None:
         """Set ``name``'s concurrency limit in the database, over the code's; every
@@ -91,7 +90,10 @@ class QueuesAPI:
         _declared_or_left_behind(name)
         with write_transaction():
             QueueState.objects.update_or_create(name=name, defaults={"paused": paused})
-        _when_reachable(lambda: get_store().set_paused(name, paused), name)
+            # After the commit, as a limit's override: a pause or resume made in a
+            # transaction that rolled back (an ATOMIC_REQUESTS view that failed) changed
+            # the store all the same, and a rolled-back pause stopped the queue for good.
+            transaction.on_commit(lambda: _when_reachable(lambda: _apply(name, paused), name))
 
     def retrieve(self, name: str) -> QueueInfo:
         return self._info(name, QueueState.objects.filter(name=name).first())
@@ -151,6 +153,12 @@ def _declared_or_left_behind(
         if (state is not None and state.paused) or any(r.queued or r.executing for r in rows):
             return Queue(name)
         raise
+
+
+def _apply(name: str, paused: bool) -> None:
+    get_store().set_paused(name, paused)
+    if not paused:
+        dispatch.dispatch_ready(name)  # its waiting runs start now, not at the next pump
 
 
 def _pushed_and_dispatched(name: str) -> None:

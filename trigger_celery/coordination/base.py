@@ -138,6 +138,10 @@ class CoordinationStore(ABC):
     @abstractmethod
     def is_paused(self, queue: str) -> bool: ...
 
+    @abstractmethod
+    def paused_queues(self) -> set[str]:
+        """Every queue paused here (the reconciler compares them with the database's)."""
+
     # -- the queue --------------------------------------------------------------------
     @abstractmethod
     def enqueue(self, entries: Sequence[Entry]) -> None:

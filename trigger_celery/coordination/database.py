@@ -89,6 +89,9 @@ class DatabaseStore(CoordinationStore):
     def is_paused(self, queue: str) -> bool:
         return bool(StoreQueue.objects.filter(name=queue, paused=True).exists())
 
+    def paused_queues(self) -> set[str]:
+        return set(StoreQueue.objects.filter(paused=True).values_list("name", flat=True))
+
     # -- the queue ----------------------------------------------------------------------
     def enqueue(self, entries: Sequence[Entry]) -> None:
         if not entries:

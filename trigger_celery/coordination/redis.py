@@ -134,6 +134,9 @@ class RedisStore(CoordinationStore):
     def is_paused(self, queue: str) -> bool:
         return bool(self.client.sismember(keys.paused(self.p), queue))
 
+    def paused_queues(self) -> set[str]:
+        return set(self.client.smembers(keys.paused(self.p)))  # decode_responses: str
+
     # -- the queue ----------------------------------------------------------------------
     def enqueue(self, entries: Sequence[Entry]) -> None:
         if not entries:

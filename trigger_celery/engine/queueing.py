@@ -197,11 +197,17 @@ def enqueue(runs: Iterable[Run]) -> None:
 
 
 def configure_pauses() -> None:
-    """Make the store's paused queues those of the ``QueueState`` rows."""
+    """Make the store's paused queues those of the ``QueueState`` rows: a queue paused
+    in the store alone (no row says so) is resumed, or it would start nothing while
+    every page said it was not paused."""
     store = get_store()
-    for name, paused in QueueState.objects.values_list("name", "paused"):
+    rows = dict(QueueState.objects.values_list("name", "paused"))
+    for name, paused in rows.items():
         if store.is_paused(name) != paused:
             store.set_paused(name, paused)
+    for name in store.paused_queues() - {name for name, paused in rows.items() if paused}:
+        log.warning("queue %s was paused in the store only; resumed, as the database says", name)
+        store.set_paused(name, False)
 
 
 def adopt_active_slots(skip: set[str] | None = None) -> int:
