@@ -2,9 +2,11 @@
 
 The request that confirms a bulk action only writes the row; a background thread of
 the web process then takes the runs newest first, a chunk at a time, and records its
-progress on the row after each chunk, which the progress page polls. If that process
-goes away mid-way, the next look at the progress page picks the work up where the
-row's cursor says it stopped.
+progress on the row, which the progress page polls. If that process goes away mid-way,
+the next look at the progress page picks the work up where the row's cursor says it
+stopped. Each run's cancel or replay commits with the row's progress past it, so a
+resumed action neither does a run twice nor counts it wrong; and runs made after the
+action was confirmed (its own replays among them) are never part of it.
 
 A cancel is about the runs that have not finished yet: ``total`` counts those when the
 action is confirmed, ``done`` the runs it actually canceled, and a run that finished on
@@ -20,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from trigger_celery.core.statuses import FINAL_STATUSES
@@ -44,10 +47,14 @@ def matching(action: BulkAction) -> Any:
 
 
 def selected(action: BulkAction) -> Any:
-    """Every run ``action`` was asked about, finished or not."""
+    """Every run ``action`` was asked about, finished or not: by a filter, only the runs
+    made before it was confirmed (its own replays match the filter too)."""
     if action.run_ids:
         return Run.objects.filter(id__in=action.run_ids)
-    return RunFilters.from_query(action.filters).runs()
+    runs = RunFilters.from_query(action.filters).runs()
+    if action.created_at is not None:
+        runs = runs.filter(created_at__lte=action.created_at)
+    return runs
 
 
 def _finished(action: BulkAction) -> dict[str, Any]:
@@ -112,24 +119,36 @@ def process_chunk(action_id: int) -> bool:
     if action.cursor:
         qs = qs.filter(id__lt=action.cursor)
     ids = list(qs.values_list("id", flat=True)[: max(min(CHUNK, left), 0)])
-    done = failed = 0
     for run_id in ids:
-        try:
-            if action.action == BulkAction.Action.CANCEL:
-                # False: it finished between the query and here, nothing was canceled.
-                done += cancel_run(run_id)
-            else:
-                replay_run(run_id, {})
-                done += 1
-        except Exception as exc:  # one bad run does not stop the rest
-            log.warning("bulk %s of %s failed: %s", action.action, run_id, exc)
-            failed += 1
-    action.done += done
-    action.failed += failed
-    if ids:
-        action.cursor = ids[-1]
+        _one(action, run_id)
+    action.refresh_from_db()
     more = bool(ids) and action.done + action.failed < action.total
     if not more:
         action.finished_at = timezone.now()
-    action.save(update_fields=["done", "failed", "cursor", "finished_at", "updated_at"])
+        action.save(update_fields=["finished_at", "updated_at"])
     return more
+
+
+def _one(action: BulkAction, run_id: str) -> None:
+    """Cancel or replay one run, and move the row's progress past it in the same commit."""
+    try:
+        with transaction.atomic():
+            if action.action == BulkAction.Action.CANCEL:
+                # False: it finished between the query and here, nothing was canceled.
+                done = int(cancel_run(run_id))
+            else:
+                replay_run(run_id, {})
+                done = 1
+            _advance(action.pk, run_id, done=done)
+    except Exception as exc:  # one bad run does not stop the rest
+        log.warning("bulk %s of %s failed: %s", action.action, run_id, exc)
+        _advance(action.pk, run_id, failed=1)
+
+
+def _advance(action_id: int, run_id: str, *, done: int = 0, failed: int = 0) -> None:
+    BulkAction.objects.filter(pk=action_id).update(
+        done=F("done") + done,
+        failed=F("failed") + failed,
+        cursor=run_id,
+        updated_at=timezone.now(),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -73,6 +74,50 @@ def test_a_bulk_cancel_reports_runs_that_finished_before_their_turn_as_skipped(a
     assert (body["done"], body["failed"], body["skipped"], body["finished"]) == (3, 0, 2, True)
     page = admin_client.get(reverse("trigger_celery:bulk-detail", args=[row.pk])).content.decode()
     assert "3 done, 0 failed, 2 skipped (already finished), of 5" in page
+
+
+class ProcessDied(BaseException):
+    """The web process working the action goes away (not an error it could catch)."""
+
+
+@pytest.mark.parametrize(("action", "status"), [("replay", "COMPLETED"), ("cancel", "QUEUED")])
+def test_a_bulk_action_resumed_after_its_process_died_mid_chunk_does_each_run_once(
+    monkeypatch, action, status
+):
+    """Progress was saved once per chunk: a chunk cut off part-way was done again, so
+    its replays were made twice (and, with no cursor yet, the replays were replayed), and
+    its cancels were counted "skipped (already finished)"."""
+    for i in range(5):
+        make_run(f"run_die_{i}", status, tags=["die"])
+    filters = RunFilters.from_query(QueryDict("tag=die")).as_dict()
+    row = bulk.create(action, run_ids=[], filters=filters, user="tester")
+    real = getattr(bulk, f"{action}_run")
+    calls: list[str] = []
+
+    def dies_on_the_third_run(run_id, *args):
+        result = real(run_id, *args)
+        calls.append(run_id)
+        if len(calls) == 3:  # its work done, not yet committed
+            raise ProcessDied
+        return result
+
+    monkeypatch.setattr(bulk, f"{action}_run", dies_on_the_third_run)
+    with pytest.raises(ProcessDied):
+        bulk.process_chunk(row.pk)
+    monkeypatch.setattr(bulk, f"{action}_run", real)
+    while bulk.process_chunk(row.pk):  # the progress page resumes it
+        pass
+    row.refresh_from_db()
+    assert (row.total, row.done, row.failed, bulk.skipped(row)) == (5, 5, 0, 0)
+    originals = {f"run_die_{i}" for i in range(5)}
+    if action == "replay":
+        replayed = Counter(
+            Run.objects.exclude(replayed_from=None).values_list("replayed_from_id", flat=True)
+        )
+        assert replayed == dict.fromkeys(originals, 1)
+    else:
+        statuses = Run.objects.filter(id__in=originals).values_list("status", flat=True)
+        assert set(statuses) == {"CANCELED"}
 
 
 def test_the_timeline_of_a_delayed_run_canceled_before_its_delay_says_so(admin_client):
