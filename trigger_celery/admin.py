@@ -245,13 +245,33 @@ class RunAdmin(ReadOnlyAdmin):
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("trigger_celery.replay_run"))
 
+    def _too_many(self, request: HttpRequest, queryset: Any, verb: str, done: str) -> bool:
+        """More runs than the list counts ("Select all 1001 runs" may be 100,000): done
+        one by one in this request, they outlast any proxy's timeout. The dashboard's
+        bulk actions work them off in the background, with progress."""
+        cap = CappedCountPaginator.COUNT_CAP
+        if queryset.order_by()[: cap + 1].count() <= cap:
+            return False
+        self.message_user(
+            request,
+            f"Not {done}: the selection holds more than {cap:,} runs. Select fewer, or "
+            f"{verb} them from the dashboard's runs list (its bulk actions work in the "
+            "background and show their progress).",
+            level=messages.ERROR,
+        )
+        return True
+
     @admin.action(description="Cancel selected runs", permissions=["cancel"])
     def cancel_runs(self, request: HttpRequest, queryset: Any) -> None:
+        if self._too_many(request, queryset, "cancel", "canceled"):
+            return
         canceled = sum(cancel_run(run_id) for run_id in queryset.values_list("id", flat=True))
         self.message_user(request, f"Canceled {canceled} run(s); finished ones are unchanged.")
 
     @admin.action(description="Replay selected runs", permissions=["replay"])
     def replay_runs(self, request: HttpRequest, queryset: Any) -> None:
+        if self._too_many(request, queryset, "replay", "replayed"):
+            return
         new, refused = [], []
         for run_id in queryset.values_list("id", flat=True):
             try:  # one run that cannot be replayed (its stored payload unreadable...)
