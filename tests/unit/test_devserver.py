@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -26,3 +27,17 @@ def test_a_busy_port_stops_the_command_before_anything_starts():
         port = taken.getsockname()[1]
         with pytest.raises(CommandError, match=f"cannot serve the dashboard on 127.0.0.1:{port}"):
             call_command("trigger_dev", f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"concurrency": -3}, "--concurrency -3: use a whole number of 1 or more"),
+        ({"concurrency": 0}, "--concurrency 0: use a whole number of 1 or more"),
+        ({"loglevel": "bogus"}, "--loglevel 'bogus': use one of DEBUG, INFO"),
+    ],
+)
+def test_a_bad_option_stops_the_command_naming_it_before_anything_starts(options, said):
+    # They were a traceback (max_workers, KeyError 'BOGUS') with the dashboard already up.
+    with pytest.raises(CommandError, match=re.escape(said)):
+        call_command("trigger_dev", "127.0.0.1:1", **options)

@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trigger_celery import devserver
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Command(BaseCommand):
     help = "Run the dashboard, a worker and the scheduler in one process (development)."
@@ -14,6 +16,15 @@ class Command(BaseCommand):
         parser.add_argument("--loglevel", default="INFO")
 
     def handle(self, *args: object, **options: object) -> None:
+        # Refused before anything starts (they were a traceback once the dashboard was up).
+        concurrency = options["concurrency"]
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise CommandError(f"--concurrency {concurrency}: use a whole number of 1 or more")
+        level = str(options["loglevel"]).upper()
+        if level not in LOG_LEVELS:
+            raise CommandError(
+                f"--loglevel {options['loglevel']!r}: use one of {', '.join(LOG_LEVELS)}"
+            )
         try:
             addr, port, ipv6 = devserver.parse_addrport(str(options["addrport"]))
             devserver.check_bindable(addr, port, ipv6)
@@ -27,6 +38,6 @@ class Command(BaseCommand):
         shown = f"[{addr}]" if ipv6 else addr
         self.stdout.write(f"trigger_celery dev: dashboard on http://{shown}:{port}/trigger/")
         try:
-            devserver.run_worker(int(options["concurrency"]), str(options["loglevel"]))  # type: ignore[arg-type]
+            devserver.run_worker(concurrency, level)
         finally:
             stop.set()
