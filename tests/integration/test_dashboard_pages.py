@@ -82,6 +82,15 @@ def test_list_filters_like_runs_list(admin_client):
         + "?action=cancel&scope=filter&filter=created_from%3D0001-01-01",
     ):
         assert admin_client.get(url).status_code == 200, url
+    # East of UTC the first day begins before the first instant there is in UTC, west of
+    # it the last day ends after the last: they still bound nothing, and are no error
+    # ("'0001-01-01' is not a date or date and time").
+    for zone in ("Europe/Berlin", "America/New_York"):
+        with override_settings(TIME_ZONE=zone):
+            for edge in ("created_from=0001-01-01", "created_to=9999-12-31"):
+                body = admin_client.get(LIST_JSON + "?" + edge).json()
+                assert body["errors"] == [], (zone, edge)
+                assert {r["id"] for r in body["runs"]} == everything, (zone, edge)
 
 
 def test_a_date_range_finds_runs_by_created_at_though_their_id_time_is_a_little_off(
@@ -757,6 +766,27 @@ def test_admin_cancel_and_replay_actions_need_their_permissions(logged_in_client
     assert not Run.objects.filter(replayed_from_id=queued.id).exists()
     logged_in_client("view_run", "replay_run").post(changelist, replay)
     assert Run.objects.filter(replayed_from_id=queued.id).count() == 1
+
+
+def test_admin_actions_refuse_more_runs_than_the_list_counts(admin_client, monkeypatch):
+    """ "Select all 1001 runs" acted on every match (3,000 cancels took 100 s in one
+    request): past the cap the actions refuse and point to the dashboard's bulk ones."""
+    from trigger_celery.admin import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "COUNT_CAP", 3)
+    for i in range(4):
+        make_run(f"run_many_{i}", "QUEUED", tags=["many"])
+    changelist = reverse("admin:trigger_celery_run_changelist")
+    for action, done in (("cancel_runs", "canceled"), ("replay_runs", "replayed")):
+        data = {"action": action, "select_across": "1", "_selected_action": ["run_many_0"]}
+        page = admin_client.post(changelist + "?tag=many", data, follow=True).content.decode()
+        assert f"Not {done}: the selection holds more than 3 runs." in page, page[-3000:]
+    assert set(Run.objects.values_list("status", flat=True)) == {"QUEUED"}
+    assert not Run.objects.exclude(replayed_from=None).exists()
+    # Within the cap they act as before.
+    data = {"action": "cancel_runs", "_selected_action": ["run_many_0", "run_many_1"]}
+    admin_client.post(changelist, data)
+    assert Run.objects.filter(status="CANCELED").count() == 2
 
 
 def test_admin_run_list_counts_at_most_the_cap_and_has_no_date_hierarchy(admin_client):

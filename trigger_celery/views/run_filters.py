@@ -157,8 +157,9 @@ def _when(text: str) -> datetime | None:
         moment = timezone.make_aware(moment, timezone.get_current_timezone())
     try:
         moment is not None and moment.astimezone(UTC)
-    except OverflowError:  # past the first or last day there is: no bound on that side
-        return None
+    except OverflowError:  # past the first or last instant there is, in UTC: that bound
+        edge = datetime.min if moment is not None and moment.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
     return moment
 
 
