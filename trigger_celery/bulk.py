@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from trigger_celery.core.statuses import FINAL_STATUSES
+from trigger_celery.db import write_transaction
 from trigger_celery.engine.actions import cancel_run, replay_run
 from trigger_celery.models import BulkAction, Run
 from trigger_celery.views.run_filters import RunFilters
@@ -132,7 +133,7 @@ def process_chunk(action_id: int) -> bool:
 def _one(action: BulkAction, run_id: str) -> None:
     """Cancel or replay one run, and move the row's progress past it in the same commit."""
     try:
-        with transaction.atomic():
+        with write_transaction():  # SQLite's write lock from the start, as each call takes it
             if action.action == BulkAction.Action.CANCEL:
                 # False: it finished between the query and here, nothing was canceled.
                 done = int(cancel_run(run_id))
