@@ -4,6 +4,11 @@
 a timer, and an operator who pauses, resumes and overrides the limit of a queue - all
 from threads of this one process while a 4-process worker and a beat write to the same
 SQLite file.
+
+The debounce window is 10 s: the 50 triggers queue for SQLite's one write lock behind
+the worker, the beat and the operator, and with a 2 s window a wait that long between two
+of them (seen once in CI on a loaded 2-core machine) let the run start, so a later
+trigger made a second one, as debounce promises.
 """
 
 import json
@@ -50,7 +55,7 @@ threads = (
         threading.Thread(
             target=trigger,
             args=("slow-echo", {"n": i, "sleep": 0.01}),
-            kwargs={"debounce": {"key": "burst", "delay": "2s"}},
+            kwargs={"debounce": {"key": "burst", "delay": "10s"}},
         )
         for i in range(50)
     ]
